@@ -1,0 +1,269 @@
+"""Canonical JSON, event ids, and decoding.
+
+An event's *payload* is the dict of all its fields, optional fields omitted when ``None``,
+amounts as decimal strings. Its canonical JSON is that dict with sorted keys and no
+whitespace, strings as raw UTF-8 (orjson escapes only ``"``, ``\\`` and control characters),
+which is byte-compatible with the original implementation's golden vectors. The event id is
+``"0x" + hex(keccak256(b"ev1|" + event_type + b"|" + canonical))``.
+
+cattrs generates one specialised (un)structure function per event class, with strict hooks:
+JSON ``"5"`` is not an int and ``5`` is not a string. Every failure is a
+:class:`~chanlog.errors.DecodeError` naming the event type and the field path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+import orjson
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from chanlog.errors import DecodeError, InvalidEvent
+from chanlog.events.base import Event
+from chanlog.fields import MAX_AMOUNT
+from chanlog.hashing import keccak256
+
+__all__ = [
+    "canonical_json",
+    "canonical_json_of_payload",
+    "decode_event",
+    "decode_payload",
+    "encode_event",
+    "event_id_of",
+    "event_id_of_canonical",
+    "from_payload",
+    "to_payload",
+]
+
+E = TypeVar("E", bound=Event)
+
+_ID_PREFIX = b"ev1|"
+
+
+def _strict(expected: type, name: str) -> Callable[[Any, Any], Any]:
+    def hook(value: Any, _type: Any) -> Any:
+        if type(value) is not expected:
+            raise TypeError(f"must be {name}, got {type(value).__name__} {_short(value)}")
+        return value
+
+    return hook
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _structure_str_tuple(value: Any, _type: Any) -> tuple[str, ...]:
+    if type(value) is not list:
+        raise TypeError(f"must be a list of strings, got {type(value).__name__}")
+    for position, item in enumerate(value):
+        if type(item) is not str:
+            raise TypeError(f"[{position}] must be a string, got {type(item).__name__}")
+    return tuple(value)
+
+
+def _structure_amount(value: Any, _type: Any) -> int:
+    """Amounts travel as decimal strings; plain JSON ints are accepted on input too."""
+    if type(value) is int:
+        number = value
+    elif type(value) is str and value.isascii() and value.isdigit():
+        if len(value) > 1 and value[0] == "0":
+            raise TypeError(f"must be a decimal string without leading zeros, got {value!r}")
+        number = int(value)
+    else:
+        raise TypeError(f"must be a decimal string amount, got {_short(value)}")
+    if not 0 <= number < MAX_AMOUNT:
+        raise TypeError(f"must be in [0, 2**256), got {_short(value)}")
+    return number
+
+
+def _amount_to_str(value: int) -> str:
+    return str(value)
+
+
+_converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+_converter.register_structure_hook(int, _strict(int, "an int"))
+_converter.register_structure_hook(str, _strict(str, "a string"))
+_converter.register_structure_hook(bool, _strict(bool, "a bool"))
+_converter.register_structure_hook_func(
+    lambda type_: type_ == tuple[str, ...], _structure_str_tuple
+)
+
+_unstructurers: dict[type, Callable[[Any], dict[str, Any]]] = {}
+_structurers: dict[type, Callable[[Mapping[str, Any], Any], Any]] = {}
+
+
+def _field_overrides(cls: type, *, structure: bool) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for field in attrs.fields(cls):
+        is_amount = bool(field.metadata.get("chanlog_amount"))
+        if structure:
+            if is_amount:
+                overrides[field.name] = override(struct_hook=_structure_amount)
+        else:
+            omit = field.default is None
+            if is_amount:
+                overrides[field.name] = override(omit_if_default=omit, unstruct_hook=_amount_to_str)
+            else:
+                overrides[field.name] = override(omit_if_default=omit)
+    return overrides
+
+
+def _unstructurer(cls: type) -> Callable[[Any], dict[str, Any]]:
+    fn = _unstructurers.get(cls)
+    if fn is None:
+        fn = make_dict_unstructure_fn(cls, _converter, **_field_overrides(cls, structure=False))
+        _unstructurers[cls] = fn
+    return fn
+
+
+def _structurer(cls: type) -> Callable[[Mapping[str, Any], Any], Any]:
+    fn = _structurers.get(cls)
+    if fn is None:
+        fn = make_dict_structure_fn(
+            cls,
+            _converter,
+            _cattrs_forbid_extra_keys=True,
+            _cattrs_detailed_validation=True,
+            **_field_overrides(cls, structure=True),
+        )
+        _structurers[cls] = fn
+    return fn
+
+
+def to_payload(event: Event) -> dict[str, Any]:
+    """The event's payload: every field, ``None`` omitted, amounts as decimal strings."""
+    return _unstructurer(type(event))(event)
+
+
+def canonical_json_of_payload(payload: Mapping[str, Any]) -> bytes:
+    """Canonical JSON of a payload dict: sorted keys, no whitespace, raw UTF-8."""
+    return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+
+
+def canonical_json(event: Event) -> bytes:
+    """The canonical JSON bytes of ``event``."""
+    return orjson.dumps(_unstructurer(type(event))(event), option=orjson.OPT_SORT_KEYS)
+
+
+def event_id_of_canonical(event_type: str, canonical: bytes) -> str:
+    """The event id for an event type and its canonical JSON bytes."""
+    return "0x" + keccak256(_ID_PREFIX + event_type.encode() + b"|" + canonical).hex()
+
+
+def event_id_of(event: Event) -> str:
+    """The event id of ``event`` (prefer ``event.event_id``, which caches it)."""
+    return event_id_of_canonical(event.event_type, canonical_json(event))
+
+
+def encode_event(event: Event) -> tuple[bytes, str]:
+    """Canonical JSON and event id of ``event`` in one pass; caches the id on the event.
+
+    The returned bytes are right-sized: orjson hands back an over-allocated buffer, and a
+    log that keeps payloads must not pay for the slack.
+    """
+    canonical = memoryview(canonical_json(event)).tobytes()
+    event_id = event_id_of_canonical(event.event_type, canonical)
+    # event_id is an attrs slotted cached_property: pre-filling the slot saves a re-encode.
+    object.__setattr__(event, "event_id", event_id)
+    return canonical, event_id
+
+
+def _path_and_reason(exc: BaseException) -> tuple[str | None, str]:
+    messages = cattrs.transform_error(exc, path="$", format_exception=_format_exception)
+    first = messages[0] if messages else str(exc)
+    reason, _, where = first.rpartition(" @ ")
+    if not reason:
+        return None, first
+    path = where.removeprefix("$").removeprefix(".") or None
+    return path, reason
+
+
+def _find_invalid_event(exc: BaseException) -> InvalidEvent | None:
+    """cattrs wraps what the attrs validators raise; find our own error inside."""
+    if isinstance(exc, InvalidEvent):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find_invalid_event(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def _format_exception(exc: BaseException, _type: Any) -> str:
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        return "unknown field(s) " + ", ".join(sorted(exc.extra_fields))
+    return str(exc)
+
+
+def from_payload(cls: type[E], payload: Any, *, offset: int | None = None) -> E:
+    """Build an event of class ``cls`` from a payload mapping, strictly.
+
+    Raises:
+        DecodeError: naming the event type and the field path of the first problem.
+    """
+    event_type = cls.event_type
+    where = f" at offset {offset}" if offset is not None else ""
+    if not isinstance(payload, Mapping):
+        raise DecodeError(
+            f"{event_type}{where}: payload must be a JSON object, got {type(payload).__name__}",
+            event_type=event_type,
+            offset=offset,
+        )
+    try:
+        event: E = _structurer(cls)(payload, cls)
+    except InvalidEvent as exc:
+        raise DecodeError(
+            f"{exc}{where}", event_type=event_type, path=exc.field, offset=offset
+        ) from exc
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
+        invalid = _find_invalid_event(exc)
+        if invalid is not None:
+            raise DecodeError(
+                f"{invalid}{where}", event_type=event_type, path=invalid.field, offset=offset
+            ) from exc
+        path, reason = _path_and_reason(exc)
+        shown = f".{path}" if path else ""
+        raise DecodeError(
+            f"{event_type}{shown}{where}: {reason}", event_type=event_type, path=path, offset=offset
+        ) from exc
+    return event
+
+
+def decode_payload(data: bytes, *, event_type: str | None = None) -> Any:
+    """Parse JSON bytes, turning malformed input into :class:`DecodeError`."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(
+            f"{event_type or 'event'}: malformed JSON: {exc}", event_type=event_type
+        ) from exc
+
+
+def decode_event(
+    event_type: str,
+    data: bytes | Mapping[str, Any],
+    types: Mapping[str, type[Event]],
+    *,
+    offset: int | None = None,
+) -> Event:
+    """Decode canonical JSON bytes (or an already-parsed payload) of ``event_type``.
+
+    Raises:
+        DecodeError: unknown type, malformed JSON, missing/unknown/ill-typed field or a value
+            the event's validators refuse.
+    """
+    cls = types.get(event_type) if type(event_type) is str else None
+    if cls is None:
+        raise DecodeError(
+            f"unknown event type {event_type!r}", event_type=str(event_type), offset=offset
+        )
+    payload = decode_payload(data, event_type=event_type) if isinstance(data, bytes) else data
+    return from_payload(cls, payload, offset=offset)

@@ -1,0 +1,90 @@
+"""Every hook chanlog calls (pluggy project name ``chanlog``).
+
+A plugin is any object or module with functions marked ``@chanlog.hookimpl`` whose names
+match these specifications. Third-party packages expose one through an entry point in the
+group ``chanlog``::
+
+    [project.entry-points.chanlog]
+    my_plugin = "my_package.plugin"
+
+The registration hooks take a ``register`` callback instead of returning values, so the host
+knows which plugin registered which name and can refuse a duplicate naming both plugins. The
+built-in event types, projections, snapshot policies, serializers and backends are registered
+through these same hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from chanlog.events.base import Event
+    from chanlog.store import EventStore
+
+__all__ = ["hookimpl", "hookspec"]
+
+hookspec = pluggy.HookspecMarker("chanlog")
+hookimpl = pluggy.HookimplMarker("chanlog")
+
+
+@hookspec
+def chanlog_register_event_types(register: Callable[[type[Event]], None]) -> None:
+    """Register event classes.
+
+    Call ``register(cls)`` once per class. ``cls`` is a frozen, slotted, kw-only attrs
+    subclass of :class:`chanlog.Event` with a unique ``event_type`` wire name and its
+    ``stream_fields``. Its events are then validated, encoded, stored and read like built-ins.
+    """
+
+
+@hookspec
+def chanlog_register_projections(register: Callable[[str, Callable[[], Any]], None]) -> None:
+    """Register projections.
+
+    Call ``register(name, factory)``; ``factory()`` returns a new object implementing
+    :class:`chanlog.projections.Projection`. Built-ins: ``objective``, ``channel``, ``messages``.
+    """
+
+
+@hookspec
+def chanlog_register_snapshot_policies(
+    register: Callable[[str, Callable[..., Any]], None],
+) -> None:
+    """Register snapshot policies.
+
+    Call ``register(name, factory)``; ``factory(**options)`` returns an object implementing
+    :class:`chanlog.snapshots.SnapshotPolicy`. Built-ins: ``every-n-events``, ``never``.
+    """
+
+
+@hookspec
+def chanlog_register_serializers(register: Callable[[str, Callable[[], Any]], None]) -> None:
+    """Register payload serializers.
+
+    Call ``register(name, factory)``; ``factory()`` returns a
+    :class:`chanlog.serializers.Serializer`. Built-in: ``json``. Event ids stay defined on
+    canonical JSON whatever the serializer.
+    """
+
+
+@hookspec
+def chanlog_register_backends(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register storage backends.
+
+    Call ``register(name, factory)``; ``factory(**options)`` returns a
+    :class:`chanlog.backends.Backend`, configured from the ``[backend]`` table of chanlog.toml.
+    Built-ins: ``memory``, ``sqlite``. A backend should pass :mod:`chanlog.testing`.
+    """
+
+
+@hookspec
+def chanlog_store_opened(store: EventStore) -> None:
+    """Called once a store is open and its projections are up to date."""
+
+
+@hookspec
+def chanlog_store_closing(store: EventStore) -> None:
+    """Called when a store starts closing, before its backend is released."""

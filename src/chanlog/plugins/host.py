@@ -1,0 +1,263 @@
+"""The plugin host: one pluggy manager, the built-ins, the entry points, and the registries
+they fill.
+
+Registries are built lazily and rebuilt when a plugin is added or removed at runtime. Each
+registration hook implementation is called on its own, so every registered name is
+attributed to the plugin that registered it; two plugins registering one name is a
+:class:`~chanlog.errors.PluginError` that names both.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+import attrs
+import pluggy
+
+from chanlog.errors import PluginError
+from chanlog.events.base import Event
+from chanlog.plugins import hookspecs
+
+__all__ = [
+    "BUILTIN_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "Contribution",
+    "PluginHost",
+    "default_host",
+    "reset_default_host",
+]
+
+ENTRY_POINT_GROUP = "chanlog"
+
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "chanlog.plugins.builtin_events",
+    "chanlog.plugins.builtin_storage",
+)
+"""Modules registered as plugins before any entry point, in this order."""
+
+KINDS = ("event_types", "projections", "snapshot_policies", "serializers", "backends")
+
+
+@attrs.frozen
+class Contribution:
+    """One name one plugin registered: ``kind`` is one of the registry names."""
+
+    plugin: str
+    kind: str
+    name: str
+
+
+def _env_list(name: str) -> frozenset[str] | None:
+    raw = os.environ.get(name)
+    if raw is None:
+        return None
+    return frozenset(part.strip() for part in raw.split(",") if part.strip())
+
+
+class PluginHost:
+    """A pluggy plugin manager plus the registries its plugins filled.
+
+    Args:
+        load_entry_points: load third-party plugins from the ``chanlog`` entry-point group,
+            filtered by ``CHANLOG_LOAD_PLUGINS`` (allow-list, comma separated) and
+            ``CHANLOG_DISABLE_PLUGINS`` (block-list).
+        builtins: the built-in plugin modules to register first.
+    """
+
+    def __init__(
+        self, *, load_entry_points: bool = True, builtins: Iterable[str] = BUILTIN_PLUGINS
+    ) -> None:
+        self.manager = pluggy.PluginManager("chanlog")
+        self.manager.add_hookspecs(hookspecs)
+        self._lock = threading.RLock()
+        self._registries: dict[str, dict[str, Any]] | None = None
+        self._contributions: list[Contribution] = []
+        self.entry_point_errors: list[str] = []
+        for module_name in builtins:
+            module = importlib.import_module(module_name)
+            self.manager.register(module, name=module_name)
+        if load_entry_points:
+            self._load_entry_points()
+
+    def _load_entry_points(self) -> None:
+        allowed = _env_list("CHANLOG_LOAD_PLUGINS")
+        blocked = _env_list("CHANLOG_DISABLE_PLUGINS") or frozenset()
+        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+            if allowed is not None and entry_point.name not in allowed:
+                continue
+            if entry_point.name in blocked or self.manager.get_plugin(entry_point.name):
+                continue
+            try:
+                plugin = entry_point.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {entry_point.name!r} ({entry_point.value}) failed to load: {exc}"
+                ) from exc
+            self.register(plugin, name=entry_point.name)
+
+    def register(self, plugin: object, name: str | None = None) -> str:
+        """Register a plugin object or module at runtime; return its name.
+
+        The registries are rebuilt on next use, so a duplicate name surfaces as a
+        :class:`PluginError` then (and the plugin is unregistered again).
+        """
+        with self._lock:
+            try:
+                registered = self.manager.register(plugin, name=name)
+            except ValueError as exc:
+                raise PluginError(f"cannot register plugin {name or plugin!r}: {exc}") from exc
+            if registered is None:  # pragma: no cover - pluggy returns None only when blocked
+                raise PluginError(f"plugin {name or plugin!r} is blocked")
+            self._registries = None
+            try:
+                self._build()
+            except PluginError:
+                self.manager.unregister(name=registered)
+                self._registries = None
+                raise
+            return registered
+
+    def unregister(self, name: str) -> None:
+        """Remove a plugin by name."""
+        with self._lock:
+            if self.manager.get_plugin(name) is None:
+                raise PluginError(f"no plugin named {name!r} is registered")
+            self.manager.unregister(name=name)
+            self._registries = None
+
+    def plugin_names(self) -> list[str]:
+        """Names of every registered plugin, built-ins first."""
+        return [name for name, _ in self.manager.list_name_plugin()]
+
+    @property
+    def hook(self) -> Any:
+        """The pluggy hook relay (``host.hook.chanlog_store_opened(store=...)``)."""
+        return self.manager.hook
+
+    def contributions(self) -> list[Contribution]:
+        """Everything every plugin registered, in registration order."""
+        self._get()
+        return list(self._contributions)
+
+    def _get(self) -> dict[str, dict[str, Any]]:
+        registries = self._registries
+        if registries is None:
+            with self._lock:
+                registries = self._registries or self._build()
+        return registries
+
+    def _build(self) -> dict[str, dict[str, Any]]:
+        registries: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+        owners: dict[tuple[str, str], str] = {}
+        contributions: list[Contribution] = []
+
+        def collect(kind: str, hook_name: str, adapt: Callable[..., tuple[str, Any]]) -> None:
+            hook = getattr(self.manager.hook, hook_name)
+            # pluggy calls later-registered plugins first; reverse for registration order.
+            for impl in reversed(hook.get_hookimpls()):
+                plugin_name = impl.plugin_name
+
+                def register(*args: Any, _plugin: str = plugin_name) -> None:
+                    name, value = adapt(*args)
+                    owner = owners.get((kind, name))
+                    if owner is not None:
+                        raise PluginError(
+                            f"{kind[:-1].replace('_', ' ')} {name!r} is registered twice: "
+                            f"by plugin {owner!r} and by plugin {_plugin!r}"
+                        )
+                    owners[(kind, name)] = _plugin
+                    registries[kind][name] = value
+                    contributions.append(Contribution(_plugin, kind, name))
+
+                impl.function(register=register)
+
+        collect("event_types", "chanlog_register_event_types", _adapt_event_type)
+        collect("projections", "chanlog_register_projections", _adapt_named)
+        collect("snapshot_policies", "chanlog_register_snapshot_policies", _adapt_named)
+        collect("serializers", "chanlog_register_serializers", _adapt_named)
+        collect("backends", "chanlog_register_backends", _adapt_named)
+        self._contributions = contributions
+        self._registries = registries
+        return registries
+
+    @property
+    def event_types(self) -> Mapping[str, type[Event]]:
+        """Wire name → event class."""
+        return self._get()["event_types"]
+
+    @property
+    def projections(self) -> Mapping[str, Callable[[], Any]]:
+        """Projection name → factory."""
+        return self._get()["projections"]
+
+    @property
+    def snapshot_policies(self) -> Mapping[str, Callable[..., Any]]:
+        """Snapshot policy name → factory."""
+        return self._get()["snapshot_policies"]
+
+    @property
+    def serializers(self) -> Mapping[str, Callable[[], Any]]:
+        """Serializer name → factory."""
+        return self._get()["serializers"]
+
+    @property
+    def backends(self) -> Mapping[str, Callable[..., Any]]:
+        """Backend name → factory."""
+        return self._get()["backends"]
+
+    def lookup(self, kind: str, name: str) -> Any:
+        """Find a registered ``name`` of ``kind``; a clear :class:`PluginError` lists the
+        installed names when it is missing."""
+        registry = self._get()[kind]
+        try:
+            return registry[name]
+        except KeyError:
+            installed = ", ".join(sorted(registry)) or "none"
+            raise PluginError(
+                f"no {kind[:-1].replace('_', ' ')} named {name!r}; installed: {installed}"
+            ) from None
+
+
+def _adapt_event_type(cls: Any) -> tuple[str, Any]:
+    if not (isinstance(cls, type) and issubclass(cls, Event)) or not attrs.has(cls):
+        raise PluginError(f"an event type must be an attrs subclass of chanlog.Event, got {cls!r}")
+    name = getattr(cls, "event_type", None)
+    if not isinstance(name, str) or not name:
+        raise PluginError(f"event class {cls.__name__} has no event_type wire name")
+    return name, cls
+
+
+def _adapt_named(name: Any, factory: Any) -> tuple[str, Any]:
+    if not isinstance(name, str) or not name:
+        raise PluginError(f"a registered name must be a non-empty string, got {name!r}")
+    if not callable(factory):
+        raise PluginError(f"{name!r}: the registered factory must be callable, got {factory!r}")
+    return name, factory
+
+
+_default: PluginHost | None = None
+_default_lock = threading.Lock()
+
+
+def default_host() -> PluginHost:
+    """The process-wide host (built-ins plus entry points), created on first use."""
+    global _default
+    host = _default
+    if host is None:
+        with _default_lock:
+            host = _default
+            if host is None:
+                host = _default = PluginHost()
+    return host
+
+
+def reset_default_host() -> None:
+    """Forget the process-wide host, so the next use reloads plugins (tests, env changes)."""
+    global _default
+    with _default_lock:
+        _default = None

@@ -1,0 +1,594 @@
+"""The event store: validated, idempotent, atomic appends; streamed reads; notifications."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from chanlog import codec
+from chanlog.backends.base import Backend, WriteTransaction
+from chanlog.backends.memory import MemoryBackend
+from chanlog.errors import (
+    ChanlogError,
+    ConcurrencyError,
+    DecodeError,
+    IntegrityError,
+    InvalidArgument,
+    InvalidEvent,
+    InvalidTransition,
+    NotFound,
+)
+from chanlog.events.base import Event
+from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next, keccak256
+from chanlog.plugins.host import PluginHost, default_host
+from chanlog.projections.base import Projection, ProjectionStage
+from chanlog.records import RecordedEvent, StoredRecord
+from chanlog.serializers import Serializer
+from chanlog.signals import event_appended, store_closing, store_opened
+from chanlog.subscriptions import Subscription
+
+__all__ = ["EventStore"]
+
+logger = logging.getLogger("chanlog.store")
+
+_Encoded = tuple[Event, bytes, str, bytes]
+
+
+class EventStore:
+    """An append-only, tamper-evident event log with inline projections.
+
+    Args:
+        backend: where records live; a new :class:`~chanlog.backends.memory.MemoryBackend`
+            when omitted.
+        plugins: the plugin host providing event types, projections and serializers; the
+            process-wide :func:`~chanlog.plugins.default_host` when omitted.
+        serializer: a serializer name or instance for payloads at rest (default ``"json"``).
+        projections: names of the projections to fold inline (default: every registered one).
+            ``[]`` disables validation of transitions.
+
+    The store is thread-safe. Use it as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        backend: Backend | None = None,
+        *,
+        plugins: PluginHost | None = None,
+        serializer: Serializer | str | None = None,
+        projections: Iterable[str] | None = None,
+    ) -> None:
+        self._host = plugins or default_host()
+        self._backend: Backend = backend if backend is not None else MemoryBackend()
+        self._serializer = self._resolve_serializer(serializer)
+        self._types = self._host.event_types
+        names = list(self._host.projections) if projections is None else list(projections)
+        self._projections: dict[str, Projection] = {
+            name: self._host.lookup("projections", name)() for name in names
+        }
+        self._lock = threading.RLock()
+        self._known = 0
+        self._outbox: deque[RecordedEvent] = deque()
+        self._delivering = threading.Lock()
+        self._subscriptions: list[Subscription] = []
+        self._watcher: threading.Thread | None = None
+        self._closed = False
+        self._closing = threading.Event()
+        with self._lock:
+            self._bootstrap()
+        self._host.hook.chanlog_store_opened(store=self)
+        store_opened.send(self)
+
+    # -- configuration -------------------------------------------------------------------
+
+    def _resolve_serializer(self, serializer: Serializer | str | None) -> Serializer:
+        if serializer is None:
+            serializer = "json"
+        if isinstance(serializer, str):
+            instance: Serializer = self._host.lookup("serializers", serializer)()
+            return instance
+        return serializer
+
+    @property
+    def backend(self) -> Backend:
+        """The storage backend."""
+        return self._backend
+
+    @property
+    def serializer(self) -> Serializer:
+        """The payload serializer."""
+        return self._serializer
+
+    @property
+    def plugins(self) -> PluginHost:
+        """The plugin host this store resolves names with."""
+        return self._host
+
+    @property
+    def projections(self) -> Mapping[str, Projection]:
+        """The inline projections, by name."""
+        return dict(self._projections)
+
+    def projection(self, name: str) -> Projection:
+        """One inline projection; :class:`NotFound` when it is not enabled."""
+        try:
+            return self._projections[name]
+        except KeyError:
+            enabled = ", ".join(sorted(self._projections)) or "none"
+            raise NotFound(f"projection {name!r} is not enabled (enabled: {enabled})") from None
+
+    # -- opening -------------------------------------------------------------------------
+
+    def _bootstrap(self) -> None:
+        """Fold what the backend already holds, so the projections describe the log."""
+        self._fold_committed(self._backend.head().length, notify=False)
+
+    def _fold_committed(self, end: int, *, notify: bool) -> None:
+        """Fold records ``[known, end)`` written by someone else (another process, or an
+        earlier run) into the projections; deliver them when ``notify``."""
+        start = self._known
+        if end <= start:
+            return
+        for stored in self._backend.read(start, end):
+            record = self._decode(stored)
+            for projection in self._projections.values():
+                stage = projection.stage()
+                stage.apply(record.event, record.offset)
+                stage.commit()
+            self._known = record.offset + 1
+            if notify:
+                self._outbox.append(record)
+
+    # -- appending -----------------------------------------------------------------------
+
+    def append(self, event: Event, *, expected_version: int | None = None) -> int:
+        """Append one event; return its offset.
+
+        Re-appending an event whose id is already in the log returns the existing offset,
+        writes nothing and notifies no one.
+
+        Args:
+            expected_version: when given, the number of events the event's primary stream
+                must hold before this append (0: the entity must be new).
+
+        Raises:
+            InvalidEvent: not a registered event type.
+            InvalidTransition: the projections refuse it (nothing is written).
+            ConcurrencyError: ``expected_version`` does not match (nothing is written).
+            StorageError: the backend failed (nothing is written).
+        """
+        expected: dict[str, int] | None = None
+        if expected_version is not None:
+            expected = {self._primary_stream(event, 0): expected_version}
+        return self._append([event], expected, batch=False)[0]
+
+    def append_batch(
+        self,
+        events: Sequence[Event],
+        *,
+        expected_versions: Mapping[str, int] | None = None,
+    ) -> list[int]:
+        """Append events atomically: all are committed, in order, or none is.
+
+        Args:
+            expected_versions: entity id → number of events its stream must hold before the
+                batch.
+
+        Raises:
+            InvalidEvent, InvalidTransition: naming the index of the first failing event.
+            ConcurrencyError: a stream's version does not match.
+        """
+        events = list(events)
+        expected = None
+        if expected_versions:
+            expected = {stream.lower(): version for stream, version in expected_versions.items()}
+        return self._append(events, expected, batch=True)
+
+    def _primary_stream(self, event: Event, index: int) -> str:
+        self._check_event(event, index, batch=False)
+        streams = event.streams
+        if not streams:
+            raise InvalidEvent(
+                f"{event.event_type} belongs to no entity stream; expected_version cannot apply",
+                event_type=event.event_type,
+                rule="expected_version needs an entity stream",
+            )
+        return streams[0]
+
+    def _check_event(self, event: object, index: int, *, batch: bool) -> None:
+        where = f"batch[{index}]: " if batch else ""
+        if not isinstance(event, Event):
+            raise InvalidEvent(
+                f"{where}expected a chanlog Event, got {type(event).__name__}",
+                index=index if batch else None,
+                rule="must be a chanlog.Event",
+            )
+        registered = self._types.get(event.event_type)
+        if registered is not type(event):
+            self._types = self._host.event_types  # a plugin may have been added since
+            registered = self._types.get(event.event_type)
+        if registered is not type(event):
+            raise InvalidEvent(
+                f"{where}event type {event.event_type!r} ({type(event).__name__}) "
+                "is not registered with this store's plugins",
+                event_type=event.event_type,
+                index=index if batch else None,
+                rule="event type must be registered",
+            )
+
+    def _encode(self, events: Sequence[Event], *, batch: bool) -> list[_Encoded]:
+        encoded: list[_Encoded] = []
+        for index, event in enumerate(events):
+            self._check_event(event, index, batch=batch)
+            canonical, event_id = codec.encode_event(event)
+            encoded.append((event, canonical, event_id, bytes.fromhex(event_id[2:])))
+        return encoded
+
+    def _append(
+        self, events: list[Event], expected: dict[str, int] | None, *, batch: bool
+    ) -> list[int]:
+        if self._closed:
+            raise ChanlogError("the store is closed")
+        if not events:
+            return []
+        encoded = self._encode(events, batch=batch)
+        with self._lock:
+            with self._backend.write() as transaction:
+                head = transaction.head
+                if head.length != self._known:
+                    self._fold_committed(head.length, notify=True)
+                offsets, new_records, new_events, stages = self._stage(
+                    transaction, encoded, expected, batch
+                )
+                if new_records:
+                    transaction.append(new_records)
+            # Committed: only now do the projections and subscribers learn of it.
+            for stage in stages:
+                stage.commit()
+            for record, event in zip(new_records, new_events, strict=True):
+                self._outbox.append(
+                    RecordedEvent(
+                        record.offset, event.event_id, event, "0x" + record.chain_hash.hex()
+                    )
+                )
+            if new_records:
+                self._known = new_records[-1].offset + 1
+        self._deliver()
+        return offsets
+
+    def _stage(
+        self,
+        transaction: WriteTransaction,
+        encoded: list[_Encoded],
+        expected: dict[str, int] | None,
+        batch: bool,
+    ) -> tuple[list[int], list[StoredRecord], list[Event], list[ProjectionStage]]:
+        """Check and stage ``encoded`` inside the write transaction: idempotency, expected
+        versions, projections. Returns every event's offset, the new records with their
+        events, and the projection stages to commit once the backend has."""
+        head = transaction.head
+        existing: list[int | None] = [transaction.find(item[3]) for item in encoded]
+        offsets: list[int] = []
+        new_records: list[StoredRecord] = []
+        new_events: list[Event] = []
+        if all(offset is not None for offset in existing):
+            return [offset for offset in existing if offset is not None], [], [], []
+        if expected:
+            for stream, version in expected.items():
+                actual = transaction.stream_version(stream)
+                if actual != version:
+                    raise ConcurrencyError(
+                        f"stream {stream} is at version {actual}, expected {version}",
+                        stream=stream,
+                        expected=version,
+                        actual=actual,
+                    )
+        stages = [projection.stage() for projection in self._projections.values()]
+        serializer = self._serializer
+        in_batch: dict[bytes, int] = {}
+        offset = head.length
+        chain = head.chain_hash
+        for index, (event, canonical, _, raw_id) in enumerate(encoded):
+            known = existing[index]
+            if known is None:
+                known = in_batch.get(raw_id)
+            if known is not None:
+                offsets.append(known)
+                continue
+            try:
+                for stage in stages:
+                    stage.apply(event, offset)
+            except InvalidTransition as exc:
+                raise (exc.at_index(index) if batch else exc) from None
+            chain = chain_next(chain, raw_id)
+            payload = (
+                canonical if serializer.canonical else serializer.dumps(codec.to_payload(event))
+            )
+            new_records.append(
+                StoredRecord(offset, raw_id, event.event_type, event.streams, payload, chain)
+            )
+            new_events.append(event)
+            in_batch[raw_id] = offset
+            offsets.append(offset)
+            offset += 1
+        return offsets, new_records, new_events, stages
+
+    # -- notification --------------------------------------------------------------------
+
+    def _deliver(self) -> None:
+        """Drain the outbox in offset order. Whichever thread holds the delivery lock
+        delivers everything queued, so records reach receivers in offset order even when
+        many threads append; a callback that appends does not deadlock (its record is
+        delivered by the loop already running)."""
+        outbox = self._outbox
+        while outbox:
+            if not self._delivering.acquire(blocking=False):
+                return
+            try:
+                while outbox:
+                    self._notify(outbox.popleft())
+            finally:
+                self._delivering.release()
+
+    def _notify(self, record: RecordedEvent) -> None:
+        if not event_appended.receivers:
+            return
+        for receiver in event_appended.receivers_for(self):
+            try:
+                receiver(self, record=record)
+            except Exception:
+                logger.exception(
+                    "event-appended receiver %r failed on offset %d", receiver, record.offset
+                )
+
+    def subscribe(
+        self,
+        callback: Callable[[RecordedEvent], Any],
+        from_offset: int | None = None,
+        *,
+        name: str | None = None,
+    ) -> Subscription:
+        """Deliver records to ``callback`` in offset order, each exactly once.
+
+        With ``from_offset`` the subscription first catches up from the log, then goes live,
+        with no gap and no duplicate even while other threads append. Without it, delivery
+        starts with the next committed record. The callback is held strongly until the
+        subscription is closed; one that raises is isolated (see :class:`Subscription`).
+        """
+        if from_offset is not None and (type(from_offset) is not int or from_offset < 0):
+            raise InvalidArgument(f"from_offset must be a non-negative int, got {from_offset!r}")
+        subscription = Subscription(self, callback, from_offset or 0, name)
+        if from_offset is not None:
+            # Most of the catch-up runs without blocking live delivery to others...
+            subscription._catch_up(self._known)
+        with self._delivering:
+            # ...and the last stretch under the delivery lock, so nothing slips between.
+            known = self._known
+            if from_offset is None:
+                subscription.next_offset = known
+            else:
+                subscription._catch_up(known)
+            event_appended.connect(subscription, sender=self, weak=False)
+            self._subscriptions.append(subscription)
+        self._deliver()
+        if self._backend.shared:
+            self._start_watcher()
+        return subscription
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        event_appended.disconnect(subscription, sender=self)
+        if subscription in self._subscriptions:
+            self._subscriptions.remove(subscription)
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        """The active subscriptions."""
+        return list(self._subscriptions)
+
+    def refresh(self) -> int:
+        """Fold and deliver records other processes appended to a shared backend; return
+        the new length. A no-op for a backend only this store writes to."""
+        with self._lock:
+            self._fold_committed(self._backend.head().length, notify=True)
+            known = self._known
+        self._deliver()
+        return known
+
+    def _start_watcher(self) -> None:
+        with self._lock:
+            if self._watcher is not None:
+                return
+            self._watcher = threading.Thread(
+                target=self._watch, name="chanlog-watcher", daemon=True
+            )
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._closing.is_set():
+            try:
+                if self._backend.wait(self._known, 0.5):
+                    self.refresh()
+            except ChanlogError:
+                if self._closing.is_set():
+                    return
+                logger.exception("watching the shared log failed; retrying")
+                self._closing.wait(1.0)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._backend.head().length if self._backend.shared else self._known
+
+    def __iter__(self) -> Iterator[RecordedEvent]:
+        return self.read_from(0)
+
+    def read_from(self, offset: int) -> Iterator[RecordedEvent]:
+        """Records from ``offset`` to the end of the log (as long as it is when the iteration
+        reaches it), streamed."""
+        self._check_offset("offset", offset)
+        return self._read(offset, None)
+
+    def read_range(self, start: int, end: int) -> Iterator[RecordedEvent]:
+        """Records with ``start <= offset < end``; ``end`` is clamped to the length, and the
+        result is empty when ``start >= len(store)``.
+
+        Raises:
+            InvalidArgument: a negative bound, or ``start > end``.
+        """
+        self._check_offset("start", start)
+        self._check_offset("end", end)
+        if start > end:
+            raise InvalidArgument(f"start ({start}) must not exceed end ({end})")
+        return self._read(start, end)
+
+    def _read(self, start: int, end: int | None) -> Iterator[RecordedEvent]:
+        stop = len(self) if end is None else min(end, len(self))
+        for stored in self._backend.read(start, stop):
+            yield self._decode(stored)
+
+    def read_stream(
+        self, entity_id: str, start: int = 0, end: int | None = None
+    ) -> Iterator[RecordedEvent]:
+        """The records of one entity (objective, channel or message), in offset order,
+        optionally limited to offsets ``[start, end)``. Reads only that entity's records."""
+        if type(entity_id) is not str:
+            raise InvalidArgument(f"entity_id must be a string, got {type(entity_id).__name__}")
+        self._check_offset("start", start)
+        if end is not None:
+            self._check_offset("end", end)
+        for stored in self._backend.read_stream(entity_id.lower(), start, end):
+            yield self._decode(stored)
+
+    def stream_version(self, entity_id: str) -> int:
+        """How many events the entity's stream holds (what ``expected_version`` compares)."""
+        return self._backend.stream_version(entity_id.lower())
+
+    def get(self, event_id: str) -> RecordedEvent:
+        """The record with this event id; :class:`NotFound` when absent."""
+        try:
+            raw = bytes.fromhex(event_id.removeprefix("0x"))
+        except (ValueError, AttributeError):
+            raise InvalidArgument(f"not an event id: {event_id!r}") from None
+        offset = self._backend.find(raw)
+        if offset is None:
+            raise NotFound(f"no event with id {event_id}")
+        return next(self._read(offset, offset + 1))
+
+    @staticmethod
+    def _check_offset(name: str, value: int) -> None:
+        if type(value) is not int or value < 0:
+            raise InvalidArgument(f"{name} must be a non-negative int, got {value!r}")
+
+    def _decode(self, stored: StoredRecord) -> RecordedEvent:
+        event_type = stored.event_type
+        cls = self._types.get(event_type)
+        if cls is None:
+            self._types = self._host.event_types
+            cls = self._types.get(event_type)
+        if cls is None:
+            raise DecodeError(
+                f"offset {stored.offset}: event type {event_type!r} is not registered "
+                "(is the plugin that defines it installed?)",
+                event_type=event_type,
+                offset=stored.offset,
+            )
+        try:
+            payload = self._serializer.loads(stored.payload)
+        except DecodeError as exc:
+            raise DecodeError(
+                f"offset {stored.offset}: {exc}", event_type=event_type, offset=stored.offset
+            ) from exc
+        event = codec.from_payload(cls, payload, offset=stored.offset)
+        return RecordedEvent(
+            stored.offset, "0x" + stored.event_id.hex(), event, "0x" + stored.chain_hash.hex()
+        )
+
+    # -- integrity -----------------------------------------------------------------------
+
+    def verify(self, progress: Callable[[int, int], Any] | None = None) -> int:
+        """Recompute every event id from its stored payload and every chain hash; return the
+        number of records checked.
+
+        Args:
+            progress: called as ``progress(done, total)`` every 1,000 records and at the end.
+
+        Raises:
+            IntegrityError: naming the first offset whose id, chain hash or position does
+                not match (a log edited outside chanlog).
+        """
+        total = len(self)
+        chain = GENESIS_CHAIN_HASH
+        serializer = self._serializer
+        expected_offset = 0
+        for stored in self._backend.read(0, total):
+            offset = expected_offset
+            if stored.offset != offset:
+                raise IntegrityError(
+                    f"offset {offset}: record missing (next stored record is at {stored.offset})",
+                    offset=offset,
+                )
+            try:
+                canonical = (
+                    stored.payload
+                    if serializer.canonical
+                    else codec.canonical_json_of_payload(serializer.loads(stored.payload))
+                )
+            except DecodeError as exc:
+                raise IntegrityError(
+                    f"offset {offset}: payload unreadable: {exc}", offset=offset
+                ) from exc
+            computed = keccak256(b"ev1|" + stored.event_type.encode() + b"|" + canonical)
+            if computed != stored.event_id:
+                raise IntegrityError(
+                    f"offset {offset}: event id does not match its payload "
+                    f"(stored 0x{stored.event_id.hex()}, computed 0x{computed.hex()})",
+                    offset=offset,
+                )
+            chain = chain_next(chain, computed)
+            if chain != stored.chain_hash:
+                raise IntegrityError(f"offset {offset}: chain hash does not match", offset=offset)
+            expected_offset += 1
+            if progress is not None and expected_offset % 1000 == 0:
+                progress(expected_offset, total)
+        if expected_offset != total:
+            raise IntegrityError(
+                f"offset {expected_offset}: log ends early ({expected_offset} of {total} records)",
+                offset=expected_offset,
+            )
+        if progress is not None:
+            progress(total, total)
+        return total
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return self._closed
+
+    def close(self) -> None:
+        """Close subscriptions and the backend. Idempotent."""
+        if self._closed:
+            return
+        self._host.hook.chanlog_store_closing(store=self)
+        store_closing.send(self)
+        self._closing.set()
+        with self._lock:
+            self._closed = True
+            for subscription in list(self._subscriptions):
+                subscription.close()
+            watcher = self._watcher
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(timeout=5)
+        self._backend.close()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<EventStore backend={self._backend.name} length={len(self)}>"

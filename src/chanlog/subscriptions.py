@@ -1,0 +1,120 @@
+"""Subscriptions: in-order delivery of records to a callback, with catch-up from the log."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from chanlog.records import RecordedEvent
+
+if TYPE_CHECKING:
+    from chanlog.store import EventStore
+
+__all__ = ["DeliveryFailure", "Subscription"]
+
+logger = logging.getLogger("chanlog.subscriptions")
+
+MAX_KEPT_FAILURES = 100
+
+
+@attrs.frozen
+class DeliveryFailure:
+    """A callback raised while handling the record at ``offset``."""
+
+    offset: int
+    error: BaseException
+
+
+class Subscription:
+    """Delivers every record from ``next_offset`` on to ``callback``, exactly once, in order.
+
+    The store connects it to the ``event-appended`` signal (strongly: it stays connected until
+    :meth:`close`). Live records that arrive ahead of ``next_offset`` (the subscription missed
+    some while catching up) are preceded by the missing ones read from the log, so there is
+    never a gap; records already delivered are skipped, so there is never a duplicate.
+
+    A callback that raises is isolated: the failure is logged, kept in :attr:`failures` (the
+    last 100) and counted in :attr:`failure_count`, and delivery goes on with the next record.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        callback: Callable[[RecordedEvent], Any],
+        next_offset: int,
+        name: str | None = None,
+    ) -> None:
+        self._store = store
+        self.callback = callback
+        self.name = name or getattr(callback, "__qualname__", repr(callback))
+        self.next_offset = next_offset
+        self.delivered = 0
+        self.failure_count = 0
+        self.failures: deque[DeliveryFailure] = deque(maxlen=MAX_KEPT_FAILURES)
+        self._active = True
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        """False once closed."""
+        return self._active
+
+    @property
+    def failed(self) -> bool:
+        """True when the callback has raised at least once."""
+        return self.failure_count > 0
+
+    def __call__(self, sender: Any, *, record: RecordedEvent) -> None:
+        """Receive a live record (blinker receiver protocol)."""
+        if not self._active or record.offset < self.next_offset:
+            return
+        with self._lock:
+            if record.offset > self.next_offset:
+                for missed in self._store.read_range(self.next_offset, record.offset):
+                    self._call(missed)
+            if record.offset == self.next_offset:
+                self._call(record)
+
+    def _catch_up(self, end: int) -> None:
+        with self._lock:
+            if self.next_offset < end:
+                for record in self._store.read_range(self.next_offset, end):
+                    if not self._active:
+                        return
+                    self._call(record)
+
+    def _call(self, record: RecordedEvent) -> None:
+        try:
+            self.callback(record)
+        except Exception as exc:
+            self.failure_count += 1
+            self.failures.append(DeliveryFailure(record.offset, exc))
+            logger.exception(
+                "subscriber %s failed on offset %d (%s)",
+                self.name,
+                record.offset,
+                record.event_type,
+            )
+        self.delivered += 1
+        self.next_offset = record.offset + 1
+
+    def close(self) -> None:
+        """Stop delivery and disconnect from the store. Idempotent."""
+        if self._active:
+            self._active = False
+            self._store._unsubscribe(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "active" if self._active else "closed"
+        return f"<Subscription {self.name} next_offset={self.next_offset} {state}>"
