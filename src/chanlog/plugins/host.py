@@ -37,6 +37,8 @@ ENTRY_POINT_GROUP = "chanlog"
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "chanlog.plugins.builtin_events",
     "chanlog.plugins.builtin_storage",
+    "chanlog.plugins.builtin_projections",
+    "chanlog.plugins.builtin_snapshots",
 )
 """Modules registered as plugins before any entry point, in this order."""
 

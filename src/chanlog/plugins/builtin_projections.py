@@ -1,0 +1,3 @@
+"""Built-in plugin: the ``objective``, ``channel`` and ``messages`` projections."""
+
+from __future__ import annotations
