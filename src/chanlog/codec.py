@@ -29,6 +29,7 @@ from chanlog.hashing import keccak256
 __all__ = [
     "canonical_json",
     "canonical_json_of_payload",
+    "decode_envelope",
     "decode_event",
     "decode_payload",
     "encode_event",
@@ -267,3 +268,36 @@ def decode_event(
         )
     payload = decode_payload(data, event_type=event_type) if isinstance(data, bytes) else data
     return from_payload(cls, payload, offset=offset)
+
+
+def decode_envelope(
+    envelope: Any, types: Mapping[str, type[Event]], *, offset: int | None = None
+) -> Event:
+    """Decode ``{"type": wire name, "payload": {...}}`` (the import/export line format).
+
+    An optional ``"event_id"`` key must match the id computed from the payload: a line whose
+    payload was altered after export is refused rather than silently given a new identity.
+    Other keys written by ``chanlog export`` (``offset``, ``chain_hash``) are ignored.
+    """
+    if not isinstance(envelope, Mapping):
+        raise DecodeError(
+            f"an event envelope must be a JSON object, got {type(envelope).__name__}",
+            offset=offset,
+        )
+    event_type = envelope.get("type")
+    if type(event_type) is not str:
+        raise DecodeError('an event envelope needs a string "type"', path="type", offset=offset)
+    if "payload" not in envelope:
+        raise DecodeError(
+            f'{event_type}: the envelope has no "payload"', event_type=event_type, path="payload"
+        )
+    event = decode_event(event_type, envelope["payload"], types, offset=offset)
+    claimed = envelope.get("event_id")
+    if claimed is not None and claimed != event.event_id:
+        raise DecodeError(
+            f"{event_type}: event_id {claimed!r} does not match the payload ({event.event_id})",
+            event_type=event_type,
+            path="event_id",
+            offset=offset,
+        )
+    return event

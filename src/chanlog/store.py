@@ -64,6 +64,7 @@ class EventStore:
         self._backend: Backend = backend if backend is not None else MemoryBackend()
         self._serializer = self._resolve_serializer(serializer)
         self._types = self._host.event_types
+        self._types_generation = self._host.generation
         names = list(self._host.projections) if projections is None else list(projections)
         self._projections: dict[str, Projection] = {
             name: self._host.lookup("projections", name)() for name in names
@@ -143,8 +144,10 @@ class EventStore:
 
     # -- appending -----------------------------------------------------------------------
 
-    def append(self, event: Event, *, expected_version: int | None = None) -> int:
-        """Append one event; return its offset.
+    def append(
+        self, event: Event | Mapping[str, Any], *, expected_version: int | None = None
+    ) -> int:
+        """Append one event (or a ``{"type", "payload"}`` envelope); return its offset.
 
         Re-appending an event whose id is already in the log returns the existing offset,
         writes nothing and notifies no one.
@@ -161,16 +164,18 @@ class EventStore:
         """
         expected: dict[str, int] | None = None
         if expected_version is not None:
-            expected = {self._primary_stream(event, 0): expected_version}
+            expected = {self._primary_stream(event): expected_version}
         return self._append([event], expected, batch=False)[0]
 
     def append_batch(
         self,
-        events: Sequence[Event],
+        events: Sequence[Event | Mapping[str, Any]],
         *,
         expected_versions: Mapping[str, int] | None = None,
     ) -> list[int]:
         """Append events atomically: all are committed, in order, or none is.
+
+        Items may be events or ``{"type", "payload"}`` envelopes (decoded strictly).
 
         Args:
             expected_versions: entity id → number of events its stream must hold before the
@@ -186,8 +191,8 @@ class EventStore:
             expected = {stream.lower(): version for stream, version in expected_versions.items()}
         return self._append(events, expected, batch=True)
 
-    def _primary_stream(self, event: Event, index: int) -> str:
-        self._check_event(event, index, batch=False)
+    def _primary_stream(self, item: Event | Mapping[str, Any]) -> str:
+        event = self._as_event(item, 0, batch=False)
         streams = event.streams
         if not streams:
             raise InvalidEvent(
@@ -197,37 +202,55 @@ class EventStore:
             )
         return streams[0]
 
-    def _check_event(self, event: object, index: int, *, batch: bool) -> None:
+    def _as_event(self, item: object, index: int, *, batch: bool) -> Event:
+        """Accept an event, or a ``{"type", "payload"}`` envelope decoded strictly; refuse
+        anything else or an event type this store's plugins did not register."""
         where = f"batch[{index}]: " if batch else ""
-        if not isinstance(event, Event):
+        position = index if batch else None
+        if isinstance(item, Mapping):
+            try:
+                return codec.decode_envelope(item, self._host.event_types)
+            except DecodeError as exc:
+                raise InvalidEvent(
+                    f"{where}{exc}",
+                    event_type=exc.event_type,
+                    field=exc.path,
+                    rule="payload must decode",
+                    index=position,
+                ) from exc
+        if not isinstance(item, Event):
             raise InvalidEvent(
-                f"{where}expected a chanlog Event, got {type(event).__name__}",
-                index=index if batch else None,
+                f"{where}expected a chanlog Event or an envelope, got {type(item).__name__}",
+                index=position,
                 rule="must be a chanlog.Event",
             )
-        registered = self._types.get(event.event_type)
-        if registered is not type(event):
-            self._types = self._host.event_types  # a plugin may have been added since
-            registered = self._types.get(event.event_type)
-        if registered is not type(event):
+        if self._types_generation != self._host.generation:
+            self._refresh_types()
+        if self._types.get(item.event_type) is not type(item):
             raise InvalidEvent(
-                f"{where}event type {event.event_type!r} ({type(event).__name__}) "
+                f"{where}event type {item.event_type!r} ({type(item).__name__}) "
                 "is not registered with this store's plugins",
-                event_type=event.event_type,
-                index=index if batch else None,
+                event_type=item.event_type,
+                index=position,
                 rule="event type must be registered",
             )
+        return item
 
-    def _encode(self, events: Sequence[Event], *, batch: bool) -> list[_Encoded]:
+    def _refresh_types(self) -> None:
+        """Pick up event types plugins added or removed since this store last looked."""
+        self._types_generation = self._host.generation
+        self._types = self._host.event_types
+
+    def _encode(self, items: Sequence[object], *, batch: bool) -> list[_Encoded]:
         encoded: list[_Encoded] = []
-        for index, event in enumerate(events):
-            self._check_event(event, index, batch=batch)
+        for index, item in enumerate(items):
+            event = self._as_event(item, index, batch=batch)
             canonical, event_id = codec.encode_event(event)
             encoded.append((event, canonical, event_id, bytes.fromhex(event_id[2:])))
         return encoded
 
     def _append(
-        self, events: list[Event], expected: dict[str, int] | None, *, batch: bool
+        self, events: list[Any], expected: dict[str, int] | None, *, batch: bool
     ) -> list[int]:
         if self._closed:
             raise ChanlogError("the store is closed")
@@ -483,10 +506,9 @@ class EventStore:
 
     def _decode(self, stored: StoredRecord) -> RecordedEvent:
         event_type = stored.event_type
+        if self._types_generation != self._host.generation:
+            self._refresh_types()
         cls = self._types.get(event_type)
-        if cls is None:
-            self._types = self._host.event_types
-            cls = self._types.get(event_type)
         if cls is None:
             raise DecodeError(
                 f"offset {stored.offset}: event type {event_type!r} is not registered "

@@ -79,7 +79,9 @@ class PluginHost:
         self._lock = threading.RLock()
         self._registries: dict[str, dict[str, Any]] | None = None
         self._contributions: list[Contribution] = []
-        self.entry_point_errors: list[str] = []
+        self.generation = 0
+        """Incremented whenever a plugin is added or removed, so holders of registry
+        snapshots (stores) can tell theirs is stale without rebuilding it per call."""
         for module_name in builtins:
             module = importlib.import_module(module_name)
             self.manager.register(module, name=module_name)
@@ -116,11 +118,13 @@ class PluginHost:
             if registered is None:  # pragma: no cover - pluggy returns None only when blocked
                 raise PluginError(f"plugin {name or plugin!r} is blocked")
             self._registries = None
+            self.generation += 1
             try:
                 self._build()
             except PluginError:
                 self.manager.unregister(name=registered)
                 self._registries = None
+                self.generation += 1
                 raise
             return registered
 
@@ -131,6 +135,7 @@ class PluginHost:
                 raise PluginError(f"no plugin named {name!r} is registered")
             self.manager.unregister(name=name)
             self._registries = None
+            self.generation += 1
 
     def plugin_names(self) -> list[str]:
         """Names of every registered plugin, built-ins first."""
@@ -160,8 +165,9 @@ class PluginHost:
 
         def collect(kind: str, hook_name: str, adapt: Callable[..., tuple[str, Any]]) -> None:
             hook = getattr(self.manager.hook, hook_name)
-            # pluggy calls later-registered plugins first; reverse for registration order.
-            for impl in reversed(hook.get_hookimpls()):
+            # get_hookimpls() lists plugins in registration order (pluggy *calls* them in
+            # reverse); the first to register a name owns it.
+            for impl in hook.get_hookimpls():
                 plugin_name = impl.plugin_name
 
                 def register(*args: Any, _plugin: str = plugin_name) -> None:
