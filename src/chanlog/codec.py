@@ -33,6 +33,7 @@ __all__ = [
     "decode_event",
     "decode_payload",
     "encode_event",
+    "encode_event_raw",
     "event_id_of",
     "event_id_of_canonical",
     "from_payload",
@@ -162,16 +163,23 @@ def event_id_of(event: Event) -> str:
 
 
 def encode_event(event: Event) -> tuple[bytes, str]:
-    """Canonical JSON and event id of ``event`` in one pass; caches the id on the event.
+    """Canonical JSON and event id of ``event`` in one pass; caches the id on the event."""
+    canonical, event_id, _ = encode_event_raw(event)
+    return canonical, event_id
+
+
+def encode_event_raw(event: Event) -> tuple[bytes, str, bytes]:
+    """Like :func:`encode_event`, also returning the raw 32-byte id (what backends store).
 
     The returned bytes are right-sized: orjson hands back an over-allocated buffer, and a
     log that keeps payloads must not pay for the slack.
     """
     canonical = memoryview(canonical_json(event)).tobytes()
-    event_id = event_id_of_canonical(event.event_type, canonical)
+    digest = keccak256(_ID_PREFIX + event.event_type.encode() + b"|" + canonical)
+    event_id = "0x" + digest.hex()
     # event_id is an attrs slotted cached_property: pre-filling the slot saves a re-encode.
     object.__setattr__(event, "event_id", event_id)
-    return canonical, event_id
+    return canonical, event_id, digest
 
 
 def _path_and_reason(exc: BaseException) -> tuple[str | None, str]:

@@ -34,7 +34,7 @@ __all__ = ["EventStore"]
 
 logger = logging.getLogger("chanlog.store")
 
-_Encoded = tuple[Event, bytes, str, bytes]
+_Encoded = tuple[Event, bytes, bytes]
 
 
 class EventStore:
@@ -245,8 +245,8 @@ class EventStore:
         encoded: list[_Encoded] = []
         for index, item in enumerate(items):
             event = self._as_event(item, index, batch=batch)
-            canonical, event_id = codec.encode_event(event)
-            encoded.append((event, canonical, event_id, bytes.fromhex(event_id[2:])))
+            canonical, _, raw_id = codec.encode_event_raw(event)
+            encoded.append((event, canonical, raw_id))
         return encoded
 
     def _append(
@@ -270,15 +270,21 @@ class EventStore:
             # Committed: only now do the projections and subscribers learn of it.
             for stage in stages:
                 stage.commit()
-            for record, event in zip(new_records, new_events, strict=True):
-                self._outbox.append(
-                    RecordedEvent(
-                        record.offset, event.event_id, event, "0x" + record.chain_hash.hex()
-                    )
-                )
             if new_records:
                 self._known = new_records[-1].offset + 1
-        self._deliver()
+                # Checked after _known moved: subscribe() reads _known and connects under
+                # this same lock, so a new subscriber either sees the record in the log or
+                # is connected by now.
+                if event_appended.receivers:
+                    outbox = self._outbox
+                    for record, event in zip(new_records, new_events, strict=True):
+                        outbox.append(
+                            RecordedEvent(
+                                record.offset, event.event_id, event, "0x" + record.chain_hash.hex()
+                            )
+                        )
+        if self._outbox:
+            self._deliver()
         return offsets
 
     def _stage(
@@ -292,7 +298,7 @@ class EventStore:
         versions, projections. Returns every event's offset, the new records with their
         events, and the projection stages to commit once the backend has."""
         head = transaction.head
-        existing: list[int | None] = [transaction.find(item[3]) for item in encoded]
+        existing: list[int | None] = [transaction.find(item[2]) for item in encoded]
         offsets: list[int] = []
         new_records: list[StoredRecord] = []
         new_events: list[Event] = []
@@ -313,7 +319,7 @@ class EventStore:
         in_batch: dict[bytes, int] = {}
         offset = head.length
         chain = head.chain_hash
-        for index, (event, canonical, _, raw_id) in enumerate(encoded):
+        for index, (event, canonical, raw_id) in enumerate(encoded):
             known = existing[index]
             if known is None:
                 known = in_batch.get(raw_id)
@@ -386,8 +392,9 @@ class EventStore:
         if from_offset is not None:
             # Most of the catch-up runs without blocking live delivery to others...
             subscription._catch_up(self._known)
-        with self._delivering:
-            # ...and the last stretch under the delivery lock, so nothing slips between.
+        # ...and the last stretch under the delivery lock and the append lock, so no record
+        # can be committed between reading the length and connecting.
+        with self._delivering, self._lock:
             known = self._known
             if from_offset is None:
                 subscription.next_offset = known

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -57,7 +56,6 @@ class Subscription:
         self.failure_count = 0
         self.failures: deque[DeliveryFailure] = deque(maxlen=MAX_KEPT_FAILURES)
         self._active = True
-        self._lock = threading.Lock()
 
     @property
     def active(self) -> bool:
@@ -71,22 +69,21 @@ class Subscription:
 
     def __call__(self, sender: Any, *, record: RecordedEvent) -> None:
         """Receive a live record (blinker receiver protocol)."""
+        # The store calls receivers under its delivery lock, one record at a time, so no
+        # lock is needed here.
         if not self._active or record.offset < self.next_offset:
             return
-        with self._lock:
-            if record.offset > self.next_offset:
-                for missed in self._store.read_range(self.next_offset, record.offset):
-                    self._call(missed)
-            if record.offset == self.next_offset:
-                self._call(record)
+        if record.offset > self.next_offset:
+            for missed in self._store.read_range(self.next_offset, record.offset):
+                self._call(missed)
+        self._call(record)
 
     def _catch_up(self, end: int) -> None:
-        with self._lock:
-            if self.next_offset < end:
-                for record in self._store.read_range(self.next_offset, end):
-                    if not self._active:
-                        return
-                    self._call(record)
+        if self.next_offset < end:
+            for record in self._store.read_range(self.next_offset, end):
+                if not self._active:
+                    return
+                self._call(record)
 
     def _call(self, record: RecordedEvent) -> None:
         try:

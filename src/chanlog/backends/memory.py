@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 from chanlog.errors import ConfigError
@@ -16,12 +15,28 @@ __all__ = ["MemoryBackend"]
 
 
 class _MemoryTransaction:
+    """The writer lock and the staged records of one write; a context manager."""
+
     __slots__ = ("_backend", "_pending", "head")
 
     def __init__(self, backend: MemoryBackend) -> None:
         self._backend = backend
         self._pending: list[StoredRecord] = []
-        self.head = backend.head()
+
+    def __enter__(self) -> _MemoryTransaction:
+        self._backend._lock.acquire()
+        self.head = self._backend.head()
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        backend = self._backend
+        try:
+            if exc_type is None and self._pending:
+                self._commit()
+                if backend._waiters:
+                    backend._grew.notify_all()
+        finally:
+            backend._lock.release()
 
     def find(self, event_id: bytes) -> int | None:
         return self._backend._by_id.get(event_id)
@@ -73,6 +88,7 @@ class MemoryBackend:
         self._snapshots: dict[int, StoredSnapshot] = {}
         self._lock = threading.RLock()
         self._grew = threading.Condition(self._lock)
+        self._waiters = 0
 
     def head(self) -> Head:
         records = self._records
@@ -81,14 +97,8 @@ class MemoryBackend:
         last = records[-1]
         return Head(last.offset + 1, last.chain_hash)
 
-    @contextmanager
-    def write(self) -> Iterator[_MemoryTransaction]:
-        with self._lock:
-            transaction = _MemoryTransaction(self)
-            yield transaction
-            transaction._commit()
-            if transaction._pending:
-                self._grew.notify_all()
+    def write(self) -> _MemoryTransaction:
+        return _MemoryTransaction(self)
 
     def read(self, start: int, end: int) -> Iterator[StoredRecord]:
         records = self._records
@@ -133,7 +143,11 @@ class MemoryBackend:
 
     def wait(self, length: int, timeout: float) -> bool:
         with self._grew:
-            return self._grew.wait_for(lambda: len(self._records) > length, timeout)
+            self._waiters += 1
+            try:
+                return self._grew.wait_for(lambda: len(self._records) > length, timeout)
+            finally:
+                self._waiters -= 1
 
     def close(self) -> None:
         """Nothing to release; the records stay readable."""
