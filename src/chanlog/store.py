@@ -22,6 +22,7 @@ from chanlog.errors import (
     NotFound,
 )
 from chanlog.events.base import Event
+from chanlog.fastdecode import Mismatch, trusted_decoder
 from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next, keccak256
 from chanlog.plugins.host import PluginHost, default_host
 from chanlog.projections.base import Projection, ProjectionStage
@@ -35,6 +36,7 @@ __all__ = ["EventStore"]
 logger = logging.getLogger("chanlog.store")
 
 _Encoded = tuple[Event, bytes, bytes]
+_UNSET = object()
 
 
 class EventStore:
@@ -65,6 +67,7 @@ class EventStore:
         self._serializer = self._resolve_serializer(serializer)
         self._types = self._host.event_types
         self._types_generation = self._host.generation
+        self._fast_decoders: dict[type, object] = {}
         names = list(self._host.projections) if projections is None else list(projections)
         self._projections: dict[str, Projection] = {
             name: self._host.lookup("projections", name)() for name in names
@@ -529,10 +532,22 @@ class EventStore:
             raise DecodeError(
                 f"offset {stored.offset}: {exc}", event_type=event_type, offset=stored.offset
             ) from exc
-        event = codec.from_payload(cls, payload, offset=stored.offset)
-        return RecordedEvent(
-            stored.offset, "0x" + stored.event_id.hex(), event, "0x" + stored.chain_hash.hex()
-        )
+        event_id = "0x" + stored.event_id.hex()
+        fast = self._fast_decoders.get(cls, _UNSET)
+        if fast is _UNSET:
+            fast = self._fast_decoders[cls] = trusted_decoder(cls)
+        event: Event | None = None
+        if fast is not None and type(payload) is dict:
+            try:
+                event = fast(payload)  # type: ignore[operator]
+            except Mismatch:
+                event = None
+            else:
+                # The id is known: spare the event from re-encoding itself to learn it.
+                object.__setattr__(event, "event_id", event_id)
+        if event is None:
+            event = codec.from_payload(cls, payload, offset=stored.offset)
+        return RecordedEvent(stored.offset, event_id, event, "0x" + stored.chain_hash.hex())
 
     # -- integrity -----------------------------------------------------------------------
 

@@ -1,0 +1,140 @@
+"""The fast read path agrees with the strict decoder and falls back to it on surprises."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chanlog import (
+    DecodeError,
+    Event,
+    EventStore,
+    MemoryBackend,
+    StoredRecord,
+    codec,
+    fields,
+)
+from chanlog.events import BUILTIN_EVENT_TYPES
+from chanlog.fastdecode import Mismatch, trusted_decoder
+from chanlog_strategies import any_event
+
+
+@settings(max_examples=300)
+@given(event=any_event)
+def test_fast_decoder_equals_strict_decoder(event: Event) -> None:
+    decoder = trusted_decoder(type(event))
+    assert decoder is not None
+    payload = codec.to_payload(event)
+    fast = decoder(payload)
+    assert fast == event
+    assert type(fast) is type(event)
+    assert fast.canonical_json() == event.canonical_json()
+
+
+def test_every_builtin_type_has_a_fast_decoder() -> None:
+    assert all(trusted_decoder(cls) is not None for cls in BUILTIN_EVENT_TYPES)
+
+
+@settings(max_examples=300)
+@given(event=any_event, data=st.data())
+def test_any_shape_change_is_a_mismatch(event: Event, data: st.DataObject) -> None:
+    decoder = trusted_decoder(type(event))
+    assert decoder is not None
+    payload: dict[str, Any] = codec.to_payload(event)
+    change = data.draw(st.sampled_from(["drop", "extra", "retype", "null"]))
+    key = data.draw(st.sampled_from(sorted(payload)))
+    if change == "drop":
+        del payload[key]
+        if attrs.fields_dict(type(event))[key].default is None:
+            # An optional field may be absent: that is a valid payload, not a surprise.
+            assert decoder(payload) == attrs.evolve(event, **{key: None})
+            return
+    elif change == "extra":
+        payload["unexpected"] = 1
+    elif change == "retype":
+        payload[key] = [payload[key]] if not isinstance(payload[key], list) else "x"
+    else:
+        payload[key] = None
+    with pytest.raises(Mismatch):
+        decoder(payload)
+
+
+def test_amounts_must_be_canonical_decimal_strings() -> None:
+    from chanlog.events import WithdrawCompleted
+
+    decoder = trusted_decoder(WithdrawCompleted)
+    assert decoder is not None
+    base = {
+        "channel_id": "0x" + "ab" * 32,
+        "block_num": 1,
+        "tx_index": 0,
+        "recipient": "0x" + "cd" * 20,
+        "asset": "0x" + "00" * 20,
+        "timestamp_ms": 0,
+        "event_version": 1,
+    }
+    assert decoder(base | {"amount": "0"}).amount == 0  # type: ignore[attr-defined]
+    assert decoder(base | {"amount": str(2**255)}).amount == 2**255  # type: ignore[attr-defined]
+    for odd in ("007", "-1", " 1", "1_000", 5, "٣"):
+        with pytest.raises(Mismatch):
+            decoder(base | {"amount": odd})
+
+
+def test_plugin_types_beyond_primitives_decode_strictly() -> None:
+    @attrs.define(frozen=True, slots=True, kw_only=True)
+    class Weird(Event):
+        event_type: ClassVar[str] = "weird"
+        ratio: float = attrs.field(default=0.5)
+
+    assert trusted_decoder(Weird) is None
+
+
+def test_store_reads_fall_back_to_the_strict_decoder() -> None:
+    backend = MemoryBackend()
+    store = EventStore(backend, projections=[])
+    from chanlog_samples import make_signed
+
+    store.append_batch([make_signed(0), make_signed(1)])
+    original = backend._records[1]
+    # A payload that is valid JSON but not what the log writes: the strict decoder explains.
+    backend._records[1] = StoredRecord(
+        original.offset,
+        original.event_id,
+        original.event_type,
+        original.streams,
+        original.payload.replace(b'"turn_num":1', b'"turn_num":"1"'),
+        original.chain_hash,
+    )
+    records = store.read_from(0)
+    assert next(records).offset == 0
+    with pytest.raises(DecodeError) as info:
+        next(records)
+    assert info.value.offset == 1
+    assert info.value.path == "turn_num"
+    # Garbage bytes are a DecodeError naming the offset too.
+    backend._records[1] = StoredRecord(
+        original.offset,
+        original.event_id,
+        original.event_type,
+        original.streams,
+        b"\xff not json",
+        original.chain_hash,
+    )
+    with pytest.raises(DecodeError, match="offset 1"):
+        list(store.read_from(1))
+
+
+def test_records_read_back_carry_their_id_without_reencoding() -> None:
+    from chanlog_samples import make_signed
+
+    store = EventStore(projections=[])
+    event = make_signed(3)
+    store.append(event)
+    record = next(iter(store))
+    assert record.event is not event
+    assert record.event.event_id == event.event_id == record.event_id
+    assert fields.MAX_AMOUNT == 2**256
