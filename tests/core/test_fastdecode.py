@@ -14,7 +14,6 @@ from chanlog import (
     Event,
     EventStore,
     MemoryBackend,
-    StoredRecord,
     codec,
     fields,
 )
@@ -99,16 +98,9 @@ def test_store_reads_fall_back_to_the_strict_decoder() -> None:
     from chanlog_samples import make_signed
 
     store.append_batch([make_signed(0), make_signed(1)])
-    original = backend._records[1]
+    original = backend._payloads[1]
     # A payload that is valid JSON but not what the log writes: the strict decoder explains.
-    backend._records[1] = StoredRecord(
-        original.offset,
-        original.event_id,
-        original.event_type,
-        original.streams,
-        original.payload.replace(b'"turn_num":1', b'"turn_num":"1"'),
-        original.chain_hash,
-    )
+    backend._payloads[1] = original.replace(b'"turn_num":1', b'"turn_num":"1"')
     records = store.read_from(0)
     assert next(records).offset == 0
     with pytest.raises(DecodeError) as info:
@@ -116,14 +108,7 @@ def test_store_reads_fall_back_to_the_strict_decoder() -> None:
     assert info.value.offset == 1
     assert info.value.path == "turn_num"
     # Garbage bytes are a DecodeError naming the offset too.
-    backend._records[1] = StoredRecord(
-        original.offset,
-        original.event_id,
-        original.event_type,
-        original.streams,
-        b"\xff not json",
-        original.chain_hash,
-    )
+    backend._payloads[1] = b"\xff not json"
     with pytest.raises(DecodeError, match="offset 1"):
         list(store.read_from(1))
 

@@ -221,31 +221,28 @@ def test_get_by_event_id(store: EventStore, signed: Signed) -> None:
 
 
 def test_verify_detects_tampering_in_memory(signed: Signed) -> None:
-    from chanlog import StoredRecord
-
     backend = MemoryBackend()
     store = EventStore(backend, projections=[])
     store.append_batch([signed(t) for t in range(5)])
     progress: list[tuple[int, int]] = []
     assert store.verify(progress=lambda done, total: progress.append((done, total))) == 5
     assert progress[-1] == (5, 5)
-    original = backend._records[3]
-    backend._records[3] = StoredRecord(
-        original.offset,
-        original.event_id,
-        original.event_type,
-        original.streams,
-        original.payload.replace(b'"turn_num":3', b'"turn_num":4'),
-        original.chain_hash,
-    )
-    with pytest.raises(IntegrityError) as info:
+    payloads = backend._payloads
+    original = payloads[3]
+    payloads[3] = original.replace(b'"turn_num":3', b'"turn_num":4')
+    with pytest.raises(IntegrityError, match="does not match its payload") as info:
         store.verify()
     assert info.value.offset == 3
-    backend._records[3] = original
-    backend._records[1], backend._records[2] = backend._records[2], backend._records[1]
+    payloads[3] = original
+    payloads[1], payloads[2] = payloads[2], payloads[1]
     with pytest.raises(IntegrityError) as info:
         store.verify()
     assert info.value.offset == 1
+    payloads[1], payloads[2] = payloads[2], payloads[1]
+    backend._chains[64] ^= 1  # the chain hash of offset 2
+    with pytest.raises(IntegrityError, match="chain hash") as info:
+        store.verify()
+    assert info.value.offset == 2
 
 
 def test_constructor_options(signed: Signed) -> None:

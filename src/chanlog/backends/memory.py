@@ -32,7 +32,7 @@ class _MemoryTransaction:
         backend = self._backend
         try:
             if exc_type is None and self._pending:
-                self._commit()
+                backend._commit(self._pending)
                 if backend._waiters:
                     backend._grew.notify_all()
         finally:
@@ -42,35 +42,19 @@ class _MemoryTransaction:
         return self._backend._by_id.get(event_id)
 
     def stream_version(self, stream: str) -> int:
-        offsets = self._backend._streams.get(stream)
-        return 0 if offsets is None else len(offsets)
+        return self._backend.stream_version(stream)
 
     def append(self, records: Sequence[StoredRecord]) -> None:
         self._pending.extend(records)
 
-    def _commit(self) -> None:
-        backend = self._backend
-        records = backend._records
-        by_id = backend._by_id
-        streams = backend._streams
-        for record in self._pending:
-            if record.offset != len(records):
-                raise AssertionError("memory backend: non-contiguous offset")  # store bug
-            records.append(record)
-            by_id[record.event_id] = record.offset
-            for stream in record.streams:
-                offsets = streams.get(stream)
-                if offsets is None:
-                    streams[stream] = [record.offset]
-                else:
-                    offsets.append(record.offset)
-
 
 class MemoryBackend:
-    """Records in a Python list, indexed by event id and by stream.
+    """Records kept as compact columns, indexed by event id and by stream.
 
-    Records keep only compact bytes (the serialized payload and 32-byte digests); events
-    are decoded when read.
+    A log held in memory should cost about what its payloads cost, so records are not kept as
+    objects: payloads sit in a list, event ids and chain hashes are packed 32 bytes apiece into
+    two bytearrays, the type is a one-byte index, and records of one entity share one interned
+    tuple of stream keys. :class:`~chanlog.records.StoredRecord` objects are built on read.
     """
 
     name = "memory"
@@ -82,7 +66,14 @@ class MemoryBackend:
                 "memory backend takes no options, got " + ", ".join(sorted(options)),
                 key="backend." + sorted(options)[0],
             )
-        self._records: list[StoredRecord] = []
+        self._payloads: list[bytes] = []
+        self._ids = bytearray()
+        self._chains = bytearray()
+        self._type_codes = bytearray()
+        self._type_names: list[str] = []
+        self._type_index: dict[str, int] = {}
+        self._stream_keys: list[tuple[str, ...]] = []
+        self._interned: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._by_id: dict[bytes, int] = {}
         self._streams: dict[str, list[int]] = {}
         self._snapshots: dict[int, StoredSnapshot] = {}
@@ -90,22 +81,64 @@ class MemoryBackend:
         self._grew = threading.Condition(self._lock)
         self._waiters = 0
 
+    def __len__(self) -> int:
+        return len(self._payloads)
+
     def head(self) -> Head:
-        records = self._records
-        if not records:
+        length = len(self._payloads)
+        if not length:
             return Head(0, GENESIS_CHAIN_HASH)
-        last = records[-1]
-        return Head(last.offset + 1, last.chain_hash)
+        return Head(length, bytes(self._chains[-32:]))
 
     def write(self) -> _MemoryTransaction:
         return _MemoryTransaction(self)
 
+    def _commit(self, pending: Sequence[StoredRecord]) -> None:
+        for record in pending:
+            offset = len(self._payloads)
+            if record.offset != offset:
+                raise AssertionError("memory backend: non-contiguous offset")  # a store bug
+            code = self._type_index.get(record.event_type)
+            if code is None:
+                code = self._intern_type(record.event_type)
+            streams = self._interned.setdefault(record.streams, record.streams)
+            self._payloads.append(record.payload)
+            self._ids += record.event_id
+            self._chains += record.chain_hash
+            self._type_codes.append(code)
+            self._stream_keys.append(streams)
+            self._by_id[record.event_id] = offset
+            for stream in streams:
+                offsets = self._streams.get(stream)
+                if offsets is None:
+                    self._streams[stream] = [offset]
+                else:
+                    offsets.append(offset)
+
+    def _intern_type(self, event_type: str) -> int:
+        code = len(self._type_names)
+        if code > 255:
+            raise ConfigError("memory backend: more than 256 event types in one log")
+        self._type_names.append(event_type)
+        self._type_index[event_type] = code
+        return code
+
+    def _record(self, offset: int) -> StoredRecord:
+        start = offset * 32
+        return StoredRecord(
+            offset,
+            bytes(self._ids[start : start + 32]),
+            self._type_names[self._type_codes[offset]],
+            self._stream_keys[offset],
+            self._payloads[offset],
+            bytes(self._chains[start : start + 32]),
+        )
+
     def read(self, start: int, end: int) -> Iterator[StoredRecord]:
-        records = self._records
-        end = min(end, len(records))
-        # Index one at a time rather than slicing: a large read must not copy the log.
+        end = min(end, len(self._payloads))
+        # One record at a time rather than a slice: a large read must not copy the log.
         for offset in range(start, end):
-            yield records[offset]
+            yield self._record(offset)
 
     def read_stream(
         self, stream: str, start: int = 0, end: int | None = None
@@ -113,7 +146,6 @@ class MemoryBackend:
         offsets = self._streams.get(stream)
         if not offsets:
             return
-        records = self._records
         # Offsets only ever grow, so bisect finds the start; walking by index to the length
         # seen now neither copies the index nor trips over concurrent appends.
         position = bisect_left(offsets, start)
@@ -122,7 +154,7 @@ class MemoryBackend:
             offset = offsets[position]
             if end is not None and offset >= end:
                 return
-            yield records[offset]
+            yield self._record(offset)
             position += 1
 
     def find(self, event_id: bytes) -> int | None:
@@ -145,7 +177,7 @@ class MemoryBackend:
         with self._grew:
             self._waiters += 1
             try:
-                return self._grew.wait_for(lambda: len(self._records) > length, timeout)
+                return self._grew.wait_for(lambda: len(self._payloads) > length, timeout)
             finally:
                 self._waiters -= 1
 
