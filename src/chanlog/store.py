@@ -26,9 +26,12 @@ from chanlog.fastdecode import Mismatch, trusted_decoder
 from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next, keccak256
 from chanlog.plugins.host import PluginHost, default_host
 from chanlog.projections.base import Projection, ProjectionStage
-from chanlog.records import RecordedEvent, StoredRecord
+from chanlog.reconstruct import StateReconstructor
+from chanlog.records import RecordedEvent, StoredRecord, StoredSnapshot
 from chanlog.serializers import Serializer
 from chanlog.signals import event_appended, store_closing, store_opened
+from chanlog.snapshots.manager import SnapshotManager
+from chanlog.snapshots.policies import SnapshotPolicy
 from chanlog.subscriptions import Subscription
 
 __all__ = ["EventStore"]
@@ -50,6 +53,9 @@ class EventStore:
         serializer: a serializer name or instance for payloads at rest (default ``"json"``).
         projections: names of the projections to fold inline (default: every registered one).
             ``[]`` disables validation of transitions.
+        snapshot_policy: a snapshot policy name (``"every-n-events"``, ``"never"``, or a
+            plugin's) or instance; asked after every commit whether to snapshot. Default
+            ``"never"``: snapshots are then taken only by :meth:`snapshot`.
 
     The store is thread-safe. Use it as a context manager, or call :meth:`close`.
     """
@@ -61,6 +67,7 @@ class EventStore:
         plugins: PluginHost | None = None,
         serializer: Serializer | str | None = None,
         projections: Iterable[str] | None = None,
+        snapshot_policy: SnapshotPolicy | str | None = None,
     ) -> None:
         self._host = plugins or default_host()
         self._backend: Backend = backend if backend is not None else MemoryBackend()
@@ -80,6 +87,11 @@ class EventStore:
         self._watcher: threading.Thread | None = None
         self._closed = False
         self._closing = threading.Event()
+        self._snapshot_policy = self._resolve_snapshot_policy(snapshot_policy)
+        self._snapshots = SnapshotManager(self)
+        self._reconstructor = StateReconstructor(self)
+        self._last_snapshot_offset: int | None = None
+        self._snapshotting = False
         with self._lock:
             self._bootstrap()
         self._host.hook.chanlog_store_opened(store=self)
@@ -94,6 +106,33 @@ class EventStore:
             instance: Serializer = self._host.lookup("serializers", serializer)()
             return instance
         return serializer
+
+    def _resolve_snapshot_policy(self, policy: SnapshotPolicy | str | None) -> SnapshotPolicy:
+        if policy is None:
+            policy = "never"
+        if isinstance(policy, str):
+            instance: SnapshotPolicy = self._host.lookup("snapshot_policies", policy)()
+            return instance
+        if not callable(getattr(policy, "should_snapshot", None)):
+            raise InvalidArgument(
+                f"snapshot_policy must be a policy name or have should_snapshot(), got {policy!r}"
+            )
+        return policy
+
+    @property
+    def snapshot_policy(self) -> SnapshotPolicy:
+        """The policy asked after every commit whether to snapshot."""
+        return self._snapshot_policy
+
+    @property
+    def snapshots(self) -> SnapshotManager:
+        """The store's :class:`~chanlog.snapshots.SnapshotManager`."""
+        return self._snapshots
+
+    @property
+    def reconstructor(self) -> StateReconstructor:
+        """The store's :class:`~chanlog.reconstruct.StateReconstructor`."""
+        return self._reconstructor
 
     @property
     def backend(self) -> Backend:
@@ -126,8 +165,17 @@ class EventStore:
     # -- opening -------------------------------------------------------------------------
 
     def _bootstrap(self) -> None:
-        """Fold what the backend already holds, so the projections describe the log."""
-        self._fold_committed(self._backend.head().length, notify=False)
+        """Fold what the backend already holds, so the projections describe the log: load
+        the newest snapshot whose schema versions match the projections (one that does not
+        is ignored), then fold only the tail after it."""
+        length = self._backend.head().length
+        latest = self._backend.latest_snapshot(length)
+        self._last_snapshot_offset = None if latest is None else latest.offset
+        if latest is not None and self._projections:
+            restored = self._snapshots.restore(length)
+            if restored is not None:
+                self._projections, self._known = restored
+        self._fold_committed(length, notify=False)
 
     def _fold_committed(self, end: int, *, notify: bool) -> None:
         """Fold records ``[known, end)`` written by someone else (another process, or an
@@ -135,8 +183,20 @@ class EventStore:
         start = self._known
         if end <= start:
             return
+        if not self._projections and not (notify and event_appended.receivers):
+            self._known = end  # nobody needs these records decoded
+            return
         for stored in self._backend.read(start, end):
-            record = self._decode(stored)
+            try:
+                record = self._decode(stored)
+            except DecodeError as exc:
+                if exc.event_type not in self._types:
+                    raise  # a plugin is missing, the log is fine
+                raise IntegrityError(
+                    f"offset {stored.offset}: the stored record does not decode ({exc}); "
+                    "the log was changed outside chanlog",
+                    offset=stored.offset,
+                ) from exc
             for projection in self._projections.values():
                 stage = projection.stage()
                 stage.apply(record.event, record.offset)
@@ -288,7 +348,60 @@ class EventStore:
                         )
         if self._outbox:
             self._deliver()
+        if new_records and not self._snapshotting:
+            self._maybe_snapshot()
         return offsets
+
+    # -- snapshots and reconstruction ----------------------------------------------------
+
+    def _maybe_snapshot(self) -> None:
+        """Ask the policy after a commit; a failed automatic snapshot is logged, never
+        raised: the append it follows has succeeded, and a snapshot is only an
+        optimisation."""
+        policy = self._snapshot_policy
+        if not policy.should_snapshot(
+            length=self._known, last_snapshot_offset=self._last_snapshot_offset
+        ):
+            return
+        with self._lock:
+            if self._closed or not policy.should_snapshot(
+                length=self._known, last_snapshot_offset=self._last_snapshot_offset
+            ):
+                return  # another thread took it meanwhile
+            try:
+                self._snapshots.create_snapshot()
+            except ChanlogError:
+                logger.exception("automatic snapshot at offset %d failed", self._known)
+
+    def _append_snapshot_event(self, event: Event) -> None:
+        """Append ``snapshot-created`` without asking the policy again."""
+        self._snapshotting = True
+        try:
+            self._append([event], None, batch=False)
+        finally:
+            self._snapshotting = False
+
+    def snapshot(self, offset: int | None = None) -> StoredSnapshot:
+        """Snapshot the projection states as of ``offset`` (default: the end of the log) and
+        append ``snapshot-created``; see :meth:`SnapshotManager.create_snapshot`."""
+        return self._snapshots.create_snapshot(offset)
+
+    def reconstruct(self, kind: str, entity_id: str, at: int | None = None) -> Any:
+        """The state of one entity after its events at offsets ``< at`` (default: the whole
+        log), from its nearest snapshot plus its own events since; :class:`NotFound` when
+        it does not exist by then. See :class:`~chanlog.reconstruct.StateReconstructor`."""
+        return self._reconstructor.reconstruct(kind, entity_id, at)
+
+    def state(self, kind: str, entity_id: str) -> Any:
+        """The current state of one entity from the inline projection ``kind`` (O(1)).
+
+        Raises:
+            NotFound: the projection is not enabled, or the entity does not exist.
+        """
+        found = self.projection(kind).get(entity_id.lower())
+        if found is None:
+            raise NotFound(f"no {kind} {entity_id}")
+        return found
 
     def _stage(
         self,
@@ -441,7 +554,7 @@ class EventStore:
     def _watch(self) -> None:
         while not self._closing.is_set():
             try:
-                if self._backend.wait(self._known, 0.5):
+                if self._backend.wait(self._known, 0.1):
                     self.refresh()
             except ChanlogError:
                 if self._closing.is_set():
@@ -573,6 +686,12 @@ class EventStore:
                     f"offset {offset}: record missing (next stored record is at {stored.offset})",
                     offset=offset,
                 )
+            if type(stored.payload) is not bytes:
+                raise IntegrityError(
+                    f"offset {offset}: payload is {type(stored.payload).__name__}, not bytes "
+                    "(rewritten outside chanlog)",
+                    offset=offset,
+                )
             try:
                 canonical = (
                     stored.payload
@@ -635,4 +754,6 @@ class EventStore:
         self.close()
 
     def __repr__(self) -> str:
+        if self._closed:
+            return f"<EventStore backend={self._backend.name} closed>"
         return f"<EventStore backend={self._backend.name} length={len(self)}>"

@@ -239,6 +239,11 @@ def test_verify_detects_tampering_in_memory(signed: Signed) -> None:
         store.verify()
     assert info.value.offset == 1
     payloads[1], payloads[2] = payloads[2], payloads[1]
+    payloads[2] = payloads[2].decode()  # type: ignore[call-overload]
+    with pytest.raises(IntegrityError, match="not bytes") as info:
+        store.verify()
+    assert info.value.offset == 2
+    payloads[2] = payloads[2].encode()  # type: ignore[attr-defined]
     backend._chains[64] ^= 1  # the chain hash of offset 2
     with pytest.raises(IntegrityError, match="chain hash") as info:
         store.verify()
@@ -272,6 +277,7 @@ def test_close_is_idempotent_and_final(signed: Signed) -> None:
     store.close()
     store.close()
     assert store.closed
+    assert repr(store) == "<EventStore backend=memory closed>"
     assert not sub.active
     with pytest.raises(ChanlogError, match="closed"):
         store.append(signed(1))
@@ -285,3 +291,20 @@ def test_reopening_a_backend_replays_it(signed: Signed) -> None:
     assert len(again) == 4
     assert again.append(signed(4)) == 4
     again.verify()
+
+
+def test_opening_a_log_with_an_undecodable_record(signed: Signed) -> None:
+    backend = MemoryBackend()
+    with EventStore(backend, projections=[]) as store:
+        store.append_batch([signed(t) for t in range(3)])
+    backend._payloads[1] = b'{"broken": true}'
+    # Projections must fold every record, so opening refuses, naming the offset...
+    with pytest.raises(IntegrityError, match="outside chanlog") as info:
+        EventStore(backend, projections=["messages"])
+    assert info.value.offset == 1
+    # ...while a store without projections opens without decoding, and verify() explains.
+    bare = EventStore(backend, projections=[])
+    assert len(bare) == 3
+    with pytest.raises(IntegrityError) as info:
+        bare.verify()
+    assert info.value.offset == 1

@@ -1,4 +1,4 @@
-"""Built-in plugin: the ``memory`` backend and the ``json`` serializer."""
+"""Built-in plugin: the ``memory`` and ``sqlite`` backends and the ``json`` serializer."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chanlog.backends.memory import MemoryBackend
+from chanlog.backends.sqlite import SqliteBackend
 from chanlog.plugins.hookspecs import hookimpl
 from chanlog.serializers import JsonSerializer
 
@@ -13,6 +14,7 @@ from chanlog.serializers import JsonSerializer
 @hookimpl
 def chanlog_register_backends(register: Callable[[str, Callable[..., Any]], None]) -> None:
     register("memory", MemoryBackend)
+    register("sqlite", SqliteBackend)
 
 
 @hookimpl

@@ -1,0 +1,286 @@
+"""The on-disk format of a chanlog SQLite database: how it is created and how a file is checked
+before chanlog writes anything to it (ADR 0011).
+
+A chanlog database is an SQLite file in WAL mode, stamped with ``PRAGMA application_id``
+(:data:`APPLICATION_ID`, ASCII ``chlg``) and ``PRAGMA user_version`` (:data:`SCHEMA_VERSION`).
+A new database is built completely in a private temporary file and then hard-linked into place,
+so another process never sees a half-created database, and an existing file is inspected
+(first its raw header bytes, then through a read-only connection) before a writable
+connection is ever opened on it: a file that is not a chanlog database, a truncated one, or
+one written by a newer chanlog raises :class:`~chanlog.errors.StorageError` and stays
+byte-for-byte untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import urllib.parse
+from pathlib import Path
+
+from chanlog.errors import StorageError
+
+__all__ = [
+    "APPLICATION_ID",
+    "FORMAT_NAME",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "check_existing",
+    "create_database",
+    "read_only_uri",
+]
+
+APPLICATION_ID = 0x63686C67
+"""``PRAGMA application_id`` of every chanlog database: the ASCII bytes ``chlg``."""
+
+SCHEMA_VERSION = 1
+"""``PRAGMA user_version`` this chanlog writes; a file with a greater one is refused."""
+
+FORMAT_NAME = "chanlog"
+"""The ``format`` row of the ``chanlog_meta`` table."""
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_HEADER_SIZE = 100
+
+# Columns are named ``position`` rather than ``offset``: OFFSET is an SQL keyword.
+_DDL = (
+    "CREATE TABLE chanlog_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    # One row: the length and last chain hash, updated in the same transaction as the events.
+    # It lets head() avoid scanning, and lets verify() notice records cut off the end.
+    "CREATE TABLE head ("
+    " id INTEGER PRIMARY KEY CHECK (id = 0),"
+    " length INTEGER NOT NULL,"
+    " chain_hash BLOB NOT NULL)",
+    "CREATE TABLE events ("
+    " position INTEGER PRIMARY KEY,"
+    " event_id BLOB NOT NULL UNIQUE,"
+    " event_type TEXT NOT NULL,"
+    " streams TEXT NOT NULL,"
+    " payload BLOB NOT NULL,"
+    " chain_hash BLOB NOT NULL)",
+    "CREATE TABLE streams ("
+    " stream TEXT NOT NULL,"
+    " position INTEGER NOT NULL,"
+    " PRIMARY KEY (stream, position)) WITHOUT ROWID",
+    "CREATE TABLE snapshots ("
+    " position INTEGER PRIMARY KEY,"
+    " versions TEXT NOT NULL,"
+    " data BLOB NOT NULL,"
+    " snapshot_hash BLOB NOT NULL)",
+)
+
+TABLES = frozenset({"chanlog_meta", "head", "events", "streams", "snapshots"})
+"""The tables every chanlog database of :data:`SCHEMA_VERSION` has."""
+
+
+def read_only_uri(path: Path, *, immutable: bool = False) -> str:
+    """An SQLite URI opening ``path`` read-only (quoted, so any file name works).
+
+    ``immutable`` reads the main file only, without locks or side files: right when there is
+    no write-ahead log to read.
+    """
+    query = "?immutable=1" if immutable else "?mode=ro"
+    return "file:" + urllib.parse.quote(str(path.resolve())) + query
+
+
+def create_database(path: Path) -> bool:
+    """Create an empty chanlog database at ``path`` atomically.
+
+    The database is built and closed in a temporary file in the same directory, then
+    hard-linked to ``path``, which fails if ``path`` exists: of several processes creating one
+    database at once, exactly one wins and the others open what it made.
+
+    Returns:
+        True when this call created ``path``; False when it already existed.
+
+    Raises:
+        StorageError: the directory is missing or not writable, or SQLite failed.
+    """
+    directory = path.parent
+    if not directory.is_dir():
+        raise StorageError(f"{path}: directory {directory} does not exist")
+    temporary = directory / f".{path.name}.creating-{os.getpid()}-{threading.get_ident()}"
+    try:
+        _build(temporary)
+        return _publish(temporary, path)
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot create the database: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise StorageError(f"{path}: cannot create the database: {exc}") from exc
+    finally:
+        for leftover in (temporary, Path(f"{temporary}-wal"), Path(f"{temporary}-shm")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+
+def _build(temporary: Path) -> None:
+    connection = sqlite3.connect(temporary, isolation_level=None)
+    try:
+        connection.execute("PRAGMA page_size = 4096")
+        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StorageError(f"{temporary}: SQLite refused WAL mode (got {mode!r})")
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute("BEGIN IMMEDIATE")
+        for statement in _DDL:
+            connection.execute(statement)
+        connection.executemany(
+            "INSERT INTO chanlog_meta (key, value) VALUES (?, ?)",
+            [("format", FORMAT_NAME), ("schema_version", str(SCHEMA_VERSION))],
+        )
+        connection.execute(
+            "INSERT INTO head (id, length, chain_hash) VALUES (0, 0, ?)", (bytes(32),)
+        )
+        connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection.execute("COMMIT")
+        # Fold the WAL into the main file so the published file is complete on its own.
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        connection.close()
+    descriptor = os.open(temporary, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _publish(temporary: Path, path: Path) -> bool:
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        return False
+    except OSError:
+        # A filesystem without hard links: claim the name exclusively and copy the bytes in.
+        # A process opening the file in between sees it empty or short and gets a clear
+        # StorageError rather than a second, diverging database.
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            os.write(descriptor, temporary.read_bytes())
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+    _fsync_directory(path.parent)
+    return True
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms that cannot open directories
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:  # pragma: no cover - filesystems that refuse directory fsync
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def check_existing(path: Path) -> None:
+    """Refuse, without writing anything, a file chanlog must not open for writing.
+
+    The raw header is checked first (no SQLite connection, so no side files appear for the
+    common bad cases), then a read-only connection confirms what the header cannot show:
+    changes still in the write-ahead log, and the tables.
+
+    Raises:
+        StorageError: naming the path and what is wrong with it.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        raise StorageError(
+            f"{path}: empty file (0 bytes), not a chanlog database; chanlog never leaves an "
+            "empty database behind, so it was truncated or made by another program"
+        )
+    with path.open("rb") as handle:
+        header = handle.read(_HEADER_SIZE)
+    if not header.startswith(_SQLITE_MAGIC) and not _SQLITE_MAGIC.startswith(header):
+        raise StorageError(f"{path}: not a chanlog database (not an SQLite file)")
+    if len(header) < _HEADER_SIZE:
+        raise StorageError(
+            f"{path}: truncated database file ({size} bytes, shorter than the SQLite header)"
+        )
+    _check_header(path, header, size)
+    _check_with_read_only_connection(path)
+
+
+def _check_header(path: Path, header: bytes, size: int) -> None:
+    application_id = int.from_bytes(header[68:72], "big")
+    if application_id != APPLICATION_ID:
+        raise StorageError(
+            f"{path}: not a chanlog database (SQLite application_id is 0x{application_id:08x}, "
+            f"chanlog writes 0x{APPLICATION_ID:08x})"
+        )
+    _check_version(path, int.from_bytes(header[60:64], "big"))
+    page_size = int.from_bytes(header[16:18], "big")
+    if page_size == 1:
+        page_size = 65536
+    if page_size < 512 or page_size & (page_size - 1):
+        raise StorageError(f"{path}: corrupt database header (page size {page_size})")
+    if size % page_size:
+        raise StorageError(
+            f"{path}: truncated database file ({size} bytes is not a whole number of "
+            f"{page_size}-byte pages)"
+        )
+    change_counter = header[24:28]
+    valid_for = header[92:96]
+    page_count = int.from_bytes(header[28:32], "big")
+    # The in-header page count is only trustworthy when SQLite stamped it with the current
+    # change counter (every SQLite since 3.7.0 does).
+    if change_counter == valid_for and size < page_count * page_size:
+        raise StorageError(
+            f"{path}: truncated database file ({size} bytes, the header says "
+            f"{page_count * page_size})"
+        )
+
+
+def _check_version(path: Path, version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise StorageError(
+            f"{path}: written by a newer chanlog (schema version {version}; this chanlog "
+            f"reads up to {SCHEMA_VERSION}); upgrade chanlog to open it"
+        )
+    if version < 1:
+        raise StorageError(f"{path}: not a chanlog database (schema version {version})")
+
+
+def _check_with_read_only_connection(path: Path) -> None:
+    # Without a write-ahead log the main file is the whole database: read it immutable, so
+    # no -wal/-shm files appear next to a file that may not be ours. With a WAL present,
+    # committed changes may live only there, so SQLite must read it (its side files exist).
+    immutable = not Path(f"{path}-wal").exists()
+    try:
+        connection = sqlite3.connect(
+            read_only_uri(path, immutable=immutable), uri=True, isolation_level=None
+        )
+    except sqlite3.Error as exc:
+        raise StorageError(f"{path}: cannot open the database read-only: {exc}") from exc
+    try:
+        application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+        if application_id != APPLICATION_ID:
+            raise StorageError(f"{path}: not a chanlog database (application_id changed)")
+        _check_version(path, connection.execute("PRAGMA user_version").fetchone()[0])
+        tables = {
+            row[0]
+            for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        missing = TABLES - tables
+        if missing:
+            raise StorageError(
+                f"{path}: damaged chanlog database (missing tables: {', '.join(sorted(missing))})"
+            )
+        row = connection.execute("SELECT value FROM chanlog_meta WHERE key = 'format'").fetchone()
+        if row is None or row[0] != FORMAT_NAME:
+            raise StorageError(f"{path}: damaged chanlog database (no format marker)")
+        if connection.execute("SELECT count(*) FROM head").fetchone()[0] != 1:
+            raise StorageError(f"{path}: damaged chanlog database (head row missing)")
+    except sqlite3.Error as exc:
+        raise StorageError(f"{path}: unreadable database: {exc}") from exc
+    finally:
+        connection.close()

@@ -1,0 +1,60 @@
+"""Test support for chanlog and for packages that extend it.
+
+The backend conformance suite
+-----------------------------
+
+:class:`BackendConformance` is a pytest test class holding everything a storage backend must
+do (DESIGN section 6): dense offsets, atomic batches (nothing written when any event is
+refused), idempotent re-appends, ``expected_version``, reads by range and by stream, lookup by
+event id, stream versions, snapshots, ten threads appending at once, catch-up subscriptions,
+the hash chain and ``verify()``, reopening a durable log, several handles on a shared log, and
+idempotent ``close()``. The built-in ``memory`` and ``sqlite`` backends run it, and so must
+every backend plugin. Subclass it in a test module, name the subclass ``Test...`` so pytest
+collects it, and override one fixture, ``open_backend``: it returns a callable that opens the
+log under test. Each test starts with an empty log, and every call made within one test must
+open that same log (a new handle on it), which is how the reopen and shared-log tests work::
+
+    import pytest
+    from chanlog.testing import BackendConformance, OpenBackend
+    from chanlog_postgres import PostgresBackend
+
+    class TestPostgresBackend(BackendConformance):
+        @pytest.fixture
+        def open_backend(self, fresh_schema: str) -> OpenBackend:
+            return lambda: PostgresBackend(dsn=DSN, schema=fresh_schema)
+
+A backend whose log dies with its handle (like ``memory``) sets ``durable = False``, which
+skips the reopen test; tests needing two handles on one log run only when the backend
+declares ``shared = True``. The suite closes every handle it opened. It needs ``pytest``
+(a test dependency, not a runtime one of chanlog).
+
+Helpers
+-------
+
+:mod:`chanlog.testing.events` builds deterministic, valid events and the records the store
+would write for them; :mod:`chanlog.testing.plugins` provides a projection that refuses one
+known event, to prove a refused batch leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from chanlog.testing.conformance import BackendConformance, OpenBackend
+from chanlog.testing.events import (
+    message_sent,
+    refused_event,
+    sample_events,
+    stored_records,
+)
+from chanlog.testing.plugins import REFUSING_PROJECTION, RefusingProjection, refusing_host
+
+__all__ = [
+    "REFUSING_PROJECTION",
+    "BackendConformance",
+    "OpenBackend",
+    "RefusingProjection",
+    "message_sent",
+    "refused_event",
+    "refusing_host",
+    "sample_events",
+    "stored_records",
+]

@@ -1,0 +1,78 @@
+"""A child process for the multi-process and crash tests of the sqlite backend.
+
+Usage::
+
+    python sqlite_child.py append PATH WORKER COUNT
+        Append COUNT sample events salted with WORKER (singles and batches of three);
+        print the offsets as JSON.
+
+    python sqlite_child.py crash PATH SIDE_FILE ROUND
+        Append forever with durability "full" (singles and batches of 1-8), recording in
+        SIDE_FILE, fsync'd, the ids of each append before it starts ("I") and its offsets
+        once it is acknowledged ("A"). Prints "ready" once the store is open.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+
+from chanlog.backends.sqlite import SqliteBackend
+from chanlog.store import EventStore
+from chanlog.testing import sample_events
+
+
+def _append(path: str, worker: str, count: int) -> None:
+    events = sample_events(count, salt=f"worker-{worker}:")
+    offsets: list[int] = []
+    with EventStore(SqliteBackend(path), projections=[]) as store:
+        position = 0
+        while position < count:
+            if position % 4 == 3:
+                offsets += store.append_batch(events[position : position + 3])
+                position += 3
+            else:
+                offsets.append(store.append(events[position]))
+                position += 1
+    print(json.dumps(offsets))
+
+
+def _record(side: int, line: str) -> None:
+    os.write(side, line.encode() + b"\n")
+    os.fsync(side)
+
+
+def _crash(path: str, side_file: str, round_number: int) -> None:
+    chooser = random.Random(round_number)
+    side = os.open(side_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    with EventStore(SqliteBackend(path, durability="full"), projections=[]) as store:
+        print("ready", flush=True)
+        number = 0
+        while True:
+            size = 1 if chooser.random() < 0.5 else chooser.randint(1, 8)
+            events = sample_events(size, start=number, salt=f"round-{round_number}:")
+            number += size
+            ids = [event.event_id for event in events]
+            _record(side, f"I {round_number} {' '.join(ids)}")
+            if size == 1 and chooser.random() < 0.5:
+                offsets = [store.append(events[0])]
+            else:
+                offsets = store.append_batch(events)
+            _record(side, f"A {round_number} {' '.join(map(str, offsets))}")
+
+
+def main(argv: list[str]) -> None:
+    """Dispatch on the mode named by the first argument."""
+    mode = argv[0]
+    if mode == "append":
+        _append(argv[1], argv[2], int(argv[3]))
+    elif mode == "crash":
+        _crash(argv[1], argv[2], int(argv[3]))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,118 @@
+"""Several processes on one sqlite file, and processes killed while appending."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import attrs
+import pytest
+
+from chanlog.backends.sqlite import SqliteBackend
+from chanlog.store import EventStore
+from chanlog.testing import sample_events
+
+CHILD = Path(__file__).with_name("sqlite_child.py")
+KILLS = 24
+
+
+def _spawn(*arguments: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(CHILD), *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_three_processes_append_to_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    SqliteBackend(path).close()  # created once; the children open it
+    count = 60
+    children = {worker: _spawn("append", str(path), worker, str(count)) for worker in "abc"}
+    offsets: dict[str, list[int]] = {}
+    for worker, child in children.items():
+        stdout, stderr = child.communicate(timeout=120)
+        assert child.returncode == 0, stderr
+        offsets[worker] = json.loads(stdout)
+    every = sorted(offset for worker_offsets in offsets.values() for offset in worker_offsets)
+    assert every == list(range(3 * count))
+    with EventStore(SqliteBackend(path), projections=[]) as store:
+        assert store.verify() == 3 * count
+        for worker, worker_offsets in offsets.items():
+            events = sample_events(count, salt=f"worker-{worker}:")
+            stored = [store.get(event.event_id) for event in events]
+            assert [record.offset for record in stored] == worker_offsets
+            assert [record.event for record in stored] == events
+            assert worker_offsets == sorted(worker_offsets)
+
+
+@attrs.define
+class _SideFile:
+    """What a crash child recorded: acknowledged appends, and the one it had begun."""
+
+    acknowledged: dict[str, int]
+    in_flight: list[str]
+
+    @classmethod
+    def read(cls, path: Path, round_number: int) -> _SideFile:
+        acknowledged: dict[str, int] = {}
+        in_flight: list[str] = []
+        text = path.read_text() if path.exists() else ""
+        complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
+        for line in complete.splitlines():
+            kind, number, *values = line.split(" ")
+            if int(number) != round_number:
+                continue
+            if kind == "I":
+                in_flight = values
+            else:
+                offsets = [int(value) for value in values]
+                acknowledged.update(zip(in_flight, offsets, strict=True))
+                in_flight = []
+        return cls(acknowledged, in_flight)
+
+
+@pytest.mark.slow
+def test_sigkill_while_appending_loses_no_acknowledged_event(tmp_path: Path) -> None:
+    path = tmp_path / "crash.db"
+    side_file = tmp_path / "acknowledged.log"
+    chooser = random.Random(20261124)
+    log: list[str] = []  # event ids of the log as verified after the previous kill
+    acknowledged_total = 0
+    for round_number in range(KILLS):
+        child = _spawn("crash", str(path), str(side_file), str(round_number))
+        assert child.stdout is not None
+        ready = child.stdout.readline()
+        assert ready == "ready\n", child.stderr.read() if child.stderr else ready
+        time.sleep(chooser.uniform(0.0, 0.2))
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+        assert child.returncode == -signal.SIGKILL
+        if child.stdout is not None:
+            child.stdout.close()
+        if child.stderr is not None:
+            child.stderr.close()
+
+        recorded = _SideFile.read(side_file, round_number)
+        with EventStore(SqliteBackend(path), projections=[]) as store:
+            ids = [record.event_id for record in store.read_from(0)]
+            assert store.verify() == len(ids)
+        assert ids[: len(log)] == log, f"round {round_number}: earlier events changed"
+        for event_id, offset in recorded.acknowledged.items():
+            assert ids[offset] == event_id, f"round {round_number}: lost acknowledged {offset}"
+        end_of_acknowledged = max(recorded.acknowledged.values(), default=len(log) - 1) + 1
+        in_order = sorted(recorded.acknowledged, key=recorded.acknowledged.__getitem__)
+        assert ids[len(log) : end_of_acknowledged] == in_order
+        unacknowledged = ids[end_of_acknowledged:]
+        # Nothing, or the whole batch that was in flight: never a part of it.
+        assert unacknowledged in ([], recorded.in_flight), f"round {round_number}: torn batch"
+        acknowledged_total += len(recorded.acknowledged)
+        log = ids
+    assert acknowledged_total > KILLS  # the kills did land in the middle of real work
