@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from chanlog.backends.base import Backend, WriteTransaction
 from chanlog.backends.memory import MemoryBackend
+from chanlog.backends.sqlite import SqliteBackend
 from chanlog.codec import canonical_json, decode_event, to_payload
 from chanlog.errors import (
     ChanlogError,
@@ -108,6 +109,7 @@ __all__ = [
     "RecordedEvent",
     "Serializer",
     "SnapshotCreated",
+    "SqliteBackend",
     "StateReceived",
     "StateSigned",
     "StateSupportedUpdated",
