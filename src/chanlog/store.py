@@ -398,6 +398,8 @@ class EventStore:
         Raises:
             NotFound: the projection is not enabled, or the entity does not exist.
         """
+        if type(entity_id) is not str:
+            raise InvalidArgument(f"entity_id must be a string, got {type(entity_id).__name__}")
         found = self.projection(kind).get(entity_id.lower())
         if found is None:
             raise NotFound(f"no {kind} {entity_id}")

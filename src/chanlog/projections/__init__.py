@@ -3,5 +3,22 @@
 from __future__ import annotations
 
 from chanlog.projections.base import Projection, ProjectionStage
+from chanlog.projections.channel import Challenge, ChannelProjection, ChannelState, TurnSignatures
+from chanlog.projections.entity import EntityProjection, EntityStage
+from chanlog.projections.messages import MessagesProjection, MessageState
+from chanlog.projections.objective import ObjectiveProjection, ObjectiveState
 
-__all__ = ["Projection", "ProjectionStage"]
+__all__ = [
+    "Challenge",
+    "ChannelProjection",
+    "ChannelState",
+    "EntityProjection",
+    "EntityStage",
+    "MessageState",
+    "MessagesProjection",
+    "ObjectiveProjection",
+    "ObjectiveState",
+    "Projection",
+    "ProjectionStage",
+    "TurnSignatures",
+]

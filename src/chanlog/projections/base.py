@@ -61,6 +61,20 @@ class Projection(Protocol):
         """All current states as JSON-compatible data (for snapshots)."""
         ...
 
+    def dump_state(self, state: Any) -> Any:
+        """One entity's state as JSON-compatible data (the per-entity part of :meth:`dump`)."""
+        ...
+
+    def load_state(self, data: Any) -> Any:
+        """The state :meth:`dump_state` wrote; raises :class:`~chanlog.errors.DecodeError`
+        when ``data`` is not such a state."""
+        ...
+
+    def state_in_dump(self, data: Any, entity_id: str) -> Any | None:
+        """The state of ``entity_id`` inside ``data`` from :meth:`dump`, or ``None``; lets
+        reconstruction start from a snapshot without loading every entity of it."""
+        ...
+
     def load(self, data: Any) -> None:
         """Replace all current states with ``data`` from :meth:`dump`."""
         ...

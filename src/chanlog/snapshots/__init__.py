@@ -1,0 +1,19 @@
+"""Snapshots: projection states as of an offset, taken by policy plugins, so restarts and
+reconstruction replay only the tail of the log."""
+
+from __future__ import annotations
+
+from chanlog.snapshots.codec import SNAPSHOT_FORMAT, decode_snapshot, encode_snapshot
+from chanlog.snapshots.manager import SnapshotManager
+from chanlog.snapshots.policies import DEFAULT_EVERY, EveryNEvents, Never, SnapshotPolicy
+
+__all__ = [
+    "DEFAULT_EVERY",
+    "SNAPSHOT_FORMAT",
+    "EveryNEvents",
+    "Never",
+    "SnapshotManager",
+    "SnapshotPolicy",
+    "decode_snapshot",
+    "encode_snapshot",
+]

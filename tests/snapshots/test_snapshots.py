@@ -1,0 +1,235 @@
+"""Snapshots: policies, restart from the newest compatible one, never trusting another
+version, and the invariant snapshot + tail == full fold."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chanlog import ConfigError, EventStore, InvalidArgument, MemoryBackend, PluginError
+from chanlog.events import SnapshotCreated
+from chanlog.plugins import PluginHost, hookimpl
+from chanlog.projections import ChannelProjection
+from chanlog.reconstruct import StateReconstructor
+from chanlog.records import StoredSnapshot
+from chanlog.snapshots import EveryNEvents, Never, SnapshotPolicy, decode_snapshot
+from chanlog.workload import Workload
+
+
+def states(store: EventStore) -> dict[str, Any]:
+    return {name: p.dump() for name, p in store.projections.items()}
+
+
+def test_policies_and_their_options() -> None:
+    assert EveryNEvents().n == 1000
+    assert EveryNEvents(n=3).should_snapshot(length=3, last_snapshot_offset=None)
+    assert not EveryNEvents(n=3).should_snapshot(length=5, last_snapshot_offset=3)
+    assert not Never().should_snapshot(length=10**9, last_snapshot_offset=None)
+    assert isinstance(Never(), SnapshotPolicy)
+    for bad in (0, -1, "5", True):
+        with pytest.raises(ConfigError, match="n must be"):
+            EveryNEvents(n=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="no option 'every'"):
+        EveryNEvents(every=5)
+    with pytest.raises(ConfigError):
+        Never(n=1)
+    with pytest.raises(PluginError, match=r"named .sometimes.; installed: every-n-events, never"):
+        EventStore(snapshot_policy="sometimes")
+    with pytest.raises(InvalidArgument):
+        EventStore(snapshot_policy=object())  # type: ignore[arg-type]
+    assert isinstance(EventStore().snapshot_policy, Never)
+
+
+def test_every_n_events_appends_snapshot_created_and_restart_replays_only_the_tail(
+    counting_backend,  # type: ignore[no-untyped-def]
+) -> None:
+    workload = Workload(channels=6, turns=8, seed=2)
+    store = EventStore(counting_backend, snapshot_policy=EveryNEvents(n=50))
+    for event in workload:
+        store.append(event)
+    markers = [r for r in store if isinstance(r.event, SnapshotCreated)]
+    assert len(markers) == len(store) // 51 or len(markers) >= 2
+    last = markers[-1].event
+    assert isinstance(last, SnapshotCreated)
+    snapshot = store.snapshots.latest_snapshot()
+    assert snapshot is not None and snapshot.offset == last.snapshot_offset
+    assert last.snapshot_hash == "0x" + snapshot.snapshot_hash.hex()
+    assert last.channel_count == len(decode_snapshot(snapshot)["channel"]["states"])
+    before = states(store)
+    counting_backend.log_reads = 0
+    reopened = EventStore(counting_backend)
+    assert counting_backend.log_reads == len(store) - snapshot.offset
+    assert states(reopened) == before
+    assert workload.expectation().mismatches(reopened) == []
+
+
+def test_a_snapshot_of_another_schema_version_is_ignored() -> None:
+    workload = Workload(channels=3, turns=4, seed=4)
+    backend = MemoryBackend()
+    store = EventStore(backend)
+    store.append_batch(workload.events())
+    expected = states(store)
+    real = store.snapshot()
+    channel = workload.plans[0].channel_id
+    # A snapshot from a "future" channel projection, at a later offset, with poisoned data.
+    poisoned = EventStore(MemoryBackend())
+    poisoned.projection("channel")._states = {}  # type: ignore[attr-defined]
+    fake = StoredSnapshot(
+        offset=len(store),
+        versions={**real.versions, "channel": 2},
+        data=real.data,
+        snapshot_hash=real.snapshot_hash,
+    )
+    backend.save_snapshot(fake)
+    assert store.snapshots.latest_snapshot() == real
+    reopened = EventStore(backend)
+    assert states(reopened) == expected
+    assert reopened.reconstruct("channel", channel, at=len(store)) == store.state(
+        "channel", channel
+    )
+
+
+def test_a_snapshot_whose_bytes_do_not_match_its_hash_is_ignored() -> None:
+    workload = Workload(channels=2, turns=3, seed=6)
+    backend = MemoryBackend()
+    store = EventStore(backend)
+    store.append_batch(workload.events())
+    expected = states(store)
+    real = store.snapshot()
+    forged = real.data.replace(b'"completed"', b'"approved"')
+    backend.save_snapshot(StoredSnapshot(real.offset, real.versions, forged, real.snapshot_hash))
+    assert store.snapshots.latest_snapshot() is None
+    assert states(EventStore(backend)) == expected
+
+
+def test_a_newer_projection_version_uses_no_old_snapshot() -> None:
+    class ChannelV2(ChannelProjection):
+        schema_version = 2
+
+    class V2Plugin:
+        @hookimpl
+        def chanlog_register_projections(self, register: Any) -> None:
+            register("channel-v2", ChannelV2)
+
+    host = PluginHost(load_entry_points=False)
+    host.register(V2Plugin(), name="v2")
+    backend = MemoryBackend()
+    workload = Workload(channels=2, turns=3, seed=8)
+    with EventStore(backend, plugins=host, projections=["channel"]) as store:
+        store.append_batch(workload.events())
+        store.snapshot()
+    reopened = EventStore(backend, plugins=host, projections=["channel-v2"])
+    assert reopened.snapshots.latest_snapshot() is None
+    channel = workload.plans[1].channel_id
+    assert reopened.state("channel-v2", channel) == store.state("channel", channel)
+
+
+def test_snapshot_at_a_past_offset_and_bad_offsets() -> None:
+    workload = Workload(channels=3, turns=3, seed=3)
+    events = workload.events()
+    store = EventStore()
+    store.append_batch(events[:40])
+    at_forty = store.snapshot()
+    store.append_batch(events[40:])
+    again = store.snapshot(40)
+    assert again.snapshot_hash == at_forty.snapshot_hash  # same states, same bytes
+    with pytest.raises(InvalidArgument, match="beyond"):
+        store.snapshot(len(store) + 1)
+    with pytest.raises(InvalidArgument):
+        store.snapshot(-1)
+    with pytest.raises(InvalidArgument):
+        store.snapshots.latest_snapshot(-2)
+    snapshot_count = sum(1 for r in store if isinstance(r.event, SnapshotCreated))
+    # Re-taking the identical snapshot appends the identical snapshot-created: idempotent.
+    assert snapshot_count == 1
+
+
+def test_reconstruction_from_a_snapshot_reads_only_the_tail(counting_backend) -> None:  # type: ignore[no-untyped-def]
+    workload = Workload(channels=1, turns=300, seed=1, messages=0, challenge_probability=0)
+    store = EventStore(counting_backend)
+    store.append_batch(workload.events())
+    channel = workload.plans[0].channel_id
+    snapshot = store.snapshot(700)
+    counting_backend.stream_reads = 0
+    state = store.reconstruct("channel", channel, at=750)
+    tail = sum(
+        1 for r in store.read_range(700, 750) if getattr(r.event, "channel_id", None) == channel
+    )
+    assert counting_backend.stream_reads == tail <= 50
+    cold = StateReconstructor(store, use_snapshots=False).reconstruct_channel(channel, at=750)
+    assert state == cold
+    assert snapshot.offset == 700
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 10_000),
+    channels=st.integers(1, 4),
+    turns=st.integers(0, 5),
+    data=st.data(),
+)
+def test_snapshot_plus_tail_equals_full_fold_equals_fresh_replay(
+    seed: int, channels: int, turns: int, data: st.DataObject
+) -> None:
+    workload = Workload(channels=channels, turns=turns, seed=seed, challenge_probability=0.5)
+    events = workload.events()
+    store = EventStore()
+    store.append_batch(events)
+    snap_at = data.draw(st.integers(0, len(store)), label="snapshot offset")
+    store.snapshot(snap_at)
+    length = len(store)
+    at = data.draw(st.integers(0, length), label="offset")
+    fresh = EventStore(store.backend)  # restart: snapshot + tail
+    replayed = EventStore()  # a fresh store replaying the same log
+    replayed.append_batch([r.event for r in store])
+    assert states(fresh) == states(store) == states(replayed)
+    cold = StateReconstructor(store, use_snapshots=False)
+    for plan in workload.plans:
+        for kind, entity in (
+            ("channel", plan.channel_id),
+            ("objective", plan.fund_objective_id),
+            ("objective", plan.defund_objective_id),
+        ):
+            try:
+                full = cold.reconstruct(kind, entity, at)
+            except Exception as exc:  # NotFound before the entity exists
+                with pytest.raises(type(exc)):
+                    store.reconstruct(kind, entity, at)
+                continue
+            assert store.reconstruct(kind, entity, at) == full
+            assert replayed.reconstruct(kind, entity, at) == full
+
+
+def test_decode_refuses_snapshots_that_do_not_say_what_they_claim() -> None:
+    from chanlog.errors import DecodeError
+    from chanlog.hashing import keccak256
+
+    store = EventStore()
+    store.append_batch(Workload(channels=1, turns=1, seed=1).events())
+    real = store.snapshot()
+
+    def forged(data: bytes, versions: dict[str, int] | None = None) -> StoredSnapshot:
+        return StoredSnapshot(real.offset, versions or real.versions, data, keccak256(data))
+
+    for snapshot, match in [
+        (forged(b"not json"), "not JSON"),
+        (forged(b'{"format": 2}'), "unknown snapshot format"),
+        (forged(real.data.replace(b'"offset":', b'"offset":1', 1)), "describe offset"),
+        (forged(b'{"format": 1, "offset": %d}' % real.offset), "no projections"),
+        (forged(real.data, {**real.versions, "objective": 7}), "schema version 7"),
+    ]:
+        with pytest.raises(DecodeError, match=match):
+            decode_snapshot(snapshot)
+
+
+def test_expectation_reports_differences() -> None:
+    workload = Workload(channels=2, turns=2, seed=5, reject_probability=0)
+    events = workload.events()
+    store = EventStore()
+    store.append_batch(events[: len(events) // 2])
+    problems = workload.expectation().mismatches(store)
+    assert problems and all(p.startswith(("objective", "channel")) for p in problems)
+    assert any("missing" in p for p in problems) or any("status" in p for p in problems)
