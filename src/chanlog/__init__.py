@@ -59,11 +59,24 @@ from chanlog.events import (
     WithdrawCompleted,
 )
 from chanlog.plugins import PluginHost, default_host, hookimpl
-from chanlog.projections import Projection, ProjectionStage
+from chanlog.projections import (
+    ChannelProjection,
+    ChannelState,
+    EntityProjection,
+    MessagesProjection,
+    MessageState,
+    ObjectiveProjection,
+    ObjectiveState,
+    Projection,
+    ProjectionStage,
+)
+from chanlog.reconstruct import StateReconstructor
 from chanlog.records import Head, RecordedEvent, StoredRecord, StoredSnapshot
 from chanlog.serializers import JsonSerializer, Serializer
+from chanlog.snapshots import EveryNEvents, Never, SnapshotManager, SnapshotPolicy
 from chanlog.store import EventStore
 from chanlog.subscriptions import DeliveryFailure, Subscription
+from chanlog.workload import Workload, WorkloadConfig
 
 __version__ = "0.1.0"
 
@@ -78,13 +91,17 @@ __all__ = [
     "ChannelConcluded",
     "ChannelCreated",
     "ChannelFinalized",
+    "ChannelProjection",
+    "ChannelState",
     "ConcurrencyError",
     "ConfigError",
     "DecodeError",
     "DeliveryFailure",
     "DepositDetected",
+    "EntityProjection",
     "Event",
     "EventStore",
+    "EveryNEvents",
     "Head",
     "IntegrityError",
     "InvalidArgument",
@@ -96,12 +113,17 @@ __all__ = [
     "MessageDropped",
     "MessageReceived",
     "MessageSent",
+    "MessageState",
+    "MessagesProjection",
+    "Never",
     "NotFound",
     "ObjectiveApproved",
     "ObjectiveCompleted",
     "ObjectiveCranked",
     "ObjectiveCreated",
+    "ObjectiveProjection",
     "ObjectiveRejected",
+    "ObjectiveState",
     "PluginError",
     "PluginHost",
     "Projection",
@@ -109,8 +131,11 @@ __all__ = [
     "RecordedEvent",
     "Serializer",
     "SnapshotCreated",
+    "SnapshotManager",
+    "SnapshotPolicy",
     "SqliteBackend",
     "StateReceived",
+    "StateReconstructor",
     "StateSigned",
     "StateSupportedUpdated",
     "StorageError",
@@ -118,6 +143,8 @@ __all__ = [
     "StoredSnapshot",
     "Subscription",
     "WithdrawCompleted",
+    "Workload",
+    "WorkloadConfig",
     "WriteTransaction",
     "__version__",
     "canonical_json",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -77,6 +77,7 @@ class MemoryBackend:
         self._by_id: dict[bytes, int] = {}
         self._streams: dict[str, list[int]] = {}
         self._snapshots: dict[int, StoredSnapshot] = {}
+        self._snapshot_offsets: list[int] = []  # sorted, for bisect
         self._lock = threading.RLock()
         self._grew = threading.Condition(self._lock)
         self._waiters = 0
@@ -166,12 +167,15 @@ class MemoryBackend:
 
     def save_snapshot(self, snapshot: StoredSnapshot) -> None:
         with self._lock:
+            if snapshot.offset not in self._snapshots:
+                insort(self._snapshot_offsets, snapshot.offset)
             self._snapshots[snapshot.offset] = snapshot
 
     def latest_snapshot(self, before: int | None = None) -> StoredSnapshot | None:
         with self._lock:
-            candidates = [o for o in self._snapshots if before is None or o <= before]
-            return self._snapshots[max(candidates)] if candidates else None
+            offsets = self._snapshot_offsets
+            position = len(offsets) if before is None else bisect_right(offsets, before)
+            return self._snapshots[offsets[position - 1]] if position else None
 
     def wait(self, length: int, timeout: float) -> bool:
         with self._grew:

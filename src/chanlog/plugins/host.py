@@ -43,6 +43,13 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
 """Modules registered as plugins before any entry point, in this order."""
 
 KINDS = ("event_types", "projections", "snapshot_policies", "serializers", "backends")
+_SINGULAR = {
+    "event_types": "event type",
+    "projections": "projection",
+    "snapshot_policies": "snapshot policy",
+    "serializers": "serializer",
+    "backends": "backend",
+}
 
 
 @attrs.frozen
@@ -175,7 +182,7 @@ class PluginHost:
                     owner = owners.get((kind, name))
                     if owner is not None:
                         raise PluginError(
-                            f"{kind[:-1].replace('_', ' ')} {name!r} is registered twice: "
+                            f"{_SINGULAR[kind]} {name!r} is registered twice: "
                             f"by plugin {owner!r} and by plugin {_plugin!r}"
                         )
                     owners[(kind, name)] = _plugin
@@ -227,7 +234,7 @@ class PluginHost:
         except KeyError:
             installed = ", ".join(sorted(registry)) or "none"
             raise PluginError(
-                f"no {kind[:-1].replace('_', ' ')} named {name!r}; installed: {installed}"
+                f"no {_SINGULAR.get(kind, kind)} named {name!r}; installed: {installed}"
             ) from None
 
 
