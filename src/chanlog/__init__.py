@@ -19,6 +19,8 @@ from chanlog.backends.base import Backend, WriteTransaction
 from chanlog.backends.memory import MemoryBackend
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.codec import canonical_json, decode_event, to_payload
+from chanlog.config import StoreConfig, load_config
+from chanlog.config import open_store as open
 from chanlog.errors import (
     ChanlogError,
     ConcurrencyError,
@@ -139,6 +141,7 @@ __all__ = [
     "StateSigned",
     "StateSupportedUpdated",
     "StorageError",
+    "StoreConfig",
     "StoredRecord",
     "StoredSnapshot",
     "Subscription",
@@ -151,5 +154,7 @@ __all__ = [
     "decode_event",
     "default_host",
     "hookimpl",
+    "load_config",
+    "open",
     "to_payload",
 ]

@@ -8,6 +8,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from chanlog import codec
 from chanlog.backends.base import Backend, WriteTransaction
 from chanlog.backends.memory import MemoryBackend
@@ -72,6 +74,10 @@ class EventStore:
         self._host = plugins or default_host()
         self._backend: Backend = backend if backend is not None else MemoryBackend()
         self._serializer = self._resolve_serializer(serializer)
+        # Canonical JSON at rest parses with orjson directly; the hot read path skips a call.
+        self._loads: Callable[[bytes], Any] = (
+            orjson.loads if self._serializer.canonical else self._serializer.loads
+        )
         self._types = self._host.event_types
         self._types_generation = self._host.generation
         self._fast_decoders: dict[type, object] = {}
@@ -416,7 +422,13 @@ class EventStore:
         versions, projections. Returns every event's offset, the new records with their
         events, and the projection stages to commit once the backend has."""
         head = transaction.head
-        existing: list[int | None] = [transaction.find(item[2]) for item in encoded]
+        raw_ids = [item[2] for item in encoded]
+        find_many = getattr(transaction, "find_many", None)
+        existing: list[int | None] = (
+            find_many(raw_ids)
+            if find_many is not None and len(raw_ids) > 1
+            else [transaction.find(raw_id) for raw_id in raw_ids]
+        )
         offsets: list[int] = []
         new_records: list[StoredRecord] = []
         new_events: list[Event] = []
@@ -630,6 +642,11 @@ class EventStore:
             raise InvalidArgument(f"{name} must be a non-negative int, got {value!r}")
 
     def _decode(self, stored: StoredRecord) -> RecordedEvent:
+        event = self._decode_event(stored)
+        return RecordedEvent(stored.offset, event.event_id, event, "0x" + stored.chain_hash.hex())
+
+    def _decode_event(self, stored: StoredRecord) -> Event:
+        """The event of a stored record, its id pre-filled from the record."""
         event_type = stored.event_type
         if self._types_generation != self._host.generation:
             self._refresh_types()
@@ -642,27 +659,34 @@ class EventStore:
                 offset=stored.offset,
             )
         try:
-            payload = self._serializer.loads(stored.payload)
-        except DecodeError as exc:
+            payload = self._loads(stored.payload)
+        except (DecodeError, ValueError) as exc:  # orjson's JSONDecodeError is a ValueError
             raise DecodeError(
-                f"offset {stored.offset}: {exc}", event_type=event_type, offset=stored.offset
+                f"offset {stored.offset}: stored payload does not parse: {exc}",
+                event_type=event_type,
+                offset=stored.offset,
             ) from exc
-        event_id = "0x" + stored.event_id.hex()
         fast = self._fast_decoders.get(cls, _UNSET)
         if fast is _UNSET:
             fast = self._fast_decoders[cls] = trusted_decoder(cls)
-        event: Event | None = None
         if fast is not None and type(payload) is dict:
             try:
-                event = fast(payload)  # type: ignore[operator]
+                event: Event = fast(payload)  # type: ignore[operator]
             except Mismatch:
-                event = None
+                pass
             else:
                 # The id is known: spare the event from re-encoding itself to learn it.
-                object.__setattr__(event, "event_id", event_id)
-        if event is None:
-            event = codec.from_payload(cls, payload, offset=stored.offset)
-        return RecordedEvent(stored.offset, event_id, event, "0x" + stored.chain_hash.hex())
+                object.__setattr__(event, "event_id", "0x" + stored.event_id.hex())
+                return event
+        return codec.from_payload(cls, payload, offset=stored.offset)
+
+    def stream_events(
+        self, entity_id: str, start: int = 0, end: int | None = None
+    ) -> Iterator[tuple[int, Event]]:
+        """Like :meth:`read_stream`, as ``(offset, event)`` pairs: the lean path that
+        reconstruction folds over."""
+        for stored in self._backend.read_stream(entity_id.lower(), start, end):
+            yield stored.offset, self._decode_event(stored)
 
     # -- integrity -----------------------------------------------------------------------
 

@@ -38,6 +38,10 @@ class WriteTransaction(Protocol):
         """How many committed records belong to ``stream``."""
         ...
 
+    # Optional: ``find_many(event_ids: Sequence[bytes]) -> list[int | None]``, the offsets of
+    # many ids in one round trip. The store uses it for batches when a transaction has it
+    # (the PostgreSQL backend does; in-process backends need not).
+
     def append(self, records: Sequence[StoredRecord]) -> None:
         """Stage records that continue the head, in order (offsets ``head.length ...``)."""
         ...

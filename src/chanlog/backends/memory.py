@@ -52,9 +52,10 @@ class MemoryBackend:
     """Records kept as compact columns, indexed by event id and by stream.
 
     A log held in memory should cost about what its payloads cost, so records are not kept as
-    objects: payloads sit in a list, event ids and chain hashes are packed 32 bytes apiece into
-    two bytearrays, the type is a one-byte index, and records of one entity share one interned
-    tuple of stream keys. :class:`~chanlog.records.StoredRecord` objects are built on read.
+    objects: payloads and ids sit in lists (an id is the same object as its index key), chain
+    hashes are packed 32 bytes apiece into a bytearray, the type is a one-byte index, and
+    records of one entity share one interned tuple of stream keys.
+    :class:`~chanlog.records.StoredRecord` objects are built on read.
     """
 
     name = "memory"
@@ -67,7 +68,7 @@ class MemoryBackend:
                 key="backend." + sorted(options)[0],
             )
         self._payloads: list[bytes] = []
-        self._ids = bytearray()
+        self._ids: list[bytes] = []  # the same objects as the keys of _by_id
         self._chains = bytearray()
         self._type_codes = bytearray()
         self._type_names: list[str] = []
@@ -104,7 +105,7 @@ class MemoryBackend:
                 code = self._intern_type(record.event_type)
             streams = self._interned.setdefault(record.streams, record.streams)
             self._payloads.append(record.payload)
-            self._ids += record.event_id
+            self._ids.append(record.event_id)
             self._chains += record.chain_hash
             self._type_codes.append(code)
             self._stream_keys.append(streams)
@@ -128,11 +129,11 @@ class MemoryBackend:
         start = offset * 32
         return StoredRecord(
             offset,
-            bytes(self._ids[start : start + 32]),
+            self._ids[offset],
             self._type_names[self._type_codes[offset]],
             self._stream_keys[offset],
             self._payloads[offset],
-            bytes(self._chains[start : start + 32]),
+            memoryview(self._chains)[start : start + 32].tobytes(),
         )
 
     def read(self, start: int, end: int) -> Iterator[StoredRecord]:

@@ -1,0 +1,222 @@
+"""Append throughput: in memory and durable sqlite, one event per call and batches of 1,000.
+
+chanlog appends with its default projections (so every event is validated) and one live
+subscriber (so every event is notified). eventsourcing saves the same facts through a
+``Channel`` aggregate. Both sides construct their events inside the measured loop: building
+a validated event is part of appending one. The raw sqlite3 floor gets pre-encoded rows: it
+measures the database alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks import adapters, peer_eventsourcing, workload
+from benchmarks.config import Config
+from benchmarks.harness import Case, Contender
+from benchmarks.logs import LogCache
+from chanlog import EventStore
+from chanlog.backends.base import Backend
+
+__all__ = ["cases", "chanlog_append", "raw_sqlite_append"]
+
+BATCH = 1_000
+
+
+def chanlog_append(
+    make_backend: Callable[[], Backend], events: int, batch: int | None
+) -> Callable[[], float]:
+    """A trial: a fresh store on ``make_backend()`` with one subscriber appends ``events``
+    state-signed events to one channel, one per call (``batch=None``) or in batches."""
+
+    def trial() -> float:
+        store = EventStore(make_backend())
+        delivered = itertools.count()
+        store.subscribe(lambda _record: next(delivered))
+        cid = workload.channel_id(10**9)
+        store.append(workload.channel_created(cid))
+        try:
+            started = time.perf_counter()
+            if batch is None:
+                for turn in range(1, events + 1):
+                    store.append(workload.signed_state(cid, turn))
+            else:
+                for first in range(1, events + 1, batch):
+                    store.append_batch(workload.signed_states(cid, first, batch))
+            elapsed = time.perf_counter() - started
+        finally:
+            store.close()
+        notified = next(delivered)
+        if notified != events + 1:  # the figure is only valid if every event was notified
+            raise RuntimeError(f"subscriber saw {notified} events, expected {events + 1}")
+        return elapsed
+
+    return trial
+
+
+def eventsourcing_append(
+    persistence: str,
+    events: int,
+    batch: int | None,
+    env_of: Callable[[], dict[str, str]] = dict,
+) -> Callable[[], float]:
+    """A trial: a fresh eventsourcing application (environment from ``env_of()``, called
+    per trial so every trial starts on an empty database) saves the same events."""
+
+    def trial() -> float:
+        app = peer_eventsourcing.make_app(persistence, env=env_of())
+        channel = peer_eventsourcing.new_channel(workload.channel_id(10**9))
+        app.save(channel)
+        started = time.perf_counter()
+        if batch is None:
+            for turn in range(1, events + 1):
+                peer_eventsourcing.sign(channel, turn)
+                app.save(channel)
+        else:
+            for first in range(1, events + 1, batch):
+                for turn in range(first, first + batch):
+                    peer_eventsourcing.sign(channel, turn)
+                app.save(channel)
+        elapsed = time.perf_counter() - started
+        stored: int = app.repository.get(channel.id).version
+        app.close()
+        if stored != events + 1:
+            raise RuntimeError(f"eventsourcing stored {stored} events, expected {events + 1}")
+        return elapsed
+
+    return trial
+
+
+def raw_sqlite_append(
+    path_of: Callable[[], Path], events: int, batch: int | None
+) -> Callable[[], float]:
+    """A trial: plain sqlite3 (WAL, ``synchronous=FULL``) inserts the same canonical
+    payloads and ids, pre-encoded, one row per commit or ``batch`` rows per commit.
+
+    The table is the least an event log can be: a dense position and the payload, plus a
+    unique event id (without it a store cannot refuse or recognise a redelivered event).
+    """
+    cid = workload.channel_id(10**9)
+    rows = []
+    for offset, turn in enumerate(range(1, events + 1)):
+        event = workload.signed_state(cid, turn)
+        rows.append((offset, bytes.fromhex(event.event_id[2:]), event.canonical_json()))
+
+    def trial() -> float:
+        connection = sqlite3.connect(path_of(), isolation_level=None)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.execute(
+                "CREATE TABLE events (position INTEGER PRIMARY KEY,"
+                " event_id BLOB NOT NULL UNIQUE, payload BLOB NOT NULL)"
+            )
+            insert = "INSERT INTO events VALUES (?, ?, ?)"
+            started = time.perf_counter()
+            if batch is None:
+                for row in rows:
+                    connection.execute("BEGIN")
+                    connection.execute(insert, row)
+                    connection.execute("COMMIT")
+            else:
+                for first in range(0, events, batch):
+                    connection.execute("BEGIN")
+                    connection.executemany(insert, rows[first : first + batch])
+                    connection.execute("COMMIT")
+            return time.perf_counter() - started
+        finally:
+            connection.close()
+
+    return trial
+
+
+def cases(config: Config, logs: LogCache) -> list[Case]:
+    """The append comparisons."""
+    single = config.size(5_000, 300)
+    batched = config.size(20_000, 2_000)
+    durable_single = config.size(400, 50)
+    durable_batched = config.size(20_000, 2_000)
+    reps = config.reps(7)
+
+    def memory() -> Backend:
+        from chanlog import MemoryBackend
+
+        return MemoryBackend()
+
+    def durable() -> Backend:
+        return adapters.sqlite_backend(config.path("chanlog-append.db"), "full")
+
+    def es_sqlite(tag: str) -> Callable[[], dict[str, str]]:
+        return lambda: {"SQLITE_DBNAME": str(config.path(f"es-append-{tag}.db"))}
+
+    return [
+        Case(
+            "append.memory.single",
+            "append in memory, one event per call (validated, notified)",
+            "throughput",
+            single,
+            [
+                Contender("chanlog", chanlog_append(memory, single, None)),
+                Contender("eventsourcing", eventsourcing_append("popo", single, None)),
+            ],
+            reps,
+            "chanlog: default projections + 1 subscriber; eventsourcing: POPO application, "
+            "aggregate command + save per event; both build their events in the loop.",
+        ),
+        Case(
+            "append.memory.batch",
+            f"append in memory, batches of {BATCH:,} (validated, notified)",
+            "throughput",
+            batched,
+            [
+                Contender("chanlog", chanlog_append(memory, batched, BATCH)),
+                Contender("eventsourcing", eventsourcing_append("popo", batched, BATCH)),
+            ],
+            reps,
+            "chanlog: append_batch; eventsourcing: 1,000 commands then one save.",
+        ),
+        Case(
+            "append.sqlite.single",
+            'durable sqlite append, one event per commit (durability "full")',
+            "throughput",
+            durable_single,
+            [
+                Contender("chanlog", chanlog_append(durable, durable_single, None)),
+                Contender(
+                    "raw sqlite3",
+                    raw_sqlite_append(lambda: config.path("raw-append.db"), durable_single, None),
+                ),
+                Contender(
+                    "eventsourcing",
+                    eventsourcing_append("sqlite", durable_single, None, es_sqlite("single")),
+                ),
+            ],
+            reps,
+            "All three: WAL, synchronous=FULL (fsync per commit), files on the same ext4 disk.",
+        ),
+        Case(
+            "append.sqlite.batch",
+            f'durable sqlite append, batches of {BATCH:,} per commit (durability "full")',
+            "throughput",
+            durable_batched,
+            [
+                Contender("chanlog", chanlog_append(durable, durable_batched, BATCH)),
+                Contender(
+                    "raw sqlite3",
+                    raw_sqlite_append(
+                        lambda: config.path("raw-append-batch.db"), durable_batched, BATCH
+                    ),
+                ),
+                Contender(
+                    "eventsourcing",
+                    eventsourcing_append("sqlite", durable_batched, BATCH, es_sqlite("batch")),
+                ),
+            ],
+            reps,
+            "raw sqlite3: executemany of 1,000 pre-encoded rows per commit.",
+        ),
+    ]

@@ -1,0 +1,1 @@
+"""Tests of the benchmark harness itself (not of chanlog's speed)."""

@@ -1,0 +1,619 @@
+"""The ``postgres`` backend: one chanlog log shared by many processes and machines.
+
+Configuration (keyword options, ``[backend]`` in chanlog.toml)::
+
+    PostgresBackend(dsn="postgresql://user@127.0.0.1:5432/db", schema="chanlog", pool_size=4,
+                    connect_timeout=5.0, lock_timeout=30.0, pool_timeout=10.0)
+
+How it keeps offsets dense and in commit order whoever appends (ADR 0012): a write transaction
+starts by locking the single ``head`` row (``SELECT ... FOR UPDATE``) and reading the length
+and last chain hash under that lock; the store computes the next offsets and chain hashes from
+it, the records and the new head are written, and the commit releases the lock. Writers are
+serialized by the row lock, so the transaction holding offset ``n`` has committed before any
+transaction can even learn that ``n + 1`` is next: no gaps, no out-of-order visibility, and a
+reader that has seen offset ``n`` will never later discover an older offset. Every append
+transaction also runs ``pg_notify``, delivered at commit, which wakes :meth:`wait` in other
+processes.
+
+Reads use keyset pagination (``position >= next ORDER BY position LIMIT 512``), one pooled
+connection per page, so a large read neither loads the log nor pins a connection while the
+caller consumes it. Every failure surfaces as :class:`~chanlog.errors.StorageError` naming the
+server and the schema; nothing waits forever (connect, pool and lock timeouts).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+
+from chanlog.errors import ConfigError, StorageError
+from chanlog.records import Head, StoredRecord, StoredSnapshot
+from chanlog_postgres.connection import connect, describe_error, parse_dsn
+from chanlog_postgres.schema import (
+    check_schema_name,
+    ensure_schema,
+    notify_channel,
+    quoted,
+    remove_schema,
+)
+
+__all__ = [
+    "COPY_THRESHOLD",
+    "DEFAULT_SCHEMA",
+    "DURABILITY_LEVELS",
+    "READ_CHUNK",
+    "PostgresBackend",
+    "drop_schema",
+]
+
+DEFAULT_SCHEMA = "chanlog"
+"""The schema a backend uses when none is configured."""
+
+DURABILITY_LEVELS = {"full": "on", "normal": "off"}
+"""``durability`` option → PostgreSQL ``synchronous_commit`` of this backend's sessions."""
+
+READ_CHUNK = 512
+"""Rows fetched per query by streamed reads."""
+
+COPY_THRESHOLD = 8
+"""Appends of at least this many records use binary COPY (one stream of rows) instead of
+pipelined INSERTs (which win for a few rows: everything travels in one round trip)."""
+
+_MAX_POSITION = 2**63 - 1  # bigint
+_EVENT_TYPES = ["int8", "bytea", "text", "text[]", "bytea", "bytea"]
+_STREAM_TYPES = ["text", "int8"]
+_RECORD_COLUMNS = "position, event_id, event_type, streams, payload, chain_hash"
+_OPTIONS = "dsn, schema, durability, pool_size, connect_timeout, lock_timeout, pool_timeout"
+
+
+class _Statements:
+    """The SQL of one schema, composed once (schema names are checked identifiers)."""
+
+    __slots__ = (
+        "bump_version",
+        "copy_events",
+        "copy_streams",
+        "find",
+        "find_many",
+        "head",
+        "insert_event",
+        "insert_stream",
+        "latest_snapshot",
+        "lock_head",
+        "notify",
+        "read",
+        "read_stream",
+        "save_snapshot",
+        "set_head",
+        "stream_version",
+    )
+
+    def __init__(self, schema: str) -> None:
+        s = quoted(schema)
+        self.head = f"SELECT length, chain_hash FROM {s}.head"
+        self.lock_head = self.head + " FOR UPDATE"
+        self.find = f"SELECT position FROM {s}.events WHERE event_id = %s"
+        self.stream_version = f"SELECT version FROM {s}.stream_versions WHERE stream = %s"
+        self.insert_event = (
+            f"INSERT INTO {s}.events ({_RECORD_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)"
+        )
+        self.find_many = (
+            f"SELECT event_id, position FROM {s}.events WHERE event_id = ANY(%s::bytea[])"
+        )
+        self.copy_events = f"COPY {s}.events ({_RECORD_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+        self.copy_streams = f"COPY {s}.streams (stream, position) FROM STDIN (FORMAT BINARY)"
+        self.notify = "SELECT pg_notify(%s, %s)"
+        self.insert_stream = f"INSERT INTO {s}.streams (stream, position) VALUES (%s, %s)"
+        self.bump_version = (
+            f"INSERT INTO {s}.stream_versions (stream, version) VALUES (%s, %s)"
+            f" ON CONFLICT (stream) DO UPDATE SET version = {s}.stream_versions.version"
+            " + EXCLUDED.version"
+        )
+        self.set_head = f"UPDATE {s}.head SET length = %s, chain_hash = %s"
+        self.read = (
+            f"SELECT {_RECORD_COLUMNS} FROM {s}.events"
+            " WHERE position >= %s AND position < %s ORDER BY position LIMIT %s"
+        )
+        self.read_stream = (
+            "SELECT e.position, e.event_id, e.event_type, e.streams, e.payload, e.chain_hash"
+            f" FROM {s}.streams AS t JOIN {s}.events AS e ON e.position = t.position"
+            " WHERE t.stream = %s AND t.position >= %s AND t.position < %s"
+            " ORDER BY t.position LIMIT %s"
+        )
+        self.save_snapshot = (
+            f"INSERT INTO {s}.snapshots (position, versions, data, snapshot_hash)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT (position) DO UPDATE SET"
+            " versions = EXCLUDED.versions, data = EXCLUDED.data,"
+            " snapshot_hash = EXCLUDED.snapshot_hash"
+        )
+        self.latest_snapshot = (
+            f"SELECT position, versions, data, snapshot_hash FROM {s}.snapshots"
+            " WHERE position <= %s ORDER BY position DESC LIMIT 1"
+        )
+
+
+def _copy(
+    cursor: psycopg.Cursor[Any], statement: str, types: list[str], rows: list[tuple[Any, ...]]
+) -> None:
+    with cursor.copy(statement) as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+
+
+def _find_many(
+    connection: psycopg.Connection[Any], sql: _Statements, event_ids: Sequence[bytes]
+) -> list[int | None]:
+    ids = list(event_ids)
+    if not ids:
+        return []
+    rows = connection.execute(sql.find_many, (ids,), binary=True).fetchall()
+    found = {bytes(event_id): int(position) for event_id, position in rows}
+    return [found.get(event_id) for event_id in ids]
+
+
+def _record(row: tuple[Any, ...]) -> StoredRecord:
+    position, event_id, event_type, streams, payload, chain_hash = row
+    return StoredRecord(position, event_id, event_type, tuple(streams), payload, chain_hash)
+
+
+class _PostgresTransaction:
+    """The write session :meth:`PostgresBackend.write` yields: it holds the ``head`` row
+    lock, so it is the only writer of the log until it commits or rolls back."""
+
+    __slots__ = ("_backend", "_chain", "_connection", "_length", "head")
+
+    def __init__(self, backend: PostgresBackend, connection: psycopg.Connection[Any]) -> None:
+        self._backend = backend
+        self._connection = connection
+        row = connection.execute(backend._sql.lock_head).fetchone()
+        if row is None:
+            raise StorageError(f"{backend._where}: damaged log (the head row is missing)")
+        self.head = Head(int(row[0]), bytes(row[1]))
+        self._length = self.head.length
+        self._chain = self.head.chain_hash
+
+    def find(self, event_id: bytes) -> int | None:
+        """The offset of the record with this event id, or ``None``."""
+        row = self._connection.execute(self._backend._sql.find, (event_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def find_many(self, event_ids: Sequence[bytes]) -> list[int | None]:
+        """The offsets of these event ids (``None`` where absent), in one round trip."""
+        return _find_many(self._connection, self._backend._sql, event_ids)
+
+    def stream_version(self, stream: str) -> int:
+        """How many committed records belong to ``stream``."""
+        row = self._connection.execute(self._backend._sql.stream_version, (stream,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def append(self, records: Sequence[StoredRecord]) -> None:
+        """Insert records continuing the head, move the head and queue the NOTIFY; all of it
+        becomes visible (and the notification is delivered) at commit."""
+        if not records:
+            return
+        expected = self._length
+        for record in records:
+            if record.offset != expected:
+                raise StorageError(
+                    f"{self._backend._where}: record offset {record.offset} does not continue "
+                    f"the log (next offset is {expected})"
+                )
+            expected += 1
+        event_rows = [
+            (
+                record.offset,
+                record.event_id,
+                record.event_type,
+                list(record.streams),
+                record.payload,
+                record.chain_hash,
+            )
+            for record in records
+        ]
+        stream_rows = [
+            (stream, record.offset)
+            for record in records
+            for stream in dict.fromkeys(record.streams)
+        ]
+        versions = Counter(stream for stream, _ in stream_rows)
+        sql = self._backend._sql
+        chain = records[-1].chain_hash
+        connection = self._connection
+        with connection.cursor() as cursor:
+            if len(records) >= COPY_THRESHOLD:
+                _copy(cursor, sql.copy_events, _EVENT_TYPES, event_rows)
+                _copy(cursor, sql.copy_streams, _STREAM_TYPES, stream_rows)
+            with connection.pipeline():
+                if len(records) < COPY_THRESHOLD:
+                    cursor.executemany(sql.insert_event, event_rows)
+                    if stream_rows:
+                        cursor.executemany(sql.insert_stream, stream_rows)
+                if versions:
+                    cursor.executemany(sql.bump_version, list(versions.items()))
+                cursor.execute(sql.set_head, (expected, chain))
+                # Delivered at commit, and never for a rolled-back transaction.
+                cursor.execute(sql.notify, (self._backend.channel, str(expected)))
+        self._length = expected
+        self._chain = chain
+
+
+class PostgresBackend:
+    """A chanlog log in a PostgreSQL schema, shared by every process that opens it.
+
+    Args:
+        dsn: a libpq connection string or ``postgresql://`` URL (required).
+        schema: the PostgreSQL schema holding the log (default ``"chanlog"``); created with
+            its tables on first use. Several logs can live in one database under different
+            schemas.
+        durability: ``"full"`` (default): an acknowledged append is flushed to the server's
+            write-ahead log before the commit returns (survives a server crash or power
+            loss, as the server's own ``fsync`` settings allow). ``"normal"``:
+            ``synchronous_commit = off`` for this backend's sessions: an acknowledged append
+            survives the crash of any client process, but a server crash may lose the last
+            fraction of a second of commits (never a torn or partial one; offsets stay dense).
+        pool_size: the most connections this backend opens for reads and writes (>= 2: a
+            writer folding other processes' records reads while it holds the write lock).
+            :meth:`wait` uses one more, dedicated to LISTEN.
+        connect_timeout: seconds to wait for the server when connecting.
+        lock_timeout: seconds a writer waits for the writer lock held by another process
+            before :class:`StorageError`.
+        pool_timeout: seconds to wait for a free pooled connection.
+
+    Raises:
+        ConfigError: a missing, unknown or ill-typed option.
+        StorageError: the server cannot be reached (the message names host and port), or
+            the schema holds something that is not a chanlog log of a version this package
+            reads.
+
+    Use :meth:`drop_schema` (or the module function :func:`drop_schema`) to delete a log, e.g.
+    after a benchmark.
+    """
+
+    name = "postgres"
+    shared = True
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        durability: str = "full",
+        pool_size: int = 4,
+        connect_timeout: float = 5.0,
+        lock_timeout: float = 30.0,
+        pool_timeout: float = 10.0,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            key = sorted(unknown)[0]
+            raise ConfigError(
+                f"postgres backend: unknown option {key!r} (options: {_OPTIONS})",
+                key=f"backend.{key}",
+            )
+        self._dsn, self.server = parse_dsn(dsn)
+        self.schema = check_schema_name(schema)
+        self.durability = _check_durability(durability)
+        self.pool_size = _check_pool_size(pool_size)
+        self.connect_timeout = _check_seconds("connect_timeout", connect_timeout)
+        self.lock_timeout = _check_seconds("lock_timeout", lock_timeout)
+        self.pool_timeout = _check_seconds("pool_timeout", pool_timeout)
+        self.channel = notify_channel(self.schema)
+        self._where = f"postgres backend ({self.server}, schema {self.schema!r})"
+        self._sql = _Statements(self.schema)
+        self._closed = False
+        self._listen_lock = threading.Lock()
+        self._listener: psycopg.Connection[Any] | None = None
+        with self._connect() as connection:
+            ensure_schema(connection, self.schema)
+        self._pool = self._open_pool()
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return connect(self._dsn, self.server, connect_timeout=self.connect_timeout)
+
+    def _open_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            self._dsn,
+            min_size=1,
+            max_size=self.pool_size,
+            open=False,
+            name=f"chanlog-{self.schema}",
+            kwargs={"autocommit": True, "connect_timeout": max(1, round(self.connect_timeout))},
+            configure=self._configure_connection,
+            timeout=self.pool_timeout,
+        )
+        try:
+            pool.open(wait=True, timeout=self.connect_timeout * 2)
+        except PoolTimeout as exc:
+            pool.close(timeout=0)
+            raise StorageError(
+                f"{self._where}: cannot open connections within {self.connect_timeout * 2:g} s"
+            ) from exc
+        return pool
+
+    def _configure_connection(self, connection: psycopg.Connection[Any]) -> None:
+        # A session setting: every write transaction on this connection gives up waiting for
+        # another process's writer lock after lock_timeout rather than hanging.
+        connection.execute(f"SET lock_timeout = {round(self.lock_timeout * 1000)}")
+        connection.execute(f"SET synchronous_commit = {DURABILITY_LEVELS[self.durability]}")
+
+    @contextmanager
+    def _borrow(self, action: str) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection for one operation. The pool rolls back a connection returned
+        inside a transaction and discards a broken one, so a server restart costs one
+        failed operation, not a poisoned pool."""
+        if self._closed:
+            raise StorageError(f"{self._where}: cannot {action}: the backend is closed")
+        try:
+            connection = self._pool.getconn()
+        except PoolTimeout as exc:
+            raise self._unavailable(action) from exc
+        except PoolClosed as exc:
+            raise StorageError(f"{self._where}: cannot {action}: the backend is closed") from exc
+        try:
+            yield connection
+        finally:
+            self._pool.putconn(connection)
+
+    def _unavailable(self, action: str) -> StorageError:
+        """Explain why no pooled connection came: the server is down, or the pool is busy."""
+        try:
+            with self._connect():
+                pass
+        except StorageError as down:
+            return StorageError(f"{self._where}: cannot {action}: {down}")
+        return StorageError(
+            f"{self._where}: cannot {action}: all {self.pool_size} pooled connections stayed "
+            f"busy for {self.pool_timeout:g} s (raise pool_size or pool_timeout)"
+        )
+
+    def _error(self, action: str, exc: psycopg.Error) -> StorageError:
+        if isinstance(exc, psycopg.errors.LockNotAvailable):
+            return StorageError(
+                f"{self._where}: cannot {action}: another process held the writer lock for "
+                f"more than lock_timeout ({self.lock_timeout:g} s)"
+            )
+        return StorageError(f"{self._where}: cannot {action}: {describe_error(exc)}")
+
+    def _fetch(self, action: str, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self._borrow(action) as connection:
+            try:
+                return connection.execute(query, params, binary=True).fetchall()
+            except psycopg.Error as exc:
+                raise self._error(action, exc) from exc
+
+    # -- the Backend protocol ------------------------------------------------------------
+
+    def head(self) -> Head:
+        """The committed head of the log (length and last chain hash)."""
+        rows = self._fetch("read the head", self._sql.head, ())
+        if not rows:
+            raise StorageError(f"{self._where}: damaged log (the head row is missing)")
+        length, chain_hash = rows[0]
+        return Head(int(length), bytes(chain_hash))
+
+    @contextmanager
+    def write(self) -> Iterator[_PostgresTransaction]:
+        """Take the writer lock (the ``head`` row) and open a transaction; leaving the
+        context commits, an exception rolls back.
+
+        Raises:
+            StorageError: the lock was not granted within ``lock_timeout``, or the server
+                failed; nothing is committed then.
+        """
+        with self._borrow("append") as connection:
+            try:
+                with connection.transaction():
+                    yield _PostgresTransaction(self, connection)
+            except psycopg.Error as exc:
+                raise self._error("append", exc) from exc
+
+    def read(self, start: int, end: int) -> Iterator[StoredRecord]:
+        """Records with ``start <= offset < end``, in order, one page at a time."""
+        position = start
+        end = min(end, _MAX_POSITION)
+        while position < end:
+            rows = self._fetch("read records", self._sql.read, (position, end, READ_CHUNK))
+            for row in rows:
+                yield _record(row)
+            if len(rows) < READ_CHUNK:
+                return
+            position = int(rows[-1][0]) + 1
+
+    def read_stream(
+        self, stream: str, start: int = 0, end: int | None = None
+    ) -> Iterator[StoredRecord]:
+        """Records of ``stream`` with ``start <= offset < end``, in order, one page at a
+        time, found through the stream index."""
+        position = start
+        stop = _MAX_POSITION if end is None else min(end, _MAX_POSITION)
+        while position < stop:
+            rows = self._fetch(
+                "read a stream", self._sql.read_stream, (stream, position, stop, READ_CHUNK)
+            )
+            for row in rows:
+                yield _record(row)
+            if len(rows) < READ_CHUNK:
+                return
+            position = int(rows[-1][0]) + 1
+
+    def find(self, event_id: bytes) -> int | None:
+        """The offset of the record with this event id, or ``None``."""
+        rows = self._fetch("look up an event id", self._sql.find, (event_id,))
+        return int(rows[0][0]) if rows else None
+
+    def find_many(self, event_ids: Sequence[bytes]) -> list[int | None]:
+        """The offsets of these event ids (``None`` where absent), in one query."""
+        with self._borrow("look up event ids") as connection:
+            try:
+                return _find_many(connection, self._sql, event_ids)
+            except psycopg.Error as exc:
+                raise self._error("look up event ids", exc) from exc
+
+    def stream_version(self, stream: str) -> int:
+        """How many records belong to ``stream``."""
+        rows = self._fetch("count a stream", self._sql.stream_version, (stream,))
+        return int(rows[0][0]) if rows else 0
+
+    def save_snapshot(self, snapshot: StoredSnapshot) -> None:
+        """Store a snapshot, replacing one at the same offset."""
+        params = (
+            snapshot.offset,
+            Jsonb(dict(snapshot.versions)),
+            snapshot.data,
+            snapshot.snapshot_hash,
+        )
+        with self._borrow("save a snapshot") as connection:
+            try:
+                connection.execute(self._sql.save_snapshot, params)
+            except psycopg.Error as exc:
+                raise self._error("save a snapshot", exc) from exc
+
+    def latest_snapshot(self, before: int | None = None) -> StoredSnapshot | None:
+        """The snapshot with the greatest offset ``<= before`` (any, when ``before`` is None)."""
+        limit = _MAX_POSITION if before is None else before
+        if limit < 0:
+            return None
+        rows = self._fetch("read a snapshot", self._sql.latest_snapshot, (limit,))
+        if not rows:
+            return None
+        position, versions, data, snapshot_hash = rows[0]
+        return StoredSnapshot(
+            int(position), {str(k): int(v) for k, v in versions.items()}, data, snapshot_hash
+        )
+
+    def wait(self, length: int, timeout: float) -> bool:
+        """Block until the log is longer than ``length`` or ``timeout`` seconds pass; return
+        whether it grew. Woken by the NOTIFY every append transaction sends at commit,
+        whichever process made it."""
+        timeout = max(0.0, timeout)
+        deadline = time.monotonic() + timeout
+        acquired = (
+            self._listen_lock.acquire(timeout=timeout)
+            if timeout > 0
+            else self._listen_lock.acquire(blocking=False)
+        )
+        if not acquired:
+            return self.head().length > length
+        try:
+            listener = self._listening_connection()
+            # Listening first, then looking: an append committed in between is either in
+            # the head already or announced to the listener.
+            if self.head().length > length:
+                return True
+            while (remaining := deadline - time.monotonic()) > 0:
+                for notification in listener.notifies(timeout=remaining, stop_after=1):
+                    if self._announced_length(notification.payload) > length:
+                        return True
+            return False
+        except psycopg.Error as exc:
+            self._drop_listener()
+            raise self._error("wait for appends", exc) from exc
+        finally:
+            self._listen_lock.release()
+
+    def _announced_length(self, payload: str) -> int:
+        try:
+            return int(payload)
+        except ValueError:
+            # Not one of ours (someone else NOTIFYing on the channel): ask the log itself.
+            return self.head().length
+
+    def _listening_connection(self) -> psycopg.Connection[Any]:
+        if self._closed:
+            raise StorageError(f"{self._where}: cannot wait for appends: the backend is closed")
+        listener = self._listener
+        if listener is None or listener.closed:
+            listener = self._connect()
+            try:
+                listener.execute(f'LISTEN "{self.channel}"')
+            except psycopg.Error:
+                listener.close()
+                raise
+            self._listener = listener
+        return listener
+
+    def _drop_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+
+    def close(self) -> None:
+        """Close the pool and the LISTEN connection. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.close(timeout=5.0)
+        # A watcher thread may be inside wait(); its timeouts are short, so waiting for the
+        # lock keeps close() from pulling the connection out from under it.
+        acquired = self._listen_lock.acquire(timeout=5.0)
+        try:
+            self._drop_listener()
+        finally:
+            if acquired:
+                self._listen_lock.release()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return self._closed
+
+    def drop_schema(self) -> bool:
+        """Close this backend, then drop its schema with every record and snapshot in it;
+        return whether the schema existed. Irreversible: meant for tests and benchmark
+        cleanup."""
+        self.close()
+        with self._connect() as connection:
+            return remove_schema(connection, self.schema)
+
+    def __repr__(self) -> str:
+        return f"<PostgresBackend {self.server} schema={self.schema!r}>"
+
+
+def drop_schema(dsn: str, schema: str = DEFAULT_SCHEMA, *, connect_timeout: float = 5.0) -> bool:
+    """Drop the chanlog log in ``schema`` (tables, records, snapshots); return whether it
+    existed. A schema that is not a chanlog log is refused with :class:`StorageError`.
+
+    Irreversible: meant for tests and benchmark cleanup.
+    """
+    checked_dsn, server = parse_dsn(dsn)
+    timeout = _check_seconds("connect_timeout", connect_timeout)
+    with connect(checked_dsn, server, connect_timeout=timeout) as connection:
+        return remove_schema(connection, check_schema_name(schema))
+
+
+def _check_durability(value: object) -> str:
+    if not isinstance(value, str) or value not in DURABILITY_LEVELS:
+        raise ConfigError(
+            f"postgres backend: durability must be 'full' or 'normal', got {value!r}",
+            key="backend.durability",
+        )
+    return value
+
+
+def _check_pool_size(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise ConfigError(
+            f"postgres backend: pool_size must be an int >= 2, got {value!r}",
+            key="backend.pool_size",
+        )
+    return value
+
+
+def _check_seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(
+            f"postgres backend: {name} must be a positive number of seconds, got {value!r}",
+            key=f"backend.{name}",
+        )
+    return float(value)

@@ -1,0 +1,223 @@
+"""The tables chanlog keeps in its PostgreSQL schema, their version, and how they are created,
+checked and dropped (ADR 0013).
+
+One log lives in one PostgreSQL schema (``chanlog`` by default), so several logs can share a
+database. Tables:
+
+- ``schema_version``: one row, the layout version (:data:`SCHEMA_VERSION`).
+- ``head``: one row, the log's length and last chain hash. Writers lock it
+  (``SELECT ... FOR UPDATE``): it is the single-writer lock (ADR 0012).
+- ``events``: one row per record, keyed by its offset; ``event_id`` is unique.
+- ``streams``: (entity stream, offset) pairs, the index behind reads by entity.
+- ``stream_versions``: the number of records per stream, for ``expected_version``.
+- ``snapshots``: projection states by offset.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+
+from chanlog.errors import ConfigError, StorageError
+from chanlog.hashing import GENESIS_CHAIN_HASH
+from chanlog_postgres.connection import describe_error
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "TABLES",
+    "check_schema_name",
+    "ensure_schema",
+    "notify_channel",
+    "remove_schema",
+]
+
+SCHEMA_VERSION = 1
+"""The layout version this package writes and reads."""
+
+TABLES = ("schema_version", "head", "events", "streams", "stream_versions", "snapshots")
+"""Every table of a chanlog schema."""
+
+# Lower-case identifiers only: they need no quoting rules beyond double quotes, so schema names
+# can be spliced into SQL safely, and 50 characters leave room for the NOTIFY channel name
+# within PostgreSQL's 63-byte identifier limit.
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,49}")
+
+_DDL = """
+CREATE TABLE {s}.schema_version (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    version integer NOT NULL,
+    installed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE {s}.head (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    length bigint NOT NULL CHECK (length >= 0),
+    chain_hash bytea NOT NULL CHECK (octet_length(chain_hash) = 32)
+);
+CREATE TABLE {s}.events (
+    position bigint PRIMARY KEY CHECK (position >= 0),
+    event_id bytea NOT NULL UNIQUE CHECK (octet_length(event_id) = 32),
+    event_type text NOT NULL,
+    streams text[] NOT NULL,
+    payload bytea NOT NULL,
+    chain_hash bytea NOT NULL CHECK (octet_length(chain_hash) = 32)
+);
+CREATE TABLE {s}.streams (
+    stream text NOT NULL,
+    position bigint NOT NULL,
+    PRIMARY KEY (stream, position)
+);
+CREATE TABLE {s}.stream_versions (
+    stream text PRIMARY KEY,
+    version bigint NOT NULL CHECK (version > 0)
+);
+CREATE TABLE {s}.snapshots (
+    position bigint PRIMARY KEY CHECK (position >= 0),
+    versions jsonb NOT NULL,
+    data bytea NOT NULL,
+    snapshot_hash bytea NOT NULL
+);
+"""
+
+
+def check_schema_name(schema: object) -> str:
+    """Return ``schema`` if it is a usable schema name.
+
+    Raises:
+        ConfigError: not a lower-case identifier of at most 50 characters, or a name
+            PostgreSQL reserves (``pg_*``, ``information_schema``).
+    """
+    if not isinstance(schema, str) or _SCHEMA_NAME.fullmatch(schema) is None:
+        raise ConfigError(
+            f"postgres backend: schema must be a lower-case identifier ([a-z_][a-z0-9_]*, at "
+            f"most 50 characters), got {schema!r}",
+            key="backend.schema",
+        )
+    if schema.startswith("pg_") or schema == "information_schema":
+        raise ConfigError(
+            f"postgres backend: schema {schema!r} is reserved by PostgreSQL",
+            key="backend.schema",
+        )
+    return schema
+
+
+def quoted(schema: str) -> str:
+    """The schema as a quoted SQL identifier (safe: :func:`check_schema_name` admits only
+    ``[a-z0-9_]``)."""
+    return f'"{schema}"'
+
+
+def notify_channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel announcing appends to the log in ``schema``."""
+    return f"chanlog.{schema}"
+
+
+def ensure_schema(connection: psycopg.Connection[Any], schema: str) -> bool:
+    """Create the chanlog tables in ``schema`` unless they exist; check them if they do.
+
+    Concurrent callers (several processes opening one log at once) are serialized by a
+    transaction-level advisory lock, so exactly one creates the tables. Returns whether
+    this call created them.
+
+    Raises:
+        StorageError: the schema holds tables that are not chanlog's, a version this package
+            does not read, or misses some of its tables; or the server refused the DDL.
+    """
+    try:
+        with connection.transaction():
+            connection.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                ("chanlog-schema:" + schema,),
+            )
+            tables = _tables(connection, schema)
+            if "schema_version" in tables:
+                _check_existing(connection, schema, tables)
+                return False
+            if tables:
+                raise StorageError(
+                    f"postgres backend: schema {schema!r} already holds tables that are not a "
+                    f"chanlog log ({', '.join(sorted(tables)[:5])}); choose another schema"
+                )
+            _create(connection, schema)
+            return True
+    except psycopg.Error as exc:
+        raise StorageError(
+            f"postgres backend: cannot prepare schema {schema!r}: {describe_error(exc)}"
+        ) from exc
+
+
+def _tables(connection: psycopg.Connection[Any], schema: str) -> set[str]:
+    rows = connection.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+        (schema,),
+    ).fetchall()
+    return {str(row[0]) for row in rows}
+
+
+def _check_existing(connection: psycopg.Connection[Any], schema: str, tables: set[str]) -> None:
+    row = connection.execute(f"SELECT version FROM {quoted(schema)}.schema_version").fetchone()
+    if row is None:
+        raise StorageError(
+            f"postgres backend: schema {schema!r} is damaged (schema_version has no row)"
+        )
+    version = int(row[0])
+    if version > SCHEMA_VERSION:
+        raise StorageError(
+            f"postgres backend: schema {schema!r} has layout version {version}, written by a "
+            f"newer chanlog-postgres; this one reads version {SCHEMA_VERSION}. Upgrade "
+            "chanlog-postgres."
+        )
+    if version < SCHEMA_VERSION:
+        raise StorageError(
+            f"postgres backend: schema {schema!r} has layout version {version}; this "
+            f"chanlog-postgres reads version {SCHEMA_VERSION} and knows no migration from it"
+        )
+    missing = [table for table in TABLES if table not in tables]
+    if missing:
+        raise StorageError(
+            f"postgres backend: schema {schema!r} is damaged (missing tables: {', '.join(missing)})"
+        )
+
+
+def _create(connection: psycopg.Connection[Any], schema: str) -> None:
+    name = quoted(schema)
+    connection.execute(f"CREATE SCHEMA IF NOT EXISTS {name}")
+    connection.execute(_DDL.format(s=name).encode())
+    connection.execute(
+        f"INSERT INTO {name}.head (length, chain_hash) VALUES (0, %s)", (GENESIS_CHAIN_HASH,)
+    )
+    connection.execute(
+        f"INSERT INTO {name}.schema_version (version) VALUES (%s)", (SCHEMA_VERSION,)
+    )
+
+
+def remove_schema(connection: psycopg.Connection[Any], schema: str) -> bool:
+    """Drop ``schema`` and everything in it, if it is a chanlog log; return whether it existed.
+
+    A schema that exists but holds no ``schema_version`` table is refused, so a mistyped
+    name cannot drop somebody else's tables.
+
+    Raises:
+        StorageError: the schema is not a chanlog log, or the server refused.
+    """
+    check_schema_name(schema)
+    try:
+        with connection.transaction():
+            exists = connection.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)
+            ).fetchone()
+            if exists is None:
+                return False
+            tables = _tables(connection, schema)
+            if tables and "schema_version" not in tables:
+                raise StorageError(
+                    f"postgres backend: schema {schema!r} is not a chanlog log; refusing to drop it"
+                )
+            connection.execute(f"DROP SCHEMA {quoted(schema)} CASCADE")
+            return True
+    except psycopg.Error as exc:
+        raise StorageError(
+            f"postgres backend: cannot drop schema {schema!r}: {describe_error(exc)}"
+        ) from exc

@@ -1,0 +1,155 @@
+"""The ``chanlog`` command group: global options, opening the store, turning errors into
+one-line messages with meaningful exit codes (see :mod:`chanlog.cli.errors`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from chanlog.cli.errors import CliError, ExitCode
+from chanlog.cli.output import Output
+from chanlog.config import CONFIG_FILENAME, PYPROJECT_FILENAME, find_config, open_store
+from chanlog.errors import ChanlogError, DecodeError, InvalidTransition
+from chanlog.store import EventStore
+
+__all__ = ["ChanlogGroup", "CliContext", "cli", "json_option", "pass_cli"]
+
+
+class CliContext:
+    """What every command shares: where the configuration is, how to print, the open store.
+
+    Args:
+        config: an explicit configuration file (``--config``), or ``None`` to look in the
+            current directory.
+        db: an SQLite file to use as the backend (``--db``), overriding the configured one.
+        output: how to print.
+    """
+
+    def __init__(self, *, config: Path | None, db: Path | None, output: Output) -> None:
+        self.config = config
+        self.db = db
+        self.output = output
+        self._store: EventStore | None = None
+
+    def open_store(self, **overrides: Any) -> EventStore:
+        """Open the configured store once; it is closed when the command ends.
+
+        Args:
+            overrides: top-level settings replacing the configured ones (``verify`` opens
+                with ``projections=[]``: checking hashes must not depend on folding).
+        """
+        if self._store is not None:
+            return self._store
+        source = self.config if self.config is not None else find_config()
+        settings: dict[str, Any] = {}
+        if self.db is not None:
+            settings["backend"] = {"name": "sqlite", "path": str(self.db.absolute())}
+        if source is None and not settings:
+            raise CliError(
+                f"no {CONFIG_FILENAME} (nor [tool.chanlog] in {PYPROJECT_FILENAME}) in "
+                f"{Path.cwd()}: run 'chanlog init', or pass --config FILE or --db FILE",
+                ExitCode.USAGE,
+            )
+        settings.update(overrides)
+        try:
+            store = open_store(source, **settings)
+        except (InvalidTransition, DecodeError) as exc:
+            # Nothing the user typed is decoded or folded while opening: the stored log is.
+            raise CliError(
+                f"integrity failure: the stored log does not fold: {exc}", ExitCode.INTEGRITY
+            ) from exc
+        self._store = store
+        click.get_current_context().call_on_close(store.close)
+        return store
+
+
+pass_cli = click.make_pass_decorator(CliContext)
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.find_object(CliContext).output.json_mode = True  # type: ignore[union-attr]
+    return value
+
+
+json_option = click.option(
+    "--json",
+    "json_mode",
+    is_flag=True,
+    expose_value=False,
+    callback=_set_json,
+    help="Print JSON for machines instead of tables.",
+)
+
+
+class ChanlogGroup(click.Group):
+    """A click group that turns chanlog errors into one line on stderr and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the subcommand; map :class:`ChanlogError`, I/O errors and Ctrl-C."""
+        debug = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except ChanlogError as exc:
+            if debug:
+                raise
+            raise CliError.from_error(exc) from exc
+        except KeyboardInterrupt:
+            raise CliError("interrupted", ExitCode.INTERRUPTED) from None
+        except BrokenPipeError:
+            # stdout closed by a pager or `head`: not an error worth a message.
+            _silence_stdout()
+            raise click.exceptions.Exit(0) from None
+        except OSError as exc:
+            if debug:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise CliError(f"{where}{exc.strerror or exc}", ExitCode.STORAGE) from exc
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+    finally:
+        os.close(devnull)
+
+
+@click.group(cls=ChanlogGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "-c",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="CHANLOG_CONFIG",
+    help=(
+        f"Configuration file [default: ./{CONFIG_FILENAME}, else [tool.chanlog] in "
+        f"./{PYPROJECT_FILENAME}]. Env: CHANLOG_CONFIG."
+    ),
+)
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="CHANLOG_DB",
+    help="Use this SQLite file as the log (overrides the configured backend). Env: CHANLOG_DB.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show progress bars on stderr [default: when stderr is a terminal].",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks for chanlog errors.")
+@click.version_option(package_name="chanlog", prog_name="chanlog")
+@click.pass_context
+def cli(
+    ctx: click.Context, config: Path | None, db: Path | None, progress: bool | None, debug: bool
+) -> None:
+    """chanlog: the event log of a state-channels node.
+
+    Exit codes: 0 ok, 1 integrity failure, 2 usage or configuration error, 3 not found,
+    4 input refused (nothing of the refused batch written), 5 storage or I/O error,
+    130 interrupted.
+    """
+    ctx.obj = CliContext(config=config, db=db, output=Output(progress=progress))

@@ -1,0 +1,1 @@
+"""The ``chanlog`` subcommands, one module per concern."""

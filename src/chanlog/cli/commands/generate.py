@@ -1,0 +1,74 @@
+"""``generate``: append a deterministic workload (channels and their lifecycles)."""
+
+from __future__ import annotations
+
+import click
+
+from chanlog.cli.app import CliContext, json_option, pass_cli
+
+__all__ = ["generate_command"]
+
+
+@click.command("generate")
+@click.option("--channels", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--turns", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--participants", type=click.IntRange(min=2, max=255), default=2, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Events per atomic, durable commit.",
+)
+@json_option
+@pass_cli
+def generate_command(
+    state: CliContext, channels: int, turns: int, participants: int, seed: int, batch_size: int
+) -> None:
+    """Append a generated workload: per channel a funded DirectFund objective, TURNS
+    supported turns, sometimes a challenge, then a defund with withdrawals, plus messages.
+
+    The same options give the same events (ids included), so generating twice into one log
+    appends nothing the second time.
+    """
+    # Imported here: the generator is only needed by this command, not at CLI start-up.
+    from chanlog.workload.generator import Workload, WorkloadConfig
+
+    workload = Workload(
+        WorkloadConfig(seed=seed, channels=channels, turns=turns, participants=participants)
+    )
+    total = len(workload)
+    store = state.open_store()
+    done = 0
+    appended = 0
+    first_offset: int | None = None
+    with state.output.progress("generate", total) as update:
+        for batch in workload.batches(batch_size):
+            # Counted per batch: a snapshot policy may append snapshot-created in between.
+            before = len(store)
+            offsets = store.append_batch(batch)
+            appended += sum(1 for offset in offsets if offset >= before)
+            if first_offset is None and offsets:
+                first_offset = offsets[0]
+            done += len(batch)
+            update(done)
+    sample = workload.plans[0].channel_id
+    result = {
+        "events": total,
+        "appended": appended,
+        "already_present": total - appended,
+        "channels": channels,
+        "log_length": len(store),
+        "first_offset": first_offset,
+        "sample_channel": sample,
+    }
+    output = state.output
+    if output.json_mode:
+        output.json(result)
+        return
+    output.line(
+        f"generated {total} events for {channels} channels: {appended} appended, "
+        f"{total - appended} already present; log length {len(store)}"
+    )
+    output.line(f"try: chanlog show channel {sample} --at {max(len(store) // 2, 1)}")

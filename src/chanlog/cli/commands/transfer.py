@@ -1,0 +1,168 @@
+"""``append``, ``import`` and ``export``: events in and out as JSON envelopes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import IO
+
+import click
+import orjson
+
+from chanlog.cli.app import CliContext, json_option, pass_cli
+from chanlog.cli.errors import CliError, ExitCode
+from chanlog.cli.records_io import (
+    Numbered,
+    append_numbered,
+    decode_numbered,
+    export_line,
+    parse_json_documents,
+    parse_jsonl,
+    select_records,
+)
+
+__all__ = ["append_command", "export_command", "import_command"]
+
+DEFAULT_BATCH_SIZE = 10_000
+
+
+@click.command("append")
+@click.argument("documents", nargs=-1, required=True)
+@json_option
+@pass_cli
+def append_command(state: CliContext, documents: tuple[str, ...]) -> None:
+    """Append events given as JSON envelopes, atomically.
+
+    Each DOCUMENT is {"type": "...", "payload": {...}} or a JSON array of them; all of them
+    are one batch: every event is appended, or none is. Use "-" to read JSONL from stdin.
+    """
+    if documents == ("-",):
+        items: list[Numbered] = list(parse_jsonl(sys.stdin.buffer, "<stdin>"))
+    else:
+        items = parse_json_documents(documents)
+    if not items:
+        raise CliError("nothing to append", ExitCode.USAGE)
+    store = state.open_store()
+    events = decode_numbered(store, items)
+    before = len(store)
+    offsets = append_numbered(store, events)
+    new = sum(1 for offset in offsets if offset >= before)
+    output = state.output
+    if output.json_mode:
+        output.json({"offsets": offsets, "appended": new, "already_present": len(offsets) - new})
+        return
+    output.table(
+        None,
+        ("offset", "type", "status", "event id"),
+        [
+            (offset, event.event_type, "new" if offset >= before else "present", event.event_id)
+            for offset, (_, event) in zip(offsets, events, strict=True)
+        ],
+    )
+
+
+@click.command("import")
+@click.argument("source", type=click.File("rb"))
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Events per atomic batch.",
+)
+@json_option
+@pass_cli
+def import_command(state: CliContext, source: IO[bytes], batch_size: int) -> None:
+    """Import events from a JSONL file ("-" for stdin), one envelope per line.
+
+    Each batch of --batch-size lines is atomic. On a bad line or a refused event nothing of
+    its batch is written, the error names the line, and earlier batches stay committed;
+    re-running the import is safe (events already in the log are recognised by their id).
+    Lines written by 'chanlog export' import as they are.
+    """
+    store = state.open_store()
+    name = getattr(source, "name", "<input>")
+    name = "<stdin>" if name in ("-", "<stdin>") else str(name)
+    total = _count_lines(source)
+    imported = 0
+    new = 0
+    batch: list[Numbered] = []
+
+    def flush() -> None:
+        nonlocal imported, new, batch
+        # Counted per batch: a snapshot policy may append snapshot-created in between.
+        before = len(store)
+        offsets = append_numbered(store, decode_numbered(store, batch))
+        imported += len(offsets)
+        new += sum(1 for offset in offsets if offset >= before)
+        batch = []
+
+    with state.output.progress("import", total) as update:
+        for item in parse_jsonl(source, name):
+            batch.append(item)
+            if len(batch) >= batch_size:
+                flush()
+                update(imported)
+        if batch:
+            flush()
+            update(imported)
+    result = {"read": imported, "appended": new, "already_present": imported - new}
+    if state.output.json_mode:
+        state.output.json(result)
+    else:
+        state.output.line(
+            f"imported {imported} events from {name}: {new} appended, "
+            f"{imported - new} already present; log length {len(store)}"
+        )
+
+
+def _count_lines(source: IO[bytes]) -> int | None:
+    """Lines in a seekable file (for the progress bar's total); ``None`` for a pipe."""
+    try:
+        if not source.seekable():
+            return None
+        position = source.tell()
+        count = sum(1 for line in source if line.strip())
+        source.seek(position)
+        return count
+    except OSError:
+        return None
+
+
+@click.command("export")
+@click.argument("destination", type=click.Path(path_type=Path, dir_okay=False), default="-")
+@click.option("--from", "start", type=click.IntRange(min=0), default=0, help="First offset.")
+@click.option("--to", "end", type=click.IntRange(min=0), help="Stop before this offset.")
+@pass_cli
+def export_command(state: CliContext, destination: Path, start: int, end: int | None) -> None:
+    """Export the log as JSONL ("-" for stdout): one envelope per line with its offset,
+    event_id and chain_hash, re-importable with 'chanlog import'."""
+    store = state.open_store()
+    stop = len(store) if end is None else min(end, len(store))
+    if start > stop and end is not None:
+        raise CliError(f"--from ({start}) must not exceed --to ({end})", ExitCode.USAGE)
+    total = max(stop - start, 0)
+    to_stdout = str(destination) == "-"
+    # A file appears only complete: written beside its destination, then renamed over it.
+    partial = destination.with_name(destination.name + ".partial")
+    handle: IO[bytes] = sys.stdout.buffer if to_stdout else partial.open("wb")
+    written = 0
+    try:
+        with state.output.progress("export", total) as update:
+            for record in select_records(store, start=start, end=stop):
+                handle.write(orjson.dumps(export_line(record)) + b"\n")
+                written += 1
+                if written % 1000 == 0:
+                    update(written)
+    except BaseException:
+        if not to_stdout:
+            handle.close()
+            partial.unlink(missing_ok=True)
+        raise
+    if to_stdout:
+        handle.flush()
+    else:
+        handle.close()
+        os.replace(partial, destination)
+        state.output.note(f"exported {written} events to {destination}")

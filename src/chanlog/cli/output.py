@@ -1,0 +1,142 @@
+"""How the CLI talks: rich tables for people, JSON for machines, progress bars on stderr."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+__all__ = ["Output", "format_timestamp", "to_jsonable"]
+
+WIDE_OUTPUT = 160
+"""Columns of tables printed to something that is not a terminal."""
+
+ProgressUpdate = Callable[[int], None]
+"""Called with the number of items done so far."""
+
+
+def format_timestamp(timestamp_ms: int) -> str:
+    """An event timestamp (ms since the Unix epoch) as ISO 8601 UTC, to the millisecond."""
+    moment = datetime.datetime.fromtimestamp(timestamp_ms / 1000, tz=datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def to_jsonable(value: Any) -> Any:
+    """Make ``value`` JSON-compatible: tuples become lists, ints beyond 64 bits strings,
+    mappings with non-string keys get string keys (a state's dump is JSON-compatible already;
+    this guards what the CLI builds itself)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else str(value)
+    if isinstance(value, Mapping):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_jsonable(item) for item in value]
+    return str(value)
+
+
+class Output:
+    """Where and how a command prints.
+
+    Args:
+        json_mode: print JSON on stdout instead of tables.
+        progress: show progress bars on stderr: ``True``, ``False``, or ``None`` for "when
+            stderr is a terminal".
+    """
+
+    def __init__(self, *, json_mode: bool = False, progress: bool | None = None) -> None:
+        self.json_mode = json_mode
+        self.stdout = Console(highlight=False)
+        if not self.stdout.is_terminal and "COLUMNS" not in os.environ:
+            # Piped tables (to a file, less, grep) need not fit an 80-column terminal.
+            self.stdout = Console(highlight=False, width=WIDE_OUTPUT)
+        self.stderr = Console(stderr=True, highlight=False)
+        self.show_progress = self.stderr.is_terminal if progress is None else progress
+
+    def json(self, value: Any) -> None:
+        """Print one JSON document (indented) on stdout."""
+        click.echo(orjson.dumps(to_jsonable(value), option=orjson.OPT_INDENT_2).decode())
+
+    def json_line(self, value: Any) -> None:
+        """Print one compact JSON document on its own line (JSONL streams)."""
+        sys.stdout.write(orjson.dumps(to_jsonable(value)).decode() + "\n")
+        sys.stdout.flush()
+
+    def table(
+        self, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Print a table for people."""
+        table = Table(title=title, title_justify="left")
+        last = len(columns) - 1
+        for position, column in enumerate(columns):
+            # Offsets, names and times stay whole; only the last column (ids, values) folds.
+            table.add_column(column, overflow="fold", no_wrap=position < last)
+        for row in rows:
+            table.add_row(*("" if cell is None else str(cell) for cell in row))
+        self.stdout.print(table)
+
+    def mapping(self, title: str | None, values: Mapping[str, Any]) -> None:
+        """Print ``key: value`` pairs as a two-column table."""
+        self.table(
+            title, ("field", "value"), [(key, _cell(value)) for key, value in values.items()]
+        )
+
+    def line(self, text: str) -> None:
+        """Print a line of (rich-markup-free) text on stdout."""
+        self.stdout.print(text, markup=False)
+
+    def note(self, text: str) -> None:
+        """Print a line for people on stderr (kept out of machine-readable stdout)."""
+        self.stderr.print(text, markup=False)
+
+    @contextmanager
+    def progress(self, description: str, total: int | None) -> Iterator[ProgressUpdate]:
+        """A progress bar on stderr; yields ``update(done)``. A no-op when disabled."""
+        if not self.show_progress:
+            yield lambda _done: None
+            return
+        columns = (
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=self.stderr, transient=False) as bar:
+            task = bar.add_task(description, total=total)
+
+            def update(done: int) -> None:
+                bar.update(task, completed=done)
+
+            yield update
+            if total is not None:
+                bar.update(task, completed=total)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, Mapping):
+        if not value:
+            return "{}"
+        return ", ".join(f"{key}: {_cell(item)}" for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_cell(item) for item in value) if value else "[]"
+    return str(value)

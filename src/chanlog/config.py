@@ -1,0 +1,412 @@
+"""Configuration-driven assembly: ``chanlog.open(...)`` builds an :class:`EventStore` from a
+``chanlog.toml``, a ``pyproject.toml`` with ``[tool.chanlog]``, a dict or keyword arguments.
+
+The settings (ADR 0014)::
+
+    serializer = "json"                            # any registered serializer
+    projections = ["objective", "channel", "messages"]  # default: every registered one
+
+    [backend]
+    name = "sqlite"                                # any registered backend
+    path = "chanlog.db"                            # relative to this file's directory
+    durability = "full"                            # further keys go to the backend factory
+
+    [snapshots]                                    # default: every-n-events, n = 1000
+    policy = "every-n-events"                      # any registered snapshot policy
+    n = 1000                                       # further keys go to the policy factory
+
+Every name is looked up in the plugin host's registries, so whatever a plugin registered can
+be selected here. Every mistake is a :class:`~chanlog.errors.ConfigError` that names the file,
+the key, the bad value and the allowed values; an unknown key is a mistake, never ignored.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from chanlog.errors import ConfigError
+from chanlog.plugins.host import PluginHost, default_host
+from chanlog.store import EventStore
+
+__all__ = [
+    "CONFIG_FILENAME",
+    "DEFAULT_BACKEND",
+    "DEFAULT_SNAPSHOT_POLICY",
+    "DEFAULT_SQLITE_PATH",
+    "PYPROJECT_FILENAME",
+    "StoreConfig",
+    "build_store",
+    "find_config",
+    "load_config",
+    "open_store",
+    "read_settings",
+]
+
+CONFIG_FILENAME = "chanlog.toml"
+PYPROJECT_FILENAME = "pyproject.toml"
+DEFAULT_BACKEND = "sqlite"
+"""Config files describe a durable node, so the embedded durable backend is their default."""
+DEFAULT_SQLITE_PATH = "chanlog.db"
+DEFAULT_SNAPSHOT_POLICY = "every-n-events"
+"""The policy of a configured store whose settings have no ``[snapshots]`` table."""
+
+TOP_LEVEL_KEYS = ("backend", "projections", "serializer", "snapshots")
+
+PathLike = str | os.PathLike[str]
+Source = PathLike | Mapping[str, Any]
+
+
+@attrs.frozen
+class StoreConfig:
+    """Validated settings, every name checked against the plugin host's registries.
+
+    Attributes:
+        source: where the settings came from (a file path, ``"<dict>"`` or ``"<kwargs>"``).
+        backend: the registered backend name.
+        backend_options: keyword options for the backend factory (paths already resolved).
+        serializer: the registered serializer name.
+        projections: projection names to fold inline (``None``: every registered one).
+        snapshot_policy: the registered snapshot policy name (default ``every-n-events``,
+            n = 1000), or ``None`` for the store's own default.
+        snapshot_options: keyword options for the snapshot policy factory.
+    """
+
+    source: str
+    backend: str = DEFAULT_BACKEND
+    backend_options: Mapping[str, Any] = attrs.field(factory=dict)
+    serializer: str = "json"
+    projections: tuple[str, ...] | None = None
+    snapshot_policy: str | None = None
+    snapshot_options: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+def _fail(source: str, key: str, value: Any, problem: str, allowed: Any = None) -> ConfigError:
+    text = f"{source}: {key} = {_show(value)}: {problem}"
+    if allowed is not None:
+        names = ", ".join(sorted(allowed)) if not isinstance(allowed, str) else allowed
+        text += f" (allowed: {names or 'none installed'})"
+    return ConfigError(text, source=source, key=key)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def find_config(directory: PathLike | None = None) -> Path | None:
+    """The configuration a directory provides: ``chanlog.toml``, else a ``pyproject.toml``
+    that has a ``[tool.chanlog]`` table, else ``None``."""
+    base = Path(directory) if directory is not None else Path.cwd()
+    candidate = base / CONFIG_FILENAME
+    if candidate.is_file():
+        return candidate
+    pyproject = base / PYPROJECT_FILENAME
+    if pyproject.is_file():
+        try:
+            with pyproject.open("rb") as handle:
+                data = tomllib.load(handle)
+        except (OSError, tomllib.TOMLDecodeError):
+            # A broken pyproject.toml is someone else's file: it just offers no chanlog config.
+            return None
+        tool = data.get("tool")
+        if isinstance(tool, dict) and "chanlog" in tool:
+            return pyproject
+    return None
+
+
+def read_settings(path: PathLike) -> dict[str, Any]:
+    """The raw chanlog settings of a TOML file: the whole of a ``chanlog.toml`` or the
+    ``[tool.chanlog]`` table of a ``pyproject.toml``.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not TOML, or a pyproject.toml without
+            ``[tool.chanlog]``.
+    """
+    file = Path(path)
+    source = str(file)
+    try:
+        with file.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such configuration file", source=source) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{source}: is a directory, not a TOML file", source=source) from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror}", source=source) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}", source=source) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: not valid TOML: not UTF-8 text", source=source) from None
+    if file.name == PYPROJECT_FILENAME:
+        tool = data.get("tool")
+        section = tool.get("chanlog") if isinstance(tool, dict) else None
+        if section is None:
+            raise ConfigError(
+                f"{source}: has no [tool.chanlog] table", source=source, key="tool.chanlog"
+            )
+        if not isinstance(section, dict):
+            raise _fail(source, "tool.chanlog", section, "must be a table")
+        return section
+    return data
+
+
+def load_config(
+    source: Source | None = None,
+    /,
+    *,
+    plugins: PluginHost | None = None,
+    **settings: Any,
+) -> StoreConfig:
+    """Validate settings into a :class:`StoreConfig` without opening anything.
+
+    Args:
+        source: a path to ``chanlog.toml`` or ``pyproject.toml``, or a settings mapping.
+            ``None`` with no ``settings``: the configuration of the current directory
+            (see :func:`find_config`).
+        plugins: the host whose registries names are checked against (default: the
+            process-wide one).
+        settings: top-level settings; they override those of ``source``.
+
+    Raises:
+        ConfigError: naming the source, the key, the bad value and the allowed values.
+    """
+    host = plugins or default_host()
+    base_dir: Path | None = None
+    if source is None and not settings:
+        found = find_config()
+        if found is None:
+            raise ConfigError(
+                f"no {CONFIG_FILENAME} (or [tool.chanlog] in {PYPROJECT_FILENAME}) in "
+                f"{Path.cwd()}; pass a path, a dict or keyword arguments",
+                source=str(Path.cwd()),
+            )
+        source = found
+    if source is None:
+        name, raw = "<kwargs>", {}
+    elif isinstance(source, Mapping):
+        name, raw = "<dict>", dict(source)
+    elif isinstance(source, str | os.PathLike):
+        path = Path(source)
+        name, raw = str(path), read_settings(path)
+        base_dir = path.resolve().parent
+    else:
+        raise ConfigError(
+            f"configuration source must be a path or a mapping, got {type(source).__name__}",
+            source=repr(source),
+        )
+    raw.update(settings)
+    return _validate(raw, name, host, base_dir)
+
+
+def _validate(
+    raw: Mapping[str, Any], source: str, host: PluginHost, base: Path | None
+) -> StoreConfig:
+    for key in raw:
+        if key not in TOP_LEVEL_KEYS:
+            raise _fail(source, str(key), raw[key], "unknown key", TOP_LEVEL_KEYS)
+    backend, backend_options = _named_table(
+        raw, "backend", "name", DEFAULT_BACKEND, source, host.backends
+    )
+    backend_options = _resolve_paths(backend_options, base)
+    if backend == "sqlite" and "path" not in backend_options:
+        backend_options["path"] = str((base or Path.cwd()) / DEFAULT_SQLITE_PATH)
+    _check_options(host.backends[backend], backend_options, source, "backend")
+    serializer = raw.get("serializer", "json")
+    if not isinstance(serializer, str):
+        raise _fail(source, "serializer", serializer, "must be a string", host.serializers)
+    if serializer not in host.serializers:
+        raise _fail(source, "serializer", serializer, "no such serializer", host.serializers)
+    projections = _projections(raw, source, host)
+    # A configured store is a durable node whose restarts should replay only a tail, so it
+    # snapshots by default (EventStore() alone keeps "never").
+    policy: str | None = DEFAULT_SNAPSHOT_POLICY
+    if policy not in host.snapshot_policies:
+        policy = None
+    policy_options: dict[str, Any] = {}
+    if "snapshots" in raw:
+        policy, policy_options = _named_table(
+            raw, "snapshots", "policy", None, source, host.snapshot_policies
+        )
+        _check_options(host.snapshot_policies[policy], policy_options, source, "snapshots")
+    return StoreConfig(
+        source=source,
+        backend=backend,
+        backend_options=backend_options,
+        serializer=serializer,
+        projections=projections,
+        snapshot_policy=policy,
+        snapshot_options=policy_options,
+    )
+
+
+def _named_table(
+    raw: Mapping[str, Any],
+    key: str,
+    name_key: str,
+    default: str | None,
+    source: str,
+    registry: Mapping[str, Any],
+) -> tuple[str, dict[str, Any]]:
+    """Read ``key`` as either a bare name or a table ``{name_key = ..., options...}``."""
+    value = raw.get(key, {})
+    if isinstance(value, str):
+        name: Any = value
+        options: dict[str, Any] = {}
+        where = key
+    elif isinstance(value, Mapping):
+        options = dict(value)
+        name = options.pop(name_key, default)
+        where = f"{key}.{name_key}"
+    else:
+        raise _fail(source, key, value, f"must be a name or a table with {name_key!r}")
+    if name is None:
+        raise ConfigError(
+            f"{source}: {where} is required (allowed: {', '.join(sorted(registry))})",
+            source=source,
+            key=where,
+        )
+    if not isinstance(name, str):
+        raise _fail(source, where, name, "must be a string", registry)
+    if name not in registry:
+        raise _fail(source, where, name, f"no such {key.rstrip('s')}", registry)
+    return name, options
+
+
+def _resolve_paths(options: dict[str, Any], base: Path | None) -> dict[str, Any]:
+    """A relative ``path`` option means relative to the config file, not to wherever the
+    process happens to run."""
+    path = options.get("path")
+    if base is not None and isinstance(path, str) and path and not Path(path).is_absolute():
+        options["path"] = str(base / path)
+    return options
+
+
+def _check_options(
+    factory: Callable[..., Any], options: Mapping[str, Any], source: str, table: str
+) -> None:
+    """Refuse keys the factory does not take (when its signature says which it takes)."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return
+    parameters = signature.parameters.values()
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):
+        return  # the factory validates its own options; _construct adds the source
+    accepted = [
+        parameter.name
+        for parameter in parameters
+        if parameter.kind
+        in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    for key in options:
+        if key not in accepted:
+            raise _fail(source, f"{table}.{key}", options[key], "unknown key", accepted)
+
+
+def _construct(
+    factory: Callable[..., Any], options: Mapping[str, Any], source: str, table: str, what: str
+) -> Any:
+    """Call a plugin factory; its own :class:`ConfigError` gains the source."""
+    try:
+        return factory(**options)
+    except ConfigError as exc:
+        if exc.source is not None:
+            raise
+        key = exc.key or table
+        if not (key == table or key.startswith(f"{table}.")):
+            key = f"{table}.{key}"
+        raise ConfigError(f"{source}: [{table}] {exc}", source=source, key=key) from exc
+    except TypeError as exc:
+        raise ConfigError(
+            f"{source}: [{table}] options rejected by the {what}: {exc}", source=source, key=table
+        ) from exc
+
+
+def _projections(raw: Mapping[str, Any], source: str, host: PluginHost) -> tuple[str, ...] | None:
+    if "projections" not in raw:
+        return None
+    value = raw["projections"]
+    if not isinstance(value, list | tuple):
+        raise _fail(source, "projections", value, "must be a list of names", host.projections)
+    names: list[str] = []
+    for index, name in enumerate(value):
+        key = f"projections[{index}]"
+        if not isinstance(name, str):
+            raise _fail(source, key, name, "must be a string", host.projections)
+        if name not in host.projections:
+            raise _fail(source, key, name, "no such projection", host.projections)
+        if name in names:
+            raise _fail(source, key, name, "listed twice")
+        names.append(name)
+    return tuple(names)
+
+
+def open_store(
+    source: Source | None = None,
+    /,
+    *,
+    plugins: PluginHost | None = None,
+    **settings: Any,
+) -> EventStore:
+    """Assemble an :class:`~chanlog.EventStore` from configuration (``chanlog.open``).
+
+    Examples::
+
+        store = chanlog.open("chanlog.toml")
+        store = chanlog.open("pyproject.toml")            # its [tool.chanlog] table
+        store = chanlog.open({"backend": {"name": "sqlite", "path": "node.db"}})
+        store = chanlog.open(backend="memory", serializer="json")
+
+    Args:
+        source: as for :func:`load_config`.
+        plugins: the plugin host providing the named parts (default: the process-wide one).
+        settings: top-level settings, overriding those of ``source``.
+
+    Raises:
+        ConfigError: a bad setting, naming the file, the key, the value and what is allowed.
+        StorageError: the backend could not open its storage.
+    """
+    host = plugins or default_host()
+    config = load_config(source, plugins=host, **settings)
+    return build_store(config, plugins=host)
+
+
+def build_store(config: StoreConfig, *, plugins: PluginHost | None = None) -> EventStore:
+    """Open the store a validated :class:`StoreConfig` describes."""
+    host = plugins or default_host()
+    source = config.source
+    policy = None
+    if config.snapshot_policy is not None:
+        policy = _construct(
+            host.snapshot_policies[config.snapshot_policy],
+            config.snapshot_options,
+            source,
+            "snapshots",
+            f"snapshot policy {config.snapshot_policy!r}",
+        )
+    backend = _construct(
+        host.backends[config.backend],
+        config.backend_options,
+        source,
+        "backend",
+        f"backend {config.backend!r}",
+    )
+    extra: dict[str, Any] = {} if policy is None else {"snapshot_policy": policy}
+    try:
+        return EventStore(
+            backend,
+            plugins=host,
+            serializer=config.serializer,
+            projections=config.projections,
+            **extra,
+        )
+    except BaseException:
+        backend.close()
+        raise
