@@ -79,8 +79,8 @@ class StateReconstructor:
             state, start = store.snapshots.entity_state(projection, key, end)
         fold = projection.fold
         folded = 0
-        for record in store.read_stream(key, start, end):
-            after = fold(state, record.event, key, record.offset)
+        for offset, event in store.stream_events(key, start, end):
+            after = fold(state, event, key, offset)
             folded += 1
             if after is not None:
                 state = after
