@@ -68,15 +68,29 @@ def _fail(instance: Any, attribute: attrs.Attribute[Any], rule: str, value: Any)
 
 
 class _Hex:
-    __slots__ = ("_pattern", "rule")
+    """Validator: ``0x`` + a fixed number of hex digits."""
+
+    __slots__ = ("_fullmatch", "_pattern", "rule")
 
     def __init__(self, digits: int, what: str) -> None:
         self._pattern = re.compile(rf"0x[0-9a-fA-F]{{{digits}}}")
+        self._fullmatch = self._pattern.fullmatch
         self.rule = f"{what} ('0x' + {digits} hex digits)"
 
     def __call__(self, instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if type(value) is not str or self._pattern.fullmatch(value) is None:
+        if type(value) is not str or self._fullmatch(value) is None:
             raise _fail(instance, attribute, self.rule, value)
+
+    def optional(self) -> Validator:
+        """``None`` or a valid value, checked in one frame (a hot path: every event)."""
+        fullmatch = self._fullmatch
+        rule = self.rule
+
+        def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+            if value is not None and (type(value) is not str or fullmatch(value) is None):
+                raise _fail(instance, attribute, rule, value)
+
+        return check
 
 
 bytes32 = _Hex(64, "a bytes32 hex string")
@@ -138,6 +152,8 @@ def one_of(*allowed: str) -> Validator:
 
 def optional(validator: Validator) -> Validator:
     """Validator factory: ``None`` or whatever ``validator`` accepts."""
+    if isinstance(validator, _Hex):
+        return validator.optional()
 
     def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value is not None:

@@ -486,15 +486,16 @@ class EventStore:
             if not self._delivering.acquire(blocking=False):
                 return
             try:
+                # Resolved once per drain, not per record: subscribe() cannot connect while
+                # we hold the delivery lock, and a subscription closed meanwhile skips itself.
+                receivers = list(event_appended.receivers_for(self))
                 while outbox:
-                    self._notify(outbox.popleft())
+                    self._notify(outbox.popleft(), receivers)
             finally:
                 self._delivering.release()
 
-    def _notify(self, record: RecordedEvent) -> None:
-        if not event_appended.receivers:
-            return
-        for receiver in event_appended.receivers_for(self):
+    def _notify(self, record: RecordedEvent, receivers: list[Callable[..., Any]]) -> None:
+        for receiver in receivers:
             try:
                 receiver(self, record=record)
             except Exception:

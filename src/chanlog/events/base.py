@@ -43,12 +43,13 @@ class Event:
         Ids are hex, and hex case carries no meaning for identity, so streams are keyed
         case-insensitively while the payload keeps the case it was given.
         """
-        keys: list[str] = []
-        for name in self.stream_fields:
-            value = getattr(self, name)
-            if value is not None:
-                keys.append(value.lower())
-        return tuple(keys)
+        fields = self.stream_fields
+        if len(fields) == 1:  # the common case: one entity per event
+            value = getattr(self, fields[0])
+            return () if value is None else (value.lower(),)
+        return tuple(
+            value.lower() for value in (getattr(self, name) for name in fields) if value is not None
+        )
 
     @cached_property
     def event_id(self) -> str:
