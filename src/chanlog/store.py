@@ -411,6 +411,24 @@ class EventStore:
             raise NotFound(f"no {kind} {entity_id}")
         return found
 
+    @staticmethod
+    def _find_existing(
+        transaction: WriteTransaction, encoded: list[_Encoded]
+    ) -> list[int | None] | None:
+        """Offsets of the events already in the log, or ``None`` when none of them is (the
+        common case, which then costs no list at all for a single event)."""
+        if len(encoded) == 1:
+            found = transaction.find(encoded[0][2])
+            return None if found is None else [found]
+        raw_ids = [item[2] for item in encoded]
+        find_many = getattr(transaction, "find_many", None)
+        existing: list[int | None] = (
+            find_many(raw_ids)
+            if find_many is not None
+            else [transaction.find(raw_id) for raw_id in raw_ids]
+        )
+        return existing
+
     def _stage(
         self,
         transaction: WriteTransaction,
@@ -422,18 +440,12 @@ class EventStore:
         versions, projections. Returns every event's offset, the new records with their
         events, and the projection stages to commit once the backend has."""
         head = transaction.head
-        raw_ids = [item[2] for item in encoded]
-        find_many = getattr(transaction, "find_many", None)
-        existing: list[int | None] = (
-            find_many(raw_ids)
-            if find_many is not None and len(raw_ids) > 1
-            else [transaction.find(raw_id) for raw_id in raw_ids]
-        )
+        existing = self._find_existing(transaction, encoded)
+        if existing is not None and None not in existing:
+            return [offset for offset in existing if offset is not None], [], [], []
         offsets: list[int] = []
         new_records: list[StoredRecord] = []
         new_events: list[Event] = []
-        if all(offset is not None for offset in existing):
-            return [offset for offset in existing if offset is not None], [], [], []
         if expected:
             for stream, version in expected.items():
                 actual = transaction.stream_version(stream)
@@ -450,8 +462,8 @@ class EventStore:
         offset = head.length
         chain = head.chain_hash
         for index, (event, canonical, raw_id) in enumerate(encoded):
-            known = existing[index]
-            if known is None:
+            known = None if existing is None else existing[index]
+            if known is None and in_batch:
                 known = in_batch.get(raw_id)
             if known is not None:
                 offsets.append(known)

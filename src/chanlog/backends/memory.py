@@ -82,15 +82,13 @@ class MemoryBackend:
         self._lock = threading.RLock()
         self._grew = threading.Condition(self._lock)
         self._waiters = 0
+        self._head = Head(0, GENESIS_CHAIN_HASH)  # replaced, never mutated, at each commit
 
     def __len__(self) -> int:
         return len(self._payloads)
 
     def head(self) -> Head:
-        length = len(self._payloads)
-        if not length:
-            return Head(0, GENESIS_CHAIN_HASH)
-        return Head(length, bytes(self._chains[-32:]))
+        return self._head
 
     def write(self) -> _MemoryTransaction:
         return _MemoryTransaction(self)
@@ -116,6 +114,8 @@ class MemoryBackend:
                     self._streams[stream] = [offset]
                 else:
                     offsets.append(offset)
+        last = pending[-1]
+        self._head = Head(last.offset + 1, last.chain_hash)
 
     def _intern_type(self, event_type: str) -> int:
         code = len(self._type_names)
