@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from chanlog.projections.base import Projection, ProjectionStage
-from chanlog.projections.channel import Challenge, ChannelProjection, ChannelState, TurnSignatures
+from chanlog.projections.channel import (
+    Challenge,
+    ChannelProjection,
+    ChannelState,
+    ChannelTerms,
+    OnChainFacts,
+    TurnSignatures,
+)
 from chanlog.projections.entity import EntityProjection, EntityStage
 from chanlog.projections.messages import MessagesProjection, MessageState
 from chanlog.projections.objective import ObjectiveProjection, ObjectiveState
@@ -12,12 +19,14 @@ __all__ = [
     "Challenge",
     "ChannelProjection",
     "ChannelState",
+    "ChannelTerms",
     "EntityProjection",
     "EntityStage",
     "MessageState",
     "MessagesProjection",
     "ObjectiveProjection",
     "ObjectiveState",
+    "OnChainFacts",
     "Projection",
     "ProjectionStage",
     "TurnSignatures",

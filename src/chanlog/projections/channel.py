@@ -12,11 +12,8 @@ conclusion and never exceed what was deposited.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, ClassVar
-
-import attrs
 
 from chanlog.errors import DecodeError
 from chanlog.events.base import Event
@@ -37,7 +34,9 @@ from chanlog.events.channel import (
     StateSupportedUpdated,
 )
 from chanlog.projections._data import Reader, amount_map
-from chanlog.projections.entity import EntityProjection, replacer
+from chanlog.projections._record import as_dict, maker, record, replacer, updater
+from chanlog.projections._turns import TurnMap
+from chanlog.projections.entity import EntityProjection
 
 __all__ = [
     "CHALLENGED",
@@ -48,6 +47,8 @@ __all__ = [
     "Challenge",
     "ChannelProjection",
     "ChannelState",
+    "ChannelTerms",
+    "OnChainFacts",
     "TurnSignatures",
 ]
 
@@ -60,7 +61,7 @@ POSTFUND_TURN = 1
 """go-nitro's post-fund turn: once it is supported the channel is open."""
 
 
-@attrs.frozen(slots=True)
+@record(kw_only=False)
 class TurnSignatures:
     """The state hash of one turn and who signed it (lower-cased addresses)."""
 
@@ -68,7 +69,7 @@ class TurnSignatures:
     signers: frozenset[str]
 
 
-@attrs.frozen(slots=True, kw_only=True)
+@record
 class Challenge:
     """The active on-chain challenge. ``stale`` marks a challenge on a turn older than our
     supported state: the case a node must answer."""
@@ -84,23 +85,25 @@ class Challenge:
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
 
 
-@attrs.frozen(slots=True, kw_only=True)
-class ChannelState:
-    """One channel as of some offset. Amount maps are keyed by lower-cased asset address;
-    ``withdrawn`` by ``(recipient, asset)``, both lower-cased."""
+@record
+class ChannelTerms:
+    """The fixed part of a channel, as ``channel-created`` set it."""
 
     channel_id: str
     participants: tuple[str, ...]
+    participant_keys: frozenset[str]
+    """The participants lower-cased: who may sign."""
     channel_nonce: int | None
     app_definition: str | None
     challenge_duration: int
-    latest_turn: int | None = None
-    latest_signed_turn: int | None = None
-    supported_turn: int | None = None
-    supported_hash: str | None = None
-    signatures: Mapping[int, TurnSignatures] = _EMPTY
-    final_turn: int | None = None
-    final_state_hash: str | None = None
+    created_ms: int
+
+
+@record
+class OnChainFacts:
+    """What the chain said about a channel. Amount maps are keyed by lower-cased asset
+    address; ``withdrawn`` by ``(recipient, asset)``, both lower-cased."""
+
     holdings: Mapping[str, int] = _EMPTY
     deposited: Mapping[str, int] = _EMPTY
     withdrawn: Mapping[tuple[str, str], int] = _EMPTY
@@ -109,17 +112,113 @@ class ChannelState:
     turn_num_record: int | None = None
     concluded: bool = False
     concluded_at_turn: int | None = None
+
+
+_NO_CHAIN_FACTS = OnChainFacts()
+_EMPTY_TURNS: TurnMap[TurnSignatures] = TurnMap()
+
+
+@record
+class ChannelState:
+    """One channel as of some offset.
+
+    The fixed part (:class:`ChannelTerms`) and the on-chain part (:class:`OnChainFacts`) are
+    shared between the states of a channel until an event changes them, so folding an
+    off-chain event copies only the off-chain fields; their fields read through flat
+    properties (``state.participants``, ``state.holdings``...). ``signatures`` maps a turn
+    to its :class:`TurnSignatures` (pruned below the supported turn).
+    """
+
+    terms: ChannelTerms
+    onchain: OnChainFacts = _NO_CHAIN_FACTS
+    latest_turn: int | None = None
+    latest_signed_turn: int | None = None
+    supported_turn: int | None = None
+    supported_hash: str | None = None
+    signatures: Mapping[int, TurnSignatures] = _EMPTY_TURNS
+    final_turn: int | None = None
+    final_state_hash: str | None = None
     event_count: int = 1
-    created_ms: int
     updated_ms: int
+
+    @property
+    def channel_id(self) -> str:
+        """The channel id as the creating event spelled it."""
+        return self.terms.channel_id
+
+    @property
+    def participants(self) -> tuple[str, ...]:
+        """The participants' addresses, in channel order."""
+        return self.terms.participants
+
+    @property
+    def channel_nonce(self) -> int | None:
+        """The channel nonce, when known."""
+        return self.terms.channel_nonce
+
+    @property
+    def app_definition(self) -> str | None:
+        """The app definition address, when known."""
+        return self.terms.app_definition
+
+    @property
+    def challenge_duration(self) -> int:
+        """The challenge duration (s)."""
+        return self.terms.challenge_duration
+
+    @property
+    def created_ms(self) -> int:
+        """When the channel was created (ms)."""
+        return self.terms.created_ms
+
+    @property
+    def holdings(self) -> Mapping[str, int]:
+        """Held on chain, per asset."""
+        return self.onchain.holdings
+
+    @property
+    def deposited(self) -> Mapping[str, int]:
+        """Deposited in total, per asset."""
+        return self.onchain.deposited
+
+    @property
+    def withdrawn(self) -> Mapping[tuple[str, str], int]:
+        """Withdrawn, per ``(recipient, asset)``."""
+        return self.onchain.withdrawn
+
+    @property
+    def chain_position(self) -> tuple[int, int] | None:
+        """``(block_num, tx_index)`` of the last chain event."""
+        return self.onchain.chain_position
+
+    @property
+    def challenge(self) -> Challenge | None:
+        """The active challenge, if any."""
+        return self.onchain.challenge
+
+    @property
+    def turn_num_record(self) -> int | None:
+        """The on-chain turn record (set by challenges and clears)."""
+        return self.onchain.turn_num_record
+
+    @property
+    def concluded(self) -> bool:
+        """Whether the channel was concluded on chain."""
+        return self.onchain.concluded
+
+    @property
+    def concluded_at_turn(self) -> int | None:
+        """The turn the conclusion finalized."""
+        return self.onchain.concluded_at_turn
 
     @property
     def status(self) -> str:
         """``concluded``, ``challenged``, ``finalized``, ``open`` (post-fund state
         supported) or ``created``, in that order of precedence."""
-        if self.concluded:
+        onchain = self.onchain
+        if onchain.concluded:
             return CONCLUDED
-        if self.challenge is not None:
+        if onchain.challenge is not None:
             return CHALLENGED
         if self.final_turn is not None:
             return FINALIZED
@@ -130,9 +229,10 @@ class ChannelState:
     def is_finalized_at(self, now: int) -> bool:
         """Whether the channel is finalized on chain at unix time ``now`` (s): concluded, or
         an active challenge whose timeout has passed (a timeout emits no chain event)."""
-        if self.concluded:
+        onchain = self.onchain
+        if onchain.concluded:
             return True
-        challenge = self.challenge
+        challenge = onchain.challenge
         return challenge is not None and now >= challenge.finalization_time
 
     def withdrawn_of(self, asset: str) -> int:
@@ -141,12 +241,22 @@ class ChannelState:
         return sum(amount for (_, each), amount in self.withdrawn.items() if each == key)
 
 
-@lru_cache(maxsize=4096)
-def _participant_keys(participants: tuple[str, ...]) -> frozenset[str]:
-    return frozenset(address.lower() for address in participants)
-
-
 _evolve = replacer(ChannelState)
+_evolve_chain = replacer(OnChainFacts)
+_turn_signatures = maker(TurnSignatures)
+# The two events of every turn get copies that write only the fields they change.
+_after_signature = updater(
+    ChannelState, "signatures", "latest_turn", "latest_signed_turn", "event_count", "updated_ms"
+)
+_after_support = updater(
+    ChannelState,
+    "supported_turn",
+    "supported_hash",
+    "signatures",
+    "latest_turn",
+    "event_count",
+    "updated_ms",
+)
 _Folder = Callable[["ChannelProjection", "ChannelState | None", Any, str], "ChannelState"]
 
 
@@ -156,6 +266,7 @@ class ChannelProjection(EntityProjection[ChannelState]):
 
     name: ClassVar[str] = "channel"
     schema_version: ClassVar[int] = 1
+    cross_entity_event_types: ClassVar[frozenset[type[Event]] | None] = frozenset()
 
     def entity_ids(self, event: Event) -> tuple[str, ...]:
         """Channel and chain events name their channel."""
@@ -184,15 +295,16 @@ class ChannelProjection(EntityProjection[ChannelState]):
                 event=event,
                 rule="channel.created-once",
             )
-        return ChannelState(
+        terms = ChannelTerms(
             channel_id=event.channel_id,
             participants=event.participants,
+            participant_keys=frozenset(address.lower() for address in event.participants),
             channel_nonce=event.channel_nonce,
             app_definition=event.app_definition,
             challenge_duration=event.challenge_duration,
             created_ms=event.timestamp_ms,
-            updated_ms=event.timestamp_ms,
         )
+        return ChannelState(terms=terms, updated_ms=event.timestamp_ms)
 
     def _existing(self, state: ChannelState | None, event: Event, entity_id: str) -> ChannelState:
         if state is None:
@@ -208,7 +320,7 @@ class ChannelProjection(EntityProjection[ChannelState]):
         self, state: ChannelState | None, event: Event, entity_id: str
     ) -> ChannelState:
         state = self._existing(state, event, entity_id)
-        if state.final_turn is not None or state.concluded:
+        if state.final_turn is not None or state.onchain.concluded:
             raise self.refuse(
                 f"the channel is {state.status}; no further states",
                 entity_id=entity_id,
@@ -222,9 +334,10 @@ class ChannelProjection(EntityProjection[ChannelState]):
     def _signature(
         self, state: ChannelState | None, event: StateSigned | StateReceived, entity_id: str
     ) -> ChannelState:
-        state = self._open_for_states(state, event, entity_id)
+        if state is None or state.final_turn is not None or state.onchain.concluded:
+            state = self._open_for_states(state, event, entity_id)  # raises
         signer = event.signer.lower()
-        if signer not in _participant_keys(state.participants):
+        if signer not in state.terms.participant_keys:
             raise self.refuse(
                 f"signer {event.signer} is not a participant",
                 entity_id=entity_id,
@@ -240,9 +353,12 @@ class ChannelProjection(EntityProjection[ChannelState]):
                 event=event,
                 rule="channel.stale-turn",
             )
-        known = state.signatures.get(turn)
+        signatures = state.signatures
+        if type(signatures) is not TurnMap:  # a state built by hand may hold a dict
+            signatures = TurnMap(signatures)
+        known = signatures.get(turn)
         if known is None:
-            entry = TurnSignatures(event.state_hash, frozenset((signer,)))
+            entry = _turn_signatures(event.state_hash, frozenset((signer,)))
         else:
             if known.state_hash != event.state_hash:
                 raise self.refuse(
@@ -258,26 +374,25 @@ class ChannelProjection(EntityProjection[ChannelState]):
                     event=event,
                     rule="channel.duplicate-signer",
                 )
-            entry = TurnSignatures(known.state_hash, known.signers | {signer})
-        signatures = dict(state.signatures)
-        signatures[turn] = entry
+            entry = _turn_signatures(known.state_hash, known.signers | {signer})
         latest = state.latest_turn
         signed = state.latest_signed_turn
         if type(event) is StateSigned and (signed is None or turn > signed):
             signed = turn
-        return _evolve(
+        return _after_signature(
             state,
-            signatures=signatures,
-            latest_turn=turn if latest is None or turn > latest else latest,
-            latest_signed_turn=signed,
-            event_count=state.event_count + 1,
-            updated_ms=event.timestamp_ms,
+            signatures.set(turn, entry),
+            turn if latest is None or turn > latest else latest,
+            signed,
+            state.event_count + 1,
+            event.timestamp_ms,
         )
 
     def _supported(
         self, state: ChannelState | None, event: StateSupportedUpdated, entity_id: str
     ) -> ChannelState:
-        state = self._open_for_states(state, event, entity_id)
+        if state is None or state.final_turn is not None or state.onchain.concluded:
+            state = self._open_for_states(state, event, entity_id)  # raises
         turn = event.supported_turn
         supported = state.supported_turn
         if supported is not None and turn <= supported:
@@ -295,7 +410,10 @@ class ChannelProjection(EntityProjection[ChannelState]):
                 event=event,
                 rule="channel.prev-supported-mismatch",
             )
-        known = state.signatures.get(turn)
+        signatures = state.signatures
+        if type(signatures) is not TurnMap:  # a state built by hand may hold a dict
+            signatures = TurnMap(signatures)
+        known = signatures.get(turn)
         if known is not None and known.state_hash != event.state_hash:
             raise self.refuse(
                 f"turn {turn} has state {known.state_hash}, not {event.state_hash}",
@@ -303,16 +421,15 @@ class ChannelProjection(EntityProjection[ChannelState]):
                 event=event,
                 rule="channel.conflicting-state-hash",
             )
-        signatures = {each: value for each, value in state.signatures.items() if each >= turn}
         latest = state.latest_turn
-        return _evolve(
+        return _after_support(
             state,
-            supported_turn=turn,
-            supported_hash=event.state_hash,
-            signatures=signatures,
-            latest_turn=turn if latest is None or turn > latest else latest,
-            event_count=state.event_count + 1,
-            updated_ms=event.timestamp_ms,
+            turn,
+            event.state_hash,
+            signatures.from_turn(turn),
+            turn if latest is None or turn > latest else latest,
+            state.event_count + 1,
+            event.timestamp_ms,
         )
 
     def _finalized(
@@ -334,7 +451,7 @@ class ChannelProjection(EntityProjection[ChannelState]):
     ) -> ChannelState:
         state = self._existing(state, event, entity_id)
         position = (event.block_num, event.tx_index)
-        last = state.chain_position
+        last = state.onchain.chain_position
         if last is not None and position <= last:
             raise self.refuse(
                 f"chain position {position} is not after {last}",
@@ -348,8 +465,9 @@ class ChannelProjection(EntityProjection[ChannelState]):
         self, state: ChannelState | None, event: DepositDetected, entity_id: str
     ) -> ChannelState:
         state = self._on_chain(state, event, entity_id)
+        facts = state.onchain
         asset = event.asset.lower()
-        held = state.holdings.get(asset, 0) + event.amount_deposited
+        held = facts.holdings.get(asset, 0) + event.amount_deposited
         if event.now_held is not None and event.now_held != held:
             raise self.refuse(
                 f"now_held {event.now_held} != holdings {held - event.amount_deposited} "
@@ -358,38 +476,27 @@ class ChannelProjection(EntityProjection[ChannelState]):
                 event=event,
                 rule="channel.now-held-mismatch",
             )
-        holdings = dict(state.holdings)
+        holdings = dict(facts.holdings)
         holdings[asset] = held
-        deposited = dict(state.deposited)
+        deposited = dict(facts.deposited)
         deposited[asset] = deposited.get(asset, 0) + event.amount_deposited
-        return _evolve(
-            state,
-            holdings=holdings,
-            deposited=deposited,
-            chain_position=(event.block_num, event.tx_index),
-            event_count=state.event_count + 1,
-            updated_ms=event.timestamp_ms,
-        )
+        return _after_chain(state, event, holdings=holdings, deposited=deposited)
 
     def _allocation(
         self, state: ChannelState | None, event: AllocationUpdated, entity_id: str
     ) -> ChannelState:
         state = self._on_chain(state, event, entity_id)
-        holdings = dict(state.holdings)
+        facts = state.onchain
+        holdings = dict(facts.holdings)
         holdings[event.asset.lower()] = event.new_amount
-        return _evolve(
-            state,
-            holdings=holdings,
-            chain_position=(event.block_num, event.tx_index),
-            event_count=state.event_count + 1,
-            updated_ms=event.timestamp_ms,
-        )
+        return _after_chain(state, event, holdings=holdings)
 
     def _challenge(
         self, state: ChannelState | None, event: ChallengeRegistered, entity_id: str
     ) -> ChannelState:
         state = self._on_chain(state, event, entity_id)
-        record = state.turn_num_record
+        facts = state.onchain
+        record = facts.turn_num_record
         if record is not None and event.turn_num_record <= record:
             raise self.refuse(
                 f"turn record {event.turn_num_record} does not raise the record {record}",
@@ -406,20 +513,16 @@ class ChannelProjection(EntityProjection[ChannelState]):
             is_final=event.is_final,
             candidate_state_hash=event.candidate_state_hash,
         )
-        return _evolve(
-            state,
-            challenge=challenge,
-            turn_num_record=event.turn_num_record,
-            chain_position=(event.block_num, event.tx_index),
-            event_count=state.event_count + 1,
-            updated_ms=event.timestamp_ms,
+        return _after_chain(
+            state, event, challenge=challenge, turn_num_record=event.turn_num_record
         )
 
     def _cleared(
         self, state: ChannelState | None, event: ChallengeCleared, entity_id: str
     ) -> ChannelState:
         state = self._on_chain(state, event, entity_id)
-        challenge = state.challenge
+        facts = state.onchain
+        challenge = facts.challenge
         if challenge is None:
             raise self.refuse(
                 "no challenge is active",
@@ -435,40 +538,28 @@ class ChannelProjection(EntityProjection[ChannelState]):
                 event=event,
                 rule="channel.clear-must-raise-record",
             )
-        return _evolve(
-            state,
-            challenge=None,
-            turn_num_record=event.new_turn_num_record,
-            chain_position=(event.block_num, event.tx_index),
-            event_count=state.event_count + 1,
-            updated_ms=event.timestamp_ms,
-        )
+        return _after_chain(state, event, challenge=None, turn_num_record=event.new_turn_num_record)
 
     def _concluded(
         self, state: ChannelState | None, event: ChannelConcluded, entity_id: str
     ) -> ChannelState:
         state = self._on_chain(state, event, entity_id)
-        if state.concluded:
+        facts = state.onchain
+        if facts.concluded:
             raise self.refuse(
                 "the channel is already concluded",
                 entity_id=entity_id,
                 event=event,
                 rule="channel.concluded-once",
             )
-        return _evolve(
-            state,
-            concluded=True,
-            concluded_at_turn=event.finalized_at_turn,
-            chain_position=(event.block_num, event.tx_index),
-            event_count=state.event_count + 1,
-            updated_ms=event.timestamp_ms,
-        )
+        return _after_chain(state, event, concluded=True, concluded_at_turn=event.finalized_at_turn)
 
     def _withdraw(
         self, state: ChannelState | None, event: WithdrawCompleted, entity_id: str
     ) -> ChannelState:
         state = self._on_chain(state, event, entity_id)
-        if not state.concluded:
+        facts = state.onchain
+        if not facts.concluded:
             raise self.refuse(
                 "withdrawals follow the conclusion",
                 entity_id=entity_id,
@@ -476,7 +567,7 @@ class ChannelProjection(EntityProjection[ChannelState]):
                 rule="channel.withdraw-before-conclusion",
             )
         asset = event.asset.lower()
-        deposited = state.deposited.get(asset, 0)
+        deposited = facts.deposited.get(asset, 0)
         already = state.withdrawn_of(asset)
         if already + event.amount > deposited:
             raise self.refuse(
@@ -487,15 +578,9 @@ class ChannelProjection(EntityProjection[ChannelState]):
                 rule="channel.withdraw-exceeds-deposit",
             )
         key = (event.recipient.lower(), asset)
-        withdrawn = dict(state.withdrawn)
+        withdrawn = dict(facts.withdrawn)
         withdrawn[key] = withdrawn.get(key, 0) + event.amount
-        return _evolve(
-            state,
-            withdrawn=withdrawn,
-            chain_position=(event.block_num, event.tx_index),
-            event_count=state.event_count + 1,
-            updated_ms=event.timestamp_ms,
-        )
+        return _after_chain(state, event, withdrawn=withdrawn)
 
     # -- snapshot codec ------------------------------------------------------------------
 
@@ -525,7 +610,7 @@ class ChannelProjection(EntityProjection[ChannelState]):
                 for (recipient, asset), amount in sorted(state.withdrawn.items())
             ],
             "chain_position": None if state.chain_position is None else list(state.chain_position),
-            "challenge": None if challenge is None else attrs.asdict(challenge),
+            "challenge": None if challenge is None else as_dict(challenge),
             "turn_num_record": state.turn_num_record,
             "concluded": state.concluded,
             "concluded_at_turn": state.concluded_at_turn,
@@ -537,19 +622,17 @@ class ChannelProjection(EntityProjection[ChannelState]):
     def load_state(self, data: Any) -> ChannelState:
         """Read back :meth:`dump_state` output, strictly."""
         r = Reader(data, "channel")
-        return ChannelState(
+        participants = r.texts("participants")
+        terms = ChannelTerms(
             channel_id=r.text("channel_id"),
-            participants=r.texts("participants"),
+            participants=participants,
+            participant_keys=frozenset(address.lower() for address in participants),
             channel_nonce=r.opt_uint("channel_nonce"),
             app_definition=r.opt_text("app_definition"),
             challenge_duration=r.uint("challenge_duration"),
-            latest_turn=r.opt_uint("latest_turn"),
-            latest_signed_turn=r.opt_uint("latest_signed_turn"),
-            supported_turn=r.opt_uint("supported_turn"),
-            supported_hash=r.opt_text("supported_hash"),
-            signatures=_load_signatures(r.raw("signatures")),
-            final_turn=r.opt_uint("final_turn"),
-            final_state_hash=r.opt_text("final_state_hash"),
+            created_ms=r.uint("created_ms"),
+        )
+        onchain = OnChainFacts(
             holdings=r.amounts("holdings"),
             deposited=r.amounts("deposited"),
             withdrawn=_load_withdrawn(r.raw("withdrawn")),
@@ -558,17 +641,39 @@ class ChannelProjection(EntityProjection[ChannelState]):
             turn_num_record=r.opt_uint("turn_num_record"),
             concluded=r.flag("concluded"),
             concluded_at_turn=r.opt_uint("concluded_at_turn"),
+        )
+        return ChannelState(
+            terms=terms,
+            onchain=onchain,
+            latest_turn=r.opt_uint("latest_turn"),
+            latest_signed_turn=r.opt_uint("latest_signed_turn"),
+            supported_turn=r.opt_uint("supported_turn"),
+            supported_hash=r.opt_text("supported_hash"),
+            signatures=_load_signatures(r.raw("signatures")),
+            final_turn=r.opt_uint("final_turn"),
+            final_state_hash=r.opt_text("final_state_hash"),
             event_count=r.uint("event_count"),
-            created_ms=r.uint("created_ms"),
             updated_ms=r.uint("updated_ms"),
         )
+
+
+def _after_chain(state: ChannelState, event: ChainEvent, **changes: Any) -> ChannelState:
+    """``state`` after the chain event ``event`` changed its on-chain facts."""
+    return _evolve(
+        state,
+        onchain=_evolve_chain(
+            state.onchain, chain_position=(event.block_num, event.tx_index), **changes
+        ),
+        event_count=state.event_count + 1,
+        updated_ms=event.timestamp_ms,
+    )
 
 
 def _is_uint(value: Any) -> bool:
     return type(value) is int and value >= 0
 
 
-def _load_signatures(raw: Any) -> dict[int, TurnSignatures]:
+def _load_signatures(raw: Any) -> TurnMap[TurnSignatures]:
     if not isinstance(raw, list):
         raise DecodeError("channel.signatures: expected a list", path="channel.signatures")
     result: dict[int, TurnSignatures] = {}
@@ -583,7 +688,7 @@ def _load_signatures(raw: Any) -> dict[int, TurnSignatures]:
         ):
             raise DecodeError(f"channel.signatures: bad entry {item!r}", path="channel.signatures")
         result[item[0]] = TurnSignatures(item[1], frozenset(item[2]))
-    return result
+    return TurnMap(result)
 
 
 def _load_withdrawn(raw: Any) -> dict[tuple[str, str], int]:

@@ -55,18 +55,28 @@ class EntityStage(Generic[S]):
         """Fold ``event`` into the overlay, or raise :class:`InvalidTransition` and leave the
         overlay exactly as it was."""
         projection = self._projection
-        entity_ids = projection.entity_ids(event)
+        staged = self._states
+        committed = projection._states
+        fold = projection.fold
         changes: list[tuple[str, S | None, S]] = []
-        for entity_id in entity_ids:
-            before = self.lookup(entity_id)
-            after = projection.fold(before, event, entity_id, offset)
+        for entity_id in projection.entity_ids(event):
+            # Inlined lookup(): this runs for every event of every append.
+            before = staged.get(entity_id, _MISSING)
+            if before is _MISSING:
+                before = committed.get(entity_id)
+            after = fold(before, event, entity_id, offset)
             if after is not None and after is not before:
                 changes.append((entity_id, before, after))
-        projection.check(self, event, changes)
-        for entity_id, _, after in changes:
-            self._states[entity_id] = after
-        for key, value in projection.index_updates(event, changes):
-            self._index[key] = value
+        crossing = projection.cross_entity_event_types
+        if crossing is None or type(event) in crossing:
+            projection.check(self, event, changes)
+            for entity_id, _, after in changes:
+                staged[entity_id] = after
+            for key, value in projection.index_updates(event, changes):
+                self._index[key] = value
+        else:
+            for entity_id, _, after in changes:
+                staged[entity_id] = after
 
     def commit(self) -> None:
         """Make the overlay the projection's committed state."""
@@ -80,12 +90,17 @@ class EntityProjection(Generic[S]):
 
     Subclasses set ``name`` and ``schema_version`` and implement :meth:`entity_ids`,
     :meth:`fold`, :meth:`dump_state` and :meth:`load_state`; they may override
-    :meth:`check` and :meth:`index_updates` for rules that span entities, and
-    :meth:`_on_commit` to keep query indexes that no rule needs.
+    :meth:`check` and :meth:`index_updates` for rules that span entities (and then may name
+    the event types those act on in ``cross_entity_event_types``, so that the stage skips
+    them for every other event), and :meth:`_on_commit` to keep query indexes that no rule
+    needs.
     """
 
     name: ClassVar[str] = ""
     schema_version: ClassVar[int] = 1
+    cross_entity_event_types: ClassVar[frozenset[type[Event]] | None] = None
+    """The event types :meth:`check` and :meth:`index_updates` act on; the stage skips both
+    for any other type. ``None`` (the default) calls them for every event."""
 
     def __init__(self) -> None:
         self._states: dict[str, S] = {}
@@ -136,10 +151,13 @@ class EntityProjection(Generic[S]):
 
     def _commit(self, states: Mapping[str, S], index: Mapping[str, IndexValue | None]) -> None:
         committed = self._states
-        for entity_id, after in states.items():
-            before = committed.get(entity_id)
-            committed[entity_id] = after
-            self._on_commit(entity_id, before, after)
+        if type(self)._on_commit is EntityProjection._on_commit:
+            committed.update(states)
+        else:
+            for entity_id, after in states.items():
+                before = committed.get(entity_id)
+                committed[entity_id] = after
+                self._on_commit(entity_id, before, after)
         for key, value in index.items():
             if value is None:
                 self._index.pop(key, None)

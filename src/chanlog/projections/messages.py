@@ -11,13 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
-import attrs
-
 from chanlog.events.base import Event
 from chanlog.events.messaging import MessageAcked, MessageDropped, MessageReceived, MessageSent
 from chanlog.events.objective import ObjectiveCreated
 from chanlog.projections._data import Reader
-from chanlog.projections.entity import EntityProjection, EntityStage, IndexValue, replacer
+from chanlog.projections._record import as_dict, record, replacer
+from chanlog.projections.entity import EntityProjection, EntityStage, IndexValue
 
 __all__ = ["MessageState", "MessagesProjection"]
 
@@ -25,7 +24,7 @@ _OBJECTIVE_KEY = "objective:"
 """Index prefix: ``objective:<id>`` → True once the objective was created."""
 
 
-@attrs.frozen(slots=True, kw_only=True)
+@record
 class MessageState:
     """One message as of some offset."""
 
@@ -62,6 +61,9 @@ class MessagesProjection(EntityProjection[MessageState]):
 
     name: ClassVar[str] = "messages"
     schema_version: ClassVar[int] = 1
+    cross_entity_event_types: ClassVar[frozenset[type[Event]] | None] = frozenset(
+        {MessageSent, ObjectiveCreated}
+    )
 
     def __init__(self) -> None:
         super().__init__()
@@ -225,7 +227,7 @@ class MessagesProjection(EntityProjection[MessageState]):
 
     def dump_state(self, state: MessageState) -> dict[str, Any]:
         """The state as a JSON object."""
-        return attrs.asdict(state, recurse=False)
+        return as_dict(state)
 
     def load_state(self, data: Any) -> MessageState:
         """Read back :meth:`dump_state` output, strictly."""

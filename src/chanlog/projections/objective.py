@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
-import attrs
-
 from chanlog.errors import DecodeError
 from chanlog.events.base import Event
 from chanlog.events.messaging import MessageReceived, MessageSent
@@ -23,7 +21,8 @@ from chanlog.events.objective import (
     ObjectiveRejected,
 )
 from chanlog.projections._data import Reader
-from chanlog.projections.entity import EntityProjection, EntityStage, IndexValue, replacer
+from chanlog.projections._record import as_dict, record, replacer
+from chanlog.projections.entity import EntityProjection, EntityStage, IndexValue
 
 __all__ = [
     "APPROVED",
@@ -43,7 +42,7 @@ _OWNER_KEY = "owner:"
 """Index prefix: ``owner:<channel id>`` → the objective that last took the channel."""
 
 
-@attrs.frozen(slots=True, kw_only=True)
+@record
 class ObjectiveState:
     """One objective as of some offset.
 
@@ -94,6 +93,9 @@ class ObjectiveProjection(EntityProjection[ObjectiveState]):
 
     name: ClassVar[str] = "objective"
     schema_version: ClassVar[int] = 1
+    cross_entity_event_types: ClassVar[frozenset[type[Event]] | None] = frozenset(
+        {ObjectiveApproved}
+    )
 
     def entity_ids(self, event: Event) -> tuple[str, ...]:
         """Objective events and message-sent/received name their objective."""
@@ -296,7 +298,7 @@ class ObjectiveProjection(EntityProjection[ObjectiveState]):
 
     def dump_state(self, state: ObjectiveState) -> dict[str, Any]:
         """The state as a JSON object (participants as a list)."""
-        data = attrs.asdict(state, recurse=False)
+        data = as_dict(state)
         if state.participants is not None:
             data["participants"] = list(state.participants)
         return data
