@@ -148,3 +148,33 @@ def test_subscription_delivery_under_concurrent_subscribe_and_close() -> None:
     stop.set()
     churner.join()
     assert failures == []
+
+
+def test_readers_never_block_the_memory_backend_from_growing() -> None:
+    # Readers copy out of the packed chain-hash column while writers grow it; a reader that
+    # pinned the buffer would make a concurrent append fail with BufferError.
+    store = EventStore(projections=[])
+    store.append(make_signed(0))
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                for _ in store.read_from(0):
+                    pass
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    readers = [threading.Thread(target=reader) for _ in range(2)]
+    for thread in readers:
+        thread.start()
+    try:
+        for turn in range(1, 3000):
+            store.append(make_signed(turn))
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join()
+    assert errors == []
+    assert len(store) == 3000

@@ -133,7 +133,9 @@ class MemoryBackend:
             self._type_names[self._type_codes[offset]],
             self._stream_keys[offset],
             self._payloads[offset],
-            memoryview(self._chains)[start : start + 32].tobytes(),
+            # A slice copies; a memoryview would pin the bytearray, and an append resizing it
+            # in another thread would then fail with BufferError.
+            bytes(self._chains[start : start + 32]),
         )
 
     def read(self, start: int, end: int) -> Iterator[StoredRecord]:
