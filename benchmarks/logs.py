@@ -1,9 +1,12 @@
 """Big logs, built once per run and shared by the cases that read them.
 
-Logs are built with ``append_batch`` through a store without inline projections and, on
-sqlite, with ``durability="normal"``: building is setup, not a measured figure, and the events
-are legal transitions by construction (the workload is validated by the append figures). The
-log is byte for byte what a validating store would have written.
+Logs are built with ``append_batch`` and, on sqlite, with ``durability="normal"``: building is
+setup, not a measured figure. A plain log is built through a store without inline projections
+(the events are legal transitions by construction; the workload is validated by the append
+figures), and is byte for byte what a validating store would have written. A *snapshotted*
+log is built the way a node builds one: through a store with the default projections, which
+takes one snapshot at the end of the build (the log then holds one more event, its
+``snapshot-created``), so reopening it loads the snapshot instead of folding the log.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ TARGET = workload.channel_id(7 * 10**9)
 BUILD_CHUNK = 5_000
 
 
-def fill(store: EventStore, total: int, target_events: int) -> None:
-    """Append a :func:`~benchmarks.workload.log_events` log to ``store`` in chunks."""
+def fill(store: EventStore, total: int, target_events: int, chunk_size: int = BUILD_CHUNK) -> None:
+    """Append a :func:`~benchmarks.workload.log_events` log to ``store`` in batches of
+    ``chunk_size`` (the store's snapshot policy is asked after each batch, so a store that
+    snapshots every n events gets one every n events only with batches of at most n)."""
     events = workload.log_events(total, TARGET, target_events)
-    while chunk := list(itertools.islice(events, BUILD_CHUNK)):
+    while chunk := list(itertools.islice(events, chunk_size)):
         store.append_batch(chunk)
 
 
@@ -39,7 +44,7 @@ class LogCache:
         self._config = config
         self._log = log
         self._memory: dict[tuple[int, int], MemoryBackend] = {}
-        self._sqlite: dict[tuple[int, int], Path] = {}
+        self._sqlite: dict[tuple[int, int, bool], Path] = {}
 
     def memory(self, total: int, target_events: int) -> MemoryBackend:
         """A memory backend holding the log (the same object every call: do not append)."""
@@ -50,19 +55,34 @@ class LogCache:
             self._memory[key] = backend
         return self._memory[key]
 
-    def sqlite(self, total: int, target_events: int) -> Path:
-        """The path of a sqlite file holding the log (open it; do not append to it)."""
-        key = (total, target_events)
+    def sqlite(self, total: int, target_events: int, *, snapshot: bool = False) -> Path:
+        """The path of a sqlite file holding the log (open it; do not append to it); with
+        ``snapshot``, the log ends with a snapshot of the default projections (and its
+        ``snapshot-created`` event: ``total + 1`` events)."""
+        key = (total, target_events, snapshot)
         if key not in self._sqlite:
-            path = self._config.path(f"log-{total}-{target_events}.db")
-            self._build(adapters.sqlite_backend(path, "normal"), total, target_events, "sqlite")
+            suffix = "-snapshot" if snapshot else ""
+            path = self._config.path(f"log-{total}-{target_events}{suffix}.db")
+            backend = adapters.sqlite_backend(path, "normal")
+            self._build(backend, total, target_events, "sqlite", snapshot=snapshot)
             self._sqlite[key] = path
         return self._sqlite[key]
 
-    def _build(self, backend: Backend, total: int, target_events: int, kind: str) -> None:
+    def _build(
+        self,
+        backend: Backend,
+        total: int,
+        target_events: int,
+        kind: str,
+        *,
+        snapshot: bool = False,
+    ) -> None:
         started = time.perf_counter()
-        with EventStore(backend, projections=[]) as store:
+        with EventStore(backend, projections=None if snapshot else []) as store:
             fill(store, total, target_events)
+            if snapshot:
+                store.snapshots.create_snapshot()
+        what = "snapshotted " if snapshot else ""
         self._log(
-            f"  (built a {total:,}-event {kind} log in {time.perf_counter() - started:.1f} s)"
+            f"  (built a {total:,}-event {what}{kind} log in {time.perf_counter() - started:.1f} s)"
         )

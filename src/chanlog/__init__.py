@@ -75,7 +75,14 @@ from chanlog.projections import (
 from chanlog.reconstruct import StateReconstructor
 from chanlog.records import Head, RecordedEvent, StoredRecord, StoredSnapshot
 from chanlog.serializers import JsonSerializer, Serializer
-from chanlog.snapshots import EveryNEvents, Never, SnapshotManager, SnapshotPolicy
+from chanlog.snapshots import (
+    EveryNEvents,
+    Never,
+    SnapshotManager,
+    SnapshotPolicy,
+    SnapshotView,
+    open_snapshot,
+)
 from chanlog.store import EventStore
 from chanlog.subscriptions import DeliveryFailure, Subscription
 from chanlog.workload import Workload, WorkloadConfig
@@ -135,6 +142,7 @@ __all__ = [
     "SnapshotCreated",
     "SnapshotManager",
     "SnapshotPolicy",
+    "SnapshotView",
     "SqliteBackend",
     "StateReceived",
     "StateReconstructor",
@@ -156,5 +164,6 @@ __all__ = [
     "hookimpl",
     "load_config",
     "open",
+    "open_snapshot",
     "to_payload",
 ]

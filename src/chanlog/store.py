@@ -175,12 +175,15 @@ class EventStore:
         the newest snapshot whose schema versions match the projections (one that does not
         is ignored), then fold only the tail after it."""
         length = self._backend.head().length
-        latest = self._backend.latest_snapshot(length)
-        self._last_snapshot_offset = None if latest is None else latest.offset
-        if latest is not None and self._projections:
-            restored = self._snapshots.restore(length)
-            if restored is not None:
-                self._projections, self._known = restored
+        # Restoring reads the snapshot blob once; only when nothing usable was restored is
+        # the newest snapshot looked up again, for the policy's sake.
+        restored = self._snapshots.restore(length) if self._projections else None
+        if restored is not None:
+            self._projections, self._known = restored
+            self._last_snapshot_offset = restored[1]
+        else:
+            latest = self._backend.latest_snapshot(length)
+            self._last_snapshot_offset = None if latest is None else latest.offset
         self._fold_committed(length, notify=False)
 
     def _fold_committed(self, end: int, *, notify: bool) -> None:

@@ -3,7 +3,13 @@ reconstruction replay only the tail of the log."""
 
 from __future__ import annotations
 
-from chanlog.snapshots.codec import SNAPSHOT_FORMAT, decode_snapshot, encode_snapshot
+from chanlog.snapshots.codec import (
+    SNAPSHOT_FORMAT,
+    SnapshotView,
+    decode_snapshot,
+    encode_snapshot,
+    open_snapshot,
+)
 from chanlog.snapshots.manager import SnapshotManager
 from chanlog.snapshots.policies import DEFAULT_EVERY, EveryNEvents, Never, SnapshotPolicy
 
@@ -14,6 +20,8 @@ __all__ = [
     "Never",
     "SnapshotManager",
     "SnapshotPolicy",
+    "SnapshotView",
     "decode_snapshot",
     "encode_snapshot",
+    "open_snapshot",
 ]

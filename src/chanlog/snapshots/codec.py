@@ -1,13 +1,24 @@
-"""The snapshot format: projection states as of an offset, as canonical JSON bytes.
+"""The snapshot format: projection states as of an offset, indexed per entity.
 
-::
+A snapshot is one line of canonical JSON (the *header*), a newline, then the *body*: the
+canonical JSON of every entity state, one after another::
 
-    {"format": 1, "offset": N,
-     "projections": {"objective": {"schema_version": 1, "data": ...}, ...}}
+    {"format": 2, "offset": N, "projections": {
+        "channel": {"schema_version": 1, "data": {"index": {...}},
+                    "entities": [["0xab..", 0, 812], ["0xcd..", 812, 640], ...]},
+        "thirdparty": {"schema_version": 3, "data": <its whole dump>}}}
+    <entity 0xab.. state JSON><entity 0xcd.. state JSON>...
 
-Keys are sorted, so the same states always give the same bytes and the same
-``snapshot_hash`` (keccak256 of the bytes). Decoding checks the hash, the offset and every
-schema version, so a snapshot that does not say exactly what it claims is never trusted.
+A projection built on :class:`~chanlog.projections.entity.EntityProjection` has its
+``states`` split out of ``data`` into the body; ``entities`` lists each entity id with the
+start and length of its state in the body, in id order. Any other projection keeps its whole
+dump in ``data``. Keys are sorted and entities ordered, so equal states always give equal
+bytes and an equal ``snapshot_hash`` (keccak256 of all the bytes).
+
+Splitting is what lets reconstruction read one entity out of a snapshot of a million: it
+parses the header once and then only that entity's slice of the body.
+:func:`open_snapshot` checks the hash, the offset and every schema version before it hands
+out anything, so a snapshot that does not say exactly what it claims is never trusted.
 """
 
 from __future__ import annotations
@@ -20,55 +31,200 @@ import orjson
 from chanlog.errors import DecodeError
 from chanlog.hashing import keccak256
 from chanlog.projections.base import Projection
+from chanlog.projections.entity import EntityProjection
 from chanlog.records import StoredSnapshot
 
-__all__ = ["SNAPSHOT_FORMAT", "decode_snapshot", "encode_snapshot"]
+__all__ = ["SNAPSHOT_FORMAT", "SnapshotView", "decode_snapshot", "encode_snapshot", "open_snapshot"]
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
+"""The format this chanlog writes and reads; a snapshot in any other is ignored."""
+
+_SORTED = orjson.OPT_SORT_KEYS
 
 
 def encode_snapshot(offset: int, projections: Mapping[str, Projection]) -> StoredSnapshot:
-    """Serialize the current states of ``projections`` as the snapshot at ``offset``."""
-    body = {
-        "format": SNAPSHOT_FORMAT,
-        "offset": offset,
-        "projections": {
-            name: {"schema_version": projection.schema_version, "data": projection.dump()}
-            for name, projection in projections.items()
-        },
-    }
+    """Serialize the current states of ``projections`` as the snapshot at ``offset``.
+
+    Raises:
+        DecodeError: a projection dumped something that is not JSON data with string keys.
+    """
+    header: dict[str, Any] = {}
+    pieces: list[bytes] = []
+    position = 0
+    for name in sorted(projections):
+        projection = projections[name]
+        dumped = projection.dump()
+        try:
+            states = _split_states(projection, dumped)
+            if states is None:
+                header[name] = {"schema_version": projection.schema_version, "data": dumped}
+                continue
+            entities: list[list[Any]] = []
+            for entity_id in sorted(states):
+                piece = orjson.dumps(states[entity_id], option=_SORTED)
+                entities.append([entity_id, position, len(piece)])
+                pieces.append(piece)
+                position += len(piece)
+        except TypeError as exc:
+            raise DecodeError(
+                f"snapshot at offset {offset}: projection {name!r} dumped non-JSON: {exc}",
+                path=f"projections.{name}",
+            ) from exc
+        rest = {key: value for key, value in dumped.items() if key != "states"}
+        header[name] = {
+            "schema_version": projection.schema_version,
+            "data": rest,
+            "entities": entities,
+        }
+    body = {"format": SNAPSHOT_FORMAT, "offset": offset, "projections": header}
     try:
-        data = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+        head = orjson.dumps(body, option=_SORTED)
     except TypeError as exc:
         raise DecodeError(
             f"snapshot at offset {offset}: a projection dumped non-JSON: {exc}"
         ) from exc
+    data = b"".join([head, b"\n", *pieces])
     return StoredSnapshot(
         offset=offset,
         versions={name: projection.schema_version for name, projection in projections.items()},
-        data=bytes(data),
+        data=data,
         snapshot_hash=keccak256(data),
     )
 
 
-def decode_snapshot(snapshot: StoredSnapshot) -> dict[str, Any]:
-    """Projection name → the data it dumped; :class:`DecodeError` when the bytes do not
-    match the hash, the offset or the versions the snapshot claims."""
+def _split_states(projection: Projection, dumped: Any) -> Mapping[str, Any] | None:
+    """The per-entity states of an :class:`EntityProjection` dump, or ``None`` when the
+    projection keeps its own shape (stored whole)."""
+    if not isinstance(projection, EntityProjection) or not isinstance(dumped, dict):
+        return None
+    states = dumped.get("states")
+    if not isinstance(states, Mapping):
+        return None
+    if not all(type(key) is str for key in states):
+        raise TypeError("entity ids must be strings")
+    return states
+
+
+class _Section:
+    """One projection's part of an opened snapshot."""
+
+    __slots__ = ("data", "entities")
+
+    def __init__(self, data: Any, entities: dict[str, tuple[int, int]] | None) -> None:
+        self.data = data
+        self.entities = entities
+
+
+class SnapshotView:
+    """A verified snapshot whose entity states are parsed only when asked for.
+
+    Built by :func:`open_snapshot`; immutable, safe to share between threads.
+    """
+
+    __slots__ = ("_body", "_body_start", "_sections", "offset", "snapshot_hash", "where")
+
+    def __init__(
+        self,
+        snapshot: StoredSnapshot,
+        sections: dict[str, _Section],
+        body_start: int,
+    ) -> None:
+        self.offset = snapshot.offset
+        """Events ``[0, offset)`` are folded into it."""
+        self.snapshot_hash = snapshot.snapshot_hash
+        """keccak256 of the snapshot's bytes."""
+        self.where = f"snapshot at offset {snapshot.offset}"
+        self._body = memoryview(snapshot.data)
+        self._body_start = body_start
+        self._sections = sections
+
+    def projection_names(self) -> list[str]:
+        """The projections the snapshot holds, sorted."""
+        return sorted(self._sections)
+
+    def _section(self, name: str) -> _Section:
+        section = self._sections.get(name)
+        if section is None:
+            raise DecodeError(f"{self.where}: holds no projection {name!r}", path="projections")
+        return section
+
+    def is_indexed(self, name: str) -> bool:
+        """Whether projection ``name`` stores its entities one by one (else: one dump)."""
+        return self._section(name).entities is not None
+
+    def entity_count(self, name: str) -> int:
+        """How many entities projection ``name`` holds (indexed projections only)."""
+        entities = self._section(name).entities
+        return 0 if entities is None else len(entities)
+
+    def raw_entity(self, name: str, entity_id: str) -> Any | None:
+        """The dumped state of one entity of an indexed projection (parsed from its slice of
+        the body alone), or ``None`` when the snapshot does not hold it."""
+        entities = self._section(name).entities
+        if entities is None:
+            raise DecodeError(f"{self.where}: projection {name!r} is not indexed per entity")
+        span = entities.get(entity_id)
+        if span is None:
+            return None
+        return self._parse_slice(name, entity_id, span)
+
+    def _parse_slice(self, name: str, entity_id: str, span: tuple[int, int]) -> Any:
+        start = self._body_start + span[0]
+        try:
+            return orjson.loads(self._body[start : start + span[1]])
+        except orjson.JSONDecodeError as exc:
+            raise DecodeError(
+                f"{self.where}: state of {name} {entity_id} is not JSON: {exc}",
+                path=f"projections.{name}.entities",
+            ) from exc
+
+    def projection_data(self, name: str) -> Any:
+        """What projection ``name`` dumped, whole (every entity parsed): the argument of
+        :meth:`~chanlog.projections.Projection.load`."""
+        section = self._section(name)
+        if section.entities is None:
+            return section.data
+        states = {
+            entity_id: self._parse_slice(name, entity_id, span)
+            for entity_id, span in section.entities.items()
+        }
+        return {**section.data, "states": states}
+
+
+def open_snapshot(snapshot: StoredSnapshot) -> SnapshotView:
+    """Verify ``snapshot`` and parse its header; entity states are parsed on demand.
+
+    Raises:
+        DecodeError: the bytes do not match the hash, the offset or the versions the
+            snapshot claims, or the header is not a well-formed format-2 header.
+    """
     where = f"snapshot at offset {snapshot.offset}"
-    if keccak256(snapshot.data) != snapshot.snapshot_hash:
+    data = snapshot.data
+    if type(data) is not bytes:
+        raise DecodeError(f"{where}: data is {type(data).__name__}, not bytes")
+    if keccak256(data) != snapshot.snapshot_hash:
         raise DecodeError(f"{where}: bytes do not match the snapshot hash")
+    newline = data.find(b"\n")
+    head = data if newline < 0 else data[:newline]
     try:
-        body = orjson.loads(snapshot.data)
+        header = orjson.loads(head)
     except orjson.JSONDecodeError as exc:
         raise DecodeError(f"{where}: not JSON: {exc}") from exc
-    if not isinstance(body, dict) or body.get("format") != SNAPSHOT_FORMAT:
-        raise DecodeError(f"{where}: unknown snapshot format")
-    if body.get("offset") != snapshot.offset:
-        raise DecodeError(f"{where}: the bytes describe offset {body.get('offset')!r}")
-    projections = body.get("projections")
+    if not isinstance(header, dict) or header.get("format") != SNAPSHOT_FORMAT:
+        found = header.get("format") if isinstance(header, dict) else None
+        raise DecodeError(
+            f"{where}: unknown snapshot format {found!r} (this chanlog reads {SNAPSHOT_FORMAT})"
+        )
+    if newline < 0:
+        raise DecodeError(f"{where}: no newline after the header")
+    if header.get("offset") != snapshot.offset:
+        raise DecodeError(f"{where}: the bytes describe offset {header.get('offset')!r}")
+    projections = header.get("projections")
     if not isinstance(projections, dict):
         raise DecodeError(f"{where}: no projections object", path="projections")
-    result: dict[str, Any] = {}
+    body_start = newline + 1
+    body_length = len(data) - body_start
+    sections: dict[str, _Section] = {}
     for name, version in snapshot.versions.items():
         entry = projections.get(name)
         if (
@@ -80,5 +236,46 @@ def decode_snapshot(snapshot: StoredSnapshot) -> dict[str, Any]:
                 f"{where}: projection {name!r} is not stored at schema version {version}",
                 path=f"projections.{name}",
             )
-        result[name] = entry["data"]
-    return result
+        entities = None
+        if "entities" in entry:
+            if not isinstance(entry["data"], dict):
+                raise DecodeError(
+                    f"{where}: projection {name!r}: indexed data must be an object",
+                    path=f"projections.{name}.data",
+                )
+            entities = _entity_index(entry["entities"], body_length, f"{where}", name)
+        sections[name] = _Section(entry["data"], entities)
+    return SnapshotView(snapshot, sections, body_start)
+
+
+def _entity_index(raw: Any, body_length: int, where: str, name: str) -> dict[str, tuple[int, int]]:
+    """``entities`` of a header checked: ids are strings, spans lie inside the body."""
+    path = f"projections.{name}.entities"
+    if not isinstance(raw, list):
+        raise DecodeError(f"{where}: projection {name!r}: entities must be a list", path=path)
+    index: dict[str, tuple[int, int]] = {}
+    for item in raw:
+        if (
+            type(item) is not list
+            or len(item) != 3
+            or type(item[0]) is not str
+            or type(item[1]) is not int
+            or type(item[2]) is not int
+            or item[1] < 0
+            or item[2] < 0
+            or item[1] + item[2] > body_length
+        ):
+            raise DecodeError(f"{where}: projection {name!r}: bad entity entry {item!r}", path=path)
+        if item[0] in index:
+            raise DecodeError(
+                f"{where}: projection {name!r}: entity {item[0]} is listed twice", path=path
+            )
+        index[item[0]] = (item[1], item[2])
+    return index
+
+
+def decode_snapshot(snapshot: StoredSnapshot) -> dict[str, Any]:
+    """Projection name → the data it dumped (every entity parsed); :class:`DecodeError`
+    when the bytes do not match the hash, the offset or the versions the snapshot claims."""
+    view = open_snapshot(snapshot)
+    return {name: view.projection_data(name) for name in snapshot.versions}

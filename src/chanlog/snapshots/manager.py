@@ -17,7 +17,7 @@ from chanlog.errors import DecodeError, InvalidArgument
 from chanlog.events.system import SnapshotCreated
 from chanlog.projections.base import Projection
 from chanlog.records import StoredSnapshot
-from chanlog.snapshots.codec import decode_snapshot, encode_snapshot
+from chanlog.snapshots.codec import SnapshotView, encode_snapshot, open_snapshot
 
 if TYPE_CHECKING:
     from chanlog.store import EventStore
@@ -26,8 +26,11 @@ __all__ = ["SnapshotManager"]
 
 logger = logging.getLogger("chanlog.snapshots")
 
-_CACHE_SIZE = 8
-"""Decoded snapshots kept for reconstruction (each holds every entity's raw state)."""
+_VIEW_CACHE_SIZE = 4
+"""Opened snapshots kept (each verified once: its hash covers every byte)."""
+_STATE_CACHE_SIZE = 1024
+"""Entity states read out of snapshots kept for reconstruction (states are immutable)."""
+_ABSENT = object()
 
 
 class SnapshotManager:
@@ -36,14 +39,22 @@ class SnapshotManager:
     ``create_snapshot(offset)`` stores the projection states as of ``offset`` through the
     backend and appends ``snapshot-created``; ``latest_snapshot(before_offset)`` finds the
     newest usable one. Reached as ``store.snapshots``.
+
+    Reading is cached at two levels, both bounded LRUs: an opened snapshot (hash verified,
+    header parsed) is kept, so the next reconstruction from it does not hash its bytes
+    again; and each entity state read out of one is kept, so a reconstruction at another
+    offset past the same snapshot parses nothing at all.
     """
 
     def __init__(self, store: EventStore) -> None:
         self._store = store
-        self._decoded: OrderedDict[tuple[int, bytes], dict[str, Any]] = OrderedDict()
+        self._views: OrderedDict[tuple[int, bytes], SnapshotView] = OrderedDict()
+        self._states: OrderedDict[tuple[int, bytes, str, str], Any] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self.decoded_count = 0
-        """How many snapshots were decoded (a cache miss each), for tests and stats."""
+        self.opened_count = 0
+        """How many snapshots were opened (verified and parsed; a cache miss each)."""
+        self.state_loads = 0
+        """How many entity states were parsed out of snapshots (a cache miss each)."""
 
     # -- finding -------------------------------------------------------------------------
 
@@ -80,28 +91,38 @@ class SnapshotManager:
             _check_offset(before_offset, "before_offset")
         for snapshot in self.candidates(before_offset, self._versions()):
             try:
-                self.decode(snapshot)
+                self.open(snapshot)
             except DecodeError as exc:
                 logger.warning("ignoring snapshot at offset %d: %s", snapshot.offset, exc)
                 continue
             return snapshot
         return None
 
-    def decode(self, snapshot: StoredSnapshot) -> Mapping[str, Any]:
-        """Projection name → dumped data of ``snapshot`` (verified; cached)."""
+    def open(self, snapshot: StoredSnapshot) -> SnapshotView:
+        """``snapshot`` verified and its header parsed (cached per offset and hash).
+
+        Raises:
+            DecodeError: it does not say exactly what it claims (see
+                :func:`~chanlog.snapshots.codec.open_snapshot`).
+        """
         key = (snapshot.offset, snapshot.snapshot_hash)
         with self._cache_lock:
-            cached = self._decoded.get(key)
+            cached = self._views.get(key)
             if cached is not None:
-                self._decoded.move_to_end(key)
+                self._views.move_to_end(key)
                 return cached
-        decoded = decode_snapshot(snapshot)
+        view = open_snapshot(snapshot)
         with self._cache_lock:
-            self.decoded_count += 1
-            self._decoded[key] = decoded
-            while len(self._decoded) > _CACHE_SIZE:
-                self._decoded.popitem(last=False)
-        return decoded
+            self.opened_count += 1
+            self._views[key] = view
+            while len(self._views) > _VIEW_CACHE_SIZE:
+                self._views.popitem(last=False)
+        return view
+
+    def decode(self, snapshot: StoredSnapshot) -> Mapping[str, Any]:
+        """Projection name → dumped data of ``snapshot`` (verified; every entity parsed)."""
+        view = self.open(snapshot)
+        return {name: view.projection_data(name) for name in snapshot.versions}
 
     # -- reading states out of snapshots -------------------------------------------------
 
@@ -109,15 +130,38 @@ class SnapshotManager:
         self, projection: Projection, entity_id: str, at: int
     ) -> tuple[Any | None, int]:
         """The state of one entity in the newest usable snapshot at an offset ``<= at``,
-        and that offset; ``(None, 0)`` when no snapshot helps (replay from the start)."""
-        versions = {projection.name: projection.schema_version}
+        and that offset; ``(None, 0)`` when no snapshot helps (replay from the start).
+
+        Only that entity's part of the snapshot is parsed, and only once per snapshot."""
+        name = projection.name
+        versions = {name: projection.schema_version}
         for snapshot in self.candidates(at, versions):
+            key = (snapshot.offset, snapshot.snapshot_hash, name, entity_id)
+            with self._cache_lock:
+                state = self._states.get(key, _ABSENT)
+                if state is not _ABSENT:
+                    self._states.move_to_end(key)
+                    return state, snapshot.offset
             try:
-                data = self.decode(snapshot)[projection.name]
-                return projection.state_in_dump(data, entity_id), snapshot.offset
+                state = self._read_entity(self.open(snapshot), projection, entity_id)
             except DecodeError as exc:
                 logger.warning("ignoring snapshot at offset %d: %s", snapshot.offset, exc)
+                continue
+            with self._cache_lock:
+                self.state_loads += 1
+                self._states[key] = state
+                while len(self._states) > _STATE_CACHE_SIZE:
+                    self._states.popitem(last=False)
+            return state, snapshot.offset
         return None, 0
+
+    @staticmethod
+    def _read_entity(view: SnapshotView, projection: Projection, entity_id: str) -> Any | None:
+        name = projection.name
+        if view.is_indexed(name):
+            raw = view.raw_entity(name, entity_id)
+            return None if raw is None else projection.load_state(raw)
+        return projection.state_in_dump(view.projection_data(name), entity_id)
 
     def restore(self, before_offset: int) -> tuple[dict[str, Projection], int] | None:
         """Fresh projections loaded from the newest usable snapshot at an offset
@@ -125,10 +169,10 @@ class SnapshotManager:
         store = self._store
         for snapshot in self.candidates(before_offset, self._versions()):
             try:
-                data = self.decode(snapshot)
+                view = self.open(snapshot)
                 fresh = self._fresh_projections()
                 for name, projection in fresh.items():
-                    projection.load(data[name])
+                    projection.load(view.projection_data(name))
             except DecodeError as exc:
                 logger.warning("ignoring snapshot at offset %d: %s", snapshot.offset, exc)
                 continue
