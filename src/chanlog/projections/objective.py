@@ -153,17 +153,31 @@ class ObjectiveProjection(EntityProjection[ObjectiveState]):
             )
         return state
 
+    def _in_status(
+        self,
+        state: ObjectiveState | None,
+        event: Event,
+        entity_id: str,
+        status: str,
+        rule: str,
+    ) -> ObjectiveState:
+        """The existing, non-terminal state, refused under ``rule`` unless in ``status``."""
+        state = self._existing(state, event, entity_id)
+        if state.status != status:
+            raise self.refuse(
+                f"the objective is {state.status}, not {status}",
+                entity_id=entity_id,
+                event=event,
+                rule=rule,
+            )
+        return state
+
     def _approved(
         self, state: ObjectiveState | None, event: ObjectiveApproved, entity_id: str
     ) -> ObjectiveState:
-        state = self._existing(state, event, entity_id)
-        if state.status != UNAPPROVED:
-            raise self.refuse(
-                f"the objective is {state.status}, not unapproved",
-                entity_id=entity_id,
-                event=event,
-                rule="objective.approve-requires-unapproved",
-            )
+        state = self._in_status(
+            state, event, entity_id, UNAPPROVED, "objective.approve-requires-unapproved"
+        )
         return _evolve(
             state,
             status=APPROVED,
@@ -189,14 +203,9 @@ class ObjectiveProjection(EntityProjection[ObjectiveState]):
     def _cranked(
         self, state: ObjectiveState | None, event: ObjectiveCranked, entity_id: str
     ) -> ObjectiveState:
-        state = self._existing(state, event, entity_id)
-        if state.status != APPROVED:
-            raise self.refuse(
-                f"the objective is {state.status}, not approved",
-                entity_id=entity_id,
-                event=event,
-                rule="objective.crank-requires-approved",
-            )
+        state = self._in_status(
+            state, event, entity_id, APPROVED, "objective.crank-requires-approved"
+        )
         return _evolve(
             state,
             crank_count=state.crank_count + 1,
@@ -209,14 +218,9 @@ class ObjectiveProjection(EntityProjection[ObjectiveState]):
     def _completed(
         self, state: ObjectiveState | None, event: ObjectiveCompleted, entity_id: str
     ) -> ObjectiveState:
-        state = self._existing(state, event, entity_id)
-        if state.status != APPROVED:
-            raise self.refuse(
-                f"the objective is {state.status}, not approved",
-                entity_id=entity_id,
-                event=event,
-                rule="objective.complete-requires-approved",
-            )
+        state = self._in_status(
+            state, event, entity_id, APPROVED, "objective.complete-requires-approved"
+        )
         return _evolve(
             state,
             status=COMPLETED,

@@ -1,4 +1,4 @@
-"""Fixtures: a backend that counts the records it hands out."""
+"""Fixtures shared by the suites: a backend that counts the records it hands out."""
 
 from __future__ import annotations
 
