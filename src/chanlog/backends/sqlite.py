@@ -24,15 +24,16 @@ The file format and how bad files are refused are described in
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -40,7 +41,14 @@ from chanlog.backends.sqlite_schema import check_existing, create_database
 from chanlog.errors import ConfigError, StorageError
 from chanlog.records import Head, StoredRecord, StoredSnapshot
 
-__all__ = ["DURABILITY_LEVELS", "READ_CHUNK", "SqliteBackend"]
+__all__ = [
+    "DURABILITY_LEVELS",
+    "FIND_CHUNK",
+    "READ_CHUNK",
+    "WAL_AUTOCHECKPOINT_PAGES",
+    "WRITER_CACHE_KIB",
+    "SqliteBackend",
+]
 
 DURABILITY_LEVELS = {"full": "FULL", "normal": "NORMAL"}
 """``durability`` option → SQLite ``synchronous`` setting."""
@@ -50,8 +58,37 @@ READ_CHUNK = 512
 
 _MAX_POSITION = 2**63 - 1  # SQLite integers are signed 64-bit
 _MAX_IDLE_READERS = 8
+_T = TypeVar("_T")
+
+FIND_CHUNK = 500
+"""Event ids looked up per query by ``find_many``."""
+
+WRITER_CACHE_KIB = 16_384
+"""Page cache of the writing connection (SQLite's default is 2 MiB). Event ids are random,
+so each batch touches index pages all over the event-id index; once a log outgrows the
+cache every lookup and insert rereads pages from the operating system (ADR 0011)."""
+
+WAL_AUTOCHECKPOINT_PAGES = 4_000
+"""Write-ahead-log pages (about 16 MB) after which a commit copies the log into the main
+file (SQLite's default is 1,000). Pages rewritten by several commits are copied once per
+checkpoint, so fewer checkpoints copy fewer pages; durability does not change, as every
+commit is still fsync'd in the write-ahead log."""
 
 _SELECT_RECORD = "SELECT position, event_id, event_type, streams, payload, chain_hash FROM events"
+_SELECT_HEAD = "SELECT length, chain_hash FROM head WHERE id = 0"
+_UPDATE_HEAD = "UPDATE head SET length = ?, chain_hash = ? WHERE id = 0"
+_FIND_ONE = "SELECT position FROM events WHERE event_id = ?"
+_COUNT_STREAM = "SELECT count(*) FROM streams WHERE stream = ?"
+_INSERT_EVENT = (
+    "INSERT INTO events (position, event_id, event_type, streams, payload, chain_hash)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+_INSERT_STREAM = "INSERT OR IGNORE INTO streams (stream, position) VALUES (?, ?)"
+_FIND_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, FIND_CHUNK)
+_FIND_IN = {
+    size: "SELECT event_id, position FROM events WHERE event_id IN (" + ", ".join("?" * size) + ")"
+    for size in _FIND_SIZES
+}
 
 
 def _record(row: tuple[Any, ...]) -> StoredRecord:
@@ -62,14 +99,18 @@ def _record(row: tuple[Any, ...]) -> StoredRecord:
 
 
 class _SqliteTransaction:
-    """The write session :meth:`SqliteBackend.write` yields; holds ``BEGIN IMMEDIATE``."""
+    """The write session :meth:`SqliteBackend.write` yields; holds ``BEGIN IMMEDIATE``.
+
+    The store calls these methods once per event or per batch, so they talk to SQLite
+    directly (no closures, statements cached by their text) and wrap only the failures.
+    """
 
     __slots__ = ("_backend", "_chain", "_connection", "_length", "head")
 
     def __init__(self, backend: SqliteBackend, connection: sqlite3.Connection) -> None:
         self._backend = backend
         self._connection = connection
-        row = connection.execute("SELECT length, chain_hash FROM head WHERE id = 0").fetchone()
+        row = connection.execute(_SELECT_HEAD).fetchone()
         if row is None:
             raise StorageError(f"{backend.path}: damaged chanlog database (head row missing)")
         self.head = Head(row[0], row[1])
@@ -78,61 +119,74 @@ class _SqliteTransaction:
 
     def find(self, event_id: bytes) -> int | None:
         """The offset of the record with this event id, or ``None``."""
-        row = self._backend._guard(
-            "look up an event id",
-            lambda: self._connection.execute(
-                "SELECT position FROM events WHERE event_id = ?", (event_id,)
-            ).fetchone(),
-        )
+        try:
+            row = self._connection.execute(_FIND_ONE, (event_id,)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._backend._storage_error("look up an event id", exc) from exc
         return None if row is None else int(row[0])
+
+    def find_many(self, event_ids: Sequence[bytes]) -> list[int | None]:
+        """The offset of each event id (``None`` for one not in the log), in the same order:
+        one query per :data:`FIND_CHUNK` ids instead of one per id."""
+        try:
+            found = _find_many(self._connection, event_ids)
+        except sqlite3.Error as exc:
+            raise self._backend._storage_error("look up event ids", exc) from exc
+        return [found.get(event_id) for event_id in event_ids]
 
     def stream_version(self, stream: str) -> int:
         """How many committed records belong to ``stream``."""
-        row = self._backend._guard(
-            "count a stream",
-            lambda: self._connection.execute(
-                "SELECT count(*) FROM streams WHERE stream = ?", (stream,)
-            ).fetchone(),
-        )
+        try:
+            row = self._connection.execute(_COUNT_STREAM, (stream,)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._backend._storage_error("count a stream", exc) from exc
         return int(row[0])
 
     def append(self, records: Sequence[StoredRecord]) -> None:
         """Insert records that continue the head; they become visible at commit."""
-        expected = self._length
+        if not records:
+            return
+        rows, stream_rows = self._rows(records)
+        try:
+            self._connection.executemany(_INSERT_EVENT, rows)
+            self._connection.executemany(_INSERT_STREAM, stream_rows)
+        except sqlite3.Error as exc:
+            raise self._backend._storage_error("append records", exc) from exc
+        self._advance(records)
+
+    def _rows(
+        self, records: Sequence[StoredRecord]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[str, int]]]:
+        """The ``events`` and ``streams`` rows of ``records``, which must continue the log."""
+        next_offset = self._length
+        rows: list[tuple[Any, ...]] = []
+        stream_rows: list[tuple[str, int]] = []
+        dumps = orjson.dumps
         for record in records:
-            if record.offset != expected:
+            offset = record.offset
+            if offset != next_offset:
                 raise StorageError(
-                    f"{self._backend.path}: record offset {record.offset} does not continue "
-                    f"the log (next offset is {expected})"
+                    f"{self._backend.path}: record offset {offset} does not continue "
+                    f"the log (next offset is {next_offset})"
                 )
-            expected += 1
-        rows = [
-            (
-                record.offset,
-                record.event_id,
-                record.event_type,
-                orjson.dumps(list(record.streams)).decode(),
-                record.payload,
-                record.chain_hash,
+            next_offset += 1
+            streams = record.streams
+            rows.append(
+                (
+                    offset,
+                    record.event_id,
+                    record.event_type,
+                    dumps(streams).decode(),
+                    record.payload,
+                    record.chain_hash,
+                )
             )
-            for record in records
-        ]
-        stream_rows = [(stream, record.offset) for record in records for stream in record.streams]
+            stream_rows.extend([(stream, offset) for stream in streams])
+        return rows, stream_rows
 
-        def insert() -> None:
-            self._connection.executemany(
-                "INSERT INTO events (position, event_id, event_type, streams, payload,"
-                " chain_hash) VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            self._connection.executemany(
-                "INSERT OR IGNORE INTO streams (stream, position) VALUES (?, ?)", stream_rows
-            )
-
-        self._backend._guard("append records", insert)
-        if records:
-            self._length = expected
-            self._chain = records[-1].chain_hash
+    def _advance(self, records: Sequence[StoredRecord]) -> None:
+        self._length = records[-1].offset + 1
+        self._chain = records[-1].chain_hash
 
     @property
     def appended(self) -> bool:
@@ -140,11 +194,25 @@ class _SqliteTransaction:
         return self._length != self.head.length
 
     def _update_head(self) -> None:
+        # Once per transaction, whatever the number of append() calls in it.
         if self.appended:
-            self._connection.execute(
-                "UPDATE head SET length = ?, chain_hash = ? WHERE id = 0",
-                (self._length, self._chain),
-            )
+            self._connection.execute(_UPDATE_HEAD, (self._length, self._chain))
+
+
+def _find_many(connection: sqlite3.Connection, event_ids: Sequence[bytes]) -> dict[bytes, int]:
+    """``{event id: offset}`` for those of ``event_ids`` in the log, through ``connection``.
+
+    Each chunk is padded (by repeating an id, which changes nothing in ``IN``) to one of a
+    few sizes, so a handful of statement texts cover every batch and SQLite's statement
+    cache keeps them prepared.
+    """
+    found: dict[bytes, int] = {}
+    for start in range(0, len(event_ids), FIND_CHUNK):
+        chunk = list(event_ids[start : start + FIND_CHUNK])
+        size = _FIND_SIZES[bisect.bisect_left(_FIND_SIZES, len(chunk))]
+        chunk.extend([chunk[0]] * (size - len(chunk)))
+        found.update(connection.execute(_FIND_IN[size], chunk).fetchall())
+    return found
 
 
 class SqliteBackend:
@@ -253,6 +321,8 @@ class SqliteBackend:
                 if str(mode).lower() != "wal":
                     raise StorageError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
                 connection.execute(f"PRAGMA synchronous = {DURABILITY_LEVELS[self.durability]}")
+                connection.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+                connection.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
             else:
                 connection.execute("PRAGMA query_only = 1")
         except BaseException as exc:
@@ -266,15 +336,19 @@ class SqliteBackend:
         """Run ``operation()``, turning SQLite failures into :class:`StorageError`."""
         try:
             return operation()
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise StorageError(
-                    f"{self.path}: cannot {action}: the database stayed locked by another "
-                    f"connection for more than {self.timeout:g} s ({exc})"
-                ) from exc
-            raise StorageError(f"{self.path}: cannot {action}: {exc}") from exc
         except sqlite3.Error as exc:
-            raise StorageError(f"{self.path}: cannot {action}: {exc}") from exc
+            raise self._storage_error(action, exc) from exc
+
+    def _storage_error(self, action: str, exc: sqlite3.Error) -> StorageError:
+        """The :class:`StorageError` for an SQLite failure while doing ``action``."""
+        if isinstance(exc, sqlite3.OperationalError) and (
+            "locked" in str(exc) or "busy" in str(exc)
+        ):
+            return StorageError(
+                f"{self.path}: cannot {action}: the database stayed locked by another "
+                f"connection for more than {self.timeout:g} s ({exc})"
+            )
+        return StorageError(f"{self.path}: cannot {action}: {exc}")
 
     def _roll_back(self, connection: sqlite3.Connection) -> None:
         # The original error is what the caller needs to see; a failing rollback (SQLite
@@ -285,6 +359,13 @@ class SqliteBackend:
 
     def _query(self, action: str, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
         """Run one read query on a pooled read-only connection; return every row."""
+        return self._with_reader(
+            action, lambda connection: connection.execute(sql, parameters).fetchall()
+        )
+
+    def _with_reader(self, action: str, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``operation(connection)`` on a pooled read-only connection (autocommit: each
+        statement sees the latest commit, which for an append-only log only ever adds)."""
         with self._pool_lock:
             if self._closed:
                 raise StorageError(f"{self.path}: the backend is closed")
@@ -292,22 +373,20 @@ class SqliteBackend:
         if connection is None:
             connection = self._connect(writer=False)
         try:
-            rows: list[Any] = self._guard(
-                action, lambda: connection.execute(sql, parameters).fetchall()
-            )
+            result: _T = self._guard(action, lambda: operation(connection))
         finally:
             with self._pool_lock:
                 if self._closed or len(self._idle_readers) >= _MAX_IDLE_READERS:
                     connection.close()
                 else:
                     self._idle_readers.append(connection)
-        return rows
+        return result
 
     # -- the Backend protocol ------------------------------------------------------------
 
     def head(self) -> Head:
         """The current head, as committed by any process."""
-        rows = self._query("read the head", "SELECT length, chain_hash FROM head WHERE id = 0", ())
+        rows = self._query("read the head", _SELECT_HEAD, ())
         if not rows:
             raise StorageError(f"{self.path}: damaged chanlog database (head row missing)")
         return Head(rows[0][0], rows[0][1])
@@ -324,7 +403,9 @@ class SqliteBackend:
                 raise StorageError(f"{self.path}: write transactions cannot be nested")
             self._guard("take the writer lock", lambda: connection.execute("BEGIN IMMEDIATE"))
             try:
-                transaction = _SqliteTransaction(self, connection)
+                transaction: _SqliteTransaction = self._guard(
+                    "read the head", lambda: _SqliteTransaction(self, connection)
+                )
                 yield transaction
                 self._guard("update the head", transaction._update_head)
                 self._guard("commit", lambda: connection.execute("COMMIT"))
@@ -376,16 +457,20 @@ class SqliteBackend:
 
     def find(self, event_id: bytes) -> int | None:
         """The offset of the record with this event id, or ``None``."""
-        rows = self._query(
-            "look up an event id", "SELECT position FROM events WHERE event_id = ?", (event_id,)
-        )
+        rows = self._query("look up an event id", _FIND_ONE, (event_id,))
         return int(rows[0][0]) if rows else None
+
+    def find_many(self, event_ids: Sequence[bytes]) -> list[int | None]:
+        """The offset of each event id (``None`` for one not in the log), in the same order,
+        with one query per :data:`FIND_CHUNK` ids."""
+        found = self._with_reader(
+            "look up event ids", lambda connection: _find_many(connection, event_ids)
+        )
+        return [found.get(event_id) for event_id in event_ids]
 
     def stream_version(self, stream: str) -> int:
         """How many records belong to ``stream``."""
-        rows = self._query(
-            "count a stream", "SELECT count(*) FROM streams WHERE stream = ?", (stream,)
-        )
+        rows = self._query("count a stream", _COUNT_STREAM, (stream,))
         return int(rows[0][0])
 
     def save_snapshot(self, snapshot: StoredSnapshot) -> None:
