@@ -85,6 +85,7 @@ class EventStore:
         self._projections: dict[str, Projection] = {
             name: self._host.lookup("projections", name)() for name in names
         }
+        self._routes: dict[type[Event], tuple[int, ...]] = {}
         self._lock = threading.RLock()
         self._known = 0
         self._outbox: deque[RecordedEvent] = deque()
@@ -180,6 +181,7 @@ class EventStore:
         restored = self._snapshots.restore(length) if self._projections else None
         if restored is not None:
             self._projections, self._known = restored
+            self._routes.clear()
             self._last_snapshot_offset = restored[1]
         else:
             latest = self._backend.latest_snapshot(length)
@@ -206,13 +208,29 @@ class EventStore:
                     "the log was changed outside chanlog",
                     offset=stored.offset,
                 ) from exc
-            for projection in self._projections.values():
-                stage = projection.stage()
+            projections = list(self._projections.values())
+            for position in self._route(type(record.event)):
+                stage = projections[position].stage()
                 stage.apply(record.event, record.offset)
                 stage.commit()
             self._known = record.offset + 1
             if notify:
                 self._outbox.append(record)
+
+    def _route(self, event_class: type[Event]) -> tuple[int, ...]:
+        """Positions of the projections that react to ``event_class``: a projection may
+        declare ``event_types`` (``None``, the default, means every event), so an event skips
+        the projections that would ignore it anyway."""
+        route = self._routes.get(event_class)
+        if route is None:
+            route = tuple(
+                position
+                for position, projection in enumerate(self._projections.values())
+                if (kinds := getattr(projection, "event_types", None)) is None
+                or event_class in kinds
+            )
+            self._routes[event_class] = route
+        return route
 
     # -- appending -----------------------------------------------------------------------
 
@@ -459,7 +477,8 @@ class EventStore:
                         expected=version,
                         actual=actual,
                     )
-        stages = [projection.stage() for projection in self._projections.values()]
+        projections = list(self._projections.values())
+        staged: dict[int, ProjectionStage] = {}
         serializer = self._serializer
         in_batch: dict[bytes, int] = {}
         offset = head.length
@@ -472,7 +491,10 @@ class EventStore:
                 offsets.append(known)
                 continue
             try:
-                for stage in stages:
+                for position in self._route(type(event)):
+                    stage = staged.get(position)
+                    if stage is None:
+                        stage = staged[position] = projections[position].stage()
                     stage.apply(event, offset)
             except InvalidTransition as exc:
                 raise (exc.at_index(index) if batch else exc) from None
@@ -487,7 +509,7 @@ class EventStore:
             in_batch[raw_id] = offset
             offsets.append(offset)
             offset += 1
-        return offsets, new_records, new_events, stages
+        return offsets, new_records, new_events, list(staged.values())
 
     # -- notification --------------------------------------------------------------------
 

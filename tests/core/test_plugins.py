@@ -232,3 +232,71 @@ def test_default_host_is_shared_and_resettable(fake_entry_points: list[str]) -> 
         assert default_host() is not first
     finally:
         reset_default_host()
+
+
+class _Recorder:
+    """A minimal projection recording what the store hands it."""
+
+    schema_version = 1
+
+    def __init__(self, name: str, event_types: frozenset[type[Event]] | None) -> None:
+        self.name = name
+        self.event_types = event_types
+        self.seen: list[str] = []
+
+    def stage(self) -> Any:
+        recorder = self
+
+        class Stage:
+            def apply(self, event: Event, offset: int) -> None:
+                recorder.seen.append(event.event_type)
+
+            def commit(self) -> None:
+                pass
+
+        return Stage()
+
+    def get(self, entity_id: str) -> None:
+        return None
+
+    def entity_ids(self, event: Event) -> tuple[str, ...]:
+        return ()
+
+    def fold(self, state: Any, event: Event, entity_id: str, offset: int) -> None:
+        return None
+
+    def dump(self) -> dict[str, Any]:
+        return {}
+
+    def load(self, data: Any) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return 0
+
+
+def test_events_are_routed_only_to_projections_that_declare_them() -> None:
+    from chanlog import ObjectiveApproved, ObjectiveCreated
+
+    picky = _Recorder("picky", frozenset({ObjectiveApproved}))
+    everything = _Recorder("everything", None)
+
+    class Projections:
+        @hookimpl
+        def chanlog_register_projections(self, register: Callable[[str, Any], None]) -> None:
+            register("picky", lambda: picky)
+            register("everything", lambda: everything)
+
+    host = PluginHost(load_entry_points=False)
+    host.register(Projections(), name="recorders")
+    store = EventStore(plugins=host, projections=["picky", "everything"])
+    objective = "0x" + "0a" * 32
+    store.append(
+        ObjectiveCreated(objective_id=objective, objective_type="DirectFund", timestamp_ms=1)
+    )
+    other = ObjectiveCreated(
+        objective_id="0x" + "0b" * 32, objective_type="DirectFund", timestamp_ms=3
+    )
+    store.append_batch([ObjectiveApproved(objective_id=objective, timestamp_ms=2), other])
+    assert picky.seen == ["objective-approved"]
+    assert everything.seen == ["objective-created", "objective-approved", "objective-created"]

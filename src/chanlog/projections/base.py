@@ -31,7 +31,12 @@ class ProjectionStage(Protocol):
 
 @runtime_checkable
 class Projection(Protocol):
-    """A fold of one entity kind, registered through ``chanlog_register_projections``."""
+    """A fold of one entity kind, registered through ``chanlog_register_projections``.
+
+    Optional attribute ``event_types``: a frozenset of the event classes the projection reacts
+    to (folds, checks or indexes). When present, the store hands it only those events; when
+    absent or ``None`` it sees every event.
+    """
 
     name: str
     """The kind it folds (``"objective"``, ``"channel"``, ``"messages"``...)."""

@@ -744,3 +744,4 @@ _FOLDERS: dict[type[Event], _Folder] = {
     ChannelConcluded: ChannelProjection._concluded,
     WithdrawCompleted: ChannelProjection._withdraw,
 }
+ChannelProjection.event_types = frozenset(_FOLDERS)

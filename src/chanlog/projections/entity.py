@@ -98,6 +98,10 @@ class EntityProjection(Generic[S]):
 
     name: ClassVar[str] = ""
     schema_version: ClassVar[int] = 1
+    event_types: ClassVar[frozenset[type[Event]] | None] = None
+    """The event classes this projection reacts to; the store routes other events past it.
+    ``None`` (the default): every event."""
+
     cross_entity_event_types: ClassVar[frozenset[type[Event]] | None] = None
     """The event types :meth:`check` and :meth:`index_updates` act on; the stage skips both
     for any other type. ``None`` (the default) calls them for every event."""

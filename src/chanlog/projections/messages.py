@@ -258,3 +258,6 @@ _FOLDERS: dict[type[Event], _Folder] = {
     MessageAcked: MessagesProjection._acked,
     MessageDropped: MessagesProjection._dropped,
 }
+MessagesProjection.event_types = frozenset(_FOLDERS) | (
+    MessagesProjection.cross_entity_event_types or frozenset()
+)

@@ -349,3 +349,6 @@ _FOLDERS: dict[type[Event], _Folder] = {
     MessageSent: ObjectiveProjection._message_sent,
     MessageReceived: ObjectiveProjection._message_received,
 }
+ObjectiveProjection.event_types = frozenset(_FOLDERS) | (
+    ObjectiveProjection.cross_entity_event_types or frozenset()
+)
