@@ -197,6 +197,7 @@ class EventStore:
         if not self._projections and not (notify and event_appended.receivers):
             self._known = end  # nobody needs these records decoded
             return
+        projections = list(self._projections.values())
         for stored in self._backend.read(start, end):
             try:
                 record = self._decode(stored)
@@ -208,7 +209,6 @@ class EventStore:
                     "the log was changed outside chanlog",
                     offset=stored.offset,
                 ) from exc
-            projections = list(self._projections.values())
             for position in self._route(type(record.event)):
                 stage = projections[position].stage()
                 stage.apply(record.event, record.offset)
