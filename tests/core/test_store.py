@@ -308,3 +308,38 @@ def test_opening_a_log_with_an_undecodable_record(signed: Signed) -> None:
     with pytest.raises(IntegrityError) as info:
         bare.verify()
     assert info.value.offset == 1
+
+
+def test_a_refused_memory_commit_leaves_no_partial_batch() -> None:
+    from typing import Any
+
+    import attrs
+
+    from chanlog import Event, PluginHost, StorageError, hookimpl
+
+    kinds = []
+    for number in range(257):
+        cls = attrs.make_class(
+            f"Kind{number}", {}, bases=(Event,), frozen=True, slots=True, kw_only=True
+        )
+        cls.event_type = f"kind-{number}"
+        kinds.append(cls)
+
+    class Kinds:
+        @hookimpl
+        def chanlog_register_event_types(self, register: Callable[[Any], None]) -> None:
+            for cls in kinds:
+                register(cls)
+
+    host = PluginHost(load_entry_points=False)
+    host.register(Kinds(), name="kinds")
+    backend = MemoryBackend()
+    store = EventStore(backend, plugins=host, projections=[])
+    for number in range(256):
+        store.append(kinds[number](timestamp_ms=number))
+    with pytest.raises(StorageError, match="257th event type"):
+        store.append_batch([kinds[0](timestamp_ms=1000), kinds[256](timestamp_ms=1001)])
+    assert len(store) == len(backend) == 256
+    assert backend.head().length == 256
+    assert store.verify() == 256
+    assert store.append(kinds[1](timestamp_ms=2000)) == 256

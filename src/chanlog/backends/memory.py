@@ -7,7 +7,7 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from chanlog.errors import ConfigError
+from chanlog.errors import ConfigError, StorageError
 from chanlog.hashing import GENESIS_CHAIN_HASH
 from chanlog.records import Head, StoredRecord, StoredSnapshot
 
@@ -94,13 +94,18 @@ class MemoryBackend:
         return _MemoryTransaction(self)
 
     def _commit(self, pending: Sequence[StoredRecord]) -> None:
+        # Everything that can refuse runs before any column changes, so a refused batch
+        # leaves no partial trace (the columns must stay in step with one another).
+        codes: list[int] = []
+        expected = len(self._payloads)
         for record in pending:
-            offset = len(self._payloads)
-            if record.offset != offset:
+            if record.offset != expected:
                 raise AssertionError("memory backend: non-contiguous offset")  # a store bug
             code = self._type_index.get(record.event_type)
-            if code is None:
-                code = self._intern_type(record.event_type)
+            codes.append(self._intern_type(record.event_type) if code is None else code)
+            expected += 1
+        for record, code in zip(pending, codes, strict=True):
+            offset = record.offset
             streams = self._interned.setdefault(record.streams, record.streams)
             self._payloads.append(record.payload)
             self._ids.append(record.event_id)
@@ -120,7 +125,10 @@ class MemoryBackend:
     def _intern_type(self, event_type: str) -> int:
         code = len(self._type_names)
         if code > 255:
-            raise ConfigError("memory backend: more than 256 event types in one log")
+            raise StorageError(
+                f"memory backend: {event_type!r} would be the 257th event type in one log "
+                "(the limit is 256)"
+            )
         self._type_names.append(event_type)
         self._type_index[event_type] = code
         return code
