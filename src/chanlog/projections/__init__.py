@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chanlog.projections.base import Projection, ProjectionStage
+from chanlog.projections.base import DeferredState, Projection, ProjectionStage
 from chanlog.projections.channel import (
     Challenge,
     ChannelProjection,
@@ -20,6 +20,7 @@ __all__ = [
     "ChannelProjection",
     "ChannelState",
     "ChannelTerms",
+    "DeferredState",
     "EntityProjection",
     "EntityStage",
     "MessageState",

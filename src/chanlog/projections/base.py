@@ -13,7 +13,23 @@ from typing import Any, Protocol, runtime_checkable
 
 from chanlog.events.base import Event
 
-__all__ = ["Projection", "ProjectionStage"]
+__all__ = ["DeferredState", "Projection", "ProjectionStage"]
+
+
+class DeferredState:
+    """One entity's state still in its dumped form: what a snapshot hands a projection's
+    ``load`` so that a restore does not rebuild every entity up front. ``raw()`` returns
+    the data :meth:`~chanlog.projections.EntityProjection.dump_state` wrote; the projection
+    builds the state from it on the entity's first use."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Any) -> None:
+        self._data = data
+
+    def raw(self) -> Any:
+        """The dumped state."""
+        return self._data
 
 
 class ProjectionStage(Protocol):

@@ -9,6 +9,7 @@ Subclasses supply the pure per-entity fold and the state codec.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -16,6 +17,7 @@ import attrs
 
 from chanlog.errors import DecodeError, InvalidTransition
 from chanlog.events.base import Event
+from chanlog.projections.base import DeferredState
 
 __all__ = ["EntityProjection", "EntityStage", "IndexValue", "replacer"]
 
@@ -41,7 +43,7 @@ class EntityStage(Generic[S]):
         """The entity's state as staged so far (or as committed)."""
         state = self._states.get(entity_id, _MISSING)
         if state is _MISSING:
-            return self._projection._states.get(entity_id)
+            return self._projection._committed(entity_id)
         return state  # type: ignore[no-any-return]
 
     def index_get(self, key: str) -> IndexValue | None:
@@ -64,6 +66,8 @@ class EntityStage(Generic[S]):
             before = staged.get(entity_id, _MISSING)
             if before is _MISSING:
                 before = committed.get(entity_id)
+                if type(before) is DeferredState:
+                    before = projection._resolve(entity_id, before)
             after = fold(before, event, entity_id, offset)
             if after is not None and after is not before:
                 changes.append((entity_id, before, after))
@@ -107,8 +111,11 @@ class EntityProjection(Generic[S]):
     for any other type. ``None`` (the default) calls them for every event."""
 
     def __init__(self) -> None:
-        self._states: dict[str, S] = {}
+        # A state may be a DeferredState after a lazy restore (see load()); every read goes
+        # through _committed()/_resolve(), which decode it once.
+        self._states: dict[str, S | DeferredState] = {}
         self._index: dict[str, IndexValue] = {}
+        self._resolving = threading.Lock()
 
     # -- what subclasses provide ---------------------------------------------------------
 
@@ -153,14 +160,49 @@ class EntityProjection(Generic[S]):
         """Begin staging one write transaction."""
         return EntityStage(self)
 
+    def _committed(self, entity_id: str) -> S | None:
+        """The committed state of an entity, decoding a deferred one."""
+        state = self._states.get(entity_id)
+        if isinstance(state, DeferredState):
+            return self._resolve(entity_id, state)
+        return state
+
+    def _resolve(self, entity_id: str, deferred: DeferredState) -> S:
+        """Decode a deferred state and keep it, unless a commit replaced it meanwhile (the
+        lock makes check-and-set atomic against :meth:`_commit`)."""
+        state = self.load_state(deferred.raw())
+        with self._resolving:
+            current = self._states.get(entity_id)
+            if current is deferred:
+                self._states[entity_id] = state
+                return state
+        resolved = self._committed(entity_id)
+        if resolved is None:  # pragma: no cover - entities are never removed
+            raise DecodeError(f"{self.name} {entity_id}: state vanished while decoding")
+        return resolved
+
+    def _resolve_all(self) -> dict[str, S]:
+        """Every committed state, decoded."""
+        resolved: dict[str, S] = {}
+        for entity_id, state in list(self._states.items()):
+            resolved[entity_id] = (
+                self._resolve(entity_id, state) if isinstance(state, DeferredState) else state
+            )
+        return resolved
+
     def _commit(self, states: Mapping[str, S], index: Mapping[str, IndexValue | None]) -> None:
         committed = self._states
-        if type(self)._on_commit is EntityProjection._on_commit:
-            committed.update(states)
-        else:
+        with self._resolving:
+            if type(self)._on_commit is EntityProjection._on_commit:
+                committed.update(states)
+                on_commit = False
+            else:
+                on_commit = True
+        if on_commit:
             for entity_id, after in states.items():
-                before = committed.get(entity_id)
-                committed[entity_id] = after
+                before = self._committed(entity_id)
+                with self._resolving:
+                    committed[entity_id] = after
                 self._on_commit(entity_id, before, after)
         for key, value in index.items():
             if value is None:
@@ -170,7 +212,7 @@ class EntityProjection(Generic[S]):
 
     def get(self, entity_id: str) -> S | None:
         """The current state of an entity (id compared case-insensitively), or ``None``."""
-        return self._states.get(entity_id.lower())
+        return self._committed(entity_id.lower())
 
     def ids(self) -> Iterator[str]:
         """The ids of every entity this projection holds."""
@@ -178,7 +220,7 @@ class EntityProjection(Generic[S]):
 
     def states(self) -> Mapping[str, S]:
         """A read-only copy of every current state, by entity id."""
-        return dict(self._states)
+        return dict(self._resolve_all())
 
     def fold_events(
         self, events: Iterable[tuple[Event, int]], entity_id: str, state: S | None = None
@@ -196,23 +238,29 @@ class EntityProjection(Generic[S]):
         dump_state = self.dump_state
         return {
             "states": {
-                entity_id: dump_state(state) for entity_id, state in sorted(self._states.items())
+                # A deferred state is still in dumped form: written back as it was read.
+                entity_id: state.raw() if isinstance(state, DeferredState) else dump_state(state)
+                for entity_id, state in sorted(self._states.items())
             },
             "index": dict(sorted(self._index.items())),
         }
 
     def load(self, data: Any) -> None:
         """Replace every state and the index with ``data`` from :meth:`dump`; on a
-        :class:`DecodeError` nothing is replaced."""
+        :class:`DecodeError` nothing is replaced.
+
+        A state given as a :class:`~chanlog.projections.DeferredState` is kept as is and
+        decoded on the entity's first use (a restore from a snapshot then costs what the
+        snapshot's header costs, not what its every entity costs)."""
         if not isinstance(data, Mapping):
             raise DecodeError(f"{self.name} snapshot: expected an object, got {_kind(data)}")
         raw_states = data.get("states")
         raw_index = data.get("index")
         if not isinstance(raw_states, Mapping) or not isinstance(raw_index, Mapping):
             raise DecodeError(f"{self.name} snapshot: needs 'states' and 'index' objects")
-        states: dict[str, S] = {}
+        states: dict[str, S | DeferredState] = {}
         for entity_id, raw in raw_states.items():
-            states[str(entity_id)] = self.load_state(raw)
+            states[str(entity_id)] = raw if type(raw) is DeferredState else self.load_state(raw)
         index: dict[str, IndexValue] = {}
         for key, value in raw_index.items():
             if not isinstance(value, str | int | bool):

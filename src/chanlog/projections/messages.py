@@ -206,13 +206,17 @@ class MessagesProjection(EntityProjection[MessageState]):
 
     def _rebuild_derived(self) -> None:
         self._outstanding = {}
-        for entity_id, state in self._states.items():
+        for entity_id, state in self._resolve_all().items():
             if state.outstanding:
                 self._outstanding.setdefault(state.peer_id, set()).add(entity_id)
 
     def outstanding(self, peer_id: str) -> list[MessageState]:
         """The messages sent to ``peer_id`` and not acked yet, oldest first."""
-        states = [self._states[entity_id] for entity_id in self._outstanding.get(peer_id, ())]
+        states = [
+            state
+            for state in map(self._committed, self._outstanding.get(peer_id, ()))
+            if state is not None
+        ]
         return sorted(states, key=lambda state: (state.created_ms, state.message_id))
 
     def outstanding_counts(self) -> dict[str, int]:

@@ -295,7 +295,7 @@ class ObjectiveProjection(EntityProjection[ObjectiveState]):
         owner = self._index.get(_OWNER_KEY + channel_id.lower())
         if not isinstance(owner, str):
             return None
-        state = self._states.get(owner)
+        state = self._committed(owner)
         return owner if state is not None and state.owns_channel else None
 
     # -- snapshot codec ------------------------------------------------------------------

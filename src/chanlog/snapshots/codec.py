@@ -30,7 +30,7 @@ import orjson
 
 from chanlog.errors import DecodeError
 from chanlog.hashing import keccak256
-from chanlog.projections.base import Projection
+from chanlog.projections.base import DeferredState, Projection
 from chanlog.projections.entity import EntityProjection
 from chanlog.records import StoredSnapshot
 
@@ -178,17 +178,25 @@ class SnapshotView:
                 path=f"projections.{name}.entities",
             ) from exc
 
-    def projection_data(self, name: str) -> Any:
-        """What projection ``name`` dumped, whole (every entity parsed): the argument of
-        :meth:`~chanlog.projections.Projection.load`."""
+    def projection_data(self, name: str, *, deferred: bool = False) -> Any:
+        """What projection ``name`` dumped, whole (every slice parsed, so a corrupt one is
+        refused here): the argument of :meth:`~chanlog.projections.Projection.load`. With
+        ``deferred``, each entity's state comes as a
+        :class:`~chanlog.projections.DeferredState` that the projection builds on first use."""
         section = self._section(name)
         if section.entities is None:
             return section.data
+        parse = self._parse_slice
+        wrap = DeferredState if deferred else _as_is
         states = {
-            entity_id: self._parse_slice(name, entity_id, span)
+            entity_id: wrap(parse(name, entity_id, span))
             for entity_id, span in section.entities.items()
         }
         return {**section.data, "states": states}
+
+
+def _as_is(data: Any) -> Any:
+    return data
 
 
 def open_snapshot(snapshot: StoredSnapshot) -> SnapshotView:

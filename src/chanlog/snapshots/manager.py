@@ -172,7 +172,7 @@ class SnapshotManager:
                 view = self.open(snapshot)
                 fresh = self._fresh_projections()
                 for name, projection in fresh.items():
-                    projection.load(view.projection_data(name))
+                    projection.load(view.projection_data(name, deferred=True))
             except DecodeError as exc:
                 logger.warning("ignoring snapshot at offset %d: %s", snapshot.offset, exc)
                 continue
