@@ -6,18 +6,19 @@ from chanlog import Event, EventStore, MemoryBackend, Workload, WorkloadConfig
 from chanlog.projections import DeferredState
 
 
-def _events() -> list[Event]:
-    return list(Workload(WorkloadConfig(seed=11, channels=6, turns=12)).events())
+def _restored() -> tuple[list[Event], EventStore, EventStore]:
+    """The workload's events, a store holding their first half plus a snapshot, and a
+    second store opened on the same backend (so restored from that snapshot)."""
+    events = list(Workload(WorkloadConfig(seed=11, channels=6, turns=12)).events())
+    backend = MemoryBackend()
+    original = EventStore(backend)
+    original.append_batch(events[: len(events) // 2])
+    original.snapshot()
+    return events, original, EventStore(backend)
 
 
 def test_restore_defers_states_and_resolves_them_on_first_use() -> None:
-    events = _events()
-    half = len(events) // 2
-    backend = MemoryBackend()
-    original = EventStore(backend)
-    original.append_batch(events[:half])
-    original.snapshot()
-    reopened = EventStore(backend)
+    _, original, reopened = _restored()
     channels = reopened.projection("channel")
     deferred = [key for key, state in channels._states.items() if isinstance(state, DeferredState)]
     assert deferred and len(deferred) == len(channels)  # nothing built yet
@@ -31,14 +32,8 @@ def test_restore_defers_states_and_resolves_them_on_first_use() -> None:
 
 
 def test_appending_over_deferred_states_matches_a_store_that_never_restored() -> None:
-    events = _events()
-    half = len(events) // 2
-    backend = MemoryBackend()
-    first = EventStore(backend)
-    first.append_batch(events[:half])
-    first.snapshot()
-    reopened = EventStore(backend)
-    reopened.append_batch(events[half:])
+    events, _, reopened = _restored()
+    reopened.append_batch(events[len(events) // 2 :])
     straight = EventStore()
     straight.append_batch(events)
     for name in ("objective", "channel", "messages"):
