@@ -14,7 +14,7 @@ Usage in an attrs event class::
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -31,6 +31,7 @@ __all__ = [
     "bytes32",
     "one_of",
     "optional",
+    "optional_tuple",
     "participants",
     "positive_int",
     "signature",
@@ -202,8 +203,3 @@ def to_tuple(value: Any) -> Any:
 def optional_tuple(value: Any) -> Any:
     """Converter: like :func:`to_tuple`, keeping ``None``."""
     return None if value is None else to_tuple(value)
-
-
-def amount_fields(cls: type) -> Iterable[str]:
-    """Names of the fields of an attrs class that carry :data:`AMOUNT` metadata."""
-    return [f.name for f in attrs.fields(cls) if f.metadata.get("chanlog_amount")]
