@@ -1,9 +1,12 @@
 """The peer: the same channel traffic through the ``eventsourcing`` library (9.5.6).
 
-A ``Channel`` aggregate takes ``channel-created`` and ``state-signed`` with the same fields as
-chanlog's events, and checks the same rule chanlog's channel projection checks for them
-(the signer must be a participant; a turn below the supported one is stale) before it
-triggers the event, the way an eventsourcing command method validates.
+A ``Channel`` aggregate takes ``channel-created``, ``state-signed``, ``state-received`` and
+``state-supported-updated`` with the same fields as chanlog's events, and checks the rules
+chanlog's channel projection checks for them (the signer is a participant; a turn below the
+supported one is stale; one state hash per turn and one signature per signer; a supported
+turn increases and names the previous one) before it triggers the event, the way an
+eventsourcing command method validates. Like chanlog's fold, a supported turn prunes the
+signatures of older turns.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from benchmarks.workload import (
     OUR_ADDRESS,
     PEER_ADDRESS,
     state_fields,
+    timestamp,
+    turn_of,
 )
 
-__all__ = ["Channel", "ChannelApp", "make_app", "new_channel", "sign"]
+__all__ = ["Channel", "ChannelApp", "advance", "make_app", "new_channel", "sign"]
 
 
 class Channel(Aggregate):
@@ -35,18 +40,32 @@ class Channel(Aggregate):
         self.challenge_duration = challenge_duration
         self.latest_turn: int | None = None
         self.supported_turn: int | None = None
-        # Turn (as a string) → signers: JSON-ready, so the aggregate can be snapshotted.
-        self.signers: dict[str, list[str]] = {}
+        self.supported_hash: str | None = None
+        # Turn (as a string) → [state hash, signers]: JSON-ready, so it can be snapshotted.
+        self.signers: dict[str, list[Any]] = {}
 
-    def sign_state(
-        self, turn_num: int, state_hash: str, signer: str, signature: str, timestamp_ms: int
+    def add_signature(
+        self,
+        turn_num: int,
+        state_hash: str,
+        signer: str,
+        signature: str,
+        timestamp_ms: int,
+        *,
+        ours: bool,
     ) -> None:
-        """Validate, then record our signature on a state (one ``StateSigned`` event)."""
-        if signer.lower() not in {p.lower() for p in self.participants}:
+        """Validate, then record a signature on a state (``StateSigned`` when ``ours``, else
+        ``StateReceived``)."""
+        key = signer.lower()
+        if key not in {p.lower() for p in self.participants}:
             raise ValueError(f"signer {signer} is not a participant")
         if self.supported_turn is not None and turn_num < self.supported_turn:
             raise ValueError(f"turn {turn_num} is stale")
-        self._state_signed(
+        known = self.signers.get(str(turn_num))
+        if known is not None and (known[0] != state_hash or key in known[1]):
+            raise ValueError(f"turn {turn_num}: conflicting state or duplicate signer")
+        trigger = self._state_signed if ours else self._state_received
+        trigger(
             turn_num=turn_num,
             state_hash=state_hash,
             signer=signer,
@@ -54,15 +73,61 @@ class Channel(Aggregate):
             timestamp_ms=timestamp_ms,
         )
 
+    def _add(self, turn_num: int, state_hash: str, signer: str) -> None:
+        if self.latest_turn is None or turn_num > self.latest_turn:
+            self.latest_turn = turn_num
+        self.signers.setdefault(str(turn_num), [state_hash, []])[1].append(signer.lower())
+
     @event("StateSigned")
     def _state_signed(
         self, turn_num: int, state_hash: str, signer: str, signature: str, timestamp_ms: int
     ) -> None:
-        if self.latest_turn is None or turn_num > self.latest_turn:
-            self.latest_turn = turn_num
-        signers = self.signers.setdefault(str(turn_num), [])
-        if signer.lower() not in signers:
-            signers.append(signer.lower())
+        self._add(turn_num, state_hash, signer)
+
+    @event("StateReceived")
+    def _state_received(
+        self, turn_num: int, state_hash: str, signer: str, signature: str, timestamp_ms: int
+    ) -> None:
+        self._add(turn_num, state_hash, signer)
+
+    def support(
+        self,
+        supported_turn: int,
+        state_hash: str,
+        num_signatures: int,
+        prev_supported_turn: int | None,
+        timestamp_ms: int,
+    ) -> None:
+        """Validate, then record that a turn is supported (``StateSupportedUpdated``)."""
+        if self.supported_turn is not None and supported_turn <= self.supported_turn:
+            raise ValueError(f"supported turn {supported_turn} does not increase")
+        if prev_supported_turn != self.supported_turn:
+            raise ValueError(f"prev_supported_turn {prev_supported_turn} does not match")
+        known = self.signers.get(str(supported_turn))
+        if known is not None and known[0] != state_hash:
+            raise ValueError(f"turn {supported_turn} has another state")
+        self._supported(
+            supported_turn=supported_turn,
+            state_hash=state_hash,
+            num_signatures=num_signatures,
+            prev_supported_turn=prev_supported_turn,
+            timestamp_ms=timestamp_ms,
+        )
+
+    @event("StateSupportedUpdated")
+    def _supported(
+        self,
+        supported_turn: int,
+        state_hash: str,
+        num_signatures: int,
+        prev_supported_turn: int | None,
+        timestamp_ms: int,
+    ) -> None:
+        self.supported_turn = supported_turn
+        self.supported_hash = state_hash
+        self.signers = {
+            turn: entry for turn, entry in self.signers.items() if int(turn) >= supported_turn
+        }
 
 
 class ChannelApp(Application[uuid.UUID]):
@@ -105,4 +170,20 @@ def new_channel(cid: str) -> Channel:
 def sign(channel: Channel, turn: int) -> None:
     """Trigger the same ``state-signed`` fact as :func:`benchmarks.workload.signed_state`."""
     state_hash, signature = state_fields(turn)
-    channel.sign_state(turn, state_hash, OUR_ADDRESS, signature, 1_700_000_000_000 + turn)
+    channel.add_signature(turn, state_hash, OUR_ADDRESS, signature, timestamp(turn), ours=True)
+
+
+def advance(channel: Channel, index: int) -> None:
+    """Trigger the same fact as :func:`benchmarks.workload.channel_event` ``index >= 1``."""
+    turn, step = turn_of(index)
+    if step == 0:
+        sign(channel, turn)
+    elif step == 1:
+        state_hash, signature = state_fields(turn, PEER_ADDRESS)
+        channel.add_signature(
+            turn, state_hash, PEER_ADDRESS, signature, timestamp(turn), ours=False
+        )
+    else:
+        channel.support(
+            turn, state_fields(turn)[0], 2, turn - 1 if turn > 1 else None, timestamp(turn)
+        )

@@ -52,8 +52,8 @@ def _append(make_backend: Callable[[], Backend], events: int) -> Callable[[], ob
     store.append(workload.channel_created(cid))
 
     def work() -> object:
-        for turn in range(1, events + 1):
-            store.append(workload.signed_state(cid, turn))
+        for index in range(1, events + 1):
+            store.append(workload.channel_event(cid, index))
         store.close()
         return store
 

@@ -31,15 +31,15 @@ def _chanlog(events: int) -> Callable[[], object]:
     # append (codecs, projection code) is not counted as memory held for the events.
     with EventStore() as warm:
         warm.append(workload.channel_created(workload.channel_id(1)))
-        warm.append_batch(workload.signed_states(workload.channel_id(1), 1, 10))
+        warm.append_batch(workload.channel_events(workload.channel_id(1), 1, 10))
     store = EventStore()
 
     def run() -> object:
         for number in range(events // CHANNEL_SIZE):
             cid = workload.channel_id(10**9 + number)
             store.append(workload.channel_created(cid))
-            for turn in range(1, CHANNEL_SIZE):
-                store.append(workload.signed_state(cid, turn))
+            for index in range(1, CHANNEL_SIZE):
+                store.append(workload.channel_event(cid, index))
         if len(store) != events:
             raise RuntimeError(f"store holds {len(store)} events, expected {events}")
         return store
@@ -52,8 +52,8 @@ def _eventsourcing(events: int) -> Callable[[], object]:
 
     warm_app = peer_eventsourcing.make_app("popo")
     warm = peer_eventsourcing.new_channel(workload.channel_id(1))
-    for turn in range(1, 11):
-        peer_eventsourcing.sign(warm, turn)
+    for index in range(1, 11):
+        peer_eventsourcing.advance(warm, index)
         warm_app.save(warm)
     del warm, warm_app
     app = peer_eventsourcing.make_app("popo")
@@ -62,8 +62,8 @@ def _eventsourcing(events: int) -> Callable[[], object]:
         for number in range(events // CHANNEL_SIZE):
             channel = peer_eventsourcing.new_channel(workload.channel_id(10**9 + number))
             app.save(channel)
-            for turn in range(1, CHANNEL_SIZE):
-                peer_eventsourcing.sign(channel, turn)
+            for index in range(1, CHANNEL_SIZE):
+                peer_eventsourcing.advance(channel, index)
                 app.save(channel)
         return app
 

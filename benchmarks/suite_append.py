@@ -31,7 +31,8 @@ def chanlog_append(
     make_backend: Callable[[], Backend], events: int, batch: int | None
 ) -> Callable[[], float]:
     """A trial: a fresh store on ``make_backend()`` with one subscriber appends ``events``
-    state-signed events to one channel, one per call (``batch=None``) or in batches."""
+    events of one channel's traffic (:func:`~benchmarks.workload.channel_event`), one per
+    call (``batch=None``) or in batches."""
 
     def trial() -> float:
         store = EventStore(make_backend())
@@ -42,11 +43,11 @@ def chanlog_append(
         try:
             started = time.perf_counter()
             if batch is None:
-                for turn in range(1, events + 1):
-                    store.append(workload.signed_state(cid, turn))
+                for index in range(1, events + 1):
+                    store.append(workload.channel_event(cid, index))
             else:
                 for first in range(1, events + 1, batch):
-                    store.append_batch(workload.signed_states(cid, first, batch))
+                    store.append_batch(workload.channel_events(cid, first, batch))
             elapsed = time.perf_counter() - started
         finally:
             store.close()
@@ -73,13 +74,13 @@ def eventsourcing_append(
         app.save(channel)
         started = time.perf_counter()
         if batch is None:
-            for turn in range(1, events + 1):
-                peer_eventsourcing.sign(channel, turn)
+            for index in range(1, events + 1):
+                peer_eventsourcing.advance(channel, index)
                 app.save(channel)
         else:
             for first in range(1, events + 1, batch):
-                for turn in range(first, first + batch):
-                    peer_eventsourcing.sign(channel, turn)
+                for index in range(first, first + batch):
+                    peer_eventsourcing.advance(channel, index)
                 app.save(channel)
         elapsed = time.perf_counter() - started
         stored: int = app.repository.get(channel.id).version
@@ -102,8 +103,8 @@ def raw_sqlite_append(
     """
     cid = workload.channel_id(10**9)
     rows = []
-    for offset, turn in enumerate(range(1, events + 1)):
-        event = workload.signed_state(cid, turn)
+    for offset, index in enumerate(range(1, events + 1)):
+        event = workload.channel_event(cid, index)
         rows.append((offset, bytes.fromhex(event.event_id[2:]), event.canonical_json()))
 
     def trial() -> float:

@@ -53,8 +53,8 @@ class _PeerLog:
             app = peer_eventsourcing.make_app("popo")
             for number in range(self.total // self.channel_size):
                 channel = peer_eventsourcing.new_channel(workload.channel_id(number + 1))
-                for turn in range(1, self.channel_size):
-                    peer_eventsourcing.sign(channel, turn)
+                for index in range(1, self.channel_size):
+                    peer_eventsourcing.advance(channel, index)
                 app.save(channel)
             self._app = app
         return self._app

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from benchmarks import adapters, peer_eventsourcing
+from benchmarks import adapters, peer_eventsourcing, workload
 from benchmarks.config import Config
 from benchmarks.harness import Case, Contender
 from benchmarks.logs import TARGET, LogCache, fill
@@ -34,19 +34,27 @@ def _random_offsets(count: int, length: int, repetition: int) -> list[int]:
 
 
 class _ChanlogEntity:
-    """One channel of ``events`` events alone in a memory log, with or without snapshots."""
+    """One channel of ``events`` events alone in a memory log, with or without snapshots;
+    ``unsupported``: the degenerate channel whose peer never countersigns."""
 
-    def __init__(self, events: int, *, snapshots: bool) -> None:
+    def __init__(self, events: int, *, snapshots: bool, unsupported: bool = False) -> None:
         self.events = events
         self.snapshots = snapshots
+        self.unsupported = unsupported
         self._store: EventStore | None = None
 
     def store(self) -> EventStore:
         if self._store is None:
             store = adapters.open_store(MemoryBackend(), snapshots=self.snapshots)
-            # Batches of the snapshot interval: the policy then snapshots every 1,000 events,
-            # as the eventsourcing side does (larger batches would space snapshots wider).
-            fill(store, self.events, self.events, SNAPSHOT_INTERVAL)
+            if self.unsupported:
+                store.append(workload.channel_created(TARGET))
+                for first in range(1, self.events, SNAPSHOT_INTERVAL):
+                    count = min(SNAPSHOT_INTERVAL, self.events - first)
+                    store.append_batch(workload.signed_states(TARGET, first, count))
+            else:
+                # Batches of the snapshot interval: the policy then snapshots every 1,000
+                # events, as the eventsourcing side does (larger batches space them wider).
+                fill(store, self.events, self.events, SNAPSHOT_INTERVAL)
             self._store = store
         return self._store
 
@@ -54,18 +62,22 @@ class _ChanlogEntity:
 class _PeerEntity:
     """The same channel in an eventsourcing POPO application."""
 
-    def __init__(self, events: int, *, snapshots: bool) -> None:
+    def __init__(self, events: int, *, snapshots: bool, unsupported: bool = False) -> None:
         self.events = events
         self.snapshots = snapshots
+        self.unsupported = unsupported
         self._built: tuple[peer_eventsourcing.ChannelApp, uuid.UUID] | None = None
 
     def app(self) -> tuple[peer_eventsourcing.ChannelApp, uuid.UUID]:
         if self._built is None:
             app = peer_eventsourcing.make_app("popo", snapshots=self.snapshots)
             channel = peer_eventsourcing.new_channel(TARGET)
-            for turn in range(1, self.events):
-                peer_eventsourcing.sign(channel, turn)
-                if turn % 1_000 == 0:
+            for index in range(1, self.events):
+                if self.unsupported:
+                    peer_eventsourcing.sign(channel, index)
+                else:
+                    peer_eventsourcing.advance(channel, index)
+                if index % 1_000 == 0:
                     app.save(channel)
             app.save(channel)
             if self.snapshots:
@@ -171,6 +183,30 @@ def cases(config: Config, logs: LogCache) -> list[Case]:
                     + ".",
                 )
             )
+    events = config.size(1_000, 100)
+    found.append(
+        Case(
+            "reconstruct.1k.unsupported",
+            f"reconstruct one never-supported channel of {events:,} events, cold (stress)",
+            "latency",
+            10,
+            [
+                Contender(
+                    "chanlog",
+                    _chanlog_trial(
+                        _ChanlogEntity(events, snapshots=False, unsupported=True), 10, False
+                    ),
+                ),
+                Contender(
+                    "eventsourcing",
+                    _peer_trial(_PeerEntity(events, snapshots=False, unsupported=True), 10, False),
+                ),
+            ],
+            reps,
+            "Only our signatures, turn after turn: nothing is ever supported, so no signature "
+            "is pruned and the state grows with every event (the peer never answers).",
+        )
+    )
     for label, total in (("10k", 10_000), ("100k", 100_000), ("1m", 1_000_000)):
         total = config.size(total, total // 100)
         found.append(

@@ -1,32 +1,46 @@
-"""The events every benchmark appends: state-signed-like channel traffic.
+"""The events every benchmark appends: the traffic of two-party state channels.
 
-One channel's life is a ``channel-created`` followed by one ``state-signed`` per turn, signed
-by our participant. The eventsourcing peer gets exactly the same fields (see
-:mod:`benchmarks.peer_eventsourcing`), so both sides store and fold the same facts.
-Everything is deterministic: a turn number fully determines its event.
+A channel's life is a ``channel-created`` followed by turns, and every turn is the three
+events a node writes for it (ADR 0020): ``state-signed`` (our signature on the turn's
+state), ``state-received`` (the peer's signature on the same state) and
+``state-supported-updated`` (both have signed: the turn is supported, and the signatures of
+older turns are pruned). The eventsourcing peer gets exactly the same facts (see
+:mod:`benchmarks.peer_eventsourcing`), so both sides store and fold the same events.
+
+:func:`signed_state` alone, turn after turn with no counter-signature, is the degenerate
+channel whose peer never answers: nothing is ever supported, so nothing is pruned. The
+stress figures use it on purpose. Everything is deterministic: an index fully determines its
+event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from chanlog import ChannelCreated, Event, StateSigned
+from chanlog import ChannelCreated, Event, StateReceived, StateSigned, StateSupportedUpdated
 
 __all__ = [
     "CHALLENGE_DURATION_S",
+    "EVENTS_PER_TURN",
     "OUR_ADDRESS",
     "PEER_ADDRESS",
     "channel_created",
+    "channel_event",
+    "channel_events",
     "channel_id",
     "log_events",
     "signed_state",
     "signed_states",
     "state_fields",
+    "timestamp",
+    "turn_of",
 ]
 
 OUR_ADDRESS = "0x" + "a1" * 20
 PEER_ADDRESS = "0x" + "b2" * 20
 CHALLENGE_DURATION_S = 86_400
+EVENTS_PER_TURN = 3
+"""``state-signed``, ``state-received``, ``state-supported-updated``."""
 
 
 def channel_id(number: int) -> str:
@@ -44,9 +58,16 @@ def channel_created(cid: str, timestamp_ms: int = 0) -> ChannelCreated:
     )
 
 
-def state_fields(turn: int) -> tuple[str, str]:
-    """The ``(state_hash, signature)`` of a turn: distinct per turn, realistic sizes."""
-    return f"0x{turn:064x}", f"0x{turn:0130x}"
+def state_fields(turn: int, signer: str = OUR_ADDRESS) -> tuple[str, str]:
+    """The ``(state_hash, signature)`` of a turn: distinct per turn and signer, realistic
+    sizes (a bytes32 hash, a 65-byte signature)."""
+    party = 1 if signer == OUR_ADDRESS else 2
+    return f"0x{turn:064x}", f"0x{party:02x}{turn:0128x}"
+
+
+def timestamp(turn: int) -> int:
+    """The ``timestamp_ms`` of every event of ``turn``."""
+    return 1_700_000_000_000 + turn
 
 
 def signed_state(cid: str, turn: int) -> StateSigned:
@@ -58,13 +79,52 @@ def signed_state(cid: str, turn: int) -> StateSigned:
         state_hash=state_hash,
         signer=OUR_ADDRESS,
         signature=signature,
-        timestamp_ms=1_700_000_000_000 + turn,
+        timestamp_ms=timestamp(turn),
     )
 
 
 def signed_states(cid: str, first_turn: int, count: int) -> list[StateSigned]:
-    """``count`` consecutive turns from ``first_turn``."""
+    """``count`` consecutive turns from ``first_turn``, signed by us only (never supported)."""
     return [signed_state(cid, turn) for turn in range(first_turn, first_turn + count)]
+
+
+def turn_of(index: int) -> tuple[int, int]:
+    """``(turn, step)`` of a channel's event ``index >= 1``: step 0 signs, 1 receives the
+    peer's signature, 2 marks the turn supported."""
+    turn, step = divmod(index - 1, EVENTS_PER_TURN)
+    return turn + 1, step
+
+
+def channel_event(cid: str, index: int) -> Event:
+    """The channel's event ``index``: 0 creates it, then three per turn (see the module)."""
+    if index == 0:
+        return channel_created(cid)
+    turn, step = turn_of(index)
+    if step == 0:
+        return signed_state(cid, turn)
+    if step == 1:
+        state_hash, signature = state_fields(turn, PEER_ADDRESS)
+        return StateReceived(
+            channel_id=cid,
+            turn_num=turn,
+            state_hash=state_hash,
+            signer=PEER_ADDRESS,
+            signature=signature,
+            timestamp_ms=timestamp(turn),
+        )
+    return StateSupportedUpdated(
+        channel_id=cid,
+        supported_turn=turn,
+        state_hash=state_fields(turn)[0],
+        num_signatures=2,
+        prev_supported_turn=turn - 1 if turn > 1 else None,
+        timestamp_ms=timestamp(turn),
+    )
+
+
+def channel_events(cid: str, first: int, count: int) -> list[Event]:
+    """The channel's events ``first .. first + count - 1``."""
+    return [channel_event(cid, index) for index in range(first, first + count)]
 
 
 def log_events(
@@ -84,10 +144,11 @@ def log_events(
     background_turn = channel_size  # forces a new background channel first
     for position in range(total):
         if position >= next_target and target_turn < target_events:
-            if target_turn == 0:
-                yield channel_created(target, position)
-            else:
-                yield signed_state(target, target_turn)
+            yield (
+                channel_created(target, position)
+                if target_turn == 0
+                else channel_event(target, target_turn)
+            )
             target_turn += 1
             next_target += stride
             continue
@@ -96,5 +157,5 @@ def log_events(
             background_turn = 0
             yield channel_created(channel_id(background), position)
         else:
-            yield signed_state(channel_id(background), background_turn)
+            yield channel_event(channel_id(background), background_turn)
         background_turn += 1

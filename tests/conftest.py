@@ -30,6 +30,13 @@ class CountingBackend(MemoryBackend):
             self.stream_reads += 1
             yield record
 
+    def read_stream_payloads(
+        self, stream: str, start: int = 0, end: int | None = None
+    ) -> Iterator[tuple[int, str, bytes]]:
+        for entry in super().read_stream_payloads(stream, start, end):
+            self.stream_reads += 1
+            yield entry
+
 
 @pytest.fixture
 def counting_backend() -> CountingBackend:

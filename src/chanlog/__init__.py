@@ -18,6 +18,7 @@ from __future__ import annotations
 from chanlog.backends.base import Backend, WriteTransaction
 from chanlog.backends.memory import MemoryBackend
 from chanlog.backends.sqlite import SqliteBackend
+from chanlog.checkpoints import EntityCheckpoints
 from chanlog.codec import canonical_json, decode_event, to_payload
 from chanlog.config import StoreConfig, load_config
 from chanlog.config import open_store as open
@@ -107,6 +108,7 @@ __all__ = [
     "DecodeError",
     "DeliveryFailure",
     "DepositDetected",
+    "EntityCheckpoints",
     "EntityProjection",
     "Event",
     "EventStore",

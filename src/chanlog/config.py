@@ -5,6 +5,7 @@ The settings (ADR 0014)::
 
     serializer = "json"                            # any registered serializer
     projections = ["objective", "channel", "messages"]  # default: every registered one
+    checkpoint_every = 32                          # entity checkpoints (ADR 0020); 0: none
 
     [backend]
     name = "sqlite"                                # any registered backend
@@ -31,6 +32,7 @@ from typing import Any
 
 import attrs
 
+from chanlog.checkpoints import DEFAULT_EVERY
 from chanlog.errors import ConfigError
 from chanlog.plugins.host import PluginHost, default_host
 from chanlog.store import EventStore
@@ -57,7 +59,7 @@ DEFAULT_SQLITE_PATH = "chanlog.db"
 DEFAULT_SNAPSHOT_POLICY = "every-n-events"
 """The policy of a configured store whose settings have no ``[snapshots]`` table."""
 
-TOP_LEVEL_KEYS = ("backend", "projections", "serializer", "snapshots")
+TOP_LEVEL_KEYS = ("backend", "checkpoint_every", "projections", "serializer", "snapshots")
 
 PathLike = str | os.PathLike[str]
 Source = PathLike | Mapping[str, Any]
@@ -76,6 +78,8 @@ class StoreConfig:
         snapshot_policy: the registered snapshot policy name (default ``every-n-events``,
             n = 1000), or ``None`` for the store's own default.
         snapshot_options: keyword options for the snapshot policy factory.
+        checkpoint_every: events of one entity between two in-memory checkpoints
+            (``0``: none); see :class:`~chanlog.checkpoints.EntityCheckpoints`.
     """
 
     source: str
@@ -85,6 +89,7 @@ class StoreConfig:
     projections: tuple[str, ...] | None = None
     snapshot_policy: str | None = None
     snapshot_options: Mapping[str, Any] = attrs.field(factory=dict)
+    checkpoint_every: int = DEFAULT_EVERY
 
 
 def _fail(source: str, key: str, value: Any, problem: str, allowed: Any = None) -> ConfigError:
@@ -224,6 +229,9 @@ def _validate(
     if serializer not in host.serializers:
         raise _fail(source, "serializer", serializer, "no such serializer", host.serializers)
     projections = _projections(raw, source, host)
+    checkpoint_every = raw.get("checkpoint_every", DEFAULT_EVERY)
+    if type(checkpoint_every) is not int or checkpoint_every < 0:
+        raise _fail(source, "checkpoint_every", checkpoint_every, "must be an integer >= 0")
     # A configured store is a durable node whose restarts should replay only a tail, so it
     # snapshots by default (EventStore() alone keeps "never").
     policy: str | None = DEFAULT_SNAPSHOT_POLICY
@@ -243,6 +251,7 @@ def _validate(
         projections=projections,
         snapshot_policy=policy,
         snapshot_options=policy_options,
+        checkpoint_every=checkpoint_every,
     )
 
 
@@ -405,6 +414,7 @@ def build_store(config: StoreConfig, *, plugins: PluginHost | None = None) -> Ev
             plugins=host,
             serializer=config.serializer,
             projections=config.projections,
+            checkpoint_every=config.checkpoint_every,
             **extra,
         )
     except BaseException:

@@ -75,15 +75,23 @@ class StateReconstructor:
         length = len(store)
         end = length if at is None or at > length else at
         state, start = None, 0
+        checkpoints = store.checkpoints
         if self._use_snapshots:
             state, start = store.snapshots.entity_state(projection, key, end)
+            nearer = checkpoints.nearest(kind, key, end)
+            if nearer is not None and nearer[1] > start:
+                state, start = nearer
         fold = projection.fold
         folded = 0
+        # Leave checkpoints along a long stretch, so the next visit folds little of it.
+        every = checkpoints.every if self._use_snapshots and checkpoints.enabled else 0
         for offset, event in store.stream_events(key, start, end):
             after = fold(state, event, key, offset)
             folded += 1
             if after is not None:
                 state = after
+                if every and folded % every == 0:
+                    checkpoints.record(kind, key, offset + 1, state)
         self.folded_count += folded
         if state is None:
             where = "" if at is None else f" before offset {at}"

@@ -79,10 +79,28 @@ def test_a_deleted_row(log_file: Path, edit: sqlite3.Connection) -> None:
     assert _verify_fails_at(log_file) == 12
 
 
-def test_a_deleted_last_row(log_file: Path, edit: sqlite3.Connection) -> None:
-    edit.execute("DELETE FROM events WHERE position = ?", (LENGTH - 1,))
+def test_a_deleted_row_after_the_last_index_block(log_file: Path, edit: sqlite3.Connection) -> None:
+    # 40 records: 32-39 are not in the streams index yet, 35 is only in the events table.
+    edit.execute("DELETE FROM events WHERE position = 35")
     edit.commit()
-    assert _verify_fails_at(log_file) == LENGTH - 1
+    assert _verify_fails_at(log_file) == 35
+
+
+def test_deleted_last_rows_are_only_seen_against_a_remembered_head(
+    log_file: Path, edit: sqlite3.Connection
+) -> None:
+    # Schema version 2 keeps no head row (ADR 0018): what remains is a valid, shorter log.
+    # Its chain head differs from the one remembered before the edit.
+    backend = SqliteBackend(log_file)
+    remembered = backend.head()
+    backend.close()
+    edit.execute("DELETE FROM events WHERE position >= ?", (LENGTH - 3,))
+    edit.commit()
+    with EventStore(SqliteBackend(log_file), projections=[]) as store:
+        assert store.verify() == LENGTH - 3
+        head = store.backend.head()
+    assert head.length == LENGTH - 3
+    assert head.chain_hash != remembered.chain_hash
 
 
 def test_two_swapped_rows(log_file: Path, edit: sqlite3.Connection) -> None:

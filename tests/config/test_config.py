@@ -134,10 +134,24 @@ def test_snapshot_policy_and_options_reach_the_store(tmp_path: Path, host: Plugi
         assert snapshot.offset == 5
 
 
+def test_checkpoint_spacing_reaches_the_store(tmp_path: Path, host: PluginHost) -> None:
+    config = write(tmp_path / "chanlog.toml", '[backend]\nname = "memory"\ncheckpoint_every = 0\n')
+    with pytest.raises(ConfigError, match="takes no options"):
+        open_store(config, plugins=host)  # a top-level key, not a backend option
+    config = write(tmp_path / "chanlog.toml", 'checkpoint_every = 2\nbackend = "memory"\n')
+    settings = load_config(config, plugins=host)
+    assert settings.checkpoint_every == 2
+    with build_store(settings, plugins=host) as store:
+        assert store.checkpoints.every == 2
+    assert load_config({"backend": "memory"}, plugins=host).checkpoint_every == 32
+
+
 @pytest.mark.parametrize(
     ("text", "key", "fragments"),
     [
-        ('colour = "blue"\n', "colour", ["unknown key", "backend, projections"]),
+        ('colour = "blue"\n', "colour", ["unknown key", "backend, checkpoint_every"]),
+        ("checkpoint_every = -1\n", "checkpoint_every", ["= -1", "integer >= 0"]),
+        ("checkpoint_every = true\n", "checkpoint_every", ["= True", "integer >= 0"]),
         ('serializer = "yaml"\n', "serializer", ["'yaml'", "no such serializer", "json"]),
         ("serializer = 7\n", "serializer", ["= 7", "must be a string"]),
         ('[backend]\nname = "oracle"\n', "backend.name", ["'oracle'", "memory, sqlite"]),

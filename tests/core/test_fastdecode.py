@@ -62,20 +62,24 @@ def test_any_shape_change_is_a_mismatch(event: Event, data: st.DataObject) -> No
         decoder(payload)
 
 
+# A WithdrawCompleted payload missing only its amount, which each test supplies.
+_WITHDRAWAL_WITHOUT_AMOUNT = {
+    "channel_id": "0x" + "ab" * 32,
+    "block_num": 1,
+    "tx_index": 0,
+    "recipient": "0x" + "cd" * 20,
+    "asset": "0x" + "00" * 20,
+    "timestamp_ms": 0,
+    "event_version": 1,
+}
+
+
 def test_amounts_must_be_canonical_decimal_strings() -> None:
     from chanlog.events import WithdrawCompleted
 
     decoder = trusted_decoder(WithdrawCompleted)
     assert decoder is not None
-    base = {
-        "channel_id": "0x" + "ab" * 32,
-        "block_num": 1,
-        "tx_index": 0,
-        "recipient": "0x" + "cd" * 20,
-        "asset": "0x" + "00" * 20,
-        "timestamp_ms": 0,
-        "event_version": 1,
-    }
+    base = dict(_WITHDRAWAL_WITHOUT_AMOUNT)
     assert decoder(base | {"amount": "0"}).amount == 0  # type: ignore[attr-defined]
     assert decoder(base | {"amount": str(2**255)}).amount == 2**255  # type: ignore[attr-defined]
     for odd in ("007", "-1", " 1", "1_000", 5, "٣"):
@@ -123,3 +127,51 @@ def test_records_read_back_carry_their_id_without_reencoding() -> None:
     assert record.event is not event
     assert record.event.event_id == event.event_id == record.event_id
     assert fields.MAX_AMOUNT == 2**256
+
+
+def test_overlong_amounts_are_a_mismatch_not_a_value_error() -> None:
+    from chanlog.events import WithdrawCompleted
+
+    decoder = trusted_decoder(WithdrawCompleted)
+    assert decoder is not None
+    base = dict(_WITHDRAWAL_WITHOUT_AMOUNT)
+    largest = str(2**256 - 1)
+    assert len(largest) == 78
+    assert decoder(base | {"amount": largest}).amount == 2**256 - 1  # type: ignore[attr-defined]
+    for odd in ("1" * 79, "1" * 5000):  # int() of 5000 digits would raise ValueError
+        with pytest.raises(Mismatch):
+            decoder(base | {"amount": odd})
+
+
+def test_explicit_null_for_an_optional_field_is_a_mismatch() -> None:
+    from chanlog_samples import make_signed
+
+    event = make_signed(1)
+    decoder = trusted_decoder(type(event))
+    assert decoder is not None
+    payload = codec.to_payload(event)
+    assert "is_final" not in payload
+    assert decoder(payload) == event
+    with pytest.raises(Mismatch):
+        decoder(payload | {"is_final": None})
+
+
+def test_decoded_events_are_frozen_and_complete() -> None:
+    from chanlog_samples import make_signed
+
+    event = make_signed(2)
+    decoder = trusted_decoder(type(event))
+    assert decoder is not None
+    decoded = decoder(codec.to_payload(event))
+    assert attrs.asdict(decoded) == attrs.asdict(event)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        decoded.timestamp_ms = 1  # type: ignore[misc]
+
+
+def test_plugin_types_with_unresolvable_annotations_decode_strictly() -> None:
+    @attrs.define(frozen=True, slots=True, kw_only=True)
+    class Local(Event):
+        event_type: ClassVar[str] = "local"
+        thing: LocalThing | None = attrs.field(default=None)  # type: ignore[name-defined]  # noqa: F821
+
+    assert trusted_decoder(Local) is None

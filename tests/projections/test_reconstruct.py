@@ -11,7 +11,7 @@ from chanlog.workload import Workload
 
 def test_reconstruction_reads_only_the_entitys_own_events(counting_backend) -> None:  # type: ignore[no-untyped-def]
     workload = Workload(channels=101, turns=20, seed=5, interleave=101, messages=1)
-    store = EventStore(counting_backend)
+    store = EventStore(counting_backend, checkpoint_every=0)  # the cost of a replay
     for batch in workload.batches(2000):
         store.append_batch(batch)
     target = workload.plans[37].channel_id

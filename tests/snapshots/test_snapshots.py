@@ -149,7 +149,7 @@ def test_snapshot_at_a_past_offset_and_bad_offsets() -> None:
 
 def test_reconstruction_from_a_snapshot_reads_only_the_tail(counting_backend) -> None:  # type: ignore[no-untyped-def]
     workload = Workload(channels=1, turns=300, seed=1, messages=0, challenge_probability=0)
-    store = EventStore(counting_backend)
+    store = EventStore(counting_backend, checkpoint_every=0)  # the snapshot alone
     store.append_batch(workload.events())
     channel = workload.plans[0].channel_id
     snapshot = store.snapshot(700)
@@ -176,14 +176,16 @@ def test_snapshot_plus_tail_equals_full_fold_equals_fresh_replay(
 ) -> None:
     workload = Workload(channels=channels, turns=turns, seed=seed, challenge_probability=0.5)
     events = workload.events()
-    store = EventStore()
+    # Checkpoints every few events of an entity: reconstruction then also starts from them.
+    every = data.draw(st.integers(0, 4), label="checkpoint_every")
+    store = EventStore(checkpoint_every=every)
     store.append_batch(events)
     snap_at = data.draw(st.integers(0, len(store)), label="snapshot offset")
     store.snapshot(snap_at)
     length = len(store)
     at = data.draw(st.integers(0, length), label="offset")
     fresh = EventStore(store.backend)  # restart: snapshot + tail
-    replayed = EventStore()  # a fresh store replaying the same log
+    replayed = EventStore(checkpoint_every=every)  # a fresh store replaying the same log
     replayed.append_batch([r.event for r in store])
     assert states(fresh) == states(store) == states(replayed)
     cold = StateReconstructor(store, use_snapshots=False)
@@ -201,6 +203,7 @@ def test_snapshot_plus_tail_equals_full_fold_equals_fresh_replay(
                 continue
             assert store.reconstruct(kind, entity, at) == full
             assert replayed.reconstruct(kind, entity, at) == full
+            assert fresh.reconstruct(kind, entity, at) == full
 
 
 def test_expectation_reports_differences() -> None:

@@ -76,6 +76,10 @@ class Backend(Protocol):
         """Records of ``stream`` with ``start <= offset < end``, in order, streamed."""
         ...
 
+    # Optional: ``read_stream_payloads(stream, start=0, end=None)``, the same records as
+    # read_stream as ``(offset, event_type, payload)`` tuples. Reconstruction folds over it
+    # when a backend has it, sparing a StoredRecord (and a chain-hash copy) per event.
+
     def find(self, event_id: bytes) -> int | None:
         """The offset of the record with this event id, or ``None``."""
         ...

@@ -169,6 +169,24 @@ class MemoryBackend:
             yield self._record(offset)
             position += 1
 
+    def read_stream_payloads(
+        self, stream: str, start: int = 0, end: int | None = None
+    ) -> Iterator[tuple[int, str, bytes]]:
+        """``(offset, event_type, payload)`` of the records :meth:`read_stream` yields: the
+        lean path reconstruction folds over (no record object, no chain-hash copy)."""
+        offsets = self._streams.get(stream)
+        if not offsets:
+            return
+        payloads = self._payloads
+        names = self._type_names
+        codes = self._type_codes
+        position = bisect_left(offsets, start)
+        stop = len(offsets) if end is None else bisect_left(offsets, end, position)
+        while position < stop:
+            offset = offsets[position]
+            yield offset, names[codes[offset]], payloads[offset]
+            position += 1
+
     def find(self, event_id: bytes) -> int | None:
         return self._by_id.get(event_id)
 

@@ -10,16 +10,17 @@ Configuration (keyword options, ``[backend]`` in chanlog.toml)::
   machine) and commits cost no fsync.
 - ``timeout``: seconds a writer waits for another process to release the writer lock before
   :class:`~chanlog.errors.StorageError`.
-- ``poll_interval``: how often :meth:`SqliteBackend.wait` looks for appends made by other
-  processes (appends made through this backend object wake waiters at once).
+- ``poll_interval``: how often :meth:`SqliteBackend.wait` looks for appends (the store
+  announces its own appends; this is how it learns of other processes' appends).
 
 Several processes may open one file (ADR 0010). :meth:`SqliteBackend.write` starts with
 ``BEGIN IMMEDIATE``, which takes SQLite's writer lock across processes, and reads the head
-inside it, so offsets stay dense and in commit order whoever appends. Readers never block the
-writer (WAL). Reads fetch bounded chunks through a small pool of read-only connections, so a
-large read never holds a lock or the whole log in memory, and many threads can read at once.
-The file format and how bad files are refused are described in
-:mod:`chanlog.backends.sqlite_schema` (ADR 0011).
+(the last record) inside it, so offsets stay dense and in commit order whoever appends.
+Readers never block the writer (WAL). Reads fetch bounded chunks through a small pool of
+read-only connections, so a large read never holds a lock or the whole log in memory, and
+many threads can read at once. The file format and how bad files are refused are described
+in :mod:`chanlog.backends.sqlite_schema` (ADRs 0011 and 0018); a file of an older schema
+version is upgraded when it is opened.
 """
 
 from __future__ import annotations
@@ -31,14 +32,19 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
-from chanlog.backends.sqlite_schema import check_existing, create_database
+from chanlog.backends.sqlite_schema import (
+    check_existing,
+    create_database,
+    stream_index_block,
+    upgrade,
+)
 from chanlog.errors import ConfigError, StorageError
+from chanlog.hashing import GENESIS_CHAIN_HASH
 from chanlog.records import Head, StoredRecord, StoredSnapshot
 
 __all__ = [
@@ -74,16 +80,39 @@ file (SQLite's default is 1,000). Pages rewritten by several commits are copied 
 checkpoint, so fewer checkpoints copy fewer pages; durability does not change, as every
 commit is still fsync'd in the write-ahead log."""
 
-_SELECT_RECORD = "SELECT position, event_id, event_type, streams, payload, chain_hash FROM events"
-_SELECT_HEAD = "SELECT length, chain_hash FROM head WHERE id = 0"
-_UPDATE_HEAD = "UPDATE head SET length = ?, chain_hash = ? WHERE id = 0"
+_SELECT_RECORD = (
+    "SELECT position, event_id, event_type, streams, payload, chain_hash, stream FROM events"
+)
+# The rowid b-tree's last entry: O(log n), whatever the length of the log.
+_SELECT_HEAD = "SELECT position, chain_hash FROM events ORDER BY position DESC LIMIT 1"
 _FIND_ONE = "SELECT position FROM events WHERE event_id = ?"
-_COUNT_STREAM = "SELECT count(*) FROM streams WHERE stream = ?"
 _INSERT_EVENT = (
-    "INSERT INTO events (position, event_id, event_type, streams, payload, chain_hash)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events (position, event_id, event_type, streams, payload, chain_hash, stream)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+# Entering a block of positions in the streams index: the first streams straight from the
+# rows, in SQL; the rest (only events of several streams, and rows of schema version 1)
+# through Python. OR IGNORE: rows of version 1 are in the index already.
+_INDEX_FIRST_STREAMS = (
+    "INSERT OR IGNORE INTO streams (stream, position) SELECT stream, position FROM events"
+    " WHERE position >= ? AND position < ? AND stream IS NOT NULL"
+)
+_SELECT_MORE_STREAMS = (
+    "SELECT position, stream, streams FROM events"
+    " WHERE position >= ? AND position < ? AND streams != ''"
 )
 _INSERT_STREAM = "INSERT OR IGNORE INTO streams (stream, position) VALUES (?, ?)"
+_COUNT_INDEXED = "SELECT count(*) FROM streams WHERE stream = ? AND position < ?"
+# Candidates in the unindexed tail: the stream is the first one, or may be among the rest.
+_TAIL_CANDIDATES = " WHERE position >= ? AND position < ? AND (stream = ? OR streams != '')"
+_SELECT_TAIL_STREAMS = "SELECT stream, streams FROM events" + _TAIL_CANDIDATES
+_READ_TAIL = _SELECT_RECORD + _TAIL_CANDIDATES + " ORDER BY position"
+_READ_INDEXED = (
+    "SELECT e.position, e.event_id, e.event_type, e.streams, e.payload, e.chain_hash, e.stream"
+    " FROM streams AS s JOIN events AS e ON e.position = s.position"
+    " WHERE s.stream = ? AND s.position >= ? AND s.position < ?"
+    " ORDER BY s.position LIMIT ?"
+)
 _FIND_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, FIND_CHUNK)
 _FIND_IN = {
     size: "SELECT event_id, position FROM events WHERE event_id IN (" + ", ".join("?" * size) + ")"
@@ -92,30 +121,90 @@ _FIND_IN = {
 
 
 def _record(row: tuple[Any, ...]) -> StoredRecord:
-    position, event_id, event_type, streams, payload, chain_hash = row
-    return StoredRecord(
-        position, event_id, event_type, tuple(orjson.loads(streams)), payload, chain_hash
-    )
+    position, event_id, event_type, more, payload, chain_hash, first = row
+    if first is None:  # no streams, or a row of schema version 1 (all of them in ``more``)
+        streams: tuple[str, ...] = tuple(orjson.loads(more)) if more else ()
+    elif more:
+        streams = (first, *orjson.loads(more))
+    else:
+        streams = (first,)
+    return StoredRecord(position, event_id, event_type, streams, payload, chain_hash)
+
+
+def _head(row: tuple[Any, ...] | None) -> Head:
+    """The head after the last record ``row`` (position, chain hash), or of an empty log."""
+    return Head(0, GENESIS_CHAIN_HASH) if row is None else Head(row[0] + 1, row[1])
+
+
+def _in_stream(stream: str, first: str | None, more: str) -> bool:
+    """Whether a row with these stream columns belongs to ``stream``."""
+    return first == stream or (bool(more) and stream in orjson.loads(more))
+
+
+def _count_tail(stream: str, candidates: list[tuple[Any, ...]]) -> int:
+    return sum(1 for first, more in candidates if _in_stream(stream, first, more))
 
 
 class _SqliteTransaction:
-    """The write session :meth:`SqliteBackend.write` yields; holds ``BEGIN IMMEDIATE``.
+    """The write session :meth:`SqliteBackend.write` returns: entering it takes the writer
+    lock and ``BEGIN IMMEDIATE`` and reads the head; leaving it commits (or rolls back on an
+    exception) and releases the lock.
 
     The store calls these methods once per event or per batch, so they talk to SQLite
     directly (no closures, statements cached by their text) and wrap only the failures.
     """
 
-    __slots__ = ("_backend", "_chain", "_connection", "_length", "head")
+    __slots__ = ("_backend", "_block", "_connection", "_length", "head")
 
-    def __init__(self, backend: SqliteBackend, connection: sqlite3.Connection) -> None:
+    head: Head
+    """The head of the log when the writer lock was taken (set on entering)."""
+
+    def __init__(self, backend: SqliteBackend) -> None:
         self._backend = backend
+        self._block = backend._block
+        self._connection = backend._writer
+        self._length = 0
+
+    def __enter__(self) -> _SqliteTransaction:
+        backend = self._backend
+        backend._write_lock.acquire()
+        try:
+            if backend._closed:
+                raise StorageError(f"{backend.path}: the backend is closed")
+            connection = backend._writer
+            if connection.in_transaction:
+                raise StorageError(f"{backend.path}: write transactions cannot be nested")
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise backend._storage_error("take the writer lock", exc) from exc
+            try:
+                row = connection.execute(_SELECT_HEAD).fetchone()
+            except sqlite3.Error as exc:
+                backend._roll_back(connection)
+                raise backend._storage_error("read the head", exc) from exc
+        except BaseException:
+            backend._write_lock.release()
+            raise
         self._connection = connection
-        row = connection.execute(_SELECT_HEAD).fetchone()
-        if row is None:
-            raise StorageError(f"{backend.path}: damaged chanlog database (head row missing)")
-        self.head = Head(row[0], row[1])
+        self.head = _head(row)
         self._length = self.head.length
-        self._chain = self.head.chain_hash
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        backend = self._backend
+        connection = self._connection
+        try:
+            if exc_type is not None:
+                backend._roll_back(connection)
+                return
+            try:
+                connection.execute("COMMIT")
+            except sqlite3.Error as commit_error:
+                backend._roll_back(connection)
+                raise backend._storage_error("commit", commit_error) from commit_error
+        finally:
+            backend._write_lock.release()
 
     def find(self, event_id: bytes) -> int | None:
         """The offset of the record with this event id, or ``None``."""
@@ -135,32 +224,43 @@ class _SqliteTransaction:
         return [found.get(event_id) for event_id in event_ids]
 
     def stream_version(self, stream: str) -> int:
-        """How many committed records belong to ``stream``."""
+        """How many records belong to ``stream``, those staged in this transaction included."""
+        length = self._length
+        indexed = length - length % self._block
+        connection = self._connection
         try:
-            row = self._connection.execute(_COUNT_STREAM, (stream,)).fetchone()
+            count = int(connection.execute(_COUNT_INDEXED, (stream, indexed)).fetchone()[0])
+            candidates = connection.execute(
+                _SELECT_TAIL_STREAMS, (indexed, length, stream)
+            ).fetchall()
         except sqlite3.Error as exc:
             raise self._backend._storage_error("count a stream", exc) from exc
-        return int(row[0])
+        return count + _count_tail(stream, candidates)
 
     def append(self, records: Sequence[StoredRecord]) -> None:
         """Insert records that continue the head; they become visible at commit."""
         if not records:
             return
-        rows, stream_rows = self._rows(records)
+        rows = self._rows(records)
+        start = self._length
+        end = start + len(rows)
+        connection = self._connection
         try:
-            self._connection.executemany(_INSERT_EVENT, rows)
-            self._connection.executemany(_INSERT_STREAM, stream_rows)
+            if len(rows) == 1:
+                connection.execute(_INSERT_EVENT, rows[0])
+            else:
+                connection.executemany(_INSERT_EVENT, rows)
+            block = self._block
+            if end // block > start // block:
+                self._index(start - start % block, end - end % block)
         except sqlite3.Error as exc:
             raise self._backend._storage_error("append records", exc) from exc
-        self._advance(records)
+        self._length = end
 
-    def _rows(
-        self, records: Sequence[StoredRecord]
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[str, int]]]:
-        """The ``events`` and ``streams`` rows of ``records``, which must continue the log."""
+    def _rows(self, records: Sequence[StoredRecord]) -> list[tuple[Any, ...]]:
+        """The ``events`` rows of ``records``, which must continue the log."""
         next_offset = self._length
         rows: list[tuple[Any, ...]] = []
-        stream_rows: list[tuple[str, int]] = []
         dumps = orjson.dumps
         for record in records:
             offset = record.offset
@@ -171,32 +271,53 @@ class _SqliteTransaction:
                 )
             next_offset += 1
             streams = record.streams
+            if len(streams) == 1:
+                first: str | None = streams[0]
+                more = ""
+            elif streams:
+                first = streams[0]
+                more = dumps(streams[1:]).decode()
+            else:
+                first = None
+                more = ""
             rows.append(
                 (
                     offset,
                     record.event_id,
                     record.event_type,
-                    dumps(streams).decode(),
+                    more,
                     record.payload,
                     record.chain_hash,
+                    first,
                 )
             )
-            stream_rows.extend([(stream, offset) for stream in streams])
-        return rows, stream_rows
+        return rows
 
-    def _advance(self, records: Sequence[StoredRecord]) -> None:
-        self._length = records[-1].offset + 1
-        self._chain = records[-1].chain_hash
+    def _index(self, start: int, stop: int) -> None:
+        """Enter positions ``[start, stop)``, whole blocks, in the streams index."""
+        connection = self._connection
+        connection.execute(_INDEX_FIRST_STREAMS, (start, stop))
+        rows = connection.execute(_SELECT_MORE_STREAMS, (start, stop)).fetchall()
+        if not rows:
+            return
+        try:
+            more = [
+                (stream, position)
+                for position, first, streams in rows
+                for stream in orjson.loads(streams)
+                if stream != first
+            ]
+        except orjson.JSONDecodeError as exc:
+            raise StorageError(
+                f"{self._backend.path}: damaged record between offsets {start} and {stop}: "
+                f"unreadable streams ({exc})"
+            ) from exc
+        connection.executemany(_INSERT_STREAM, more)
 
     @property
     def appended(self) -> bool:
         """Whether this transaction staged any record."""
         return self._length != self.head.length
-
-    def _update_head(self) -> None:
-        # Once per transaction, whatever the number of append() calls in it.
-        if self.appended:
-            self._connection.execute(_UPDATE_HEAD, (self._length, self._chain))
 
 
 def _find_many(connection: sqlite3.Connection, event_ids: Sequence[bytes]) -> dict[bytes, int]:
@@ -257,13 +378,21 @@ class SqliteBackend:
         self._write_lock = threading.RLock()
         self._pool_lock = threading.Lock()
         self._idle_readers: list[sqlite3.Connection] = []
-        self._grew = threading.Condition(threading.Lock())
+        self._closing = threading.Event()
         self._closed = False
         if not self.path.exists():
             create_database(self.path)
         else:
             check_existing(self.path)
         self._writer = self._connect(writer=True)
+        try:
+            upgrade(self._writer, self.path)
+            self._block: int = self._guard(
+                "read the format", lambda: stream_index_block(self._writer, self.path)
+            )
+        except BaseException:
+            self._writer.close()
+            raise
 
     # -- options -------------------------------------------------------------------------
 
@@ -385,36 +514,15 @@ class SqliteBackend:
     # -- the Backend protocol ------------------------------------------------------------
 
     def head(self) -> Head:
-        """The current head, as committed by any process."""
+        """The current head, as committed by any process: read from the last record."""
         rows = self._query("read the head", _SELECT_HEAD, ())
-        if not rows:
-            raise StorageError(f"{self.path}: damaged chanlog database (head row missing)")
-        return Head(rows[0][0], rows[0][1])
+        return _head(rows[0] if rows else None)
 
-    @contextmanager
-    def write(self) -> Iterator[_SqliteTransaction]:
-        """Take the writer lock (this process's threads, then ``BEGIN IMMEDIATE`` for other
-        processes) and yield a transaction; commit on normal exit, roll back otherwise."""
-        with self._write_lock:
-            if self._closed:
-                raise StorageError(f"{self.path}: the backend is closed")
-            connection = self._writer
-            if connection.in_transaction:
-                raise StorageError(f"{self.path}: write transactions cannot be nested")
-            self._guard("take the writer lock", lambda: connection.execute("BEGIN IMMEDIATE"))
-            try:
-                transaction: _SqliteTransaction = self._guard(
-                    "read the head", lambda: _SqliteTransaction(self, connection)
-                )
-                yield transaction
-                self._guard("update the head", transaction._update_head)
-                self._guard("commit", lambda: connection.execute("COMMIT"))
-            except BaseException:
-                self._roll_back(connection)
-                raise
-        if transaction.appended:
-            with self._grew:
-                self._grew.notify_all()
+    def write(self) -> _SqliteTransaction:
+        """A write session: entering it takes the writer lock (this process's threads, then
+        ``BEGIN IMMEDIATE`` for other processes) and reads the head; leaving it commits, or
+        rolls back when the block raised."""
+        return _SqliteTransaction(self)
 
     def read(self, start: int, end: int) -> Iterator[StoredRecord]:
         """Records with ``start <= offset < end`` in order, fetched :data:`READ_CHUNK` rows
@@ -436,24 +544,30 @@ class SqliteBackend:
     def read_stream(
         self, stream: str, start: int = 0, end: int | None = None
     ) -> Iterator[StoredRecord]:
-        """Records of ``stream`` with ``start <= offset < end`` in order, chunked like
-        :meth:`read`; only the stream's index rows and records are touched."""
+        """Records of ``stream`` with ``start <= offset < end`` in order, as committed when
+        the iteration starts, chunked like :meth:`read`: the stream's index rows, then the
+        few records after the last indexed block (fewer than its ``stream_index_block``)."""
         position = max(start, 0)
         stop = _MAX_POSITION if end is None else min(end, _MAX_POSITION)
-        while position < stop:
+        if position >= stop:
+            return
+        length = self.head().length
+        stop = min(stop, length)
+        indexed = min(stop, length - length % self._block)
+        while position < indexed:
             rows = self._query(
-                "read a stream",
-                "SELECT e.position, e.event_id, e.event_type, e.streams, e.payload, e.chain_hash"
-                " FROM streams AS s JOIN events AS e ON e.position = s.position"
-                " WHERE s.stream = ? AND s.position >= ? AND s.position < ?"
-                " ORDER BY s.position LIMIT ?",
-                (stream, position, stop, READ_CHUNK),
+                "read a stream", _READ_INDEXED, (stream, position, indexed, READ_CHUNK)
             )
             for row in rows:
                 yield _record(row)
             if len(rows) < READ_CHUNK:
-                return
+                break
             position = rows[-1][0] + 1
+        position = max(position, indexed)
+        if position < stop:
+            for row in self._query("read a stream", _READ_TAIL, (position, stop, stream)):
+                if _in_stream(stream, row[6], row[3]):
+                    yield _record(row)
 
     def find(self, event_id: bytes) -> int | None:
         """The offset of the record with this event id, or ``None``."""
@@ -470,8 +584,20 @@ class SqliteBackend:
 
     def stream_version(self, stream: str) -> int:
         """How many records belong to ``stream``."""
-        rows = self._query("count a stream", _COUNT_STREAM, (stream,))
-        return int(rows[0][0])
+        block = self._block
+
+        def count(connection: sqlite3.Connection) -> int:
+            # Each statement may see a later commit than the one before; all of them count
+            # as of the head read first, which later commits only ever extend.
+            length = _head(connection.execute(_SELECT_HEAD).fetchone()).length
+            indexed = length - length % block
+            found = int(connection.execute(_COUNT_INDEXED, (stream, indexed)).fetchone()[0])
+            candidates = connection.execute(
+                _SELECT_TAIL_STREAMS, (indexed, length, stream)
+            ).fetchall()
+            return found + _count_tail(stream, candidates)
+
+        return self._with_reader("count a stream", count)
 
     def save_snapshot(self, snapshot: StoredSnapshot) -> None:
         """Store a snapshot, replacing one at the same offset. Called inside :meth:`write`
@@ -524,8 +650,9 @@ class SqliteBackend:
     def wait(self, length: int, timeout: float) -> bool:
         """Block until the log is longer than ``length`` or ``timeout`` seconds pass.
 
-        Appends through this object wake the waiter at once; appends by other processes are
-        seen by polling the head every ``poll_interval`` seconds.
+        The head is polled every ``poll_interval`` seconds, whoever appends: the store
+        announces the appends it makes itself, so a commit does not also wake the waiters
+        (ADR 0018). :meth:`close` wakes them at once.
         """
         deadline = time.monotonic() + timeout
         while True:
@@ -534,8 +661,7 @@ class SqliteBackend:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            with self._grew:
-                self._grew.wait(min(self.poll_interval, remaining))
+            self._closing.wait(min(self.poll_interval, remaining))
 
     def close(self) -> None:
         """Close every connection (the last one to close folds the WAL into the file).
@@ -549,8 +675,7 @@ class SqliteBackend:
             for connection in idle:
                 connection.close()
             self._writer.close()
-        with self._grew:
-            self._grew.notify_all()
+        self._closing.set()
 
     @property
     def closed(self) -> bool:

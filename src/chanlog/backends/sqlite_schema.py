@@ -1,5 +1,6 @@
-"""The on-disk format of a chanlog SQLite database: how it is created and how a file is checked
-before chanlog writes anything to it (ADR 0011).
+"""The on-disk format of a chanlog SQLite database: how it is created, how a file is checked
+before chanlog writes anything to it (ADR 0011), and how a file of schema version 1 is
+upgraded to version 2 (ADR 0018).
 
 A chanlog database is an SQLite file in WAL mode, stamped with ``PRAGMA application_id``
 (:data:`APPLICATION_ID`, ASCII ``chlg``) and ``PRAGMA user_version`` (:data:`SCHEMA_VERSION`).
@@ -9,6 +10,13 @@ so another process never sees a half-created database, and an existing file is i
 connection is ever opened on it: a file that is not a chanlog database, a truncated one, or
 one written by a newer chanlog raises :class:`~chanlog.errors.StorageError` and stays
 byte-for-byte untouched.
+
+Schema version 2 (ADR 0018) writes as few pages per commit as raw SQLite needs for an event
+row and its unique event id: the length and last chain hash are read from the last row
+instead of a ``head`` row, and the ``streams`` index is written a block of
+:data:`STREAM_INDEX_BLOCK` positions at a time (readers look through the unindexed tail
+of fewer than that many records themselves). A version 1 file is upgraded in place, in one
+``BEGIN IMMEDIATE`` transaction, the first time a writer opens it (:func:`upgrade`).
 """
 
 from __future__ import annotations
@@ -26,40 +34,48 @@ __all__ = [
     "APPLICATION_ID",
     "FORMAT_NAME",
     "SCHEMA_VERSION",
+    "STREAM_INDEX_BLOCK",
     "TABLES",
     "check_existing",
     "create_database",
     "read_only_uri",
+    "stream_index_block",
+    "upgrade",
 ]
 
 APPLICATION_ID = 0x63686C67
 """``PRAGMA application_id`` of every chanlog database: the ASCII bytes ``chlg``."""
 
-SCHEMA_VERSION = 1
-"""``PRAGMA user_version`` this chanlog writes; a file with a greater one is refused."""
+SCHEMA_VERSION = 2
+"""``PRAGMA user_version`` this chanlog writes; a file with a greater one is refused, a file
+of version 1 is upgraded when a writer opens it."""
 
 FORMAT_NAME = "chanlog"
 """The ``format`` row of the ``chanlog_meta`` table."""
+
+STREAM_INDEX_BLOCK = 32
+"""Positions entered in the ``streams`` index together, written into each new file's
+``chanlog_meta`` (``stream_index_block``); a file keeps the block it was created with."""
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _HEADER_SIZE = 100
 
 # Columns are named ``position`` rather than ``offset``: OFFSET is an SQL keyword.
+# ``stream`` is an event's first stream and ``streams`` (JSON) the rest, or '' when there are
+# none; rows written by schema version 1 have ``stream`` NULL and all their streams in
+# ``streams``. ``stream`` is last because version 1 files gain it with ALTER TABLE.
 _DDL = (
     "CREATE TABLE chanlog_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
-    # One row: the length and last chain hash, updated in the same transaction as the events.
-    # It lets head() avoid scanning, and lets verify() notice records cut off the end.
-    "CREATE TABLE head ("
-    " id INTEGER PRIMARY KEY CHECK (id = 0),"
-    " length INTEGER NOT NULL,"
-    " chain_hash BLOB NOT NULL)",
     "CREATE TABLE events ("
     " position INTEGER PRIMARY KEY,"
     " event_id BLOB NOT NULL UNIQUE,"
     " event_type TEXT NOT NULL,"
     " streams TEXT NOT NULL,"
     " payload BLOB NOT NULL,"
-    " chain_hash BLOB NOT NULL)",
+    " chain_hash BLOB NOT NULL,"
+    " stream TEXT)",
+    # Every (stream, position) of the positions below the last whole block; the tail after
+    # it is read from the events rows (ADR 0018).
     "CREATE TABLE streams ("
     " stream TEXT NOT NULL,"
     " position INTEGER NOT NULL,"
@@ -71,8 +87,17 @@ _DDL = (
     " snapshot_hash BLOB NOT NULL)",
 )
 
-TABLES = frozenset({"chanlog_meta", "head", "events", "streams", "snapshots"})
+TABLES = frozenset({"chanlog_meta", "events", "streams", "snapshots"})
 """The tables every chanlog database of :data:`SCHEMA_VERSION` has."""
+
+_TABLES_V1 = TABLES | {"head"}
+
+# Schema version 1 -> 2, after the head row was checked against the last record. Adding a
+# nullable column only rewrites the schema, not the rows, so this costs the same on any log.
+_UPGRADE_FROM_V1 = (
+    "ALTER TABLE events ADD COLUMN stream TEXT",
+    "DROP TABLE head",
+)
 
 
 def read_only_uri(path: Path, *, immutable: bool = False) -> str:
@@ -128,10 +153,11 @@ def _build(temporary: Path) -> None:
             connection.execute(statement)
         connection.executemany(
             "INSERT INTO chanlog_meta (key, value) VALUES (?, ?)",
-            [("format", FORMAT_NAME), ("schema_version", str(SCHEMA_VERSION))],
-        )
-        connection.execute(
-            "INSERT INTO head (id, length, chain_hash) VALUES (0, 0, ?)", (bytes(32),)
+            [
+                ("format", FORMAT_NAME),
+                ("schema_version", str(SCHEMA_VERSION)),
+                ("stream_index_block", str(STREAM_INDEX_BLOCK)),
+            ],
         )
         connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -265,12 +291,13 @@ def _check_with_read_only_connection(path: Path) -> None:
         application_id = connection.execute("PRAGMA application_id").fetchone()[0]
         if application_id != APPLICATION_ID:
             raise StorageError(f"{path}: not a chanlog database (application_id changed)")
-        _check_version(path, connection.execute("PRAGMA user_version").fetchone()[0])
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        _check_version(path, version)
         tables = {
             row[0]
             for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         }
-        missing = TABLES - tables
+        missing = (_TABLES_V1 if version == 1 else TABLES) - tables
         if missing:
             raise StorageError(
                 f"{path}: damaged chanlog database (missing tables: {', '.join(sorted(missing))})"
@@ -278,9 +305,101 @@ def _check_with_read_only_connection(path: Path) -> None:
         row = connection.execute("SELECT value FROM chanlog_meta WHERE key = 'format'").fetchone()
         if row is None or row[0] != FORMAT_NAME:
             raise StorageError(f"{path}: damaged chanlog database (no format marker)")
-        if connection.execute("SELECT count(*) FROM head").fetchone()[0] != 1:
-            raise StorageError(f"{path}: damaged chanlog database (head row missing)")
+        if version == 1:
+            if connection.execute("SELECT count(*) FROM head").fetchone()[0] != 1:
+                raise StorageError(f"{path}: damaged chanlog database (head row missing)")
+        else:
+            stream_index_block(connection, path)
     except sqlite3.Error as exc:
         raise StorageError(f"{path}: unreadable database: {exc}") from exc
     finally:
         connection.close()
+
+
+def stream_index_block(connection: sqlite3.Connection, path: Path) -> int:
+    """The ``stream_index_block`` of the (version 2) database open on ``connection``.
+
+    Raises:
+        StorageError: the row is missing or not a positive integer.
+    """
+    row = connection.execute(
+        "SELECT value FROM chanlog_meta WHERE key = 'stream_index_block'"
+    ).fetchone()
+    value = row[0] if row is not None else None
+    if not isinstance(value, str) or not value.isdigit() or int(value) < 1:
+        raise StorageError(
+            f"{path}: damaged chanlog database (stream_index_block is {value!r}, "
+            "not a positive integer)"
+        )
+    return int(value)
+
+
+def upgrade(connection: sqlite3.Connection, path: Path) -> bool:
+    """Bring the database open on ``connection`` (a writer, in autocommit mode) to
+    :data:`SCHEMA_VERSION`, in one ``BEGIN IMMEDIATE`` transaction: all of it or, on any
+    failure, nothing. Several processes opening one old file at once upgrade it once.
+
+    Version 1 keeps its rows: they have no ``stream`` and are all in the ``streams`` index,
+    which is what version 2 reads from such rows. The ``head`` row goes, after it was
+    compared with the last record: a version 1 log whose records were cut off the end is
+    refused, not upgraded, because after the upgrade nothing in the file would show it.
+
+    Returns:
+        Whether this call upgraded the file.
+
+    Raises:
+        StorageError: the version 1 file is damaged, or SQLite failed.
+    """
+    try:
+        if connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return False
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if version == SCHEMA_VERSION:  # another process was first
+                connection.execute("ROLLBACK")
+                return False
+            _check_version(path, version)
+            _check_v1_head(connection, path)
+            for statement in _UPGRADE_FROM_V1:
+                connection.execute(statement)
+            connection.executemany(
+                "INSERT OR REPLACE INTO chanlog_meta (key, value) VALUES (?, ?)",
+                [
+                    ("schema_version", str(SCHEMA_VERSION)),
+                    ("stream_index_block", str(STREAM_INDEX_BLOCK)),
+                ],
+            )
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        raise StorageError(
+            f"{path}: cannot upgrade the database to schema version {SCHEMA_VERSION}: {exc}"
+        ) from exc
+    return True
+
+
+def _check_v1_head(connection: sqlite3.Connection, path: Path) -> None:
+    head = connection.execute("SELECT length, chain_hash FROM head WHERE id = 0").fetchone()
+    last = connection.execute(
+        "SELECT position, chain_hash FROM events ORDER BY position DESC LIMIT 1"
+    ).fetchone()
+    length, chain_hash = (0, bytes(32)) if last is None else (last[0] + 1, last[1])
+    if head is None:
+        reason = "no head row"
+    elif head[0] != length:
+        reason = f"its head row says {head[0]} records, the events end at offset {length}"
+    elif head[1] != chain_hash:
+        reason = "its head row's chain hash is not the last record's"
+    else:
+        return
+    raise StorageError(
+        f"{path}: damaged chanlog database of schema version 1 ({reason}): records were cut "
+        "off the end or edited, so chanlog will not upgrade it; check it with the chanlog "
+        "that wrote it (chanlog verify) and recover from a backup"
+    )

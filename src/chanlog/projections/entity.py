@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import attrs
 
+from chanlog.checkpoints import EntityCheckpoints
 from chanlog.errors import DecodeError, InvalidTransition
 from chanlog.events.base import Event
 from chanlog.projections.base import DeferredState
@@ -32,12 +33,13 @@ class EntityStage(Generic[S]):
     """The pending changes of one write transaction: an overlay of states and index
     entries over the projection's committed ones. :meth:`apply` is all-or-nothing per event."""
 
-    __slots__ = ("_index", "_projection", "_states")
+    __slots__ = ("_index", "_marks", "_projection", "_states")
 
     def __init__(self, projection: EntityProjection[S]) -> None:
         self._projection = projection
         self._states: dict[str, S] = {}
         self._index: dict[str, IndexValue | None] = {}
+        self._marks: list[tuple[str, int, S]] = []
 
     def lookup(self, entity_id: str) -> S | None:
         """The entity's state as staged so far (or as committed)."""
@@ -81,12 +83,31 @@ class EntityStage(Generic[S]):
         else:
             for entity_id, _, after in changes:
                 staged[entity_id] = after
+        checkpoints = projection.checkpoints
+        if checkpoints is not None and changes:
+            # Counted even if the transaction is refused later: that only shifts where the
+            # next checkpoint falls. What is recorded waits for commit().
+            since = projection._since_checkpoint
+            every = checkpoints.every
+            for entity_id, _, after in changes:
+                count = since.get(entity_id, 0) + 1
+                if count >= every:
+                    self._marks.append((entity_id, offset + 1, after))
+                    count = 0
+                since[entity_id] = count
 
     def commit(self) -> None:
         """Make the overlay the projection's committed state."""
-        self._projection._commit(self._states, self._index)
+        projection = self._projection
+        projection._commit(self._states, self._index)
         self._states = {}
         self._index = {}
+        if self._marks:
+            checkpoints = projection.checkpoints
+            if checkpoints is not None:
+                for entity_id, start, state in self._marks:
+                    checkpoints.record(projection.name, entity_id, start, state)
+            self._marks = []
 
 
 class EntityProjection(Generic[S]):
@@ -116,6 +137,10 @@ class EntityProjection(Generic[S]):
         self._states: dict[str, S | DeferredState] = {}
         self._index: dict[str, IndexValue] = {}
         self._resolving = threading.Lock()
+        self.checkpoints: EntityCheckpoints | None = None
+        """Where committed folds leave entity checkpoints (set by the store that folds this
+        projection inline; ``None``: nowhere)."""
+        self._since_checkpoint: dict[str, int] = {}
 
     # -- what subclasses provide ---------------------------------------------------------
 
