@@ -117,6 +117,53 @@ def test_store_reads_fall_back_to_the_strict_decoder() -> None:
         list(store.read_from(1))
 
 
+def test_stream_reads_fall_back_to_the_strict_decoder() -> None:
+    """The lean stream path reconstruction folds over explains a surprise the same way."""
+    backend = MemoryBackend()
+    store = EventStore(backend, projections=[])
+    from chanlog_samples import make_signed
+
+    first, second = make_signed(0), make_signed(1)
+    store.append_batch([first, second])
+    channel = first.channel_id
+    # Valid JSON that is not what the log writes (a turn as a string): the fast decoder
+    # steps aside and the strict one names the field and the offset.
+    original = backend._payloads[1]
+    backend._payloads[1] = original.replace(b'"turn_num":1', b'"turn_num":"1"')
+    events = store.stream_events(channel)
+    assert next(events) == (0, first)
+    with pytest.raises(DecodeError) as info:
+        next(events)
+    assert (info.value.offset, info.value.path) == (1, "turn_num")
+    for garbage in (b"\xff not json", b"[1]"):
+        backend._payloads[1] = garbage
+        with pytest.raises(DecodeError, match="offset 1"):
+            list(store.stream_events(channel, 1))
+    backend._payloads[1] = original
+    assert [offset for offset, _ in store.stream_events(channel)] == [0, 1]
+
+
+class _WithoutLeanReads:
+    """A backend that offers only the required read_stream (no read_stream_payloads)."""
+
+    def __init__(self, inner: MemoryBackend) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "read_stream_payloads":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+def test_stream_reads_work_on_backends_without_the_lean_read() -> None:
+    from chanlog_samples import make_signed
+
+    events = [make_signed(0), make_signed(1)]
+    store = EventStore(_WithoutLeanReads(MemoryBackend()), projections=[])  # type: ignore[arg-type]
+    store.append_batch(events)
+    assert list(store.stream_events(events[0].channel_id)) == [(0, events[0]), (1, events[1])]
+
+
 def test_records_read_back_carry_their_id_without_reencoding() -> None:
     from chanlog_samples import make_signed
 

@@ -81,6 +81,9 @@ def test_decoding_a_type_whose_plugin_is_gone_is_a_decode_error() -> None:
     store.append(ChannelNoteAdded(channel_id="0x" + "ab" * 32, note="x", timestamp_ms=1))
     host.unregister("notes")
     with pytest.raises(DecodeError, match="not registered") as info:
+        list(store.stream_events("0x" + "ab" * 32))  # the lean path reconstruction uses
+    assert info.value.offset == 0
+    with pytest.raises(DecodeError, match="not registered") as info:
         list(store)
     assert info.value.offset == 0
     with pytest.raises(PluginError):
