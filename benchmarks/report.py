@@ -117,7 +117,9 @@ def render_markdown(
         "python -m benchmarks --quick  # a smoke run with small sizes (not for publishing)",
         "```",
         "",
-        "Raw figures: `benchmarks/results/results.json` in the repository.",
+        "Raw figures: `benchmarks/results/results.json` in the repository. Why each figure is"
+        " what it is, and what the targets not met would take:"
+        " [Where the time goes](architecture/performance.md).",
         "",
         "## Machine",
         "",
