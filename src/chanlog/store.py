@@ -770,15 +770,17 @@ class EventStore:
         fast_by_type = self._fast_decoders_by_type()
         for offset, event_type, payload in lean(key, start, end):
             fast = fast_by_type.get(event_type)
+            event: Event | None = None
             if fast is not None:
                 try:
                     fields = loads(payload)
                     if type(fields) is dict:
-                        yield offset, fast(fields)
-                        continue
+                        event = fast(fields)
                 except (Mismatch, DecodeError, ValueError):
-                    pass
-            yield offset, event_of(offset, event_type, payload)
+                    event = None
+            # Yielded outside the try: an exception thrown into this generator must not be
+            # mistaken for a payload the fast decoder refused.
+            yield offset, event if event is not None else event_of(offset, event_type, payload)
 
     def _fast_decoders_by_type(self) -> dict[str, Callable[[dict[str, Any]], Event]]:
         """The trusted decoder of each registered event type that has one, by type name
