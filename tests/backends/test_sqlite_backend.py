@@ -3,7 +3,6 @@ readers next to a writer, damaged rows."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterator
 from itertools import islice
@@ -18,6 +17,7 @@ from chanlog.errors import StorageError
 from chanlog.records import StoredSnapshot
 from chanlog.store import EventStore
 from chanlog.testing import sample_events, stored_records
+from sqlite_edits import assert_refused_untouched, edit_database
 
 
 @pytest.fixture
@@ -148,10 +148,7 @@ def test_unreadable_snapshot_versions_are_a_storage_error(tmp_path: Path) -> Non
     backend = SqliteBackend(path)
     backend.save_snapshot(StoredSnapshot(3, {"objective": 1}, b"data", b"\x02" * 32))
     backend.close()
-    connection = sqlite3.connect(path)
-    connection.execute("UPDATE snapshots SET versions = '{not json' WHERE position = 3")
-    connection.commit()
-    connection.close()
+    edit_database(path, "UPDATE snapshots SET versions = '{not json' WHERE position = 3")
     backend = SqliteBackend(path)
     try:
         with pytest.raises(StorageError, match="offset 3 has unreadable versions"):
@@ -175,14 +172,8 @@ def test_damaged_bookkeeping_rows_are_refused_untouched(
     path = tmp_path / "log.db"
     with EventStore(SqliteBackend(path), projections=[]) as store:
         store.append_batch(sample_events(5))
-    connection = sqlite3.connect(path)
-    connection.execute(edit)
-    connection.commit()
-    connection.close()
-    before = path.read_bytes()
-    with pytest.raises(StorageError, match=match):
-        SqliteBackend(path)
-    assert path.read_bytes() == before
+    edit_database(path, edit)
+    assert_refused_untouched(path, match)
 
 
 def test_a_closed_backend_refuses_snapshots(tmp_path: Path) -> None:

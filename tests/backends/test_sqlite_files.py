@@ -16,20 +16,12 @@ from chanlog.errors import ConfigError, StorageError
 from chanlog.plugins.host import PluginHost
 from chanlog.store import EventStore
 from chanlog.testing import sample_events, stored_records
+from sqlite_edits import assert_refused_untouched, edit_database
 
 
 def _make_log(path: Path, events: int = 300) -> None:
     with EventStore(SqliteBackend(path), projections=[]) as store:
         store.append_batch(sample_events(events))
-
-
-def _assert_refused_untouched(path: Path, match: str) -> None:
-    before = path.read_bytes()
-    siblings = sorted(os.listdir(path.parent))
-    with pytest.raises(StorageError, match=match):
-        SqliteBackend(path)
-    assert path.read_bytes() == before
-    assert sorted(os.listdir(path.parent)) == siblings
 
 
 @pytest.fixture
@@ -108,19 +100,19 @@ def test_a_missing_directory_is_a_storage_error(tmp_path: Path) -> None:
 def test_a_text_file_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "notes.db"
     path.write_text("these are my notes, not a database\n" * 200)
-    _assert_refused_untouched(path, "not a chanlog database")
+    assert_refused_untouched(path, "not a chanlog database")
 
 
 def test_random_bytes_are_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "noise.db"
     path.write_bytes(bytes((i * 7919) % 251 for i in range(8192)))
-    _assert_refused_untouched(path, "not an SQLite file")
+    assert_refused_untouched(path, "not an SQLite file")
 
 
 def test_an_empty_file_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "empty.db"
     path.touch()
-    _assert_refused_untouched(path, "empty file")
+    assert_refused_untouched(path, "empty file")
 
 
 def test_another_programs_sqlite_database_is_refused_untouched(tmp_path: Path) -> None:
@@ -130,7 +122,7 @@ def test_another_programs_sqlite_database_is_refused_untouched(tmp_path: Path) -
     connection.execute("INSERT INTO events (body) VALUES ('hello')")
     connection.commit()
     connection.close()
-    _assert_refused_untouched(path, "application_id")
+    assert_refused_untouched(path, "application_id")
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.9, 4096 + 100, 50, 10])
@@ -138,15 +130,12 @@ def test_a_truncated_file_is_refused_untouched(log_file: Path, keep: float) -> N
     data = log_file.read_bytes()
     cut = int(len(data) * keep) if keep < 1 else int(keep)
     log_file.write_bytes(data[:cut])
-    _assert_refused_untouched(log_file, "truncated")
+    assert_refused_untouched(log_file, "truncated")
 
 
 def test_a_newer_schema_version_is_refused_untouched(log_file: Path) -> None:
-    connection = sqlite3.connect(log_file)
-    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    connection.commit()
-    connection.close()
-    _assert_refused_untouched(log_file, "newer chanlog")
+    edit_database(log_file, f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    assert_refused_untouched(log_file, "newer chanlog")
 
 
 def test_a_newer_schema_version_still_in_the_wal_is_refused_untouched(log_file: Path) -> None:
@@ -164,19 +153,13 @@ def test_a_newer_schema_version_still_in_the_wal_is_refused_untouched(log_file: 
 
 
 def test_a_chanlog_file_with_a_missing_table_is_refused(log_file: Path) -> None:
-    connection = sqlite3.connect(log_file)
-    connection.execute("DROP TABLE snapshots")
-    connection.commit()
-    connection.close()
-    _assert_refused_untouched(log_file, "missing tables: snapshots")
+    edit_database(log_file, "DROP TABLE snapshots")
+    assert_refused_untouched(log_file, "missing tables: snapshots")
 
 
 def test_a_zero_schema_version_is_refused(log_file: Path) -> None:
-    connection = sqlite3.connect(log_file)
-    connection.execute("PRAGMA user_version = 0")
-    connection.commit()
-    connection.close()
-    _assert_refused_untouched(log_file, "schema version 0")
+    edit_database(log_file, "PRAGMA user_version = 0")
+    assert_refused_untouched(log_file, "schema version 0")
 
 
 def test_concurrent_creation_makes_one_database(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next
 from chanlog.records import Head, StoredRecord, StoredSnapshot
 from chanlog.store import EventStore
 from chanlog.testing import sample_events, stored_records
+from sqlite_edits import assert_refused_untouched, edit_database
 
 # -- building logs -----------------------------------------------------------------------------
 
@@ -301,10 +302,7 @@ def test_damaged_streams_of_a_row_to_index_are_a_storage_error(backend: SqliteBa
     model = records_with_streams([("a", "b")] * 31)
     with backend.write() as transaction:
         transaction.append(model)
-    connection = sqlite3.connect(backend.path)
-    connection.execute("UPDATE events SET streams = '[not json' WHERE position = 7")
-    connection.commit()
-    connection.close()
+    edit_database(Path(backend.path), "UPDATE events SET streams = '[not json' WHERE position = 7")
     with (
         pytest.raises(StorageError, match="damaged record between offsets 0 and 32"),
         backend.write() as transaction,
@@ -418,14 +416,8 @@ def test_a_damaged_v1_log_is_refused_not_upgraded(tmp_path: Path, edit: str, mat
     # Once the head row is gone, nothing in the file would show records cut off the end.
     path = tmp_path / "old.db"
     make_v1_file(path, stored_records(sample_events(45), Head(0, GENESIS_CHAIN_HASH)))
-    connection = sqlite3.connect(path)
-    connection.execute(edit)
-    connection.commit()
-    connection.close()
-    before = path.read_bytes()
-    with pytest.raises(StorageError, match=match):
-        SqliteBackend(path)
-    assert path.read_bytes() == before
+    edit_database(path, edit)
+    assert_refused_untouched(path, match)
     assert _scalar(path, "PRAGMA user_version") == 1
     assert "head" in _tables(path)
 
@@ -481,14 +473,8 @@ def test_concurrent_openers_upgrade_once(tmp_path: Path) -> None:
 def test_a_v1_file_without_its_head_table_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     make_v1_file(path, stored_records(sample_events(5), Head(0, GENESIS_CHAIN_HASH)))
-    connection = sqlite3.connect(path)
-    connection.execute("DROP TABLE head")
-    connection.commit()
-    connection.close()
-    before = path.read_bytes()
-    with pytest.raises(StorageError, match="missing tables: head"):
-        SqliteBackend(path)
-    assert path.read_bytes() == before
+    edit_database(path, "DROP TABLE head")
+    assert_refused_untouched(path, "missing tables: head")
 
 
 def test_upgrade_itself_refuses_a_v1_file_without_a_head_row(tmp_path: Path) -> None:
