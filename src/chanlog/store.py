@@ -42,7 +42,6 @@ __all__ = ["EventStore"]
 logger = logging.getLogger("chanlog.store")
 
 _Encoded = tuple[Event, bytes, bytes]
-_UNSET = object()
 
 
 class EventStore:
@@ -87,8 +86,6 @@ class EventStore:
         )
         self._types = self._host.event_types
         self._types_generation = self._host.generation
-        self._fast_decoders: dict[type, object] = {}
-        self._fast_by_type: dict[str, Callable[[dict[str, Any]], Event]] | None = None
         names = list(self._host.projections) if projections is None else list(projections)
         self._projections: dict[str, Projection] = {
             name: self._host.lookup("projections", name)() for name in names
@@ -357,7 +354,6 @@ class EventStore:
         """Pick up event types plugins added or removed since this store last looked."""
         self._types_generation = self._host.generation
         self._types = self._host.event_types
-        self._fast_by_type = None
 
     def _encode(self, items: Sequence[object], *, batch: bool) -> list[_Encoded]:
         encoded: list[_Encoded] = []
@@ -740,12 +736,10 @@ class EventStore:
                 event_type=event_type,
                 offset=offset,
             ) from exc
-        fast = self._fast_decoders.get(cls, _UNSET)
-        if fast is _UNSET:
-            fast = self._fast_decoders[cls] = trusted_decoder(cls)
+        fast = trusted_decoder(cls)  # generated once per class, then a dict lookup
         if fast is not None and type(fields) is dict:
             try:
-                return fast(fields)  # type: ignore[operator,no-any-return]
+                return fast(fields)
             except Mismatch:
                 pass
         return codec.from_payload(cls, fields, offset=offset)
@@ -762,40 +756,8 @@ class EventStore:
             for stored in self._backend.read_stream(key, start, end):
                 yield stored.offset, event_of(stored.offset, stored.event_type, stored.payload)
             return
-        # The common case inlined, with its lookups hoisted out of the loop (a replay is
-        # thousands of events); anything unusual goes through _event_of for its exact error.
-        if self._types_generation != self._host.generation:
-            self._refresh_types()
-        loads = self._loads
-        fast_by_type = self._fast_decoders_by_type()
         for offset, event_type, payload in lean(key, start, end):
-            fast = fast_by_type.get(event_type)
-            event: Event | None = None
-            if fast is not None:
-                try:
-                    fields = loads(payload)
-                    if type(fields) is dict:
-                        event = fast(fields)
-                except (Mismatch, DecodeError, ValueError):
-                    event = None
-            # Yielded outside the try: an exception thrown into this generator must not be
-            # mistaken for a payload the fast decoder refused.
-            yield offset, event if event is not None else event_of(offset, event_type, payload)
-
-    def _fast_decoders_by_type(self) -> dict[str, Callable[[dict[str, Any]], Event]]:
-        """The trusted decoder of each registered event type that has one, by type name
-        (built once per generation of the registered types)."""
-        if self._fast_by_type is not None:
-            return self._fast_by_type
-        found: dict[str, Callable[[dict[str, Any]], Event]] = {}
-        for name, cls in self._types.items():
-            fast = self._fast_decoders.get(cls, _UNSET)
-            if fast is _UNSET:
-                fast = self._fast_decoders[cls] = trusted_decoder(cls)
-            if fast is not None:
-                found[name] = fast  # type: ignore[assignment]
-        self._fast_by_type = found
-        return found
+            yield offset, event_of(offset, event_type, payload)
 
     # -- integrity -----------------------------------------------------------------------
 
