@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from chanlog.events._fastinit import slot_descriptor
 from chanlog.events.base import Event
 
 __all__ = ["Mismatch", "trusted_decoder"]
@@ -66,7 +67,7 @@ def _generate(cls: type[Event]) -> Callable[[Mapping[str, Any]], Event]:
         name = field.name
         var = f"v{index}"
         primitive, is_optional = _base_type(hints[name])
-        descriptor = _slot(cls, name)
+        descriptor = slot_descriptor(cls, name)
         if type(descriptor) is not types.MemberDescriptorType:
             raise TypeError(f"field {name!r} is not a slot")
         names[f"_set{index}"] = descriptor.__set__
@@ -114,13 +115,6 @@ def _generate(cls: type[Event]) -> Callable[[Mapping[str, Any]], Event]:
     decode: Callable[[Mapping[str, Any]], Event] = names["decode"]
     decode.__chanlog_source__ = "\n".join(lines)  # type: ignore[attr-defined]
     return decode
-
-
-def _slot(cls: type, name: str) -> Any:
-    for klass in cls.__mro__:
-        if name in vars(klass):
-            return vars(klass)[name]
-    return None
 
 
 def trusted_decoder(cls: type[Event]) -> Callable[[Mapping[str, Any]], Event] | None:

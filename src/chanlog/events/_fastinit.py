@@ -37,7 +37,7 @@ import attrs
 
 from chanlog import fields
 
-__all__ = ["install"]
+__all__ = ["install", "slot_descriptor"]
 
 _MEMBER = types.MemberDescriptorType
 _ATTRS_CONVERTER: type | None = getattr(attrs, "Converter", None)
@@ -53,7 +53,9 @@ except ImportError:  # pragma: no cover - a future attrs without the private mod
     _RUN_VALIDATORS = "not _cl_get_disabled()"
 
 
-def _slot(cls: type, name: str) -> Any:
+def slot_descriptor(cls: type, name: str) -> Any:
+    """What ``cls`` (or the nearest base defining it) holds under ``name``: for a slotted
+    attrs field, the member descriptor whose ``__set__`` writes the slot directly."""
     for klass in cls.__mro__:
         if name in vars(klass):
             return vars(klass)[name]
@@ -96,7 +98,7 @@ def _source(cls: type) -> tuple[str, dict[str, Any]] | None:
             or var.startswith("_cl_")
         ):
             return None
-        descriptor = _slot(cls, field.name)
+        descriptor = slot_descriptor(cls, field.name)
         if type(descriptor) is not _MEMBER:
             return None
         names[f"_cl_set_{index}"] = descriptor.__set__
