@@ -21,7 +21,6 @@ message, the rule and the first failing field are exactly those of the validator
 from __future__ import annotations
 
 import binascii
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -134,12 +133,11 @@ class _Hex(_Check):
     exact. That is the regular expression ``0x[0-9a-fA-F]{digits}`` at a third of the cost.
     """
 
-    __slots__ = ("_length", "_pattern")
+    __slots__ = ("_length",)
 
     def __init__(self, digits: int, what: str) -> None:
         if digits <= 0 or digits % 2:
             raise ValueError("hex fields have a positive, even number of digits")
-        self._pattern = re.compile(rf"0x[0-9a-fA-F]{{{digits}}}")
         self._length = digits + 2
         self.rule = f"{what} ('0x' + {digits} hex digits)"
 
@@ -317,11 +315,14 @@ class _Participants(_Check):
         return len({item.lower() for item in value}) == len(value)
 
     def __call__(self, instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if type(value) is not tuple or not self._min <= len(value) <= self._max:
-            raise _fail(instance, attribute, self.rule, value)
-        ok = address.accepts
-        for position, item in enumerate(value):
-            if not ok(item):
+        if self.accepts(value):
+            return
+        # Refused: name the first bad address when the tuple itself has the right shape;
+        # otherwise (wrong type or length, or a duplicate) the whole field is at fault.
+        if type(value) is tuple and self._min <= len(value) <= self._max:
+            for position, item in enumerate(value):
+                if address.accepts(item):
+                    continue
                 event_type = getattr(type(instance), "event_type", type(instance).__name__)
                 raise InvalidEvent(
                     f"{event_type}.{attribute.name}[{position}]: must be {address.rule}, "
@@ -330,8 +331,7 @@ class _Participants(_Check):
                     field=f"{attribute.name}[{position}]",
                     rule=address.rule,
                 )
-        if len({item.lower() for item in value}) != len(value):
-            raise _fail(instance, attribute, self.rule, value)
+        raise _fail(instance, attribute, self.rule, value)
 
 
 def participants(*, minimum: int = 2, maximum: int = 255) -> Validator:
