@@ -29,6 +29,7 @@ from chanlog.fastdecode import Mismatch, trusted_decoder
 from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next, keccak256
 from chanlog.plugins.host import PluginHost, default_host
 from chanlog.projections.base import Projection, ProjectionStage
+from chanlog.projections.entity import EntityProjection
 from chanlog.reconstruct import StateReconstructor
 from chanlog.records import RecordedEvent, StoredRecord, StoredSnapshot
 from chanlog.serializers import Serializer
@@ -199,8 +200,8 @@ class EventStore:
         """Let the inline projections that can leave checkpoints leave them here."""
         sink = self._checkpoints if self._checkpoints.enabled else None
         for projection in self._projections.values():
-            if hasattr(projection, "_since_checkpoint"):  # an EntityProjection
-                projection.checkpoints = sink  # type: ignore[attr-defined]
+            if isinstance(projection, EntityProjection):
+                projection.checkpoints = sink
 
     @property
     def checkpoints(self) -> EntityCheckpoints:
