@@ -141,8 +141,13 @@ def _in_stream(stream: str, first: str | None, more: str) -> bool:
     return first == stream or (bool(more) and stream in orjson.loads(more))
 
 
-def _count_tail(stream: str, candidates: list[tuple[Any, ...]]) -> int:
-    return sum(1 for first, more in candidates if _in_stream(stream, first, more))
+def _count_stream(connection: sqlite3.Connection, stream: str, length: int, block: int) -> int:
+    """How many of the first ``length`` records belong to ``stream``: the index rows of the
+    whole blocks, plus the matching rows of the tail after them."""
+    indexed = length - length % block
+    found = int(connection.execute(_COUNT_INDEXED, (stream, indexed)).fetchone()[0])
+    candidates = connection.execute(_SELECT_TAIL_STREAMS, (indexed, length, stream)).fetchall()
+    return found + sum(1 for first, more in candidates if _in_stream(stream, first, more))
 
 
 class _SqliteTransaction:
@@ -225,17 +230,10 @@ class _SqliteTransaction:
 
     def stream_version(self, stream: str) -> int:
         """How many records belong to ``stream``, those staged in this transaction included."""
-        length = self._length
-        indexed = length - length % self._block
-        connection = self._connection
         try:
-            count = int(connection.execute(_COUNT_INDEXED, (stream, indexed)).fetchone()[0])
-            candidates = connection.execute(
-                _SELECT_TAIL_STREAMS, (indexed, length, stream)
-            ).fetchall()
+            return _count_stream(self._connection, stream, self._length, self._block)
         except sqlite3.Error as exc:
             raise self._backend._storage_error("count a stream", exc) from exc
-        return count + _count_tail(stream, candidates)
 
     def append(self, records: Sequence[StoredRecord]) -> None:
         """Insert records that continue the head; they become visible at commit."""
@@ -313,11 +311,6 @@ class _SqliteTransaction:
                 f"unreadable streams ({exc})"
             ) from exc
         connection.executemany(_INSERT_STREAM, more)
-
-    @property
-    def appended(self) -> bool:
-        """Whether this transaction staged any record."""
-        return self._length != self.head.length
 
 
 def _find_many(connection: sqlite3.Connection, event_ids: Sequence[bytes]) -> dict[bytes, int]:
@@ -590,12 +583,7 @@ class SqliteBackend:
             # Each statement may see a later commit than the one before; all of them count
             # as of the head read first, which later commits only ever extend.
             length = _head(connection.execute(_SELECT_HEAD).fetchone()).length
-            indexed = length - length % block
-            found = int(connection.execute(_COUNT_INDEXED, (stream, indexed)).fetchone()[0])
-            candidates = connection.execute(
-                _SELECT_TAIL_STREAMS, (indexed, length, stream)
-            ).fetchall()
-            return found + _count_tail(stream, candidates)
+            return _count_stream(connection, stream, length, block)
 
         return self._with_reader("count a stream", count)
 
