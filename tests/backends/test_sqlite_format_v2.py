@@ -495,7 +495,7 @@ def test_upgrade_itself_refuses_a_v1_file_without_a_head_row(tmp_path: Path) -> 
 def test_a_failed_head_read_releases_the_writer(
     backend: SqliteBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_module, "_SELECT_HEAD", "SELECT nonsense FROM nowhere")
+    monkeypatch.setattr(sqlite_module, "SELECT_LAST", "SELECT nonsense FROM nowhere")
     with pytest.raises(StorageError, match="cannot read the head"), backend.write():
         pass
     monkeypatch.undo()

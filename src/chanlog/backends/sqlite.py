@@ -38,13 +38,14 @@ from typing import Any, TypeVar
 import orjson
 
 from chanlog.backends.sqlite_schema import (
+    SELECT_LAST,
     check_existing,
     create_database,
+    head_of,
     stream_index_block,
     upgrade,
 )
 from chanlog.errors import ConfigError, StorageError
-from chanlog.hashing import GENESIS_CHAIN_HASH
 from chanlog.records import Head, StoredRecord, StoredSnapshot
 
 __all__ = [
@@ -83,8 +84,6 @@ commit is still fsync'd in the write-ahead log."""
 _SELECT_RECORD = (
     "SELECT position, event_id, event_type, streams, payload, chain_hash, stream FROM events"
 )
-# The rowid b-tree's last entry: O(log n), whatever the length of the log.
-_SELECT_HEAD = "SELECT position, chain_hash FROM events ORDER BY position DESC LIMIT 1"
 _FIND_ONE = "SELECT position FROM events WHERE event_id = ?"
 _INSERT_EVENT = (
     "INSERT INTO events (position, event_id, event_type, streams, payload, chain_hash, stream)"
@@ -129,11 +128,6 @@ def _record(row: tuple[Any, ...]) -> StoredRecord:
     else:
         streams = (first,)
     return StoredRecord(position, event_id, event_type, streams, payload, chain_hash)
-
-
-def _head(row: tuple[Any, ...] | None) -> Head:
-    """The head after the last record ``row`` (position, chain hash), or of an empty log."""
-    return Head(0, GENESIS_CHAIN_HASH) if row is None else Head(row[0] + 1, row[1])
 
 
 def _in_stream(stream: str, first: str | None, more: str) -> bool:
@@ -184,7 +178,7 @@ class _SqliteTransaction:
             except sqlite3.Error as exc:
                 raise backend._storage_error("take the writer lock", exc) from exc
             try:
-                row = connection.execute(_SELECT_HEAD).fetchone()
+                row = connection.execute(SELECT_LAST).fetchone()
             except sqlite3.Error as exc:
                 backend._roll_back(connection)
                 raise backend._storage_error("read the head", exc) from exc
@@ -192,7 +186,7 @@ class _SqliteTransaction:
             backend._write_lock.release()
             raise
         self._connection = connection
-        self.head = _head(row)
+        self.head = head_of(row)
         self._length = self.head.length
         return self
 
@@ -508,8 +502,8 @@ class SqliteBackend:
 
     def head(self) -> Head:
         """The current head, as committed by any process: read from the last record."""
-        rows = self._query("read the head", _SELECT_HEAD, ())
-        return _head(rows[0] if rows else None)
+        rows = self._query("read the head", SELECT_LAST, ())
+        return head_of(rows[0] if rows else None)
 
     def write(self) -> _SqliteTransaction:
         """A write session: entering it takes the writer lock (this process's threads, then
@@ -582,7 +576,7 @@ class SqliteBackend:
         def count(connection: sqlite3.Connection) -> int:
             # Each statement may see a later commit than the one before; all of them count
             # as of the head read first, which later commits only ever extend.
-            length = _head(connection.execute(_SELECT_HEAD).fetchone()).length
+            length = head_of(connection.execute(SELECT_LAST).fetchone()).length
             return _count_stream(connection, stream, length, block)
 
         return self._with_reader("count a stream", count)

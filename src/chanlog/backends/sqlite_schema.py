@@ -29,6 +29,8 @@ import urllib.parse
 from pathlib import Path
 
 from chanlog.errors import StorageError
+from chanlog.hashing import GENESIS_CHAIN_HASH
+from chanlog.records import Head
 
 __all__ = [
     "APPLICATION_ID",
@@ -38,6 +40,7 @@ __all__ = [
     "TABLES",
     "check_existing",
     "create_database",
+    "head_of",
     "read_only_uri",
     "stream_index_block",
     "upgrade",
@@ -384,17 +387,23 @@ def upgrade(connection: sqlite3.Connection, path: Path) -> bool:
     return True
 
 
+SELECT_LAST = "SELECT position, chain_hash FROM events ORDER BY position DESC LIMIT 1"
+"""The last record's position and chain hash: the rowid b-tree's last entry, O(log n)."""
+
+
+def head_of(last: tuple[int, bytes] | None) -> Head:
+    """The head after the last record (a :data:`SELECT_LAST` row), or of an empty log."""
+    return Head(0, GENESIS_CHAIN_HASH) if last is None else Head(last[0] + 1, last[1])
+
+
 def _check_v1_head(connection: sqlite3.Connection, path: Path) -> None:
     head = connection.execute("SELECT length, chain_hash FROM head WHERE id = 0").fetchone()
-    last = connection.execute(
-        "SELECT position, chain_hash FROM events ORDER BY position DESC LIMIT 1"
-    ).fetchone()
-    length, chain_hash = (0, bytes(32)) if last is None else (last[0] + 1, last[1])
+    last = head_of(connection.execute(SELECT_LAST).fetchone())
     if head is None:
         reason = "no head row"
-    elif head[0] != length:
-        reason = f"its head row says {head[0]} records, the events end at offset {length}"
-    elif head[1] != chain_hash:
+    elif head[0] != last.length:
+        reason = f"its head row says {head[0]} records, the events end at offset {last.length}"
+    elif head[1] != last.chain_hash:
         reason = "its head row's chain hash is not the last record's"
     else:
         return
