@@ -16,6 +16,7 @@ event.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TypeVar
 
 from chanlog import ChannelCreated, Event, StateReceived, StateSigned, StateSupportedUpdated
 
@@ -70,17 +71,25 @@ def timestamp(turn: int) -> int:
     return 1_700_000_000_000 + turn
 
 
-def signed_state(cid: str, turn: int) -> StateSigned:
-    """Our signature on the channel's state at ``turn``."""
-    state_hash, signature = state_fields(turn)
-    return StateSigned(
+_Signature = TypeVar("_Signature", StateSigned, StateReceived)
+
+
+def _signature_event(kind: type[_Signature], cid: str, turn: int, signer: str) -> _Signature:
+    """``signer``'s signature on the channel's state at ``turn``, as a ``kind`` event."""
+    state_hash, signature = state_fields(turn, signer)
+    return kind(
         channel_id=cid,
         turn_num=turn,
         state_hash=state_hash,
-        signer=OUR_ADDRESS,
+        signer=signer,
         signature=signature,
         timestamp_ms=timestamp(turn),
     )
+
+
+def signed_state(cid: str, turn: int) -> StateSigned:
+    """Our signature on the channel's state at ``turn``."""
+    return _signature_event(StateSigned, cid, turn, OUR_ADDRESS)
 
 
 def signed_states(cid: str, first_turn: int, count: int) -> list[StateSigned]:
@@ -103,15 +112,7 @@ def channel_event(cid: str, index: int) -> Event:
     if step == 0:
         return signed_state(cid, turn)
     if step == 1:
-        state_hash, signature = state_fields(turn, PEER_ADDRESS)
-        return StateReceived(
-            channel_id=cid,
-            turn_num=turn,
-            state_hash=state_hash,
-            signer=PEER_ADDRESS,
-            signature=signature,
-            timestamp_ms=timestamp(turn),
-        )
+        return _signature_event(StateReceived, cid, turn, PEER_ADDRESS)
     return StateSupportedUpdated(
         channel_id=cid,
         supported_turn=turn,
