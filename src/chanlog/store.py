@@ -43,6 +43,7 @@ __all__ = ["EventStore"]
 logger = logging.getLogger("chanlog.store")
 
 _Encoded = tuple[Event, bytes, bytes]
+_Staged = tuple[list[int], list[StoredRecord], list[Event], list[ProjectionStage]]
 
 
 class EventStore:
@@ -377,11 +378,9 @@ class EventStore:
                 head = transaction.head
                 if head.length != self._known:
                     self._fold_committed(head.length, notify=True)
-                offsets, new_records, new_events, stages = self._stage(
+                offsets, new_records, new_events, stages = self._write(
                     transaction, encoded, expected, batch
                 )
-                if new_records:
-                    transaction.append(new_records)
             # Committed: only now do the projections and subscribers learn of it.
             for stage in stages:
                 stage.commit()
@@ -475,20 +474,51 @@ class EventStore:
         )
         return existing
 
+    def _write(
+        self,
+        transaction: WriteTransaction,
+        encoded: list[_Encoded],
+        expected: dict[str, int] | None,
+        batch: bool,
+    ) -> _Staged:
+        """Check, stage and write ``encoded`` inside the write transaction: idempotency,
+        expected versions, projections. Returns every event's offset, the new records with
+        their events, and the projection stages to commit once the backend has.
+
+        A transaction with ``append_unless_known`` is written optimistically (ADR 0022): the
+        events are staged as if none were in the log yet, and the backend's unique index on
+        event ids is the judge. Only when it finds a known id, or when staging refuses (a
+        re-appended event may well fail its transition or expected version the second
+        time), are the ids looked up and everything staged again, exactly.
+        """
+        append_unless_known = getattr(transaction, "append_unless_known", None)
+        if append_unless_known is not None:
+            try:
+                staged = self._stage(transaction, encoded, expected, batch, None)
+            except (InvalidTransition, ConcurrencyError):
+                pass  # decided below, knowing which events are already in the log
+            else:
+                if not staged[1] or append_unless_known(staged[1]):
+                    return staged
+        existing = self._find_existing(transaction, encoded)
+        if existing is not None and None not in existing:
+            return [offset for offset in existing if offset is not None], [], [], []
+        staged = self._stage(transaction, encoded, expected, batch, existing)
+        transaction.append(staged[1])  # not empty: some event was not in the log
+        return staged
+
     def _stage(
         self,
         transaction: WriteTransaction,
         encoded: list[_Encoded],
         expected: dict[str, int] | None,
         batch: bool,
-    ) -> tuple[list[int], list[StoredRecord], list[Event], list[ProjectionStage]]:
-        """Check and stage ``encoded`` inside the write transaction: idempotency, expected
-        versions, projections. Returns every event's offset, the new records with their
-        events, and the projection stages to commit once the backend has."""
+        existing: list[int | None] | None,
+    ) -> _Staged:
+        """Stage ``encoded``, skipping the events at the offsets ``existing`` names
+        (``None``: none is in the log): check expected versions, fold the projections'
+        stages, chain the new records."""
         head = transaction.head
-        existing = self._find_existing(transaction, encoded)
-        if existing is not None and None not in existing:
-            return [offset for offset in existing if offset is not None], [], [], []
         offsets: list[int] = []
         new_records: list[StoredRecord] = []
         new_events: list[Event] = []

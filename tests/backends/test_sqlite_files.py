@@ -13,7 +13,9 @@ import pytest
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.backends.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION, create_database
 from chanlog.errors import ConfigError, StorageError
+from chanlog.hashing import GENESIS_CHAIN_HASH
 from chanlog.plugins.host import PluginHost
+from chanlog.records import Head
 from chanlog.store import EventStore
 from chanlog.testing import sample_events, stored_records
 from sqlite_edits import assert_refused_untouched, edit_database
@@ -230,6 +232,44 @@ def test_records_with_a_gap_are_refused_and_nothing_is_written(tmp_path: Path) -
         backend.close()
 
 
+def test_an_event_id_twice_in_one_append_is_named(tmp_path: Path) -> None:
+    backend = SqliteBackend(tmp_path / "log.db")
+    try:
+        records = stored_records(sample_events(2), Head(0, GENESIS_CHAIN_HASH))
+        twice = [records[0], attrs.evolve(records[1], event_id=records[0].event_id)]
+
+        def write_twice() -> None:
+            with backend.write() as transaction:
+                transaction.append(twice)
+
+        with pytest.raises(StorageError, match=r"record 1: event id 0x\w+ is already at offset 0"):
+            write_twice()
+        assert backend.head().length == 0
+    finally:
+        backend.close()
+
+
+def test_a_taken_position_is_a_storage_error_not_a_known_id(tmp_path: Path) -> None:
+    # Only the event-id index means "already in the log"; any other constraint is damage.
+    backend = SqliteBackend(tmp_path / "log.db")
+    try:
+        records = stored_records(sample_events(1), Head(0, GENESIS_CHAIN_HASH))
+
+        def write_over_a_taken_position() -> None:
+            with backend.write() as transaction:
+                backend._writer.execute(
+                    "INSERT INTO events (position, event_id, event_type, streams, payload,"
+                    " chain_hash) VALUES (0, x'00', 't', '', x'', x'')"
+                )
+                transaction.append_unless_known(records)
+
+        with pytest.raises(StorageError, match=r"UNIQUE constraint failed: events\.position"):
+            write_over_a_taken_position()
+        assert backend.head().length == 0
+    finally:
+        backend.close()
+
+
 def test_a_duplicate_event_id_is_a_storage_error_and_rolls_back(tmp_path: Path) -> None:
     backend = SqliteBackend(tmp_path / "log.db")
     try:
@@ -244,7 +284,7 @@ def test_a_duplicate_event_id_is_a_storage_error_and_rolls_back(tmp_path: Path) 
                 transaction.append(fresh)
                 transaction.append([duplicate])
 
-        with pytest.raises(StorageError, match="UNIQUE"):
+        with pytest.raises(StorageError, match=r"record 3: event id 0x\w+ is already at offset 0"):
             write_duplicate()
         assert backend.head() == head
         assert backend.find(fresh[0].event_id) is None

@@ -145,7 +145,7 @@ def test_find_many_failures_are_storage_errors(
         backend.find_many([b"\x01" * 32])
 
 
-def test_a_batch_through_the_store_looks_ids_up_per_chunk_not_per_event(
+def test_a_batch_of_new_events_is_written_without_looking_ids_up(
     backend: SqliteBackend,
 ) -> None:
     store = EventStore(backend, projections=[])
@@ -153,9 +153,27 @@ def test_a_batch_through_the_store_looks_ids_up_per_chunk_not_per_event(
     offsets = store.append_batch(sample_events(1200))
     backend._writer.set_trace_callback(None)
     assert offsets == list(range(1200))
+    assert not [sql for sql in statements if "event_id" in sql and sql.startswith("SELECT")]
+    assert not [sql for sql in statements if sql.startswith(("UPDATE", "DELETE"))]
+
+
+def test_a_batch_with_a_known_event_looks_ids_up_per_chunk_not_per_event(
+    backend: SqliteBackend,
+) -> None:
+    store = EventStore(backend, projections=[])
+    events = sample_events(1200)
+    store.append(events[700])
+    statements = _trace(backend._writer)
+    offsets = store.append_batch(events)
+    backend._writer.set_trace_callback(None)
+    assert offsets == [*range(1, 701), 0, *range(701, 1200)]
     lookups = [sql for sql in statements if "event_id" in sql and sql.startswith("SELECT")]
     assert len(lookups) == math.ceil(1200 / FIND_CHUNK)
-    assert not [sql for sql in statements if sql.startswith("UPDATE")]  # no head row
+    # The optimistic insert went in up to the known id and was taken out again.
+    assert [sql for sql in statements if sql.startswith("DELETE")] == [
+        "DELETE FROM events WHERE position >= 1"
+    ]
+    assert [record.offset for record in backend.read(0, 1300)] == list(range(1200))
 
 
 # -- connection settings ---------------------------------------------------------------------
@@ -204,3 +222,42 @@ def test_sqlite_failures_in_a_write_are_storage_errors_and_roll_back(
     with backend.write() as transaction:  # the connection is usable again
         transaction.append(stored_records(sample_events(1), transaction.head))
     assert backend.head().length == 1
+
+
+# -- optimistic appends agree with looked-up ones ----------------------------------------------
+
+_POOL = sample_events(12, salt="pool")
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    appends=st.lists(
+        st.lists(st.integers(min_value=0, max_value=len(_POOL) - 1), min_size=1, max_size=6),
+        max_size=8,
+    )
+)
+def test_optimistic_appends_answer_like_looked_up_ones(
+    tmp_path_factory: pytest.TempPathFactory, appends: list[list[int]]
+) -> None:
+    # The memory backend looks every id up first; sqlite lets its unique index find the
+    # known ones (ADR 0022). Same appends, same offsets, same log, same notifications.
+    path = tmp_path_factory.mktemp("optimistic") / "log.db"
+    with (
+        EventStore(projections=[]) as looked_up,
+        EventStore(SqliteBackend(path, durability="normal"), projections=[]) as optimistic,
+    ):
+        seen: dict[str, list[int]] = {"looked_up": [], "optimistic": []}
+        looked_up.subscribe(lambda record: seen["looked_up"].append(record.offset))
+        optimistic.subscribe(lambda record: seen["optimistic"].append(record.offset))
+        for picks in appends:
+            events = [_POOL[pick] for pick in picks]
+            if len(events) == 1:
+                assert optimistic.append(events[0]) == looked_up.append(events[0])
+            else:
+                assert optimistic.append_batch(events) == looked_up.append_batch(events)
+        assert [r.event_id for r in optimistic] == [r.event_id for r in looked_up]
+        assert optimistic.backend.head() == looked_up.backend.head()
+        assert seen["optimistic"] == seen["looked_up"]
+        assert optimistic.verify() == len(looked_up)

@@ -41,6 +41,12 @@ class WriteTransaction(Protocol):
     # Optional: ``find_many(event_ids: Sequence[bytes]) -> list[int | None]``, the offsets of
     # many ids in one round trip. The store uses it for batches when a transaction has it
     # (the PostgreSQL backend does; in-process backends need not).
+    #
+    # Optional: ``append_unless_known(records: Sequence[StoredRecord]) -> bool``, which
+    # appends like ``append`` and returns True, or, when an event id among ``records`` is
+    # already in the log, appends none of them and returns False (the transaction stays
+    # usable). A store writes optimistically through it, looking ids up only when it returns
+    # False (ADR 0022); the SQLite backend has it.
 
     def append(self, records: Sequence[StoredRecord]) -> None:
         """Stage records that continue the head, in order (offsets ``head.length ...``)."""

@@ -85,6 +85,7 @@ _SELECT_RECORD = (
     "SELECT position, event_id, event_type, streams, payload, chain_hash, stream FROM events"
 )
 _FIND_ONE = "SELECT position FROM events WHERE event_id = ?"
+_DELETE_FROM = "DELETE FROM events WHERE position >= ?"
 _INSERT_EVENT = (
     "INSERT INTO events (position, event_id, event_type, streams, payload, chain_hash, stream)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -231,23 +232,61 @@ class _SqliteTransaction:
 
     def append(self, records: Sequence[StoredRecord]) -> None:
         """Insert records that continue the head; they become visible at commit."""
+        if not self._insert(records):
+            raise StorageError(
+                f"{self._backend.path}: {self._duplicate(records)}; nothing was appended"
+            )
+
+    def _duplicate(self, records: Sequence[StoredRecord]) -> str:
+        """Which record's event id the unique index refused, and why."""
+        known = self.find_many([record.event_id for record in records])
+        seen: dict[bytes, int] = {}
+        for record, offset in zip(records, known, strict=True):
+            if offset is None:
+                offset = seen.setdefault(record.event_id, record.offset)
+                if offset == record.offset:
+                    continue
+            return (
+                f"record {record.offset}: event id 0x{record.event_id.hex()} is already at "
+                f"offset {offset} (event ids are unique)"
+            )
+        raise AssertionError("the unique index refused new ids")  # pragma: no cover
+
+    def append_unless_known(self, records: Sequence[StoredRecord]) -> bool:
+        """Insert records that continue the head and return True; or, when an event id
+        among them is already in the log, insert none of them and return False.
+
+        The unique index on ``event_id`` decides, so the store need not look the ids up
+        before every append (ADR 0022).
+        """
+        return self._insert(records)
+
+    def _insert(self, records: Sequence[StoredRecord]) -> bool:
         if not records:
-            return
+            return True
         rows = self._rows(records)
         start = self._length
         end = start + len(rows)
         connection = self._connection
         try:
-            if len(rows) == 1:
-                connection.execute(_INSERT_EVENT, rows[0])
-            else:
-                connection.executemany(_INSERT_EVENT, rows)
+            try:
+                if len(rows) == 1:
+                    connection.execute(_INSERT_EVENT, rows[0])
+                else:
+                    connection.executemany(_INSERT_EVENT, rows)
+            except sqlite3.IntegrityError as exc:
+                if exc.sqlite_errorname != "SQLITE_CONSTRAINT_UNIQUE":
+                    raise
+                # The rows before the duplicate went in: take them out again.
+                connection.execute(_DELETE_FROM, (start,))
+                return False
             block = self._block
             if end // block > start // block:
                 self._index(start - start % block, end - end % block)
         except sqlite3.Error as exc:
             raise self._backend._storage_error("append records", exc) from exc
         self._length = end
+        return True
 
     def _rows(self, records: Sequence[StoredRecord]) -> list[tuple[Any, ...]]:
         """The ``events`` rows of ``records``, which must continue the log."""

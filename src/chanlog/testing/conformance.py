@@ -22,11 +22,12 @@ from chanlog.errors import (
     InvalidTransition,
     NotFound,
 )
-from chanlog.events import MessageAcked
+from chanlog.events import MessageAcked, ObjectiveApproved, ObjectiveCreated
 from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next
 from chanlog.records import Head, RecordedEvent, StoredSnapshot
 from chanlog.store import EventStore
 from chanlog.testing.events import (
+    bytes32_of,
     message_sent,
     offsets_of,
     refused_event,
@@ -171,6 +172,78 @@ class BackendConformance:
             assert transaction.stream_version(objective) == 3
             assert transaction.stream_version(records[2].streams[0]) == 1
             assert transaction.stream_version("0x" + "ab" * 32) == 0
+
+    def test_find_many_agrees_with_find(self, backend: Backend) -> None:
+        """For transactions that offer the optional ``find_many``."""
+        records = stored_records(sample_events(5), Head(0, GENESIS_CHAIN_HASH))
+        with backend.write() as transaction:
+            if not hasattr(transaction, "find_many"):
+                pytest.skip("the backend's transactions have no find_many")
+            transaction.append(records[:3])
+            # Its own appends count, in any order, with repeats and unknown ids.
+            ids = [records[2].event_id, records[4].event_id, records[0].event_id]
+            ids += [records[2].event_id, bytes(32)]
+            assert transaction.find_many(ids) == [2, None, 0, 2, None]
+            assert transaction.find_many(ids) == [transaction.find(each) for each in ids]
+            assert transaction.find_many([]) == []
+
+    def test_append_unless_known_refuses_a_known_id_and_leaves_nothing(
+        self, backend: Backend
+    ) -> None:
+        """For transactions that offer the optional ``append_unless_known`` (ADR 0022)."""
+        first = stored_records(sample_events(3), Head(0, GENESIS_CHAIN_HASH))
+        with backend.write() as transaction:
+            if not hasattr(transaction, "append_unless_known"):
+                pytest.skip("the backend's transactions have no append_unless_known")
+            assert transaction.append_unless_known([])
+            assert transaction.append_unless_known(first)
+        head = backend.head()
+        fresh = stored_records(sample_events(5, start=3), head)
+        # A known id in the middle of a batch: the records before it must not stay behind.
+        clashing = [*fresh[:2], attrs.evolve(fresh[2], event_id=first[1].event_id), *fresh[3:]]
+        with backend.write() as transaction:
+            assert hasattr(transaction, "append_unless_known")
+            assert not transaction.append_unless_known(clashing)
+            assert not transaction.append_unless_known(
+                [attrs.evolve(fresh[0], event_id=first[0].event_id)]
+            )
+            assert transaction.find(fresh[0].event_id) is None
+            assert transaction.stream_version(fresh[0].streams[0]) == 0
+            # The transaction goes on: the same offsets are still free.
+            assert transaction.append_unless_known(fresh)
+        assert backend.head() == Head(8, fresh[-1].chain_hash)
+        assert list(backend.read(0, 100)) == first + fresh
+        assert offsets_of(list(backend.read_stream(fresh[0].streams[0]))) == [3]
+
+    def test_reappending_an_event_its_rules_would_now_refuse(self, backend: Backend) -> None:
+        # A store may stage an append before it knows the event is in the log (ADR 0022);
+        # the objective's rules refuse a second creation, which must not leak out as an
+        # error for an event that is simply already there.
+        objective = bytes32_of("conformance objective")
+        created = ObjectiveCreated(
+            objective_id=objective, objective_type="DirectFund", timestamp_ms=1
+        )
+        approved = ObjectiveApproved(objective_id=objective, timestamp_ms=2)
+        with EventStore(backend) as store:
+            received: list[int] = []
+            store.subscribe(lambda record: received.append(record.offset))
+            assert store.append(created, expected_version=0) == 0
+            assert store.append(created) == 0
+            assert store.append(created, expected_version=0) == 0  # stale, but already there
+            assert store.append_batch([created, approved]) == [0, 1]
+            assert store.append_batch([approved, created], expected_versions={objective: 0}) == [
+                1,
+                0,
+            ]
+            with pytest.raises(InvalidTransition):
+                store.append(
+                    ObjectiveCreated(
+                        objective_id=objective, objective_type="DirectFund", timestamp_ms=3
+                    )
+                )
+            assert len(store) == 2
+            assert received == [0, 1]
+            store.verify()
 
     def test_read_stream_filters_by_stream_and_range(self, backend: Backend) -> None:
         records = stored_records(sample_events(20, objectives=4), Head(0, GENESIS_CHAIN_HASH))
