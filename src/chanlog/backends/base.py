@@ -23,7 +23,21 @@ __all__ = ["Backend", "BackendFactory", "WriteTransaction"]
 
 class WriteTransaction(Protocol):
     """An exclusive write session. Leaving the context normally commits (durably, as the
-    backend documents); leaving it with an exception rolls everything back."""
+    backend documents); leaving it with an exception rolls everything back.
+
+    A transaction may also offer two optional methods, which the store uses when present
+    (the conformance suite checks them where they exist):
+
+    - ``find_many(event_ids: Sequence[bytes]) -> list[int | None]``: the offsets of many
+      ids (``None`` where absent), in order, in one round trip. The store uses it to look
+      up the ids of a batch (the SQLite and PostgreSQL backends have it).
+    - ``append_unless_known(records: Sequence[StoredRecord]) -> bool``: append like
+      :meth:`append` and return True; or, when an event id among ``records`` is already in
+      the log, append none of them and return False, leaving the transaction usable. The
+      store then writes optimistically, letting the backend's unique index find redelivered
+      events, and looks ids up only when this returns False (ADR 0022; the SQLite backend
+      has it).
+    """
 
     @property
     def head(self) -> Head:
@@ -38,16 +52,6 @@ class WriteTransaction(Protocol):
         """How many committed records belong to ``stream``."""
         ...
 
-    # Optional: ``find_many(event_ids: Sequence[bytes]) -> list[int | None]``, the offsets of
-    # many ids in one round trip. The store uses it for batches when a transaction has it
-    # (the PostgreSQL backend does; in-process backends need not).
-    #
-    # Optional: ``append_unless_known(records: Sequence[StoredRecord]) -> bool``, which
-    # appends like ``append`` and returns True, or, when an event id among ``records`` is
-    # already in the log, appends none of them and returns False (the transaction stays
-    # usable). A store writes optimistically through it, looking ids up only when it returns
-    # False (ADR 0022); the SQLite backend has it.
-
     def append(self, records: Sequence[StoredRecord]) -> None:
         """Stage records that continue the head, in order (offsets ``head.length ...``)."""
         ...
@@ -55,7 +59,13 @@ class WriteTransaction(Protocol):
 
 @runtime_checkable
 class Backend(Protocol):
-    """Where records and snapshots live."""
+    """Where records and snapshots live.
+
+    A backend may also offer ``read_stream_payloads(stream, start=0, end=None)``: the same
+    records as :meth:`read_stream`, as ``(offset, event_type, payload)`` tuples.
+    Reconstruction folds over it when present, sparing a :class:`StoredRecord` (and a
+    chain-hash copy) per event.
+    """
 
     name: str
     """The registered name (``"memory"``, ``"sqlite"``, ...)."""
@@ -81,10 +91,6 @@ class Backend(Protocol):
     ) -> Iterator[StoredRecord]:
         """Records of ``stream`` with ``start <= offset < end``, in order, streamed."""
         ...
-
-    # Optional: ``read_stream_payloads(stream, start=0, end=None)``, the same records as
-    # read_stream as ``(offset, event_type, payload)`` tuples. Reconstruction folds over it
-    # when a backend has it, sparing a StoredRecord (and a chain-hash copy) per event.
 
     def find(self, event_id: bytes) -> int | None:
         """The offset of the record with this event id, or ``None``."""

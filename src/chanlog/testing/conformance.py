@@ -261,6 +261,23 @@ class BackendConformance:
         assert backend.stream_version(objective) == 5
         assert backend.stream_version(message) == 1
 
+    def test_read_stream_payloads_agrees_with_read_stream(self, backend: Backend) -> None:
+        """For backends that offer the optional ``read_stream_payloads``."""
+        read_stream_payloads = getattr(backend, "read_stream_payloads", None)
+        if read_stream_payloads is None:
+            pytest.skip("the backend has no read_stream_payloads")
+        records = stored_records(sample_events(20, objectives=4), Head(0, GENESIS_CHAIN_HASH))
+        with backend.write() as transaction:
+            transaction.append(records)
+        objective = records[1].streams[1]
+        for bounds in ((), (5,), (6, 14), (18,), (0, 0)):
+            expected = [
+                (record.offset, record.event_type, record.payload)
+                for record in backend.read_stream(objective, *bounds)
+            ]
+            assert [tuple(entry) for entry in read_stream_payloads(objective, *bounds)] == expected
+        assert list(read_stream_payloads("0x" + "ab" * 32)) == []
+
     def test_find_by_event_id(self, backend: Backend) -> None:
         records = stored_records(sample_events(8), Head(0, GENESIS_CHAIN_HASH))
         with backend.write() as transaction:
