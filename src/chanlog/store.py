@@ -498,7 +498,7 @@ class EventStore:
             except (InvalidTransition, ConcurrencyError):
                 pass  # decided below, knowing which events are already in the log
             else:
-                if not staged[1] or append_unless_known(staged[1]):
+                if append_unless_known(staged[1]):
                     return staged
         existing = self._find_existing(transaction, encoded)
         if existing is not None and None not in existing:

@@ -284,7 +284,11 @@ def test_a_duplicate_event_id_is_a_storage_error_and_rolls_back(tmp_path: Path) 
                 transaction.append(fresh)
                 transaction.append([duplicate])
 
-        with pytest.raises(StorageError, match=r"record 3: event id 0x\w+ is already at offset 0"):
+        with pytest.raises(
+            StorageError,
+            match=r"record 3: event id 0x\w+ is already at offset 0 \(event ids are unique\); "
+            r"none of records 3\.\.3 was appended",
+        ):
             write_duplicate()
         assert backend.head() == head
         assert backend.find(fresh[0].event_id) is None

@@ -234,7 +234,8 @@ class _SqliteTransaction:
         """Insert records that continue the head; they become visible at commit."""
         if not self._insert(records):
             raise StorageError(
-                f"{self._backend.path}: {self._duplicate(records)}; nothing was appended"
+                f"{self._backend.path}: {self._duplicate(records)}; none of records "
+                f"{records[0].offset}..{records[-1].offset} was appended"
             )
 
     def _duplicate(self, records: Sequence[StoredRecord]) -> str:
