@@ -149,6 +149,8 @@ def read_settings(path: PathLike) -> dict[str, Any]:
         raise ConfigError(f"{source}: not valid TOML: {exc}", source=source) from None
     except UnicodeDecodeError:
         raise ConfigError(f"{source}: not valid TOML: not UTF-8 text", source=source) from None
+    except ValueError:  # a NUL byte in the name
+        raise ConfigError(f"{source!r}: not a usable file name", source=source) from None
     if file.name == PYPROJECT_FILENAME:
         tool = data.get("tool")
         section = tool.get("chanlog") if isinstance(tool, dict) else None

@@ -216,8 +216,26 @@ bool_ = _Bool()
 """Validator: exactly ``True`` or ``False``."""
 
 
+def _encodable(value: str) -> bool:
+    """True when ``value`` is valid Unicode text: it encodes to UTF-8 (no lone surrogates,
+    which no JSON encoder can write)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_TEXT_ENCODING_RULE = "valid Unicode text (no lone surrogates)"
+
+
 class _Text(_Check):
-    """Validator: a ``str`` whose length lies in ``[min_length, max_length]``."""
+    """Validator: a ``str`` whose length lies in ``[min_length, max_length]`` and that is
+    valid Unicode (encodes to UTF-8: a lone surrogate could be stored by no serializer).
+
+    The encoding check costs one :meth:`str.isascii` for ASCII text, the common case; only
+    other text is encoded.
+    """
 
     __slots__ = ("_max", "_min")
 
@@ -227,10 +245,26 @@ class _Text(_Check):
         self.rule = f"a string of {min_length}..{max_length} characters"
 
     def accepts(self, value: Any) -> bool:
-        return type(value) is str and self._min <= len(value) <= self._max
+        return (
+            type(value) is str
+            and self._min <= len(value) <= self._max
+            and (value.isascii() or _encodable(value))
+        )
+
+    def __call__(self, instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if type(value) is not str or not self._min <= len(value) <= self._max:
+            raise _fail(instance, attribute, self.rule, value)
+        if not (value.isascii() or _encodable(value)):
+            raise _fail(instance, attribute, _TEXT_ENCODING_RULE, value)
 
     def inline(self, var: str, tag: str) -> _Inline | None:
-        return _Inline(f"(type({var}) is str and {self._min} <= len({var}) <= {self._max})")
+        name = f"_cl_encodable_{tag}"
+        return _Inline(
+            f"(type({var}) is str and {self._min} <= len({var}) <= {self._max}"
+            f" and ({var}.isascii() or {name}({var})))",
+            None,
+            {name: _encodable},
+        )
 
 
 def text(*, min_length: int = 0, max_length: int = 4096) -> Validator:
@@ -244,6 +278,11 @@ class _OneOf(_Check):
     __slots__ = ("_choices",)
 
     def __init__(self, allowed: tuple[str, ...]) -> None:
+        for choice in allowed:
+            # A choice must be something an event can carry: a string every serializer can
+            # write. Then a value in the set is such a string too (no lone surrogates).
+            if type(choice) is not str or not _encodable(choice):
+                raise ValueError(f"one_of() choices must be valid Unicode strings: {choice!r}")
         self._choices = frozenset(allowed)
         self.rule = "one of " + ", ".join(allowed)
 

@@ -20,7 +20,7 @@ from chanlog.backends import sqlite as sqlite_module
 from chanlog.backends import sqlite_schema
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.backends.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION, TABLES, upgrade
-from chanlog.errors import StorageError
+from chanlog.errors import IntegrityError, StorageError
 from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next
 from chanlog.records import Head, StoredRecord, StoredSnapshot
 from chanlog.store import EventStore
@@ -298,13 +298,13 @@ def test_a_file_keeps_the_block_it_was_created_with(tmp_path: Path) -> None:
         reopened.close()
 
 
-def test_damaged_streams_of_a_row_to_index_are_a_storage_error(backend: SqliteBackend) -> None:
+def test_damaged_streams_of_a_row_to_index_are_an_integrity_error(backend: SqliteBackend) -> None:
     model = records_with_streams([("a", "b")] * 31)
     with backend.write() as transaction:
         transaction.append(model)
     edit_database(Path(backend.path), "UPDATE events SET streams = '[not json' WHERE position = 7")
     with (
-        pytest.raises(StorageError, match="damaged record between offsets 0 and 32"),
+        pytest.raises(IntegrityError, match="offset 7: damaged record: its streams do not parse"),
         backend.write() as transaction,
     ):
         transaction.append(records_with_streams([("a",)], model))

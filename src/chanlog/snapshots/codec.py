@@ -210,6 +210,8 @@ def open_snapshot(snapshot: StoredSnapshot) -> SnapshotView:
     data = snapshot.data
     if type(data) is not bytes:
         raise DecodeError(f"{where}: data is {type(data).__name__}, not bytes")
+    if not isinstance(snapshot.versions, Mapping):
+        raise DecodeError(f"{where}: versions must be an object")
     if keccak256(data) != snapshot.snapshot_hash:
         raise DecodeError(f"{where}: bytes do not match the snapshot hash")
     newline = data.find(b"\n")

@@ -488,9 +488,16 @@ class PostgresBackend:
         if not rows:
             return None
         position, versions, data, snapshot_hash = rows[0]
-        return StoredSnapshot(
-            int(position), {str(k): int(v) for k, v in versions.items()}, data, snapshot_hash
-        )
+        try:
+            decoded = {str(k): int(v) for k, v in versions.items()}
+        except (AttributeError, TypeError, ValueError) as exc:
+            # jsonb holds any JSON: only an edit outside chanlog stores anything but an
+            # object of integers there.
+            raise StorageError(
+                f"{self._where}: snapshot at offset {position} has unreadable versions "
+                f"({str(versions)[:60]}): the row was changed outside chanlog"
+            ) from exc
+        return StoredSnapshot(int(position), decoded, data, snapshot_hash)
 
     def wait(self, length: int, timeout: float) -> bool:
         """Block until the log is longer than ``length`` or ``timeout`` seconds pass; return
