@@ -81,7 +81,7 @@ class LogCache:
         with EventStore(backend, projections=None if snapshot else []) as store:
             fill(store, total, target_events)
             if snapshot:
-                store.snapshots.create_snapshot()
+                store.snapshot()
         what = "snapshotted " if snapshot else ""
         self._log(
             f"  (built a {total:,}-event {what}{kind} log in {time.perf_counter() - started:.1f} s)"

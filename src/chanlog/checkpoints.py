@@ -24,7 +24,7 @@ from chanlog.errors import InvalidArgument
 
 __all__ = ["EntityCheckpoints"]
 
-DEFAULT_EVERY = 32
+DEFAULT_CHECKPOINT_EVERY = 32
 """Events of one entity between two checkpoints: folding 32 events costs well under 1 ms."""
 
 DEFAULT_LIMIT = 65_536
@@ -53,7 +53,7 @@ class EntityCheckpoints:
     offsets ``< start``. Thread-safe.
     """
 
-    def __init__(self, every: int = DEFAULT_EVERY, limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(self, every: int = DEFAULT_CHECKPOINT_EVERY, limit: int = DEFAULT_LIMIT) -> None:
         for name, value in (("every", every), ("limit", limit)):
             if type(value) is not int or value < 0:
                 raise InvalidArgument(f"checkpoint {name} must be an int >= 0, got {value!r}")

@@ -32,7 +32,7 @@ from typing import Any
 
 import attrs
 
-from chanlog.checkpoints import DEFAULT_EVERY
+from chanlog.checkpoints import DEFAULT_CHECKPOINT_EVERY
 from chanlog.errors import ConfigError
 from chanlog.plugins.host import PluginHost, default_host
 from chanlog.store import EventStore
@@ -89,7 +89,7 @@ class StoreConfig:
     projections: tuple[str, ...] | None = None
     snapshot_policy: str | None = None
     snapshot_options: Mapping[str, Any] = attrs.field(factory=dict)
-    checkpoint_every: int = DEFAULT_EVERY
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
 
 
 def _fail(source: str, key: str, value: Any, problem: str, allowed: Any = None) -> ConfigError:
@@ -231,7 +231,7 @@ def _validate(
     if serializer not in host.serializers:
         raise _fail(source, "serializer", serializer, "no such serializer", host.serializers)
     projections = _projections(raw, source, host)
-    checkpoint_every = raw.get("checkpoint_every", DEFAULT_EVERY)
+    checkpoint_every = raw.get("checkpoint_every", DEFAULT_CHECKPOINT_EVERY)
     if type(checkpoint_every) is not int or checkpoint_every < 0:
         raise _fail(source, "checkpoint_every", checkpoint_every, "must be an integer >= 0")
     # A configured store is a durable node whose restarts should replay only a tail, so it

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sha3
 
-__all__ = ["GENESIS_CHAIN_HASH", "chain_next", "keccak256"]
+__all__ = ["GENESIS_CHAIN_HASH", "ID_SCHEME", "chain_next", "event_digest", "keccak256"]
 
 GENESIS_CHAIN_HASH = bytes(32)
 """The chain hash "before" offset 0: 32 zero bytes."""
@@ -26,4 +26,17 @@ def keccak256(data: bytes) -> bytes:
 def chain_next(previous: bytes, event_id: bytes) -> bytes:
     """Return ``keccak256(previous || event_id)``: the chain hash of the next record."""
     digest: bytes = _keccak_256(previous + event_id).digest()
+    return digest
+
+
+ID_SCHEME = b"ev1"
+"""The version tag of the event-id preimage (DESIGN section 2)."""
+
+_ID_PREFIX = ID_SCHEME + b"|"
+
+
+def event_digest(event_type: str, canonical: bytes) -> bytes:
+    """The raw 32-byte event id: ``keccak256(b"ev1|" + event_type + b"|" + canonical)``,
+    where ``canonical`` is the event's canonical JSON. The one place the id is computed."""
+    digest: bytes = _keccak_256(_ID_PREFIX + event_type.encode() + b"|" + canonical).digest()
     return digest

@@ -6,7 +6,7 @@ import attrs
 
 from chanlog.events.base import Event
 
-__all__ = ["Head", "RecordedEvent", "StoredRecord", "StoredSnapshot"]
+__all__ = ["Head", "RecordedEvent", "StoredRecord", "StoredSnapshot", "Witness"]
 
 
 @attrs.frozen(slots=True)
@@ -72,3 +72,24 @@ class StoredSnapshot:
     versions: dict[str, int]
     data: bytes
     snapshot_hash: bytes
+
+
+@attrs.frozen(slots=True)
+class Witness:
+    """Evidence of a head the log once had: the record at ``offset`` had ``chain_hash``.
+
+    ``verify`` holds the log against every witness it is given or finds (ADR 0024): the log
+    must reach ``offset`` and agree there, or records were cut or changed.
+
+    Attributes:
+        offset: the offset of the last record the witness saw.
+        chain_hash: that record's raw 32-byte chain hash.
+        source: who saw it (``"--expect-head"``, ``"replica node.db"``...), for messages.
+    """
+
+    offset: int
+    chain_hash: bytes
+    source: str = "a recorded head"
+
+    def __str__(self) -> str:
+        return f"{self.offset}:0x{self.chain_hash.hex()}"

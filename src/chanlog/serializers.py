@@ -7,13 +7,14 @@ so the store reuses the bytes it already hashed and ``verify()`` can hash stored
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import orjson
 
 from chanlog.errors import DecodeError
 
-__all__ = ["JsonSerializer", "Serializer"]
+__all__ = ["JsonSerializer", "Serializer", "resolve_serializer"]
 
 
 class Serializer(Protocol):
@@ -51,3 +52,14 @@ class JsonSerializer:
         if not isinstance(value, dict):
             raise DecodeError(f"stored payload is not a JSON object: {type(value).__name__}")
         return value
+
+
+def resolve_serializer(
+    value: Serializer | str | None, lookup: Callable[[str, str], Any]
+) -> Serializer:
+    """``value`` itself, or the serializer registered under that name (``None``: ``"json"``),
+    found with a plugin host's ``lookup``."""
+    if value is None or isinstance(value, str):
+        instance: Serializer = lookup("serializers", value or "json")()
+        return instance
+    return value

@@ -1,4 +1,8 @@
-"""blinker signals sent by the store.
+"""The blinker signal through which the store's delivery hands out committed records.
+
+A store's lifecycle is observed through the pluggy hooks ``chanlog_store_opened`` and
+``chanlog_store_closing``; its records through this signal or
+:meth:`~chanlog.EventStore.subscribe` (which connects to it).
 
 ``event_appended`` is sent once per committed event, after the commit, in offset order, with
 the store as sender and the :class:`~chanlog.records.RecordedEvent` as ``record=``. It is never
@@ -16,11 +20,9 @@ from __future__ import annotations
 
 from blinker import Namespace
 
-__all__ = ["event_appended", "namespace", "store_closing", "store_opened"]
+__all__ = ["event_appended", "namespace"]
 
 namespace = Namespace()
 """The ``chanlog.signals`` namespace."""
 
 event_appended = namespace.signal("event-appended", doc="A record was committed to a store.")
-store_opened = namespace.signal("store-opened", doc="A store finished opening (sender: store).")
-store_closing = namespace.signal("store-closing", doc="A store is about to close (sender: store).")

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import attrs
 
 from chanlog.records import RecordedEvent
-
-if TYPE_CHECKING:
-    from chanlog.store import EventStore
 
 __all__ = ["DeliveryFailure", "Subscription"]
 
 logger = logging.getLogger("chanlog.subscriptions")
 
 MAX_KEPT_FAILURES = 100
+
+
+class RangeReader(Protocol):
+    """What a subscription reads missed records from (a store, or any log reader)."""
+
+    def read_range(self, start: int, end: int) -> Iterator[RecordedEvent]:
+        """Records with ``start <= offset < end``."""
+        ...
 
 
 @attrs.frozen
@@ -32,10 +37,11 @@ class DeliveryFailure:
 class Subscription:
     """Delivers every record from ``next_offset`` on to ``callback``, exactly once, in order.
 
-    The store connects it to the ``event-appended`` signal (strongly: it stays connected until
-    :meth:`close`). Live records that arrive ahead of ``next_offset`` (the subscription missed
-    some while catching up) are preceded by the missing ones read from the log, so there is
-    never a gap; records already delivered are skipped, so there is never a duplicate.
+    The store's delivery connects it to the ``event-appended`` signal (strongly: it stays
+    connected until :meth:`close`). Live records that arrive ahead of ``next_offset`` (the
+    subscription missed some while catching up) are preceded by the missing ones read from
+    the log, so there is never a gap; records already delivered are skipped, so there is
+    never a duplicate.
 
     A callback that raises is isolated: the failure is logged, kept in :attr:`failures` (the
     last 100) and counted in :attr:`failure_count`, and delivery goes on with the next record.
@@ -43,12 +49,14 @@ class Subscription:
 
     def __init__(
         self,
-        store: EventStore,
+        reader: RangeReader,
         callback: Callable[[RecordedEvent], Any],
         next_offset: int,
         name: str | None = None,
+        on_close: Callable[[Subscription], Any] | None = None,
     ) -> None:
-        self._store = store
+        self._reader = reader
+        self._on_close = on_close
         self.callback = callback
         self.name = name or getattr(callback, "__qualname__", repr(callback))
         self.next_offset = next_offset
@@ -74,13 +82,14 @@ class Subscription:
         if not self._active or record.offset < self.next_offset:
             return
         if record.offset > self.next_offset:
-            for missed in self._store.read_range(self.next_offset, record.offset):
+            for missed in self._reader.read_range(self.next_offset, record.offset):
                 self._call(missed)
         self._call(record)
 
-    def _catch_up(self, end: int) -> None:
+    def catch_up(self, end: int) -> None:
+        """Deliver the records from :attr:`next_offset` up to ``end`` from the log."""
         if self.next_offset < end:
-            for record in self._store.read_range(self.next_offset, end):
+            for record in self._reader.read_range(self.next_offset, end):
                 if not self._active:
                     return
                 self._call(record)
@@ -104,7 +113,8 @@ class Subscription:
         """Stop delivery and disconnect from the store. Idempotent."""
         if self._active:
             self._active = False
-            self._store._unsubscribe(self)
+            if self._on_close is not None:
+                self._on_close(self)
 
     def __enter__(self) -> Subscription:
         return self

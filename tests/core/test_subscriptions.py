@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from chanlog import EventStore, InvalidArgument, InvalidTransition, RecordedEvent
-from chanlog.signals import event_appended, store_closing, store_opened
+from chanlog.signals import event_appended
 from chanlog_samples import make_signed
 
 
@@ -124,7 +124,7 @@ def test_no_notification_for_refused_append() -> None:
     assert seen == [] and len(store) == 0
 
 
-def test_lifecycle_signals_and_hooks() -> None:
+def test_lifecycle_hooks() -> None:
     from chanlog import PluginHost, hookimpl
 
     calls: list[str] = []
@@ -141,18 +141,6 @@ def test_lifecycle_signals_and_hooks() -> None:
     host = PluginHost(load_entry_points=False)
     host.register(Lifecycle(), name="lifecycle")
 
-    def opened(sender: object) -> None:
-        calls.append("signal-opened")
-
-    def closing(sender: object) -> None:
-        calls.append("signal-closing")
-
-    store_opened.connect(opened)
-    store_closing.connect(closing)
-    try:
-        with EventStore(plugins=host, projections=[]):
-            pass
-    finally:
-        store_opened.disconnect(opened)
-        store_closing.disconnect(closing)
-    assert calls == ["hook-opened", "signal-opened", "hook-closing", "signal-closing"]
+    with EventStore(plugins=host, projections=[]):
+        assert calls == ["hook-opened"]
+    assert calls == ["hook-opened", "hook-closing"]

@@ -172,8 +172,8 @@ def test_dump_load_round_trip_and_strict_load(store: EventStore) -> None:
     fresh = ChannelProjection()
     fresh.load(data)
     assert fresh.states() == projection.states()  # type: ignore[attr-defined]
-    assert fresh.state_in_dump(data, CHANNEL.upper().replace("0X", "0x")) == projection.get(CHANNEL)
-    assert fresh.state_in_dump(data, "0x" + "00" * 32) is None
+    assert fresh.get(CHANNEL.upper().replace("0X", "0x")) == projection.get(CHANNEL)
+    assert fresh.get("0x" + "00" * 32) is None
     broken = {"states": {CHANNEL: {**data["states"][CHANNEL], "holdings": {ASSET: 5}}}, "index": {}}
     with pytest.raises(DecodeError, match="holdings"):
         fresh.load(broken)

@@ -69,7 +69,7 @@ def test_reconstruction_at_every_offset_folds_at_most_every_events(counting_back
         counting_backend.stream_reads = 0
         state = store.reconstruct("channel", channel, at=at)
         assert counting_backend.stream_reads <= 8, at
-        assert state == cold.reconstruct_channel(channel, at=at)
+        assert state == cold.reconstruct("channel", channel, at=at)
 
 
 def test_a_refused_batch_leaves_no_checkpoint() -> None:

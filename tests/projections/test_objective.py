@@ -37,7 +37,7 @@ def test_created_approved_completed_gives_completed_with_three_events() -> None:
             ObjectiveCompleted(objective_id=OBJECTIVE, success=True, timestamp_ms=3),
         ]
     )
-    state = store.reconstructor.reconstruct_objective(OBJECTIVE)
+    state = store.reconstructor.reconstruct("objective", OBJECTIVE)
     assert isinstance(state, ObjectiveState)
     assert (state.status, state.event_count, state.success) == ("completed", 3, True)
     assert (state.created_ms, state.updated_ms, state.terminal_ms) == (1, 3, 3)
@@ -50,7 +50,7 @@ def test_created_approved_completed_gives_completed_with_three_events() -> None:
 def test_empty_log_gives_not_found() -> None:
     store = EventStore()
     with pytest.raises(NotFound, match="no objective"):
-        store.reconstructor.reconstruct_objective(OBJECTIVE)
+        store.reconstructor.reconstruct("objective", OBJECTIVE)
     with pytest.raises(NotFound):
         store.reconstruct("objective", OBJECTIVE, at=0)
     with pytest.raises(NotFound):
@@ -209,7 +209,9 @@ def test_rejection_releases_the_channel() -> None:
 
 def test_reconstruction_does_not_need_the_cross_entity_rule() -> None:
     projection = ObjectiveProjection()
-    state = projection.fold_events(
-        [(created(), 0), (ObjectiveApproved(objective_id=OBJECTIVE, timestamp_ms=2), 1)], OBJECTIVE
-    )
+    state = None
+    for offset, event in enumerate(
+        [created(), ObjectiveApproved(objective_id=OBJECTIVE, timestamp_ms=2)]
+    ):
+        state = projection.fold(state, event, OBJECTIVE, offset) or state
     assert state is not None and state.owns_channel

@@ -19,7 +19,7 @@ def test_reconstruction_reads_only_the_entitys_own_events(counting_backend) -> N
     assert own * 50 < len(store)  # a log shared with 100 other channels
     counting_backend.log_reads = counting_backend.stream_reads = 0
     reconstructor = StateReconstructor(store)
-    state = reconstructor.reconstruct_channel(target, at=len(store))
+    state = reconstructor.reconstruct("channel", target, at=len(store))
     assert counting_backend.log_reads == 0
     assert counting_backend.stream_reads == own == reconstructor.folded_count
     assert state == store.state("channel", target)

@@ -315,10 +315,6 @@ class TurnCounter:
             raise DecodeError(f"turn-counter: not a count: {data!r}")
         return data
 
-    def state_in_dump(self, data: Any, entity_id: str) -> int | None:
-        found = dict(self._entries(data)).get(entity_id.lower())
-        return None if found is None else self.load_state(found)
-
     def load(self, data: Any) -> None:
         self.counts = {entity: self.load_state(count) for entity, count in self._entries(data)}
 

@@ -159,7 +159,7 @@ def test_reconstruction_from_a_snapshot_reads_only_the_tail(counting_backend) ->
         1 for r in store.read_range(700, 750) if getattr(r.event, "channel_id", None) == channel
     )
     assert counting_backend.stream_reads == tail <= 50
-    cold = StateReconstructor(store, use_snapshots=False).reconstruct_channel(channel, at=750)
+    cold = StateReconstructor(store, use_snapshots=False).reconstruct("channel", channel, at=750)
     assert state == cold
     assert snapshot.offset == 700
 

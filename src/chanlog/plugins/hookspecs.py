@@ -22,7 +22,6 @@ import pluggy
 
 if TYPE_CHECKING:
     from chanlog.events.base import Event
-    from chanlog.store import EventStore
 
 __all__ = ["hookimpl", "hookspec"]
 
@@ -81,10 +80,12 @@ def chanlog_register_backends(register: Callable[[str, Callable[..., Any]], None
 
 
 @hookspec
-def chanlog_store_opened(store: EventStore) -> None:
-    """Called once a store is open and its projections are up to date."""
+def chanlog_store_opened(store: Any) -> None:
+    """Called once a store (a :class:`chanlog.EventStore`) is open and its projections are
+    up to date. (Typed ``Any`` here so the hook specifications import nothing of the
+    store: the store imports them.)"""
 
 
 @hookspec
-def chanlog_store_closing(store: EventStore) -> None:
+def chanlog_store_closing(store: Any) -> None:
     """Called when a store starts closing, before its backend is released."""

@@ -9,11 +9,23 @@ committed does the store call :meth:`ProjectionStage.commit`.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from chanlog.events.base import Event
 
-__all__ = ["DeferredState", "Projection", "ProjectionStage"]
+if TYPE_CHECKING:
+    from chanlog.checkpoints import EntityCheckpoints
+
+__all__ = [
+    "PROJECTION_MEMBERS",
+    "DeferredState",
+    "DefersStateLoading",
+    "LeavesCheckpoints",
+    "Projection",
+    "ProjectionStage",
+    "RoutedProjection",
+    "SnapshotsPerEntity",
+]
 
 
 class DeferredState:
@@ -49,9 +61,11 @@ class ProjectionStage(Protocol):
 class Projection(Protocol):
     """A fold of one entity kind, registered through ``chanlog_register_projections``.
 
-    Optional attribute ``event_types``: a frozenset of the event classes the projection reacts
-    to (folds, checks or indexes). When present, the store hands it only those events; when
-    absent or ``None`` it sees every event.
+    These members are all a projection needs: the store folds it inline, checkpoints it,
+    snapshots it (whole, through :meth:`dump`/:meth:`load`) and reconstructs any entity
+    of it at any offset. A projection may also offer the optional capabilities below
+    (:class:`RoutedProjection`, :class:`SnapshotsPerEntity`, :class:`LeavesCheckpoints`);
+    the store detects them once, when the projection is created.
     """
 
     name: str
@@ -82,20 +96,6 @@ class Projection(Protocol):
         """All current states as JSON-compatible data (for snapshots)."""
         ...
 
-    def dump_state(self, state: Any) -> Any:
-        """One entity's state as JSON-compatible data (the per-entity part of :meth:`dump`)."""
-        ...
-
-    def load_state(self, data: Any) -> Any:
-        """The state :meth:`dump_state` wrote; raises :class:`~chanlog.errors.DecodeError`
-        when ``data`` is not such a state."""
-        ...
-
-    def state_in_dump(self, data: Any, entity_id: str) -> Any | None:
-        """The state of ``entity_id`` inside ``data`` from :meth:`dump`, or ``None``; lets
-        reconstruction start from a snapshot without loading every entity of it."""
-        ...
-
     def load(self, data: Any) -> None:
         """Replace all current states with ``data`` from :meth:`dump`."""
         ...
@@ -103,3 +103,61 @@ class Projection(Protocol):
     def __len__(self) -> int:
         """How many entities exist."""
         ...
+
+
+PROJECTION_MEMBERS = (
+    "name",
+    "schema_version",
+    "stage",
+    "get",
+    "entity_ids",
+    "fold",
+    "dump",
+    "load",
+    "__len__",
+)
+"""What the store checks a new projection for (a :class:`~chanlog.errors.PluginError`
+names whatever is missing)."""
+
+
+@runtime_checkable
+class RoutedProjection(Protocol):
+    """Optional: a projection that names the event classes it reacts to, so the store hands
+    it only those (any other event skips it). ``None`` means every event."""
+
+    event_types: frozenset[type[Event]] | None
+
+
+@runtime_checkable
+class SnapshotsPerEntity(Protocol):
+    """Optional: a projection whose :meth:`Projection.dump` is ``{"states": {id: data},
+    ...}`` and that can dump and load one entity's state alone. Its snapshots are then
+    indexed per entity, and reconstruction reads one entity out of a snapshot instead of
+    loading all of them."""
+
+    def dump_state(self, state: Any) -> Any:
+        """One entity's state as JSON-compatible data (the per-entity part of ``dump``)."""
+        ...
+
+    def load_state(self, data: Any) -> Any:
+        """The state :meth:`dump_state` wrote; raises :class:`~chanlog.errors.DecodeError`
+        when ``data`` is not such a state."""
+        ...
+
+
+@runtime_checkable
+class DefersStateLoading(Protocol):
+    """Optional: a projection whose :meth:`Projection.load` accepts a
+    :class:`DeferredState` for any entity and builds it on first use, so a restore from a
+    snapshot costs what the snapshot's header costs."""
+
+    defers_state_loading: bool
+
+
+@runtime_checkable
+class LeavesCheckpoints(Protocol):
+    """Optional: a projection that leaves entity checkpoints itself while it folds (the
+    built-in ones do, at no extra cost). The store sets :attr:`checkpoints`; a projection
+    without it gets checkpoints from the store, which reads the folded states back."""
+
+    checkpoints: EntityCheckpoints | None

@@ -10,17 +10,15 @@ Subclasses supply the pure per-entity fold and the state codec.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
-
-import attrs
 
 from chanlog.checkpoints import EntityCheckpoints
 from chanlog.errors import DecodeError, InvalidTransition
 from chanlog.events.base import Event
 from chanlog.projections.base import DeferredState
 
-__all__ = ["EntityProjection", "EntityStage", "IndexValue", "replacer"]
+__all__ = ["EntityProjection", "EntityStage", "IndexValue"]
 
 S = TypeVar("S")
 IndexValue = str | int | bool
@@ -126,6 +124,9 @@ class EntityProjection(Generic[S]):
     event_types: ClassVar[frozenset[type[Event]] | None] = None
     """The event classes this projection reacts to; the store routes other events past it.
     ``None`` (the default): every event."""
+
+    defers_state_loading: ClassVar[bool] = True
+    """:meth:`load` takes :class:`~chanlog.projections.DeferredState` entities."""
 
     cross_entity_event_types: ClassVar[frozenset[type[Event]] | None] = None
     """The event types :meth:`check` and :meth:`index_updates` act on; the stage skips both
@@ -247,17 +248,6 @@ class EntityProjection(Generic[S]):
         """A read-only copy of every current state, by entity id."""
         return dict(self._resolve_all())
 
-    def fold_events(
-        self, events: Iterable[tuple[Event, int]], entity_id: str, state: S | None = None
-    ) -> S | None:
-        """Fold ``(event, offset)`` pairs of one entity, starting from ``state``."""
-        fold = self.fold
-        for event, offset in events:
-            after = fold(state, event, entity_id, offset)
-            if after is not None:
-                state = after
-        return state
-
     def dump(self) -> dict[str, Any]:
         """Every state and the index, as JSON-compatible data."""
         dump_state = self.dump_state
@@ -295,13 +285,6 @@ class EntityProjection(Generic[S]):
         self._index = index
         self._rebuild_derived()
 
-    def state_in_dump(self, data: Any, entity_id: str) -> S | None:
-        """The state of ``entity_id`` inside :meth:`dump` output, decoded alone."""
-        if not isinstance(data, Mapping) or not isinstance(data.get("states"), Mapping):
-            raise DecodeError(f"{self.name} snapshot: needs a 'states' object")
-        raw = data["states"].get(entity_id.lower())
-        return None if raw is None else self.load_state(raw)
-
     def __len__(self) -> int:
         return len(self._states)
 
@@ -323,25 +306,3 @@ class EntityProjection(Generic[S]):
 
 def _kind(value: object) -> str:
     return type(value).__name__
-
-
-def replacer(cls: type[S]) -> Callable[..., S]:
-    """A fast ``attrs.evolve`` for one frozen, slotted attrs state class.
-
-    ``attrs.evolve`` inspects the class on every call (~10 µs for a 20-field state); folds
-    run it once per event, so each state class gets a generated function instead that
-    copies the slots straight through their descriptors (no validators run: states are
-    built only by folds).
-    """
-    names = [field.name for field in attrs.fields(cls)]  # type: ignore[arg-type]
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_M": _MISSING}
-    lines = [f"def replace(self, *, {', '.join(f'{n}=_M' for n in names)}):"]
-    lines.append("    new = _new(_cls)")
-    for name in names:
-        namespace[f"_set_{name}"] = getattr(cls, name).__set__
-        lines.append(f"    _set_{name}(new, self.{name} if {name} is _M else {name})")
-    lines.append("    return new")
-    exec("\n".join(lines), namespace)
-    replace: Callable[..., S] = namespace["replace"]
-    replace.__doc__ = f"A copy of a {cls.__name__} with the given fields changed."
-    return replace

@@ -11,10 +11,10 @@ from chanlog.snapshots.codec import (
     open_snapshot,
 )
 from chanlog.snapshots.manager import SnapshotManager
-from chanlog.snapshots.policies import DEFAULT_EVERY, EveryNEvents, Never, SnapshotPolicy
+from chanlog.snapshots.policies import DEFAULT_SNAPSHOT_EVERY, EveryNEvents, Never, SnapshotPolicy
 
 __all__ = [
-    "DEFAULT_EVERY",
+    "DEFAULT_SNAPSHOT_EVERY",
     "SNAPSHOT_FORMAT",
     "EveryNEvents",
     "Never",

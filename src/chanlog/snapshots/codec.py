@@ -9,9 +9,10 @@ canonical JSON of every entity state, one after another::
         "thirdparty": {"schema_version": 3, "data": <its whole dump>}}}
     <entity 0xab.. state JSON><entity 0xcd.. state JSON>...
 
-A projection built on :class:`~chanlog.projections.entity.EntityProjection` has its
-``states`` split out of ``data`` into the body; ``entities`` lists each entity id with the
-start and length of its state in the body, in id order. Any other projection keeps its whole
+A projection that snapshots per entity (:class:`~chanlog.projections.SnapshotsPerEntity`,
+as every :class:`~chanlog.projections.entity.EntityProjection` does) has its ``states``
+split out of ``data`` into the body; ``entities`` lists each entity id with the start and
+length of its state in the body, in id order. Any other projection keeps its whole
 dump in ``data``. Keys are sorted and entities ordered, so equal states always give equal
 bytes and an equal ``snapshot_hash`` (keccak256 of all the bytes).
 
@@ -30,8 +31,7 @@ import orjson
 
 from chanlog.errors import DecodeError
 from chanlog.hashing import keccak256
-from chanlog.projections.base import DeferredState, Projection
-from chanlog.projections.entity import EntityProjection
+from chanlog.projections.base import DeferredState, Projection, SnapshotsPerEntity
 from chanlog.records import StoredSnapshot
 
 __all__ = ["SNAPSHOT_FORMAT", "SnapshotView", "decode_snapshot", "encode_snapshot", "open_snapshot"]
@@ -93,9 +93,9 @@ def encode_snapshot(offset: int, projections: Mapping[str, Projection]) -> Store
 
 
 def _split_states(projection: Projection, dumped: Any) -> Mapping[str, Any] | None:
-    """The per-entity states of an :class:`EntityProjection` dump, or ``None`` when the
-    projection keeps its own shape (stored whole)."""
-    if not isinstance(projection, EntityProjection) or not isinstance(dumped, dict):
+    """The per-entity states of a :class:`SnapshotsPerEntity` projection's dump, or
+    ``None`` when the projection keeps its own shape (stored whole)."""
+    if not isinstance(projection, SnapshotsPerEntity) or not isinstance(dumped, dict):
         return None
     states = dumped.get("states")
     if not isinstance(states, Mapping):

@@ -1,4 +1,4 @@
-"""The :class:`SnapshotManager`: takes, finds and reads snapshots for one store.
+"""The :class:`SnapshotManager`: finds and reads the snapshots of one store.
 
 A snapshot is an optimisation, never a source of truth: one whose schema versions differ
 from the projections in use, or whose bytes do not match its hash, is skipped and the
@@ -11,18 +11,15 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from chanlog.backends.base import Backend
 from chanlog.errors import DecodeError, InvalidArgument
-from chanlog.events.system import SnapshotCreated
-from chanlog.projections.base import Projection
-from chanlog.records import StoredSnapshot
-from chanlog.snapshots.codec import SnapshotView, encode_snapshot, open_snapshot
+from chanlog.projections.base import DefersStateLoading, Projection, SnapshotsPerEntity
+from chanlog.records import RecordedEvent, StoredSnapshot
+from chanlog.snapshots.codec import SnapshotView, open_snapshot
 
-if TYPE_CHECKING:
-    from chanlog.store import EventStore
-
-__all__ = ["SnapshotManager"]
+__all__ = ["SnapshotManager", "SnapshotSource"]
 
 logger = logging.getLogger("chanlog.snapshots")
 
@@ -33,12 +30,33 @@ _STATE_CACHE_SIZE = 1024
 _ABSENT = object()
 
 
+class SnapshotSource(Protocol):
+    """What snapshots are read for: a log and the projections folded over it (a store)."""
+
+    @property
+    def backend(self) -> Backend:
+        """Where snapshots are stored."""
+        ...
+
+    def projection_versions(self) -> Mapping[str, int]:
+        """Name → schema version of the projections a restore must match."""
+        ...
+
+    def fresh_projection(self, name: str) -> Projection:
+        """A new, empty instance of the projection ``name``."""
+        ...
+
+    def read_range(self, start: int, end: int) -> Iterator[RecordedEvent]:
+        """Records with ``start <= offset < end``."""
+        ...
+
+
 class SnapshotManager:
     """Snapshots of one store's projections.
 
-    ``create_snapshot(offset)`` stores the projection states as of ``offset`` through the
-    backend and appends ``snapshot-created``; ``latest_snapshot(before_offset)`` finds the
-    newest usable one. Reached as ``store.snapshots``.
+    ``latest_snapshot(before_offset)`` finds the newest usable one; ``restore`` and
+    ``projections_at`` build projections from one. Reached as ``store.snapshots``
+    (snapshots are taken by :meth:`chanlog.EventStore.snapshot`).
 
     Reading is cached at two levels, both bounded LRUs: an opened snapshot (hash verified,
     header parsed) is kept, so the next reconstruction from it does not hash its bytes
@@ -46,8 +64,8 @@ class SnapshotManager:
     offset past the same snapshot parses nothing at all.
     """
 
-    def __init__(self, store: EventStore) -> None:
-        self._store = store
+    def __init__(self, source: SnapshotSource) -> None:
+        self._source = source
         self._views: OrderedDict[tuple[int, bytes], SnapshotView] = OrderedDict()
         self._states: OrderedDict[tuple[int, bytes, str, str], Any] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -58,15 +76,12 @@ class SnapshotManager:
 
     # -- finding -------------------------------------------------------------------------
 
-    def _versions(self) -> dict[str, int]:
-        return {name: p.schema_version for name, p in self._store._projections.items()}
-
     def candidates(
         self, before_offset: int | None, versions: Mapping[str, int]
     ) -> Iterator[StoredSnapshot]:
         """Snapshots at offsets ``<= before_offset`` (any, when None), newest first, whose
         schema versions match ``versions`` (projection name → version)."""
-        backend = self._store.backend
+        backend = self._source.backend
         before = before_offset
         while before is None or before >= 0:
             snapshot = backend.latest_snapshot(before)
@@ -89,7 +104,7 @@ class SnapshotManager:
         its hash; ``None`` when there is none."""
         if before_offset is not None:
             _check_offset(before_offset, "before_offset")
-        for snapshot in self.candidates(before_offset, self._versions()):
+        for snapshot in self.candidates(before_offset, self._source.projection_versions()):
             try:
                 self.open(snapshot)
             except DecodeError as exc:
@@ -118,11 +133,6 @@ class SnapshotManager:
             while len(self._views) > _VIEW_CACHE_SIZE:
                 self._views.popitem(last=False)
         return view
-
-    def decode(self, snapshot: StoredSnapshot) -> Mapping[str, Any]:
-        """Projection name → dumped data of ``snapshot`` (verified; every entity parsed)."""
-        view = self.open(snapshot)
-        return {name: view.projection_data(name) for name in snapshot.versions}
 
     # -- reading states out of snapshots -------------------------------------------------
 
@@ -155,84 +165,48 @@ class SnapshotManager:
             return state, snapshot.offset
         return None, 0
 
-    @staticmethod
-    def _read_entity(view: SnapshotView, projection: Projection, entity_id: str) -> Any | None:
+    def _read_entity(self, view: SnapshotView, projection: Projection, entity_id: str) -> Any:
         name = projection.name
-        if view.is_indexed(name):
+        if view.is_indexed(name) and isinstance(projection, SnapshotsPerEntity):
             raw = view.raw_entity(name, entity_id)
             return None if raw is None else projection.load_state(raw)
-        return projection.state_in_dump(view.projection_data(name), entity_id)
+        # Stored whole: load all of it into a private instance and ask that.
+        whole = self._source.fresh_projection(name)
+        whole.load(view.projection_data(name))
+        return whole.get(entity_id)
 
     def restore(self, before_offset: int) -> tuple[dict[str, Projection], int] | None:
         """Fresh projections loaded from the newest usable snapshot at an offset
         ``<= before_offset``, and its offset; ``None`` when there is none."""
-        store = self._store
-        for snapshot in self.candidates(before_offset, self._versions()):
+        for snapshot in self.candidates(before_offset, self._source.projection_versions()):
             try:
                 view = self.open(snapshot)
                 fresh = self._fresh_projections()
                 for name, projection in fresh.items():
-                    projection.load(view.projection_data(name, deferred=True))
+                    deferred = isinstance(projection, DefersStateLoading)
+                    projection.load(view.projection_data(name, deferred=deferred))
             except DecodeError as exc:
                 logger.warning("ignoring snapshot at offset %d: %s", snapshot.offset, exc)
                 continue
-            logger.debug("%r restored from the snapshot at offset %d", store, snapshot.offset)
+            logger.debug("restored from the snapshot at offset %d", snapshot.offset)
             return fresh, snapshot.offset
         return None
 
     def _fresh_projections(self) -> dict[str, Projection]:
-        host = self._store.plugins
-        return {name: host.lookup("projections", name)() for name in self._store._projections}
+        source = self._source
+        return {name: source.fresh_projection(name) for name in source.projection_versions()}
 
     def projections_at(self, offset: int) -> dict[str, Projection]:
         """Fresh projections holding the states as of ``offset``: the newest usable
         snapshot before it plus a replay of the events in between."""
         restored = self.restore(offset)
         projections, start = restored if restored is not None else (self._fresh_projections(), 0)
-        for record in self._store.read_range(start, offset):
+        for record in self._source.read_range(start, offset):
             for projection in projections.values():
                 stage = projection.stage()
                 stage.apply(record.event, record.offset)
                 stage.commit()
         return projections
-
-    # -- taking --------------------------------------------------------------------------
-
-    def create_snapshot(self, offset: int | None = None) -> StoredSnapshot:
-        """Snapshot the projection states as of ``offset`` (default: the end of the log),
-        store it through the backend and append ``snapshot-created``.
-
-        Raises:
-            InvalidArgument: ``offset`` is negative or beyond the end of the log.
-            StorageError: the backend could not store it.
-        """
-        store = self._store
-        with store._lock:
-            length = store._known
-            if offset is None:
-                offset = length
-            _check_offset(offset, "offset")
-            if offset > length:
-                raise InvalidArgument(f"offset {offset} is beyond the end of the log ({length})")
-            projections = store._projections if offset == length else self.projections_at(offset)
-            snapshot = encode_snapshot(offset, projections)
-            store.backend.save_snapshot(snapshot)
-            last = store._last_snapshot_offset
-            store._last_snapshot_offset = offset if last is None else max(last, offset)
-            timestamp = 0
-            if offset > 0:
-                timestamp = next(store.read_range(offset - 1, offset)).event.timestamp_ms
-            objective = projections.get("objective")
-            channel = projections.get("channel")
-            event = SnapshotCreated(
-                snapshot_offset=offset,
-                snapshot_hash="0x" + snapshot.snapshot_hash.hex(),
-                objective_count=0 if objective is None else len(objective),
-                channel_count=0 if channel is None else len(channel),
-                timestamp_ms=timestamp,
-            )
-            store._append_snapshot_event(event)
-        return snapshot
 
 
 def _check_offset(value: object, name: str) -> None:

@@ -7,13 +7,20 @@ takes the policy's options as keyword arguments (``[snapshots]`` in chanlog.toml
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from chanlog.errors import ConfigError
+from chanlog.errors import ConfigError, InvalidArgument
 
-__all__ = ["DEFAULT_EVERY", "EveryNEvents", "Never", "SnapshotPolicy"]
+__all__ = [
+    "DEFAULT_SNAPSHOT_EVERY",
+    "EveryNEvents",
+    "Never",
+    "SnapshotPolicy",
+    "resolve_policy",
+]
 
-DEFAULT_EVERY = 1000
+DEFAULT_SNAPSHOT_EVERY = 1000
 """The default ``n`` of ``every-n-events``."""
 
 
@@ -46,7 +53,7 @@ class EveryNEvents:
 
     name = "every-n-events"
 
-    def __init__(self, n: int = DEFAULT_EVERY, **options: Any) -> None:
+    def __init__(self, n: int = DEFAULT_SNAPSHOT_EVERY, **options: Any) -> None:
         _reject_unknown(self.name, options)
         if type(n) is not int or n < 1:
             raise ConfigError(f"every-n-events: n must be an int >= 1, got {n!r}", key="n")
@@ -74,3 +81,22 @@ class Never:
 
     def __repr__(self) -> str:
         return "Never()"
+
+
+def resolve_policy(
+    value: SnapshotPolicy | str | None, lookup: Callable[[str, str], Any]
+) -> SnapshotPolicy:
+    """``value`` itself, or the policy registered under that name (``None``: ``"never"``),
+    found with a plugin host's ``lookup``.
+
+    Raises:
+        InvalidArgument: ``value`` is neither a name nor a :class:`SnapshotPolicy`.
+    """
+    if value is None or isinstance(value, str):
+        instance: SnapshotPolicy = lookup("snapshot_policies", value or "never")()
+        return instance
+    if not isinstance(value, SnapshotPolicy):
+        raise InvalidArgument(
+            f"snapshot_policy must be a policy name or have should_snapshot(), got {value!r}"
+        )
+    return value

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import click
 
 from chanlog.cli.app import CliContext, json_option, pass_cli
@@ -15,13 +16,13 @@ from chanlog.cli.errors import CliError, ExitCode
 from chanlog.cli.output import format_timestamp
 from chanlog.cli.records_io import export_line
 from chanlog.config import open_store
-from chanlog.reconstruct import StateReconstructor
+from chanlog.projections.base import SnapshotsPerEntity
 from chanlog.store import EventStore
 
 __all__ = ["demo_command", "show_command", "snapshot_command", "state_data"]
 
 
-def state_data(store: EventStore, kind: str, entity_id: str, at: int | None) -> dict[str, Any]:
+def state_data(store: EventStore, kind: str, entity_id: str, at: int | None) -> Any:
     """The JSON-compatible state of one entity, as of offset ``at`` (``None``: now)."""
     projections = store.plugins.projections
     if kind not in projections:
@@ -32,10 +33,12 @@ def state_data(store: EventStore, kind: str, entity_id: str, at: int | None) -> 
         raise CliError(
             f"--at {at} is beyond the end of the log ({len(store)} events)", ExitCode.USAGE
         )
-    state = StateReconstructor(store).reconstruct(kind, entity_id, at)
-    projection = store.projections.get(kind) or projections[kind]()
-    data: dict[str, Any] = projection.dump_state(state)
-    return data
+    state = store.reconstruct(kind, entity_id, at)
+    projection = store.inline_projection(kind) or store.fresh_projection(kind)
+    if isinstance(projection, SnapshotsPerEntity):
+        return projection.dump_state(state)
+    # A projection that dumps only whole: show its state as plain data.
+    return attrs.asdict(state) if attrs.has(type(state)) else state
 
 
 @click.command("show")
@@ -66,7 +69,7 @@ def show_command(state: CliContext, kind: str, entity_id: str, at: int | None) -
 def snapshot_command(state: CliContext, at: int | None) -> None:
     """Snapshot the projections now (or as of --at) and append snapshot-created."""
     store = state.open_store()
-    snapshot = store.snapshots.create_snapshot(at)
+    snapshot = store.snapshot(at)
     result = {
         "offset": snapshot.offset,
         "snapshot_hash": "0x" + snapshot.snapshot_hash.hex(),

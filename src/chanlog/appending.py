@@ -1,0 +1,250 @@
+"""The append pipeline: encode → stage → chain → write, inside one write transaction.
+
+Nothing here commits or publishes: the store opens the transaction, and only once the
+backend has committed does it make the :class:`CommitResult`'s stage current and hand the
+new records to delivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import attrs
+
+from chanlog import codec
+from chanlog.backends.base import WriteTransaction
+from chanlog.backends.capabilities import AppendsUnlessKnown, FindsMany
+from chanlog.errors import ConcurrencyError, DecodeError, InvalidEvent, InvalidTransition
+from chanlog.events.base import Event
+from chanlog.folding import InlineProjections, WriteStage
+from chanlog.hashing import chain_next
+from chanlog.reading import EventDecoder
+from chanlog.records import RecordedEvent, StoredRecord
+
+__all__ = ["AppendPipeline", "CommitResult", "Encoded"]
+
+
+class Encoded(NamedTuple):
+    """An event ready to stage: its canonical JSON and raw id (a tuple: one is built per
+    appended event)."""
+
+    event: Event
+    canonical: bytes
+    raw_id: bytes
+
+
+@attrs.frozen(slots=True)
+class CommitResult:
+    """What one write transaction did.
+
+    Attributes:
+        offsets: the offset of every event given, in order (an event already in the log
+            keeps its first offset).
+        records: the records written, in offset order (empty: all were known).
+        events: the events of ``records``.
+        stage: the projections' changes, made current once the backend commits.
+    """
+
+    offsets: list[int]
+    records: list[StoredRecord]
+    events: list[Event]
+    stage: WriteStage | None
+
+    def recorded(self) -> list[RecordedEvent]:
+        """The new records as subscribers receive them."""
+        return [
+            RecordedEvent(record.offset, event.event_id, event, "0x" + record.chain_hash.hex())
+            for record, event in zip(self.records, self.events, strict=True)
+        ]
+
+
+def _where(index: int, batch: bool) -> str:
+    return f"batch[{index}]: " if batch else ""
+
+
+class AppendPipeline:
+    """Turns items into records that continue the log, refusing what must be refused.
+
+    Args:
+        decoder: the registered event types (and the strict envelope decoder).
+        inline: the projections that validate each event.
+    """
+
+    def __init__(self, decoder: EventDecoder, inline: InlineProjections) -> None:
+        self._decoder = decoder
+        self._inline = inline
+        serializer = decoder.serializer
+        self._dumps = None if serializer.canonical else serializer.dumps
+        # Resolved once per transaction class, not probed on every append.
+        self._capabilities: dict[type[Any], tuple[bool, bool]] = {}
+
+    # -- encoding ------------------------------------------------------------------------
+
+    def as_event(self, item: object, index: int, *, batch: bool) -> Event:
+        """Accept an event, or a ``{"type", "payload"}`` envelope decoded strictly; refuse
+        anything else or an event type this store's plugins did not register."""
+        # Events first: the common case, and a plain class check is ten times cheaper than
+        # the Mapping ABC's.
+        if isinstance(item, Event):
+            if self._decoder.types.get(item.event_type) is type(item):
+                return item
+            raise InvalidEvent(
+                f"{_where(index, batch)}event type {item.event_type!r} "
+                f"({type(item).__name__}) is not registered with this store's plugins",
+                event_type=item.event_type,
+                index=index if batch else None,
+                rule="event type must be registered",
+            )
+        if isinstance(item, Mapping):
+            try:
+                return codec.decode_envelope(item, self._decoder.types)
+            except DecodeError as exc:
+                raise InvalidEvent(
+                    f"{_where(index, batch)}{exc}",
+                    event_type=exc.event_type,
+                    field=exc.path,
+                    rule="payload must decode",
+                    index=index if batch else None,
+                ) from exc
+        raise InvalidEvent(
+            f"{_where(index, batch)}expected a chanlog Event or an envelope, "
+            f"got {type(item).__name__}",
+            index=index if batch else None,
+            rule="must be a chanlog.Event",
+        )
+
+    def primary_stream(self, item: Event | Mapping[str, Any]) -> str:
+        """The first stream of ``item``: what ``expected_version`` applies to."""
+        event = self.as_event(item, 0, batch=False)
+        if not event.streams:
+            raise InvalidEvent(
+                f"{event.event_type} belongs to no entity stream; expected_version cannot apply",
+                event_type=event.event_type,
+                rule="expected_version needs an entity stream",
+            )
+        return event.streams[0]
+
+    def encode(self, items: Sequence[object], *, batch: bool) -> list[Encoded]:
+        """Check and encode ``items`` (outside any lock: encoding is the costly part)."""
+        encoded: list[Encoded] = []
+        for index, item in enumerate(items):
+            event = self.as_event(item, index, batch=batch)
+            canonical, _, raw_id = codec.encode_event_raw(event)
+            encoded.append(Encoded(event, canonical, raw_id))
+        return encoded
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _capabilities_of(self, transaction: WriteTransaction) -> tuple[bool, bool]:
+        kind = type(transaction)
+        found = self._capabilities.get(kind)
+        if found is None:
+            found = self._capabilities[kind] = (
+                isinstance(transaction, AppendsUnlessKnown),
+                isinstance(transaction, FindsMany),
+            )
+        return found
+
+    def write(
+        self,
+        transaction: WriteTransaction,
+        encoded: list[Encoded],
+        expected: dict[str, int] | None,
+        batch: bool,
+    ) -> CommitResult:
+        """Check, stage and write ``encoded`` inside ``transaction``: idempotency, expected
+        versions, projections.
+
+        A transaction that :class:`~chanlog.backends.capabilities.AppendsUnlessKnown` is
+        written optimistically (ADR 0022): the events are staged as if none were in the
+        log yet, and the backend's unique index on event ids is the judge. Only when it
+        finds a known id, or when staging refuses (a re-appended event may well fail its
+        transition or expected version the second time), are the ids looked up and
+        everything staged again, exactly.
+        """
+        unless_known, _ = self._capabilities_of(transaction)
+        if unless_known and isinstance(transaction, AppendsUnlessKnown):
+            try:
+                result = self._stage(transaction, encoded, expected, batch, None)
+            except (InvalidTransition, ConcurrencyError):
+                pass  # decided below, knowing which events are already in the log
+            else:
+                if transaction.append_unless_known(result.records):
+                    return result
+        existing = self._find_existing(transaction, encoded)
+        if existing is not None and None not in existing:
+            return CommitResult([o for o in existing if o is not None], [], [], None)
+        result = self._stage(transaction, encoded, expected, batch, existing)
+        transaction.append(result.records)  # not empty: some event was not in the log
+        return result
+
+    def _find_existing(
+        self, transaction: WriteTransaction, encoded: list[Encoded]
+    ) -> list[int | None] | None:
+        """Offsets of the events already in the log, or ``None`` when none of them is (the
+        common case, which then costs no list at all for a single event)."""
+        if len(encoded) == 1:
+            found = transaction.find(encoded[0].raw_id)
+            return None if found is None else [found]
+        raw_ids = [item.raw_id for item in encoded]
+        if self._capabilities_of(transaction)[1] and isinstance(transaction, FindsMany):
+            return transaction.find_many(raw_ids)
+        return [transaction.find(raw_id) for raw_id in raw_ids]
+
+    @staticmethod
+    def _check_versions(transaction: WriteTransaction, expected: dict[str, int]) -> None:
+        for stream, version in expected.items():
+            actual = transaction.stream_version(stream)
+            if actual != version:
+                raise ConcurrencyError(
+                    f"stream {stream} is at version {actual}, expected {version}",
+                    stream=stream,
+                    expected=version,
+                    actual=actual,
+                )
+
+    def _stage(
+        self,
+        transaction: WriteTransaction,
+        encoded: list[Encoded],
+        expected: dict[str, int] | None,
+        batch: bool,
+        existing: list[int | None] | None,
+    ) -> CommitResult:
+        """Stage ``encoded``, skipping the events at the offsets ``existing`` names
+        (``None``: none is in the log): check expected versions, fold the projections'
+        stages, chain the new records."""
+        if expected:
+            self._check_versions(transaction, expected)
+        head = transaction.head
+        offsets: list[int] = []
+        records: list[StoredRecord] = []
+        events: list[Event] = []
+        stage = self._inline.stage()
+        dumps = self._dumps
+        in_batch: dict[bytes, int] = {}
+        offset = head.length
+        chain = head.chain_hash
+        for index, item in enumerate(encoded):
+            known = None if existing is None else existing[index]
+            if known is None and in_batch:
+                known = in_batch.get(item.raw_id)
+            if known is not None:
+                offsets.append(known)
+                continue
+            event = item.event
+            try:
+                stage.apply(event, offset)
+            except InvalidTransition as exc:
+                raise (exc.at_index(index) if batch else exc) from None
+            chain = chain_next(chain, item.raw_id)
+            payload = item.canonical if dumps is None else dumps(codec.to_payload(event))
+            records.append(
+                StoredRecord(offset, item.raw_id, event.event_type, event.streams, payload, chain)
+            )
+            events.append(event)
+            in_batch[item.raw_id] = offset
+            offsets.append(offset)
+            offset += 1
+        return CommitResult(offsets, records, events, stage)

@@ -1,0 +1,159 @@
+"""Delivery: the ordered hand-off of committed records to whoever observes the log.
+
+Committed records are queued here (never before the backend committed) and handed out in
+offset order through the blinker ``event-appended`` signal, which subscriptions and any
+other receiver connect to. This is where a message bus plugs in (DESIGN section 10).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from chanlog.backends.base import Backend
+from chanlog.errors import ChanlogError
+from chanlog.records import RecordedEvent
+from chanlog.signals import event_appended
+from chanlog.subscriptions import RangeReader, Subscription
+
+__all__ = ["Delivery"]
+
+logger = logging.getLogger("chanlog.delivery")
+
+
+class Delivery:
+    """The outbox of one store and the subscriptions it feeds.
+
+    Args:
+        sender: what receivers are told sent each record (the store).
+        reader: where subscriptions read records they missed.
+        append_lock: the store's append lock; held while a subscription connects, so no
+            record can commit between the subscription's catch-up and its going live.
+        length: how many records the store has folded (read under ``append_lock``).
+    """
+
+    def __init__(
+        self,
+        sender: object,
+        reader: RangeReader,
+        append_lock: threading.RLock,
+        length: Callable[[], int],
+    ) -> None:
+        self._sender = sender
+        self._reader = reader
+        self._append_lock = append_lock
+        self._length = length
+        self._outbox: deque[RecordedEvent] = deque()
+        self._delivering = threading.Lock()
+        self._subscriptions: list[Subscription] = []
+        self._watcher: threading.Thread | None = None
+        self._closing = threading.Event()
+
+    @property
+    def wanted(self) -> bool:
+        """Whether anyone listens (otherwise committed records are not even queued)."""
+        return bool(event_appended.receivers)
+
+    @property
+    def pending(self) -> bool:
+        """Whether records wait to be delivered."""
+        return bool(self._outbox)
+
+    def enqueue(self, records: Iterable[RecordedEvent]) -> None:
+        """Queue committed records, in offset order (call under the append lock)."""
+        self._outbox.extend(records)
+
+    def deliver(self) -> None:
+        """Drain the outbox in offset order. Whichever thread holds the delivery lock
+        delivers everything queued, so records reach receivers in offset order even when
+        many threads append; a callback that appends does not deadlock (its record is
+        delivered by the loop already running)."""
+        outbox = self._outbox
+        while outbox:
+            if not self._delivering.acquire(blocking=False):
+                return
+            try:
+                # Resolved once per drain, not per record: subscribe() cannot connect while
+                # we hold the delivery lock, and a subscription closed meanwhile skips itself.
+                receivers = list(event_appended.receivers_for(self._sender))
+                while outbox:
+                    self._notify(outbox.popleft(), receivers)
+            finally:
+                self._delivering.release()
+
+    def _notify(self, record: RecordedEvent, receivers: list[Callable[..., Any]]) -> None:
+        for receiver in receivers:
+            try:
+                receiver(self._sender, record=record)
+            except Exception:
+                logger.exception(
+                    "event-appended receiver %r failed on offset %d", receiver, record.offset
+                )
+
+    def subscribe(
+        self, callback: Callable[[RecordedEvent], Any], from_offset: int | None, name: str | None
+    ) -> Subscription:
+        """A connected :class:`Subscription` (see :meth:`chanlog.EventStore.subscribe`)."""
+        subscription = Subscription(
+            self._reader, callback, from_offset or 0, name, on_close=self._disconnect
+        )
+        if from_offset is not None:
+            # Most of the catch-up runs without blocking live delivery to others...
+            subscription.catch_up(self._length())
+        # ...and the last stretch under the delivery lock and the append lock, so no record
+        # can be committed between reading the length and connecting.
+        with self._delivering, self._append_lock:
+            known = self._length()
+            if from_offset is None:
+                subscription.next_offset = known
+            else:
+                subscription.catch_up(known)
+            event_appended.connect(subscription, sender=self._sender, weak=False)
+            self._subscriptions.append(subscription)
+        self.deliver()
+        return subscription
+
+    def _disconnect(self, subscription: Subscription) -> None:
+        event_appended.disconnect(subscription, sender=self._sender)
+        if subscription in self._subscriptions:
+            self._subscriptions.remove(subscription)
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        """The active subscriptions."""
+        return list(self._subscriptions)
+
+    def watch(self, backend: Backend, refresh: Callable[[], Any]) -> None:
+        """Start (once) a thread that calls ``refresh`` whenever another process appends
+        to ``backend``."""
+        with self._append_lock:
+            if self._watcher is not None:
+                return
+            self._watcher = threading.Thread(
+                target=self._watch, args=(backend, refresh), name="chanlog-watcher", daemon=True
+            )
+            self._watcher.start()
+
+    def _watch(self, backend: Backend, refresh: Callable[[], Any]) -> None:
+        while not self._closing.is_set():
+            try:
+                if backend.wait(self._length(), 0.1):
+                    refresh()
+            except ChanlogError:
+                if self._closing.is_set():
+                    return
+                logger.exception("watching the shared log failed; retrying")
+                self._closing.wait(1.0)
+
+    def close(self) -> None:
+        """Close every subscription and stop the watcher."""
+        self._closing.set()
+        with self._append_lock:
+            for subscription in list(self._subscriptions):
+                subscription.close()
+            watcher = self._watcher
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(timeout=5)

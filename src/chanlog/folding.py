@@ -1,0 +1,214 @@
+"""The inline projections of one store: created, routed, staged and folded.
+
+Every committed record passes through here, whether this store wrote it or found it in the
+log (another process, an earlier run). Two paths share one routing table: a
+:class:`WriteStage` folds the events of one write transaction into overlays that become
+current only once the backend has committed, and :meth:`InlineProjections.fold_committed`
+folds records already in the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from chanlog.checkpoints import EntityCheckpoints
+from chanlog.errors import ChanlogError, IntegrityError, InvalidTransition, PluginError
+from chanlog.events.base import Event
+from chanlog.events.system import SnapshotCreated
+from chanlog.plugins.host import PluginHost
+from chanlog.projections.base import (
+    PROJECTION_MEMBERS,
+    LeavesCheckpoints,
+    Projection,
+    ProjectionStage,
+    RoutedProjection,
+)
+
+__all__ = ["InlineProjections", "WriteStage", "instantiate_projection"]
+
+
+def instantiate_projection(host: PluginHost, name: str) -> Projection:
+    """A new instance of the projection registered as ``name``, checked against the
+    :class:`~chanlog.projections.Projection` protocol.
+
+    Raises:
+        PluginError: no such projection, its factory failed, or what it built lacks a
+            member of the protocol (each missing one is named).
+    """
+    factory = host.lookup("projections", name)
+    try:
+        projection = factory()
+    except ChanlogError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"projection {name!r}: its factory raised {exc!r}") from exc
+    missing = [member for member in PROJECTION_MEMBERS if not hasattr(projection, member)]
+    if missing:
+        raise PluginError(
+            f"projection {name!r} ({type(projection).__qualname__}) lacks "
+            f"{', '.join(missing)}: see the Projection protocol in the plugin guide"
+        )
+    checked: Projection = projection
+    return checked
+
+
+class InlineProjections:
+    """The projections a store folds inline, and how far into the log they are.
+
+    Args:
+        host: where projection names resolve.
+        names: the projections to fold.
+        checkpoints: where entity checkpoints go. A projection that
+            :class:`~chanlog.projections.LeavesCheckpoints` leaves them itself; for any
+            other, committed folds read the entity's state back every ``every`` events.
+    """
+
+    def __init__(
+        self, host: PluginHost, names: Iterable[str], checkpoints: EntityCheckpoints
+    ) -> None:
+        self._host = host
+        self.checkpoints = checkpoints
+        self.folded = 0
+        """How many records of the log the projections describe (offsets ``< folded``)."""
+        self.last_snapshot_offset: int | None = None
+        """The offset of the latest snapshot the folded records announce."""
+        self._install({name: instantiate_projection(host, name) for name in names})
+
+    def _install(self, projections: dict[str, Projection]) -> None:
+        self.by_name: Mapping[str, Projection] = projections
+        self._list = list(projections.values())
+        self._routes: dict[type[Event], tuple[int, ...]] = {}
+        sink = self.checkpoints if self.checkpoints.enabled else None
+        self._watched: frozenset[int] = frozenset(
+            position
+            for position, projection in enumerate(self._list)
+            if not isinstance(projection, LeavesCheckpoints) and sink is not None
+        )
+        for projection in self._list:
+            if isinstance(projection, LeavesCheckpoints):
+                projection.checkpoints = sink
+        self._since: dict[tuple[int, str], int] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._list)
+
+    def replace(self, projections: dict[str, Projection], folded: int) -> None:
+        """Fold from ``projections`` on (restored from a snapshot at ``folded``)."""
+        self._install(projections)
+        self.folded = folded
+
+    def versions(self) -> dict[str, int]:
+        """Projection name → schema version."""
+        return {name: projection.schema_version for name, projection in self.by_name.items()}
+
+    def fresh(self) -> dict[str, Projection]:
+        """New, empty instances of the same projections."""
+        return {name: instantiate_projection(self._host, name) for name in self.by_name}
+
+    def route(self, event_class: type[Event]) -> tuple[int, ...]:
+        """Positions of the projections that react to ``event_class``: a
+        :class:`~chanlog.projections.RoutedProjection` sees only the events it names."""
+        route = self._routes.get(event_class)
+        if route is None:
+            route = tuple(
+                position
+                for position, projection in enumerate(self._list)
+                if not isinstance(projection, RoutedProjection)
+                or projection.event_types is None
+                or event_class in projection.event_types
+            )
+            self._routes[event_class] = route
+        return route
+
+    def stage(self) -> WriteStage:
+        """Begin folding the events of one write transaction."""
+        return WriteStage(self)
+
+    def note(self, event: Event) -> None:
+        """Remember the snapshots the log announces (the policy counts from the latest one,
+        whichever process took it)."""
+        if type(event) is SnapshotCreated:
+            last = self.last_snapshot_offset
+            offset = event.snapshot_offset
+            self.last_snapshot_offset = offset if last is None else max(last, offset)
+
+    def fold_committed(self, offset: int, event: Event) -> None:
+        """Fold a record already in the log, at ``offset``.
+
+        Raises:
+            IntegrityError: the projections refuse it: the stored log breaks its own rules
+                (it was written with validation off, or changed outside chanlog).
+        """
+        stage = WriteStage(self)
+        try:
+            stage.apply(event, offset)
+        except InvalidTransition as exc:
+            raise IntegrityError(
+                f"offset {offset}: the stored {event.event_type} does not fold ({exc}); "
+                "the log fails its own rules (written with validation off, or changed "
+                "outside chanlog): run `chanlog verify`, and `chanlog log` to look at it",
+                offset=offset,
+            ) from exc
+        stage.commit()
+        self.folded = offset + 1
+
+    def _after_commit(self, touched: list[tuple[int, Event, int]]) -> None:
+        """Leave checkpoints for the projections that do not leave their own."""
+        every = self.checkpoints.every
+        since = self._since
+        latest: dict[tuple[int, str], int] = {}
+        due: set[tuple[int, str]] = set()
+        for position, event, offset in touched:  # in offset order
+            for entity_id in self._list[position].entity_ids(event):
+                key = (position, entity_id)
+                latest[key] = offset
+                count = since[key] = since.get(key, 0) + 1
+                if count >= every:
+                    due.add(key)
+        for key in due:
+            position, entity_id = key
+            projection = self._list[position]
+            state = projection.get(entity_id)
+            if state is not None:
+                # The state after the whole transaction is the state right after the
+                # entity's last event in it.
+                self.checkpoints.record(projection.name, entity_id, latest[key] + 1, state)
+                since[key] = 0
+
+
+class WriteStage:
+    """The projections' pending changes of one write transaction: all become current at
+    :meth:`commit`, or none does."""
+
+    __slots__ = ("_announced", "_inline", "_stages", "_touched")
+
+    def __init__(self, inline: InlineProjections) -> None:
+        self._inline = inline
+        self._stages: dict[int, ProjectionStage] = {}
+        self._touched: list[tuple[int, Event, int]] = []
+        self._announced: list[Event] = []
+
+    def apply(self, event: Event, offset: int) -> None:
+        """Fold ``event`` (to be committed at ``offset``) into every projection it routes
+        to; :class:`~chanlog.errors.InvalidTransition` when one refuses it."""
+        inline = self._inline
+        stages = self._stages
+        for position in inline.route(type(event)):
+            stage = stages.get(position)
+            if stage is None:
+                stage = stages[position] = inline._list[position].stage()
+            stage.apply(event, offset)
+            if position in inline._watched:
+                self._touched.append((position, event, offset))
+        if type(event) is SnapshotCreated:
+            self._announced.append(event)
+
+    def commit(self) -> None:
+        """Make every pending change current (call once the backend committed)."""
+        for stage in self._stages.values():
+            stage.commit()
+        inline = self._inline
+        for event in self._announced:
+            inline.note(event)
+        if self._touched:
+            inline._after_commit(self._touched)

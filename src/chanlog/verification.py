@@ -1,0 +1,306 @@
+"""``verify``: what a log proves about itself, and what witnesses prove about it (ADR 0024).
+
+A log proves its own internal consistency: every event id is the hash of its payload,
+every chain hash follows from the one before, offsets are dense, the per-stream index the
+reads rely on agrees with the streams every payload declares, and every stored snapshot
+matches the hash its ``snapshot-created`` event announced. A log cannot prove that nothing
+was cut from its end: only a witness of a later head can, and verify checks every one it
+is given or finds (a head the backend remembered, the stored snapshots).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+import attrs
+import orjson
+
+from chanlog.backends.base import Backend
+from chanlog.backends.capabilities import ExposesStreamIndex, RemembersHead
+from chanlog.codec import canonical_json_of_payload
+from chanlog.errors import DecodeError, IntegrityError, InvalidArgument
+from chanlog.events.base import Event
+from chanlog.events.system import SnapshotCreated
+from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next, event_digest, keccak256
+from chanlog.records import Head, StoredRecord, Witness
+from chanlog.serializers import Serializer
+
+__all__ = ["VerifyReport", "parse_witness", "verify_log"]
+
+_PROGRESS_EVERY = 1000
+
+
+class EventTypes(Protocol):
+    """What verify needs to know of the event types (a store's decoder)."""
+
+    @property
+    def types(self) -> Mapping[str, type[Event]]:
+        """Wire name → event class."""
+        ...
+
+    serializer: Serializer
+
+
+@attrs.frozen
+class VerifyReport:
+    """What :func:`verify_log` checked (it raises at the first failure).
+
+    Attributes:
+        records: records checked (ids, chain, offsets, streams).
+        head: the head of the verified log.
+        witnesses: the witnesses the log was held against, and agreed with.
+        snapshots: stored snapshots checked against their ``snapshot-created`` events.
+        index_entries: per-stream index entries compared with the payloads (``None``:
+            the backend exposes no index, reads derive streams from the records).
+        unregistered: records of event types no installed plugin defines (their streams
+            are taken as stored: nothing else declares them).
+    """
+
+    records: int
+    head: Head
+    witnesses: tuple[Witness, ...] = ()
+    snapshots: int = 0
+    index_entries: int | None = None
+    unregistered: int = 0
+
+
+def parse_witness(text: str, source: str = "--expect-head") -> Witness:
+    """A witness from ``OFFSET:HASH`` (as ``chanlog verify`` prints a head).
+
+    Raises:
+        InvalidArgument: naming what is wrong with ``text``.
+    """
+    offset_text, _, hash_text = text.strip().partition(":")
+    try:
+        offset = int(offset_text)
+        chain_hash = bytes.fromhex(hash_text.removeprefix("0x"))
+    except ValueError:
+        offset, chain_hash = -1, b""
+    if offset < 0 or len(chain_hash) != 32:
+        raise InvalidArgument(
+            f"{source}: expected OFFSET:HASH (an offset >= 0 and 32 bytes of hex), got {text!r}"
+        )
+    return Witness(offset, chain_hash, source)
+
+
+class _Scan:
+    """State of one pass over the log."""
+
+    def __init__(self, backend: Backend, decoder: EventTypes) -> None:
+        self.decoder = decoder
+        self.chain = GENESIS_CHAIN_HASH
+        self.announced: dict[int, tuple[int, bytes]] = {}  # snapshot offset → (event offset, hash)
+        self.unregistered = 0
+        self.index_entries: int | None = None
+        self._index: Iterator[tuple[str, int]] | None = None
+        self._pending: tuple[str, int] | None = None
+        if isinstance(backend, ExposesStreamIndex):
+            self._index = iter(backend.stream_index())
+            self.index_entries = 0
+        serializer = decoder.serializer
+        self._canonical: Callable[[bytes], bytes] | None = (
+            None
+            if serializer.canonical
+            else lambda payload: canonical_json_of_payload(serializer.loads(payload))
+        )
+        self._loads: Callable[[bytes], Any] = (
+            orjson.loads if serializer.canonical else serializer.loads
+        )
+
+    def check(self, stored: StoredRecord, offset: int) -> None:
+        if stored.offset != offset:
+            raise IntegrityError(
+                f"offset {offset}: record missing (next stored record is at {stored.offset})",
+                offset=offset,
+            )
+        payload = stored.payload
+        if type(payload) is not bytes:
+            raise IntegrityError(
+                f"offset {offset}: payload is {type(payload).__name__}, not bytes "
+                "(rewritten outside chanlog)",
+                offset=offset,
+            )
+        try:
+            canonical = payload if self._canonical is None else self._canonical(payload)
+        except DecodeError as exc:
+            raise IntegrityError(
+                f"offset {offset}: payload unreadable: {exc}", offset=offset
+            ) from exc
+        computed = event_digest(stored.event_type, canonical)
+        if computed != stored.event_id:
+            raise IntegrityError(
+                f"offset {offset}: event id does not match its payload "
+                f"(stored 0x{stored.event_id.hex()}, computed 0x{computed.hex()})",
+                offset=offset,
+            )
+        self.chain = chain_next(self.chain, computed)
+        if self.chain != stored.chain_hash:
+            raise IntegrityError(f"offset {offset}: chain hash does not match", offset=offset)
+        self._check_streams(stored, offset)
+
+    def _check_streams(self, stored: StoredRecord, offset: int) -> None:
+        cls = self.decoder.types.get(stored.event_type)
+        if cls is None:
+            self.unregistered += 1
+            streams = stored.streams
+        else:
+            fields = self._loads(stored.payload)
+            declared = (fields.get(name) for name in cls.stream_fields)
+            streams = tuple(value.lower() for value in declared if type(value) is str)
+            if streams != tuple(stored.streams):
+                raise IntegrityError(
+                    f"offset {offset}: the record is filed under streams {list(stored.streams)}"
+                    f" but its payload declares {list(streams)}",
+                    offset=offset,
+                )
+            if cls is SnapshotCreated:
+                self._announce(fields, offset)
+        if self._index is not None:
+            self._check_index(offset, streams)
+
+    def _announce(self, fields: dict[str, Any], offset: int) -> None:
+        snapshot_hash = bytes.fromhex(str(fields.get("snapshot_hash", "")).removeprefix("0x"))
+        self.announced[int(fields.get("snapshot_offset", -1))] = (offset, snapshot_hash)
+
+    def _check_index(self, offset: int, streams: tuple[str, ...]) -> None:
+        """The index entries at ``offset`` must be exactly the payload's streams."""
+        found: list[str] = []
+        while True:
+            entry = self._pending if self._pending is not None else next(self._index_iter(), None)
+            self._pending = None
+            if entry is None:
+                break
+            stream, at = entry
+            if at < offset:
+                raise IntegrityError(
+                    f"offset {at}: the stream index files it under {stream!r}, which its "
+                    "payload does not declare",
+                    offset=at,
+                )
+            if at > offset:
+                self._pending = entry
+                break
+            found.append(stream)
+        assert self.index_entries is not None
+        self.index_entries += len(found)
+        if sorted(found) != sorted(streams):
+            missing = sorted(set(streams) - set(found))
+            extra = sorted(set(found) - set(streams))
+            raise IntegrityError(
+                f"offset {offset}: the stream index disagrees with the payload "
+                f"(missing {missing}, extra {extra}): reads of those streams would be wrong",
+                offset=offset,
+            )
+
+    def _index_iter(self) -> Iterator[tuple[str, int]]:
+        assert self._index is not None
+        return self._index
+
+    def finish(self, length: int) -> None:
+        """Index entries beyond the last record point at records that do not exist."""
+        if self._index is None:
+            return
+        entry = self._pending if self._pending is not None else next(self._index, None)
+        if entry is not None:
+            raise IntegrityError(
+                f"offset {entry[1]}: the stream index holds {entry[0]!r} at an offset the "
+                f"log ({length} records) does not have: records were cut",
+                offset=min(entry[1], length),
+            )
+
+
+def _check_snapshots(backend: Backend, scan: _Scan, length: int) -> int:
+    """Every stored snapshot must match the hash its ``snapshot-created`` event announced,
+    and be announced by one: a snapshot the log does not announce is the trace of a cut
+    tail (or of a snapshot added outside chanlog)."""
+    checked = 0
+    before: int | None = None
+    while before is None or before >= 0:
+        snapshot = backend.latest_snapshot(before)
+        if snapshot is None:
+            break
+        announced = scan.announced.get(snapshot.offset)
+        if announced is None:
+            raise IntegrityError(
+                f"offset {min(snapshot.offset, length)}: a snapshot of the first "
+                f"{snapshot.offset} records is stored but no snapshot-created event in the "
+                f"log ({length} records) announces it: the log's tail was cut",
+                offset=min(snapshot.offset, length),
+            )
+        event_offset, announced_hash = announced
+        if keccak256(snapshot.data) != announced_hash or snapshot.snapshot_hash != announced_hash:
+            raise IntegrityError(
+                f"offset {event_offset}: the snapshot at offset {snapshot.offset} does not "
+                "match the hash its snapshot-created event announced (changed outside chanlog)",
+                offset=event_offset,
+            )
+        checked += 1
+        before = snapshot.offset - 1
+    return checked
+
+
+def _hold_against(witness: Witness, length: int, chain_at: dict[int, bytes]) -> None:
+    if witness.offset >= length:
+        raise IntegrityError(
+            f"offset {length}: {witness.source} saw the log reach offset {witness.offset}, "
+            f"but it has {length} records: records were cut from its tail",
+            offset=length,
+        )
+    if chain_at[witness.offset] != witness.chain_hash:
+        raise IntegrityError(
+            f"offset {witness.offset}: the chain hash differs from what {witness.source} "
+            f"saw (0x{witness.chain_hash.hex()}): the log was rewritten from there or before",
+            offset=witness.offset,
+        )
+
+
+def verify_log(
+    backend: Backend,
+    decoder: EventTypes,
+    *,
+    witnesses: Iterable[Witness] = (),
+    progress: Callable[[int, int], Any] | None = None,
+) -> VerifyReport:
+    """Check every record, the stream index, the snapshots and every witness.
+
+    Raises:
+        IntegrityError: naming the first offset that fails (see :class:`VerifyReport`).
+    """
+    held = list(witnesses)
+    if isinstance(backend, RemembersHead):
+        remembered = backend.remembered_head()
+        if remembered is not None and remembered.length > 0:
+            held.append(
+                Witness(remembered.length - 1, remembered.chain_hash, "the head chanlog remembered")
+            )
+    wanted = {witness.offset for witness in held}
+    chain_at: dict[int, bytes] = {}
+    total = backend.head().length
+    scan = _Scan(backend, decoder)
+    offset = 0
+    for stored in backend.read(0, total):
+        scan.check(stored, offset)
+        if offset in wanted:
+            chain_at[offset] = scan.chain
+        offset += 1
+        if progress is not None and offset % _PROGRESS_EVERY == 0:
+            progress(offset, total)
+    if offset != total:
+        raise IntegrityError(
+            f"offset {offset}: log ends early ({offset} of {total} records)", offset=offset
+        )
+    scan.finish(total)
+    snapshots = _check_snapshots(backend, scan, total)
+    for witness in held:
+        _hold_against(witness, total, chain_at)
+    if progress is not None:
+        progress(total, total)
+    return VerifyReport(
+        records=total,
+        head=Head(total, scan.chain),
+        witnesses=tuple(held),
+        snapshots=snapshots,
+        index_entries=scan.index_entries,
+        unregistered=scan.unregistered,
+    )
