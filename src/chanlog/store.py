@@ -1,13 +1,7 @@
-"""The event store: a small façade over the parts that do the work.
-
-:class:`~chanlog.appending.AppendPipeline` encodes, stages and chains appends;
-:class:`~chanlog.folding.InlineProjections` folds every committed record;
-:class:`~chanlog.delivery.Delivery` hands committed records to observers, in offset order;
-:class:`~chanlog.reading.LogReader` (which the store is) decodes reads; snapshots,
-reconstruction and :func:`~chanlog.verification.verify_log` see the store only through
-narrow protocols. What the store itself owns is the append lock and the order of steps:
-nothing is folded or delivered before the backend has committed.
-"""
+"""The event store: a façade over the parts that do the work (ADR 0025), owning only the
+append lock and the order of steps: nothing is folded or delivered before the backend has
+committed. Appends go through :mod:`chanlog.appending`, folds through :mod:`chanlog.folding`,
+hand-offs through :mod:`chanlog.delivery`; reads and verify are :mod:`chanlog.reading`'s."""
 
 from __future__ import annotations
 
@@ -66,9 +60,8 @@ class EventStore(LogReader):
             from the latest snapshot in the log (whichever process took it). Default
             ``"never"``: snapshots are then taken only by :meth:`snapshot`.
         checkpoint_every: keep an in-memory checkpoint of an entity every this many of its
-            events (default 32; ``0`` keeps none), so :meth:`reconstruct` at any offset folds
-            at most that many events past the nearest one (see
-            :class:`~chanlog.checkpoints.EntityCheckpoints`).
+            events (default 32; ``0``: none), so :meth:`reconstruct` at any offset folds at
+            most that many events past the nearest one (ADR 0020).
         read_only: refuse appends and snapshots (the backend should be opened read-only too).
 
     The store is thread-safe. Use it as a context manager, or call :meth:`close`.
@@ -107,8 +100,6 @@ class EventStore(LogReader):
         with self._lock:
             self._bootstrap()
         self._host.hook.chanlog_store_opened(store=self)
-
-    # -- configuration -------------------------------------------------------------------
 
     @property
     def snapshot_policy(self) -> SnapshotPolicy:
@@ -160,8 +151,6 @@ class EventStore(LogReader):
         """A new, empty instance of the registered projection ``name``."""
         return instantiate_projection(self._host, name)
 
-    # -- folding what the log holds ------------------------------------------------------
-
     def _bootstrap(self) -> None:
         """Fold what the backend already holds, so the projections describe the log: load
         the newest snapshot whose schema versions match the projections (one that does not
@@ -199,8 +188,6 @@ class EventStore(LogReader):
 
     def __len__(self) -> int:
         return self._backend.head().length if self._backend.shared else self._inline.folded
-
-    # -- appending -----------------------------------------------------------------------
 
     def append(
         self, event: Event | Mapping[str, Any], *, expected_version: int | None = None
@@ -290,8 +277,6 @@ class EventStore(LogReader):
             self._delivery.deliver()
         return result
 
-    # -- snapshots and reconstruction ----------------------------------------------------
-
     def _maybe_snapshot(self) -> None:
         """Ask the policy after a commit; a failed automatic snapshot is logged, never
         raised: the append it follows has succeeded, and a snapshot is only an
@@ -356,8 +341,6 @@ class EventStore(LogReader):
             raise NotFound(f"no {kind} {entity_id}")
         return found
 
-    # -- observing -----------------------------------------------------------------------
-
     def subscribe(
         self,
         callback: Callable[[RecordedEvent], Any],
@@ -383,8 +366,6 @@ class EventStore(LogReader):
     def subscriptions(self) -> list[Subscription]:
         """The active subscriptions."""
         return self._delivery.subscriptions
-
-    # -- lifecycle -----------------------------------------------------------------------
 
     @property
     def closed(self) -> bool:
