@@ -110,8 +110,8 @@ def file_option_of(factory: object) -> str | None:
 
 def accepts_keyword(factory: Callable[..., Any], name: str) -> bool:
     """True when ``factory``'s signature has a parameter ``name`` that can be passed by
-    keyword. A bare ``**options`` does not count: such a factory (the SQLite backend before
-    it learnt ``read_only``) refuses keys it does not know."""
+    keyword. A bare ``**options`` does not count: the built-in backends take one only to
+    refuse unknown keys by name, so they would refuse a ``name`` they do not declare."""
     try:
         parameter = inspect.signature(factory).parameters.get(name)
     except (TypeError, ValueError):  # builtins without a signature
