@@ -9,8 +9,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from chanlog import EventStore, default_host
+from chanlog import EventStore
 from chanlog.backends.base import Backend
+from chanlog.plugins import default_host
 
 __all__ = [
     "POSTGRES_DSN",

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from benchmarks import adapters, workload
 from benchmarks.config import Config
-from chanlog import EventStore, MemoryBackend
+from chanlog import EventStore
 from chanlog.backends.base import Backend
+from chanlog.backends.memory import MemoryBackend
 
 __all__ = ["BUILD_CHUNK", "TARGET", "LogCache"]
 

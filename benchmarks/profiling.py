@@ -21,8 +21,9 @@ from pathlib import Path
 
 from benchmarks import adapters, workload
 from benchmarks.logs import TARGET, fill
-from chanlog import EventStore, MemoryBackend
+from chanlog import EventStore
 from chanlog.backends.base import Backend
+from chanlog.backends.memory import MemoryBackend
 
 __all__ = ["main", "profile"]
 

@@ -157,7 +157,7 @@ def cases(config: Config, logs: LogCache) -> list[Case]:
     reps = config.reps(7)
 
     def memory() -> Backend:
-        from chanlog import MemoryBackend
+        from chanlog.backends.memory import MemoryBackend
 
         return MemoryBackend()
 

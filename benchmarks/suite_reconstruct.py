@@ -19,7 +19,8 @@ from benchmarks import adapters, peer_eventsourcing, workload
 from benchmarks.config import Config
 from benchmarks.harness import Case, Contender
 from benchmarks.logs import TARGET, LogCache, fill
-from chanlog import EventStore, MemoryBackend
+from chanlog import EventStore
+from chanlog.backends.memory import MemoryBackend
 
 __all__ = ["cases"]
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chanlog import MemoryBackend
+from chanlog.backends.memory import MemoryBackend
 from chanlog.records import StoredRecord
 
 

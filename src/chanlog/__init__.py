@@ -11,15 +11,17 @@ Quick start::
         offset = store.append(chanlog.ObjectiveCreated(
             objective_id="0x" + "aa" * 32, objective_type="DirectFund", timestamp_ms=1,
         ))
+
+The top level is what a user of the store and a plugin author need: the events, the store
+and ``open``, the errors, the records, the configuration, and the protocols a plugin
+implements. Everything else lives in its submodule (``chanlog.backends.sqlite``,
+``chanlog.projections``, ``chanlog.snapshots``, ``chanlog.codec``, ``chanlog.workload`` ...),
+so ``import chanlog`` loads neither SQLite nor the workload generator nor the CLI.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: it would bind the public name `annotations` here.
 
 from chanlog.backends.base import Backend, WriteTransaction
-from chanlog.backends.memory import MemoryBackend
-from chanlog.backends.sqlite import SqliteBackend
-from chanlog.checkpoints import EntityCheckpoints
-from chanlog.codec import canonical_json, decode_event, to_payload
 from chanlog.config import StoreConfig, load_config
 from chanlog.config import open_store as open
 from chanlog.errors import (
@@ -36,7 +38,6 @@ from chanlog.errors import (
     StorageError,
 )
 from chanlog.events import (
-    BUILTIN_EVENT_TYPES,
     AllocationUpdated,
     ChainEvent,
     ChallengeCleared,
@@ -61,37 +62,17 @@ from chanlog.events import (
     StateSupportedUpdated,
     WithdrawCompleted,
 )
-from chanlog.plugins import PluginHost, default_host, hookimpl
-from chanlog.projections import (
-    ChannelProjection,
-    ChannelState,
-    EntityProjection,
-    MessagesProjection,
-    MessageState,
-    ObjectiveProjection,
-    ObjectiveState,
-    Projection,
-    ProjectionStage,
-)
-from chanlog.reconstruct import StateReconstructor
+from chanlog.plugins import PluginHost, hookimpl
+from chanlog.projections import Projection, ProjectionStage
 from chanlog.records import Head, RecordedEvent, StoredRecord, StoredSnapshot
-from chanlog.serializers import JsonSerializer, Serializer
-from chanlog.snapshots import (
-    EveryNEvents,
-    Never,
-    SnapshotManager,
-    SnapshotPolicy,
-    SnapshotView,
-    open_snapshot,
-)
+from chanlog.serializers import Serializer
+from chanlog.snapshots import SnapshotPolicy
 from chanlog.store import EventStore
-from chanlog.subscriptions import DeliveryFailure, Subscription
-from chanlog.workload import Workload, WorkloadConfig
+from chanlog.subscriptions import Subscription
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BUILTIN_EVENT_TYPES",
     "AllocationUpdated",
     "Backend",
     "ChainEvent",
@@ -101,40 +82,27 @@ __all__ = [
     "ChannelConcluded",
     "ChannelCreated",
     "ChannelFinalized",
-    "ChannelProjection",
-    "ChannelState",
     "ConcurrencyError",
     "ConfigError",
     "DecodeError",
-    "DeliveryFailure",
     "DepositDetected",
-    "EntityCheckpoints",
-    "EntityProjection",
     "Event",
     "EventStore",
-    "EveryNEvents",
     "Head",
     "IntegrityError",
     "InvalidArgument",
     "InvalidEvent",
     "InvalidTransition",
-    "JsonSerializer",
-    "MemoryBackend",
     "MessageAcked",
     "MessageDropped",
     "MessageReceived",
     "MessageSent",
-    "MessageState",
-    "MessagesProjection",
-    "Never",
     "NotFound",
     "ObjectiveApproved",
     "ObjectiveCompleted",
     "ObjectiveCranked",
     "ObjectiveCreated",
-    "ObjectiveProjection",
     "ObjectiveRejected",
-    "ObjectiveState",
     "PluginError",
     "PluginHost",
     "Projection",
@@ -142,12 +110,8 @@ __all__ = [
     "RecordedEvent",
     "Serializer",
     "SnapshotCreated",
-    "SnapshotManager",
     "SnapshotPolicy",
-    "SnapshotView",
-    "SqliteBackend",
     "StateReceived",
-    "StateReconstructor",
     "StateSigned",
     "StateSupportedUpdated",
     "StorageError",
@@ -156,16 +120,8 @@ __all__ = [
     "StoredSnapshot",
     "Subscription",
     "WithdrawCompleted",
-    "Workload",
-    "WorkloadConfig",
     "WriteTransaction",
-    "__version__",
-    "canonical_json",
-    "decode_event",
-    "default_host",
     "hookimpl",
     "load_config",
     "open",
-    "open_snapshot",
-    "to_payload",
 ]

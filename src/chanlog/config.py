@@ -19,6 +19,11 @@ The settings (ADR 0014)::
 Every name is looked up in the plugin host's registries, so whatever a plugin registered can
 be selected here. Every mistake is a :class:`~chanlog.errors.ConfigError` that names the file,
 the key, the bad value and the allowed values; an unknown key is a mistake, never ignored.
+
+No backend is special here. A backend whose factory declares a ``file_option`` (see
+:class:`FileBackedFactory`; the built-in ``sqlite`` declares ``"path"``) keeps its log in one
+file: that option is resolved against the configuration file's directory, defaults to
+``chanlog.db`` there, and a read-only open refuses a file that does not exist.
 """
 
 from __future__ import annotations
@@ -28,23 +33,27 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
 from chanlog.checkpoints import DEFAULT_CHECKPOINT_EVERY
-from chanlog.errors import ConfigError
+from chanlog.errors import ChanlogError, ConfigError, NotFound
 from chanlog.plugins.host import PluginHost, default_host
 from chanlog.store import EventStore
 
 __all__ = [
     "CONFIG_FILENAME",
     "DEFAULT_BACKEND",
+    "DEFAULT_LOG_FILE",
     "DEFAULT_SNAPSHOT_POLICY",
-    "DEFAULT_SQLITE_PATH",
     "PYPROJECT_FILENAME",
+    "FileBackedFactory",
     "StoreConfig",
+    "accepts_keyword",
     "build_store",
+    "file_backend",
+    "file_option_of",
     "find_config",
     "load_config",
     "open_store",
@@ -55,7 +64,9 @@ CONFIG_FILENAME = "chanlog.toml"
 PYPROJECT_FILENAME = "pyproject.toml"
 DEFAULT_BACKEND = "sqlite"
 """Config files describe a durable node, so the embedded durable backend is their default."""
-DEFAULT_SQLITE_PATH = "chanlog.db"
+DEFAULT_LOG_FILE = "chanlog.db"
+"""The file a file-backed backend uses when the settings name none (in the configuration
+file's directory, else the current one)."""
 DEFAULT_SNAPSHOT_POLICY = "every-n-events"
 """The policy of a configured store whose settings have no ``[snapshots]`` table."""
 
@@ -63,6 +74,71 @@ TOP_LEVEL_KEYS = ("backend", "checkpoint_every", "projections", "serializer", "s
 
 PathLike = str | os.PathLike[str]
 Source = PathLike | Mapping[str, Any]
+
+
+@runtime_checkable
+class FileBackedFactory(Protocol):
+    """A backend factory whose backend keeps its log in one file.
+
+    A plugin opts in by giving its registered factory a ``file_option`` attribute naming
+    the keyword option that holds the file (a class attribute of the backend class works):
+
+    - a relative file in a configuration file is relative to that file's directory, and a
+      missing one defaults to :data:`DEFAULT_LOG_FILE` there;
+    - ``chanlog --db FILE`` passes ``FILE`` as that option;
+    - a read-only open (:func:`build_store`) refuses a file that does not exist, so a typo
+      creates nothing;
+    - ``chanlog init`` writes that option, commented.
+    """
+
+    file_option: str
+    """The name of the keyword option that holds the log file (``"path"`` for SQLite)."""
+
+    def __call__(self, *args: Any, **options: Any) -> Any:
+        """Open the backend."""
+
+
+def file_option_of(factory: object) -> str | None:
+    """The option naming the log file of a backend ``factory``, or ``None`` for a backend
+    that keeps no file (memory, PostgreSQL)."""
+    if isinstance(factory, FileBackedFactory):
+        option = factory.file_option
+        if isinstance(option, str) and option:
+            return option
+    return None
+
+
+def accepts_keyword(factory: Callable[..., Any], name: str) -> bool:
+    """True when ``factory``'s signature has a parameter ``name`` that can be passed by
+    keyword. A bare ``**options`` does not count: the built-in backends take one only to
+    refuse unknown keys by name, so they would refuse a ``name`` they do not declare."""
+    try:
+        parameter = inspect.signature(factory).parameters.get(name)
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.KEYWORD_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    )
+
+
+def file_backend(
+    file: PathLike, *, name: str = DEFAULT_BACKEND, plugins: PluginHost | None = None
+) -> dict[str, Any]:
+    """The ``backend`` setting that keeps the log in ``file`` with the file-backed backend
+    ``name``: ``{"name": name, <its file option>: file}``.
+
+    Raises:
+        ConfigError: ``name`` is not registered, or keeps no file.
+    """
+    host = plugins or default_host()
+    if name not in host.backends:
+        raise _fail("<file_backend>", "backend.name", name, "no such backend", host.backends)
+    option = file_option_of(host.backends[name])
+    if option is None:
+        file_backed = [key for key, value in host.backends.items() if file_option_of(value)]
+        raise _fail("<file_backend>", "backend.name", name, "keeps no file", file_backed)
+    return {"name": name, option: os.fspath(file)}
 
 
 @attrs.frozen
@@ -221,9 +297,9 @@ def _validate(
     backend, backend_options = _named_table(
         raw, "backend", "name", DEFAULT_BACKEND, source, host.backends
     )
-    backend_options = _resolve_paths(backend_options, base)
-    if backend == "sqlite" and "path" not in backend_options:
-        backend_options["path"] = str((base or Path.cwd()) / DEFAULT_SQLITE_PATH)
+    file_option = file_option_of(host.backends[backend])
+    if file_option is not None:
+        _resolve_file(backend_options, file_option, base)
     _check_options(host.backends[backend], backend_options, source, "backend")
     serializer = raw.get("serializer", "json")
     if not isinstance(serializer, str):
@@ -290,13 +366,16 @@ def _named_table(
     return name, options
 
 
-def _resolve_paths(options: dict[str, Any], base: Path | None) -> dict[str, Any]:
-    """A relative ``path`` option means relative to the config file, not to wherever the
-    process happens to run."""
-    path = options.get("path")
+def _resolve_file(options: dict[str, Any], option: str, base: Path | None) -> None:
+    """A relative log file means relative to the config file, not to wherever the process
+    happens to run; none at all means :data:`DEFAULT_LOG_FILE` (config files describe a
+    durable node, whose log must not silently live in memory)."""
+    if option not in options:
+        options[option] = str((base or Path.cwd()) / DEFAULT_LOG_FILE)
+        return
+    path = options[option]
     if base is not None and isinstance(path, str) and path and not Path(path).is_absolute():
-        options["path"] = str(base / path)
-    return options
+        options[option] = str(base / path)
 
 
 def _check_options(
@@ -364,6 +443,7 @@ def open_store(
     /,
     *,
     plugins: PluginHost | None = None,
+    read_only: bool = False,
     **settings: Any,
 ) -> EventStore:
     """Assemble an :class:`~chanlog.EventStore` from configuration (``chanlog.open``).
@@ -374,25 +454,57 @@ def open_store(
         store = chanlog.open("pyproject.toml")            # its [tool.chanlog] table
         store = chanlog.open({"backend": {"name": "sqlite", "path": "node.db"}})
         store = chanlog.open(backend="memory", serializer="json")
+        store = chanlog.open("chanlog.toml", read_only=True, projections=[])  # inspect
 
     Args:
         source: as for :func:`load_config`.
         plugins: the plugin host providing the named parts (default: the process-wide one).
+        read_only: open an existing log to read it, never creating one; see
+            :func:`build_store`.
         settings: top-level settings, overriding those of ``source``.
 
     Raises:
         ConfigError: a bad setting, naming the file, the key, the value and what is allowed.
+        NotFound: ``read_only`` and the log file does not exist.
         StorageError: the backend could not open its storage.
     """
     host = plugins or default_host()
     config = load_config(source, plugins=host, **settings)
-    return build_store(config, plugins=host)
+    return build_store(config, plugins=host, read_only=read_only)
 
 
-def build_store(config: StoreConfig, *, plugins: PluginHost | None = None) -> EventStore:
-    """Open the store a validated :class:`StoreConfig` describes."""
+def build_store(
+    config: StoreConfig, *, plugins: PluginHost | None = None, read_only: bool = False
+) -> EventStore:
+    """Open the store a validated :class:`StoreConfig` describes.
+
+    Args:
+        config: the validated settings.
+        plugins: the plugin host providing the named parts (default: the process-wide one).
+        read_only: open an existing log to read it. The backend factory gets
+            ``read_only=True`` when its signature has a ``read_only`` parameter (the backend
+            then refuses writes and creates nothing). A file-backed backend's file
+            (:class:`FileBackedFactory`) must already exist, whatever the factory supports,
+            so a misspelled path is a :class:`~chanlog.errors.NotFound` that names it
+            instead of a new, empty log. Open with ``projections=[]`` as well to look at a
+            log whose records no longer fold.
+
+    Raises:
+        NotFound: ``read_only`` and the log file does not exist.
+    """
     host = plugins or default_host()
     source = config.source
+    factory = host.backends[config.backend]
+    options = dict(config.backend_options)
+    missing: NotFound | None = None
+    if read_only:
+        missing = _missing_log_file(factory, options, config)
+        if accepts_keyword(factory, "read_only"):
+            # The backend checks its options first and then refuses the missing file
+            # itself, so a misspelled option is reported before the file it may explain.
+            options["read_only"] = True
+        elif missing is not None:
+            raise missing
     policy = None
     if config.snapshot_policy is not None:
         policy = _construct(
@@ -402,13 +514,7 @@ def build_store(config: StoreConfig, *, plugins: PluginHost | None = None) -> Ev
             "snapshots",
             f"snapshot policy {config.snapshot_policy!r}",
         )
-    backend = _construct(
-        host.backends[config.backend],
-        config.backend_options,
-        source,
-        "backend",
-        f"backend {config.backend!r}",
-    )
+    backend = _open_backend(factory, options, config, missing)
     extra: dict[str, Any] = {} if policy is None else {"snapshot_policy": policy}
     try:
         return EventStore(
@@ -422,3 +528,50 @@ def build_store(config: StoreConfig, *, plugins: PluginHost | None = None) -> Ev
     except BaseException:
         backend.close()
         raise
+
+
+def _open_backend(
+    factory: Callable[..., Any],
+    options: Mapping[str, Any],
+    config: StoreConfig,
+    missing: NotFound | None,
+) -> Any:
+    """Call the backend factory; when the log file is ``missing`` (a read-only open), any
+    refusal but a :class:`ConfigError` becomes that :class:`NotFound`, so every file-backed
+    backend reports a missing log the same way (exit code 3 in the CLI)."""
+    what = f"backend {config.backend!r}"
+    if missing is None:
+        return _construct(factory, options, config.source, "backend", what)
+    try:
+        backend = _construct(factory, options, config.source, "backend", what)
+    except ConfigError:
+        raise
+    except ChanlogError as exc:
+        raise missing from exc
+    # A read-only backend that opened a file which does not exist broke its contract; the
+    # caller still learns that there was no log.
+    backend.close()
+    raise missing
+
+
+def _missing_log_file(
+    factory: Callable[..., Any], options: Mapping[str, Any], config: StoreConfig
+) -> NotFound | None:
+    """The error for a file-backed log whose file does not exist, or ``None``.
+
+    Checked here rather than left to each backend so that every file-backed backend, a
+    plugin's included, gives the same error."""
+    option = file_option_of(factory)
+    file = options.get(option) if option is not None else None
+    if not isinstance(file, str | os.PathLike):
+        return None  # no file named: the backend refuses that with its own ConfigError
+    try:
+        os.stat(file)
+    except FileNotFoundError:
+        return NotFound(
+            f"no log file {os.fspath(file)} (backend {config.backend!r}, from {config.source});"
+            " opened read-only, so nothing was created"
+        )
+    except (OSError, ValueError):
+        pass  # a name no file can have, or an unreadable directory: the backend says which
+    return None

@@ -42,7 +42,8 @@ def instantiate_projection(host: PluginHost, name: str) -> Projection:
         raise
     except Exception as exc:
         raise PluginError(f"projection {name!r}: its factory raised {exc!r}") from exc
-    missing = [member for member in PROJECTION_MEMBERS if not hasattr(projection, member)]
+    present = set(dir(projection))
+    missing = [member for member in PROJECTION_MEMBERS if member not in present]
     if missing:
         raise PluginError(
             f"projection {name!r} ({type(projection).__qualname__}) lacks "

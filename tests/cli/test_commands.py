@@ -11,7 +11,7 @@ import pytest
 from chanlog import ObjectiveCreated
 from chanlog.cli.demo_events import CHANNEL_ID, OBJECTIVE_ID, demo_events
 from chanlog.cli.errors import ExitCode
-from chanlog.config import load_config
+from chanlog.config import load_config, open_store
 from chanlog.errors import ConfigError
 from cli.conftest import Run, envelope, jsonl
 
@@ -364,7 +364,9 @@ def test_demo_into_a_named_store_and_time_travel_offset(run: Run, db: Path) -> N
 
 
 @pytest.mark.parametrize("command", ["stats", "verify", "log", "export", "snapshot"])
-def test_read_commands_on_an_empty_log(run: Run, command: str) -> None:
+def test_read_commands_on_an_empty_log(run: Run, db: Path, command: str) -> None:
+    # An existing log with no events (a missing one is refused: tests/cli/test_read_only.py).
+    open_store(backend={"name": "sqlite", "path": str(db)}).close()
     result = run(command)
     assert result.exit_code == 0, result.output
 

@@ -9,14 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chanlog import (
-    DecodeError,
-    Event,
-    EventStore,
-    MemoryBackend,
-    codec,
-    fields,
-)
+from chanlog import DecodeError, Event, EventStore, codec, fields
+from chanlog.backends.memory import MemoryBackend
 from chanlog.events import BUILTIN_EVENT_TYPES
 from chanlog.fastdecode import Mismatch, trusted_decoder
 from chanlog_strategies import any_event

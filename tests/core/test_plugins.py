@@ -72,7 +72,8 @@ def test_store_learns_a_type_registered_after_it_opened() -> None:
 
 
 def test_decoding_a_type_whose_plugin_is_gone_is_a_decode_error() -> None:
-    from chanlog import DecodeError, MemoryBackend
+    from chanlog import DecodeError
+    from chanlog.backends.memory import MemoryBackend
 
     host = PluginHost(load_entry_points=False)
     host.register(NotesPlugin(), name="notes")

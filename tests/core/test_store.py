@@ -13,13 +13,13 @@ from chanlog import (
     IntegrityError,
     InvalidArgument,
     InvalidEvent,
-    MemoryBackend,
     NotFound,
     ObjectiveCreated,
     RecordedEvent,
     StateSigned,
     codec,
 )
+from chanlog.backends.memory import MemoryBackend
 from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next
 from chanlog.signals import event_appended
 from chanlog_samples import CHANNEL
@@ -251,7 +251,8 @@ def test_verify_detects_tampering_in_memory(signed: Signed) -> None:
 
 
 def test_constructor_options(signed: Signed) -> None:
-    from chanlog import JsonSerializer, PluginError
+    from chanlog import PluginError
+    from chanlog.serializers import JsonSerializer
 
     with EventStore(serializer=JsonSerializer(), projections=[]) as store:
         store.append(signed(1))

@@ -26,6 +26,7 @@ import attrs
 import pytest
 
 import chanlog
+from chanlog.events import BUILTIN_EVENT_TYPES
 from chanlog.plugins import hookspecs
 
 ANCHOR = re.compile(r'\bid="(chanlog(?:\.[A-Za-z0-9_]+)*)"')
@@ -159,7 +160,7 @@ def test_anchor_pattern_reads_mkdocstrings_headings() -> None:
     assert ANCHOR.findall(html) == ["chanlog.store.EventStore"]
 
 
-@pytest.mark.parametrize("event_class", chanlog.BUILTIN_EVENT_TYPES, ids=lambda cls: cls.event_type)
+@pytest.mark.parametrize("event_class", BUILTIN_EVENT_TYPES, ids=lambda cls: cls.event_type)
 def test_event_type_has_a_catalog_entry(event_class: type[chanlog.Event], repo_root: Path) -> None:
     catalog = (repo_root / "docs/architecture/event-types.md").read_text(encoding="utf-8")
     heading = f"### `{event_class.event_type}`"

@@ -13,9 +13,12 @@ import pytest
 
 import chanlog
 from chanlog import codec, fields
+from chanlog.backends.sqlite import SqliteBackend
 from chanlog.backends.sqlite_schema import head_of
 from chanlog.errors import ChanlogError, ConfigError, IntegrityError, InvalidEvent, StorageError
 from chanlog.events import MessageAcked, MessageSent, ObjectiveCranked, ObjectiveRejected
+from chanlog.plugins import default_host
+from chanlog.snapshots import open_snapshot
 from chanlog.testing import sample_events
 from chanlog.testing.events import bytes32_of
 from fuzz.fuzz_helpers import objectives_of_samples
@@ -68,9 +71,7 @@ def test_valid_non_ascii_text_is_still_accepted_and_encodes() -> None:
     event = MessageAcked(message_id=ID, peer_id="pär 🙂 \U0010ffff", timestamp_ms=1)
     assert event.event_id.startswith("0x")
     assert (
-        codec.decode_event(
-            "message-acked", event.canonical_json(), chanlog.default_host().event_types
-        )
+        codec.decode_event("message-acked", event.canonical_json(), default_host().event_types)
         == event
     )
 
@@ -130,7 +131,7 @@ LAST = len(OBJECTIVES) + len(SAMPLES) - 1
 @pytest.fixture
 def log_file(tmp_path: Path) -> Path:
     path = tmp_path / "log.db"
-    with chanlog.EventStore(chanlog.SqliteBackend(path)) as store:
+    with chanlog.EventStore(SqliteBackend(path)) as store:
         store.append_batch([*OBJECTIVES, *SAMPLES])
     return path
 
@@ -142,7 +143,7 @@ def test_a_changed_byte_in_the_schema_page(log_file: Path) -> None:
     data[data.index(b"tablesnapshotssnapshots") + len(b"table")] = 0xFF
     log_file.write_bytes(bytes(data))
     with pytest.raises(StorageError) as error:
-        chanlog.SqliteBackend(log_file)
+        SqliteBackend(log_file)
     message = str(error.value)
     assert str(log_file) in message
     assert "not UTF-8" in message and "changed outside chanlog" in message
@@ -176,7 +177,7 @@ def test_head_of_a_good_row() -> None:
 def test_a_last_row_whose_chain_hash_became_an_integer(log_file: Path) -> None:
     edit_database(log_file, f"UPDATE events SET chain_hash = 12345 WHERE position = {LAST}")
     with pytest.raises(StorageError, match="changed outside chanlog"):
-        chanlog.EventStore(chanlog.SqliteBackend(log_file))
+        chanlog.EventStore(SqliteBackend(log_file))
 
 
 def test_a_damaged_last_row_names_the_file(log_file: Path) -> None:
@@ -184,11 +185,11 @@ def test_a_damaged_last_row_names_the_file(log_file: Path) -> None:
     ``head_of(row)`` without the path (they should pass ``self.path``)."""
     edit_database(log_file, f"UPDATE events SET chain_hash = 12345 WHERE position = {LAST}")
     with pytest.raises(StorageError, match=str(log_file)):
-        chanlog.EventStore(chanlog.SqliteBackend(log_file))
+        chanlog.EventStore(SqliteBackend(log_file))
 
 
 def _read_fails_at(path: Path, position: int, *fragments: str) -> None:
-    with chanlog.EventStore(chanlog.SqliteBackend(path), projections=[]) as store:
+    with chanlog.EventStore(SqliteBackend(path), projections=[]) as store:
         for action in (lambda: list(store.read_from(0)), store.verify):
             with pytest.raises(IntegrityError) as error:
                 action()
@@ -216,7 +217,7 @@ def test_damaged_streams_json(log_file: Path, streams: str, fragment: str) -> No
     _read_fails_at(log_file, 17, fragment)
     sample = SAMPLES[17 - len(OBJECTIVES)]
     objective, message = sample.objective_id, sample.message_id
-    with chanlog.EventStore(chanlog.SqliteBackend(log_file), projections=[]) as store:
+    with chanlog.EventStore(SqliteBackend(log_file), projections=[]) as store:
         for stream in (objective, message):
             with pytest.raises(IntegrityError) as error:
                 list(store.read_stream(stream))
@@ -248,7 +249,7 @@ def test_a_column_of_the_wrong_type(log_file: Path, column: str, value: str, fra
 def test_a_damaged_row_refuses_the_open_of_a_folding_store(log_file: Path) -> None:
     edit_database(log_file, "UPDATE events SET payload = 1 WHERE position = 3")
     with pytest.raises(IntegrityError) as error:
-        chanlog.EventStore(chanlog.SqliteBackend(log_file))
+        chanlog.EventStore(SqliteBackend(log_file))
     assert error.value.offset == 3
 
 
@@ -256,7 +257,7 @@ def test_a_schema_row_with_a_unicode_digit_stream_index_block(log_file: Path) ->
     """``stream_index_block`` took "²" for a number (str.isdigit) and int() then failed."""
     edit_database(log_file, "UPDATE chanlog_meta SET value = '²' WHERE key = 'stream_index_block'")
     with pytest.raises(StorageError, match="stream_index_block"):
-        chanlog.SqliteBackend(log_file)
+        SqliteBackend(log_file)
 
 
 # -- found by the fuzz suite, to be fixed outside this change's files ----------------------
@@ -266,11 +267,11 @@ def test_a_schema_row_with_a_unicode_digit_stream_index_block(log_file: Path) ->
 def test_a_snapshot_row_whose_versions_are_not_an_object(log_file: Path, versions: str) -> None:
     """Fails today: ``SqliteBackend.latest_snapshot`` hands out any JSON as ``versions`` and
     ``SnapshotManager.candidates`` calls ``.get`` on it (AttributeError)."""
-    with chanlog.EventStore(chanlog.SqliteBackend(log_file)) as store:
+    with chanlog.EventStore(SqliteBackend(log_file)) as store:
         store.snapshot()
     edit_database(log_file, f"UPDATE snapshots SET versions = '{versions}'")
     try:
-        with chanlog.EventStore(chanlog.SqliteBackend(log_file)) as store:
+        with chanlog.EventStore(SqliteBackend(log_file)) as store:
             store.reconstruct("messages", SAMPLES[0].message_id, at=len(OBJECTIVES) + 2)
     except ChanlogError:
         pass
@@ -283,7 +284,7 @@ def test_open_snapshot_with_versions_that_are_not_a_mapping() -> None:
         snapshot = store.snapshot()
     damaged = chanlog.StoredSnapshot(snapshot.offset, [], snapshot.data, snapshot.snapshot_hash)  # type: ignore[arg-type]
     with pytest.raises(chanlog.DecodeError):
-        chanlog.open_snapshot(damaged)
+        open_snapshot(damaged)
 
 
 @pytest.mark.parametrize("name", ["log\x00.db", "\ud800.db"], ids=["nul", "surrogate"])
@@ -291,7 +292,7 @@ def test_an_sqlite_path_no_file_can_have(tmp_path: Path, name: str) -> None:
     """Fails today: ``SqliteBackend`` lets ValueError / UnicodeEncodeError out (from
     sqlite3.connect and from the cleanup in ``create_database``)."""
     with pytest.raises(ChanlogError):
-        chanlog.SqliteBackend(str(tmp_path / name))
+        SqliteBackend(str(tmp_path / name))
     with pytest.raises(ConfigError):
         chanlog.open(backend={"name": "sqlite", "path": str(tmp_path / name)})
 

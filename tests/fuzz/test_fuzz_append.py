@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import chanlog
+from chanlog.codec import decode_event
 from chanlog.errors import ChanlogError
 from chanlog.events import Event
 from fuzz.fuzz_helpers import (
@@ -128,9 +129,7 @@ def test_append_random_text_in_an_accepted_event(
             _append(store, [envelope])
         else:
             try:
-                event = chanlog.decode_event(
-                    "message-sent", envelope["payload"], store.plugins.event_types
-                )
+                event = decode_event("message-sent", envelope["payload"], store.plugins.event_types)
             except ChanlogError:
                 return
             _append(store, [event])

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import chanlog
 from chanlog import codec
+from chanlog.backends.memory import MemoryBackend
 from chanlog.errors import DecodeError
 from chanlog.events import BUILTIN_EVENT_TYPES, Event
 from chanlog.serializers import JsonSerializer
@@ -67,10 +68,10 @@ def test_decode_event_damaged_canonical_json(data: st.DataObject, event: Event) 
 def test_decode_event_damaged_payload_mapping(data: st.DataObject, event: Event) -> None:
     payload = data.draw(damaged_json(payload_of(event)))
     with contextlib.suppress(DecodeError):
-        decoded = chanlog.decode_event(event.event_type, payload, TYPES)
+        decoded = codec.decode_event(event.event_type, payload, TYPES)
         assert decoded.event_id.startswith("0x")
     with contextlib.suppress(DecodeError):
-        chanlog.decode_event(event.event_type, to_json(payload), TYPES)
+        codec.decode_event(event.event_type, to_json(payload), TYPES)
 
 
 @settings(suppress_health_check=SLOW)
@@ -153,7 +154,7 @@ def test_store_reads_damaged_stored_payloads(serializer: str, data: st.DataObjec
     from fuzz.fuzz_helpers import REAL_EVENTS
 
     events = [event for event in REAL_EVENTS if event.event_type != "snapshot-created"]
-    backend = chanlog.MemoryBackend()
+    backend = MemoryBackend()
     with chanlog.EventStore(backend, serializer=serializer, projections=[]) as store:
         store.append_batch(events)
     position = data.draw(st.integers(0, len(events) - 1))

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import chanlog
+from chanlog.backends.memory import MemoryBackend
 from chanlog.errors import DecodeError
 from chanlog.hashing import keccak256
 from chanlog.plugins import default_host
@@ -34,10 +35,10 @@ NAMES = sorted(default_host().projections)
 
 
 @functools.cache
-def _log() -> tuple[chanlog.MemoryBackend, StoredSnapshot, dict[str, list[str]]]:
+def _log() -> tuple[MemoryBackend, StoredSnapshot, dict[str, list[str]]]:
     """A memory log of workload events with a snapshot at its end, and the entity ids of
     each projection."""
-    backend = chanlog.MemoryBackend()
+    backend = MemoryBackend()
     with chanlog.EventStore(backend, checkpoint_every=0) as store:
         store.append_batch(workload_events())
         snapshot = store.snapshot()
@@ -185,7 +186,7 @@ def test_store_with_a_damaged_snapshot(data: st.DataObject) -> None:
     """A store opening over a damaged (rehashed) snapshot restores from it or ignores it;
     reconstruction at an offset reads it; only chanlog errors come out."""
     source, snapshot, ids = _log()
-    backend = chanlog.MemoryBackend()
+    backend = MemoryBackend()
     with chanlog.EventStore(backend, projections=[]) as store:
         store.append_batch([record.event for record in chanlog.EventStore(source).read_from(0)])
     backend.save_snapshot(_rehashed(snapshot, data.draw(damaged_bytes(snapshot.data))))

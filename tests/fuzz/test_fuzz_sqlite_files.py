@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chanlog import EventStore, SqliteBackend
+from chanlog import EventStore
+from chanlog.backends.sqlite import SqliteBackend
 from chanlog.snapshots import EveryNEvents
 from chanlog.testing import sample_events
 from fuzz.fuzz_helpers import objectives_of_samples, only_chanlog_errors, workload_events

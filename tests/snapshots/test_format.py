@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from chanlog import EventStore, MemoryBackend
+from chanlog import EventStore
+from chanlog.backends.memory import MemoryBackend
 from chanlog.errors import DecodeError, NotFound
 from chanlog.events import ChannelCreated, StateSigned
 from chanlog.events.base import Event

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from chanlog import Event, EventStore, MemoryBackend, Workload, WorkloadConfig
+from chanlog import Event, EventStore
+from chanlog.backends.memory import MemoryBackend
 from chanlog.projections import DeferredState
+from chanlog.workload import Workload, WorkloadConfig
 
 
 def _restored() -> tuple[list[Event], EventStore, EventStore]:

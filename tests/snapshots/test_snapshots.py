@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chanlog import ConfigError, EventStore, InvalidArgument, MemoryBackend, PluginError
+from chanlog import ConfigError, EventStore, InvalidArgument, PluginError
+from chanlog.backends.memory import MemoryBackend
 from chanlog.events import SnapshotCreated
 from chanlog.plugins import PluginHost, hookimpl
 from chanlog.projections import ChannelProjection

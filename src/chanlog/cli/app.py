@@ -11,8 +11,18 @@ import click
 
 from chanlog.cli.errors import CliError, ExitCode
 from chanlog.cli.output import Output
-from chanlog.config import CONFIG_FILENAME, PYPROJECT_FILENAME, find_config, open_store
+from chanlog.config import (
+    CONFIG_FILENAME,
+    DEFAULT_BACKEND,
+    PYPROJECT_FILENAME,
+    file_backend,
+    file_option_of,
+    find_config,
+    load_config,
+    open_store,
+)
 from chanlog.errors import ChanlogError, DecodeError, InvalidTransition
+from chanlog.plugins.host import default_host
 from chanlog.store import EventStore
 
 __all__ = ["ChanlogGroup", "CliContext", "cli", "json_option", "pass_cli"]
@@ -24,7 +34,8 @@ class CliContext:
     Args:
         config: an explicit configuration file (``--config``), or ``None`` to look in the
             current directory.
-        db: an SQLite file to use as the backend (``--db``), overriding the configured one.
+        db: a log file to use (``--db``): the configured backend's file when that backend
+            keeps one, else a file of the default backend (SQLite).
         output: how to print.
     """
 
@@ -34,36 +45,53 @@ class CliContext:
         self.output = output
         self._store: EventStore | None = None
 
-    def open_store(self, **overrides: Any) -> EventStore:
+    def open_store(self, *, read_only: bool = False, **overrides: Any) -> EventStore:
         """Open the configured store once; it is closed when the command ends.
 
         Args:
-            overrides: top-level settings replacing the configured ones (``verify`` opens
-                with ``projections=[]``: checking hashes must not depend on folding).
+            read_only: the command only reads: open an existing log without creating one
+                (a missing log file exits 3, naming it), and refuse writes where the backend
+                can (see :func:`chanlog.config.build_store`).
+            overrides: top-level settings replacing the configured ones (``verify``, ``log``
+                and ``export`` open with ``projections=[]``: checking hashes and showing
+                records must not depend on folding them).
         """
         if self._store is not None:
             return self._store
         source = self.config if self.config is not None else find_config()
-        settings: dict[str, Any] = {}
-        if self.db is not None:
-            settings["backend"] = {"name": "sqlite", "path": str(self.db.absolute())}
-        if source is None and not settings:
+        if source is None and self.db is None:
             raise CliError(
                 f"no {CONFIG_FILENAME} (nor [tool.chanlog] in {PYPROJECT_FILENAME}) in "
                 f"{Path.cwd()}: run 'chanlog init', or pass --config FILE or --db FILE",
                 ExitCode.USAGE,
             )
-        settings.update(overrides)
+        settings = dict(overrides)
+        if self.db is not None:
+            settings["backend"] = _db_backend(self.db, source)
         try:
-            store = open_store(source, **settings)
+            store = open_store(source, read_only=read_only, **settings)
         except (InvalidTransition, DecodeError) as exc:
             # Nothing the user typed is decoded or folded while opening: the stored log is.
             raise CliError(
-                f"integrity failure: the stored log does not fold: {exc}", ExitCode.INTEGRITY
+                f"integrity failure: the stored log does not fold: {exc}; 'chanlog verify' "
+                "checks its hashes, and 'chanlog log' shows its records without folding them",
+                ExitCode.INTEGRITY,
             ) from exc
         self._store = store
         click.get_current_context().call_on_close(store.close)
         return store
+
+
+def _db_backend(db: Path, source: Path | None) -> dict[str, Any]:
+    """The ``backend`` setting for ``--db FILE``: the configured backend with FILE as its log
+    file when it keeps one (its other options kept), else the default backend with FILE."""
+    host = default_host()
+    name, options = DEFAULT_BACKEND, {}
+    if source is not None:
+        configured = load_config(source, plugins=host)
+        if file_option_of(host.backends[configured.backend]) is not None:
+            name, options = configured.backend, dict(configured.backend_options)
+    return {**options, **file_backend(db.absolute(), name=name, plugins=host)}
 
 
 pass_cli = click.make_pass_decorator(CliContext)
@@ -133,7 +161,10 @@ def _silence_stdout() -> None:
     "--db",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="CHANLOG_DB",
-    help="Use this SQLite file as the log (overrides the configured backend). Env: CHANLOG_DB.",
+    help=(
+        "Use this file as the log: the configured backend's file when it keeps one, else an "
+        "SQLite file. Env: CHANLOG_DB."
+    ),
 )
 @click.option(
     "--progress/--no-progress",

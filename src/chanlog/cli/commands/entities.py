@@ -15,7 +15,7 @@ from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode
 from chanlog.cli.output import format_timestamp
 from chanlog.cli.records_io import export_line
-from chanlog.config import open_store
+from chanlog.config import file_backend, open_store
 from chanlog.projections.base import SnapshotsPerEntity
 from chanlog.store import EventStore
 
@@ -50,7 +50,7 @@ def state_data(store: EventStore, kind: str, entity_id: str, at: int | None) -> 
 def show_command(state: CliContext, kind: str, entity_id: str, at: int | None) -> None:
     """Show the state of an objective or a channel (or any projection's entity), now or, with
     --at, as it was before that offset (time travel)."""
-    store = state.open_store()
+    store = state.open_store(read_only=True)
     data = state_data(store, kind, entity_id, at)
     output = state.output
     if output.json_mode:
@@ -92,7 +92,7 @@ def _demo_store(state: CliContext) -> Iterator[tuple[EventStore, str]]:
         return
     with tempfile.TemporaryDirectory(prefix="chanlog-demo-") as directory:
         path = Path(directory) / "demo.db"
-        with open_store(backend={"name": "sqlite", "path": str(path)}) as store:
+        with open_store(backend=file_backend(path)) as store:
             yield store, f"{path} (temporary)"
 
 

@@ -24,7 +24,7 @@ __all__ = ["plugins_command", "stats_command", "verify_command"]
 def verify_command(state: CliContext) -> None:
     """Recompute every event id and the hash chain; exit 1 at the first mismatch."""
     # No projections: the hashes must be checkable even when a tampered event breaks a fold.
-    store = state.open_store(projections=[])
+    store = state.open_store(read_only=True, projections=[])
     output = state.output
     try:
         with output.progress("verify", len(store)) as update:
@@ -45,7 +45,7 @@ def verify_command(state: CliContext) -> None:
 @pass_cli
 def stats_command(state: CliContext) -> None:
     """Length, chain head, events per type, entities per projection, latest snapshot."""
-    store = state.open_store()
+    store = state.open_store(read_only=True)
     backend = store.backend
     head = backend.head()
     counts: Counter[str] = Counter()

@@ -68,7 +68,9 @@ def log_command(
         raise CliError(f"--from ({start}) must not exceed --to ({end})", ExitCode.USAGE)
     if follow and (end is not None or limit is not None):
         raise CliError("--follow cannot be combined with --to or --limit", ExitCode.USAGE)
-    store = state.open_store()
+    # Read-only: a misspelled log is an error, not a new empty log. No projections: an
+    # operator looking at a damaged log must see records that no longer fold.
+    store = state.open_store(read_only=True, projections=[])
     known = store.plugins.event_types
     for name in types:
         if name not in known:
@@ -103,7 +105,7 @@ def _wait_until_interrupted() -> None:
 
 def _follow(state: CliContext, types: Sequence[str], entity: str | None, start: int) -> None:
     """Catch up from ``start``, then print live records until interrupted."""
-    store = state.open_store()
+    store = state.open_store(read_only=True, projections=[])
     wanted = frozenset(types)
     entity_id = entity.lower() if entity is not None else None
     output = state.output

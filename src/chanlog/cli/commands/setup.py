@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
+import orjson
 
 from chanlog.cli.app import CliContext, pass_cli
 from chanlog.cli.errors import CliError, ExitCode
-from chanlog.config import CONFIG_FILENAME, DEFAULT_SQLITE_PATH
+from chanlog.config import CONFIG_FILENAME, DEFAULT_BACKEND, DEFAULT_LOG_FILE, file_option_of
 from chanlog.plugins import default_host
 
 __all__ = ["init_command", "render_config"]
@@ -18,18 +22,34 @@ def _names(registry: object) -> str:
     return ", ".join(sorted(registry)) or "none"  # type: ignore[call-overload]
 
 
+OPEN_MODES = frozenset({"read_only", "create"})
+"""Factory parameters that say how one open behaves, not how a node is configured."""
+
+
 def render_config(*, backend: str, path: str, serializer: str, snapshot_every: int) -> str:
-    """The text of a new chanlog.toml: every setting with a comment saying what it does."""
+    """The text of a new chanlog.toml: every setting with a comment saying what it does.
+
+    The ``[backend]`` table is written from what the backend's factory declares: its log
+    file (``path`` for a :class:`~chanlog.config.FileBackedFactory`), then each further option
+    commented out at its default, so a plugin's backend gets the same treatment as SQLite.
+    """
     host = default_host()
+    factory = host.backends[backend]
+    file_option = file_option_of(factory)
     backend_lines = [f'name = "{backend}"']
-    if backend == "sqlite":
+    if file_option is not None:
         backend_lines += [
-            "# The SQLite file, relative to this file's directory.",
-            f'path = "{path}"',
-            '# "full": fsync at every commit, an acknowledged event survives power loss.',
-            '# "normal": no fsync; an acknowledged event survives a crash of the process.',
-            'durability = "full"',
+            "# The log's file, relative to this file's directory.",
+            f"{file_option} = {_toml_value(path)}",
         ]
+    options = [
+        _commented_option(parameter)
+        for parameter in _keyword_parameters(factory)
+        if parameter.name != file_option and parameter.name not in OPEN_MODES
+    ]
+    if options:
+        backend_lines += [f"# Options of the {backend} backend (the values shown are defaults):"]
+        backend_lines += options
     return "\n".join(
         [
             "# chanlog configuration, read by the `chanlog` command (from this directory, or",
@@ -58,15 +78,49 @@ def render_config(*, backend: str, path: str, serializer: str, snapshot_every: i
     )
 
 
+def _keyword_parameters(factory: Callable[..., Any]) -> list[inspect.Parameter]:
+    """The options a factory's signature names (none when it has no signature)."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [parameter for parameter in parameters if parameter.kind in keyword]
+
+
+def _commented_option(parameter: inspect.Parameter) -> str:
+    """``# name = default``; an option without a usable default shows an empty string, to be
+    filled in (the PostgreSQL ``dsn``)."""
+    default = parameter.default
+    if default is inspect.Parameter.empty or default is None:
+        return f'# {parameter.name} = ""'
+    return f"# {parameter.name} = {_toml_value(default)}"
+
+
+def _toml_value(value: object) -> str:
+    """A TOML literal for a plain default (strings are written as JSON strings, which TOML
+    basic strings read the same)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return orjson.dumps(str(value)).decode()
+
+
 @click.command("init")
 @click.argument(
     "path",
     type=click.Path(path_type=Path, dir_okay=False),
     default=CONFIG_FILENAME,
 )
-@click.option("--backend", default="sqlite", show_default=True, help="Registered backend name.")
 @click.option(
-    "--db-path", default=DEFAULT_SQLITE_PATH, show_default=True, help="SQLite file of the log."
+    "--backend", default=DEFAULT_BACKEND, show_default=True, help="Registered backend name."
+)
+@click.option(
+    "--db-path",
+    default=DEFAULT_LOG_FILE,
+    show_default=True,
+    help="The log's file, for a backend that keeps one.",
 )
 @click.option("--serializer", default="json", show_default=True, help="Payload serializer.")
 @click.option(

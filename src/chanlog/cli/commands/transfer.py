@@ -137,8 +137,10 @@ def _count_lines(source: IO[bytes]) -> int | None:
 @pass_cli
 def export_command(state: CliContext, destination: Path, start: int, end: int | None) -> None:
     """Export the log as JSONL ("-" for stdout): one envelope per line with its offset,
-    event_id and chain_hash, re-importable with 'chanlog import'."""
-    store = state.open_store()
+    event_id and chain_hash, re-importable with 'chanlog import'.
+
+    Reads without folding, so a log whose records no longer fold still exports."""
+    store = state.open_store(read_only=True, projections=[])
     stop = len(store) if end is None else min(end, len(store))
     if start > stop and end is not None:
         raise CliError(f"--from ({start}) must not exceed --to ({end})", ExitCode.USAGE)
