@@ -445,6 +445,24 @@ def test_a_failed_upgrade_leaves_the_v1_file_as_it_was(
         backend.close()
 
 
+def test_a_v1_file_is_refused_read_only_and_left_as_it_was(tmp_path: Path) -> None:
+    # Reading a version 1 file needs the upgrade, and a read-only handle never writes.
+    path = tmp_path / "old.db"
+    old = stored_records(sample_events(6), Head(0, GENESIS_CHAIN_HASH))
+    make_v1_file(path, old)
+    with pytest.raises(StorageError, match="schema version 1") as error:
+        SqliteBackend(path, read_only=True)
+    assert "open it once without read_only" in str(error.value)
+    assert _scalar(path, "PRAGMA user_version") == 1
+    assert "head" in _tables(path)
+    SqliteBackend(path).close()  # a writer upgrades it; then read-only opens
+    reader = SqliteBackend(path, read_only=True)
+    try:
+        assert_matches_model(reader, old)
+    finally:
+        reader.close()
+
+
 def test_concurrent_openers_upgrade_once(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     make_v1_file(path, stored_records(sample_events(40), Head(0, GENESIS_CHAIN_HASH)))
