@@ -59,6 +59,7 @@ from chanlog.backends.sqlite_queries import FIND_CHUNK, MAX_POSITION
 from chanlog.backends.sqlite_rows import (
     head_of,
     in_stream,
+    index_pair_of,
     payload_of,
     record_of,
     snapshot_of,
@@ -66,14 +67,13 @@ from chanlog.backends.sqlite_rows import (
     streams_of,
 )
 from chanlog.backends.sqlite_schema import (
-    check_existing,
-    create_database,
+    prepare_file,
     require_current,
     stream_index_block,
     upgrade,
 )
 from chanlog.backends.sqlite_transaction import SqliteTransaction
-from chanlog.errors import ChanlogError, IntegrityError, InvalidArgument, StorageError
+from chanlog.errors import ChanlogError, InvalidArgument, StorageError
 from chanlog.records import Head, StoredRecord, StoredSnapshot
 
 __all__ = [
@@ -152,7 +152,7 @@ class SqliteBackend:
         self.poll_interval = options.poll_interval
         self._closing = threading.Event()
         self._head_file = HeadFile(self.path)
-        _prepare_file(options)
+        prepare_file(options.path, read_only=options.read_only, create=options.create)
         self._connections = SqliteConnections(options)
         try:
             self._block = self._open_format()
@@ -377,10 +377,8 @@ class SqliteBackend:
             try:
                 cursor = connection.execute(queries.STREAM_INDEX, (indexed,))
                 while rows := cursor.fetchmany(READ_CHUNK):
-                    for stream, position in rows:
-                        if type(stream) is not str or type(position) is not int:
-                            raise _damaged_index_row(stream, position)
-                        yield stream, position
+                    for row in rows:
+                        yield index_pair_of(row)
                 tail = connection.execute(queries.TAIL_STREAMS, (indexed, length)).fetchall()
             except sqlite3.Error as exc:
                 raise self._connections.storage_error("read the stream index", exc) from exc
@@ -451,45 +449,9 @@ class SqliteBackend:
             return True
         if head.length < remembered.length:
             return False
-        row = writer.execute(
-            "SELECT chain_hash FROM events WHERE position = ?", (remembered.length - 1,)
-        ).fetchone()
+        row = writer.execute(queries.CHAIN_AT, (remembered.length - 1,)).fetchone()
         return row is not None and row[0] == remembered.chain_hash
 
     def __repr__(self) -> str:
         mode = " read_only" if self.read_only else ""
         return f"<SqliteBackend path={str(self.path)!r} durability={self.durability!r}{mode}>"
-
-
-def _prepare_file(options: SqliteOptions) -> None:
-    """Create the database file, or check the existing one, before any connection opens.
-
-    Raises:
-        StorageError: ``path`` is a directory; it is missing and may not be created; or
-            :func:`~chanlog.backends.sqlite_schema.check_existing` refuses it.
-    """
-    path = options.path
-    if path.is_dir():
-        raise StorageError(f"{path}: is a directory, not a chanlog database file")
-    if path.exists():
-        check_existing(path)
-    elif options.read_only or not options.create:
-        reason = "read_only" if options.read_only else "create = false"
-        raise StorageError(
-            f"{path}: no such chanlog database file (opened with {reason}, which never creates one)"
-        )
-    else:
-        create_database(path)
-
-
-def _damaged_index_row(stream: object, position: object) -> ChanlogError:
-    if type(position) is int:
-        return IntegrityError(
-            f"offset {position}: damaged stream index row (its stream is "
-            f"{type(stream).__name__}, not str); the index was changed outside chanlog",
-            offset=position,
-        )
-    return StorageError(
-        f"damaged chanlog database: a stream index row has position {position!r}, not an "
-        "integer (the file was changed outside chanlog)"
-    )

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from chanlog.backends.sqlite_rows import in_stream, more_streams
 
 __all__ = [
+    "CHAIN_AT",
     "COUNT_INDEXED",
     "DELETE_FROM",
     "FIND_CHUNK",
@@ -54,6 +55,7 @@ READ_RANGE = _SELECT_RECORD + " WHERE position >= ? AND position < ? ORDER BY po
 """Records in ``[start, end)``, at most a chunk of them."""
 
 FIND_ONE = "SELECT position FROM events WHERE event_id = ?"
+CHAIN_AT = "SELECT chain_hash FROM events WHERE position = ?"
 DELETE_FROM = "DELETE FROM events WHERE position >= ?"
 INSERT_EVENT = (
     "INSERT INTO events (position, event_id, event_type, streams, payload, chain_hash, stream)"

@@ -29,6 +29,7 @@ __all__ = [
     "event_rows",
     "head_of",
     "in_stream",
+    "index_pair_of",
     "more_streams",
     "payload_of",
     "record_of",
@@ -147,6 +148,28 @@ def streams_of(position: int, first: object, more: object) -> Iterator[str]:
     if more:
         streams += more_streams(position, more)
     return iter(dict.fromkeys(streams))
+
+
+def index_pair_of(row: tuple[Any, ...]) -> tuple[str, int]:
+    """The ``(stream, position)`` of a ``streams`` index row.
+
+    Raises:
+        IntegrityError: the stream is not text (at the row's position).
+        StorageError: the position is not an integer.
+    """
+    stream, position = row
+    if type(stream) is str and type(position) is int:
+        return stream, position
+    if type(position) is not int:
+        raise StorageError(
+            f"damaged chanlog database: a stream index row has position {short(position)}, "
+            "not an integer (the file was changed outside chanlog)"
+        )
+    raise IntegrityError(
+        f"offset {position}: damaged stream index row (its stream is "
+        f"{type(stream).__name__}, not str); the index was changed outside chanlog",
+        offset=position,
+    )
 
 
 def in_stream(stream: str, first: str | None, more: str) -> bool:

@@ -55,6 +55,7 @@ __all__ = [
     "check_existing",
     "create_database",
     "head_of",
+    "prepare_file",
     "read_only_uri",
     "require_current",
     "stream_index_block",
@@ -145,6 +146,26 @@ def _publish(temporary: Path, path: Path) -> bool:
             os.close(descriptor)
     fsync_directory(path.parent)
     return True
+
+
+def prepare_file(path: Path, *, read_only: bool = False, create: bool = True) -> None:
+    """Create the database file, or check the existing one, before any connection opens.
+
+    Raises:
+        StorageError: ``path`` is a directory; it is missing and may not be created
+            (``read_only``, or ``create`` False); or :func:`check_existing` refuses it.
+    """
+    if path.is_dir():
+        raise StorageError(f"{path}: is a directory, not a chanlog database file")
+    if path.exists():
+        check_existing(path)
+    elif read_only or not create:
+        reason = "read_only" if read_only else "create = false"
+        raise StorageError(
+            f"{path}: no such chanlog database file (opened with {reason}, which never creates one)"
+        )
+    else:
+        create_database(path)
 
 
 def check_existing(path: Path) -> None:
