@@ -14,7 +14,7 @@ import attrs
 
 from chanlog import codec
 from chanlog.backends.base import WriteTransaction
-from chanlog.backends.capabilities import AppendsUnlessKnown, FindsMany
+from chanlog.backends.capabilities import appends_unless_known, finds_many
 from chanlog.errors import ConcurrencyError, DecodeError, InvalidEvent, InvalidTransition
 from chanlog.events.base import Event
 from chanlog.folding import InlineProjections, WriteStage
@@ -76,8 +76,6 @@ class AppendPipeline:
         self._inline = inline
         serializer = decoder.serializer
         self._dumps = None if serializer.canonical else serializer.dumps
-        # Resolved once per transaction class, not probed on every append.
-        self._capabilities: dict[type[Any], tuple[bool, bool]] = {}
 
     # -- encoding ------------------------------------------------------------------------
 
@@ -136,16 +134,6 @@ class AppendPipeline:
 
     # -- writing -------------------------------------------------------------------------
 
-    def _capabilities_of(self, transaction: WriteTransaction) -> tuple[bool, bool]:
-        kind = type(transaction)
-        found = self._capabilities.get(kind)
-        if found is None:
-            found = self._capabilities[kind] = (
-                isinstance(transaction, AppendsUnlessKnown),
-                isinstance(transaction, FindsMany),
-            )
-        return found
-
     def write(
         self,
         transaction: WriteTransaction,
@@ -163,14 +151,14 @@ class AppendPipeline:
         transition or expected version the second time), are the ids looked up and
         everything staged again, exactly.
         """
-        unless_known, _ = self._capabilities_of(transaction)
-        if unless_known and isinstance(transaction, AppendsUnlessKnown):
+        judge = transaction if appends_unless_known(transaction) else None  # cached per class
+        if judge is not None:
             try:
                 result = self._stage(transaction, encoded, expected, batch, None)
             except (InvalidTransition, ConcurrencyError):
                 pass  # decided below, knowing which events are already in the log
             else:
-                if transaction.append_unless_known(result.records):
+                if judge.append_unless_known(result.records):
                     return result
         existing = self._find_existing(transaction, encoded)
         if existing is not None and None not in existing:
@@ -188,7 +176,7 @@ class AppendPipeline:
             found = transaction.find(encoded[0].raw_id)
             return None if found is None else [found]
         raw_ids = [item.raw_id for item in encoded]
-        if self._capabilities_of(transaction)[1] and isinstance(transaction, FindsMany):
+        if finds_many(transaction):
             return transaction.find_many(raw_ids)
         return [transaction.find(raw_id) for raw_id in raw_ids]
 

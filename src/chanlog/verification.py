@@ -10,7 +10,7 @@ is given or finds (a head the backend remembered, the stored snapshots).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -96,7 +96,7 @@ class _Scan:
         self._index: Iterator[tuple[str, int]] | None = None
         self._pending: tuple[str, int] | None = None
         if isinstance(backend, ExposesStreamIndex):
-            self._index = iter(backend.stream_index())
+            self._index = backend.stream_index()
             self.index_entries = 0
         serializer = decoder.serializer
         self._canonical: Callable[[bytes], bytes] | None = (
@@ -193,6 +193,13 @@ class _Scan:
                 offset=offset,
             )
 
+    def close(self) -> None:
+        """Give back what the index iteration holds (a PostgreSQL cursor, a SQLite read
+        snapshot), also when verify stops at a failure."""
+        index = self._index
+        if isinstance(index, Generator):
+            index.close()
+
     def _index_iter(self) -> Iterator[tuple[str, int]]:
         assert self._index is not None
         return self._index
@@ -279,18 +286,21 @@ def verify_log(
     total = backend.head().length
     scan = _Scan(backend, decoder)
     offset = 0
-    for stored in backend.read(0, total):
-        scan.check(stored, offset)
-        if offset in wanted:
-            chain_at[offset] = scan.chain
-        offset += 1
-        if progress is not None and offset % _PROGRESS_EVERY == 0:
-            progress(offset, total)
-    if offset != total:
-        raise IntegrityError(
-            f"offset {offset}: log ends early ({offset} of {total} records)", offset=offset
-        )
-    scan.finish(total)
+    try:
+        for stored in backend.read(0, total):
+            scan.check(stored, offset)
+            if offset in wanted:
+                chain_at[offset] = scan.chain
+            offset += 1
+            if progress is not None and offset % _PROGRESS_EVERY == 0:
+                progress(offset, total)
+        if offset != total:
+            raise IntegrityError(
+                f"offset {offset}: log ends early ({offset} of {total} records)", offset=offset
+            )
+        scan.finish(total)
+    finally:
+        scan.close()
     snapshots = _check_snapshots(backend, scan, total)
     for witness in held:
         _hold_against(witness, total, chain_at)

@@ -18,14 +18,26 @@ class TestMemoryBackend(BackendConformance):
     def open_backend(self) -> OpenBackend:
         return MemoryBackend
 
+    @pytest.fixture
+    def open_read_only(self) -> OpenBackend:
+        return lambda: MemoryBackend(read_only=True)
+
 
 class TestSqliteBackend(BackendConformance):
     @pytest.fixture
     def open_backend(self, tmp_path: Path) -> OpenBackend:
         return lambda: SqliteBackend(tmp_path / "log.db")
 
+    @pytest.fixture
+    def open_read_only(self, tmp_path: Path) -> OpenBackend:
+        return lambda: SqliteBackend(tmp_path / "log.db", read_only=True)
+
 
 class TestSqliteBackendNormalDurability(BackendConformance):
     @pytest.fixture
     def open_backend(self, tmp_path: Path) -> OpenBackend:
         return lambda: SqliteBackend(tmp_path / "log.db", durability="normal")
+
+    @pytest.fixture
+    def open_read_only(self, tmp_path: Path) -> OpenBackend:
+        return lambda: SqliteBackend(tmp_path / "log.db", durability="normal", read_only=True)

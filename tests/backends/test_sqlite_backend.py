@@ -13,6 +13,7 @@ import pytest
 
 from chanlog.backends import sqlite as sqlite_module
 from chanlog.backends.sqlite import SqliteBackend
+from chanlog.backends.sqlite_connections import MAX_IDLE_READERS
 from chanlog.errors import StorageError
 from chanlog.records import StoredSnapshot
 from chanlog.store import EventStore
@@ -36,13 +37,13 @@ def _fill(backend: SqliteBackend, count: int, objectives: int = 4) -> None:
 
 def _count_queries(monkeypatch: pytest.MonkeyPatch, backend: SqliteBackend) -> list[str]:
     queries: list[str] = []
-    original = backend._query
+    original = backend._connections.query
 
     def counting(action: str, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
         queries.append(action)
         return original(action, sql, parameters)
 
-    monkeypatch.setattr(backend, "_query", counting)
+    monkeypatch.setattr(backend._connections, "query", counting)
     return queries
 
 
@@ -140,7 +141,7 @@ def test_many_threads_read_at_once(backend: SqliteBackend) -> None:
     for thread in threads:
         thread.join()
     assert failures == []
-    assert len(backend._idle_readers) <= sqlite_module._MAX_IDLE_READERS
+    assert backend._connections.idle_readers() <= MAX_IDLE_READERS
 
 
 def test_unreadable_snapshot_versions_are_a_storage_error(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from chanlog.backends import sqlite_schema
+from chanlog.backends import sqlite_wal
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.errors import StorageError
 from chanlog.store import EventStore
@@ -370,7 +370,7 @@ def test_a_checkpoint_finished_while_the_wal_was_read_is_read_again_and_accepted
     mid_checkpoint: MidCheckpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = mid_checkpoint.reset(stop_at=mid_checkpoint.old_pages + 1)
-    real = sqlite_schema._wal_holds
+    real = sqlite_wal.wal_holds
     looks: list[bool] = []
 
     def log_reset_meanwhile(wal: Path, page_size: int, first: int, last: int) -> bool:
@@ -381,7 +381,7 @@ def test_a_checkpoint_finished_while_the_wal_was_read_is_read_again_and_accepted
         looks.append(real(wal, page_size, first, last))
         return looks[-1]
 
-    monkeypatch.setattr(sqlite_schema, "_wal_holds", log_reset_meanwhile)
+    monkeypatch.setattr(sqlite_wal, "wal_holds", log_reset_meanwhile)
     SqliteBackend(path).close()
     assert looks == [False]  # the second read found the file whole
 
@@ -391,13 +391,13 @@ def test_a_file_that_stays_short_is_read_twice_then_refused(
 ) -> None:
     path = mid_checkpoint.reset(stop_at=2, with_wal=False)
     reads: list[int] = []
-    real = sqlite_schema._read_start
+    real = sqlite_wal.read_start
 
     def counting(path: Path) -> tuple[bytes, int]:
         reads.append(1)
         return real(path)
 
-    monkeypatch.setattr(sqlite_schema, "_read_start", counting)
+    monkeypatch.setattr(sqlite_wal, "read_start", counting)
     assert_refused_untouched(path)
     assert len(reads) == 2
 
@@ -414,10 +414,10 @@ def test_a_file_that_keeps_changing_is_refused_after_a_few_reads(
             handle.write(b"\x00" * page_size)
         return False
 
-    monkeypatch.setattr(sqlite_schema, "_wal_holds", growing)
+    monkeypatch.setattr(sqlite_wal, "wal_holds", growing)
     with pytest.raises(StorageError, match="truncated database file"):
         SqliteBackend(path)
-    assert len(looks) == sqlite_schema._RECHECKS + 1
+    assert len(looks) == sqlite_wal.RECHECKS + 1
     assert looks == sorted(set(looks))  # each look saw the file longer
 
 
@@ -443,7 +443,7 @@ def test_frame_checksums_match_the_plain_definition(
         running = reference_checksum(body, big_endian=big_endian, state=running)
         expected.append(running)
     order = "big" if big_endian else "little"
-    got = sqlite_schema._frame_checksums(memoryview(frames), count, page_size, order, state)
+    got = sqlite_wal.frame_checksums(memoryview(frames), count, page_size, order, state)
     assert got == expected
 
 
@@ -459,14 +459,14 @@ def test_the_pending_byte_page_need_not_be_in_the_wal(tmp_path: Path) -> None:
     wal = tmp_path / "big.db-wal"
     pending = 0x40000000 // 512 + 1
     _write_wal(wal, 512, [(pending - 1, 0), (pending + 1, pending + 1)])
-    assert sqlite_schema._wal_holds(wal, 512, pending - 1, pending + 1)
-    assert not sqlite_schema._wal_holds(wal, 512, pending - 2, pending + 1)
+    assert sqlite_wal.wal_holds(wal, 512, pending - 1, pending + 1)
+    assert not sqlite_wal.wal_holds(wal, 512, pending - 2, pending + 1)
 
 
 def test_pages_count_only_once_committed(tmp_path: Path) -> None:
     wal = tmp_path / "x.db-wal"
     _write_wal(wal, 512, [(1, 0), (5, 0), (6, 6), (7, 0), (8, 0)])
-    holds = sqlite_schema._wal_holds
+    holds = sqlite_wal.wal_holds
     assert holds(wal, 512, 5, 6)
     assert holds(wal, 512, 6, 6)
     assert not holds(wal, 512, 5, 7)  # page 7 is in frames no commit frame follows
@@ -602,7 +602,7 @@ def test_reopening_beside_a_checkpointing_writer_is_never_refused(
     _wait_ready(writer)
 
     explained = 0  # reopens that found the file short and its log holding the rest
-    real = sqlite_schema._wal_holds
+    real = sqlite_wal.wal_holds
 
     def counting(wal: Path, page_size: int, first: int, last: int) -> bool:
         nonlocal explained
@@ -610,7 +610,7 @@ def test_reopening_beside_a_checkpointing_writer_is_never_refused(
         explained += held
         return held
 
-    monkeypatch.setattr(sqlite_schema, "_wal_holds", counting)
+    monkeypatch.setattr(sqlite_wal, "wal_holds", counting)
     reopens = 0
     refused: list[str] = []
     deadline = time.monotonic() + READER_SECONDS

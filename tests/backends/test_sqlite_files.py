@@ -51,8 +51,8 @@ def test_durability_sets_synchronous(tmp_path: Path) -> None:
     normal = SqliteBackend(tmp_path / "b.db", durability="normal")
     try:
         # 2 = FULL, 1 = NORMAL
-        assert full._writer.execute("PRAGMA synchronous").fetchone()[0] == 2
-        assert normal._writer.execute("PRAGMA synchronous").fetchone()[0] == 1
+        assert full._connections.writer.execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert normal._connections.writer.execute("PRAGMA synchronous").fetchone()[0] == 1
     finally:
         full.close()
         normal.close()
@@ -257,7 +257,7 @@ def test_a_taken_position_is_a_storage_error_not_a_known_id(tmp_path: Path) -> N
 
         def write_over_a_taken_position() -> None:
             with backend.write() as transaction:
-                backend._writer.execute(
+                backend._connections.writer.execute(
                     "INSERT INTO events (position, event_id, event_type, streams, payload,"
                     " chain_hash) VALUES (0, x'00', 't', '', x'', x'')"
                 )

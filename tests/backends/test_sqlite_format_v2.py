@@ -16,8 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chanlog.backends import sqlite as sqlite_module
-from chanlog.backends import sqlite_schema
+from chanlog.backends import sqlite_queries, sqlite_schema
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.backends.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION, TABLES, upgrade
 from chanlog.errors import IntegrityError, StorageError
@@ -242,13 +241,13 @@ def backend(tmp_path: Path) -> Iterator[SqliteBackend]:
 
 def _traced_append(backend: SqliteBackend, records: Sequence[StoredRecord]) -> list[str]:
     statements: list[str] = []
-    backend._writer.set_trace_callback(statements.append)
+    backend._connections.writer.set_trace_callback(statements.append)
     try:
         with backend.write() as transaction:
             transaction.find(records[0].event_id)
             transaction.append(records)
     finally:
-        backend._writer.set_trace_callback(None)
+        backend._connections.writer.set_trace_callback(None)
     return [" ".join(sql.split(" ")[:2]) for sql in statements]
 
 
@@ -386,7 +385,7 @@ def test_a_v1_log_is_upgraded_in_place_when_opened(tmp_path: Path) -> None:
             store.verify()
     reopened = SqliteBackend(path)  # a second open finds version 2: nothing to do
     try:
-        assert upgrade(reopened._writer, path) is False
+        assert upgrade(reopened._connections.writer, path) is False
         assert_matches_model(reopened, model)
     finally:
         reopened.close()
@@ -432,9 +431,9 @@ def test_a_failed_upgrade_leaves_the_v1_file_as_it_was(
     path = tmp_path / "old.db"
     old = stored_records(sample_events(12), Head(0, GENESIS_CHAIN_HASH))
     make_v1_file(path, old)
-    first_step = sqlite_schema._UPGRADE_FROM_V1[0]
+    first_step = sqlite_schema.UPGRADE_FROM_V1[0]
     monkeypatch.setattr(
-        sqlite_schema, "_UPGRADE_FROM_V1", (first_step, "SELECT nonsense FROM nowhere")
+        sqlite_schema, "UPGRADE_FROM_V1", (first_step, "SELECT nonsense FROM nowhere")
     )
     with pytest.raises(StorageError, match="cannot upgrade the database to schema version 2"):
         SqliteBackend(path)
@@ -448,6 +447,24 @@ def test_a_failed_upgrade_leaves_the_v1_file_as_it_was(
         assert_matches_model(backend, old)
     finally:
         backend.close()
+
+
+def test_a_v1_file_is_refused_read_only_and_left_as_it_was(tmp_path: Path) -> None:
+    # Reading a version 1 file needs the upgrade, and a read-only handle never writes.
+    path = tmp_path / "old.db"
+    old = stored_records(sample_events(6), Head(0, GENESIS_CHAIN_HASH))
+    make_v1_file(path, old)
+    with pytest.raises(StorageError, match="schema version 1") as error:
+        SqliteBackend(path, read_only=True)
+    assert "open it once without read_only" in str(error.value)
+    assert _scalar(path, "PRAGMA user_version") == 1
+    assert "head" in _tables(path)
+    SqliteBackend(path).close()  # a writer upgrades it; then read-only opens
+    reader = SqliteBackend(path, read_only=True)
+    try:
+        assert_matches_model(reader, old)
+    finally:
+        reader.close()
 
 
 def test_concurrent_openers_upgrade_once(tmp_path: Path) -> None:
@@ -499,11 +516,11 @@ def test_upgrade_itself_refuses_a_v1_file_without_a_head_row(tmp_path: Path) -> 
 def test_a_failed_head_read_releases_the_writer(
     backend: SqliteBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_module, "SELECT_LAST", "SELECT nonsense FROM nowhere")
+    monkeypatch.setattr(sqlite_queries, "SELECT_LAST", "SELECT nonsense FROM nowhere")
     with pytest.raises(StorageError, match="cannot read the head"), backend.write():
         pass
     monkeypatch.undo()
-    assert not backend._writer.in_transaction
+    assert not backend._connections.writer.in_transaction
     with backend.write() as transaction:  # neither the lock nor a transaction was left
         transaction.append(records_with_streams([("a",)]))
     assert backend.head().length == 1

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chanlog.backends import sqlite as sqlite_module
+from chanlog.backends import sqlite_queries
 from chanlog.backends.sqlite import (
     FIND_CHUNK,
     WAL_AUTOCHECKPOINT_PAGES,
@@ -85,9 +85,9 @@ def test_find_many_sends_one_query_per_chunk(backend: SqliteBackend, count: int)
     known = _fill(backend, count)
     ids = [record.event_id for record in reversed(known)]
     with backend.write() as transaction:
-        statements = _trace(backend._writer)
+        statements = _trace(backend._connections.writer)
         found = transaction.find_many(ids)
-        backend._writer.set_trace_callback(None)
+        backend._connections.writer.set_trace_callback(None)
     assert found == list(reversed(range(count)))
     lookups = [sql for sql in statements if sql.startswith(_FIND_IN_PREFIX)]
     assert len(lookups) == math.ceil(count / FIND_CHUNK)
@@ -99,10 +99,10 @@ def test_find_many_reuses_a_few_statement_texts(backend: SqliteBackend) -> None:
     known = _fill(backend, 300)
     ids = [record.event_id for record in known]
     with backend.write() as transaction:
-        statements = _trace(backend._writer)
+        statements = _trace(backend._connections.writer)
         for size in range(1, 301):
             assert transaction.find_many(ids[:size]) == list(range(size))
-        backend._writer.set_trace_callback(None)
+        backend._connections.writer.set_trace_callback(None)
     assert len(statements) == 300
     # The trace shows the bound values: count them to see the statement each query used.
     sizes = {sql.count("x'") for sql in statements}
@@ -135,7 +135,7 @@ def test_find_many_failures_are_storage_errors(
 ) -> None:
     _fill(backend, 2)
     with backend.write() as transaction:
-        monkeypatch.setattr(sqlite_module, "_FIND_IN", {1: "SELECT nonsense FROM nowhere"})
+        monkeypatch.setattr(sqlite_queries, "FIND_IN", {1: "SELECT nonsense FROM nowhere"})
         with pytest.raises(StorageError, match="cannot look up event ids"):
             transaction.find_many([b"\x01" * 32])
     with pytest.raises(StorageError, match="cannot look up event ids"):
@@ -149,9 +149,9 @@ def test_a_batch_of_new_events_is_written_without_looking_ids_up(
     backend: SqliteBackend,
 ) -> None:
     store = EventStore(backend, projections=[])
-    statements = _trace(backend._writer)
+    statements = _trace(backend._connections.writer)
     offsets = store.append_batch(sample_events(1200))
-    backend._writer.set_trace_callback(None)
+    backend._connections.writer.set_trace_callback(None)
     assert offsets == list(range(1200))
     assert not [sql for sql in statements if "event_id" in sql and sql.startswith("SELECT")]
     assert not [sql for sql in statements if sql.startswith(("UPDATE", "DELETE"))]
@@ -163,9 +163,9 @@ def test_a_batch_with_a_known_event_looks_ids_up_per_chunk_not_per_event(
     store = EventStore(backend, projections=[])
     events = sample_events(1200)
     store.append(events[700])
-    statements = _trace(backend._writer)
+    statements = _trace(backend._connections.writer)
     offsets = store.append_batch(events)
-    backend._writer.set_trace_callback(None)
+    backend._connections.writer.set_trace_callback(None)
     assert offsets == [*range(1, 701), 0, *range(701, 1200)]
     lookups = [sql for sql in statements if "event_id" in sql and sql.startswith("SELECT")]
     assert len(lookups) == math.ceil(1200 / FIND_CHUNK)
@@ -183,7 +183,7 @@ def test_a_batch_with_a_known_event_looks_ids_up_per_chunk_not_per_event(
 def test_the_writer_connection_settings(tmp_path: Path, durability: str, synchronous: int) -> None:
     backend = SqliteBackend(tmp_path / "log.db", durability=durability)
     try:
-        writer = backend._writer
+        writer = backend._connections.writer
         assert writer.execute("PRAGMA synchronous").fetchone()[0] == synchronous
         assert writer.execute("PRAGMA cache_size").fetchone()[0] == -WRITER_CACHE_KIB
         assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WAL_AUTOCHECKPOINT_PAGES
@@ -195,9 +195,9 @@ def test_the_writer_connection_settings(tmp_path: Path, durability: str, synchro
 @pytest.mark.parametrize(
     ("constant", "call", "action"),
     [
-        ("_FIND_ONE", lambda tx, records: tx.find(records[0].event_id), "look up an event id"),
-        ("_COUNT_INDEXED", lambda tx, records: tx.stream_version("s"), "count a stream"),
-        ("_INSERT_EVENT", lambda tx, records: tx.append(records), "append records"),
+        ("FIND_ONE", lambda tx, records: tx.find(records[0].event_id), "look up an event id"),
+        ("COUNT_INDEXED", lambda tx, records: tx.stream_version("s"), "count a stream"),
+        ("INSERT_EVENT", lambda tx, records: tx.append(records), "append records"),
     ],
 )
 def test_sqlite_failures_in_a_write_are_storage_errors_and_roll_back(
@@ -213,7 +213,7 @@ def test_sqlite_failures_in_a_write_are_storage_errors_and_roll_back(
             call(transaction, records)
             raise AssertionError("the failing call must raise")
 
-    monkeypatch.setattr(sqlite_module, constant, "SELECT nonsense FROM nowhere")
+    monkeypatch.setattr(sqlite_queries, constant, "SELECT nonsense FROM nowhere")
     with pytest.raises(StorageError, match=f"cannot {action}: no such table: nowhere"):
         write_through_the_broken_statement()
     monkeypatch.undo()

@@ -81,7 +81,7 @@ def unfoldable_db(db: Path) -> Path:
     events = demo_events()
     with EventStore(SqliteBackend(db), projections=[]) as store:
         store.append_batch([events[0], events[1], events[12]])
-    with pytest.raises(IntegrityError, match="offset 2: .*does not fold"):
+    with pytest.raises(IntegrityError, match=r"offset 2: .*does not fold"):
         EventStore(SqliteBackend(db)).close()
     return db
 

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from chanlog_postgres import PostgresBackend
-from chanlog_postgres.backend import _PostgresTransaction
+from chanlog_postgres.transaction import PostgresTransaction
 
 from chanlog import EventStore
 from chanlog.errors import ConcurrencyError
@@ -51,7 +51,7 @@ class PausingBackend(PostgresBackend):
     pause_next_write = False
 
     @contextmanager
-    def write(self) -> Iterator[_PostgresTransaction]:
+    def write(self) -> Iterator[PostgresTransaction]:
         with super().write() as transaction:
             yield transaction
             if self.pause_next_write:

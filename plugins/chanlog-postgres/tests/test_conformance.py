@@ -16,3 +16,7 @@ class TestPostgresConformance(BackendConformance):
     @pytest.fixture
     def open_backend(self, postgres_dsn: str, schema: str) -> OpenBackend:
         return lambda: PostgresBackend(dsn=postgres_dsn, schema=schema)
+
+    @pytest.fixture
+    def open_read_only(self, postgres_dsn: str, schema: str) -> OpenBackend:
+        return lambda: PostgresBackend(dsn=postgres_dsn, schema=schema, read_only=True)

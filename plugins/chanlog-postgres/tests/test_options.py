@@ -39,6 +39,8 @@ NOTHING_LISTENS = "postgresql://postgres@127.0.0.1:1/test"
         ({"dsn": GOOD_DSN, "lock_timeout": -1.0}, "backend.lock_timeout", "positive"),
         ({"dsn": GOOD_DSN, "pool_timeout": "10"}, "backend.pool_timeout", "positive"),
         ({"dsn": GOOD_DSN, "path": "x.db"}, "backend.path", "unknown option 'path'"),
+        ({"dsn": GOOD_DSN, "read_only": "yes"}, "backend.read_only", "true or false"),
+        ({"dsn": GOOD_DSN, "create": 0}, "backend.create", "true or false"),
     ],
 )
 def test_bad_options_are_refused_naming_the_key(

@@ -25,18 +25,11 @@ class WriteTransaction(Protocol):
     """An exclusive write session. Leaving the context normally commits (durably, as the
     backend documents); leaving it with an exception rolls everything back.
 
-    A transaction may also offer two optional methods, which the store uses when present
-    (the conformance suite checks them where they exist):
-
-    - ``find_many(event_ids: Sequence[bytes]) -> list[int | None]``: the offsets of many
-      ids (``None`` where absent), in order, in one round trip. The store uses it to look
-      up the ids of a batch (the SQLite and PostgreSQL backends have it).
-    - ``append_unless_known(records: Sequence[StoredRecord]) -> bool``: append like
-      :meth:`append` and return True; or, when an event id among ``records`` is already in
-      the log, append none of them and return False, leaving the transaction usable. The
-      store then writes optimistically, letting the backend's unique index find redelivered
-      events, and looks ids up only when this returns False (ADR 0022; the SQLite backend
-      has it).
+    A transaction may offer more: :class:`~chanlog.backends.capabilities.FindsMany`,
+    :class:`~chanlog.backends.capabilities.AppendsUnlessKnown` and
+    :class:`~chanlog.backends.capabilities.SavesSnapshotsInTransaction` (see
+    :mod:`chanlog.backends.capabilities`; the conformance suite checks each one a
+    transaction has).
     """
 
     @property
@@ -61,10 +54,18 @@ class WriteTransaction(Protocol):
 class Backend(Protocol):
     """Where records and snapshots live.
 
-    A backend may also offer ``read_stream_payloads(stream, start=0, end=None)``: the same
-    records as :meth:`read_stream`, as ``(offset, event_type, payload)`` tuples.
-    Reconstruction folds over it when present, sparing a :class:`StoredRecord` (and a
-    chain-hash copy) per event.
+    A backend may offer more than this protocol: reading payloads lean
+    (:class:`~chanlog.backends.capabilities.ReadsStreamPayloads`), listing its stream index
+    (:class:`~chanlog.backends.capabilities.ExposesStreamIndex`), stored stream counts
+    (:class:`~chanlog.backends.capabilities.CountsStreams`), a witness of its head
+    (:class:`~chanlog.backends.capabilities.RemembersHead`) and a file
+    (:class:`~chanlog.backends.capabilities.FileBacked`); see
+    :mod:`chanlog.backends.capabilities`.
+
+    A backend opened read-only (the factories' ``read_only=True``; it says so through
+    :class:`~chanlog.backends.capabilities.MayBeReadOnly`) keeps every read and refuses
+    every write with :class:`~chanlog.errors.StorageError`: entering :meth:`write`,
+    :meth:`save_snapshot`, and the writing methods of its capabilities.
     """
 
     name: str
@@ -121,6 +122,13 @@ class Backend(Protocol):
 
 class BackendFactory(Protocol):
     """What ``chanlog_register_backends`` registers: a callable building a backend from
-    its configuration options (keyword arguments from ``[backend]`` in chanlog.toml)."""
+    its configuration options (keyword arguments from ``[backend]`` in chanlog.toml).
+
+    The built-in factories (and the PostgreSQL plugin's) all accept ``read_only: bool =
+    False``: the log is opened for reading only, never created, and writes are refused
+    with :class:`~chanlog.errors.StorageError`. Those that keep a log somewhere that may
+    not exist yet also accept ``create: bool = True``: with ``False`` a missing log is a
+    :class:`~chanlog.errors.StorageError` naming it rather than a new, empty one.
+    """
 
     def __call__(self, **options: Any) -> Backend: ...

@@ -1,102 +1,286 @@
-"""Optional backend capabilities, as small runtime-checkable protocols.
+"""Optional backend capabilities: small protocols a backend (or its write transaction) may
+implement on top of :class:`~chanlog.backends.base.Backend` and
+:class:`~chanlog.backends.base.WriteTransaction`.
 
-A backend implements :class:`~chanlog.backends.Backend`; it may also offer any of these.
-The store checks for each once (per backend, or per transaction class) and falls back to the
-plain contract where one is missing.
+Every protocol here is ``@runtime_checkable``, so the store learns what a backend can do with
+``isinstance`` and mypy checks a plugin author's signatures against it. Each one says who uses
+it and what happens when a backend lacks it; a backend that implements none of them is still
+a complete backend. The conformance suite (:mod:`chanlog.testing`) tests each capability a
+backend has and skips those it lacks.
+
+Resolve them once, not per call: ``isinstance`` against a runtime-checkable protocol costs
+several microseconds (it inspects every member), which is more than an in-memory append. For
+backend capabilities the store checks once when it opens. Transactions are new objects at
+every write, so :func:`transaction_capabilities` (and the ``TypeGuard`` helpers built on it)
+answer from a cache keyed by the transaction's class: capabilities are methods of the class,
+never attributes of one instance.
+
+Which built-in backend has what:
+
+| capability | memory | sqlite | postgres |
+|---|---|---|---|
+| `FindsMany` | no | yes | yes |
+| `AppendsUnlessKnown` | no | yes | no |
+| `SavesSnapshotsInTransaction` | yes | yes | yes |
+| `ReadsStreamPayloads` | yes | yes | yes |
+| `ExposesStreamIndex` | yes | yes | yes |
+| `CountsStreams` | no | no | yes |
+| `RemembersHead` | no | yes | no |
+| `FileBacked` | no | yes | no |
+| `MayBeReadOnly` | yes | yes | yes |
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, TypeGuard, runtime_checkable
 
 from chanlog.records import Head, StoredRecord, StoredSnapshot
 
 __all__ = [
     "AppendsUnlessKnown",
+    "CountsStreams",
     "ExposesStreamIndex",
     "FileBacked",
     "FindsMany",
+    "MayBeReadOnly",
     "ReadsStreamPayloads",
     "RemembersHead",
     "SavesSnapshotsInTransaction",
+    "TransactionCapabilities",
+    "appends_unless_known",
+    "finds_many",
+    "saves_snapshots_in_transaction",
+    "transaction_capabilities",
 ]
+
+
+# -- write-transaction capabilities ---------------------------------------------------------
 
 
 @runtime_checkable
 class FindsMany(Protocol):
-    """A transaction that looks up many event ids in one round trip (fallback: one
-    :meth:`~chanlog.backends.WriteTransaction.find` per id)."""
+    """A write transaction that looks many event ids up in one round trip.
+
+    Used by the store to learn which events of a batch are already in the log (idempotent
+    appends). Fallback: one :meth:`~chanlog.backends.base.WriteTransaction.find` per id.
+    The SQLite and PostgreSQL transactions have it.
+    """
 
     def find_many(self, event_ids: Sequence[bytes]) -> list[int | None]:
-        """The offsets of ``event_ids`` (``None`` where absent), in order."""
+        """The offset of each id (``None`` where absent), in the order given, repeats and
+        records appended earlier in this transaction included."""
         ...
 
 
 @runtime_checkable
 class AppendsUnlessKnown(Protocol):
-    """A transaction whose unique index on event ids judges redelivered events (ADR 0022;
-    fallback: the store looks every id up before it appends)."""
+    """A write transaction that lets its unique index on event ids judge an append
+    (ADR 0022).
+
+    Used by the store to write optimistically: it stages a batch as if none of it were in
+    the log and looks ids up only when this returns False. Fallback: look every id up first
+    (:class:`FindsMany` or ``find``), then ``append``. The SQLite transaction has it.
+    """
 
     def append_unless_known(self, records: Sequence[StoredRecord]) -> bool:
         """Append like ``append`` and return True; or, when an event id among ``records``
-        is already in the log, append none and return False, leaving the transaction
-        usable."""
+        is already in the log, append none of them and return False, leaving the
+        transaction usable (the same offsets are still free)."""
         ...
 
 
 @runtime_checkable
 class SavesSnapshotsInTransaction(Protocol):
-    """A transaction that stores a snapshot with the records it writes, so the snapshot and
-    its ``snapshot-created`` event commit together (fallback: ``backend.save_snapshot``
-    while the transaction is open, which a backend with one writer at a time cannot do)."""
+    """A write transaction that writes a snapshot row in the same transaction as its
+    records, so a snapshot and its ``snapshot-created`` event commit together, or neither
+    does.
+
+    Used by the store when it takes a snapshot: inside one ``backend.write()`` it appends
+    the ``snapshot-created`` record and calls ``transaction.save_snapshot(snapshot)``.
+    Fallback: :meth:`~chanlog.backends.base.Backend.save_snapshot` first, then the event
+    in a transaction of its own (a crash in between leaves a snapshot no event announces,
+    which readers must then ignore). Check it on the *transaction*: every backend has a
+    ``save_snapshot`` of its own, so ``isinstance(backend, ...)`` would always say yes.
+    The memory, SQLite and PostgreSQL transactions have it.
+    """
 
     def save_snapshot(self, snapshot: StoredSnapshot) -> None:
-        """Store ``snapshot`` when the transaction commits."""
+        """Store ``snapshot`` (replacing one at the same offset) when the transaction
+        commits; nothing of it when the transaction rolls back."""
         ...
+
+
+# -- backend capabilities -------------------------------------------------------------------
 
 
 @runtime_checkable
 class ReadsStreamPayloads(Protocol):
-    """A backend that reads one stream as bare ``(offset, event_type, payload)`` tuples,
-    sparing reconstruction a record object per event (fallback: ``read_stream``)."""
+    """A backend that reads a stream as bare ``(offset, event_type, payload)`` tuples.
+
+    Used by reconstruction, which folds over events and needs neither a
+    :class:`~chanlog.records.StoredRecord` nor a chain-hash copy per event. Fallback:
+    :meth:`~chanlog.backends.base.Backend.read_stream`. All built-in backends have it.
+    """
 
     def read_stream_payloads(
         self, stream: str, start: int = 0, end: int | None = None
     ) -> Iterator[tuple[int, str, bytes]]:
-        """The records of ``stream`` with ``start <= offset < end``, in order."""
+        """The records :meth:`~chanlog.backends.base.Backend.read_stream` yields for the
+        same arguments, as ``(offset, event_type, payload)``, in order, streamed."""
         ...
 
 
 @runtime_checkable
 class ExposesStreamIndex(Protocol):
-    """A backend whose per-stream reads rely on a derived index; ``verify`` proves the
-    index agrees with the streams every payload declares (without it, ``verify`` checks
-    ``read_stream`` against the payloads, one stream at a time)."""
+    """A backend that can list the derived per-stream index its stream reads rely on.
+
+    Used by ``verify()`` to prove the index agrees with the streams each stored payload
+    declares: a deleted or added index row silently changes what ``read_stream`` and
+    reconstruction return, and nothing else would notice. Fallback: the index is outside
+    verification (``verify`` should say so). All built-in backends have it: SQLite's
+    ``streams`` table plus the streams of the unindexed tail rows its reads look through,
+    PostgreSQL's ``streams`` table, the memory backend's offsets per stream.
+    """
 
     def stream_index(self) -> Iterator[tuple[str, int]]:
-        """Every ``(stream, offset)`` pair of the index, ordered by offset, then stream."""
+        """Every ``(stream, offset)`` pair of the index, for the records committed when
+        the iteration starts, ordered by offset and then by stream (code point order),
+        streamed. A pair appears as often as the index holds it (the SQL backends hold
+        each pair once, even for a record that names a stream twice)."""
+        ...
+
+
+@runtime_checkable
+class CountsStreams(Protocol):
+    """A backend that stores the number of records per stream apart from the records.
+
+    Used by ``verify()`` to check those counts against the payloads (they answer
+    ``stream_version`` and so ``expected_version``). Fallback: nothing to check, the
+    backend counts from its index, which :class:`ExposesStreamIndex` covers. The
+    PostgreSQL backend has it (its ``stream_versions`` table).
+    """
+
+    def stored_stream_versions(self) -> Mapping[str, int]:
+        """``{stream: stored count}`` for every stream with a stored count."""
         ...
 
 
 @runtime_checkable
 class RemembersHead(Protocol):
-    """A backend that keeps a head of the log where cutting rows out of the log does not
-    reach it: a witness ``verify`` holds the log against (ADR 0024)."""
+    """A backend that keeps a witness of the head outside the log's own rows, so cutting
+    records off the end of the log is detected (issue 13, defect 2).
+
+    Used by the store: at open and in ``verify()``, a log shorter than its remembered head,
+    or whose record at ``length - 1`` does not carry the remembered chain hash, has lost
+    records (an :class:`~chanlog.errors.IntegrityError`). The store calls
+    :meth:`remember_head` when it knows a head is good (after ``verify()``, after a
+    snapshot); the backend may also remember on its own (SQLite does at ``close()``, but
+    never a head that does not extend the one remembered). Fallback: a cut tail is
+    detected only through other witnesses (``snapshot-created`` events, a head the
+    operator recorded). The SQLite backend has it (the ``<database>-head`` file).
+    """
 
     def remembered_head(self) -> Head | None:
-        """The head last remembered, or ``None`` when none was."""
+        """The remembered head, or ``None`` when none was remembered.
+
+        Raises:
+            IntegrityError: the witness exists but is damaged (names where it is kept).
+        """
         ...
 
     def remember_head(self, head: Head) -> None:
-        """Remember ``head`` (a head the log has had)."""
+        """Remember ``head`` durably, replacing the witness (even with a shorter head: an
+        explicit call is the operator's decision, e.g. after recovering from a backup).
+
+        Raises:
+            StorageError: the witness cannot be written (or the backend is read-only).
+        """
         ...
 
 
 @runtime_checkable
 class FileBacked(Protocol):
-    """A backend whose log is one file (configuration resolves the path against the
-    configuration file's directory; the CLI names it)."""
+    """A backend whose log lives in one file.
 
-    path: Path
+    Used by configuration and the CLI (resolve relative paths, report file sizes, name the
+    file in messages) without knowing the backend's name. Fallback: the backend is not a
+    file; say nothing about files.
+    """
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        ...
+
+
+@runtime_checkable
+class MayBeReadOnly(Protocol):
+    """A backend that can be opened read-only (its factory's ``read_only=True``) and says
+    whether it was.
+
+    Used by the store to leave out what writes (snapshots, remembering the head) when it
+    sits on a read-only handle, e.g. to inspect a damaged log without folding it.
+    Fallback: the backend is taken as writable, and a write it refuses fails with its
+    :class:`~chanlog.errors.StorageError`. All built-in backends have it.
+    """
+
+    @property
+    def read_only(self) -> bool:
+        """True when this handle refuses every write."""
+        ...
+
+
+# -- resolving transaction capabilities once per class ---------------------------------------
+
+
+class TransactionCapabilities(NamedTuple):
+    """What a write transaction's class can do beyond
+    :class:`~chanlog.backends.base.WriteTransaction`."""
+
+    finds_many: bool
+    """It implements :class:`FindsMany`."""
+    appends_unless_known: bool
+    """It implements :class:`AppendsUnlessKnown`."""
+    saves_snapshots: bool
+    """It implements :class:`SavesSnapshotsInTransaction`."""
+
+
+_BY_CLASS: dict[type, TransactionCapabilities] = {}
+
+
+def transaction_capabilities(transaction: object) -> TransactionCapabilities:
+    """The capabilities of ``transaction``'s class, checked with ``isinstance`` the first
+    time a class is seen and then answered from a cache (a dictionary lookup, where each
+    ``isinstance`` against a protocol costs microseconds)."""
+    kind = type(transaction)
+    found = _BY_CLASS.get(kind)
+    if found is None:
+        found = TransactionCapabilities(
+            finds_many=isinstance(transaction, FindsMany),
+            appends_unless_known=isinstance(transaction, AppendsUnlessKnown),
+            saves_snapshots=isinstance(transaction, SavesSnapshotsInTransaction),
+        )
+        _BY_CLASS[kind] = found  # a racing thread computes the same value
+    return found
+
+
+def finds_many(transaction: object) -> TypeGuard[FindsMany]:
+    """Whether ``transaction`` implements :class:`FindsMany` (cached per class; narrows the
+    type for mypy)."""
+    return transaction_capabilities(transaction).finds_many
+
+
+def appends_unless_known(transaction: object) -> TypeGuard[AppendsUnlessKnown]:
+    """Whether ``transaction`` implements :class:`AppendsUnlessKnown` (cached per class;
+    narrows the type for mypy)."""
+    return transaction_capabilities(transaction).appends_unless_known
+
+
+def saves_snapshots_in_transaction(
+    transaction: object,
+) -> TypeGuard[SavesSnapshotsInTransaction]:
+    """Whether ``transaction`` implements :class:`SavesSnapshotsInTransaction` (cached per
+    class; narrows the type for mypy)."""
+    return transaction_capabilities(transaction).saves_snapshots

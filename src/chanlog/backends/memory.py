@@ -1,7 +1,15 @@
-"""The in-memory backend: the default of ``EventStore()``. Nothing touches the disk."""
+"""The in-memory backend: the default of ``EventStore()``. Nothing touches the disk.
+
+Besides the :class:`~chanlog.backends.base.Backend` protocol it implements
+:class:`~chanlog.backends.capabilities.ReadsStreamPayloads`,
+:class:`~chanlog.backends.capabilities.ExposesStreamIndex` and
+:class:`~chanlog.backends.capabilities.MayBeReadOnly`; its transactions implement
+:class:`~chanlog.backends.capabilities.SavesSnapshotsInTransaction`.
+"""
 
 from __future__ import annotations
 
+import heapq
 import threading
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator, Sequence
@@ -11,30 +19,39 @@ from chanlog.errors import ConfigError, StorageError
 from chanlog.hashing import GENESIS_CHAIN_HASH
 from chanlog.records import Head, StoredRecord, StoredSnapshot
 
-__all__ = ["MemoryBackend"]
+__all__ = ["MemoryBackend", "MemoryTransaction"]
 
 
-class _MemoryTransaction:
-    """The writer lock and the staged records of one write; a context manager."""
+class MemoryTransaction:
+    """The writer lock and the staged records (and snapshots) of one write; a context
+    manager. Nothing staged is visible until it commits, all of it at once."""
 
-    __slots__ = ("_backend", "_pending", "head")
+    __slots__ = ("_backend", "_pending", "_snapshots", "head")
 
     def __init__(self, backend: MemoryBackend) -> None:
         self._backend = backend
         self._pending: list[StoredRecord] = []
+        self._snapshots: list[StoredSnapshot] | None = None
 
-    def __enter__(self) -> _MemoryTransaction:
-        self._backend._lock.acquire()
-        self.head = self._backend.head()
+    def __enter__(self) -> MemoryTransaction:
+        backend = self._backend
+        if backend.read_only:
+            raise StorageError("memory backend: opened read-only; writes are refused")
+        backend._lock.acquire()
+        self.head = backend.head()
         return self
 
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
         backend = self._backend
         try:
-            if exc_type is None and self._pending:
-                backend._commit(self._pending)
-                if backend._waiters:
-                    backend._grew.notify_all()
+            if exc_type is None:
+                if self._pending:
+                    backend._commit(self._pending)
+                    if backend._waiters:
+                        backend._grew.notify_all()
+                # After the records: a snapshot never describes records that are not there.
+                for snapshot in self._snapshots or ():
+                    backend._store_snapshot(snapshot)
         finally:
             backend._lock.release()
 
@@ -46,6 +63,12 @@ class _MemoryTransaction:
 
     def append(self, records: Sequence[StoredRecord]) -> None:
         self._pending.extend(records)
+
+    def save_snapshot(self, snapshot: StoredSnapshot) -> None:
+        """Store ``snapshot`` when the transaction commits, after its records."""
+        if self._snapshots is None:
+            self._snapshots = []
+        self._snapshots.append(snapshot)
 
 
 class MemoryBackend:
@@ -61,12 +84,20 @@ class MemoryBackend:
     name = "memory"
     shared = False
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, read_only: bool = False, **options: Any) -> None:
         if options:
             raise ConfigError(
-                "memory backend takes no options, got " + ", ".join(sorted(options)),
+                "memory backend takes no options but read_only, got " + ", ".join(sorted(options)),
                 key="backend." + sorted(options)[0],
             )
+        if not isinstance(read_only, bool):
+            raise ConfigError(
+                f"memory backend: read_only must be true or false, got {read_only!r}",
+                key="backend.read_only",
+            )
+        self.read_only = read_only
+        """True when this log refuses every write (it then stays empty: a memory log has
+        no other handle to fill it)."""
         self._payloads: list[bytes] = []
         self._ids: list[bytes] = []  # the same objects as the keys of _by_id
         self._chains = bytearray()
@@ -90,8 +121,8 @@ class MemoryBackend:
     def head(self) -> Head:
         return self._head
 
-    def write(self) -> _MemoryTransaction:
-        return _MemoryTransaction(self)
+    def write(self) -> MemoryTransaction:
+        return MemoryTransaction(self)
 
     def _commit(self, pending: Sequence[StoredRecord]) -> None:
         # Everything that can refuse runs before any column changes, so a refused batch
@@ -194,11 +225,28 @@ class MemoryBackend:
         offsets = self._streams.get(stream)
         return 0 if offsets is None else len(offsets)
 
-    def save_snapshot(self, snapshot: StoredSnapshot) -> None:
+    def stream_index(self) -> Iterator[tuple[str, int]]:
+        """Every ``(stream, offset)`` pair of the offsets-per-stream index the stream reads
+        rely on, for the records committed when the iteration starts, ordered by offset then
+        stream: the per-stream lists merged (each is already in offset order), not copied."""
         with self._lock:
-            if snapshot.offset not in self._snapshots:
-                insort(self._snapshot_offsets, snapshot.offset)
-            self._snapshots[snapshot.offset] = snapshot
+            length = len(self._payloads)
+            streams = list(self._streams.items())
+        heads = (_pairs(stream, offsets, length) for stream, offsets in streams)
+        # A stream name is unique per list, so (offset, stream) orders pairs totally.
+        for offset, stream in heapq.merge(*heads):
+            yield stream, offset
+
+    def save_snapshot(self, snapshot: StoredSnapshot) -> None:
+        if self.read_only:
+            raise StorageError("memory backend: opened read-only; writes are refused")
+        with self._lock:
+            self._store_snapshot(snapshot)
+
+    def _store_snapshot(self, snapshot: StoredSnapshot) -> None:
+        if snapshot.offset not in self._snapshots:
+            insort(self._snapshot_offsets, snapshot.offset)
+        self._snapshots[snapshot.offset] = snapshot
 
     def latest_snapshot(self, before: int | None = None) -> StoredSnapshot | None:
         with self._lock:
@@ -216,3 +264,12 @@ class MemoryBackend:
 
     def close(self) -> None:
         """Nothing to release; the records stay readable."""
+
+
+def _pairs(stream: str, offsets: list[int], length: int) -> Iterator[tuple[int, str]]:
+    """``(offset, stream)`` for the offsets of ``stream`` below ``length``: the list only
+    grows at its end, so walking it by index up to ``length`` never sees a later commit."""
+    for offset in offsets:
+        if offset >= length:
+            return
+        yield offset, stream

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from chanlog.appending import AppendPipeline, CommitResult
 from chanlog.backends.base import Backend, WriteTransaction
-from chanlog.backends.capabilities import SavesSnapshotsInTransaction
+from chanlog.backends.capabilities import saves_snapshots_in_transaction
 from chanlog.errors import InvalidArgument
 from chanlog.events.system import SnapshotCreated
 from chanlog.folding import InlineProjections
@@ -67,7 +67,7 @@ class SnapshotTaker:
                 raise InvalidArgument(f"offset {at} is beyond the end of the log ({length})")
             states = self._inline.by_name if at == length else self._snapshots.projections_at(at)
             snapshot = encode_snapshot(at, states)
-            if isinstance(transaction, SavesSnapshotsInTransaction):
+            if saves_snapshots_in_transaction(transaction):
                 transaction.save_snapshot(snapshot)
             else:
                 self._backend.save_snapshot(snapshot)

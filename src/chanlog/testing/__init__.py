@@ -25,8 +25,21 @@ open that same log (a new handle on it), which is how the reopen and shared-log 
 
 A backend whose log dies with its handle (like ``memory``) sets ``durable = False``, which
 skips the reopen test; tests needing two handles on one log run only when the backend
-declares ``shared = True``. The suite closes every handle it opened. It needs ``pytest``
-(a test dependency, not a runtime one of chanlog).
+declares ``shared = True``. Each optional capability of :mod:`chanlog.backends.capabilities`
+has its own cases, which run when ``isinstance`` says the backend (or its write transaction)
+implements the protocol and are skipped, saying so, otherwise. A backend whose factory takes
+``read_only=True`` also overrides ``open_read_only`` (a callable opening the same log
+read-only), which runs the read-only cases::
+
+    @pytest.fixture
+    def open_read_only(self, fresh_schema: str) -> OpenBackend:
+        return lambda: PostgresBackend(dsn=DSN, schema=fresh_schema, read_only=True)
+
+A read-only open before the test's first writable one must be refused (it must not create
+the log); a backend whose ``open_backend`` prepares the log's storage itself sets
+``opening_creates_the_log = False``. The suite closes every handle it opened. It needs
+``pytest`` (a test dependency, not a runtime one of chanlog). The case classes it gathers
+are in :mod:`chanlog.testing.conformance`, and can be subclassed one at a time.
 
 Helpers
 -------

@@ -3,7 +3,8 @@
 Configuration (keyword options, ``[backend]`` in chanlog.toml)::
 
     PostgresBackend(dsn="postgresql://user@127.0.0.1:5432/db", schema="chanlog", pool_size=4,
-                    connect_timeout=5.0, lock_timeout=30.0, pool_timeout=10.0)
+                    connect_timeout=5.0, lock_timeout=30.0, pool_timeout=10.0,
+                    read_only=False, create=True)
 
 How it keeps offsets dense and in commit order whoever appends (ADR 0012): a write transaction
 starts by locking the single ``head`` row (``SELECT ... FOR UPDATE``) and reading the length
@@ -13,7 +14,7 @@ serialized by the row lock, so the transaction holding offset ``n`` has committe
 transaction can even learn that ``n + 1`` is next: no gaps, no out-of-order visibility, and a
 reader that has seen offset ``n`` will never later discover an older offset. Every append
 transaction also runs ``pg_notify``, delivered at commit, which wakes :meth:`wait` in other
-processes.
+processes. The transaction itself is :class:`~chanlog_postgres.transaction.PostgresTransaction`.
 
 Reads use keyset pagination (``position >= next ORDER BY position LIMIT 512``), one pooled
 connection per page, so a large read neither loads the log nor pins a connection while the
@@ -25,24 +26,36 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from chanlog.errors import ConfigError, StorageError
 from chanlog.records import Head, StoredRecord, StoredSnapshot
 from chanlog_postgres.connection import connect, describe_error, parse_dsn
+from chanlog_postgres.options import (
+    DURABILITY_LEVELS,
+    OPTION_NAMES,
+    check_durability,
+    check_flag,
+    check_pool_size,
+    check_seconds,
+)
 from chanlog_postgres.schema import (
     check_schema_name,
     ensure_schema,
     notify_channel,
-    quoted,
     remove_schema,
+)
+from chanlog_postgres.statements import Statements
+from chanlog_postgres.transaction import (
+    COPY_THRESHOLD,
+    PostgresTransaction,
+    find_many,
+    snapshot_params,
 )
 
 __all__ = [
@@ -51,199 +64,22 @@ __all__ = [
     "DURABILITY_LEVELS",
     "READ_CHUNK",
     "PostgresBackend",
+    "PostgresTransaction",
     "drop_schema",
 ]
 
 DEFAULT_SCHEMA = "chanlog"
 """The schema a backend uses when none is configured."""
 
-DURABILITY_LEVELS = {"full": "on", "normal": "off"}
-"""``durability`` option → PostgreSQL ``synchronous_commit`` of this backend's sessions."""
-
 READ_CHUNK = 512
 """Rows fetched per query by streamed reads."""
 
-COPY_THRESHOLD = 8
-"""Appends of at least this many records use binary COPY (one stream of rows) instead of
-pipelined INSERTs (which win for a few rows: everything travels in one round trip)."""
-
 _MAX_POSITION = 2**63 - 1  # bigint
-_EVENT_TYPES = ["int8", "bytea", "text", "text[]", "bytea", "bytea"]
-_STREAM_TYPES = ["text", "int8"]
-_RECORD_COLUMNS = "position, event_id, event_type, streams, payload, chain_hash"
-_OPTIONS = "dsn, schema, durability, pool_size, connect_timeout, lock_timeout, pool_timeout"
-
-
-class _Statements:
-    """The SQL of one schema, composed once (schema names are checked identifiers)."""
-
-    __slots__ = (
-        "bump_version",
-        "copy_events",
-        "copy_streams",
-        "find",
-        "find_many",
-        "head",
-        "insert_event",
-        "insert_stream",
-        "latest_snapshot",
-        "lock_head",
-        "notify",
-        "read",
-        "read_stream",
-        "save_snapshot",
-        "set_head",
-        "stream_version",
-    )
-
-    def __init__(self, schema: str) -> None:
-        s = quoted(schema)
-        self.head = f"SELECT length, chain_hash FROM {s}.head"
-        self.lock_head = self.head + " FOR UPDATE"
-        self.find = f"SELECT position FROM {s}.events WHERE event_id = %s"
-        self.stream_version = f"SELECT version FROM {s}.stream_versions WHERE stream = %s"
-        self.insert_event = (
-            f"INSERT INTO {s}.events ({_RECORD_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)"
-        )
-        self.find_many = (
-            f"SELECT event_id, position FROM {s}.events WHERE event_id = ANY(%s::bytea[])"
-        )
-        self.copy_events = f"COPY {s}.events ({_RECORD_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-        self.copy_streams = f"COPY {s}.streams (stream, position) FROM STDIN (FORMAT BINARY)"
-        self.notify = "SELECT pg_notify(%s, %s)"
-        self.insert_stream = f"INSERT INTO {s}.streams (stream, position) VALUES (%s, %s)"
-        self.bump_version = (
-            f"INSERT INTO {s}.stream_versions (stream, version) VALUES (%s, %s)"
-            f" ON CONFLICT (stream) DO UPDATE SET version = {s}.stream_versions.version"
-            " + EXCLUDED.version"
-        )
-        self.set_head = f"UPDATE {s}.head SET length = %s, chain_hash = %s"
-        self.read = (
-            f"SELECT {_RECORD_COLUMNS} FROM {s}.events"
-            " WHERE position >= %s AND position < %s ORDER BY position LIMIT %s"
-        )
-        self.read_stream = (
-            "SELECT e.position, e.event_id, e.event_type, e.streams, e.payload, e.chain_hash"
-            f" FROM {s}.streams AS t JOIN {s}.events AS e ON e.position = t.position"
-            " WHERE t.stream = %s AND t.position >= %s AND t.position < %s"
-            " ORDER BY t.position LIMIT %s"
-        )
-        self.save_snapshot = (
-            f"INSERT INTO {s}.snapshots (position, versions, data, snapshot_hash)"
-            " VALUES (%s, %s, %s, %s) ON CONFLICT (position) DO UPDATE SET"
-            " versions = EXCLUDED.versions, data = EXCLUDED.data,"
-            " snapshot_hash = EXCLUDED.snapshot_hash"
-        )
-        self.latest_snapshot = (
-            f"SELECT position, versions, data, snapshot_hash FROM {s}.snapshots"
-            " WHERE position <= %s ORDER BY position DESC LIMIT 1"
-        )
-
-
-def _copy(
-    cursor: psycopg.Cursor[Any], statement: str, types: list[str], rows: list[tuple[Any, ...]]
-) -> None:
-    with cursor.copy(statement) as copy:
-        copy.set_types(types)
-        for row in rows:
-            copy.write_row(row)
-
-
-def _find_many(
-    connection: psycopg.Connection[Any], sql: _Statements, event_ids: Sequence[bytes]
-) -> list[int | None]:
-    ids = list(event_ids)
-    if not ids:
-        return []
-    rows = connection.execute(sql.find_many, (ids,), binary=True).fetchall()
-    found = {bytes(event_id): int(position) for event_id, position in rows}
-    return [found.get(event_id) for event_id in ids]
 
 
 def _record(row: tuple[Any, ...]) -> StoredRecord:
     position, event_id, event_type, streams, payload, chain_hash = row
     return StoredRecord(position, event_id, event_type, tuple(streams), payload, chain_hash)
-
-
-class _PostgresTransaction:
-    """The write session :meth:`PostgresBackend.write` yields: it holds the ``head`` row
-    lock, so it is the only writer of the log until it commits or rolls back."""
-
-    __slots__ = ("_backend", "_chain", "_connection", "_length", "head")
-
-    def __init__(self, backend: PostgresBackend, connection: psycopg.Connection[Any]) -> None:
-        self._backend = backend
-        self._connection = connection
-        row = connection.execute(backend._sql.lock_head).fetchone()
-        if row is None:
-            raise StorageError(f"{backend._where}: damaged log (the head row is missing)")
-        self.head = Head(int(row[0]), bytes(row[1]))
-        self._length = self.head.length
-        self._chain = self.head.chain_hash
-
-    def find(self, event_id: bytes) -> int | None:
-        """The offset of the record with this event id, or ``None``."""
-        row = self._connection.execute(self._backend._sql.find, (event_id,)).fetchone()
-        return None if row is None else int(row[0])
-
-    def find_many(self, event_ids: Sequence[bytes]) -> list[int | None]:
-        """The offsets of these event ids (``None`` where absent), in one round trip."""
-        return _find_many(self._connection, self._backend._sql, event_ids)
-
-    def stream_version(self, stream: str) -> int:
-        """How many committed records belong to ``stream``."""
-        row = self._connection.execute(self._backend._sql.stream_version, (stream,)).fetchone()
-        return 0 if row is None else int(row[0])
-
-    def append(self, records: Sequence[StoredRecord]) -> None:
-        """Insert records continuing the head, move the head and queue the NOTIFY; all of it
-        becomes visible (and the notification is delivered) at commit."""
-        if not records:
-            return
-        expected = self._length
-        for record in records:
-            if record.offset != expected:
-                raise StorageError(
-                    f"{self._backend._where}: record offset {record.offset} does not continue "
-                    f"the log (next offset is {expected})"
-                )
-            expected += 1
-        event_rows = [
-            (
-                record.offset,
-                record.event_id,
-                record.event_type,
-                list(record.streams),
-                record.payload,
-                record.chain_hash,
-            )
-            for record in records
-        ]
-        stream_rows = [
-            (stream, record.offset)
-            for record in records
-            for stream in dict.fromkeys(record.streams)
-        ]
-        versions = Counter(stream for stream, _ in stream_rows)
-        sql = self._backend._sql
-        chain = records[-1].chain_hash
-        connection = self._connection
-        with connection.cursor() as cursor:
-            if len(records) >= COPY_THRESHOLD:
-                _copy(cursor, sql.copy_events, _EVENT_TYPES, event_rows)
-                _copy(cursor, sql.copy_streams, _STREAM_TYPES, stream_rows)
-            with connection.pipeline():
-                if len(records) < COPY_THRESHOLD:
-                    cursor.executemany(sql.insert_event, event_rows)
-                    if stream_rows:
-                        cursor.executemany(sql.insert_stream, stream_rows)
-                if versions:
-                    cursor.executemany(sql.bump_version, list(versions.items()))
-                cursor.execute(sql.set_head, (expected, chain))
-                # Delivered at commit, and never for a rolled-back transaction.
-                cursor.execute(sql.notify, (self._backend.channel, str(expected)))
-        self._length = expected
-        self._chain = chain
 
 
 class PostgresBackend:
@@ -267,6 +103,17 @@ class PostgresBackend:
         lock_timeout: seconds a writer waits for the writer lock held by another process
             before :class:`StorageError`.
         pool_timeout: seconds to wait for a free pooled connection.
+        read_only: open an existing log for reading only: the schema is never created,
+            the sessions are ``default_transaction_read_only``, and every write raises
+            :class:`StorageError`.
+        create: with ``False`` a schema holding no chanlog log is a :class:`StorageError`
+            naming it, instead of being created (``read_only`` implies it).
+
+    Besides the :class:`~chanlog.backends.base.Backend` protocol it implements the
+    capabilities :class:`~chanlog.backends.capabilities.ReadsStreamPayloads`,
+    :class:`~chanlog.backends.capabilities.ExposesStreamIndex`,
+    :class:`~chanlog.backends.capabilities.CountsStreams` and
+    :class:`~chanlog.backends.capabilities.MayBeReadOnly`, and :meth:`find_many`.
 
     Raises:
         ConfigError: a missing, unknown or ill-typed option.
@@ -291,29 +138,34 @@ class PostgresBackend:
         connect_timeout: float = 5.0,
         lock_timeout: float = 30.0,
         pool_timeout: float = 10.0,
+        read_only: bool = False,
+        create: bool = True,
         **unknown: Any,
     ) -> None:
         if unknown:
             key = sorted(unknown)[0]
             raise ConfigError(
-                f"postgres backend: unknown option {key!r} (options: {_OPTIONS})",
+                f"postgres backend: unknown option {key!r} (options: {', '.join(OPTION_NAMES)})",
                 key=f"backend.{key}",
             )
         self._dsn, self.server = parse_dsn(dsn)
         self.schema = check_schema_name(schema)
-        self.durability = _check_durability(durability)
-        self.pool_size = _check_pool_size(pool_size)
-        self.connect_timeout = _check_seconds("connect_timeout", connect_timeout)
-        self.lock_timeout = _check_seconds("lock_timeout", lock_timeout)
-        self.pool_timeout = _check_seconds("pool_timeout", pool_timeout)
+        self.durability = check_durability(durability)
+        self.pool_size = check_pool_size(pool_size)
+        self.connect_timeout = check_seconds("connect_timeout", connect_timeout)
+        self.lock_timeout = check_seconds("lock_timeout", lock_timeout)
+        self.pool_timeout = check_seconds("pool_timeout", pool_timeout)
+        self.read_only = check_flag("read_only", read_only)
+        """True when this handle refuses every write."""
+        create = check_flag("create", create) and not self.read_only
         self.channel = notify_channel(self.schema)
         self._where = f"postgres backend ({self.server}, schema {self.schema!r})"
-        self._sql = _Statements(self.schema)
+        self._sql = Statements(self.schema)
         self._closed = False
         self._listen_lock = threading.Lock()
         self._listener: psycopg.Connection[Any] | None = None
         with self._connect() as connection:
-            ensure_schema(connection, self.schema)
+            ensure_schema(connection, self.schema, create=create)
         self._pool = self._open_pool()
 
     # -- connections ---------------------------------------------------------------------
@@ -346,6 +198,9 @@ class PostgresBackend:
         # another process's writer lock after lock_timeout rather than hanging.
         connection.execute(f"SET lock_timeout = {round(self.lock_timeout * 1000)}")
         connection.execute(f"SET synchronous_commit = {DURABILITY_LEVELS[self.durability]}")
+        if self.read_only:
+            # The server itself refuses writes on these sessions, whatever the code does.
+            connection.execute("SET default_transaction_read_only = on")
 
     @contextmanager
     def _borrow(self, action: str) -> Iterator[psycopg.Connection[Any]]:
@@ -377,6 +232,10 @@ class PostgresBackend:
             f"busy for {self.pool_timeout:g} s (raise pool_size or pool_timeout)"
         )
 
+    def _refuse_if_read_only(self) -> None:
+        if self.read_only:
+            raise StorageError(f"{self._where}: opened read-only; writes are refused")
+
     def _error(self, action: str, exc: psycopg.Error) -> StorageError:
         if isinstance(exc, psycopg.errors.LockNotAvailable):
             return StorageError(
@@ -403,18 +262,19 @@ class PostgresBackend:
         return Head(int(length), bytes(chain_hash))
 
     @contextmanager
-    def write(self) -> Iterator[_PostgresTransaction]:
+    def write(self) -> Iterator[PostgresTransaction]:
         """Take the writer lock (the ``head`` row) and open a transaction; leaving the
         context commits, an exception rolls back.
 
         Raises:
-            StorageError: the lock was not granted within ``lock_timeout``, or the server
-                failed; nothing is committed then.
+            StorageError: the backend is read-only, the lock was not granted within
+                ``lock_timeout``, or the server failed; nothing is committed then.
         """
+        self._refuse_if_read_only()
         with self._borrow("append") as connection:
             try:
                 with connection.transaction():
-                    yield _PostgresTransaction(self, connection)
+                    yield PostgresTransaction(connection, self._sql, self._where, self.channel)
             except psycopg.Error as exc:
                 raise self._error("append", exc) from exc
 
@@ -447,6 +307,46 @@ class PostgresBackend:
                 return
             position = int(rows[-1][0]) + 1
 
+    def read_stream_payloads(
+        self, stream: str, start: int = 0, end: int | None = None
+    ) -> Iterator[tuple[int, str, bytes]]:
+        """``(offset, event_type, payload)`` of the records :meth:`read_stream` yields, one
+        page at a time: what reconstruction folds over."""
+        position = start
+        stop = _MAX_POSITION if end is None else min(end, _MAX_POSITION)
+        sql = self._sql.read_stream_payloads
+        while position < stop:
+            rows = self._fetch("read a stream", sql, (stream, position, stop, READ_CHUNK))
+            yield from rows
+            if len(rows) < READ_CHUNK:
+                return
+            position = int(rows[-1][0]) + 1
+
+    def stream_index(self) -> Iterator[tuple[str, int]]:
+        """Every ``(stream, offset)`` row of the ``streams`` table (the index
+        :meth:`read_stream` joins) for the records committed when the iteration starts,
+        ordered by offset then stream (code point order), through a server-side cursor:
+        one pooled connection and one read transaction are held until the iteration ends.
+        """
+        length = self.head().length
+        with self._borrow("read the stream index") as connection:
+            try:
+                with (
+                    connection.transaction(),
+                    connection.cursor(name="chanlog_stream_index", binary=True) as cursor,
+                ):
+                    cursor.itersize = 8 * READ_CHUNK
+                    cursor.execute(self._sql.stream_index, (length,))
+                    yield from cursor
+            except psycopg.Error as exc:
+                raise self._error("read the stream index", exc) from exc
+
+    def stored_stream_versions(self) -> Mapping[str, int]:
+        """``{stream: count}`` as the ``stream_versions`` table stores it: what
+        :meth:`stream_version` (and so ``expected_version``) answers from."""
+        rows = self._fetch("read the stream versions", self._sql.stream_versions, ())
+        return {str(stream): int(version) for stream, version in rows}
+
     def find(self, event_id: bytes) -> int | None:
         """The offset of the record with this event id, or ``None``."""
         rows = self._fetch("look up an event id", self._sql.find, (event_id,))
@@ -456,7 +356,7 @@ class PostgresBackend:
         """The offsets of these event ids (``None`` where absent), in one query."""
         with self._borrow("look up event ids") as connection:
             try:
-                return _find_many(connection, self._sql, event_ids)
+                return find_many(connection, self._sql, event_ids)
             except psycopg.Error as exc:
                 raise self._error("look up event ids", exc) from exc
 
@@ -466,13 +366,12 @@ class PostgresBackend:
         return int(rows[0][0]) if rows else 0
 
     def save_snapshot(self, snapshot: StoredSnapshot) -> None:
-        """Store a snapshot, replacing one at the same offset."""
-        params = (
-            snapshot.offset,
-            Jsonb(dict(snapshot.versions)),
-            snapshot.data,
-            snapshot.snapshot_hash,
-        )
+        """Store a snapshot, replacing one at the same offset, in a transaction of its own
+        (:meth:`PostgresTransaction.save_snapshot
+        <chanlog_postgres.transaction.PostgresTransaction.save_snapshot>` writes one inside
+        a write transaction)."""
+        self._refuse_if_read_only()
+        params = snapshot_params(snapshot)
         with self._borrow("save a snapshot") as connection:
             try:
                 connection.execute(self._sql.save_snapshot, params)
@@ -578,13 +477,15 @@ class PostgresBackend:
     def drop_schema(self) -> bool:
         """Close this backend, then drop its schema with every record and snapshot in it;
         return whether the schema existed. Irreversible: meant for tests and benchmark
-        cleanup."""
+        cleanup. Refused on a read-only handle."""
+        self._refuse_if_read_only()
         self.close()
         with self._connect() as connection:
             return remove_schema(connection, self.schema)
 
     def __repr__(self) -> str:
-        return f"<PostgresBackend {self.server} schema={self.schema!r}>"
+        mode = " read_only" if self.read_only else ""
+        return f"<PostgresBackend {self.server} schema={self.schema!r}{mode}>"
 
 
 def drop_schema(dsn: str, schema: str = DEFAULT_SCHEMA, *, connect_timeout: float = 5.0) -> bool:
@@ -594,33 +495,6 @@ def drop_schema(dsn: str, schema: str = DEFAULT_SCHEMA, *, connect_timeout: floa
     Irreversible: meant for tests and benchmark cleanup.
     """
     checked_dsn, server = parse_dsn(dsn)
-    timeout = _check_seconds("connect_timeout", connect_timeout)
+    timeout = check_seconds("connect_timeout", connect_timeout)
     with connect(checked_dsn, server, connect_timeout=timeout) as connection:
         return remove_schema(connection, check_schema_name(schema))
-
-
-def _check_durability(value: object) -> str:
-    if not isinstance(value, str) or value not in DURABILITY_LEVELS:
-        raise ConfigError(
-            f"postgres backend: durability must be 'full' or 'normal', got {value!r}",
-            key="backend.durability",
-        )
-    return value
-
-
-def _check_pool_size(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-        raise ConfigError(
-            f"postgres backend: pool_size must be an int >= 2, got {value!r}",
-            key="backend.pool_size",
-        )
-    return value
-
-
-def _check_seconds(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(
-            f"postgres backend: {name} must be a positive number of seconds, got {value!r}",
-            key=f"backend.{name}",
-        )
-    return float(value)

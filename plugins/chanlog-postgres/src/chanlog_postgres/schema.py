@@ -113,8 +113,9 @@ def notify_channel(schema: str) -> str:
     return f"chanlog.{schema}"
 
 
-def ensure_schema(connection: psycopg.Connection[Any], schema: str) -> bool:
-    """Create the chanlog tables in ``schema`` unless they exist; check them if they do.
+def ensure_schema(connection: psycopg.Connection[Any], schema: str, *, create: bool = True) -> bool:
+    """Create the chanlog tables in ``schema`` unless they exist (and ``create`` allows it);
+    check them if they do.
 
     Concurrent callers (several processes opening one log at once) are serialized by a
     transaction-level advisory lock, so exactly one creates the tables. Returns whether
@@ -122,7 +123,8 @@ def ensure_schema(connection: psycopg.Connection[Any], schema: str) -> bool:
 
     Raises:
         StorageError: the schema holds tables that are not chanlog's, a version this package
-            does not read, or misses some of its tables; or the server refused the DDL.
+            does not read, or misses some of its tables; it holds no log and ``create`` is
+            False; or the server refused the DDL.
     """
     try:
         with connection.transaction():
@@ -134,6 +136,11 @@ def ensure_schema(connection: psycopg.Connection[Any], schema: str) -> bool:
             if "schema_version" in tables:
                 _check_existing(connection, schema, tables)
                 return False
+            if not tables and not create:
+                raise StorageError(
+                    f"postgres backend: schema {schema!r} holds no chanlog log (opened with "
+                    "read_only or create = false, which never create one)"
+                )
             if tables:
                 raise StorageError(
                     f"postgres backend: schema {schema!r} already holds tables that are not a "

@@ -1,0 +1,194 @@
+"""The ``sqlite`` backend's options, checked, and the SQLite settings they turn into: how each
+connection is opened and which pragmas it gets (ADR 0011).
+
+A bad option is a :class:`~chanlog.errors.ConfigError` naming its ``backend.<key>``, raised
+before anything touches the disk.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from chanlog.errors import ConfigError, StorageError
+
+__all__ = [
+    "DURABILITY_LEVELS",
+    "OPTION_NAMES",
+    "WAL_AUTOCHECKPOINT_PAGES",
+    "WRITER_CACHE_KIB",
+    "SqliteOptions",
+    "connect",
+    "read_only_uri",
+]
+
+DURABILITY_LEVELS = {"full": "FULL", "normal": "NORMAL"}
+"""``durability`` option → SQLite ``synchronous`` setting."""
+
+WRITER_CACHE_KIB = 16_384
+"""Page cache of the writing connection (SQLite's default is 2 MiB). Event ids are random,
+so each batch touches index pages all over the event-id index; once a log outgrows the
+cache every lookup and insert rereads pages from the operating system (ADR 0011)."""
+
+WAL_AUTOCHECKPOINT_PAGES = 4_000
+"""Write-ahead-log pages (about 16 MB) after which a commit copies the log into the main
+file (SQLite's default is 1,000). Pages rewritten by several commits are copied once per
+checkpoint, so fewer checkpoints copy fewer pages; durability does not change, as every
+commit is still fsync'd in the write-ahead log."""
+
+OPTION_NAMES = ("path", "durability", "timeout", "poll_interval", "read_only", "create")
+"""Every option the ``sqlite`` backend takes, in the order its messages list them."""
+
+
+@attrs.frozen
+class SqliteOptions:
+    """The checked options of one ``sqlite`` backend (see
+    :class:`~chanlog.backends.sqlite.SqliteBackend` for what each one means)."""
+
+    path: Path
+    durability: str = "full"
+    timeout: float = 30.0
+    poll_interval: float = 0.05
+    read_only: bool = False
+    create: bool = True
+
+    @classmethod
+    def parse(cls, path: object, unknown: dict[str, Any], **options: object) -> SqliteOptions:
+        """Check every option; ``unknown`` holds the keyword arguments no parameter took.
+
+        Raises:
+            ConfigError: an unknown option, or one of the wrong type or range.
+        """
+        if unknown:
+            key = sorted(unknown)[0]
+            raise ConfigError(
+                f"sqlite backend: unknown option {key!r} (options: {', '.join(OPTION_NAMES)})",
+                key=f"backend.{key}",
+            )
+        return cls(
+            path=_check_path(path),
+            durability=_check_durability(options["durability"]),
+            timeout=_check_seconds("timeout", options["timeout"]),
+            poll_interval=_check_seconds("poll_interval", options["poll_interval"]),
+            read_only=_check_flag("read_only", options["read_only"]),
+            create=_check_flag("create", options["create"]),
+        )
+
+
+def _check_path(path: object) -> Path:
+    if path is None:
+        raise ConfigError("sqlite backend: the option 'path' is required", key="backend.path")
+    if not isinstance(path, str | os.PathLike) or isinstance(path, bytes):
+        raise ConfigError(
+            f"sqlite backend: path must be a string or path, got {type(path).__name__}",
+            key="backend.path",
+        )
+    text = os.fspath(path)
+    if isinstance(text, str) and ("\x00" in text or not _encodable_path(text)):
+        raise ConfigError(
+            f"sqlite backend: path {text!r} is no file name this system can have "
+            "(a NUL byte, or text that does not encode)",
+            key="backend.path",
+        )
+    if not isinstance(text, str) or not text or text == ":memory:" or text.startswith("file:"):
+        raise ConfigError(
+            f"sqlite backend: path must name a file, got {text!r} (use the memory backend "
+            "for a log without a file)",
+            key="backend.path",
+        )
+    return Path(text)
+
+
+def _encodable_path(text: str) -> bool:
+    try:
+        os.fsencode(text)
+    except UnicodeError:
+        return False
+    return True
+
+
+def _check_durability(durability: object) -> str:
+    if not isinstance(durability, str) or durability not in DURABILITY_LEVELS:
+        raise ConfigError(
+            f"sqlite backend: durability must be 'full' or 'normal', got {durability!r}",
+            key="backend.durability",
+        )
+    return durability
+
+
+def _check_seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(
+            f"sqlite backend: {name} must be a positive number of seconds, got {value!r}",
+            key=f"backend.{name}",
+        )
+    return float(value)
+
+
+def _check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"sqlite backend: {name} must be true or false, got {value!r}", key=f"backend.{name}"
+        )
+    return value
+
+
+def read_only_uri(path: Path, *, immutable: bool = False) -> str:
+    """An SQLite URI opening ``path`` read-only (quoted, so any file name works).
+
+    ``immutable`` reads the main file only, without locks or side files: right when there is
+    no write-ahead log to read and no writer can appear.
+    """
+    query = "?immutable=1" if immutable else "?mode=ro"
+    return "file:" + urllib.parse.quote(str(path.resolve())) + query
+
+
+def connect(options: SqliteOptions, *, writer: bool) -> sqlite3.Connection:
+    """Open a connection to the database: the writer (WAL, the durability's ``synchronous``,
+    a large cache, a rarer autocheckpoint) or a reader (``query_only``; opened ``mode=ro``
+    when the backend is read-only, so not even a bug can write through it). Connections are
+    in autocommit mode and may be used from any thread (the backend serializes them).
+
+    Raises:
+        StorageError: SQLite cannot open the file or refuses WAL mode.
+    """
+    path = options.path
+    try:
+        if options.read_only:
+            target: str | Path = read_only_uri(path)
+        else:
+            target = path
+        connection = sqlite3.connect(
+            target,
+            timeout=options.timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=options.read_only,
+        )
+    except sqlite3.Error as exc:
+        raise StorageError(f"{path}: cannot open: {exc}") from exc
+    try:
+        if writer:
+            _configure_writer(connection, options)
+        else:
+            connection.execute("PRAGMA query_only = 1")
+    except BaseException as exc:
+        connection.close()
+        if isinstance(exc, sqlite3.Error):
+            raise StorageError(f"{path}: cannot open: {exc}") from exc
+        raise
+    return connection
+
+
+def _configure_writer(connection: sqlite3.Connection, options: SqliteOptions) -> None:
+    mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise StorageError(f"{options.path}: SQLite refused WAL mode (got {mode!r})")
+    connection.execute(f"PRAGMA synchronous = {DURABILITY_LEVELS[options.durability]}")
+    connection.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+    connection.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")

@@ -1,0 +1,333 @@
+"""Conformance cases for the optional capabilities of :mod:`chanlog.backends.capabilities`.
+
+Each case class tests one capability and skips, saying so, when the backend (or its write
+transaction) does not implement that protocol; ``isinstance`` against the protocol decides,
+exactly as the store does.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+import orjson
+import pytest
+
+from chanlog.backends.base import Backend
+from chanlog.backends.capabilities import (
+    AppendsUnlessKnown,
+    CountsStreams,
+    ExposesStreamIndex,
+    FileBacked,
+    FindsMany,
+    MayBeReadOnly,
+    ReadsStreamPayloads,
+    RemembersHead,
+    SavesSnapshotsInTransaction,
+    transaction_capabilities,
+)
+from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next, keccak256
+from chanlog.records import Head, StoredRecord, StoredSnapshot
+from chanlog.testing.conformance.fixtures import ConformanceFixtures, OpenBackend
+from chanlog.testing.events import offsets_of, sample_events, stored_records
+
+__all__ = [
+    "AppendsUnlessKnownCases",
+    "CountsStreamsCases",
+    "FileBackedCases",
+    "FindsManyCases",
+    "ReadsStreamPayloadsCases",
+    "RemembersHeadCases",
+    "SavesSnapshotsInTransactionCases",
+    "StreamIndexCases",
+    "records_with_streams",
+]
+
+_EMPTY = Head(0, GENESIS_CHAIN_HASH)
+
+# Streams chosen so that code point order is not alphabetical order in most locales: "Z"
+# sorts before "a", and "ä" after "b".
+_STREAM_PATTERN: tuple[tuple[str, ...], ...] = (
+    ("a",),
+    ("b", "a"),
+    (),
+    ("Z", "ä", "a"),
+    ("ä",),
+    ("b",),
+    ("a", "Z"),
+)
+
+
+def records_with_streams(streams_of: Sequence[tuple[str, ...]], head: Head) -> list[StoredRecord]:
+    """Records after ``head`` with exactly the given streams (one record per entry): the
+    payloads are small JSON objects and the ids distinct, the chain hashes continue
+    ``head``. A backend stores what it is given, so any streams can be tested this way."""
+    records: list[StoredRecord] = []
+    offset, chain = head.length, head.chain_hash
+    for streams in streams_of:
+        event_id = keccak256(f"conformance record {offset}".encode())
+        chain = chain_next(chain, event_id)
+        payload = orjson.dumps({"n": offset, "streams": list(streams)})
+        records.append(StoredRecord(offset, event_id, "conformance-test", streams, payload, chain))
+        offset += 1
+    return records
+
+
+def _snapshot(offset: int, data: bytes) -> StoredSnapshot:
+    return StoredSnapshot(offset, {"objective": 1}, data, bytes([offset % 256]) * 32)
+
+
+# -- write-transaction capabilities -------------------------------------------------------
+
+
+class FindsManyCases(ConformanceFixtures):
+    """:class:`~chanlog.backends.capabilities.FindsMany` agrees with ``find``."""
+
+    def test_find_many_agrees_with_find(self, backend: Backend) -> None:
+        records = stored_records(sample_events(5), _EMPTY)
+        with backend.write() as transaction:
+            if not isinstance(transaction, FindsMany):
+                pytest.skip("the backend's transactions are not FindsMany")
+            assert transaction_capabilities(transaction).finds_many
+            transaction.append(records[:3])
+            # Its own appends count, in any order, with repeats and unknown ids.
+            ids = [records[2].event_id, records[4].event_id, records[0].event_id]
+            ids += [records[2].event_id, bytes(32)]
+            assert transaction.find_many(ids) == [2, None, 0, 2, None]
+            assert transaction.find_many(ids) == [transaction.find(each) for each in ids]
+            assert transaction.find_many([]) == []
+
+
+class AppendsUnlessKnownCases(ConformanceFixtures):
+    """:class:`~chanlog.backends.capabilities.AppendsUnlessKnown` (ADR 0022)."""
+
+    def test_append_unless_known_refuses_a_known_id_and_leaves_nothing(
+        self, backend: Backend
+    ) -> None:
+        first = stored_records(sample_events(3), _EMPTY)
+        with backend.write() as transaction:
+            if not isinstance(transaction, AppendsUnlessKnown):
+                pytest.skip("the backend's transactions are not AppendsUnlessKnown")
+            assert transaction_capabilities(transaction).appends_unless_known
+            assert transaction.append_unless_known([])
+            assert transaction.append_unless_known(first)
+        head = backend.head()
+        fresh = stored_records(sample_events(5, start=3), head)
+        # A known id in the middle of a batch: the records before it must not stay behind.
+        clashing = [*fresh[:2], attrs.evolve(fresh[2], event_id=first[1].event_id), *fresh[3:]]
+        with backend.write() as transaction:
+            assert isinstance(transaction, AppendsUnlessKnown)
+            assert not transaction.append_unless_known(clashing)
+            assert not transaction.append_unless_known(
+                [attrs.evolve(fresh[0], event_id=first[0].event_id)]
+            )
+            assert transaction.find(fresh[0].event_id) is None
+            assert transaction.stream_version(fresh[0].streams[0]) == 0
+            # The transaction goes on: the same offsets are still free.
+            assert transaction.append_unless_known(fresh)
+        assert backend.head() == Head(8, fresh[-1].chain_hash)
+        assert list(backend.read(0, 100)) == first + fresh
+        assert offsets_of(list(backend.read_stream(fresh[0].streams[0]))) == [3]
+
+
+class SavesSnapshotsInTransactionCases(ConformanceFixtures):
+    """:class:`~chanlog.backends.capabilities.SavesSnapshotsInTransaction`: a snapshot
+    commits with the records of its transaction, or neither does."""
+
+    def test_a_snapshot_commits_with_the_records_of_its_transaction(self, backend: Backend) -> None:
+        records = stored_records(sample_events(4), _EMPTY)
+        with backend.write() as transaction:
+            if not isinstance(transaction, SavesSnapshotsInTransaction):
+                pytest.skip("the backend's transactions are not SavesSnapshotsInTransaction")
+            assert transaction_capabilities(transaction).saves_snapshots
+            transaction.append(records)
+            transaction.save_snapshot(_snapshot(3, b"first"))
+            transaction.save_snapshot(_snapshot(3, b"replaced in the same transaction"))
+        assert backend.head() == Head(4, records[-1].chain_hash)
+        assert backend.latest_snapshot() == _snapshot(3, b"replaced in the same transaction")
+        with backend.write() as transaction:
+            assert isinstance(transaction, SavesSnapshotsInTransaction)
+            transaction.save_snapshot(_snapshot(3, b"replaced by a later transaction"))
+        assert backend.latest_snapshot() == _snapshot(3, b"replaced by a later transaction")
+
+    def test_a_snapshot_rolls_back_with_the_records_of_its_transaction(
+        self, backend: Backend
+    ) -> None:
+        records = stored_records(sample_events(4), _EMPTY)
+
+        def abort() -> None:
+            with backend.write() as transaction:
+                if not isinstance(transaction, SavesSnapshotsInTransaction):
+                    pytest.skip("the backend's transactions are not SavesSnapshotsInTransaction")
+                transaction.append(records)
+                transaction.save_snapshot(_snapshot(4, b"never"))
+                raise RuntimeError("abort the transaction")
+
+        with pytest.raises(RuntimeError, match="abort"):
+            abort()
+        assert backend.head() == _EMPTY
+        assert backend.latest_snapshot() is None
+
+    def test_another_handle_sees_the_snapshot_once_committed(self, opener: OpenBackend) -> None:
+        first = opener()
+        if not first.shared:
+            pytest.skip("the backend is not shared")
+        second = opener()
+        records = stored_records(sample_events(2), _EMPTY)
+        with first.write() as transaction:
+            if not isinstance(transaction, SavesSnapshotsInTransaction):
+                pytest.skip("the backend's transactions are not SavesSnapshotsInTransaction")
+            transaction.append(records)
+            transaction.save_snapshot(_snapshot(2, b"shared"))
+            assert second.latest_snapshot() is None  # not before the commit
+        assert second.latest_snapshot() == _snapshot(2, b"shared")
+        assert second.head().length == 2
+
+
+# -- backend capabilities ------------------------------------------------------------------
+
+
+class ReadsStreamPayloadsCases(ConformanceFixtures):
+    """:class:`~chanlog.backends.capabilities.ReadsStreamPayloads` agrees with
+    ``read_stream``."""
+
+    def test_read_stream_payloads_agrees_with_read_stream(self, backend: Backend) -> None:
+        if not isinstance(backend, ReadsStreamPayloads):
+            pytest.skip("the backend is not ReadsStreamPayloads")
+        records = stored_records(sample_events(70, objectives=4), _EMPTY)
+        with backend.write() as transaction:
+            transaction.append(records)
+        objective = records[1].streams[1]
+        for bounds in ((), (5,), (6, 14), (18,), (0, 0), (40, 69), (66,)):
+            expected = [
+                (record.offset, record.event_type, record.payload)
+                for record in backend.read_stream(objective, *bounds)
+            ]
+            payloads = backend.read_stream_payloads(objective, *bounds)
+            assert [tuple(entry) for entry in payloads] == expected
+        assert list(backend.read_stream_payloads("0x" + "ab" * 32)) == []
+        reader = backend.read_stream_payloads(objective)
+        assert iter(reader) is reader
+
+
+class StreamIndexCases(ConformanceFixtures):
+    """:class:`~chanlog.backends.capabilities.ExposesStreamIndex`: the index lists exactly
+    the streams of the stored records, in offset then stream order, and agrees with what
+    ``read_stream`` returns."""
+
+    def test_the_stream_index_of_an_empty_log_is_empty(self, backend: Backend) -> None:
+        if not isinstance(backend, ExposesStreamIndex):
+            pytest.skip("the backend is not ExposesStreamIndex")
+        assert list(backend.stream_index()) == []
+
+    def test_the_stream_index_lists_every_stream_of_every_record_in_order(
+        self, backend: Backend
+    ) -> None:
+        if not isinstance(backend, ExposesStreamIndex):
+            pytest.skip("the backend is not ExposesStreamIndex")
+        # More than a block of the SQLite index (32), so indexed rows and the tail count.
+        pattern = [_STREAM_PATTERN[number % len(_STREAM_PATTERN)] for number in range(75)]
+        records = records_with_streams(pattern, _EMPTY)
+        with backend.write() as transaction:
+            transaction.append(records[:40])
+            transaction.append(records[40:])
+        expected = [
+            (stream, record.offset)
+            for record in records
+            for stream in sorted(dict.fromkeys(record.streams))
+        ]
+        index = backend.stream_index()
+        assert iter(index) is index
+        assert list(index) == expected
+        for stream in {stream for streams in pattern for stream in streams}:
+            indexed = [offset for name, offset in backend.stream_index() if name == stream]
+            assert indexed == offsets_of(list(backend.read_stream(stream)))
+            assert len(indexed) == backend.stream_version(stream)
+
+    def test_the_stream_index_is_as_of_the_start_of_the_iteration(self, backend: Backend) -> None:
+        if not isinstance(backend, ExposesStreamIndex):
+            pytest.skip("the backend is not ExposesStreamIndex")
+        records = stored_records(sample_events(10), _EMPTY)
+        with backend.write() as transaction:
+            transaction.append(records[:6])
+        index = backend.stream_index()
+        first = next(index)
+        with backend.write() as transaction:
+            transaction.append(records[6:])
+        pairs = [first, *index]
+        assert {offset for _, offset in pairs} == set(range(6))
+        assert len(list(backend.stream_index())) == 2 * 10
+
+
+class CountsStreamsCases(ConformanceFixtures):
+    """:class:`~chanlog.backends.capabilities.CountsStreams`: the stored counts are the
+    number of records per stream."""
+
+    def test_stored_stream_versions_count_the_records_of_each_stream(
+        self, backend: Backend
+    ) -> None:
+        if not isinstance(backend, CountsStreams):
+            pytest.skip("the backend is not CountsStreams")
+        assert dict(backend.stored_stream_versions()) == {}
+        pattern = [_STREAM_PATTERN[number % len(_STREAM_PATTERN)] for number in range(40)]
+        records = records_with_streams(pattern, _EMPTY)
+        with backend.write() as transaction:
+            transaction.append(records)
+        expected = Counter(stream for streams in pattern for stream in dict.fromkeys(streams))
+        stored = dict(backend.stored_stream_versions())
+        assert stored == dict(expected)
+        for stream, count in stored.items():
+            assert backend.stream_version(stream) == count
+
+
+class RemembersHeadCases(ConformanceFixtures):
+    """:class:`~chanlog.backends.capabilities.RemembersHead`: a remembered head round-trips
+    and, for a durable backend, outlives the handle."""
+
+    def test_a_new_log_remembers_no_head(self, backend: Backend) -> None:
+        if not isinstance(backend, RemembersHead):
+            pytest.skip("the backend is not RemembersHead")
+        assert backend.remembered_head() is None
+
+    def test_a_remembered_head_round_trips(self, opener: OpenBackend) -> None:
+        backend = opener()
+        if not isinstance(backend, RemembersHead):
+            pytest.skip("the backend is not RemembersHead")
+        records = stored_records(sample_events(5), _EMPTY)
+        with backend.write() as transaction:
+            transaction.append(records)
+        head = backend.head()
+        backend.remember_head(head)
+        assert backend.remembered_head() == head
+        earlier = Head(2, records[1].chain_hash)
+        backend.remember_head(earlier)  # an explicit call may go back: the caller decides
+        assert backend.remembered_head() == earlier
+        if self.durable:
+            backend.close()
+            reopened = opener()
+            assert isinstance(reopened, RemembersHead)
+            remembered = reopened.remembered_head()
+            # Closing may remember the head again (it extends the remembered one).
+            assert remembered in (earlier, head)
+
+
+class FileBackedCases(ConformanceFixtures):
+    """:class:`~chanlog.backends.capabilities.FileBacked`: ``path`` names the log's file."""
+
+    def test_path_names_the_file_of_the_log(self, backend: Backend) -> None:
+        if not isinstance(backend, FileBacked):
+            pytest.skip("the backend is not FileBacked")
+        assert isinstance(backend.path, Path)
+        assert backend.path.is_file()
+
+
+class MayBeReadOnlyCases(ConformanceFixtures):
+    """:class:`~chanlog.backends.capabilities.MayBeReadOnly`: a handle opened normally says
+    it is writable."""
+
+    def test_a_writable_handle_says_so(self, backend: Backend) -> None:
+        if not isinstance(backend, MayBeReadOnly):
+            pytest.skip("the backend is not MayBeReadOnly")
+        assert backend.read_only is False

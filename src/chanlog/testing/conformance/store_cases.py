@@ -1,0 +1,226 @@
+"""Conformance cases for an :class:`~chanlog.store.EventStore` on the backend: dense offsets,
+atomic batches, idempotency, expected versions, reads, threads, subscriptions, the hash
+chain and ``verify()``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import attrs
+import pytest
+
+from chanlog.backends.base import Backend
+from chanlog.errors import (
+    ConcurrencyError,
+    IntegrityError,
+    InvalidArgument,
+    InvalidEvent,
+    InvalidTransition,
+    NotFound,
+)
+from chanlog.events import MessageAcked
+from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next
+from chanlog.records import Head, RecordedEvent
+from chanlog.store import EventStore
+from chanlog.testing.conformance.fixtures import ConformanceFixtures, wait_until
+from chanlog.testing.events import message_sent, refused_event, sample_events, stored_records
+from chanlog.testing.plugins import REFUSING_PROJECTION, RefusingProjection, refusing_host
+
+__all__ = ["StoreCases"]
+
+
+class StoreCases(ConformanceFixtures):
+    """What the store promises (DESIGN section 3), on the backend under test."""
+
+    def test_offsets_are_dense_and_in_commit_order(self, store: EventStore) -> None:
+        events = sample_events(25)
+        offsets = [store.append(event) for event in events[:5]]
+        offsets += store.append_batch(events[5:20])
+        offsets += [store.append(event) for event in events[20:]]
+        assert offsets == list(range(25))
+        assert len(store) == 25
+        assert [record.event for record in store.read_from(0)] == events
+        assert [record.offset for record in store.read_from(0)] == offsets
+
+    def test_a_batch_with_a_refused_event_writes_nothing(self, backend: Backend) -> None:
+        with EventStore(
+            backend, plugins=refusing_host(), projections=[REFUSING_PROJECTION]
+        ) as store:
+            store.append_batch(sample_events(3))
+            received: list[int] = []
+            store.subscribe(lambda record: received.append(record.offset))
+            batch = [*sample_events(4, start=3), refused_event(), *sample_events(2, start=7)]
+            with pytest.raises(InvalidTransition) as refused:
+                store.append_batch(batch)
+            assert refused.value.index == 4
+            with pytest.raises(InvalidEvent) as malformed:
+                store.append_batch([*sample_events(2, start=3), object()])  # type: ignore[list-item]
+            assert malformed.value.index == 2
+            assert len(store) == 3
+            assert backend.head().length == 3
+            assert all(backend.find(bytes.fromhex(e.event_id[2:])) is None for e in batch)
+            assert backend.stream_version(batch[0].streams[0]) == 0
+            projection = store.projection(REFUSING_PROJECTION)
+            assert isinstance(projection, RefusingProjection)
+            assert projection.folded == 3
+            assert received == []
+            assert store.append_batch(sample_events(2, start=3)) == [3, 4]
+            assert received == [3, 4]
+            store.verify()
+
+    def test_reappending_an_event_is_idempotent(self, store: EventStore) -> None:
+        events = sample_events(4)
+        received: list[int] = []
+        store.subscribe(lambda record: received.append(record.offset))
+        assert store.append(events[0]) == 0
+        assert store.append(events[0]) == 0
+        assert store.append_batch([events[1], events[2], events[1]]) == [1, 2, 1]
+        assert store.append_batch([events[2], events[0]]) == [2, 0]
+        assert store.append_batch([events[0], events[3]]) == [0, 3]
+        assert len(store) == 4
+        assert received == [0, 1, 2, 3]
+        head = store.backend.head()
+        assert store.append(events[3]) == 3
+        assert store.backend.head() == head
+
+    def test_expected_version(self, store: EventStore) -> None:
+        events = sample_events(6, objectives=1)
+        message = events[0].message_id
+        objective = events[0].objective_id
+        assert store.append(events[0], expected_version=0) == 0
+        acked = MessageAcked(message_id=message, peer_id="peer-0", timestamp_ms=1)
+        with pytest.raises(ConcurrencyError) as stale:
+            store.append(acked, expected_version=0)
+        assert (stale.value.stream, stale.value.expected, stale.value.actual) == (
+            message.lower(),
+            0,
+            1,
+        )
+        with pytest.raises(ConcurrencyError):
+            store.append(events[1], expected_version=1)
+        assert len(store) == 1
+        assert store.append(acked, expected_version=1) == 1
+        assert store.stream_version(message) == 2
+        with pytest.raises(ConcurrencyError):
+            store.append_batch(events[1:3], expected_versions={objective: 5})
+        assert len(store) == 2
+        assert store.append_batch(events[1:3], expected_versions={objective.upper(): 1}) == [2, 3]
+        assert store.stream_version(objective) == 3
+
+    def test_read_range_bounds(self, store: EventStore) -> None:
+        store.append_batch(sample_events(10))
+
+        def offsets(records: Iterator[RecordedEvent]) -> list[int]:
+            return [record.offset for record in records]
+
+        assert offsets(store.read_range(2, 5)) == [2, 3, 4]
+        assert offsets(store.read_range(7, 100)) == [7, 8, 9]
+        assert offsets(store.read_range(10, 20)) == []
+        assert offsets(store.read_range(15, 15)) == []
+        assert offsets(store.read_range(4, 4)) == []
+        assert offsets(store.read_from(8)) == [8, 9]
+        assert offsets(store.read_from(10)) == []
+        with pytest.raises(InvalidArgument):
+            store.read_range(-1, 3)
+        with pytest.raises(InvalidArgument):
+            store.read_range(0, -3)
+        with pytest.raises(InvalidArgument):
+            store.read_range(5, 2)
+        with pytest.raises(InvalidArgument):
+            store.read_from(-1)
+
+    def test_read_stream_and_get_through_the_store(self, store: EventStore) -> None:
+        events = sample_events(12, objectives=3)
+        store.append_batch(events)
+        objective = events[2].objective_id
+        records = list(store.read_stream(objective.upper()))
+        assert [record.offset for record in records] == [2, 5, 8, 11]
+        assert [record.event for record in records] == [events[2], events[5], events[8], events[11]]
+        assert [record.offset for record in store.read_stream(objective, 3, 9)] == [5, 8]
+        assert store.stream_version(objective) == 4
+        record = store.get(events[7].event_id)
+        assert (record.offset, record.event) == (7, events[7])
+        with pytest.raises(NotFound):
+            store.get("0x" + "00" * 32)
+
+    def test_concurrent_appends_from_ten_threads(self, store: EventStore) -> None:
+        per_thread = 12
+        results: dict[int, list[int]] = {}
+        failures: list[BaseException] = []
+        barrier = threading.Barrier(10)
+
+        def work(worker: int) -> None:
+            try:
+                events = sample_events(per_thread, salt=f"thread-{worker}:")
+                barrier.wait()
+                offsets = [store.append(event) for event in events[:8]]
+                offsets += store.append_batch(events[8:])
+                results[worker] = offsets
+            except BaseException as exc:  # surfaced below: a thread cannot fail the test
+                failures.append(exc)
+
+        threads = [threading.Thread(target=work, args=(worker,)) for worker in range(10)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        every = sorted(offset for offsets in results.values() for offset in offsets)
+        assert every == list(range(10 * per_thread))
+        for offsets in results.values():
+            assert offsets == sorted(offsets)
+        records = list(store.read_from(0))
+        assert [record.offset for record in records] == list(range(10 * per_thread))
+        assert len({record.event_id for record in records}) == 10 * per_thread
+        assert store.verify() == 10 * per_thread
+
+    def test_subscribe_catches_up_then_goes_live(self, store: EventStore) -> None:
+        store.append_batch(sample_events(40))
+        received: list[int] = []
+        started = threading.Event()
+
+        def append_more() -> None:
+            started.set()
+            for number in range(40, 80):
+                store.append(message_sent(number))
+
+        writer = threading.Thread(target=append_more)
+        writer.start()
+        started.wait()
+        subscription = store.subscribe(lambda record: received.append(record.offset), 10)
+        writer.join()
+        wait_until(lambda: len(received) >= 70, "the subscription to reach offset 79")
+        assert received == list(range(10, 80))
+        assert not subscription.failed
+
+    def test_hash_chain_and_verify(self, store: EventStore) -> None:
+        store.append_batch(sample_events(2300))
+        chain = GENESIS_CHAIN_HASH
+        for record in store.read_from(0):
+            chain = chain_next(chain, bytes.fromhex(record.event_id[2:]))
+            assert record.chain_hash == "0x" + chain.hex()
+        assert store.backend.head() == Head(2300, chain)
+        calls: list[tuple[int, int]] = []
+        assert store.verify(progress=lambda done, total: calls.append((done, total))) == 2300
+        assert calls == [(1000, 2300), (2000, 2300), (2300, 2300)]
+
+    def test_verify_an_empty_log(self, store: EventStore) -> None:
+        calls: list[tuple[int, int]] = []
+        assert store.verify(progress=lambda done, total: calls.append((done, total))) == 0
+        assert calls == [(0, 0)]
+
+    def test_a_wrong_chain_hash_is_caught_by_verify(self, backend: Backend) -> None:
+        records = stored_records(sample_events(5), Head(0, GENESIS_CHAIN_HASH))
+        forged = attrs.evolve(records[3], chain_hash=bytes(32))
+        with backend.write() as transaction:
+            transaction.append([*records[:3], forged, records[4]])
+        with EventStore(backend, projections=[]) as store, pytest.raises(IntegrityError) as bad:
+            store.verify()
+        assert bad.value.offset == 3
+
+    def test_close_is_idempotent_through_the_store(self, store: EventStore) -> None:
+        store.append(message_sent(0))
+        store.close()
+        store.close()
+        assert store.closed

@@ -1,0 +1,110 @@
+"""The capability protocols: which built-in backend has which (the table in
+chanlog.backends.capabilities), and the per-class cache the store resolves transactions with."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from chanlog.backends import capabilities
+from chanlog.backends.capabilities import (
+    AppendsUnlessKnown,
+    CountsStreams,
+    ExposesStreamIndex,
+    FileBacked,
+    FindsMany,
+    MayBeReadOnly,
+    ReadsStreamPayloads,
+    RemembersHead,
+    SavesSnapshotsInTransaction,
+    TransactionCapabilities,
+    appends_unless_known,
+    finds_many,
+    saves_snapshots_in_transaction,
+    transaction_capabilities,
+)
+from chanlog.backends.memory import MemoryBackend
+from chanlog.backends.sqlite import SqliteBackend
+
+BACKEND_CAPABILITIES = (
+    ReadsStreamPayloads,
+    ExposesStreamIndex,
+    CountsStreams,
+    RemembersHead,
+    FileBacked,
+    MayBeReadOnly,
+)
+
+
+def _declared(backend: object) -> set[str]:
+    return {protocol.__name__ for protocol in BACKEND_CAPABILITIES if isinstance(backend, protocol)}
+
+
+def test_the_memory_backend_has_what_the_table_says() -> None:
+    backend = MemoryBackend()
+    assert _declared(backend) == {"ReadsStreamPayloads", "ExposesStreamIndex", "MayBeReadOnly"}
+    with backend.write() as transaction:
+        assert transaction_capabilities(transaction) == TransactionCapabilities(
+            finds_many=False, appends_unless_known=False, saves_snapshots=True
+        )
+
+
+def test_the_sqlite_backend_has_what_the_table_says(tmp_path: Path) -> None:
+    backend = SqliteBackend(tmp_path / "log.db")
+    try:
+        assert _declared(backend) == {
+            "ReadsStreamPayloads",
+            "ExposesStreamIndex",
+            "RemembersHead",
+            "FileBacked",
+            "MayBeReadOnly",
+        }
+        with backend.write() as transaction:
+            assert transaction_capabilities(transaction) == TransactionCapabilities(
+                finds_many=True, appends_unless_known=True, saves_snapshots=True
+            )
+    finally:
+        backend.close()
+
+
+def test_the_table_in_the_docstring_lists_every_protocol() -> None:
+    doc = capabilities.__doc__ or ""
+    for name in capabilities.__all__:
+        protocol = getattr(capabilities, name)
+        if getattr(protocol, "_is_protocol", False):
+            assert f"| `{name}` |" in doc, name
+            assert protocol.__doc__ and "Fallback" in protocol.__doc__, name
+
+
+class _Finder:
+    def find_many(self, event_ids: Sequence[bytes]) -> list[int | None]:
+        return [None] * len(event_ids)
+
+
+class _Plain:
+    pass
+
+
+def test_transaction_capabilities_are_resolved_once_per_class(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(capabilities, "_BY_CLASS", {})
+    checks: list[object] = []
+    real = isinstance
+
+    def counting(value: object, kinds: object) -> bool:
+        if kinds is FindsMany:
+            checks.append(value)
+        return real(value, kinds)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(capabilities, "isinstance", counting, raising=False)
+    first, second = _Finder(), _Finder()
+    assert finds_many(first)
+    assert finds_many(second)
+    assert not appends_unless_known(first)
+    assert not saves_snapshots_in_transaction(first)
+    assert checks == [first]  # the second instance of the class was answered from the cache
+    assert not finds_many(_Plain())
+    assert not isinstance(_Plain(), FindsMany | AppendsUnlessKnown | SavesSnapshotsInTransaction)
