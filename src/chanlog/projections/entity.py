@@ -13,8 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
-import attrs
-
+from chanlog import codegen
 from chanlog.checkpoints import EntityCheckpoints
 from chanlog.errors import DecodeError, InvalidTransition
 from chanlog.events.base import Event
@@ -333,7 +332,7 @@ def replacer(cls: type[S]) -> Callable[..., S]:
     copies the slots straight through their descriptors (no validators run: states are
     built only by folds).
     """
-    names = [field.name for field in attrs.fields(cls)]  # type: ignore[arg-type]
+    names = [field.name for field in codegen.plan_of(cls).fields]
     namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_M": _MISSING}
     lines = [f"def replace(self, *, {', '.join(f'{n}=_M' for n in names)}):"]
     lines.append("    new = _new(_cls)")
@@ -341,7 +340,12 @@ def replacer(cls: type[S]) -> Callable[..., S]:
         namespace[f"_set_{name}"] = getattr(cls, name).__set__
         lines.append(f"    _set_{name}(new, self.{name} if {name} is _M else {name})")
     lines.append("    return new")
-    exec("\n".join(lines), namespace)
-    replace: Callable[..., S] = namespace["replace"]
+    replace: Callable[..., S] = codegen.compile_function(
+        "\n".join(lines) + "\n",
+        "replace",
+        namespace,
+        purpose="replace",
+        qualname=f"{cls.__module__}.{cls.__qualname__}",
+    )
     replace.__doc__ = f"A copy of a {cls.__name__} with the given fields changed."
     return replace
