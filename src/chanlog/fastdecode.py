@@ -16,14 +16,10 @@ must have exactly that many, which refuses unknown keys and an explicit ``null``
 
 from __future__ import annotations
 
-import types
-import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import attrs
-
-from chanlog.events._fastinit import slot_descriptor
+from chanlog import codegen
 from chanlog.events.base import Event
 
 __all__ = ["Mismatch", "trusted_decoder"]
@@ -36,26 +32,11 @@ class Mismatch(Exception):
 _decoders: dict[type, Callable[[Mapping[str, Any]], Event] | None] = {}
 
 
-def _base_type(annotation: Any) -> tuple[type, bool]:
-    """``(primitive type, optional?)`` for ``str``, ``int``, ``bool``, ``tuple[str, ...]``
-    and their ``| None`` forms."""
-    optional = False
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        members = [a for a in typing.get_args(annotation) if a is not type(None)]
-        optional = len(members) != len(typing.get_args(annotation))
-        if len(members) != 1:
-            raise TypeError(f"unsupported field type {annotation!r}")
-        annotation = members[0]
-    origin = typing.get_origin(annotation)
-    if origin is tuple:
-        return tuple, optional
-    if annotation in (str, int, bool):
-        return annotation, optional
-    raise TypeError(f"unsupported field type {annotation!r}")
-
-
-def _generate(cls: type[Event]) -> Callable[[Mapping[str, Any]], Event]:
-    hints = typing.get_type_hints(cls)
+def _generate(cls: type[Event]) -> Callable[[Mapping[str, Any]], Event] | None:
+    plan = codegen.plan_of(cls)
+    kinds = plan.primitive_types()
+    if kinds is None or not all(field.has_member_slot for field in plan.fields):
+        return None
     names: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "Mismatch": Mismatch}
     fetch: list[str] = []
     optional: list[str] = []
@@ -63,16 +44,13 @@ def _generate(cls: type[Event]) -> Callable[[Mapping[str, Any]], Event]:
     convert: list[str] = []
     store: list[str] = []
     required = 0
-    for index, field in enumerate(attrs.fields(cls)):
+    for field, kind in zip(plan.fields, kinds, strict=True):
         name = field.name
+        index = field.index
         var = f"v{index}"
-        primitive, is_optional = _base_type(hints[name])
-        descriptor = slot_descriptor(cls, name)
-        if type(descriptor) is not types.MemberDescriptorType:
-            raise TypeError(f"field {name!r} is not a slot")
-        names[f"_set{index}"] = descriptor.__set__
+        names[f"_set{index}"] = field.slot.__set__
         store.append(f"    _set{index}(o, {var})")
-        if field.metadata.get("chanlog_amount"):
+        if field.amount:
             # At most 78 digits (2**256 has 78): int() of a longer string could even raise
             # ValueError (Python's int-string length limit) instead of a Mismatch.
             check = (
@@ -80,13 +58,13 @@ def _generate(cls: type[Event]) -> Callable[[Mapping[str, Any]], Event]:
                 f' and (len({var}) == 1 or ({var}[0] != "0" and len({var}) <= 78))'
             )
             conversion = f"{var} = int({var})"
-        elif primitive is tuple:
+        elif kind.primitive is tuple:
             check = f"type({var}) is list and all(type(item) is str for item in {var})"
             conversion = f"{var} = tuple({var})"
         else:
-            check = f"type({var}) is {primitive.__name__}"
+            check = f"type({var}) is {kind.primitive.__name__}"  # type: ignore[union-attr]
             conversion = ""
-        if is_optional and field.default is None:
+        if kind.nullable and field.omitted_when_none:
             # Absent means None; a present null is not what the log writes (the length
             # check below catches it, since it is not counted).
             optional.append(f"    {var} = payload.get({name!r})")
@@ -110,10 +88,13 @@ def _generate(cls: type[Event]) -> Callable[[Mapping[str, Any]], Event]:
     lines += optional
     lines += ["    if len(payload) != count: raise Mismatch", "    o = _new(_cls)", *store]
     lines.append("    return o")
-    # The source is generated from the attrs fields above, never from input.
-    exec("\n".join(lines) + "\n", names)
-    decode: Callable[[Mapping[str, Any]], Event] = names["decode"]
-    decode.__chanlog_source__ = "\n".join(lines)  # type: ignore[attr-defined]
+    decode: Callable[[Mapping[str, Any]], Event] = codegen.compile_function(
+        "\n".join(lines) + "\n",
+        "decode",
+        names,
+        purpose="decode",
+        qualname=f"{cls.__module__}.{cls.__qualname__}",
+    )
     return decode
 
 
@@ -123,9 +104,6 @@ def trusted_decoder(cls: type[Event]) -> Callable[[Mapping[str, Any]], Event] | 
     plugin event type whose field types go beyond the primitives (always decoded strictly)."""
     if cls in _decoders:
         return _decoders[cls]
-    try:
-        decoder: Callable[[Mapping[str, Any]], Event] | None = _generate(cls)
-    except (TypeError, NameError):  # NameError: annotations get_type_hints cannot resolve
-        decoder = None
+    decoder = _generate(cls)
     _decoders[cls] = decoder
     return decoder

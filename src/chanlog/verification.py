@@ -127,7 +127,12 @@ class _Scan:
             raise IntegrityError(
                 f"offset {offset}: payload unreadable: {exc}", offset=offset
             ) from exc
-        computed = event_digest(stored.event_type, canonical)
+        try:
+            computed = event_digest(stored.event_type, canonical)
+        except UnicodeEncodeError as exc:
+            raise IntegrityError(
+                f"offset {offset}: event type unreadable: {exc}", offset=offset
+            ) from exc
         if computed != stored.event_id:
             raise IntegrityError(
                 f"offset {offset}: event id does not match its payload "

@@ -237,6 +237,8 @@ def test_documented_plugin_type_gets_the_generated_init() -> None:
 )
 def test_documented_plugin_type_matches_attrs_init(**kwargs: Any) -> None:
     assert_same(Documented, kwargs | {"timestamp_ms": 3})
+    with attrs.validators.disabled():
+        assert_same(Documented, kwargs | {"timestamp_ms": 3})
 
 
 def test_custom_validator_runs_after_the_inlined_ones_in_field_order() -> None:
@@ -246,6 +248,19 @@ def test_custom_validator_runs_after_the_inlined_ones_in_field_order() -> None:
     with pytest.raises(InvalidEvent) as info:
         Documented(channel_id="bad", used=11)
     assert info.value.field == "channel_id"
+
+
+@pytest.mark.parametrize("cls", BUILTIN_EVENT_TYPES, ids=lambda c: c.event_type)
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_generated_init_matches_attrs_init_with_validators_off(
+    cls: type[Event], data: st.DataObject
+) -> None:
+    # The generated __init__ evaluates its inlined checks before asking whether validators
+    # are off: on hostile values too, that must end as attrs' does (the event, unchecked).
+    kwargs = data.draw(kwargs_for(cls))
+    with attrs.validators.disabled():
+        assert_same(cls, kwargs)
 
 
 def test_classes_attrs_init_is_kept_for() -> None:

@@ -21,65 +21,59 @@ The class stays an ordinary attrs class: ``attrs.fields``, ``evolve`` (which cal
 ``__init__``, so it validates), ``eq``, ``hash`` and ``repr`` are attrs' own. Whatever this
 module does not reproduce exactly (``__attrs_pre_init__``/``__attrs_post_init__``, positional
 fields, ``init=False``, factories taking ``self``, ``attrs.Converter`` objects, cached hashes,
-non-slotted fields) keeps attrs' ``__init__``: slower, never different.
+non-slotted fields) keeps attrs' ``__init__``: slower, never different. So does every class
+under an attrs older than 25.4, whose public API cannot say whether attrs wrote ``__init__``.
+
+The fields are read from the class's :func:`chanlog.codegen.plan_of` plan and the source is
+compiled by :func:`chanlog.codegen.compile_function`, so tracebacks show the generated lines.
 """
 
 from __future__ import annotations
 
 import binascii
-import importlib
 import keyword
-import types
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 
-from chanlog import fields
+from chanlog import codegen, fields
+from chanlog.codegen import slot_descriptor
 
 __all__ = ["install", "slot_descriptor"]
 
-_MEMBER = types.MemberDescriptorType
-_ATTRS_CONVERTER: type | None = getattr(attrs, "Converter", None)
-_HASH_CACHE_SLOT = "_attrs_cached_hash"
-
-try:  # attrs' own switch for attrs.validators.set_disabled(), read the way attrs' init does
-    _attrs_config: Any = importlib.import_module("attr._config")
-    _RUN_VALIDATORS = "_cl_config._run_validators is True"
-    if not hasattr(_attrs_config, "_run_validators"):
-        raise ImportError
-except ImportError:  # pragma: no cover - a future attrs without the private module
-    _attrs_config = None
-    _RUN_VALIDATORS = "not _cl_get_disabled()"
+# attrs.inspect (attrs >= 25.4) is the public way to learn whether attrs wrote a class's
+# __init__ and whether that __init__ also resets a cached hash. Without it there is no public
+# way to tell, so every class keeps attrs' own __init__: slower, never different.
+_attrs_inspect: Callable[[type], Any] | None = getattr(attrs, "inspect", None)
+_HASH_CACHED: Any = (
+    attrs.ClassProps.Hashability.HASHABLE_CACHED if hasattr(attrs, "ClassProps") else None
+)
 
 
-def slot_descriptor(cls: type, name: str) -> Any:
-    """What ``cls`` (or the nearest base defining it) holds under ``name``: for a slotted
-    attrs field, the member descriptor whose ``__set__`` writes the slot directly."""
-    for klass in cls.__mro__:
-        if name in vars(klass):
-            return vars(klass)[name]
-    return None
-
-
-def _is_attrs_init(init: Any) -> bool:
-    code = getattr(init, "__code__", None)
-    return code is not None and code.co_filename.startswith("<attrs generated")
+def _attrs_wrote_init(cls: type) -> bool:
+    """True when ``cls.__init__`` is the one attrs generated from the fields, and it does
+    nothing but set and check them (no cached hash to reset)."""
+    if _attrs_inspect is None or "__init__" not in vars(cls):
+        return False
+    try:
+        props = _attrs_inspect(cls)
+    except (TypeError, ValueError, attrs.exceptions.NotAnAttrsClassError):  # pragma: no cover
+        # attrs.inspect is marked experimental: if it changes, class creation must not fail.
+        return False
+    return props.added_init is True and props.hashability is not _HASH_CACHED
 
 
 def _source(cls: type) -> tuple[str, dict[str, Any]] | None:
     """The source of the specialised ``__init__`` and its globals, or ``None`` to keep attrs'."""
-    if not _is_attrs_init(vars(cls).get("__init__")):
+    if not _attrs_wrote_init(cls):
         return None
     if hasattr(cls, "__attrs_pre_init__") or hasattr(cls, "__attrs_post_init__"):
-        return None
-    if any(_HASH_CACHE_SLOT in getattr(klass, "__slots__", ()) for klass in cls.__mro__):
         return None
     names: dict[str, Any] = {
         "_cl_NOTHING": attrs.NOTHING,
         "_cl_validate": attrs.validate,
-        "_cl_config": _attrs_config,
-        "_cl_get_disabled": attrs.validators.get_disabled,
+        "_cl_disabled": attrs.validators.get_disabled,
         "_cl_unhexlify": binascii.unhexlify,
     }
     params: list[str] = []
@@ -87,8 +81,9 @@ def _source(cls: type) -> tuple[str, dict[str, Any]] | None:
     conditions: list[str] = []
     statements: list[str] = []
     custom: list[str] = []
-    for index, field in enumerate(attrs.fields(cls)):
-        var = getattr(field, "alias", None) or field.name
+    for field in codegen.plan_of(cls).fields:
+        index = field.index
+        var = field.alias
         if (
             not field.init
             or not field.kw_only
@@ -96,31 +91,25 @@ def _source(cls: type) -> tuple[str, dict[str, Any]] | None:
             or keyword.iskeyword(var)
             or var == "self"
             or var.startswith("_cl_")
+            or not field.has_member_slot
+            or field.takes_self
+            or field.converter_kind == "unsupported"
         ):
             return None
-        descriptor = slot_descriptor(cls, field.name)
-        if type(descriptor) is not _MEMBER:
-            return None
-        names[f"_cl_set_{index}"] = descriptor.__set__
-        default = field.default
-        if default is attrs.NOTHING:
-            params.append(var)
-        elif isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-            if default.takes_self:
-                return None
-            names[f"_cl_factory_{index}"] = default.factory
+        names[f"_cl_set_{index}"] = field.slot.__set__
+        if field.factory is not None:
+            names[f"_cl_factory_{index}"] = field.factory
             params.append(f"{var}=_cl_NOTHING")
             body.append(f"    if {var} is _cl_NOTHING: {var} = _cl_factory_{index}()")
+        elif field.default is codegen.NOTHING:
+            params.append(var)
         else:
-            names[f"_cl_default_{index}"] = default
+            names[f"_cl_default_{index}"] = field.default
             params.append(f"{var}=_cl_default_{index}")
-        converter = field.converter
-        if converter is fields.to_tuple or converter is fields.optional_tuple:
+        if field.converter_kind == "list_to_tuple":
             body.append(f"    if type({var}) is list: {var} = tuple({var})")
-        elif converter is not None:
-            if _ATTRS_CONVERTER is not None and isinstance(converter, _ATTRS_CONVERTER):
-                return None
-            names[f"_cl_convert_{index}"] = converter
+        elif field.converter_kind == "call":
+            names[f"_cl_convert_{index}"] = field.converter
             body.append(f"    {var} = _cl_convert_{index}({var})")
         body.append(f"    _cl_set_{index}(self, {var})")
         validator = field.validator
@@ -129,7 +118,7 @@ def _source(cls: type) -> tuple[str, dict[str, Any]] | None:
         inline = validator.inline(var, str(index)) if isinstance(validator, fields._Check) else None
         if inline is None:
             names[f"_cl_validator_{index}"] = validator
-            names[f"_cl_attribute_{index}"] = field
+            names[f"_cl_attribute_{index}"] = field.attribute
             custom.append(f"_cl_validator_{index}(self, _cl_attribute_{index}, {var})")
         else:
             conditions.append(inline.condition)
@@ -138,25 +127,43 @@ def _source(cls: type) -> tuple[str, dict[str, Any]] | None:
             names.update(inline.names)
     lines = [f"def __init__(self, *, {', '.join(params)}):" if params else "def __init__(self):"]
     lines.extend(body)
-    if conditions or custom:
-        lines.append(f"    if {_RUN_VALIDATORS}:")
-        condition = "\n            and ".join(conditions) or "True"
-        lines.append(f"        if ({condition}):")
-        if statements:
-            lines.append("            try:")
-            lines.extend(f"                {line}" for line in statements)
-            lines.append("            except ValueError:")
-            lines.append("                _cl_validate(self)")
-            if custom:
-                lines.append("            else:")
-                lines.extend(f"                {line}" for line in custom)
-        else:
-            lines.extend(f"            {line}" for line in custom or ["pass"])
-        lines.append("        else:")
-        lines.append("            _cl_validate(self)")
+    lines.extend(_checks(conditions, statements, custom))
     if len(lines) == 1:
         lines.append("    pass")
     return "\n".join(lines) + "\n", names
+
+
+def _checks(conditions: list[str], statements: list[str], custom: list[str]) -> list[str]:
+    """The validation tail of the generated ``__init__``.
+
+    The inlined conditions and statements are pure and never raise anything but the
+    ``ValueError`` caught here, so they run before asking attrs whether validators are
+    switched off: a valid event (the common case) pays for no such question, and with
+    validators off the outcome is the same as attrs' (nothing is checked, nothing raised).
+    Custom validators have effects of their own, so they run only after asking.
+    """
+    if not conditions and not custom:
+        return []
+    run_custom = (
+        ["if not _cl_disabled():", *(f"    {line}" for line in custom)] if custom else ["pass"]
+    )
+    if not conditions:
+        return [f"    {line}" for line in run_custom]
+    condition = "\n            and ".join(conditions)
+    lines = [f"    if ({condition}):"]
+    if statements:
+        lines.append("        try:")
+        lines.extend(f"            {line}" for line in statements)
+        lines.append("        except ValueError:")
+        lines.append("            if not _cl_disabled(): _cl_validate(self)")
+        if custom:
+            lines.append("        else:")
+            lines.extend(f"            {line}" for line in run_custom)
+    else:
+        lines.extend(f"        {line}" for line in run_custom)
+    lines.append("    elif not _cl_disabled():")
+    lines.append("        _cl_validate(self)")
+    return lines
 
 
 def install(cls: type) -> bool:
@@ -166,15 +173,17 @@ def install(cls: type) -> bool:
         return False
     source, names = generated
     original = vars(cls)["__init__"]
-    filename = f"<chanlog generated init {cls.__module__}.{cls.__qualname__}>"
-    # The source comes from the attrs field definitions above, never from input.
-    exec(compile(source, filename, "exec"), names)
-    init: Callable[..., None] = names["__init__"]
+    init = codegen.compile_function(
+        source,
+        "__init__",
+        names,
+        purpose="__init__",
+        qualname=f"{cls.__module__}.{cls.__qualname__}",
+    )
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__
     init.__annotations__ = dict(getattr(original, "__annotations__", {}))
     init.__doc__ = original.__doc__
-    init.__chanlog_source__ = source  # type: ignore[attr-defined]
     # Kept so the tests can check this __init__ against attrs' one, input by input.
     init.__chanlog_attrs_init__ = original  # type: ignore[attr-defined]
     cls.__init__ = init  # type: ignore[misc]

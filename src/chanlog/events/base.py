@@ -9,6 +9,7 @@ import attrs
 
 from chanlog import fields
 from chanlog.events import _fastinit
+from chanlog.payloads import canonical_json, encode_event_raw
 
 __all__ = ["Event", "now_ms"]
 
@@ -76,8 +77,6 @@ class Event(_IdSlot):
         try:
             return self._event_id
         except AttributeError:
-            from chanlog.codec import encode_event_raw
-
             return encode_event_raw(self)[1]  # which fills the cache
 
     @event_id.setter
@@ -88,8 +87,6 @@ class Event(_IdSlot):
 
     def canonical_json(self) -> bytes:
         """The canonical JSON bytes of this event's payload (sorted keys, no whitespace)."""
-        from chanlog.codec import canonical_json
-
         return canonical_json(self)
 
 

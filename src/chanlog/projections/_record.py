@@ -16,11 +16,12 @@ and by strict snapshot readers only.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 from collections.abc import Callable
 from operator import attrgetter
 from typing import Any, TypeVar, dataclass_transform, overload
+
+from chanlog import codegen
 
 __all__ = ["as_dict", "fields", "maker", "record", "replacer", "updater"]
 
@@ -90,9 +91,13 @@ def updater(cls: type[T], *changed: str) -> Callable[..., T]:
         ),
         "    return new",
     ]
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    exec("\n".join(source), namespace)
-    update: Callable[..., T] = namespace["update"]
+    update: Callable[..., T] = codegen.compile_function(
+        "\n".join(source) + "\n",
+        "update",
+        {"_new": object.__new__, "_cls": cls},
+        purpose="update",
+        qualname=f"{cls.__module__}.{cls.__qualname__}",
+    )
     update.__doc__ = f"A copy of a {cls.__qualname__} with {', '.join(changed)} set."
     return update
 
@@ -102,23 +107,17 @@ def as_dict(instance: object) -> dict[str, Any]:
     return {name: getattr(instance, name) for name in fields(type(instance))}
 
 
-def _own_fields(cls: type) -> tuple[list[str], dict[str, Any]]:
-    annotations = inspect.get_annotations(cls)
-    names: list[str] = []
-    defaults: dict[str, Any] = {}
-    for name, annotation in annotations.items():
-        if isinstance(annotation, str) and annotation.split("[")[0].endswith("ClassVar"):
-            continue
-        names.append(name)
-        if name in cls.__dict__:
-            defaults[name] = cls.__dict__[name]
-    return names, defaults
-
-
 def _build_record(cls: type[T], *, kw_only: bool) -> type[T]:
     if cls.__bases__ != (object,):
         raise TypeError(f"record {cls.__qualname__} must derive from object only")
-    names, defaults = _own_fields(cls)
+    # The declared class's own plan (names, class-level defaults). It is kept on the class,
+    # so the namespace copied below hands it on to the built class, whose own namespace holds
+    # properties, not defaults, under the field names.
+    plan = codegen.plan_of(cls)
+    names = [field.name for field in plan.fields]
+    defaults = {
+        field.name: field.default for field in plan.fields if field.default is not codegen.NOTHING
+    }
     if not kw_only:
         for before, after in itertools.pairwise(names):
             if before in defaults and after not in defaults:
@@ -142,7 +141,7 @@ def _build_record(cls: type[T], *, kw_only: bool) -> type[T]:
 def _generated(
     cls: type, names: list[str], defaults: dict[str, Any], *, kw_only: bool
 ) -> dict[str, Callable[..., Any]]:
-    """Source for the record's methods; generated from the field names, never from input."""
+    """The record's methods; generated from the field names, never from input."""
     namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_M": _MISSING}
     params = []
     for name in names:
@@ -155,34 +154,42 @@ def _generated(
     mine = ", ".join(f"self._{name}" for name in names)
     theirs = ", ".join(f"other._{name}" for name in names)
     shown = ", ".join(f"{name}={{self._{name}!r}}" for name in names)
-    source = [
-        f"def __init__(self, {star}{', '.join(params)}):",
-        *(f"    self._{name} = {name}" for name in names),
-        "    pass",
-        f"def _record_make({', '.join(names)}):",
-        "    new = _new(_cls)",
-        *(f"    new._{name} = {name}" for name in names),
-        "    return new",
-        f"def _record_replace(self, *, {', '.join(f'{name}=_M' for name in names)}):",
-        "    new = _new(_cls)",
-        *(f"    new._{name} = self._{name} if {name} is _M else {name}" for name in names),
-        "    return new",
-        "def __eq__(self, other):",
-        "    if type(other) is not _cls:",
-        "        return NotImplemented",
-        f"    return ({mine},) == ({theirs},)",
-        "def __hash__(self):",
-        f"    return hash(({mine},))",
-        "def __repr__(self):",
-        f'    return f"{cls.__qualname__}({shown})"',
-    ]
-    exec("\n".join(source), namespace)
-    generated = {
-        key: namespace[key]
-        for key in ("__init__", "__eq__", "__hash__", "__repr__")
-        if key not in cls.__dict__ or key == "__init__"
+    sources = {
+        "__init__": [
+            f"def __init__(self, {star}{', '.join(params)}):",
+            *(f"    self._{name} = {name}" for name in names),
+            "    pass",
+        ],
+        "_record_make": [
+            f"def _record_make({', '.join(names)}):",
+            "    new = _new(_cls)",
+            *(f"    new._{name} = {name}" for name in names),
+            "    return new",
+        ],
+        "_record_replace": [
+            f"def _record_replace(self, *, {', '.join(f'{name}=_M' for name in names)}):",
+            "    new = _new(_cls)",
+            *(f"    new._{name} = self._{name} if {name} is _M else {name}" for name in names),
+            "    return new",
+        ],
+        "__eq__": [
+            "def __eq__(self, other):",
+            "    if type(other) is not _cls:",
+            "        return NotImplemented",
+            f"    return ({mine},) == ({theirs},)",
+        ],
+        "__hash__": ["def __hash__(self):", f"    return hash(({mine},))"],
+        "__repr__": ["def __repr__(self):", f'    return f"{cls.__qualname__}({shown})"'],
     }
-    generated["_record_make"] = staticmethod(namespace["_record_make"])
-    generated["_record_replace"] = namespace["_record_replace"]
+    qualname = f"{cls.__module__}.{cls.__qualname__}"
+    generated: dict[str, Any] = {}
+    for name, lines in sources.items():
+        # A comparison or repr the class defines itself stays.
+        if name in ("__eq__", "__hash__", "__repr__") and name in cls.__dict__:
+            continue
+        generated[name] = codegen.compile_function(
+            "\n".join(lines) + "\n", name, namespace, purpose=name, qualname=qualname
+        )
+    generated["_record_make"] = staticmethod(generated["_record_make"])
     generated["__init__"].__doc__ = f"A {cls.__qualname__} of the given fields."
     return generated

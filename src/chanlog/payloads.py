@@ -1,0 +1,233 @@
+"""The encode side of the codec: payloads, canonical JSON and event ids.
+
+An event's *payload* is the dict of all its fields, optional fields omitted when ``None``,
+amounts as decimal strings. Its canonical JSON is that dict with sorted keys and no
+whitespace, strings as raw UTF-8 (orjson escapes only ``"``, ``\\`` and control characters),
+which is byte-compatible with the original implementation's golden vectors. The event id is
+``"0x" + event_digest(event_type, canonical).hex()`` (:func:`chanlog.hashing.event_digest`).
+
+The append path (:func:`encode_event_raw`) does not go through cattrs: for each event class
+whose fields are strings, ints, bools and tuples of strings (every built-in type, and plugin
+types declared the same way) it generates, once, an encoder that builds the payload dict with
+its keys already in sorted order (optional fields dropped when ``None``, amounts as decimal
+strings), so orjson writes it without sorting. The bytes are those of the cattrs path
+(``orjson.dumps(to_payload(event), option=OPT_SORT_KEYS)``), which stays the reference: a
+test compares the two for every type, and other classes use it directly.
+
+This module sits below :mod:`chanlog.events.base` (which computes ``Event.event_id`` with
+it) and :mod:`chanlog.codec` (which re-exports it beside the decode side), and imports
+neither, so the three are in no import cycle. It knows an event only as an attrs instance with
+an ``event_type`` and an ``event_id`` property that accepts the id.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Protocol
+
+import cattrs
+import orjson
+from cattrs.gen import make_dict_unstructure_fn, override
+
+from chanlog import codegen
+from chanlog.hashing import event_digest
+
+__all__ = [
+    "Encodable",
+    "canonical_json",
+    "canonical_json_of_payload",
+    "encode_event",
+    "encode_event_raw",
+    "event_id_of",
+    "event_id_of_canonical",
+    "to_payload",
+]
+
+RawEncoder = Callable[[Any], tuple[bytes, str, bytes]]
+
+
+class Encodable(Protocol):
+    """What this module needs of an event: an attrs instance of a class with a wire name
+    (every :class:`chanlog.Event`)."""
+
+    event_type: ClassVar[str]
+
+
+def _amount_to_str(value: int) -> str:
+    return str(value)
+
+
+# Unstructuring needs no hooks of its own; the strict structure hooks live in chanlog.codec.
+_converter = cattrs.Converter()
+_unstructurers: dict[type, Callable[[Any], dict[str, Any]]] = {}
+
+
+def _unstructurer(cls: type) -> Callable[[Any], dict[str, Any]]:
+    fn = _unstructurers.get(cls)
+    if fn is None:
+        overrides: dict[str, Any] = {}
+        for field in codegen.plan_of(cls).fields:
+            omit = field.omitted_when_none
+            if field.amount:
+                overrides[field.name] = override(omit_if_default=omit, unstruct_hook=_amount_to_str)
+            else:
+                overrides[field.name] = override(omit_if_default=omit)
+        fn = make_dict_unstructure_fn(cls, _converter, **overrides)
+        _unstructurers[cls] = fn
+    return fn
+
+
+def to_payload(event: Encodable) -> dict[str, Any]:
+    """The event's payload: every field, ``None`` omitted, amounts as decimal strings."""
+    return _unstructurer(type(event))(event)
+
+
+def canonical_json_of_payload(payload: Mapping[str, Any]) -> bytes:
+    """Canonical JSON of a payload dict: sorted keys, no whitespace, raw UTF-8."""
+    return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+
+
+def canonical_json(event: Encodable) -> bytes:
+    """The canonical JSON bytes of ``event``."""
+    return orjson.dumps(_unstructurer(type(event))(event), option=orjson.OPT_SORT_KEYS)
+
+
+def event_id_of_canonical(event_type: str, canonical: bytes) -> str:
+    """The event id for an event type and its canonical JSON bytes."""
+    return "0x" + event_digest(event_type, canonical).hex()
+
+
+def event_id_of(event: Encodable) -> str:
+    """The event id of ``event`` (prefer ``event.event_id``, which caches it)."""
+    return event_id_of_canonical(event.event_type, canonical_json(event))
+
+
+def encode_event(event: Encodable) -> tuple[bytes, str]:
+    """Canonical JSON and event id of ``event`` in one pass; caches the id on the event."""
+    canonical, event_id, _ = encode_event_raw(event)
+    return canonical, event_id
+
+
+def encode_event_raw(event: Encodable) -> tuple[bytes, str, bytes]:
+    """Like :func:`encode_event`, also returning the raw 32-byte id (what backends store).
+
+    The returned bytes are right-sized: orjson hands back an over-allocated buffer, and a
+    log that keeps payloads must not pay for the slack.
+    """
+    encoder = _raw_encoders.get(type(event))
+    if encoder is None:
+        encoder = _raw_encoder(type(event))
+    return encoder(event)
+
+
+_raw_encoders: dict[type, RawEncoder] = {}
+
+
+def _reference_encode_raw(event: Any) -> tuple[bytes, str, bytes]:
+    """:func:`encode_event_raw` through cattrs: the definition the generated encoders match,
+    and the encoder of classes whose fields go beyond the primitives."""
+    canonical = memoryview(canonical_json(event)).tobytes()
+    digest = event_digest(event.event_type, canonical)
+    event_id = "0x" + digest.hex()
+    # The documented way to fill the id cache (the frozen __setattr__ refuses the write).
+    object.__setattr__(event, "event_id", event_id)
+    return canonical, event_id, digest
+
+
+def _id_cache_setter(cls: type) -> Callable[[Any, str], None] | None:
+    """The setter of ``cls.event_id`` (for an :class:`~chanlog.Event`, the id slot's own
+    C-level ``__set__``: filling the cache costs no Python frame), or ``None``."""
+    prop = inspect.getattr_static(cls, "event_id", None)
+    if isinstance(prop, property) and prop.fset is not None:
+        setter: Callable[[Any, str], None] = prop.fset
+        return setter
+    return None
+
+
+def _generate_raw_encoder(cls: type) -> RawEncoder | None:
+    plan = codegen.plan_of(cls)
+    kinds = plan.primitive_types()
+    set_event_id = _id_cache_setter(cls)
+    if kinds is None or set_event_id is None:
+        return None
+    ordered = sorted(zip(plan.fields, kinds, strict=True), key=lambda pair: pair[0].name)
+    lines = ["def encode(event):"]
+    entries: list[tuple[int, str]] = []
+    optional: list[int] = []
+    for index, (field, kind) in enumerate(ordered):
+        lines.append(f"    v{index} = event.{field.name}")
+        value = f"v{index}"
+        if field.amount:
+            value = f"str(v{index})"
+        elif kind.primitive is tuple:
+            # What cattrs does with any iterable it finds there (only an event built with
+            # validation switched off holds anything but a tuple).
+            value = f"(v{index} if type(v{index}) is tuple else tuple(v{index}))"
+        if field.omitted_when_none:
+            optional.append(index)
+            if value != f"v{index}":
+                # Only the payload with every optional present is built before deleting keys.
+                value = f"None if v{index} is None else {value}"
+        entries.append((index, f"{field.name!r}: {value}"))
+    if len(optional) <= _MAX_PAYLOAD_SHAPES_LOG2:
+        # One dict display per combination of present optional fields: no deletions.
+        lines.extend(_payload_shapes(entries, optional, set(), "    "))
+    else:
+        lines.append(f"    payload = {{{', '.join(entry for _, entry in entries)}}}")
+        for index in optional:
+            # Deleting keeps the order of the other keys: still sorted.
+            lines.append(f"    if v{index} is None: del payload[{ordered[index][0].name!r}]")
+    lines.extend(
+        [
+            # b"%b" % data copies orjson's over-allocated buffer into a right-sized one in a
+            # single copy (cheaper than any slice or memoryview round trip).
+            "    canonical = RIGHT_SIZED % dumps(payload)",
+            "    digest = event_digest(EVENT_TYPE, canonical)",
+            '    event_id = "0x" + digest.hex()',
+            "    set_event_id(event, event_id)",
+            "    return canonical, event_id, digest",
+        ]
+    )
+    namespace: dict[str, Any] = {
+        "EVENT_TYPE": cls.event_type,  # type: ignore[attr-defined]
+        "RIGHT_SIZED": b"%b",
+        "dumps": orjson.dumps,
+        "event_digest": event_digest,
+        "set_event_id": set_event_id,
+        "str": str,
+    }
+    encode: RawEncoder = codegen.compile_function(
+        "\n".join(lines) + "\n",
+        "encode",
+        namespace,
+        purpose="encode",
+        qualname=f"{cls.__module__}.{cls.__qualname__}",
+    )
+    return encode
+
+
+_MAX_PAYLOAD_SHAPES_LOG2 = 3
+
+
+def _payload_shapes(
+    entries: list[tuple[int, str]], optional: list[int], absent: set[int], indent: str
+) -> list[str]:
+    """Nested ``if``s on each optional value being ``None``, each leaf building the payload
+    dict (keys in sorted order) of the fields present."""
+    if not optional:
+        present = ", ".join(entry for index, entry in entries if index not in absent)
+        return [f"{indent}payload = {{{present}}}"]
+    first, rest = optional[0], optional[1:]
+    return [
+        f"{indent}if v{first} is None:",
+        *_payload_shapes(entries, rest, absent | {first}, indent + "    "),
+        f"{indent}else:",
+        *_payload_shapes(entries, rest, absent, indent + "    "),
+    ]
+
+
+def _raw_encoder(cls: type) -> RawEncoder:
+    encoder = _generate_raw_encoder(cls) or _reference_encode_raw
+    _raw_encoders[cls] = encoder
+    return encoder
