@@ -23,6 +23,7 @@ The checks:
 from __future__ import annotations
 
 import ast
+import fnmatch
 import functools
 import importlib.util
 import inspect
@@ -560,3 +561,18 @@ def test_dir_shows_exactly_the_surface() -> None:
         "not in __all__": sorted(public - set(chanlog.__all__)),
         "missing": sorted(set(chanlog.__all__) - public),
     }
+
+
+# -- the architecture map ----------------------------------------------------------------
+
+
+def test_the_architecture_map_names_every_module() -> None:
+    """docs/architecture/README.md maps every module of src/chanlog (a name or a glob)."""
+    text = (ROOT / "docs" / "architecture" / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`([A-Za-z0-9_/*.]+\.py)`", text))
+    unmapped = [
+        relative
+        for relative in (path.relative_to(SRC).as_posix() for path in sorted(SRC.rglob("*.py")))
+        if not any(fnmatch.fnmatchcase(relative, pattern) for pattern in named)
+    ]
+    assert not unmapped, f"modules missing from the architecture map: {unmapped}"

@@ -11,33 +11,98 @@ from typing import Any
 import click
 
 from chanlog.cli.app import CliContext, json_option, pass_cli
-from chanlog.cli.errors import CliError
-from chanlog.errors import IntegrityError
+from chanlog.cli.errors import CliError, ExitCode, exit_code_for
+from chanlog.config import DEFAULT_BACKEND, file_backend, file_option_of, open_store
+from chanlog.errors import ChanlogError, IntegrityError
 from chanlog.plugins import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, default_host
+from chanlog.records import Witness
+from chanlog.verification import parse_witness
 
 __all__ = ["plugins_command", "stats_command", "verify_command"]
 
 
 @click.command("verify")
+@click.option(
+    "--expect-head",
+    "expected_heads",
+    multiple=True,
+    metavar="OFFSET:HASH",
+    help="A head recorded earlier (as verify prints it): the log must reach it and agree. "
+    "Repeatable.",
+)
+@click.option(
+    "--replica",
+    "replicas",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A copy of the log (a file of the same backend) whose head the log must reach and "
+    "agree with. Repeatable.",
+)
 @json_option
 @pass_cli
-def verify_command(state: CliContext) -> None:
-    """Recompute every event id and the hash chain; exit 1 at the first mismatch."""
+def verify_command(
+    state: CliContext, expected_heads: tuple[str, ...], replicas: tuple[Path, ...]
+) -> None:
+    """Recompute every event id and the hash chain, check the stream index and every
+    snapshot, and hold the log against every witness of a later head (ADR 0024); exit 1 at
+    the first mismatch."""
+    witnesses = [parse_witness(text) for text in expected_heads]
     # No projections: the hashes must be checkable even when a tampered event breaks a fold.
     store = state.open_store(read_only=True, projections=[])
+    witnesses += [_replica_head(store.backend.name, replica) for replica in replicas]
     output = state.output
     try:
         with output.progress("verify", len(store)) as update:
-            count = store.verify(progress=lambda done, _total: update(done))
+            report = store.check_integrity(
+                witnesses=witnesses, progress=lambda done, _total: update(done)
+            )
     except IntegrityError as exc:
         if output.json_mode:
             output.json({"ok": False, "offset": exc.offset, "error": str(exc)})
         raise CliError.from_error(exc) from exc
-    head = "0x" + store.backend.head().chain_hash.hex()
+    head = report.head
+    head_text = (
+        "none (empty log)" if not head.length else f"{head.length - 1}:0x{head.chain_hash.hex()}"
+    )
     if output.json_mode:
-        output.json({"ok": True, "records": count, "chain_hash": head})
-    else:
-        output.line(f"ok: {count} records verified; chain head {head}")
+        output.json(
+            {
+                "ok": True,
+                "records": report.records,
+                "chain_hash": "0x" + head.chain_hash.hex(),
+                "head": head_text if head.length else None,
+                "index_entries": report.index_entries,
+                "snapshots": report.snapshots,
+                "witnesses": [
+                    {"head": str(witness), "source": witness.source} for witness in report.witnesses
+                ],
+                "unregistered": report.unregistered,
+            }
+        )
+        return
+    index = "not kept" if report.index_entries is None else str(report.index_entries)
+    output.line(f"ok: {report.records} records verified; chain head 0x{head.chain_hash.hex()}")
+    output.line(f"head: {head_text}")
+    output.line(
+        f"checked: stream index entries {index}, snapshots {report.snapshots}, "
+        f"witnesses {len(report.witnesses)}"
+        + (f", records of unregistered types {report.unregistered}" if report.unregistered else "")
+    )
+
+
+def _replica_head(backend_name: str, replica: Path) -> Witness:
+    """The head of the copy at ``replica`` as a witness (nothing is created or written)."""
+    known = default_host().backends
+    name = backend_name if file_option_of(known.get(backend_name)) else DEFAULT_BACKEND
+    backend = file_backend(replica.absolute(), name=name)
+    try:
+        with open_store(read_only=True, projections=[], backend=backend) as copy:
+            head = copy.backend.head()
+    except ChanlogError as exc:
+        raise CliError(f"--replica {replica}: {exc}", exit_code_for(exc)) from exc
+    if not head.length:
+        raise CliError(f"--replica {replica}: the replica is empty", ExitCode.USAGE)
+    return Witness(head.length - 1, head.chain_hash, f"replica {replica}")
 
 
 @click.command("stats")
