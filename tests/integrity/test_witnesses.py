@@ -17,6 +17,7 @@ from chanlog.store import EventStore
 from chanlog.testing import sample_events
 from chanlog.verification import parse_witness
 from chanlog.workload import Workload
+from sqlite_edits import edit_database
 
 LENGTH = 100
 
@@ -30,16 +31,6 @@ def _write(path: Path, count: int = LENGTH) -> Witness:
         store.append_batch(_events(count))
         head = store.backend.head()
     return Witness(head.length - 1, head.chain_hash, "the test")
-
-
-def _sql(path: Path, *statements: str) -> None:
-    connection = sqlite3.connect(path)
-    try:
-        for statement in statements:
-            connection.execute(statement)
-        connection.commit()
-    finally:
-        connection.close()
 
 
 def _fails_at(path: Path, *witnesses: Witness) -> IntegrityError:
@@ -59,8 +50,8 @@ def _forget_head(path: Path) -> None:
 
 
 def _cut(path: Path, keep: int) -> None:
-    _sql(path, f"DELETE FROM events WHERE position >= {keep}")
-    _sql(path, f"DELETE FROM streams WHERE position >= {keep}")
+    edit_database(path, f"DELETE FROM events WHERE position >= {keep}")
+    edit_database(path, f"DELETE FROM streams WHERE position >= {keep}")
 
 
 # -- a cut tail ----------------------------------------------------------------------------
@@ -152,7 +143,7 @@ def test_a_log_longer_than_its_witness_agrees_with_it(tmp_path: Path) -> None:
 def test_a_deleted_stream_index_row_is_found(tmp_path: Path, position: int) -> None:
     path = tmp_path / "log.db"
     _write(path)
-    _sql(path, f"DELETE FROM streams WHERE position = {position}")
+    edit_database(path, f"DELETE FROM streams WHERE position = {position}")
     error = _fails_at(path)
     assert error.offset == position and "stream index" in str(error)
 
@@ -160,7 +151,7 @@ def test_a_deleted_stream_index_row_is_found(tmp_path: Path, position: int) -> N
 def test_an_added_stream_index_row_is_found(tmp_path: Path) -> None:
     path = tmp_path / "log.db"
     _write(path)
-    _sql(path, "INSERT INTO streams (stream, position) VALUES ('0xfeed', 20)")
+    edit_database(path, "INSERT INTO streams (stream, position) VALUES ('0xfeed', 20)")
     error = _fails_at(path)
     assert error.offset == 20 and "stream index" in str(error)
 
@@ -168,7 +159,7 @@ def test_an_added_stream_index_row_is_found(tmp_path: Path) -> None:
 def test_a_changed_stream_column_is_found(tmp_path: Path) -> None:
     path = tmp_path / "log.db"
     _write(path)
-    _sql(path, "UPDATE events SET stream = '0xfeed' WHERE position = 80")
+    edit_database(path, "UPDATE events SET stream = '0xfeed' WHERE position = 80")
     error = _fails_at(path)
     assert error.offset == 80
 
