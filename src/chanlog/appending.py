@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-import attrs
-
 from chanlog import codec
 from chanlog.backends.base import WriteTransaction
 from chanlog.backends.capabilities import appends_unless_known, finds_many
@@ -34,9 +32,8 @@ class Encoded(NamedTuple):
     raw_id: bytes
 
 
-@attrs.frozen(slots=True)
-class CommitResult:
-    """What one write transaction did.
+class CommitResult(NamedTuple):
+    """What one write transaction did (a tuple: one is built per append).
 
     Attributes:
         offsets: the offset of every event given, in order (an event already in the log
@@ -76,6 +73,8 @@ class AppendPipeline:
         self._inline = inline
         serializer = decoder.serializer
         self._dumps = None if serializer.canonical else serializer.dumps
+        # Transaction class → AppendsUnlessKnown, looked up without a call per append.
+        self._optimistic: dict[type, bool] = {}
 
     # -- encoding ------------------------------------------------------------------------
 
@@ -129,7 +128,8 @@ class AppendPipeline:
         for index, item in enumerate(items):
             event = self.as_event(item, index, batch=batch)
             canonical, _, raw_id = codec.encode_event_raw(event)
-            encoded.append(Encoded(event, canonical, raw_id))
+            # tuple.__new__ spares the Python frame of a NamedTuple's own __new__.
+            encoded.append(tuple.__new__(Encoded, (event, canonical, raw_id)))
         return encoded
 
     # -- writing -------------------------------------------------------------------------
@@ -151,7 +151,11 @@ class AppendPipeline:
         transition or expected version the second time), are the ids looked up and
         everything staged again, exactly.
         """
-        judge = transaction if appends_unless_known(transaction) else None  # cached per class
+        kind = type(transaction)
+        optimistic = self._optimistic.get(kind)
+        if optimistic is None:
+            optimistic = self._optimistic[kind] = appends_unless_known(transaction)
+        judge = transaction if optimistic and appends_unless_known(transaction) else None
         if judge is not None:
             try:
                 result = self._stage(transaction, encoded, expected, batch, None)

@@ -46,7 +46,9 @@ class Delivery:
         self._reader = reader
         self._append_lock = append_lock
         self._length = length
-        self._outbox: deque[RecordedEvent] = deque()
+        self.outbox: deque[RecordedEvent] = deque()
+        """Committed records waiting to be delivered (an attribute, not a property: the
+        store looks at it after every append)."""
         self._delivering = threading.Lock()
         self._subscriptions: list[Subscription] = []
         self._watcher: threading.Thread | None = None
@@ -57,21 +59,16 @@ class Delivery:
         """Whether anyone listens (otherwise committed records are not even queued)."""
         return bool(event_appended.receivers)
 
-    @property
-    def pending(self) -> bool:
-        """Whether records wait to be delivered."""
-        return bool(self._outbox)
-
     def enqueue(self, records: Iterable[RecordedEvent]) -> None:
         """Queue committed records, in offset order (call under the append lock)."""
-        self._outbox.extend(records)
+        self.outbox.extend(records)
 
     def deliver(self) -> None:
         """Drain the outbox in offset order. Whichever thread holds the delivery lock
         delivers everything queued, so records reach receivers in offset order even when
         many threads append; a callback that appends does not deadlock (its record is
         delivered by the loop already running)."""
-        outbox = self._outbox
+        outbox = self.outbox
         while outbox:
             if not self._delivering.acquire(blocking=False):
                 return

@@ -186,22 +186,33 @@ class WriteStage:
     def __init__(self, inline: InlineProjections) -> None:
         self._inline = inline
         self._stages: dict[int, ProjectionStage] = {}
-        self._touched: list[tuple[int, Event, int]] = []
-        self._announced: list[Event] = []
+        # Allocated only when needed: a stage is built for every append.
+        self._touched: list[tuple[int, Event, int]] | None = None
+        self._announced: list[Event] | None = None
 
     def apply(self, event: Event, offset: int) -> None:
         """Fold ``event`` (to be committed at ``offset``) into every projection it routes
         to; :class:`~chanlog.errors.InvalidTransition` when one refuses it."""
+        # Runs for every appended event: locals, and the route looked up inline.
         inline = self._inline
         stages = self._stages
-        for position in inline.route(type(event)):
+        cls = type(event)
+        route = inline._routes.get(cls)
+        if route is None:
+            route = inline.route(cls)
+        for position in route:
             stage = stages.get(position)
             if stage is None:
                 stage = stages[position] = inline._list[position].stage()
             stage.apply(event, offset)
-            if position in inline._watched:
-                self._touched.append((position, event, offset))
-        if type(event) is SnapshotCreated:
+        watched = inline._watched
+        if watched:
+            if self._touched is None:
+                self._touched = []
+            self._touched.extend((p, event, offset) for p in route if p in watched)
+        if cls is SnapshotCreated:
+            if self._announced is None:
+                self._announced = []
             self._announced.append(event)
 
     def commit(self) -> None:
@@ -209,7 +220,8 @@ class WriteStage:
         for stage in self._stages.values():
             stage.commit()
         inline = self._inline
-        for event in self._announced:
-            inline.note(event)
-        if self._touched:
+        if self._announced is not None:
+            for event in self._announced:
+                inline.note(event)
+        if self._touched is not None:
             inline._after_commit(self._touched)

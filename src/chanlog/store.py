@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from chanlog.appending import AppendPipeline, CommitResult
-from chanlog.backends.base import Backend, WriteTransaction
+from chanlog.backends.base import Backend
 from chanlog.backends.capabilities import RemembersHead
 from chanlog.backends.memory import MemoryBackend
 from chanlog.checkpoints import DEFAULT_CHECKPOINT_EVERY, EntityCheckpoints
@@ -30,6 +30,7 @@ from chanlog.reading import EventDecoder, LogReader, check_offset
 from chanlog.reconstruct import StateReconstructor
 from chanlog.records import RecordedEvent, StoredSnapshot
 from chanlog.serializers import Serializer, resolve_serializer
+from chanlog.signals import event_appended
 from chanlog.snapshots.manager import SnapshotManager
 from chanlog.snapshots.policies import SnapshotPolicy, resolve_policy
 from chanlog.snapshots.taking import SnapshotTaker
@@ -249,14 +250,14 @@ class EventStore(LogReader):
             return []
         pipeline = self._pipeline
         encoded = pipeline.encode(events, batch=batch)
-        result = self._transact(lambda txn: pipeline.write(txn, encoded, expected, batch))
+        result = self._transact(pipeline.write, encoded, expected, batch)
         if result is not None and result.records:
             self._maybe_snapshot()
             return result.offsets
         return [] if result is None else result.offsets
 
     def _transact(
-        self, work: Callable[[WriteTransaction], CommitResult | None]
+        self, work: Callable[..., CommitResult | None], *arguments: Any
     ) -> CommitResult | None:
         """Run ``work`` in one write transaction, after folding whatever others committed;
         once the backend has committed, make its result current and deliver it."""
@@ -264,16 +265,16 @@ class EventStore(LogReader):
             with self._backend.write() as transaction:
                 if transaction.head.length != self._inline.folded:
                     self._catch_up(transaction.head.length, notify=True)
-                result = work(transaction)
+                result = work(transaction, *arguments)
             if result is not None and result.stage is not None:
                 result.stage.commit()
                 if result.records:
                     self._inline.folded = result.records[-1].offset + 1
                     # After folded moved: subscribe() reads it and connects under this same
                     # lock, so a new subscriber sees the record in the log or is connected.
-                    if self._delivery.wanted:
+                    if event_appended.receivers:  # what Delivery.wanted says, sans a call
                         self._delivery.enqueue(result.recorded())
-        if self._delivery.pending:
+        if self._delivery.outbox:
             self._delivery.deliver()
         return result
 
@@ -281,7 +282,10 @@ class EventStore(LogReader):
         """Ask the policy after a commit; a failed automatic snapshot is logged, never
         raised: the append it follows has succeeded, and a snapshot is only an
         optimisation."""
-        if self._taker.due(self._snapshot_policy):
+        inline = self._inline
+        if inline.by_name and self._snapshot_policy.should_snapshot(
+            length=inline.folded, last_snapshot_offset=inline.last_snapshot_offset
+        ):
             try:
                 self._take_snapshot(None, self._snapshot_policy)
             except ChanlogError:

@@ -48,7 +48,7 @@ class SnapshotTaker:
     def due(self, policy: SnapshotPolicy) -> bool:
         """Whether ``policy`` wants a snapshot of what the store has folded."""
         inline = self._inline
-        return bool(inline) and policy.should_snapshot(
+        return bool(inline.by_name) and policy.should_snapshot(
             length=inline.folded, last_snapshot_offset=inline.last_snapshot_offset
         )
 
