@@ -100,7 +100,7 @@ class _Inline:
         self.names = names or {}
 
 
-class _Check:
+class InlineCheck:
     """A validator of this module: callable the attrs way, and able to inline itself."""
 
     __slots__ = ("rule",)
@@ -124,7 +124,7 @@ class _Check:
         return f"<chanlog.fields validator: {self.rule}>"
 
 
-class _Hex(_Check):
+class _Hex(InlineCheck):
     """Validator: ``0x`` + a fixed number of hex digits.
 
     The digits are checked by :func:`binascii.unhexlify`, which accepts exactly the pairs of
@@ -170,7 +170,7 @@ signature = _Hex(130, "a signature")
 """Validator: ``0x`` + 130 hex digits (r, s, v)."""
 
 
-class _IntIn(_Check):
+class _IntIn(InlineCheck):
     """Validator: an ``int`` (never a ``bool``) in ``[low, high)``."""
 
     __slots__ = ("_high", "_low")
@@ -197,7 +197,7 @@ positive_int = _IntIn(1, MAX_UINT64, "an int in [1, 2**64)")
 """Validator: an integer >= 1 that fits 64 bits."""
 
 
-class _Bool(_Check):
+class _Bool(InlineCheck):
     """Validator: exactly ``True`` or ``False``."""
 
     __slots__ = ()
@@ -229,7 +229,7 @@ def _encodable(value: str) -> bool:
 _TEXT_ENCODING_RULE = "valid Unicode text (no lone surrogates)"
 
 
-class _Text(_Check):
+class _Text(InlineCheck):
     """Validator: a ``str`` whose length lies in ``[min_length, max_length]`` and that is
     valid Unicode (encodes to UTF-8: a lone surrogate could be stored by no serializer).
 
@@ -272,7 +272,7 @@ def text(*, min_length: int = 0, max_length: int = 4096) -> Validator:
     return _Text(min_length, max_length)
 
 
-class _OneOf(_Check):
+class _OneOf(InlineCheck):
     """Validator: one of a fixed set of strings."""
 
     __slots__ = ("_choices",)
@@ -299,7 +299,7 @@ def one_of(*allowed: str) -> Validator:
     return _OneOf(allowed)
 
 
-class _Optional(_Check):
+class _Optional(InlineCheck):
     """Validator: ``None`` or whatever the wrapped validator accepts."""
 
     __slots__ = ("_inner",)
@@ -312,7 +312,7 @@ class _Optional(_Check):
         inner = self._inner
         if value is None:
             return True
-        if isinstance(inner, _Check):
+        if isinstance(inner, InlineCheck):
             return inner.accepts(value)
         raise TypeError("accepts() needs a chanlog.fields validator inside optional()")
 
@@ -321,7 +321,7 @@ class _Optional(_Check):
             self._inner(instance, attribute, value)
 
     def inline(self, var: str, tag: str) -> _Inline | None:
-        inner = self._inner.inline(var, tag) if isinstance(self._inner, _Check) else None
+        inner = self._inner.inline(var, tag) if isinstance(self._inner, InlineCheck) else None
         if inner is None:
             return None
         statement = None
@@ -335,7 +335,7 @@ def optional(validator: Validator) -> Validator:
     return _Optional(validator)
 
 
-class _Participants(_Check):
+class _Participants(InlineCheck):
     """Validator: a tuple of distinct addresses (case-insensitively), of bounded length."""
 
     __slots__ = ("_max", "_min")

@@ -115,7 +115,9 @@ def _source(cls: type) -> tuple[str, dict[str, Any]] | None:
         validator = field.validator
         if validator is None:
             continue
-        inline = validator.inline(var, str(index)) if isinstance(validator, fields._Check) else None
+        inline = (
+            validator.inline(var, str(index)) if isinstance(validator, fields.InlineCheck) else None
+        )
         if inline is None:
             names[f"_cl_validator_{index}"] = validator
             names[f"_cl_attribute_{index}"] = field.attribute
