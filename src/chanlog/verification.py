@@ -162,20 +162,24 @@ class _Scan:
             if cls is SnapshotCreated:
                 self._announce(fields, offset)
         if self._index is not None:
-            self._check_index(offset, streams)
+            self._check_index(self._index, offset, streams)
 
     def _announce(self, fields: dict[str, Any], offset: int) -> None:
         snapshot_hash = bytes.fromhex(str(fields.get("snapshot_hash", "")).removeprefix("0x"))
         self.announced[int(fields.get("snapshot_offset", -1))] = (offset, snapshot_hash)
 
-    def _check_index(self, offset: int, streams: tuple[str, ...]) -> None:
+    def _next_entry(self, index: Iterator[tuple[str, int]]) -> tuple[str, int] | None:
+        """The next index entry: the one put back by the previous offset, or a new one."""
+        entry = self._pending if self._pending is not None else next(index, None)
+        self._pending = None
+        return entry
+
+    def _check_index(
+        self, index: Iterator[tuple[str, int]], offset: int, streams: tuple[str, ...]
+    ) -> None:
         """The index entries at ``offset`` must be exactly the payload's streams."""
         found: list[str] = []
-        while True:
-            entry = self._pending if self._pending is not None else next(self._index_iter(), None)
-            self._pending = None
-            if entry is None:
-                break
+        while (entry := self._next_entry(index)) is not None:
             stream, at = entry
             if at < offset:
                 raise IntegrityError(
@@ -184,11 +188,10 @@ class _Scan:
                     offset=at,
                 )
             if at > offset:
-                self._pending = entry
+                self._pending = entry  # the next offset's
                 break
             found.append(stream)
-        assert self.index_entries is not None
-        self.index_entries += len(found)
+        self.index_entries = (self.index_entries or 0) + len(found)
         if sorted(found) != sorted(streams):
             missing = sorted(set(streams) - set(found))
             extra = sorted(set(found) - set(streams))
@@ -205,15 +208,11 @@ class _Scan:
         if isinstance(index, Generator):
             index.close()
 
-    def _index_iter(self) -> Iterator[tuple[str, int]]:
-        assert self._index is not None
-        return self._index
-
     def finish(self, length: int) -> None:
         """Index entries beyond the last record point at records that do not exist."""
         if self._index is None:
             return
-        entry = self._pending if self._pending is not None else next(self._index, None)
+        entry = self._next_entry(self._index)
         if entry is not None:
             raise IntegrityError(
                 f"offset {entry[1]}: the stream index holds {entry[0]!r} at an offset the "

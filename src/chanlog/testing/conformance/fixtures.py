@@ -69,32 +69,14 @@ class ConformanceFixtures:
     @pytest.fixture
     def opener(self, open_backend: OpenBackend) -> Iterator[OpenBackend]:
         """``open_backend`` that also closes every handle it opened when the test ends."""
-        opened: list[Backend] = []
-
-        def open_tracked() -> Backend:
-            backend = open_backend()
-            opened.append(backend)
-            return backend
-
-        yield open_tracked
-        for backend in opened:
-            backend.close()
+        yield from _closing_what_it_opens(open_backend)
 
     @pytest.fixture
     def read_only_opener(self, open_read_only: OpenBackend | None) -> Iterator[OpenBackend]:
         """``open_read_only`` that closes what it opened; skips the test without one."""
         if open_read_only is None:
             pytest.skip("the suite was given no open_read_only (the backend has no read-only mode)")
-        opened: list[Backend] = []
-
-        def open_tracked() -> Backend:
-            backend = open_read_only()
-            opened.append(backend)
-            return backend
-
-        yield open_tracked
-        for backend in opened:
-            backend.close()
+        yield from _closing_what_it_opens(open_read_only)
 
     @pytest.fixture
     def backend(self, opener: OpenBackend) -> Backend:
@@ -107,3 +89,18 @@ class ConformanceFixtures:
         store = EventStore(backend, projections=[])
         yield store
         store.close()
+
+
+def _closing_what_it_opens(open_backend: OpenBackend) -> Iterator[OpenBackend]:
+    """Yield ``open_backend`` wrapped so that every handle it opened is closed afterwards
+    (the body of the opener fixtures)."""
+    opened: list[Backend] = []
+
+    def open_tracked() -> Backend:
+        backend = open_backend()
+        opened.append(backend)
+        return backend
+
+    yield open_tracked
+    for backend in opened:
+        backend.close()
