@@ -102,10 +102,6 @@ class InlineProjections:
         """Projection name → schema version."""
         return {name: projection.schema_version for name, projection in self.by_name.items()}
 
-    def fresh(self) -> dict[str, Projection]:
-        """New, empty instances of the same projections."""
-        return {name: instantiate_projection(self._host, name) for name in self.by_name}
-
     def route(self, event_class: type[Event]) -> tuple[int, ...]:
         """Positions of the projections that react to ``event_class``: a
         :class:`~chanlog.projections.RoutedProjection` sees only the events it names."""
