@@ -7,10 +7,10 @@ new records to delivery.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from chanlog import codec
+from chanlog import codec, payloads
 from chanlog.backends.base import WriteTransaction
 from chanlog.backends.capabilities import appends_unless_known, finds_many
 from chanlog.errors import ConcurrencyError, DecodeError, InvalidEvent, InvalidTransition
@@ -18,9 +18,9 @@ from chanlog.events.base import Event
 from chanlog.folding import InlineProjections, WriteStage
 from chanlog.hashing import chain_next
 from chanlog.reading import EventDecoder
-from chanlog.records import RecordedEvent, StoredRecord
+from chanlog.records import StoredRecord
 
-__all__ = ["AppendPipeline", "CommitResult", "Encoded"]
+__all__ = ["AppendPipeline", "CommitResult", "Encoded", "Work"]
 
 
 class Encoded(NamedTuple):
@@ -48,12 +48,13 @@ class CommitResult(NamedTuple):
     events: list[Event]
     stage: WriteStage | None
 
-    def recorded(self) -> list[RecordedEvent]:
-        """The new records as subscribers receive them."""
-        return [
-            RecordedEvent(record.offset, event.event_id, event, "0x" + record.chain_hash.hex())
-            for record, event in zip(self.records, self.events, strict=True)
-        ]
+
+Work = Callable[[WriteTransaction, list["Encoded"], dict[str, int] | None, bool], CommitResult]
+"""What the store runs inside one write transaction: :meth:`AppendPipeline.write`'s
+signature (a snapshot's work, which encodes its own announcement, ignores the rest)."""
+
+_AppendUnlessKnown = Callable[[Any, Sequence[StoredRecord]], bool]
+_UNKNOWN: Any = object()
 
 
 def _where(index: int, batch: bool) -> str:
@@ -71,10 +72,15 @@ class AppendPipeline:
     def __init__(self, decoder: EventDecoder, inline: InlineProjections) -> None:
         self._decoder = decoder
         self._inline = inline
+        self._host = decoder.host
+        self._generation = decoder.host.generation
+        self._types = decoder.types
+        self._encoders: dict[type, payloads.RawEncoder] = {}
         serializer = decoder.serializer
         self._dumps = None if serializer.canonical else serializer.dumps
-        # Transaction class → AppendsUnlessKnown, looked up without a call per append.
-        self._optimistic: dict[type, bool] = {}
+        # Transaction class → its AppendsUnlessKnown method (None: it has none), looked up
+        # without a capability call per append.
+        self._unless_known: dict[type, _AppendUnlessKnown | None] = {}
 
     # -- encoding ------------------------------------------------------------------------
 
@@ -84,7 +90,11 @@ class AppendPipeline:
         # Events first: the common case, and a plain class check is ten times cheaper than
         # the Mapping ABC's.
         if isinstance(item, Event):
-            if self._decoder.types.get(item.event_type) is type(item):
+            # The registry read inline (no property frame per append), fresh as the host.
+            if self._generation != self._host.generation:
+                self._generation = self._host.generation
+                self._types = self._decoder.types
+            if self._types.get(item.event_type) is type(item):
                 return item
             raise InvalidEvent(
                 f"{_where(index, batch)}event type {item.event_type!r} "
@@ -125,9 +135,24 @@ class AppendPipeline:
     def encode(self, items: Sequence[object], *, batch: bool) -> list[Encoded]:
         """Check and encode ``items`` (outside any lock: encoding is the costly part)."""
         encoded: list[Encoded] = []
+        if self._generation != self._host.generation:
+            self._generation = self._host.generation
+            self._types = self._decoder.types
+        types = self._types
+        encoders = self._encoders
         for index, item in enumerate(items):
-            event = self.as_event(item, index, batch=batch)
-            canonical, _, raw_id = codec.encode_event_raw(event)
+            cls = type(item)
+            # as_event() inlined for a registered event, the common case: this runs for
+            # every appended event.
+            if isinstance(item, Event) and types.get(item.event_type) is cls:
+                event = item
+            else:
+                event = self.as_event(item, index, batch=batch)
+                cls = type(event)
+            encoder = encoders.get(cls)
+            if encoder is None:
+                encoder = encoders[cls] = payloads.raw_encoder(cls)
+            canonical, _, raw_id = encoder(event)
             # tuple.__new__ spares the Python frame of a NamedTuple's own __new__.
             encoded.append(tuple.__new__(Encoded, (event, canonical, raw_id)))
         return encoded
@@ -152,17 +177,20 @@ class AppendPipeline:
         everything staged again, exactly.
         """
         kind = type(transaction)
-        optimistic = self._optimistic.get(kind)
-        if optimistic is None:
-            optimistic = self._optimistic[kind] = appends_unless_known(transaction)
-        judge = transaction if optimistic and appends_unless_known(transaction) else None
-        if judge is not None:
+        append_unless_known = self._unless_known.get(kind, _UNKNOWN)
+        if append_unless_known is _UNKNOWN:
+            if appends_unless_known(transaction):
+                append_unless_known = type(transaction).append_unless_known
+            else:
+                append_unless_known = None
+            self._unless_known[kind] = append_unless_known
+        if append_unless_known is not None:
             try:
                 result = self._stage(transaction, encoded, expected, batch, None)
             except (InvalidTransition, ConcurrencyError):
                 pass  # decided below, knowing which events are already in the log
             else:
-                if judge.append_unless_known(result.records):
+                if append_unless_known(transaction, result.records):
                     return result
         existing = self._find_existing(transaction, encoded)
         if existing is not None and None not in existing:
@@ -213,7 +241,7 @@ class AppendPipeline:
         offsets: list[int] = []
         records: list[StoredRecord] = []
         events: list[Event] = []
-        stage = self._inline.stage()
+        stage = WriteStage(self._inline)
         dumps = self._dumps
         in_batch: dict[bytes, int] = {}
         offset = head.length
@@ -239,4 +267,5 @@ class AppendPipeline:
             in_batch[item.raw_id] = offset
             offsets.append(offset)
             offset += 1
-        return CommitResult(offsets, records, events, stage)
+        # tuple.__new__ spares the Python frame of a NamedTuple's own __new__.
+        return tuple.__new__(CommitResult, (offsets, records, events, stage))

@@ -10,12 +10,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from chanlog.backends.base import Backend
+from chanlog.bus.brokers import Broker
+from chanlog.bus.subjects import SubjectFilter
 from chanlog.errors import ChanlogError
-from chanlog.records import RecordedEvent
+from chanlog.events.base import Event
+from chanlog.records import RecordedEvent, StoredRecord
 from chanlog.signals import event_appended
 from chanlog.subscriptions import RangeReader, Subscription
 
@@ -33,6 +36,8 @@ class Delivery:
         append_lock: the store's append lock; held while a subscription connects, so no
             record can commit between the subscription's catch-up and its going live.
         length: how many records the store has folded (read under ``append_lock``).
+        broker: what live subscriptions go through; its ``publish`` gets every committed
+            record after the ``event-appended`` signal (unless it says it does not publish).
     """
 
     def __init__(
@@ -41,8 +46,13 @@ class Delivery:
         reader: RangeReader,
         append_lock: threading.RLock,
         length: Callable[[], int],
+        broker: Broker,
     ) -> None:
         self._sender = sender
+        self._broker = broker
+        self.publishes = broker.publishes
+        """Whether the broker publishes records beyond the signal (an attribute: the store
+        reads it after every append)."""
         self._reader = reader
         self._append_lock = append_lock
         self._length = length
@@ -51,17 +61,29 @@ class Delivery:
         store looks at it after every append)."""
         self._delivering = threading.Lock()
         self._subscriptions: list[Subscription] = []
+        self._stops: dict[Subscription, Callable[[], None]] = {}
         self._watcher: threading.Thread | None = None
         self._closing = threading.Event()
 
     @property
     def wanted(self) -> bool:
         """Whether anyone listens (otherwise committed records are not even queued)."""
-        return bool(event_appended.receivers)
+        return bool(event_appended.receivers) or self.publishes
 
     def enqueue(self, records: Iterable[RecordedEvent]) -> None:
         """Queue committed records, in offset order (call under the append lock)."""
         self.outbox.extend(records)
+
+    def enqueue_committed(self, records: Sequence[StoredRecord], events: Sequence[Event]) -> None:
+        """Queue what one write transaction committed (``records`` and their ``events``, in
+        offset order) as subscribers receive it (call under the append lock)."""
+        # A loop, not a comprehension: this runs after every append, and in CPython 3.11 a
+        # comprehension is a frame of its own.
+        append = self.outbox.append
+        for record, event in zip(records, events, strict=True):
+            append(
+                RecordedEvent(record.offset, event.event_id, event, "0x" + record.chain_hash.hex())
+            )
 
     def deliver(self) -> None:
         """Drain the outbox in offset order. Whichever thread holds the delivery lock
@@ -76,10 +98,31 @@ class Delivery:
                 # Resolved once per drain, not per record: subscribe() cannot connect while
                 # we hold the delivery lock, and a subscription closed meanwhile skips itself.
                 receivers = list(event_appended.receivers_for(self._sender))
-                while outbox:
-                    self._notify(outbox.popleft(), receivers)
+                if not self.publishes:
+                    while outbox:
+                        self._notify(outbox.popleft(), receivers)
+                else:
+                    drained: list[RecordedEvent] = []
+                    while outbox:
+                        record = outbox.popleft()
+                        self._notify(record, receivers)
+                        drained.append(record)
+                    self._publish(drained)
             finally:
                 self._delivering.release()
+
+    def _publish(self, records: list[RecordedEvent]) -> None:
+        try:
+            self._broker.publish(records)
+        except Exception:
+            # Committed is committed: a broker that fails loses live delivery, not records
+            # (durable consumers read the log).
+            logger.exception(
+                "broker %s failed to publish offsets %d..%d",
+                self._broker.name,
+                records[0].offset,
+                records[-1].offset,
+            )
 
     def _notify(self, record: RecordedEvent, receivers: list[Callable[..., Any]]) -> None:
         for receiver in receivers:
@@ -91,11 +134,21 @@ class Delivery:
                 )
 
     def subscribe(
-        self, callback: Callable[[RecordedEvent], Any], from_offset: int | None, name: str | None
+        self,
+        callback: Callable[[RecordedEvent], Any],
+        from_offset: int | None,
+        name: str | None,
+        subjects: SubjectFilter | None = None,
     ) -> Subscription:
         """A connected :class:`Subscription` (see :meth:`chanlog.EventStore.subscribe`)."""
         subscription = Subscription(
-            self._reader, callback, from_offset or 0, name, on_close=self._disconnect
+            self._reader,
+            callback,
+            from_offset or 0,
+            name,
+            on_close=self._disconnect,
+            subjects=subjects,
+            locked=self._broker.publishes,
         )
         if from_offset is not None:
             # Most of the catch-up runs without blocking live delivery to others...
@@ -108,13 +161,15 @@ class Delivery:
                 subscription.next_offset = known
             else:
                 subscription.catch_up(known)
-            event_appended.connect(subscription, sender=self._sender, weak=False)
+            self._stops[subscription] = self._broker.subscribe(subscription)
             self._subscriptions.append(subscription)
         self.deliver()
         return subscription
 
     def _disconnect(self, subscription: Subscription) -> None:
-        event_appended.disconnect(subscription, sender=self._sender)
+        stop = self._stops.pop(subscription, None)
+        if stop is not None:
+            stop()
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)
 

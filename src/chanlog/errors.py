@@ -17,6 +17,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidEvent",
     "InvalidTransition",
+    "LeaseHeld",
     "NotFound",
     "PluginError",
     "StorageError",
@@ -172,3 +173,22 @@ class ConfigError(ChanlogError):
         super().__init__(message)
         self.source = source
         self.key = key
+
+
+class LeaseHeld(ChanlogError):
+    """A durable consumer is run by another runner, whose lease has not expired (or this
+    runner's lease expired and another took it over).
+
+    Attributes:
+        consumer: the consumer's name.
+        holder: who holds the lease (``None``: nobody; this runner lost it).
+        expires_at: when that lease expires (unix seconds, the backend's clock), if held.
+    """
+
+    def __init__(
+        self, message: str, *, consumer: str, holder: str | None, expires_at: float | None
+    ) -> None:
+        super().__init__(message)
+        self.consumer = consumer
+        self.holder = holder
+        self.expires_at = expires_at

@@ -9,10 +9,19 @@ folds records already in the log.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
+from chanlog.backends.base import Backend
 from chanlog.checkpoints import EntityCheckpoints
-from chanlog.errors import ChanlogError, IntegrityError, InvalidTransition, PluginError
+from chanlog.errors import (
+    ChanlogError,
+    IntegrityError,
+    InvalidArgument,
+    InvalidTransition,
+    NotFound,
+    PluginError,
+)
 from chanlog.events.base import Event
 from chanlog.events.system import SnapshotCreated
 from chanlog.plugins.host import PluginHost
@@ -23,6 +32,8 @@ from chanlog.projections.base import (
     ProjectionStage,
     RoutedProjection,
 )
+from chanlog.reading import EventDecoder
+from chanlog.records import RecordedEvent
 
 __all__ = ["InlineProjections", "WriteStage", "instantiate_projection"]
 
@@ -97,6 +108,47 @@ class InlineProjections:
         """Fold from ``projections`` on (restored from a snapshot at ``folded``)."""
         self._install(projections)
         self.folded = folded
+
+    def get(self, name: str) -> Projection:
+        """The projection ``name``; :class:`~chanlog.errors.NotFound` when not enabled."""
+        found = self.by_name.get(name)
+        if found is None:
+            enabled = ", ".join(sorted(self.by_name)) or "none"
+            raise NotFound(f"projection {name!r} is not enabled (enabled: {enabled})")
+        return found
+
+    def state(self, kind: str, entity_id: str) -> Any:
+        """The current state of one entity of the projection ``kind``.
+
+        Raises:
+            NotFound: the projection is not enabled, or the entity does not exist.
+        """
+        if type(entity_id) is not str:
+            raise InvalidArgument(f"entity_id must be a string, got {type(entity_id).__name__}")
+        found = self.get(kind).get(entity_id.lower())
+        if found is None:
+            raise NotFound(f"no {kind} {entity_id}")
+        return found
+
+    def catch_up(
+        self,
+        backend: Backend,
+        decoder: EventDecoder,
+        end: int,
+        delivered: Callable[[Iterable[RecordedEvent]], Any] | None,
+    ) -> None:
+        """Fold the records ``[folded, end)`` the backend holds (written by another
+        process, or an earlier run), handing each to ``delivered`` when given."""
+        if end <= self.folded:
+            return
+        if not self._list and delivered is None:
+            self.folded = end  # nobody needs these records decoded
+            return
+        for stored in backend.read(self.folded, end):
+            record = decoder.committed(stored)
+            self.fold_committed(record.offset, record.event)
+            if delivered is not None:
+                delivered((record,))
 
     def versions(self) -> dict[str, int]:
         """Projection name → schema version."""

@@ -6,7 +6,16 @@ import attrs
 
 from chanlog.events.base import Event
 
-__all__ = ["Head", "RecordedEvent", "StoredRecord", "StoredSnapshot", "Witness"]
+__all__ = [
+    "ConsumerState",
+    "Head",
+    "ParkedRecord",
+    "PositionMove",
+    "RecordedEvent",
+    "StoredRecord",
+    "StoredSnapshot",
+    "Witness",
+]
 
 
 @attrs.frozen(slots=True)
@@ -93,3 +102,83 @@ class Witness:
 
     def __str__(self) -> str:
         return f"{self.offset}:0x{self.chain_hash.hex()}"
+
+
+@attrs.frozen
+class ConsumerState:
+    """A durable consumer as its backend keeps it, next to the log (DESIGN section 10).
+
+    Attributes:
+        name: the consumer's name (unique per log).
+        position: the next offset it examines: every record before it was handled,
+            parked or did not match its subjects.
+        subjects: the subject patterns it matches, as last registered.
+        handled: how many records its handler has handled successfully, in all.
+        parked: how many parked records it keeps.
+        lease_holder: the runner that holds its lease, or ``None``.
+        lease_expires_at: when that lease expires (unix seconds, the backend's clock).
+        last_error: the error of the latest record that failed, if any.
+        updated_at: when it last changed (unix seconds, the backend's clock).
+    """
+
+    name: str
+    position: int
+    subjects: tuple[str, ...]
+    handled: int = 0
+    parked: int = 0
+    lease_holder: str | None = None
+    lease_expires_at: float | None = None
+    last_error: str | None = None
+    updated_at: float = 0.0
+
+
+@attrs.frozen
+class ParkedRecord:
+    """A record a consumer's handler failed on ``attempts`` times: kept, with the error,
+    until it is replayed or dropped (nothing is skipped silently).
+
+    Attributes:
+        consumer: the consumer's name.
+        offset: the record's offset in the log.
+        event_id: its event id (``0x`` + 64 hex digits).
+        event_type: its wire name.
+        attempts: how many times it was handed to the handler.
+        error: the last error, as text.
+        parked_at: when it was parked (unix seconds).
+        replay: True once a replay is requested: the consumer's runner hands it to the
+            handler again before going on.
+    """
+
+    consumer: str
+    offset: int
+    event_id: str
+    event_type: str
+    attempts: int
+    error: str
+    parked_at: float
+    replay: bool = False
+
+
+@attrs.frozen
+class PositionMove:
+    """What a consumer's runner commits: a new position, with what happened on the way.
+
+    Attributes:
+        consumer: the consumer's name.
+        holder: the runner, which must hold the consumer's lease.
+        position: the new position (never below the current one).
+        handled: records handled since the previous move (added to the count).
+        lease_ttl: seconds the lease is renewed for by this move.
+        parked: records parked on the way (replacing a parked record at the same offset).
+        unparked: offsets of parked records that were replayed successfully (removed).
+        error: the latest error on the way (``None`` leaves the last one as it is).
+    """
+
+    consumer: str
+    holder: str
+    position: int
+    handled: int = 0
+    lease_ttl: float = 15.0
+    parked: tuple[ParkedRecord, ...] = ()
+    unparked: tuple[int, ...] = ()
+    error: str | None = None

@@ -5,30 +5,25 @@ hand-offs through :mod:`chanlog.delivery`; reads and verify are :mod:`chanlog.re
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from chanlog.appending import AppendPipeline, CommitResult
+from chanlog.appending import AppendPipeline, CommitResult, Encoded, Work
 from chanlog.backends.base import Backend
-from chanlog.backends.capabilities import RemembersHead
 from chanlog.backends.memory import MemoryBackend
+from chanlog.bus.brokers import Broker
+from chanlog.bus.facade import Bus
 from chanlog.checkpoints import DEFAULT_CHECKPOINT_EVERY, EntityCheckpoints
 from chanlog.delivery import Delivery
-from chanlog.errors import (
-    ChanlogError,
-    InvalidArgument,
-    NotFound,
-    StorageError,
-)
+from chanlog.errors import ChanlogError, StorageError
 from chanlog.events.base import Event
 from chanlog.folding import InlineProjections, instantiate_projection
 from chanlog.plugins.host import PluginHost, default_host
 from chanlog.projections.base import Projection
 from chanlog.reading import EventDecoder, LogReader, check_offset
 from chanlog.reconstruct import StateReconstructor
-from chanlog.records import RecordedEvent, StoredSnapshot
+from chanlog.records import PositionMove, RecordedEvent, StoredRecord, StoredSnapshot
 from chanlog.serializers import Serializer, resolve_serializer
 from chanlog.signals import event_appended
 from chanlog.snapshots.manager import SnapshotManager
@@ -41,8 +36,6 @@ if TYPE_CHECKING:
     from chanlog.projections.objective import ObjectiveState
 
 __all__ = ["EventStore"]
-
-logger = logging.getLogger("chanlog.store")
 
 
 class EventStore(LogReader):
@@ -64,6 +57,10 @@ class EventStore(LogReader):
             events (default 32; ``0``: none), so :meth:`reconstruct` at any offset folds at
             most that many events past the nearest one (ADR 0020).
         read_only: refuse appends and snapshots (the backend should be opened read-only too).
+        broker: the bus broker live subscriptions go through: a registered name (default
+            ``"embedded"``) or a :class:`~chanlog.bus.Broker`; ``broker_options`` go to its
+            factory. ``bus_prefix`` is the first token(s) of this node's subjects (default
+            ``"chanlog"``). See :attr:`bus`.
 
     The store is thread-safe. Use it as a context manager, or call :meth:`close`.
     """
@@ -78,6 +75,9 @@ class EventStore(LogReader):
         snapshot_policy: SnapshotPolicy | str | None = None,
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
         read_only: bool = False,
+        broker: Broker | str | None = None,
+        bus_prefix: str | None = None,
+        broker_options: Mapping[str, Any] | None = None,
     ) -> None:
         self._checkpoints = EntityCheckpoints(checkpoint_every)
         self._host = plugins or default_host()
@@ -88,15 +88,22 @@ class EventStore(LogReader):
         self._inline = InlineProjections(self._host, names, self._checkpoints)
         self._pipeline = AppendPipeline(self._decoder, self._inline)
         self._lock = threading.RLock()
-        self._delivery = Delivery(self, self, self._lock, lambda: self._inline.folded)
+        self._bus = Bus(self, broker=broker, prefix=bus_prefix, options=broker_options)
+        self._delivery = Delivery(
+            self, self, self._lock, lambda: self._inline.folded, self._bus.broker
+        )
         self._read_only = read_only
         self._closed = False
-        self._snapshot_policy = resolve_policy(snapshot_policy, self._host.lookup)
-        self._remembers = backend if isinstance(backend, RemembersHead) else None
         self._snapshots = SnapshotManager(self)
         self._reconstructor = StateReconstructor(self)
         self._taker = SnapshotTaker(
-            backend, self._inline, self._pipeline, self._snapshots, self.read_range
+            backend,
+            self._inline,
+            self._pipeline,
+            self._snapshots,
+            self.read_range,
+            resolve_policy(snapshot_policy, self._host.lookup),
+            self._transact,
         )
         with self._lock:
             self._bootstrap()
@@ -105,7 +112,12 @@ class EventStore(LogReader):
     @property
     def snapshot_policy(self) -> SnapshotPolicy:
         """The policy asked after every commit whether to snapshot."""
-        return self._snapshot_policy
+        return self._taker.policy
+
+    @property
+    def bus(self) -> Bus:
+        """The store's :class:`~chanlog.bus.Bus`: subjects, broker, durable consumers."""
+        return self._bus
 
     @property
     def snapshots(self) -> SnapshotManager:
@@ -134,11 +146,7 @@ class EventStore(LogReader):
 
     def projection(self, name: str) -> Projection:
         """One inline projection; :class:`NotFound` when it is not enabled."""
-        found = self._inline.by_name.get(name)
-        if found is None:
-            enabled = ", ".join(sorted(self._inline.by_name)) or "none"
-            raise NotFound(f"projection {name!r} is not enabled (enabled: {enabled})")
-        return found
+        return self._inline.get(name)
 
     def inline_projection(self, name: str) -> Projection | None:
         """The projection ``name`` if this store folds it inline, else ``None``."""
@@ -166,17 +174,10 @@ class EventStore(LogReader):
     def _catch_up(self, end: int, *, notify: bool) -> None:
         """Fold records ``[folded, end)`` written by someone else (another process, or an
         earlier run); queue them for delivery when ``notify``."""
-        inline = self._inline
-        if end <= inline.folded:
-            return
-        if not inline and not (notify and self._delivery.wanted):
-            inline.folded = end  # nobody needs these records decoded
-            return
-        for stored in self._backend.read(inline.folded, end):
-            record = self._decoder.committed(stored)
-            inline.fold_committed(record.offset, record.event)
-            if notify:
-                self._delivery.enqueue((record,))
+        deliver = notify and self._delivery.wanted
+        self._inline.catch_up(
+            self._backend, self._decoder, end, self._delivery.enqueue if deliver else None
+        )
 
     def refresh(self) -> int:
         """Fold and deliver records other processes appended to a shared backend; return
@@ -208,16 +209,25 @@ class EventStore(LogReader):
             ConcurrencyError: ``expected_version`` does not match (nothing is written).
             StorageError: the backend failed (nothing is written).
         """
+        if self._closed or self._read_only:
+            self._writable()
         expected: dict[str, int] | None = None
         if expected_version is not None:
             expected = {self._pipeline.primary_stream(event): expected_version}
-        return self._append([event], expected, batch=False)[0]
+        pipeline = self._pipeline
+        result = self._transact(
+            pipeline.write, pipeline.encode((event,), batch=False), expected, False
+        )
+        if result.records and self._inline.folded >= self._taker.ask_from:
+            self._taker.maybe_take()
+        return result.offsets[0]
 
     def append_batch(
         self,
         events: Sequence[Event | Mapping[str, Any]],
         *,
         expected_versions: Mapping[str, int] | None = None,
+        consumer_move: PositionMove | None = None,
     ) -> list[int]:
         """Append events atomically: all are committed, in order, or none is.
 
@@ -226,15 +236,30 @@ class EventStore(LogReader):
         Args:
             expected_versions: entity id → number of events its stream must hold before the
                 batch.
+            consumer_move: a durable consumer's move committed with the events (what a
+                runner passes for a handler that returned events; see
+                :meth:`chanlog.bus.Bus.mover`).
 
         Raises:
             InvalidEvent, InvalidTransition: naming the index of the first failing event.
             ConcurrencyError: a stream's version does not match.
         """
+        if self._closed or self._read_only:
+            self._writable()
+        if not events and consumer_move is None:
+            return []
         expected = None
         if expected_versions:
             expected = {stream.lower(): version for stream, version in expected_versions.items()}
-        return self._append(list(events), expected, batch=True)
+        pipeline = self._pipeline
+        mover = None if consumer_move is None else self._bus.mover(consumer_move)
+        work = pipeline.write if mover is None else mover.wrap(pipeline.write)
+        result = self._transact(work, pipeline.encode(events, batch=True), expected, True)
+        if mover is not None:
+            mover.finish()
+        if result.records and self._inline.folded >= self._taker.ask_from:
+            self._taker.maybe_take()
+        return result.offsets
 
     def _writable(self) -> None:
         if self._closed:
@@ -242,54 +267,38 @@ class EventStore(LogReader):
         if self._read_only:
             raise StorageError("the store was opened read-only")
 
-    def _append(
-        self, events: list[Any], expected: dict[str, int] | None, *, batch: bool
-    ) -> list[int]:
-        self._writable()
-        if not events:
-            return []
-        pipeline = self._pipeline
-        encoded = pipeline.encode(events, batch=batch)
-        result = self._transact(pipeline.write, encoded, expected, batch)
-        if result is not None and result.records:
-            self._maybe_snapshot()
-            return result.offsets
-        return [] if result is None else result.offsets
-
     def _transact(
-        self, work: Callable[..., CommitResult | None], *arguments: Any
-    ) -> CommitResult | None:
-        """Run ``work`` in one write transaction, after folding whatever others committed;
-        once the backend has committed, make its result current and deliver it."""
+        self,
+        work: Work,
+        encoded: list[Encoded],
+        expected: dict[str, int] | None,
+        batch: bool,
+    ) -> CommitResult:
+        """Run ``work(transaction, encoded, expected, batch)`` in one write transaction,
+        after folding whatever others committed; once the backend has committed, make its
+        result current and deliver it. (Fixed arguments, not ``*arguments``: a call that
+        unpacks costs more than the rest of this method on every append.)"""
         with self._lock:
             with self._backend.write() as transaction:
                 if transaction.head.length != self._inline.folded:
                     self._catch_up(transaction.head.length, notify=True)
-                result = work(transaction, *arguments)
-            if result is not None and result.stage is not None:
+                result = work(transaction, encoded, expected, batch)
+            if result.stage is not None:
                 result.stage.commit()
                 if result.records:
                     self._inline.folded = result.records[-1].offset + 1
                     # After folded moved: subscribe() reads it and connects under this same
                     # lock, so a new subscriber sees the record in the log or is connected.
-                    if event_appended.receivers:  # what Delivery.wanted says, sans a call
-                        self._delivery.enqueue(result.recorded())
+                    # What Delivery.wanted says, without a call on every append.
+                    if event_appended.receivers or self._delivery.publishes:
+                        self._delivery.enqueue_committed(result.records, result.events)
         if self._delivery.outbox:
             self._delivery.deliver()
         return result
 
-    def _maybe_snapshot(self) -> None:
-        """Ask the policy after a commit; a failed automatic snapshot is logged, never
-        raised: the append it follows has succeeded, and a snapshot is only an
-        optimisation."""
-        inline = self._inline
-        if inline.by_name and self._snapshot_policy.should_snapshot(
-            length=inline.folded, last_snapshot_offset=inline.last_snapshot_offset
-        ):
-            try:
-                self._take_snapshot(None, self._snapshot_policy)
-            except ChanlogError:
-                logger.exception("automatic snapshot at offset %d failed", self._inline.folded)
+    def decode(self, stored: StoredRecord) -> RecordedEvent:
+        """The record a backend returned, decoded (its event id taken from it)."""
+        return self._decoder.record(stored)
 
     def snapshot(self, offset: int | None = None) -> StoredSnapshot:
         """Snapshot the projection states as of ``offset`` (default: the end of the log),
@@ -299,21 +308,12 @@ class EventStore(LogReader):
             InvalidArgument: ``offset`` is negative or beyond the end of the log.
             StorageError: the backend could not store it.
         """
+        self._writable()
         if offset is not None:
             check_offset("offset", offset)
-        taken = self._take_snapshot(offset, None)
+        taken = self._taker.take(offset, automatic=False)
         assert taken is not None  # only an automatic snapshot may decide not to
         return taken
-
-    def _take_snapshot(
-        self, offset: int | None, policy: SnapshotPolicy | None
-    ) -> StoredSnapshot | None:
-        self._writable()
-        taken: list[StoredSnapshot] = []
-        self._transact(self._taker.work(offset, policy, taken))
-        if taken and self._remembers is not None:
-            self._remembers.remember_head(self._backend.head())
-        return taken[0] if taken else None
 
     def reconstruct(self, kind: str, entity_id: str, at: int | None = None) -> Any:
         """The state of one entity after its events at offsets ``< at`` (default: the whole
@@ -338,12 +338,7 @@ class EventStore(LogReader):
         Raises:
             NotFound: the projection is not enabled, or the entity does not exist.
         """
-        if type(entity_id) is not str:
-            raise InvalidArgument(f"entity_id must be a string, got {type(entity_id).__name__}")
-        found = self.projection(kind).get(entity_id.lower())
-        if found is None:
-            raise NotFound(f"no {kind} {entity_id}")
-        return found
+        return self._inline.state(kind, entity_id)
 
     def subscribe(
         self,
@@ -351,8 +346,11 @@ class EventStore(LogReader):
         from_offset: int | None = None,
         *,
         name: str | None = None,
+        subjects: str | Iterable[str] | None = None,
     ) -> Subscription:
-        """Deliver records to ``callback`` in offset order, each exactly once.
+        """Deliver records to ``callback`` in offset order, each exactly once: every
+        record, or those whose subject matches a pattern of ``subjects`` (see
+        :mod:`chanlog.bus.subjects`), live through the store's broker.
 
         With ``from_offset`` the subscription first catches up from the log, then goes live,
         with no gap and no duplicate even while other threads append. Without it, delivery
@@ -361,7 +359,8 @@ class EventStore(LogReader):
         """
         if from_offset is not None:
             check_offset("from_offset", from_offset)
-        subscription = self._delivery.subscribe(callback, from_offset, name)
+        patterns = None if subjects is None else self._bus.subject_filter(subjects)
+        subscription = self._delivery.subscribe(callback, from_offset, name, patterns)
         if self._backend.shared:
             self._delivery.watch(self._backend, self.refresh)
         return subscription
@@ -384,6 +383,7 @@ class EventStore(LogReader):
         with self._lock:
             self._closed = True
         self._delivery.close()
+        self._bus.close()
         self._backend.close()
 
     def __enter__(self) -> EventStore:

@@ -47,7 +47,7 @@ def test_the_memory_backend_has_what_the_table_says() -> None:
     assert _declared(backend) == {"ReadsStreamPayloads", "ExposesStreamIndex", "MayBeReadOnly"}
     with backend.write() as transaction:
         assert transaction_capabilities(transaction) == TransactionCapabilities(
-            finds_many=False, appends_unless_known=False, saves_snapshots=True
+            finds_many=False, appends_unless_known=True, saves_snapshots=True
         )
 
 

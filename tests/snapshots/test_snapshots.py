@@ -17,6 +17,7 @@ from chanlog.projections import ChannelProjection
 from chanlog.reconstruct import StateReconstructor
 from chanlog.records import StoredSnapshot
 from chanlog.snapshots import EveryNEvents, Never, SnapshotPolicy, decode_snapshot
+from chanlog.snapshots.policies import PlansSnapshots
 from chanlog.workload import Workload
 
 
@@ -215,3 +216,63 @@ def test_expectation_reports_differences() -> None:
     problems = workload.expectation().mismatches(store)
     assert problems and all(p.startswith(("objective", "channel")) for p in problems)
     assert any("missing" in p for p in problems) or any("status" in p for p in problems)
+
+
+class _Asking:
+    """every-n-events without PlansSnapshots: the store must ask it after every commit."""
+
+    name = "asking"
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.asked = 0
+
+    def should_snapshot(self, *, length: int, last_snapshot_offset: int | None) -> bool:
+        self.asked += 1
+        return length - (last_snapshot_offset or 0) >= self.n
+
+
+class _Planning(_Asking):
+    """The same decisions, with a plan: the store asks only once the plan is reached."""
+
+    def next_snapshot_at(self, *, last_snapshot_offset: int | None) -> int:
+        return (last_snapshot_offset or 0) + self.n
+
+
+def _snapshot_offsets(policy: _Asking) -> list[int]:
+    store = EventStore(snapshot_policy=policy)  # type: ignore[arg-type]
+    for event in Workload(channels=4, turns=10, seed=8):
+        store.append(event)
+    return [r.event.snapshot_offset for r in store if isinstance(r.event, SnapshotCreated)]
+
+
+def test_a_planning_policy_snapshots_where_an_asked_one_does_and_is_asked_far_less() -> None:
+    asking, planning = _Asking(n=25), _Planning(n=25)
+    assert isinstance(planning, PlansSnapshots)
+    assert not isinstance(asking, PlansSnapshots)
+    taken = _snapshot_offsets(asking)
+    assert len(taken) >= 3
+    assert _snapshot_offsets(planning) == taken
+    assert asking.asked > 100  # once per commit
+    assert planning.asked <= 3 * len(taken) + 2  # at the planned points only
+
+
+def test_the_built_in_policies_plan_what_they_decide() -> None:
+    every = EveryNEvents(n=7)
+    for last in (None, 0, 7, 30):
+        due = every.next_snapshot_at(last_snapshot_offset=last)
+        assert every.should_snapshot(length=due, last_snapshot_offset=last)
+        assert not every.should_snapshot(length=due - 1, last_snapshot_offset=last)
+    assert Never().next_snapshot_at(last_snapshot_offset=5) is None
+    store = EventStore()
+    store.append_batch(list(Workload(channels=1, turns=3, seed=1)))
+    assert not [r for r in store if isinstance(r.event, SnapshotCreated)]
+
+
+def test_a_store_without_projections_never_asks_its_policy_again() -> None:
+    policy = _Asking(n=1)
+    store = EventStore(projections=[], snapshot_policy=policy)  # type: ignore[arg-type]
+    for event in Workload(channels=1, turns=5, seed=3):
+        store.append(event)
+    assert policy.asked == 0
+    assert store.snapshots.latest_snapshot() is None

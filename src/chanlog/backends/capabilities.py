@@ -81,7 +81,8 @@ class AppendsUnlessKnown(Protocol):
 
     Used by the store to write optimistically: it stages a batch as if none of it were in
     the log and looks ids up only when this returns False. Fallback: look every id up first
-    (:class:`FindsMany` or ``find``), then ``append``. The SQLite transaction has it.
+    (:class:`FindsMany` or ``find``), then ``append``. The SQLite and memory transactions
+    have it.
     """
 
     def append_unless_known(self, records: Sequence[StoredRecord]) -> bool:

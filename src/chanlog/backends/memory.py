@@ -2,9 +2,12 @@
 
 Besides the :class:`~chanlog.backends.base.Backend` protocol it implements
 :class:`~chanlog.backends.capabilities.ReadsStreamPayloads`,
-:class:`~chanlog.backends.capabilities.ExposesStreamIndex` and
-:class:`~chanlog.backends.capabilities.MayBeReadOnly`; its transactions implement
-:class:`~chanlog.backends.capabilities.SavesSnapshotsInTransaction`.
+:class:`~chanlog.backends.capabilities.ExposesStreamIndex`,
+:class:`~chanlog.backends.capabilities.MayBeReadOnly` and
+:class:`~chanlog.backends.consumer_store.KeepsConsumers`; its transactions implement
+:class:`~chanlog.backends.capabilities.SavesSnapshotsInTransaction`,
+:class:`~chanlog.backends.capabilities.AppendsUnlessKnown` and
+:class:`~chanlog.backends.consumer_store.MovesConsumersInTransaction`.
 """
 
 from __future__ import annotations
@@ -15,9 +18,17 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from chanlog.backends.memory_consumers import ConsumerTable
 from chanlog.errors import ConfigError, StorageError
 from chanlog.hashing import GENESIS_CHAIN_HASH
-from chanlog.records import Head, StoredRecord, StoredSnapshot
+from chanlog.records import (
+    ConsumerState,
+    Head,
+    ParkedRecord,
+    PositionMove,
+    StoredRecord,
+    StoredSnapshot,
+)
 
 __all__ = ["MemoryBackend", "MemoryTransaction"]
 
@@ -26,19 +37,20 @@ class MemoryTransaction:
     """The writer lock and the staged records (and snapshots) of one write; a context
     manager. Nothing staged is visible until it commits, all of it at once."""
 
-    __slots__ = ("_backend", "_pending", "_snapshots", "head")
+    __slots__ = ("_backend", "_moves", "_pending", "_snapshots", "head")
 
     def __init__(self, backend: MemoryBackend) -> None:
         self._backend = backend
         self._pending: list[StoredRecord] = []
         self._snapshots: list[StoredSnapshot] | None = None
+        self._moves: list[PositionMove] | None = None
 
     def __enter__(self) -> MemoryTransaction:
         backend = self._backend
         if backend.read_only:
             raise StorageError("memory backend: opened read-only; writes are refused")
         backend._lock.acquire()
-        self.head = backend.head()
+        self.head = backend._head
         return self
 
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
@@ -52,6 +64,8 @@ class MemoryTransaction:
                 # After the records: a snapshot never describes records that are not there.
                 for snapshot in self._snapshots or ():
                     backend._store_snapshot(snapshot)
+                for move in self._moves or ():
+                    backend._consumers.apply(move)
         finally:
             backend._lock.release()
 
@@ -64,11 +78,30 @@ class MemoryTransaction:
     def append(self, records: Sequence[StoredRecord]) -> None:
         self._pending.extend(records)
 
+    def append_unless_known(self, records: Sequence[StoredRecord]) -> bool:
+        """Append ``records`` unless an event id among them is in the log or already
+        staged in this transaction (then append none and return False)."""
+        by_id = self._backend._by_id
+        pending = self._pending
+        staged = {record.event_id for record in pending} if pending else ()
+        for record in records:
+            if record.event_id in by_id or record.event_id in staged:
+                return False
+        pending.extend(records)
+        return True
+
     def save_snapshot(self, snapshot: StoredSnapshot) -> None:
         """Store ``snapshot`` when the transaction commits, after its records."""
         if self._snapshots is None:
             self._snapshots = []
         self._snapshots.append(snapshot)
+
+    def move_consumer(self, move: PositionMove) -> None:
+        """Check ``move`` now; apply it when the transaction commits, after its records."""
+        self._backend._consumers.check(move)
+        if self._moves is None:
+            self._moves = []
+        self._moves.append(move)
 
 
 class MemoryBackend:
@@ -114,6 +147,7 @@ class MemoryBackend:
         self._grew = threading.Condition(self._lock)
         self._waiters = 0
         self._head = Head(0, GENESIS_CHAIN_HASH)  # replaced, never mutated, at each commit
+        self._consumers = ConsumerTable()
 
     def __len__(self) -> int:
         return len(self._payloads)
@@ -261,6 +295,64 @@ class MemoryBackend:
                 return self._grew.wait_for(lambda: len(self._payloads) > length, timeout)
             finally:
                 self._waiters -= 1
+
+    # -- durable consumers (KeepsConsumers) -------------------------------------------------
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise StorageError("memory backend: opened read-only; writes are refused")
+
+    def consumer_state(self, name: str) -> ConsumerState | None:
+        with self._lock:
+            return self._consumers.get(name)
+
+    def consumer_states(self) -> list[ConsumerState]:
+        with self._lock:
+            return self._consumers.all()
+
+    def ensure_consumer(self, name: str, position: int, subjects: Sequence[str]) -> ConsumerState:
+        self._writable()
+        with self._lock:
+            return self._consumers.ensure(name, position, subjects)
+
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> ConsumerState:
+        self._writable()
+        with self._lock:
+            return self._consumers.acquire(name, holder, ttl)
+
+    def release_lease(self, name: str, holder: str) -> None:
+        self._writable()
+        with self._lock:
+            self._consumers.release(name, holder)
+
+    def move_consumer(self, move: PositionMove) -> None:
+        self._writable()
+        with self._lock:
+            self._consumers.move(move)
+
+    def reset_consumer(self, name: str, position: int) -> ConsumerState:
+        self._writable()
+        with self._lock:
+            return self._consumers.reset(name, position)
+
+    def parked_records(self, name: str) -> list[ParkedRecord]:
+        with self._lock:
+            return self._consumers.parked(name)
+
+    def request_replay(self, name: str, offsets: Sequence[int] | None = None) -> int:
+        self._writable()
+        with self._lock:
+            return self._consumers.request_replay(name, offsets)
+
+    def drop_parked(self, name: str, offsets: Sequence[int] | None = None) -> int:
+        self._writable()
+        with self._lock:
+            return self._consumers.drop(name, offsets)
+
+    def delete_consumer(self, name: str) -> bool:
+        self._writable()
+        with self._lock:
+            return self._consumers.delete(name)
 
     def close(self) -> None:
         """Nothing to release; the records stay readable."""

@@ -31,10 +31,13 @@ class _IdSlot:
 @attrs.define(frozen=True, slots=True, kw_only=True)
 class Event(_IdSlot):
     """An immutable, validated fact. Subclasses are attrs classes declared with
-    ``@attrs.define(frozen=True, slots=True, kw_only=True)`` and two class variables:
+    ``@attrs.define(frozen=True, slots=True, kw_only=True)`` and these class variables:
 
     - ``event_type``: the kebab-case wire name (``"state-signed"``), part of the event id;
-    - ``stream_fields``: the fields naming the entities the event belongs to, primary first.
+    - ``stream_fields``: the fields naming the entities the event belongs to, primary first;
+    - ``group``: the event's family on the bus, the second token of its subject
+      (``objective``, ``channel``, ``chain``, ``messaging``, ``system`` for the built-ins;
+      ``plugin`` unless a plugin's type declares its own; see :mod:`chanlog.bus.subjects`).
 
     The event id is a content address: keccak256 over the wire name and the canonical JSON
     of every field (see :mod:`chanlog.codec`). It is computed once, on first use.
@@ -42,6 +45,7 @@ class Event(_IdSlot):
 
     event_type: ClassVar[str] = ""
     stream_fields: ClassVar[tuple[str, ...]] = ()
+    group: ClassVar[str] = "plugin"
 
     event_version: int = attrs.field(default=1, validator=fields.positive_int)
     timestamp_ms: int = attrs.field(factory=now_ms, validator=fields.uint)

@@ -26,6 +26,7 @@ class ChainEvent(Event):
     """Fields shared by every chain event."""
 
     stream_fields: ClassVar[tuple[str, ...]] = ("channel_id",)
+    group: ClassVar[str] = "chain"
 
     channel_id: str = attrs.field(validator=fields.bytes32)
     block_num: int = attrs.field(validator=fields.uint)

@@ -25,6 +25,7 @@ class ChannelCreated(Event):
     """A channel's fixed part. ``challenge_duration`` is in seconds (>= 1)."""
 
     event_type: ClassVar[str] = "channel-created"
+    group: ClassVar[str] = "channel"
     stream_fields: ClassVar[tuple[str, ...]] = _CHANNEL
 
     channel_id: str = attrs.field(validator=fields.bytes32)
@@ -43,6 +44,7 @@ class StateSigned(Event):
     """We signed a state of the channel at ``turn_num``."""
 
     event_type: ClassVar[str] = "state-signed"
+    group: ClassVar[str] = "channel"
     stream_fields: ClassVar[tuple[str, ...]] = _CHANNEL
 
     channel_id: str = attrs.field(validator=fields.bytes32)
@@ -59,6 +61,7 @@ class StateReceived(Event):
     """A peer's signature on a state arrived."""
 
     event_type: ClassVar[str] = "state-received"
+    group: ClassVar[str] = "channel"
     stream_fields: ClassVar[tuple[str, ...]] = _CHANNEL
 
     channel_id: str = attrs.field(validator=fields.bytes32)
@@ -78,6 +81,7 @@ class StateSupportedUpdated(Event):
     channel had no supported state before."""
 
     event_type: ClassVar[str] = "state-supported-updated"
+    group: ClassVar[str] = "channel"
     stream_fields: ClassVar[tuple[str, ...]] = _CHANNEL
 
     channel_id: str = attrs.field(validator=fields.bytes32)
@@ -96,6 +100,7 @@ class ChannelFinalized(Event):
     """A final state is supported off-chain; no further states may be signed."""
 
     event_type: ClassVar[str] = "channel-finalized"
+    group: ClassVar[str] = "channel"
     stream_fields: ClassVar[tuple[str, ...]] = _CHANNEL
 
     channel_id: str = attrs.field(validator=fields.bytes32)

@@ -33,6 +33,7 @@ class MessageSent(Event):
     """We sent ``message_id`` to ``peer_id`` for ``objective_id``."""
 
     event_type: ClassVar[str] = "message-sent"
+    group: ClassVar[str] = "messaging"
     stream_fields: ClassVar[tuple[str, ...]] = ("message_id", "objective_id")
 
     message_id: str = attrs.field(validator=fields.bytes32)
@@ -51,6 +52,7 @@ class MessageReceived(Event):
     """``peer_id`` sent us ``message_id`` for ``objective_id`` (which may be new to us)."""
 
     event_type: ClassVar[str] = "message-received"
+    group: ClassVar[str] = "messaging"
     stream_fields: ClassVar[tuple[str, ...]] = ("message_id", "objective_id")
 
     message_id: str = attrs.field(validator=fields.bytes32)
@@ -69,6 +71,7 @@ class MessageAcked(Event):
     """``peer_id`` acknowledged our ``message_id``."""
 
     event_type: ClassVar[str] = "message-acked"
+    group: ClassVar[str] = "messaging"
     stream_fields: ClassVar[tuple[str, ...]] = ("message_id",)
 
     message_id: str = attrs.field(validator=fields.bytes32)
@@ -81,6 +84,7 @@ class MessageDropped(Event):
     """An inbound message from ``peer_id`` was discarded, with a reason and an error code."""
 
     event_type: ClassVar[str] = "message-dropped"
+    group: ClassVar[str] = "messaging"
     stream_fields: ClassVar[tuple[str, ...]] = ("message_id",)
 
     message_id: str | None = attrs.field(default=None, validator=fields.optional(fields.bytes32))

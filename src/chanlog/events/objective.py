@@ -26,6 +26,7 @@ class ObjectiveCreated(Event):
     """A new objective exists, unapproved. ``participants``: 2..255 distinct addresses."""
 
     event_type: ClassVar[str] = "objective-created"
+    group: ClassVar[str] = "objective"
     stream_fields: ClassVar[tuple[str, ...]] = ("objective_id",)
 
     objective_id: str = attrs.field(validator=fields.bytes32)
@@ -43,6 +44,7 @@ class ObjectiveApproved(Event):
     """The node agreed to run the objective; ``approver`` is the approving address."""
 
     event_type: ClassVar[str] = "objective-approved"
+    group: ClassVar[str] = "objective"
     stream_fields: ClassVar[tuple[str, ...]] = ("objective_id",)
 
     objective_id: str = attrs.field(validator=fields.bytes32)
@@ -54,6 +56,7 @@ class ObjectiveRejected(Event):
     """The objective was refused (by us or a peer); terminal."""
 
     event_type: ClassVar[str] = "objective-rejected"
+    group: ClassVar[str] = "objective"
     stream_fields: ClassVar[tuple[str, ...]] = ("objective_id",)
 
     objective_id: str = attrs.field(validator=fields.bytes32)
@@ -69,6 +72,7 @@ class ObjectiveCranked(Event):
     (go-nitro's ``WaitingFor``)."""
 
     event_type: ClassVar[str] = "objective-cranked"
+    group: ClassVar[str] = "objective"
     stream_fields: ClassVar[tuple[str, ...]] = ("objective_id",)
 
     objective_id: str = attrs.field(validator=fields.bytes32)
@@ -83,6 +87,7 @@ class ObjectiveCompleted(Event):
     """The objective finished; terminal. ``final_channel_state`` is a state hash."""
 
     event_type: ClassVar[str] = "objective-completed"
+    group: ClassVar[str] = "objective"
     stream_fields: ClassVar[tuple[str, ...]] = ("objective_id",)
 
     objective_id: str = attrs.field(validator=fields.bytes32)

@@ -18,6 +18,7 @@ class SnapshotCreated(Event):
     stored; ``snapshot_hash`` is the keccak256 of the snapshot bytes. Projections ignore it."""
 
     event_type: ClassVar[str] = "snapshot-created"
+    group: ClassVar[str] = "system"
     stream_fields: ClassVar[tuple[str, ...]] = ()
 
     snapshot_offset: int = attrs.field(validator=fields.uint)

@@ -9,8 +9,8 @@ group ``chanlog``::
 
 The registration hooks take a ``register`` callback instead of returning values, so the host
 knows which plugin registered which name and can refuse a duplicate naming both plugins. The
-built-in event types, projections, snapshot policies, serializers and backends are registered
-through these same hooks.
+built-in event types, projections, snapshot policies, serializers, backends, brokers and
+handlers are registered through these same hooks.
 """
 
 from __future__ import annotations
@@ -76,6 +76,29 @@ def chanlog_register_backends(register: Callable[[str, Callable[..., Any]], None
     Call ``register(name, factory)``; ``factory(**options)`` returns a
     :class:`chanlog.backends.Backend`, configured from the ``[backend]`` table of chanlog.toml.
     Built-ins: ``memory``, ``sqlite``. A backend should pass :mod:`chanlog.testing`.
+    """
+
+
+@hookspec
+def chanlog_register_brokers(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register bus brokers.
+
+    Call ``register(name, factory)``; ``factory(context=..., **options)`` returns a
+    :class:`chanlog.bus.Broker`, given a :class:`chanlog.bus.BusContext` and the further
+    keys of ``[bus]`` in chanlog.toml. Built-in: ``embedded`` (in-process, the default).
+    """
+
+
+@hookspec
+def chanlog_register_handlers(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register durable-consumer handlers.
+
+    Call ``register(name, factory)``; ``factory(**options)`` returns a handler (see
+    :mod:`chanlog.bus.handlers`), built from the handler options of a ``[consumers.NAME]``
+    table whose ``handler`` names it. A factory may list ``path_options``: option names
+    holding file paths, resolved against the configuration file's directory. Built-ins:
+    ``jsonl`` (an audit tap writing records as JSON lines) and ``channel-read-model``
+    (the latest supported state per channel in a SQLite table, exactly once).
     """
 
 

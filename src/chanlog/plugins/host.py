@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import entry_points
@@ -39,16 +40,27 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "chanlog.plugins.builtin_storage",
     "chanlog.plugins.builtin_projections",
     "chanlog.plugins.builtin_snapshots",
+    "chanlog.plugins.builtin_bus",
 )
 """Modules registered as plugins before any entry point, in this order."""
 
-KINDS = ("event_types", "projections", "snapshot_policies", "serializers", "backends")
+KINDS = (
+    "event_types",
+    "projections",
+    "snapshot_policies",
+    "serializers",
+    "backends",
+    "brokers",
+    "handlers",
+)
 _SINGULAR = {
     "event_types": "event type",
     "projections": "projection",
     "snapshot_policies": "snapshot policy",
     "serializers": "serializer",
     "backends": "backend",
+    "brokers": "broker",
+    "handlers": "handler",
 }
 
 
@@ -196,6 +208,8 @@ class PluginHost:
         collect("snapshot_policies", "chanlog_register_snapshot_policies", _adapt_named)
         collect("serializers", "chanlog_register_serializers", _adapt_named)
         collect("backends", "chanlog_register_backends", _adapt_named)
+        collect("brokers", "chanlog_register_brokers", _adapt_named)
+        collect("handlers", "chanlog_register_handlers", _adapt_named)
         self._contributions = contributions
         self._registries = registries
         return registries
@@ -225,6 +239,16 @@ class PluginHost:
         """Backend name → factory."""
         return self._get()["backends"]
 
+    @property
+    def brokers(self) -> Mapping[str, Callable[..., Any]]:
+        """Bus broker name → factory."""
+        return self._get()["brokers"]
+
+    @property
+    def handlers(self) -> Mapping[str, Callable[..., Any]]:
+        """Durable-consumer handler name → factory."""
+        return self._get()["handlers"]
+
     def lookup(self, kind: str, name: str) -> Any:
         """Find a registered ``name`` of ``kind``; a clear :class:`PluginError` lists the
         installed names when it is missing."""
@@ -244,6 +268,12 @@ def _adapt_event_type(cls: Any) -> tuple[str, Any]:
     name = getattr(cls, "event_type", None)
     if not isinstance(name, str) or not name:
         raise PluginError(f"event class {cls.__name__} has no event_type wire name")
+    group = getattr(cls, "group", None)
+    if not isinstance(group, str) or not _GROUP.fullmatch(group):
+        raise PluginError(
+            f"event class {cls.__name__} ({name}): group must be one subject token of "
+            f"letters, digits, '_' and '-', got {group!r}"
+        )
     return name, cls
 
 
@@ -254,6 +284,8 @@ def _adapt_named(name: Any, factory: Any) -> tuple[str, Any]:
         raise PluginError(f"{name!r}: the registered factory must be callable, got {factory!r}")
     return name, factory
 
+
+_GROUP = re.compile(r"[A-Za-z0-9_-]+")
 
 _default: PluginHost | None = None
 _default_lock = threading.Lock()

@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_SNAPSHOT_EVERY",
     "EveryNEvents",
     "Never",
+    "PlansSnapshots",
     "SnapshotPolicy",
     "resolve_policy",
 ]
@@ -34,6 +35,19 @@ class SnapshotPolicy(Protocol):
     def should_snapshot(self, *, length: int, last_snapshot_offset: int | None) -> bool:
         """Whether to snapshot now that the log holds ``length`` events; the latest
         snapshot covers ``[0, last_snapshot_offset)`` (``None``: there is none)."""
+        ...
+
+
+@runtime_checkable
+class PlansSnapshots(Protocol):
+    """An optional capability of a :class:`SnapshotPolicy` whose answer depends only on
+    the log's length: it names the length at which the next snapshot is due, so the store
+    compares a number after each commit instead of calling the policy (it asks again only
+    when a new snapshot is announced). ``should_snapshot`` must agree with it."""
+
+    def next_snapshot_at(self, *, last_snapshot_offset: int | None) -> int | None:
+        """The log length from which :meth:`SnapshotPolicy.should_snapshot` is true, the
+        latest snapshot covering ``[0, last_snapshot_offset)``; ``None``: never."""
         ...
 
 
@@ -63,6 +77,10 @@ class EveryNEvents:
         """True once ``n`` events follow the latest snapshot."""
         return length - (last_snapshot_offset or 0) >= self.n
 
+    def next_snapshot_at(self, *, last_snapshot_offset: int | None) -> int:
+        """``n`` events past the latest snapshot (:class:`PlansSnapshots`)."""
+        return (last_snapshot_offset or 0) + self.n
+
     def __repr__(self) -> str:
         return f"EveryNEvents(n={self.n})"
 
@@ -78,6 +96,10 @@ class Never:
     def should_snapshot(self, *, length: int, last_snapshot_offset: int | None) -> bool:
         """Always False."""
         return False
+
+    def next_snapshot_at(self, *, last_snapshot_offset: int | None) -> None:
+        """Never (:class:`PlansSnapshots`)."""
+        return
 
     def __repr__(self) -> str:
         return "Never()"

@@ -9,27 +9,33 @@ policy counts from the latest snapshot any of them took.
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable, Iterator, Mapping
 
-from chanlog.appending import AppendPipeline, CommitResult
+from chanlog.appending import AppendPipeline, CommitResult, Encoded, Work
 from chanlog.backends.base import Backend, WriteTransaction
-from chanlog.backends.capabilities import saves_snapshots_in_transaction
-from chanlog.errors import InvalidArgument
+from chanlog.backends.capabilities import RemembersHead, saves_snapshots_in_transaction
+from chanlog.errors import ChanlogError, InvalidArgument
 from chanlog.events.system import SnapshotCreated
 from chanlog.folding import InlineProjections
 from chanlog.projections.base import Projection
 from chanlog.records import RecordedEvent, StoredSnapshot
 from chanlog.snapshots.codec import encode_snapshot
 from chanlog.snapshots.manager import SnapshotManager
-from chanlog.snapshots.policies import SnapshotPolicy
+from chanlog.snapshots.policies import PlansSnapshots, SnapshotPolicy
 
-__all__ = ["SnapshotTaker"]
+__all__ = ["NEVER", "SnapshotTaker"]
 
-Work = Callable[[WriteTransaction], CommitResult | None]
+logger = logging.getLogger("chanlog.snapshots")
+
+NEVER = sys.maxsize
+"""A :attr:`SnapshotTaker.ask_from` no log length reaches."""
 
 
 class SnapshotTaker:
-    """Builds the write-transaction work that takes one snapshot of a store."""
+    """Builds the write-transaction work that takes one snapshot of a store, and decides
+    with the store's ``policy`` when an automatic one is due."""
 
     def __init__(
         self,
@@ -38,30 +44,70 @@ class SnapshotTaker:
         pipeline: AppendPipeline,
         snapshots: SnapshotManager,
         read_range: Callable[[int, int], Iterator[RecordedEvent]],
+        policy: SnapshotPolicy,
+        transact: Callable[[Work, list[Encoded], dict[str, int] | None, bool], CommitResult],
     ) -> None:
         self._backend = backend
+        self._transact = transact
+        self._remembers = backend if isinstance(backend, RemembersHead) else None
         self._inline = inline
         self._pipeline = pipeline
         self._snapshots = snapshots
         self._read_range = read_range
+        self.policy = policy
+        self._plan = policy.next_snapshot_at if isinstance(policy, PlansSnapshots) else None
+        self.ask_from = 0
+        """The folded length from which :meth:`due` may be true: the store asks only then
+        (an attribute read per commit instead of a call). 0 for a policy that does not
+        :class:`~chanlog.snapshots.policies.PlansSnapshots`: it is asked after every commit."""
 
-    def due(self, policy: SnapshotPolicy) -> bool:
-        """Whether ``policy`` wants a snapshot of what the store has folded."""
+    def due(self) -> bool:
+        """Whether the policy wants a snapshot of what the store has folded."""
         inline = self._inline
-        return bool(inline.by_name) and policy.should_snapshot(
-            length=inline.folded, last_snapshot_offset=inline.last_snapshot_offset
-        )
+        if not inline.by_name:
+            self.ask_from = NEVER  # nothing to snapshot, ever
+            return False
+        last = inline.last_snapshot_offset
+        if self._plan is not None:
+            # Moves forward only: a new snapshot in the log, here or elsewhere, is noticed
+            # the next time the old point is reached.
+            planned = self._plan(last_snapshot_offset=last)
+            self.ask_from = NEVER if planned is None else planned
+        return self.policy.should_snapshot(length=inline.folded, last_snapshot_offset=last)
 
-    def work(
-        self, offset: int | None, policy: SnapshotPolicy | None, taken: list[StoredSnapshot]
-    ) -> Work:
-        """The work of one snapshot as of ``offset`` (``None``: the end of the log); with
-        ``policy``, only if it still wants one. The snapshot goes into ``taken``."""
+    def take(self, offset: int | None, *, automatic: bool) -> StoredSnapshot | None:
+        """Take a snapshot as of ``offset`` (``None``: the end of the log) in one write
+        transaction of the store's; when ``automatic``, only if the policy still wants one
+        then (``None`` when it does not)."""
+        taken: list[StoredSnapshot] = []
+        self._transact(self._work(offset, automatic, taken), [], None, False)
+        if taken and self._remembers is not None:
+            self._remembers.remember_head(self._backend.head())
+        return taken[0] if taken else None
 
-        def take(transaction: WriteTransaction) -> CommitResult | None:
+    def maybe_take(self) -> None:
+        """After a commit: take a snapshot if the policy wants one. A failure is logged,
+        never raised: the append it follows has succeeded, and a snapshot is only an
+        optimisation."""
+        if self.due():
+            try:
+                self.take(None, automatic=True)
+            except ChanlogError:
+                logger.exception("automatic snapshot at offset %d failed", self._inline.folded)
+
+    def _work(self, offset: int | None, automatic: bool, taken: list[StoredSnapshot]) -> Work:
+        """The work of one snapshot as of ``offset`` (``None``: the end of the log); when
+        ``automatic``, only if the policy still wants one. The snapshot goes into ``taken``."""
+
+        def take(
+            transaction: WriteTransaction,
+            _encoded: list[Encoded],
+            _expected: dict[str, int] | None,
+            _batch: bool,
+        ) -> CommitResult:
             length = self._inline.folded  # the store caught up with the transaction's head
-            if policy is not None and not self.due(policy):
-                return None  # another process took it meanwhile
+            if automatic and not self.due():
+                return CommitResult([], [], [], None)  # another process took it meanwhile
             at = length if offset is None else offset
             if at > length:
                 raise InvalidArgument(f"offset {at} is beyond the end of the log ({length})")

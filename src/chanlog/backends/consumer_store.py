@@ -1,0 +1,103 @@
+"""Durable consumers' state, kept by the backend next to the log (DESIGN section 10).
+
+Two optional capabilities, like those in :mod:`chanlog.backends.capabilities`:
+
+- :class:`KeepsConsumers` on a backend: positions, leases and parked records. The memory,
+  sqlite and postgres backends have it; without it a store has no durable consumers
+  (:meth:`chanlog.EventStore.consumer` raises :class:`~chanlog.errors.StorageError`).
+- :class:`MovesConsumersInTransaction` on a write transaction: a consumer's position
+  commits in the same transaction as the records its handler appended (effectively once).
+  Without it, a handler's appends commit first and the position right after them: a crash
+  in between hands the record to the handler again, and its appends are found to be
+  already in the log (idempotent by event id), so nothing is appended twice either way.
+
+The rules every implementation follows (the conformance suite checks each of them):
+
+- Times (``lease_expires_at``, ``updated_at``, ``parked_at``) are unix seconds read from
+  the backend's own clock (the database server's, for a shared database), so runners on
+  machines with skewed clocks agree on when a lease expires.
+- A lease is held by one holder until it expires. Taking it when it is free, expired or
+  already ours succeeds (and renews it); taking it while another holder's lease runs
+  raises :class:`~chanlog.errors.LeaseHeld` naming that holder and its expiry.
+- A position moves only by its lease holder, only forward, and atomically with what the
+  move carries (the handled count, parked records, replayed ones removed, the last error):
+  all of it or none. A move by anyone else raises :class:`~chanlog.errors.LeaseHeld`.
+- Resetting a consumer is refused while another holder's lease runs (stop it first).
+- Every method that writes raises :class:`~chanlog.errors.StorageError` on a backend
+  opened read-only, and :class:`~chanlog.errors.NotFound` for a consumer that does not
+  exist (but :meth:`KeepsConsumers.ensure_consumer`, which creates it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from chanlog.records import ConsumerState, ParkedRecord, PositionMove
+
+__all__ = ["KeepsConsumers", "MovesConsumersInTransaction"]
+
+
+@runtime_checkable
+class KeepsConsumers(Protocol):
+    """A backend that keeps durable consumers' positions, leases and parked records."""
+
+    def consumer_state(self, name: str) -> ConsumerState | None:
+        """The consumer ``name``, or ``None`` when it does not exist."""
+        ...
+
+    def consumer_states(self) -> list[ConsumerState]:
+        """Every consumer, by name."""
+        ...
+
+    def ensure_consumer(self, name: str, position: int, subjects: Sequence[str]) -> ConsumerState:
+        """Create the consumer at ``position`` unless it exists; record ``subjects`` as
+        its patterns either way (a changed configuration); return its state."""
+        ...
+
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> ConsumerState:
+        """Take (or renew) the consumer's lease for ``ttl`` seconds from now; return the
+        state with the lease. Raises :class:`~chanlog.errors.LeaseHeld` while another
+        holder's lease runs."""
+        ...
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up, if ``holder`` holds it (otherwise do nothing)."""
+        ...
+
+    def move_consumer(self, move: PositionMove) -> None:
+        """Apply ``move`` atomically (see the module's rules)."""
+        ...
+
+    def reset_consumer(self, name: str, position: int) -> ConsumerState:
+        """Set the position to ``position`` (any offset, backwards too), refused while
+        another holder's lease runs; parked records stay. Return the new state."""
+        ...
+
+    def parked_records(self, name: str) -> list[ParkedRecord]:
+        """The consumer's parked records, by offset."""
+        ...
+
+    def request_replay(self, name: str, offsets: Sequence[int] | None = None) -> int:
+        """Mark parked records (``None``: all) to be handed to the handler again; return
+        how many were marked. An offset that is not parked is ignored."""
+        ...
+
+    def drop_parked(self, name: str, offsets: Sequence[int] | None = None) -> int:
+        """Forget parked records (``None``: all); return how many were dropped."""
+        ...
+
+    def delete_consumer(self, name: str) -> bool:
+        """Remove the consumer and its parked records; False when it did not exist."""
+        ...
+
+
+@runtime_checkable
+class MovesConsumersInTransaction(Protocol):
+    """A write transaction that commits a consumer's move with its records."""
+
+    def move_consumer(self, move: PositionMove) -> None:
+        """Apply ``move`` when the transaction commits, with its records, by the rules of
+        :meth:`KeepsConsumers.move_consumer` (checked now: a refused move raises here and
+        the caller rolls the transaction back)."""
+        ...

@@ -1,0 +1,176 @@
+"""Managing durable consumers without running them: list them with their lag, reset them,
+and look at, replay or drop their parked records (what ``chanlog consumers`` does)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import attrs
+
+from chanlog.backends.consumer_store import KeepsConsumers
+from chanlog.bus.source import BusStore
+from chanlog.bus.spec import check_start
+from chanlog.bus.subjects import SubjectFilter
+from chanlog.errors import InvalidArgument, NotFound, StorageError
+from chanlog.records import ConsumerState, ParkedRecord
+
+__all__ = ["ConsumerAdmin", "ConsumerInfo"]
+
+
+@attrs.frozen
+class ConsumerInfo:
+    """A consumer's state with what it means against the log now.
+
+    Attributes:
+        state: as its backend keeps it.
+        head: the length of the log when this was read.
+        lag: records at or after its position that match its subjects (not yet handled).
+        running: whether a runner's lease is live.
+    """
+
+    state: ConsumerState
+    head: int
+    lag: int
+    running: bool
+
+    @property
+    def name(self) -> str:
+        """The consumer's name."""
+        return self.state.name
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain values (what ``chanlog consumers --json`` prints)."""
+        state = self.state
+        return {
+            "name": state.name,
+            "position": state.position,
+            "head": self.head,
+            "lag": self.lag,
+            "handled": state.handled,
+            "parked": state.parked,
+            "subjects": list(state.subjects),
+            "running": self.running,
+            "lease_holder": state.lease_holder if self.running else None,
+            "lease_expires_at": state.lease_expires_at if self.running else None,
+            "last_error": state.last_error,
+            "updated_at": state.updated_at,
+        }
+
+
+class ConsumerAdmin:
+    """The durable consumers of one store.
+
+    Args:
+        store: the store whose backend keeps them.
+        subject_filter: compiles a consumer's patterns for this node (to count its lag).
+    """
+
+    def __init__(
+        self, store: BusStore, subject_filter: Callable[[Sequence[str]], SubjectFilter]
+    ) -> None:
+        self._store = store
+        self._filter = subject_filter
+
+    def keeper(self) -> KeepsConsumers:
+        """The backend, which keeps the consumers (:class:`~chanlog.errors.StorageError`
+        when it cannot)."""
+        backend = self._store.backend
+        if not isinstance(backend, KeepsConsumers):
+            raise StorageError(f"the {backend.name} backend keeps no consumers")
+        return backend
+
+    def states(self) -> list[ConsumerState]:
+        """Every consumer's state, by name (none for a backend that keeps none)."""
+        backend = self._store.backend
+        return backend.consumer_states() if isinstance(backend, KeepsConsumers) else []
+
+    def state(self, name: str) -> ConsumerState:
+        """One consumer's state; :class:`~chanlog.errors.NotFound` when there is none."""
+        backend = self._store.backend
+        state = backend.consumer_state(name) if isinstance(backend, KeepsConsumers) else None
+        if state is None:
+            known = ", ".join(state.name for state in self.states()) or "none"
+            raise NotFound(f"no consumer named {name!r} (consumers: {known})")
+        return state
+
+    def info(self, name: str) -> ConsumerInfo:
+        """One consumer with its lag."""
+        return self._info(self.state(name))
+
+    def infos(self) -> list[ConsumerInfo]:
+        """Every consumer with its lag."""
+        return [self._info(state) for state in self.states()]
+
+    def _info(self, state: ConsumerState) -> ConsumerInfo:
+        head = len(self._store)
+        running = state.lease_expires_at is not None and state.lease_expires_at > time.time()
+        return ConsumerInfo(state, head, self.lag(state, head), running)
+
+    def lag(self, state: ConsumerState, head: int | None = None) -> int:
+        """Records in ``[position, head)`` that match the consumer's subjects."""
+        end = len(self._store) if head is None else head
+        if state.position >= end:
+            return 0
+        subjects = self._filter(state.subjects)
+        if subjects.everything():
+            return end - state.position
+        accepts = subjects.accepts
+        return sum(
+            1
+            for stored in self._store.backend.read(state.position, end)
+            if accepts(stored.event_type, stored.streams)
+        )
+
+    def reset(self, name: str, to: str | int) -> ConsumerState:
+        """Move a consumer to ``"earliest"``, ``"latest"`` or an offset (backwards too:
+        what it feeds is rebuilt from there). Refused while a runner holds it.
+
+        Raises:
+            NotFound: no such consumer.
+            InvalidArgument: ``to`` is not a start, or is beyond the end of the log.
+            LeaseHeld: a runner holds it.
+        """
+        self.state(name)
+        start = check_start(to)
+        head = len(self._store)
+        if start == "earliest":
+            position = 0
+        elif start == "latest":
+            position = head
+        else:
+            assert isinstance(start, int)
+            if start > head:
+                raise InvalidArgument(
+                    f"cannot reset {name!r} to {start}: beyond the end of the log ({head})"
+                )
+            position = start
+        return self.keeper().reset_consumer(name, position)
+
+    def parked(self, name: str) -> list[ParkedRecord]:
+        """The consumer's parked records, by offset."""
+        self.state(name)
+        return self.keeper().parked_records(name)
+
+    def replay(self, name: str, offsets: Sequence[int] | None = None) -> int:
+        """Ask the consumer's runner to hand parked records (``None``: all) to its handler
+        again; return how many were marked."""
+        self.state(name)
+        return self.keeper().request_replay(name, offsets)
+
+    def drop(self, name: str, offsets: Sequence[int] | None = None) -> int:
+        """Forget parked records (``None``: all); return how many were dropped."""
+        self.state(name)
+        return self.keeper().drop_parked(name, offsets)
+
+    def delete(self, name: str) -> None:
+        """Remove a consumer and its parked records.
+
+        Raises:
+            NotFound: no such consumer.
+            LeaseHeld: a runner holds it.
+        """
+        state = self.state(name)
+        if state.lease_expires_at is not None and state.lease_expires_at > time.time():
+            self.keeper().reset_consumer(name, state.position)  # raises LeaseHeld
+        self.keeper().delete_consumer(name)

@@ -1,0 +1,148 @@
+"""Handlers: what a durable consumer hands each matching record to (DESIGN section 10).
+
+A handler is any callable taking a :class:`~chanlog.records.RecordedEvent`: a plain function,
+a coroutine function (awaited on the runner's own event loop) or an object with
+``__call__``. It returns ``None``, or the events to append to the same store: those are
+committed in one write transaction with the consumer's new position (effectively once, like
+eventsourcing's tracking records). Raising means "not handled": the runner tries again with
+backoff, then parks the record.
+
+Handlers are registered by name with ``chanlog_register_handlers(register)``:
+``register(name, factory)``, ``factory(**options)`` building the handler from the options
+of a ``[consumers.NAME]`` table. A handler may also implement the optional protocols below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from chanlog.errors import InvalidArgument
+from chanlog.events.base import Event
+from chanlog.records import RecordedEvent
+
+__all__ = [
+    "BindsToStore",
+    "ClosesHandler",
+    "Handler",
+    "HandlerCall",
+    "HandlerFactory",
+    "TracksPosition",
+]
+
+Appends = list[Event | Mapping[str, Any]]
+
+
+class Handler(Protocol):
+    """Handles one record; returns ``None`` or the events to append (or an awaitable of
+    either)."""
+
+    def __call__(self, record: RecordedEvent, /) -> Any: ...
+
+
+class HandlerFactory(Protocol):
+    """What ``chanlog_register_handlers`` registers: ``factory(**options) -> handler``.
+
+    A factory may carry ``path_options``, a tuple of option names that hold file paths:
+    in a configuration file those are resolved against the file's directory.
+    """
+
+    def __call__(self, **options: Any) -> Handler: ...
+
+
+@runtime_checkable
+class TracksPosition(Protocol):
+    """A handler that records, in its own storage and in the same transaction as its
+    effects, how far it got: the runner resumes from there when that is further than the
+    position the backend kept (the handler's effects are then exactly once)."""
+
+    def position(self, consumer: str) -> int | None:
+        """The next offset this handler has not applied for ``consumer`` (``None``:
+        none yet)."""
+        ...
+
+
+@runtime_checkable
+class BindsToStore(Protocol):
+    """A handler that wants the store (to read it) before its first record."""
+
+    def bind(self, store: Any, consumer: str) -> None:
+        """Called once, by the runner, before any record is handled."""
+        ...
+
+
+@runtime_checkable
+class ClosesHandler(Protocol):
+    """A handler holding resources: the runner closes it when it stops."""
+
+    def close(self) -> None:
+        """Release files and connections."""
+        ...
+
+
+class HandlerCall:
+    """Calls one handler for a runner: awaits what it returns when that is awaitable (on
+    an event loop of the runner's own, made on first need), and checks the result.
+
+    Args:
+        handler: the handler.
+        name: how errors name it.
+    """
+
+    def __init__(self, handler: Handler, name: str) -> None:
+        self.handler = handler
+        self.name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __call__(self, record: RecordedEvent) -> Appends:
+        """The events to append after handling ``record`` (``[]``: none).
+
+        Raises:
+            InvalidArgument: the handler returned something other than ``None`` or events.
+            Exception: whatever the handler raised.
+        """
+        result = self.handler(record)
+        if inspect.isawaitable(result):
+            result = self._run(result)
+        if result is None:
+            return []
+        if isinstance(result, Event | Mapping) or not isinstance(result, Iterable):
+            raise InvalidArgument(
+                f"handler {self.name} returned {type(result).__name__}: a handler returns "
+                "None or a list of the events to append"
+            )
+        appends: Appends = []
+        for item in result:
+            if not isinstance(item, Event | Mapping):
+                raise InvalidArgument(
+                    f"handler {self.name} returned a {type(item).__name__} among the events "
+                    "to append: each must be a chanlog Event or a {'type', 'payload'} envelope"
+                )
+            appends.append(item)
+        return appends
+
+    def _run(self, awaitable: Awaitable[Any]) -> Any:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+
+        async def wait() -> Any:
+            return await awaitable
+
+        return self._loop.run_until_complete(wait())
+
+    def close(self) -> None:
+        """Close the handler (if it :class:`ClosesHandler`) and the event loop."""
+        try:
+            if isinstance(self.handler, ClosesHandler):
+                self.handler.close()
+        finally:
+            if self._loop is not None:
+                self._loop.close()
+                self._loop = None
+
+
+def describe(handler: Callable[..., Any]) -> str:
+    """A name for messages: the handler's qualified name, or its repr."""
+    return str(getattr(handler, "__qualname__", None) or repr(handler))

@@ -1,0 +1,96 @@
+"""The ``jsonl`` handler: an audit tap that appends every record it is handed to a file,
+one JSON object per line, in the order it is handed them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from chanlog.errors import ConfigError, DecodeError
+from chanlog.records import RecordedEvent
+
+__all__ = ["JsonlTap"]
+
+
+class JsonlTap:
+    """Writes ``{"offset", "event_id", "chain_hash", "type", "payload"}`` per record.
+
+    It tracks its own position (:class:`~chanlog.bus.handlers.TracksPosition`): the offset
+    after the file's last line, so after a crash the runner resumes right after what the
+    file already holds, and no record is written twice (a torn last line is cut off).
+
+    Args:
+        path: the file (created if missing, appended to otherwise).
+        fsync: make every line durable before the record counts as handled.
+    """
+
+    def __init__(
+        self, *, path: str | os.PathLike[str], fsync: bool = False, **options: Any
+    ) -> None:
+        if options:
+            raise ConfigError(
+                f"the jsonl handler has no option {sorted(options)[0]!r} (it takes path, fsync)",
+                key=sorted(options)[0],
+            )
+        if not isinstance(fsync, bool):
+            raise ConfigError(f"jsonl: fsync must be true or false, got {fsync!r}", key="fsync")
+        self.path = Path(path)
+        self._fsync = fsync
+        self._next = self._recover()
+        self._file: IO[bytes] = self.path.open("ab")
+
+    def _recover(self) -> int | None:
+        """The offset after the last complete line; cut a torn last line off."""
+        if not self.path.exists():
+            return None
+        with self.path.open("rb+") as file:
+            size = file.seek(0, os.SEEK_END)
+            if size == 0:
+                return None
+            start = max(0, size - 65536)
+            file.seek(start)
+            tail = file.read()
+            if not tail.endswith(b"\n"):  # a write cut short by a crash
+                cut = tail.rfind(b"\n") + 1
+                file.truncate(start + cut)
+                tail = tail[:cut]
+            lines = tail.splitlines()
+            if not lines:
+                return None
+            try:
+                offset = orjson.loads(lines[-1])["offset"]
+            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                raise DecodeError(
+                    f"{self.path}: the last line is not a record of this tap"
+                ) from exc
+            if type(offset) is not int:
+                raise DecodeError(f"{self.path}: the last line's offset is not an int")
+            return offset + 1
+
+    def position(self, consumer: str) -> int | None:
+        """The offset after the last record in the file."""
+        del consumer
+        return self._next
+
+    def __call__(self, record: RecordedEvent) -> None:
+        line = orjson.dumps(
+            {
+                "offset": record.offset,
+                "event_id": record.event_id,
+                "chain_hash": record.chain_hash,
+                "type": record.event_type,
+                "payload": orjson.Fragment(record.event.canonical_json()),
+            }
+        )
+        self._file.write(line + b"\n")
+        self._file.flush()
+        if self._fsync:
+            os.fsync(self._file.fileno())
+        self._next = max(self._next or 0, record.offset + 1)
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()

@@ -1,0 +1,150 @@
+"""The ``channel-read-model`` handler: the latest supported state of every channel, kept in a
+SQLite table of its own, each record's effect applied exactly once.
+
+This is the effectively-once pattern for a handler whose effects live outside the log (what
+eventsourcing calls tracking records): the handler writes its effect and the offset it has
+reached in one transaction of its own database, and tells the runner where it got to
+(:class:`~chanlog.bus.handlers.TracksPosition`). A crash between that commit and the
+consumer's position commit only means the runner resumes from the handler's offset; a
+record handed to it again is recognised by its offset and changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from chanlog.errors import ConfigError, StorageError
+from chanlog.events.channel import StateSupportedUpdated
+from chanlog.records import RecordedEvent
+
+__all__ = ["ChannelReadModel", "LatestState"]
+
+_DDL = (
+    """CREATE TABLE IF NOT EXISTS channel_latest (
+        channel_id TEXT PRIMARY KEY,
+        supported_turn INTEGER NOT NULL,
+        state_hash TEXT NOT NULL,
+        offset INTEGER NOT NULL,
+        timestamp_ms INTEGER NOT NULL,
+        updates INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS tracking (
+        consumer TEXT PRIMARY KEY,
+        next_offset INTEGER NOT NULL
+    )""",
+)
+
+
+@attrs.frozen
+class LatestState:
+    """One row of the read model.
+
+    Attributes:
+        channel_id: the channel.
+        supported_turn: its latest supported turn.
+        state_hash: that state's hash.
+        offset: the log offset of the ``state-supported-updated`` that set it.
+        timestamp_ms: that event's timestamp.
+        updates: how many ``state-supported-updated`` records were applied to the row (once
+            each, whatever the crashes: the effectively-once check).
+    """
+
+    channel_id: str
+    supported_turn: int
+    state_hash: str
+    offset: int
+    timestamp_ms: int
+    updates: int
+
+
+class ChannelReadModel:
+    """Applies ``state-supported-updated`` records to ``channel_latest`` (other records only
+    move its tracking offset).
+
+    Args:
+        path: the SQLite file of the read model (created if missing).
+    """
+
+    def __init__(self, *, path: str | os.PathLike[str], **options: Any) -> None:
+        if options:
+            raise ConfigError(
+                f"the channel-read-model handler has no option {sorted(options)[0]!r} "
+                "(it takes path)",
+                key=sorted(options)[0],
+            )
+        self.path = Path(path)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            for statement in _DDL:
+                self._db.execute(statement)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot open the read model: {exc}") from exc
+        self._consumer = "default"
+
+    def bind(self, store: Any, consumer: str) -> None:
+        """Remember which consumer's offset to track."""
+        del store
+        self._consumer = consumer
+
+    def position(self, consumer: str) -> int | None:
+        """The offset after the last record applied for ``consumer``."""
+        row = self._db.execute(
+            "SELECT next_offset FROM tracking WHERE consumer = ?", (consumer,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def __call__(self, record: RecordedEvent) -> None:
+        done = self.position(self._consumer)
+        if done is not None and record.offset < done:
+            return  # applied before a crash lost the runner's position commit
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            event = record.event
+            if isinstance(event, StateSupportedUpdated):
+                db.execute(
+                    "INSERT INTO channel_latest VALUES (?, ?, ?, ?, ?, 1) "
+                    "ON CONFLICT (channel_id) DO UPDATE SET "
+                    "supported_turn = excluded.supported_turn, "
+                    "state_hash = excluded.state_hash, offset = excluded.offset, "
+                    "timestamp_ms = excluded.timestamp_ms, updates = updates + 1",
+                    (
+                        event.channel_id.lower(),
+                        event.supported_turn,
+                        event.state_hash,
+                        record.offset,
+                        event.timestamp_ms,
+                    ),
+                )
+            db.execute(
+                "INSERT INTO tracking VALUES (?, ?) "
+                "ON CONFLICT (consumer) DO UPDATE SET next_offset = excluded.next_offset",
+                (self._consumer, record.offset + 1),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def latest(self, channel_id: str) -> LatestState | None:
+        """The row of one channel."""
+        row = self._db.execute(
+            "SELECT * FROM channel_latest WHERE channel_id = ?", (channel_id.lower(),)
+        ).fetchone()
+        return None if row is None else LatestState(*row)
+
+    def all(self) -> list[LatestState]:
+        """Every row, by channel id."""
+        rows = self._db.execute("SELECT * FROM channel_latest ORDER BY channel_id").fetchall()
+        return [LatestState(*row) for row in rows]
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()

@@ -1,0 +1,444 @@
+"""The runner of one durable consumer: reads the log from the consumer's position, hands
+each matching record to its handler (retrying with backoff, then parking), and commits the
+position, under a lease that keeps a second runner of the same name waiting (ADR 0026)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from typing import Any
+
+import attrs
+
+from chanlog.backends.consumer_store import KeepsConsumers
+from chanlog.bus.handlers import BindsToStore, Handler, HandlerCall, TracksPosition, describe
+from chanlog.bus.source import BusStore
+from chanlog.bus.spec import ConsumerSpec
+from chanlog.bus.subjects import SubjectFilter
+from chanlog.errors import ChanlogError, LeaseHeld, StorageError
+from chanlog.records import ConsumerState, ParkedRecord, PositionMove, RecordedEvent, StoredRecord
+
+__all__ = ["ConsumerRunner", "RunnerStats", "new_holder"]
+
+logger = logging.getLogger("chanlog.bus")
+
+_IDLE_WAIT = 0.5  # seconds between looks at the log while caught up (appends wake it sooner)
+
+
+def new_holder() -> str:
+    """A runner identity unique across machines and processes: host, pid and a nonce."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@attrs.define
+class RunnerStats:
+    """What one runner did since it started.
+
+    Attributes:
+        position: the position it last committed.
+        handled: records its handler handled.
+        parked: records it parked.
+        failures: failed tries (each retry counts).
+        last_error: the latest failure, as text.
+    """
+
+    position: int = 0
+    handled: int = 0
+    parked: int = 0
+    failures: int = 0
+    last_error: str | None = None
+
+
+@attrs.define
+class _Pending:
+    """Handled since the last commit: committed together."""
+
+    handled: int = 0
+    parked: list[ParkedRecord] = attrs.Factory(list)
+    unparked: list[int] = attrs.Factory(list)
+    error: str | None = None
+    since: float = attrs.Factory(time.monotonic)
+
+    def __bool__(self) -> bool:
+        return bool(self.handled or self.parked or self.unparked or self.error)
+
+
+class _Stopped(Exception):
+    """The runner was asked to stop while a record was in hand and not yet handled."""
+
+
+class ConsumerRunner:
+    """Runs one durable consumer of ``store`` (see :meth:`chanlog.EventStore.consumer`).
+
+    Args:
+        store: the store whose log it reads and whose backend keeps its position.
+        spec: the consumer's definition.
+        handler: what each matching record is handed to.
+        subjects: ``spec.subjects`` compiled for the store's node.
+        holder: this runner's identity in the lease (default: host, pid, nonce).
+    """
+
+    def __init__(
+        self,
+        store: BusStore,
+        spec: ConsumerSpec,
+        handler: Handler,
+        subjects: SubjectFilter,
+        *,
+        holder: str | None = None,
+    ) -> None:
+        backend = store.backend
+        if not isinstance(backend, KeepsConsumers):
+            raise StorageError(
+                f"the {backend.name} backend keeps no consumer positions (it lacks the "
+                "KeepsConsumers capability), so it cannot run durable consumers"
+            )
+        self.store = store
+        self.spec = spec
+        self.holder = holder or new_holder()
+        self._consumers: KeepsConsumers = backend
+        self._call = HandlerCall(handler, f"{spec.name} ({describe(handler)})")
+        self._filter = subjects
+        self.stats = RunnerStats()
+        self._pending = _Pending()
+        self._position = 0
+        self._started = False
+        self._lost = threading.Event()
+        self._stop_heartbeat = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    @property
+    def name(self) -> str:
+        """The consumer's name."""
+        return self.spec.name
+
+    @property
+    def position(self) -> int:
+        """The next offset this runner examines."""
+        return self._position
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self, *, wait: bool = True, stop: threading.Event | None = None) -> bool:
+        """Create the consumer if it is new, take its lease and bind the handler.
+
+        Args:
+            wait: while another runner holds the lease, wait for it (polling a few times
+                per lease period) instead of raising :class:`~chanlog.errors.LeaseHeld`.
+            stop: give up waiting once this is set.
+
+        Returns:
+            False when ``stop`` was set before the lease was taken.
+        """
+        if self._started:
+            return True
+        state = self._consumers.ensure_consumer(
+            self.name, self._initial_position(), self.spec.subject_texts
+        )
+        while True:
+            try:
+                state = self._consumers.acquire_lease(self.name, self.holder, self.spec.lease_ttl)
+                break
+            except LeaseHeld as held:
+                if not wait:
+                    raise
+                pause = min(self.spec.lease_ttl / 4, 1.0)
+                logger.info("consumer %s: %s; waiting", self.name, held)
+                if stop is not None and stop.wait(pause):
+                    return False
+                if stop is None:
+                    time.sleep(pause)
+        self._position = self._resume_position(state)
+        self.stats.position = self._position
+        handler = self._call.handler
+        if isinstance(handler, BindsToStore):
+            handler.bind(self.store, self.name)
+        self._started = True
+        self._heartbeat = threading.Thread(
+            target=self._beat, name=f"chanlog-lease-{self.name}", daemon=True
+        )
+        self._heartbeat.start()
+        return True
+
+    def _initial_position(self) -> int:
+        start = self.spec.start
+        length = len(self.store)
+        if start == "earliest":
+            return 0
+        if start == "latest":
+            return length
+        assert isinstance(start, int)
+        if start > length:
+            raise ChanlogError(
+                f"consumer {self.name!r}: start {start} is beyond the end of the log "
+                f"(length {length})"
+            )
+        return start
+
+    def _resume_position(self, state: ConsumerState) -> int:
+        handler = self._call.handler
+        position = state.position
+        if isinstance(handler, TracksPosition):
+            own = handler.position(self.name)
+            if own is not None and own > position:
+                # The handler applied records whose position commit was lost: skip them.
+                self._consumers.move_consumer(
+                    PositionMove(self.name, self.holder, own, lease_ttl=self.spec.lease_ttl)
+                )
+                position = own
+        return position
+
+    def _beat(self) -> None:
+        interval = self.spec.lease_ttl / 3
+        while not self._stop_heartbeat.wait(interval):
+            try:
+                self._consumers.acquire_lease(self.name, self.holder, self.spec.lease_ttl)
+            except LeaseHeld:
+                logger.error("consumer %s: lost its lease; stopping", self.name)
+                self._lost.set()
+                return
+            except ChanlogError:
+                logger.exception("consumer %s: renewing the lease failed; retrying", self.name)
+
+    def close(self) -> None:
+        """Commit what was handled, give the lease up and close the handler. Idempotent."""
+        try:
+            if self._started and not self._lost.is_set():
+                self.flush()
+        finally:
+            self._stop_heartbeat.set()
+            if self._heartbeat is not None:
+                self._heartbeat.join()
+                self._heartbeat = None
+            if self._started:
+                self._started = False
+                try:
+                    self._consumers.release_lease(self.name, self.holder)
+                except ChanlogError:
+                    logger.exception("consumer %s: releasing the lease failed", self.name)
+            self._call.close()
+
+    def __enter__(self) -> ConsumerRunner:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Handle records as they come until ``stop`` is set (then finish the record in
+        hand, commit the position and give the lease up)."""
+        try:
+            if not self.start(stop=stop):
+                return
+            while not stop.is_set():
+                if self.run_once(stop=stop) == 0 and not stop.is_set():
+                    self._idle(stop)
+        finally:
+            self.close()
+
+    def run_once(self, stop: threading.Event | None = None, limit: int | None = None) -> int:
+        """Handle what the log holds now (at most ``limit`` records examined); return how
+        many records were examined. Commits the position as its policy says."""
+        self.start()
+        self._check_lease()
+        self._replay_parked(stop)
+        examined = 0
+        head = len(self.store)
+        backend = self.store.backend
+        while self._position < head and (limit is None or examined < limit):
+            end = min(head, self._position + self.spec.batch_size)
+            if limit is not None:
+                end = min(end, self._position + limit - examined)
+            for stored in backend.read(self._position, end):
+                if stop is not None and stop.is_set():
+                    self._commit_due(force=True)
+                    return examined
+                self._examine(stored, stop)
+                examined += 1
+            self._commit_due(force=False)
+        self._commit_due(force=self._position >= head)
+        return examined
+
+    def drain(self) -> int:
+        """Handle everything up to the end of the log as it is now and commit; return
+        how many records were examined."""
+        examined = self.run_once()
+        self.flush()
+        return examined
+
+    def _idle(self, stop: threading.Event) -> None:
+        # backend.wait wakes on appends (this process's or another's) or after the pause.
+        self.store.backend.wait(self._position, _IDLE_WAIT)
+        del stop
+
+    def _check_lease(self) -> None:
+        if self._lost.is_set():
+            raise LeaseHeld(
+                f"consumer {self.name!r}: this runner lost its lease",
+                consumer=self.name,
+                holder=None,
+                expires_at=None,
+            )
+
+    # -- one record ----------------------------------------------------------------------
+
+    def _examine(self, stored: StoredRecord, stop: threading.Event | None) -> None:
+        if not self._filter.accepts(stored.event_type, stored.streams):
+            self._position = stored.offset + 1
+            return
+        record = self.store.decode(stored)
+        try:
+            attempts, error = self._deliver(record, stop, replaying=False)
+        except _Stopped:
+            return
+        self._position = record.offset + 1
+        if error is not None:
+            self._pending.parked.append(self._parked(record, attempts, error))
+            self._commit_due(force=True)
+
+    def _deliver(
+        self, record: RecordedEvent, stop: threading.Event | None, *, replaying: bool
+    ) -> tuple[int, str | None]:
+        """Hand ``record`` to the handler until it succeeds or ``max_deliver`` tries fail;
+        return the tries and the last error (``None``: handled, and counted as pending or
+        committed with the handler's appends)."""
+        error = None
+        for attempt in range(1, self.spec.max_deliver + 1):
+            if attempt > 1:
+                delay = self.spec.delay_before(attempt)
+                if stop is not None and stop.wait(delay):
+                    raise _Stopped
+                if stop is None:
+                    time.sleep(delay)
+            try:
+                appends = self._call(record)
+                self._handled(record, appends, replaying=replaying)
+                return attempt, None
+            except Exception as exc:  # the handler's failure, whatever it is
+                error = _describe_failure(exc)
+                self.stats.failures += 1
+                self.stats.last_error = error
+                logger.warning(
+                    "consumer %s: offset %d (%s) failed (try %d of %d): %s",
+                    self.name,
+                    record.offset,
+                    record.event_type,
+                    attempt,
+                    self.spec.max_deliver,
+                    error,
+                )
+        return self.spec.max_deliver, error
+
+    def _handled(self, record: RecordedEvent, appends: list[Any], *, replaying: bool) -> None:
+        """Count ``record`` as handled; with ``appends``, commit them now, in one
+        transaction with everything pending and the position past the record."""
+        pending = self._pending
+        pending.handled += 1
+        if replaying:
+            pending.unparked.append(record.offset)
+        if appends:
+            position = max(self._position, record.offset + 1)
+            try:
+                self.store.append_batch(appends, consumer_move=self._move(position))
+            except BaseException:
+                # Nothing was committed: the record is not handled yet.
+                pending.handled -= 1
+                if replaying:
+                    pending.unparked.pop()
+                raise
+            self._committed(position)
+        self.stats.handled += 1
+
+    def _parked(self, record: RecordedEvent, attempts: int, error: str) -> ParkedRecord:
+        self._pending.error = error
+        self.stats.parked += 1
+        logger.error(
+            "consumer %s: parked offset %d (%s) after %d tries: %s",
+            self.name,
+            record.offset,
+            record.event_type,
+            attempts,
+            error,
+        )
+        return ParkedRecord(
+            self.name,
+            record.offset,
+            record.event_id,
+            record.event_type,
+            attempts,
+            error,
+            time.time(),
+        )
+
+    def _replay_parked(self, stop: threading.Event | None) -> None:
+        """Hand the parked records whose replay was requested to the handler again: on
+        success they leave the parked list, otherwise they stay with the new error."""
+        wanted = [p for p in self._consumers.parked_records(self.name) if p.replay]
+        for parked in wanted:
+            record = next(self.store.read_range(parked.offset, parked.offset + 1), None)
+            if record is None:  # pragma: no cover - a parked offset is always in the log
+                continue
+            try:
+                attempts, error = self._deliver(record, stop, replaying=True)
+            except _Stopped:
+                return
+            if error is not None:
+                self._pending.error = error
+                self._pending.parked.append(
+                    attrs.evolve(
+                        parked, attempts=parked.attempts + attempts, error=error, replay=False
+                    )
+                )
+            self._commit_due(force=True)
+
+    # -- commits ---------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Commit the position now."""
+        self._commit_due(force=True)
+
+    def _commit_due(self, *, force: bool) -> None:
+        pending = self._pending
+        if not pending and self._position == self.stats.position:
+            return
+        due = (
+            force
+            or pending.handled >= self.spec.commit_every
+            or time.monotonic() - pending.since >= self.spec.commit_interval
+        )
+        if due:
+            self._consumers.move_consumer(self._move(self._position))
+            self._committed(self._position)
+
+    def _move(self, position: int) -> PositionMove:
+        """The move to ``position`` with everything pending."""
+        pending = self._pending
+        return PositionMove(
+            self.name,
+            self.holder,
+            position,
+            handled=pending.handled,
+            lease_ttl=self.spec.lease_ttl,
+            parked=tuple(pending.parked),
+            unparked=tuple(pending.unparked),
+            error=pending.error,
+        )
+
+    def _committed(self, position: int) -> None:
+        self.stats.position = position
+        self._pending = _Pending()
+
+
+def _describe_failure(exc: BaseException) -> str:
+    """One line for the parked record: the exception and where it was raised."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
