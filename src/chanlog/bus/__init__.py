@@ -15,7 +15,13 @@ from __future__ import annotations
 from chanlog.bus.admin import ConsumerAdmin, ConsumerInfo
 from chanlog.bus.brokers import Broker, BusContext, EmbeddedBroker, LiveReceiver
 from chanlog.bus.facade import Bus, ConsumerMover
-from chanlog.bus.handlers import BindsToStore, ClosesHandler, Handler, TracksPosition
+from chanlog.bus.handlers import (
+    BindsToStore,
+    ClosesHandler,
+    Handler,
+    SettlesLater,
+    TracksPosition,
+)
 from chanlog.bus.runner import ConsumerRunner, RunnerStats
 from chanlog.bus.spec import ConsumerSpec
 from chanlog.bus.subjects import SubjectFilter, SubjectPattern, subject_of
@@ -35,6 +41,7 @@ __all__ = [
     "Handler",
     "LiveReceiver",
     "RunnerStats",
+    "SettlesLater",
     "SubjectFilter",
     "SubjectPattern",
     "TracksPosition",

@@ -29,6 +29,7 @@ __all__ = [
     "Handler",
     "HandlerCall",
     "HandlerFactory",
+    "SettlesLater",
     "TracksPosition",
 ]
 
@@ -61,6 +62,27 @@ class TracksPosition(Protocol):
     def position(self, consumer: str) -> int | None:
         """The next offset this handler has not applied for ``consumer`` (``None``:
         none yet)."""
+        ...
+
+
+@runtime_checkable
+class SettlesLater(Protocol):
+    """A handler whose effect of a record becomes durable after it returns (a relay
+    pipelining publishes and waiting for acknowledgements). The runner never commits a
+    position beyond :meth:`settled`, and asks :meth:`settle` before it stops.
+
+    A failure after the handler returned is the handler's to retry (it must not lose the
+    record): :meth:`settled` simply stays behind it.
+    """
+
+    def settled(self) -> int | None:
+        """The offset up to which (exclusive) every record handed over is durable
+        (``None``: no record is pending, whatever was handed over is durable)."""
+        ...
+
+    def settle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until everything handed over is durable; return
+        whether it is."""
         ...
 
 

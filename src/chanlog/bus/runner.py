@@ -16,7 +16,14 @@ from typing import Any
 import attrs
 
 from chanlog.backends.consumer_store import KeepsConsumers
-from chanlog.bus.handlers import BindsToStore, Handler, HandlerCall, TracksPosition, describe
+from chanlog.bus.handlers import (
+    BindsToStore,
+    Handler,
+    HandlerCall,
+    SettlesLater,
+    TracksPosition,
+    describe,
+)
 from chanlog.bus.source import BusStore
 from chanlog.bus.spec import ConsumerSpec
 from chanlog.bus.subjects import SubjectFilter
@@ -209,6 +216,13 @@ class ConsumerRunner:
         """Commit what was handled, give the lease up and close the handler. Idempotent."""
         try:
             if self._started and not self._lost.is_set():
+                handler = self._call.handler
+                if isinstance(handler, SettlesLater) and not handler.settle(self.spec.lease_ttl):
+                    logger.warning(
+                        "consumer %s: stopping with records not yet durable; they are handed "
+                        "over again next time",
+                        self.name,
+                    )
                 self.flush()
         finally:
             self._stop_heartbeat.set()
@@ -407,7 +421,8 @@ class ConsumerRunner:
 
     def _commit_due(self, *, force: bool) -> None:
         pending = self._pending
-        if not pending and self._position == self.stats.position:
+        position = self._committable()
+        if not pending and position == self.stats.position:
             return
         due = (
             force
@@ -415,8 +430,18 @@ class ConsumerRunner:
             or time.monotonic() - pending.since >= self.spec.commit_interval
         )
         if due:
-            self._consumers.move_consumer(self._move(self._position))
-            self._committed(self._position)
+            self._consumers.move_consumer(self._move(position))
+            self._committed(position)
+
+    def _committable(self) -> int:
+        """How far the position may move: to the next record to examine, but not past a
+        record whose effect is not durable yet (:class:`SettlesLater`)."""
+        handler = self._call.handler
+        if isinstance(handler, SettlesLater):
+            settled = handler.settled()
+            if settled is not None:
+                return max(self.stats.position, min(self._position, settled))
+        return self._position
 
     def _move(self, position: int) -> PositionMove:
         """The move to ``position`` with everything pending."""
