@@ -103,6 +103,17 @@ def chanlog_register_handlers(register: Callable[[str, Callable[..., Any]], None
 
 
 @hookspec
+def chanlog_register_ingest_sources(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register ingest sources (external durable streams that feed a store).
+
+    Call ``register(name, factory)``; ``factory(name=..., **options)`` returns a
+    :class:`chanlog.bus.ingest.IngestSource`, built from an ``[ingest.NAME]`` table (whose
+    ``source`` names it) or from ``chanlog ingest <name> --key value ...``. No built-in:
+    ``plugins/chanlog-nats`` registers ``nats``.
+    """
+
+
+@hookspec
 def chanlog_store_opened(store: Any) -> None:
     """Called once a store (a :class:`chanlog.EventStore`) is open and its projections are
     up to date. (Typed ``Any`` here so the hook specifications import nothing of the

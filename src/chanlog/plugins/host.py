@@ -52,6 +52,7 @@ KINDS = (
     "backends",
     "brokers",
     "handlers",
+    "ingest_sources",
 )
 _SINGULAR = {
     "event_types": "event type",
@@ -61,6 +62,7 @@ _SINGULAR = {
     "backends": "backend",
     "brokers": "broker",
     "handlers": "handler",
+    "ingest_sources": "ingest source",
 }
 
 
@@ -210,6 +212,7 @@ class PluginHost:
         collect("backends", "chanlog_register_backends", _adapt_named)
         collect("brokers", "chanlog_register_brokers", _adapt_named)
         collect("handlers", "chanlog_register_handlers", _adapt_named)
+        collect("ingest_sources", "chanlog_register_ingest_sources", _adapt_named)
         self._contributions = contributions
         self._registries = registries
         return registries
@@ -248,6 +251,11 @@ class PluginHost:
     def handlers(self) -> Mapping[str, Callable[..., Any]]:
         """Durable-consumer handler name → factory."""
         return self._get()["handlers"]
+
+    @property
+    def ingest_sources(self) -> Mapping[str, Callable[..., Any]]:
+        """Ingest source name → factory."""
+        return self._get()["ingest_sources"]
 
     def lookup(self, kind: str, name: str) -> Any:
         """Find a registered ``name`` of ``kind``; a clear :class:`PluginError` lists the
