@@ -37,6 +37,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
+from chanlog.bus.settings import BusSettings, read_bus_settings
 from chanlog.checkpoints import DEFAULT_CHECKPOINT_EVERY
 from chanlog.errors import ChanlogError, ConfigError, NotFound
 from chanlog.plugins.host import PluginHost, default_host
@@ -70,7 +71,16 @@ file's directory, else the current one)."""
 DEFAULT_SNAPSHOT_POLICY = "every-n-events"
 """The policy of a configured store whose settings have no ``[snapshots]`` table."""
 
-TOP_LEVEL_KEYS = ("backend", "checkpoint_every", "projections", "serializer", "snapshots")
+TOP_LEVEL_KEYS = (
+    "backend",
+    "bus",
+    "checkpoint_every",
+    "consumers",
+    "ingest",
+    "projections",
+    "serializer",
+    "snapshots",
+)
 
 PathLike = str | os.PathLike[str]
 Source = PathLike | Mapping[str, Any]
@@ -156,6 +166,8 @@ class StoreConfig:
         snapshot_options: keyword options for the snapshot policy factory.
         checkpoint_every: events of one entity between two in-memory checkpoints
             (``0``: none); see :class:`~chanlog.checkpoints.EntityCheckpoints`.
+        bus: the broker, the subject prefix, the consumers and the ingests
+            (:mod:`chanlog.bus.settings`).
     """
 
     source: str
@@ -166,6 +178,7 @@ class StoreConfig:
     snapshot_policy: str | None = None
     snapshot_options: Mapping[str, Any] = attrs.field(factory=dict)
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
+    bus: BusSettings = attrs.field(factory=BusSettings)
 
 
 def _fail(source: str, key: str, value: Any, problem: str, allowed: Any = None) -> ConfigError:
@@ -330,6 +343,7 @@ def _validate(
         snapshot_policy=policy,
         snapshot_options=policy_options,
         checkpoint_every=checkpoint_every,
+        bus=read_bus_settings(raw, source, host, base),
     )
 
 
@@ -516,6 +530,12 @@ def build_store(
         )
     backend = _open_backend(factory, options, config, missing)
     extra: dict[str, Any] = {} if policy is None else {"snapshot_policy": policy}
+    if not read_only:  # a store opened to look at the log needs no network broker
+        extra.update(
+            broker=config.bus.broker,
+            broker_options=config.bus.broker_options,
+        )
+    extra["bus_prefix"] = config.bus.prefix
     try:
         return EventStore(
             backend,

@@ -166,7 +166,10 @@ class Bus:
             InvalidArgument: a bad setting or pattern.
             StorageError: the backend keeps no consumer positions.
         """
-        spec = ConsumerSpec(name, **settings)
+        return self.consumer_of(ConsumerSpec(name, **settings), handler)
+
+    def consumer_of(self, spec: ConsumerSpec, handler: Handler) -> ConsumerRunner:
+        """A runner for the consumer ``spec`` defines (see :meth:`consumer`)."""
         return ConsumerRunner(self._store, spec, handler, self.subject_filter(spec.subjects))
 
     def mover(self, move: PositionMove) -> ConsumerMover:

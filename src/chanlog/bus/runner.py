@@ -27,7 +27,7 @@ from chanlog.bus.handlers import (
 from chanlog.bus.source import BusStore
 from chanlog.bus.spec import ConsumerSpec
 from chanlog.bus.subjects import SubjectFilter
-from chanlog.errors import ChanlogError, LeaseHeld, StorageError
+from chanlog.errors import ChanlogError, InvalidArgument, LeaseHeld, StorageError
 from chanlog.records import ConsumerState, ParkedRecord, PositionMove, RecordedEvent, StoredRecord
 
 __all__ = ["ConsumerRunner", "RunnerStats", "new_holder"]
@@ -125,6 +125,11 @@ class ConsumerRunner:
         return self.spec.name
 
     @property
+    def started(self) -> bool:
+        """True while the runner holds the consumer's lease."""
+        return self._started
+
+    @property
     def position(self) -> int:
         """The next offset this runner examines."""
         return self._position
@@ -181,7 +186,7 @@ class ConsumerRunner:
             return length
         assert isinstance(start, int)
         if start > length:
-            raise ChanlogError(
+            raise InvalidArgument(
                 f"consumer {self.name!r}: start {start} is beyond the end of the log "
                 f"(length {length})"
             )

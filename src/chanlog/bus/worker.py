@@ -1,0 +1,243 @@
+"""The worker behind ``chanlog run``: every durable consumer and every ingest a
+configuration declares, each on a thread of its own, stopped together.
+
+Stopping (:meth:`Worker.stop`, what SIGTERM and Ctrl-C do) lets each consumer finish the
+record in hand, commit its position and give its lease up; each ingest finishes the message
+in hand. A consumer whose lease another runner holds waits for it (it takes over within the
+lease's expiry once that runner dies).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from chanlog.bus.facade import Bus
+from chanlog.bus.handlers import Handler
+from chanlog.bus.ingest import IngestSource
+from chanlog.bus.runner import ConsumerRunner
+from chanlog.bus.settings import BusSettings, ConsumerSettings, IngestSettings
+from chanlog.bus.source import BusStore
+from chanlog.errors import ChanlogError, ConfigError, PluginError
+
+__all__ = ["Worker", "WorkerRow"]
+
+logger = logging.getLogger("chanlog.worker")
+
+
+@attrs.frozen
+class WorkerRow:
+    """One line of ``chanlog run``'s table.
+
+    Attributes:
+        kind: ``"consumer"`` or ``"ingest"``.
+        name: the table's name.
+        state: ``"waiting"`` (for a lease), ``"running"``, ``"stopped"`` or ``"failed"``.
+        position: a consumer's committed position (``None`` for an ingest).
+        lag: records not yet handled (a consumer), or messages not yet pulled (an ingest,
+            when its source knows).
+        handled: records handled (appended, for an ingest).
+        parked: records parked.
+        last_error: the latest failure, as text.
+    """
+
+    kind: str
+    name: str
+    state: str
+    position: int | None
+    lag: int | None
+    handled: int
+    parked: int
+    last_error: str | None
+
+
+class _Job:
+    """One thread of the worker and what it runs."""
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        target: Callable[[threading.Event], None],
+        stop: threading.Event,
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.state = "waiting" if kind == "consumer" else "running"
+        self.error: str | None = None
+        self._target = target
+        self._stop = stop
+        self.thread = threading.Thread(target=self._run, name=f"chanlog-{kind}-{name}", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._target(self._stop)
+            self.state = "stopped"
+        except Exception as exc:  # a worker thread's death is reported, not swallowed
+            self.state = "failed"
+            self.error = f"{type(exc).__name__}: {exc}"
+            logger.exception("%s %s failed", self.kind, self.name)
+
+
+class Worker:
+    """Runs what ``settings`` declares against ``store``.
+
+    Args:
+        store: the store (its backend keeps the consumers' positions).
+        bus: the store's bus.
+        settings: the configuration's bus tables.
+        handlers: handler name → factory (the plugin host's registry).
+        ingest_sources: ingest source name → factory.
+        only: run only these names (``None``: all).
+    """
+
+    def __init__(
+        self,
+        store: BusStore,
+        bus: Bus,
+        settings: BusSettings,
+        handlers: Mapping[str, Callable[..., Handler]],
+        ingest_sources: Mapping[str, Callable[..., IngestSource]],
+        only: frozenset[str] | None = None,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self._stop = threading.Event()
+        self.runners: dict[str, ConsumerRunner] = {}
+        self.ingests: dict[str, IngestSource] = {}
+        self._jobs: list[_Job] = []
+        self._closers: list[Callable[[], None]] = []
+        try:
+            for consumer in settings.consumers:
+                if only is None or consumer.name in only:
+                    self._add_consumer(consumer, handlers)
+            for ingest in settings.ingest:
+                if only is None or ingest.name in only:
+                    self._add_ingest(ingest, ingest_sources)
+        except BaseException:
+            self.close()
+            raise
+        if not self._jobs:
+            raise ConfigError(
+                "nothing to run: the configuration declares no [consumers.NAME] or "
+                "[ingest.NAME] table" + ("" if only is None else f" named {sorted(only)}"),
+                key="consumers",
+            )
+
+    def _add_consumer(
+        self, consumer: ConsumerSettings, handlers: Mapping[str, Callable[..., Handler]]
+    ) -> None:
+        handler = _build(
+            handlers[consumer.handler], consumer.handler_options, consumer.name, "consumers"
+        )
+        runner = self.bus.consumer_of(consumer.spec, handler)
+        self.runners[consumer.name] = runner
+        self._jobs.append(_Job("consumer", consumer.name, runner.run, self._stop))
+
+    def _add_ingest(
+        self, ingest: IngestSettings, sources: Mapping[str, Callable[..., IngestSource]]
+    ) -> None:
+        options = {"name": ingest.name, **ingest.options}
+        source = _build(sources[ingest.source], options, ingest.name, "ingest")
+        self.ingests[ingest.name] = source
+        store = self.store
+        self._jobs.append(
+            _Job("ingest", ingest.name, lambda stop: source.run(store, stop), self._stop)
+        )
+
+    def start(self) -> None:
+        """Start every thread."""
+        for job in self._jobs:
+            job.thread.start()
+
+    def stop(self) -> None:
+        """Ask every thread to finish what it holds and stop (returns at once)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stop.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for every thread to end; return whether they all did."""
+        for job in self._jobs:
+            job.thread.join(timeout)
+        return not any(job.thread.is_alive() for job in self._jobs)
+
+    def failed(self) -> list[str]:
+        """``"kind name: error"`` of every thread that died."""
+        return [
+            f"{job.kind} {job.name}: {job.error}" for job in self._jobs if job.state == "failed"
+        ]
+
+    def rows(self) -> list[WorkerRow]:
+        """Where every consumer and ingest stands now."""
+        rows = []
+        admin = self.bus.consumers
+        for job in self._jobs:
+            if job.kind == "consumer":
+                runner = self.runners[job.name]
+                state = "running" if job.state == "waiting" and runner.started else job.state
+                try:
+                    info = admin.info(job.name)
+                    lag: int | None = info.lag
+                    parked = info.state.parked
+                    position: int | None = info.state.position
+                    error = info.state.last_error
+                except ChanlogError:
+                    lag, parked, position, error = None, 0, None, runner.stats.last_error
+                rows.append(
+                    WorkerRow(
+                        "consumer",
+                        job.name,
+                        state,
+                        position,
+                        lag,
+                        runner.stats.handled,
+                        parked,
+                        job.error or error,
+                    )
+                )
+            else:
+                stats = self.ingests[job.name].stats()
+                rows.append(
+                    WorkerRow(
+                        "ingest",
+                        job.name,
+                        job.state,
+                        None,
+                        stats.get("lag"),
+                        int(stats.get("appended", 0)),
+                        int(stats.get("parked", 0)),
+                        job.error or stats.get("last_error"),
+                    )
+                )
+        return rows
+
+    def close(self) -> None:
+        """Stop, wait, and close what was built."""
+        self.stop()
+        for job in self._jobs:
+            if job.thread.is_alive():
+                job.thread.join()
+        for runner in self.runners.values():
+            runner.close()
+
+
+def _build(factory: Callable[..., Any], options: Mapping[str, Any], name: str, table: str) -> Any:
+    """Call a handler's or an ingest source's factory; errors name the table."""
+    try:
+        return factory(**options)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"[{table}.{name}] {exc}", source=exc.source, key=f"{table}.{name}"
+        ) from exc
+    except ChanlogError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"[{table}.{name}]: the factory raised {exc!r}") from exc
