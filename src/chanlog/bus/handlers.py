@@ -130,7 +130,7 @@ class HandlerCall:
             result = self._run(result)
         if result is None:
             return []
-        if isinstance(result, Event | Mapping) or not isinstance(result, Iterable):
+        if isinstance(result, Event | Mapping | str | bytes) or not isinstance(result, Iterable):
             raise InvalidArgument(
                 f"handler {self.name} returned {type(result).__name__}: a handler returns "
                 "None or a list of the events to append"

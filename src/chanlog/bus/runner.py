@@ -276,12 +276,15 @@ class ConsumerRunner:
             end = min(head, self._position + self.spec.batch_size)
             if limit is not None:
                 end = min(end, self._position + limit - examined)
+            every = self.spec.commit_every
             for stored in backend.read(self._position, end):
                 if stop is not None and stop.is_set():
                     self._commit_due(force=True)
                     return examined
                 self._examine(stored, stop)
                 examined += 1
+                if self._pending.handled >= every:
+                    self._commit_due(force=True)
             self._commit_due(force=False)
         self._commit_due(force=self._position >= head)
         return examined

@@ -1,0 +1,93 @@
+"""The audit tap and the channel read model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+import chanlog
+from bus.conftest import fill
+from chanlog.bus.jsonl_tap import JsonlTap
+from chanlog.bus.read_model import ChannelReadModel
+from chanlog.errors import ConfigError, DecodeError
+from chanlog.events import StateSupportedUpdated
+from chanlog.plugins.host import default_host
+
+
+def test_the_tap_writes_one_line_per_record(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    with chanlog.EventStore() as store:
+        fill(store)
+        tap = default_host().handlers["jsonl"](path=str(path))
+        with store.bus.consumer("audit", tap) as runner:
+            runner.drain()
+        lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+        assert [line["offset"] for line in lines] == list(range(len(store)))
+        for line, record in zip(lines, store, strict=True):
+            assert line["event_id"] == record.event_id
+            assert line["type"] == record.event_type
+            assert orjson.dumps(line["payload"], option=orjson.OPT_SORT_KEYS) == (
+                record.event.canonical_json()
+            )
+
+
+def test_the_tap_resumes_after_its_last_line_and_cuts_a_torn_one(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    with chanlog.EventStore() as store:
+        fill(store)
+        tap = JsonlTap(path=path)
+        with store.bus.consumer("audit", tap, commit_every=10**6, commit_interval=3600) as runner:
+            runner.run_once(limit=10)
+            # A crash: the position commit is lost, and the last write was cut short.
+            store.backend.release_lease("audit", runner.holder)  # type: ignore[attr-defined]
+            runner._started = False  # as if the process died here
+        with path.open("ab") as file:
+            file.write(b'{"offset": 10, "ev')
+        again = JsonlTap(path=path)
+        assert again.position("audit") == 10
+        with store.bus.consumer("audit", again) as runner:
+            runner.drain()
+        offsets = [orjson.loads(line)["offset"] for line in path.read_bytes().splitlines()]
+        assert offsets == list(range(len(store)))
+
+
+def test_the_tap_refuses_bad_options_and_a_foreign_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no option 'colour'"):
+        JsonlTap(path=tmp_path / "a", colour="red")
+    with pytest.raises(ConfigError, match="fsync"):
+        JsonlTap(path=tmp_path / "a", fsync="yes")  # type: ignore[arg-type]
+    foreign = tmp_path / "foreign.jsonl"
+    foreign.write_text('{"hello": 1}\n')
+    with pytest.raises(DecodeError, match="not a record of this tap"):
+        JsonlTap(path=foreign)
+
+
+def test_the_read_model_holds_the_latest_supported_state_exactly_once(tmp_path: Path) -> None:
+    path = tmp_path / "model.db"
+    with chanlog.EventStore() as store:
+        fill(store, channels=4, turns=8)
+        model = ChannelReadModel(path=path)
+        with store.bus.consumer("model", model, subjects="chanlog.channel.>") as runner:
+            runner.drain()
+            # Handed again (a lost position commit): nothing changes.
+            for record in store.read_range(0, len(store)):
+                model(record)
+        updates: dict[str, int] = {}
+        latest: dict[str, int] = {}
+        for record in store:
+            if isinstance(record.event, StateSupportedUpdated):
+                channel = record.event.channel_id.lower()
+                updates[channel] = updates.get(channel, 0) + 1
+                latest[channel] = record.event.supported_turn
+        reopened = ChannelReadModel(path=path)  # the runner closed the one it ran
+        rows = reopened.all()
+        assert {row.channel_id: row.updates for row in rows} == updates
+        assert {row.channel_id: row.supported_turn for row in rows} == latest
+        assert reopened.position("model") == len(store)
+        assert reopened.latest(rows[0].channel_id.upper()) == rows[0]
+        assert reopened.latest("0x" + "00" * 32) is None
+        reopened.close()
+    with pytest.raises(ConfigError, match="no option"):
+        ChannelReadModel(path=path, table="x")

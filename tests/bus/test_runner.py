@@ -1,0 +1,396 @@
+"""Durable consumers on the memory backend: order, retries, parking, commits, leases."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+import chanlog
+from bus.conftest import Recorder, fill
+from chanlog.backends.memory import MemoryBackend
+from chanlog.bus.subjects import subject_of
+from chanlog.errors import InvalidArgument, LeaseHeld, NotFound, StorageError
+from chanlog.events import ObjectiveApproved, ObjectiveCreated
+from chanlog.records import RecordedEvent
+
+FAST = {"backoff": [0.0], "lease_ttl": 5.0}
+
+
+def matching(store: chanlog.EventStore, *patterns: str) -> list[int]:
+    subject_filter = store.bus.subject_filter(list(patterns))
+    return [record.offset for record in store if subject_filter.matches(record)]
+
+
+def test_every_matching_record_once_in_order(store: chanlog.EventStore) -> None:
+    recorder = Recorder()
+    runner = store.bus.consumer("c", recorder, subjects=["chanlog.channel.>"], **FAST)
+    assert runner.drain() == len(store)
+    runner.close()
+    assert recorder.offsets == matching(store, "chanlog.channel.>")
+    info = store.bus.consumers.info("c")
+    assert info.state.position == len(store)
+    assert info.state.handled == len(recorder.offsets)
+    assert info.lag == 0
+    assert not info.running
+
+
+def test_a_restarted_consumer_resumes_where_it_committed(store: chanlog.EventStore) -> None:
+    first = Recorder()
+    runner = store.bus.consumer("c", first, commit_every=1000, commit_interval=3600, **FAST)
+    runner.run_once(limit=10)
+    runner.flush()
+    runner.close()
+    assert first.offsets == list(range(10))
+    second = Recorder()
+    with store.bus.consumer("c", second, **FAST) as again:
+        again.drain()
+    assert second.offsets == list(range(10, len(store)))
+
+
+def test_uncommitted_records_are_handed_again_after_a_crash(store: chanlog.EventStore) -> None:
+    first = Recorder()
+    runner = store.bus.consumer("c", first, commit_every=5, commit_interval=3600, **FAST)
+    runner.run_once(limit=12)  # committed at 5 and 10; 10 and 11 handled, not committed
+    assert store.bus.consumers.state("c").position == 10
+    # A crash: the lease is simply not given up; a new runner waits for it to expire.
+    store.backend.release_lease("c", runner.holder)  # type: ignore[attr-defined]
+    second = Recorder()
+    with store.bus.consumer("c", second, **FAST) as again:
+        again.drain()
+    assert second.offsets[:2] == [10, 11]  # at least once
+    assert sorted(set(first.offsets + second.offsets)) == list(range(len(store)))
+
+
+def test_commit_every_n_records_or_after_an_interval(store: chanlog.EventStore) -> None:
+    runner = store.bus.consumer("c", Recorder(), commit_every=7, commit_interval=3600, **FAST)
+    runner.run_once(limit=20)
+    assert store.bus.consumers.state("c").position == 14
+    runner.close()
+    assert store.bus.consumers.state("c").position == 20
+    timed = store.bus.consumer("t", Recorder(), commit_every=10**6, commit_interval=0.01, **FAST)
+    timed.start()
+    timed.run_once(limit=3)
+    time.sleep(0.02)
+    timed.run_once(limit=1)
+    assert store.bus.consumers.state("t").position == 4
+    timed.close()
+
+
+def test_a_failing_record_is_retried_then_parked_and_the_rest_goes_on(
+    store: chanlog.EventStore,
+) -> None:
+    recorder = Recorder(fail_on={4})
+    runner = store.bus.consumer("c", recorder, max_deliver=3, **FAST)
+    runner.drain()
+    runner.close()
+    assert recorder.failed == {4: 3}
+    assert recorder.offsets == [o for o in range(len(store)) if o != 4]
+    [parked] = store.bus.consumers.parked("c")
+    assert (parked.offset, parked.attempts, parked.replay) == (4, 3, False)
+    assert "RuntimeError: cannot handle 4" in parked.error
+    assert parked.event_id == next(store.read_range(4, 5)).event_id
+    state = store.bus.consumers.state("c")
+    assert state.parked == 1 and "cannot handle 4" in (state.last_error or "")
+    assert state.position == len(store)
+
+
+def test_a_retry_that_succeeds_is_not_parked(store: chanlog.EventStore) -> None:
+    recorder = Recorder(fail_on={2}, fail_times=2)
+    with store.bus.consumer("c", recorder, max_deliver=3, **FAST) as runner:
+        runner.drain()
+    assert recorder.offsets == list(range(len(store)))
+    assert store.bus.consumers.parked("c") == []
+
+
+def test_backoff_waits_between_tries(store: chanlog.EventStore) -> None:
+    recorder = Recorder(fail_on={0}, fail_times=2)
+    with store.bus.consumer("c", recorder, max_deliver=3, backoff=[0.05, 0.1]) as runner:
+        started = time.monotonic()
+        runner.run_once(limit=1)
+        assert time.monotonic() - started >= 0.15
+    assert recorder.offsets == [0]
+
+
+def test_replay_hands_parked_records_again_and_drop_forgets_them(
+    store: chanlog.EventStore,
+) -> None:
+    recorder = Recorder(fail_on={3, 5}, fail_times=1)
+    runner = store.bus.consumer("c", recorder, max_deliver=1, **FAST)
+    runner.drain()
+    assert [p.offset for p in store.bus.consumers.parked("c")] == [3, 5]
+    assert store.bus.consumers.replay("c", [3, 99]) == 1
+    assert [p.replay for p in store.bus.consumers.parked("c")] == [True, False]
+    runner.run_once()
+    assert recorder.offsets[-1] == 3
+    assert [p.offset for p in store.bus.consumers.parked("c")] == [5]
+    assert store.bus.consumers.state("c").handled == len(store) - 1
+    assert store.bus.consumers.drop("c") == 1
+    assert store.bus.consumers.parked("c") == []
+    runner.close()
+
+
+def test_a_replay_that_fails_again_stays_parked_with_more_attempts(
+    store: chanlog.EventStore,
+) -> None:
+    recorder = Recorder(fail_on={1})
+    with store.bus.consumer("c", recorder, max_deliver=2, **FAST) as runner:
+        runner.drain()
+        store.bus.consumers.replay("c")
+        runner.run_once()
+    [parked] = store.bus.consumers.parked("c")
+    assert (parked.offset, parked.attempts, parked.replay) == (1, 4, False)
+
+
+def test_a_handler_that_appends_commits_its_events_with_the_position() -> None:
+    objective = "0x" + "ab" * 32
+    with chanlog.EventStore() as store:
+        store.append(
+            ObjectiveCreated(objective_id=objective, objective_type="DirectFund", timestamp_ms=1)
+        )
+
+        def approve(record: RecordedEvent) -> list[chanlog.Event] | None:
+            if record.event_type == "objective-created":
+                return [ObjectiveApproved(objective_id=record.event.objective_id, timestamp_ms=2)]
+            return None
+
+        with store.bus.consumer("approver", approve, commit_every=1000, **FAST) as runner:
+            runner.run_once(limit=1)
+            # Committed at once, with the position, though commit_every is large.
+            assert store.bus.consumers.state("approver").position == 1
+            assert [r.event_type for r in store] == ["objective-created", "objective-approved"]
+            runner.drain()
+        assert store.bus.consumers.state("approver").handled == 2
+
+
+def test_appends_the_store_refuses_count_as_a_failed_try() -> None:
+    objective = "0x" + "cd" * 32
+    with chanlog.EventStore() as store:
+        store.append(
+            ObjectiveCreated(objective_id=objective, objective_type="DirectFund", timestamp_ms=1)
+        )
+
+        def approve_twice(record: RecordedEvent) -> list[chanlog.Event]:
+            approve = ObjectiveApproved(objective_id=objective, timestamp_ms=record.offset + 5)
+            return [approve, ObjectiveApproved(objective_id=objective, timestamp_ms=99)]
+
+        with store.bus.consumer("c", approve_twice, max_deliver=2, **FAST) as runner:
+            runner.run_once(limit=1)
+        [parked] = store.bus.consumers.parked("c")
+        assert "InvalidTransition" in parked.error
+        assert len(store) == 1  # nothing half-written
+
+
+@pytest.mark.parametrize("returned", [5, "text", ObjectiveApproved(objective_id="0x" + "11" * 32)])
+def test_a_handler_returning_something_else_fails_clearly(
+    store: chanlog.EventStore, returned: object
+) -> None:
+    with store.bus.consumer("c", lambda _r: returned, max_deliver=1, **FAST) as runner:
+        runner.run_once(limit=1)
+    [parked] = store.bus.consumers.parked("c")
+    assert "a handler returns None or a list of the events to append" in parked.error
+
+
+def test_a_list_with_a_stranger_fails_clearly(store: chanlog.EventStore) -> None:
+    with store.bus.consumer("c", lambda _r: [object()], max_deliver=1, **FAST) as runner:
+        runner.run_once(limit=1)
+    assert "each must be a chanlog Event" in store.bus.consumers.parked("c")[0].error
+
+
+def test_coroutine_handlers_are_awaited(store: chanlog.EventStore) -> None:
+    seen: list[int] = []
+
+    async def handle(record: RecordedEvent) -> None:
+        await asyncio.sleep(0)
+        seen.append(record.offset)
+
+    with store.bus.consumer("c", handle, **FAST) as runner:
+        runner.drain()
+    assert seen == list(range(len(store)))
+
+
+def test_a_second_runner_waits_or_is_refused_clearly(store: chanlog.EventStore) -> None:
+    first = store.bus.consumer("c", Recorder(), **FAST)
+    first.start()
+    second = store.bus.consumer("c", Recorder(), **FAST)
+    with pytest.raises(LeaseHeld, match="is run by") as caught:
+        second.start(wait=False)
+    assert caught.value.holder == first.holder
+    stop = threading.Event()
+    stop.set()
+    assert second.start(stop=stop) is False  # gave up waiting
+    first.close()
+    assert second.start(wait=False) is True
+    second.close()
+
+
+def test_a_dead_runners_lease_expires_and_another_takes_over(store: chanlog.EventStore) -> None:
+    dead = store.bus.consumer("c", Recorder(), lease_ttl=0.3, backoff=[0.0])
+    dead.start()
+    dead._stop_heartbeat.set()  # a runner frozen without renewing its lease
+    taker = store.bus.consumer("c", Recorder(), lease_ttl=0.3, backoff=[0.0])
+    started = time.monotonic()
+    assert taker.start(wait=True)
+    assert time.monotonic() - started < 3
+    taker.close()
+    # The dead runner can no longer move the position.
+    with pytest.raises(LeaseHeld):
+        dead.run_once()
+
+
+def test_start_latest_an_offset_and_beyond_the_log(store: chanlog.EventStore) -> None:
+    length = len(store)
+    with store.bus.consumer("late", Recorder(), start="latest", **FAST) as runner:
+        assert runner.drain() == 0
+    assert store.bus.consumers.state("late").position == length
+    recorder = Recorder()
+    with store.bus.consumer("mid", recorder, start=7, **FAST) as runner:
+        runner.drain()
+    assert recorder.offsets[0] == 7
+    with pytest.raises(InvalidArgument, match="beyond the end of the log"):
+        store.bus.consumer("far", Recorder(), start=length + 1, **FAST).start()
+    with pytest.raises(NotFound):
+        store.bus.consumers.state("far")  # nothing was written
+
+
+def test_reset_lag_and_delete(store: chanlog.EventStore) -> None:
+    with store.bus.consumer("c", Recorder(), subjects="chanlog.channel.>", **FAST) as runner:
+        runner.drain()
+    admin = store.bus.consumers
+    assert admin.info("c").lag == 0
+    admin.reset("c", "earliest")
+    assert admin.info("c").lag == len(matching(store, "chanlog.channel.>"))
+    admin.reset("c", 5)
+    assert admin.state("c").position == 5
+    admin.reset("c", "latest")
+    assert admin.info("c").lag == 0
+    with pytest.raises(InvalidArgument, match="beyond the end"):
+        admin.reset("c", len(store) + 1)
+    with pytest.raises(InvalidArgument):
+        admin.reset("c", "never")
+    with pytest.raises(NotFound, match="no consumer named 'x'"):
+        admin.reset("x", 0)
+    admin.delete("c")
+    assert admin.states() == []
+
+
+def test_reset_and_delete_are_refused_while_a_runner_holds_the_consumer(
+    store: chanlog.EventStore,
+) -> None:
+    with store.bus.consumer("c", Recorder(), **FAST):
+        with pytest.raises(LeaseHeld):
+            store.bus.consumers.reset("c", 0)
+        with pytest.raises(LeaseHeld):
+            store.bus.consumers.delete("c")
+
+
+def test_run_follows_live_appends_and_stops_cleanly() -> None:
+    with chanlog.EventStore() as store:
+        recorder = Recorder()
+        runner = store.bus.consumer("c", recorder, **FAST)
+        stop = threading.Event()
+        thread = threading.Thread(target=runner.run, args=(stop,))
+        thread.start()
+        fill(store, seed=5)
+        deadline = time.monotonic() + 10
+        while len(recorder.offsets) < len(store) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stop.set()
+        thread.join(5)
+        assert not thread.is_alive()
+        assert recorder.offsets == list(range(len(store)))
+        state = store.bus.consumers.state("c")
+        assert state.position == len(store) and state.lease_holder is None
+
+
+def test_a_handler_tracking_its_own_position_is_resumed_from_it(store: chanlog.EventStore) -> None:
+    class Tracking(Recorder):
+        def position(self, consumer: str) -> int | None:
+            assert consumer == "c"
+            return 9
+
+    handler = Tracking()
+    with store.bus.consumer("c", handler, **FAST) as runner:
+        runner.drain()
+    assert handler.offsets[0] == 9
+
+
+def test_a_handler_settling_later_holds_the_position_back(store: chanlog.EventStore) -> None:
+    class Pipelined(Recorder):
+        durable = 3
+
+        def settled(self) -> int | None:
+            return self.durable
+
+        def settle(self, timeout: float) -> bool:
+            self.durable = max(self.offsets) + 1
+            return True
+
+    handler = Pipelined()
+    runner = store.bus.consumer("c", handler, **FAST)
+    runner.run_once()
+    assert store.bus.consumers.state("c").position == 3
+    runner.close()
+    assert store.bus.consumers.state("c").position == len(store)
+
+
+def test_bound_and_closed_handlers(store: chanlog.EventStore) -> None:
+    events: list[str] = []
+
+    class Lifecycle(Recorder):
+        def bind(self, bound: object, consumer: str) -> None:
+            assert bound is store
+            events.append(f"bind {consumer}")
+
+        def close(self) -> None:
+            events.append("close")
+
+    with store.bus.consumer("c", Lifecycle(), **FAST) as runner:
+        runner.run_once(limit=1)
+    assert events == ["bind c", "close"]
+
+
+def test_a_backend_without_consumers_is_refused() -> None:
+    assert chanlog.EventStore().bus.consumers.states() == []
+
+    class NoConsumers:
+        """A backend that delegates everything but consumers."""
+
+        def __init__(self) -> None:
+            self._inner = MemoryBackend()
+            self.name = "bare"
+            self.shared = False
+
+        def __getattr__(self, name: str) -> object:
+            if name in {"consumer_state", "ensure_consumer", "consumer_states"}:
+                raise AttributeError(name)
+            return getattr(self._inner, name)
+
+    bare = chanlog.EventStore(NoConsumers())  # type: ignore[arg-type]
+    with pytest.raises(StorageError, match="keeps no consumer positions"):
+        bare.bus.consumer("c", Recorder())
+    assert bare.bus.consumers.states() == []
+    with pytest.raises(NotFound):
+        bare.bus.consumers.state("c")
+
+
+def test_consumer_specs_refuse_bad_settings(store: chanlog.EventStore) -> None:
+    for settings in (
+        {"max_deliver": 0},
+        {"backoff": []},
+        {"backoff": [-1]},
+        {"backoff": "1"},
+        {"commit_every": 0},
+        {"commit_interval": 0},
+        {"lease_ttl": -1},
+        {"subjects": "a..b"},
+        {"start": -1},
+    ):
+        with pytest.raises(InvalidArgument):
+            store.bus.consumer("c", Recorder(), **settings)
+    for name in ("", "a b", "x" * 201, 5):
+        with pytest.raises(InvalidArgument, match="consumer name"):
+            store.bus.consumer(name, Recorder())  # type: ignore[arg-type]
+    assert subject_of(next(iter(store))).startswith("chanlog.")
