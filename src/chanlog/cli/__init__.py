@@ -7,6 +7,7 @@ stderr, never a traceback.
 from __future__ import annotations
 
 from chanlog.cli.app import cli
+from chanlog.cli.commands.bus import consumers_command, ingest_command, run_command
 from chanlog.cli.commands.entities import demo_command, show_command, snapshot_command
 from chanlog.cli.commands.generate import generate_command
 from chanlog.cli.commands.inspect import plugins_command, stats_command, verify_command
@@ -30,6 +31,9 @@ for _command in (
     stats_command,
     plugins_command,
     generate_command,
+    run_command,
+    consumers_command,
+    ingest_command,
 ):
     cli.add_command(_command)
 

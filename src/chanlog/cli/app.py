@@ -15,6 +15,7 @@ from chanlog.config import (
     CONFIG_FILENAME,
     DEFAULT_BACKEND,
     PYPROJECT_FILENAME,
+    StoreConfig,
     file_backend,
     file_option_of,
     find_config,
@@ -58,16 +59,7 @@ class CliContext:
         """
         if self._store is not None:
             return self._store
-        source = self.config if self.config is not None else find_config()
-        if source is None and self.db is None:
-            raise CliError(
-                f"no {CONFIG_FILENAME} (nor [tool.chanlog] in {PYPROJECT_FILENAME}) in "
-                f"{Path.cwd()}: run 'chanlog init', or pass --config FILE or --db FILE",
-                ExitCode.USAGE,
-            )
-        settings = dict(overrides)
-        if self.db is not None:
-            settings["backend"] = _db_backend(self.db, source)
+        source, settings = self._source(overrides)
         try:
             store = open_store(source, read_only=read_only, **settings)
         except (InvalidTransition, DecodeError) as exc:
@@ -80,6 +72,25 @@ class CliContext:
         self._store = store
         click.get_current_context().call_on_close(store.close)
         return store
+
+    def _source(self, overrides: dict[str, Any]) -> tuple[Path | None, dict[str, Any]]:
+        """The configuration file and the settings overriding it (``--db``)."""
+        source = self.config if self.config is not None else find_config()
+        if source is None and self.db is None:
+            raise CliError(
+                f"no {CONFIG_FILENAME} (nor [tool.chanlog] in {PYPROJECT_FILENAME}) in "
+                f"{Path.cwd()}: run 'chanlog init', or pass --config FILE or --db FILE",
+                ExitCode.USAGE,
+            )
+        settings = dict(overrides)
+        if self.db is not None:
+            settings["backend"] = _db_backend(self.db, source)
+        return source, settings
+
+    def settings(self) -> StoreConfig:
+        """The validated configuration the store is opened from (``--db`` applied)."""
+        source, settings = self._source({})
+        return load_config(source, **settings)
 
 
 def _db_backend(db: Path, source: Path | None) -> dict[str, Any]:

@@ -1,0 +1,358 @@
+"""``run``, ``consumers`` and ``ingest``: the bus from a terminal (DESIGN section 10)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import tomllib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from rich.live import Live
+from rich.table import Table
+
+from chanlog.bus.ingest import IngestSource
+from chanlog.bus.settings import BusSettings, IngestSettings
+from chanlog.bus.worker import Worker, WorkerRow
+from chanlog.cli.app import CliContext, json_option, pass_cli
+from chanlog.cli.errors import CliError, ExitCode
+from chanlog.errors import InvalidArgument
+from chanlog.plugins.host import default_host
+
+__all__ = ["consumers_command", "ingest_command", "run_command"]
+
+logger = logging.getLogger("chanlog.worker")
+
+_COLUMNS = ("kind", "name", "state", "position", "lag", "handled", "parked", "last error")
+
+
+@contextmanager
+def _stopping_on_signals(stop: Any) -> Iterator[None]:
+    """SIGTERM and Ctrl-C ask ``stop()`` instead of killing the process."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def handle(_signum: int, _frame: Any) -> None:
+        stop()
+
+    for sig in previous:
+        signal.signal(sig, handle)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _cells(row: WorkerRow) -> list[str]:
+    return [
+        row.kind,
+        row.name,
+        row.state,
+        "-" if row.position is None else str(row.position),
+        "-" if row.lag is None else str(row.lag),
+        str(row.handled),
+        str(row.parked),
+        row.last_error or "",
+    ]
+
+
+def _table(rows: Sequence[WorkerRow]) -> Table:
+    table = Table(title="chanlog run (Ctrl-C or SIGTERM stops after the record in hand)")
+    for column in _COLUMNS:
+        table.add_column(column, no_wrap=column != "last error", overflow="fold")
+    for row in rows:
+        table.add_row(*_cells(row))
+    return table
+
+
+def _plain(rows: Sequence[WorkerRow], last: dict[str, str]) -> None:
+    """Log a line per consumer or ingest whose figures changed (for logs, not terminals)."""
+    for row in rows:
+        line = (
+            f"{row.kind} {row.name}: {row.state} position={row.position} lag={row.lag} "
+            f"handled={row.handled} parked={row.parked}"
+            + (f" last_error={row.last_error}" if row.last_error else "")
+        )
+        if last.get(row.name) != line:
+            last[row.name] = line
+            click.echo(line, err=True)
+
+
+def _watch(worker: Worker, state: CliContext, refresh: float) -> None:
+    """Show the figures until every thread has ended."""
+    output = state.output
+    if output.stdout.is_terminal and not output.json_mode:
+        with Live(_table(worker.rows()), console=output.stdout, auto_refresh=False) as live:
+            while not worker.wait(refresh):
+                live.update(_table(worker.rows()), refresh=True)
+            live.update(_table(worker.rows()), refresh=True)
+        return
+    last: dict[str, str] = {}
+    while not worker.wait(refresh):
+        _plain(worker.rows(), last)
+    _plain(worker.rows(), last)
+
+
+@click.command("run")
+@click.option(
+    "--only",
+    "only",
+    multiple=True,
+    metavar="NAME",
+    help="Run only this consumer or ingest (repeatable) [default: every one configured].",
+)
+@click.option(
+    "--refresh",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    help="Seconds between updates of the table (or of the log lines when not on a terminal).",
+)
+@pass_cli
+def run_command(state: CliContext, only: tuple[str, ...], refresh: float) -> None:
+    """Run every durable consumer ([consumers.NAME]) and ingest ([ingest.NAME]) of the
+    configuration until SIGTERM or Ctrl-C: each finishes the record in hand, stores its
+    position and gives its lease up; then exit 0."""
+    logging.basicConfig(level=logging.WARNING, format="chanlog: %(name)s: %(message)s")
+    settings = state.settings().bus
+    names = {consumer.name for consumer in settings.consumers}
+    names |= {ingest.name for ingest in settings.ingest}
+    unknown = sorted(set(only) - names)
+    if unknown:
+        raise CliError(
+            f"--only {unknown[0]}: no [consumers.{unknown[0]}] or [ingest.{unknown[0]}] in the "
+            f"configuration (configured: {', '.join(sorted(names)) or 'none'})",
+            ExitCode.USAGE,
+        )
+    store = state.open_store()
+    host = store.plugins
+    worker = Worker(
+        store,
+        store.bus,
+        settings,
+        host.handlers,
+        host.ingest_sources,
+        frozenset(only) if only else None,
+    )
+    try:
+        with _stopping_on_signals(worker.stop):
+            _check_starts(worker)
+            worker.start()
+            _watch(worker, state, refresh)
+    finally:
+        worker.close()
+    failed = worker.failed()
+    if failed and not worker.stopping:
+        raise CliError("; ".join(failed), ExitCode.STORAGE)
+    if failed:
+        state.output.note("stopped; " + "; ".join(failed))
+
+
+def _check_starts(worker: Worker) -> None:
+    """A new consumer whose start lies beyond the log is a configuration error, found
+    before any thread starts (and before anything is written)."""
+    length = len(worker.store)
+    for name, runner in worker.runners.items():
+        start = runner.spec.start
+        exists = worker.bus.consumers.states()
+        if isinstance(start, int) and start > length and name not in {s.name for s in exists}:
+            raise CliError(
+                f"configuration error: consumers.{name}.start = {start} is beyond the end of "
+                f"the log ({length} records)",
+                ExitCode.USAGE,
+            )
+
+
+@click.group("consumers", invoke_without_command=True)
+@json_option
+@pass_cli
+@click.pass_context
+def consumers_command(ctx: click.Context, state: CliContext) -> None:
+    """List the durable consumers: position, lag, parked records, who runs them, last
+    error. Subcommands act on one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    store = state.open_store(read_only=True, projections=[])
+    infos = store.bus.consumers.infos()
+    output = state.output
+    if output.json_mode:
+        output.json([info.as_dict() for info in infos])
+        return
+    if not infos:
+        output.note("no consumers (declare [consumers.NAME] tables and run 'chanlog run')")
+        return
+    output.table(
+        None,
+        ("name", "position", "lag", "handled", "parked", "runner", "subjects", "last error"),
+        [
+            (
+                info.name,
+                info.state.position,
+                info.lag,
+                info.state.handled,
+                info.state.parked,
+                info.state.lease_holder if info.running else "-",
+                ", ".join(info.state.subjects),
+                info.state.last_error or "",
+            )
+            for info in infos
+        ],
+    )
+
+
+def _start(value: str) -> str | int:
+    return int(value) if value.isdigit() else value
+
+
+@consumers_command.command("reset")
+@click.argument("name")
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="earliest|latest|OFFSET",
+    help="Where the consumer goes on from (backwards rebuilds what it feeds).",
+)
+@pass_cli
+def reset_command(state: CliContext, name: str, to: str) -> None:
+    """Move a stopped consumer's position."""
+    store = state.open_store(projections=[])
+    try:
+        moved = store.bus.consumers.reset(name, _start(to))
+    except InvalidArgument as exc:
+        raise CliError(f"{exc}", ExitCode.USAGE) from exc
+    state.output.line(f"{name}: position {moved.position}")
+
+
+@consumers_command.command("parked")
+@click.argument("name")
+@json_option
+@pass_cli
+def parked_command(state: CliContext, name: str) -> None:
+    """The records a consumer parked, with their errors."""
+    store = state.open_store(read_only=True, projections=[])
+    parked = store.bus.consumers.parked(name)
+    output = state.output
+    if output.json_mode:
+        output.json(
+            [
+                {
+                    "offset": p.offset,
+                    "event_id": p.event_id,
+                    "type": p.event_type,
+                    "attempts": p.attempts,
+                    "error": p.error,
+                    "parked_at": p.parked_at,
+                    "replay": p.replay,
+                }
+                for p in parked
+            ]
+        )
+        return
+    if not parked:
+        output.note(f"{name}: no parked records")
+        return
+    output.table(
+        f"{name}: parked records",
+        ("offset", "type", "attempts", "replay", "error"),
+        [
+            (p.offset, p.event_type, p.attempts, "asked" if p.replay else "", p.error)
+            for p in parked
+        ],
+    )
+
+
+_OFFSETS = click.option(
+    "--offset",
+    "offsets",
+    multiple=True,
+    type=click.IntRange(min=0),
+    help="A parked record's offset (repeatable) [default: every parked record].",
+)
+
+
+@consumers_command.command("replay")
+@click.argument("name")
+@_OFFSETS
+@pass_cli
+def replay_command(state: CliContext, name: str, offsets: tuple[int, ...]) -> None:
+    """Hand parked records to the handler again: the consumer's runner does it before going
+    on (the record leaves the parked list once handled)."""
+    store = state.open_store(projections=[])
+    count = store.bus.consumers.replay(name, list(offsets) or None)
+    state.output.line(f"{name}: {count} parked record(s) to replay")
+
+
+@consumers_command.command("drop")
+@click.argument("name")
+@_OFFSETS
+@pass_cli
+def drop_command(state: CliContext, name: str, offsets: tuple[int, ...]) -> None:
+    """Forget parked records (they are not handed to the handler again)."""
+    store = state.open_store(projections=[])
+    count = store.bus.consumers.drop(name, list(offsets) or None)
+    state.output.line(f"{name}: dropped {count} parked record(s)")
+
+
+def _option_value(text: str) -> Any:
+    """``--key value`` values as TOML would read them (ints, floats, booleans), else text."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _extra_options(args: Sequence[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    items = list(args)
+    while items:
+        key = items.pop(0)
+        if not key.startswith("--") or len(key) < 3:
+            raise CliError(f"expected --option value, got {key!r}", ExitCode.USAGE)
+        name, has_value, inline = key[2:].partition("=")
+        if not has_value:
+            if not items or items[0].startswith("--"):
+                raise CliError(f"{key} needs a value", ExitCode.USAGE)
+            inline = items.pop(0)
+        options[name.replace("-", "_")] = _option_value(inline)
+    return options
+
+
+@click.command(
+    "ingest", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+)
+@click.argument("source")
+@click.option("--name", default=None, help="The ingest's name [default: the source's name].")
+@pass_cli
+@click.pass_context
+def ingest_command(ctx: click.Context, state: CliContext, source: str, name: str | None) -> None:
+    """Feed the log from an external durable stream (an ingest source a plugin registered,
+    e.g. 'nats'); further '--key value' options go to the source. Runs until SIGTERM or
+    Ctrl-C."""
+    sources = default_host().ingest_sources
+    if source not in sources:
+        raise CliError(
+            f"no ingest source named {source!r} "
+            f"(installed: {', '.join(sorted(sources)) or 'none'})",
+            ExitCode.USAGE,
+        )
+    options = _extra_options(ctx.args)
+    settings = BusSettings(ingest=(IngestSettings(name or source, source, options),))
+    store = state.open_store()
+    worker = Worker(store, store.bus, settings, {}, store.plugins.ingest_sources)
+    ingest: IngestSource = worker.ingests[name or source]
+    try:
+        with _stopping_on_signals(worker.stop):
+            worker.start()
+            _watch(worker, state, 1.0)
+    finally:
+        worker.close()
+    stats = ingest.stats()
+    state.output.note(
+        f"{ingest.name}: appended {stats.get('appended', 0)}, duplicates "
+        f"{stats.get('duplicates', 0)}, parked {stats.get('parked', 0)}"
+    )
+    if worker.failed() and not worker.stopping:
+        raise CliError("; ".join(worker.failed()), ExitCode.STORAGE)
