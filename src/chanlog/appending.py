@@ -18,7 +18,7 @@ from chanlog.events.base import Event
 from chanlog.folding import InlineProjections, WriteStage
 from chanlog.hashing import chain_next
 from chanlog.reading import EventDecoder
-from chanlog.records import StoredRecord
+from chanlog.records import RecordedEvent, StoredRecord
 
 __all__ = ["AppendPipeline", "CommitResult", "Encoded", "Work"]
 
@@ -39,13 +39,14 @@ class CommitResult(NamedTuple):
         offsets: the offset of every event given, in order (an event already in the log
             keeps its first offset).
         records: the records written, in offset order (empty: all were known).
-        events: the events of ``records``.
+        recorded: ``records`` as subscribers receive them, when the pipeline was
+            :attr:`~AppendPipeline.recording` (else empty).
         stage: the projections' changes, made current once the backend commits.
     """
 
     offsets: list[int]
     records: list[StoredRecord]
-    events: list[Event]
+    recorded: list[RecordedEvent]
     stage: WriteStage | None
 
 
@@ -81,6 +82,9 @@ class AppendPipeline:
         # Transaction class → its AppendsUnlessKnown method (None: it has none), looked up
         # without a capability call per append.
         self._unless_known: dict[type, _AppendUnlessKnown | None] = {}
+        self.recording = False
+        """Whether the next writes build :attr:`CommitResult.recorded` (set by the store,
+        under its append lock, when anyone receives committed records)."""
 
     # -- encoding ------------------------------------------------------------------------
 
@@ -240,7 +244,8 @@ class AppendPipeline:
         head = transaction.head
         offsets: list[int] = []
         records: list[StoredRecord] = []
-        events: list[Event] = []
+        recorded: list[RecordedEvent] = []
+        recording = self.recording
         stage = WriteStage(self._inline)
         dumps = self._dumps
         in_batch: dict[bytes, int] = {}
@@ -263,9 +268,10 @@ class AppendPipeline:
             records.append(
                 StoredRecord(offset, item.raw_id, event.event_type, event.streams, payload, chain)
             )
-            events.append(event)
+            if recording:
+                recorded.append(RecordedEvent(offset, event.event_id, event, "0x" + chain.hex()))
             in_batch[item.raw_id] = offset
             offsets.append(offset)
             offset += 1
         # tuple.__new__ spares the Python frame of a NamedTuple's own __new__.
-        return tuple.__new__(CommitResult, (offsets, records, events, stage))
+        return tuple.__new__(CommitResult, (offsets, records, recorded, stage))

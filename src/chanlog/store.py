@@ -279,6 +279,10 @@ class EventStore(LogReader):
         result current and deliver it. (Fixed arguments, not ``*arguments``: a call that
         unpacks costs more than the rest of this method on every append.)"""
         with self._lock:
+            # What Delivery.wanted says, without a call on every append. Nobody subscribes
+            # while this lock is held (subscribe() connects under it), so a subscriber gets
+            # these records from the log or from the outbox, never neither.
+            self._pipeline.recording = bool(event_appended.receivers or self._delivery.publishes)
             with self._backend.write() as transaction:
                 if transaction.head.length != self._inline.folded:
                     self._catch_up(transaction.head.length, notify=True)
@@ -287,11 +291,8 @@ class EventStore(LogReader):
                 result.stage.commit()
                 if result.records:
                     self._inline.folded = result.records[-1].offset + 1
-                    # After folded moved: subscribe() reads it and connects under this same
-                    # lock, so a new subscriber sees the record in the log or is connected.
-                    # What Delivery.wanted says, without a call on every append.
-                    if event_appended.receivers or self._delivery.publishes:
-                        self._delivery.enqueue_committed(result.records, result.events)
+                    if result.recorded:
+                        self._delivery.outbox.extend(result.recorded)
         if self._delivery.outbox:
             self._delivery.deliver()
         return result
