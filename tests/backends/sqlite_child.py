@@ -10,6 +10,11 @@ Usage::
         Append forever with durability "full" (singles and batches of 1-8), recording in
         SIDE_FILE, fsync'd, the ids of each append before it starts ("I") and its offsets
         once it is acknowledged ("A"). Prints "ready" once the store is open.
+
+    python sqlite_child.py lease PATH HOLDER ROUNDS
+        ROUNDS times: take the lease of the consumer "race" (skip the round when another
+        holder has it), move it one record forward from the position the lease returned,
+        give the lease up. Print how many moves it made.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import random
 import sys
 
 from chanlog.backends.sqlite import SqliteBackend
+from chanlog.errors import LeaseHeld
+from chanlog.records import PositionMove
 from chanlog.store import EventStore
 from chanlog.testing import sample_events
 
@@ -63,6 +70,23 @@ def _crash(path: str, side_file: str, round_number: int) -> None:
             _record(side, f"A {round_number} {' '.join(map(str, offsets))}")
 
 
+def _lease(path: str, holder: str, rounds: int) -> None:
+    moved = 0
+    backend = SqliteBackend(path, durability="normal")
+    try:
+        for _ in range(rounds):
+            try:
+                state = backend.acquire_lease("race", holder, 30.0)
+            except LeaseHeld:
+                continue
+            backend.move_consumer(PositionMove("race", holder, state.position + 1, handled=1))
+            moved += 1
+            backend.release_lease("race", holder)
+    finally:
+        backend.close()
+    print(json.dumps(moved))
+
+
 def main(argv: list[str]) -> None:
     """Dispatch on the mode named by the first argument."""
     mode = argv[0]
@@ -70,6 +94,8 @@ def main(argv: list[str]) -> None:
         _append(argv[1], argv[2], int(argv[3]))
     elif mode == "crash":
         _crash(argv[1], argv[2], int(argv[3]))
+    elif mode == "lease":
+        _lease(argv[1], argv[2], int(argv[3]))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

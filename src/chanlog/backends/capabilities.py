@@ -28,6 +28,11 @@ Which built-in backend has what:
 | `RemembersHead` | no | yes | no |
 | `FileBacked` | no | yes | no |
 | `MayBeReadOnly` | yes | yes | yes |
+| `KeepsConsumers` | yes | yes | no |
+| `MovesConsumersInTransaction` | yes | yes | no |
+
+The last two, durable consumers' positions, leases and parked records kept next to the log,
+are in :mod:`chanlog.backends.consumer_store`, which says what a store does without them.
 """
 
 from __future__ import annotations
