@@ -90,7 +90,7 @@ def test_the_table_in_the_docstring_lists_every_protocol() -> None:
     # The consumers' protocols live in consumer_store (whose docstring says what happens
     # without them); the table lists them too.
     for protocol in (KeepsConsumers, MovesConsumersInTransaction):
-        assert f"| `{protocol.__name__}` | yes | yes | no |" in doc, protocol.__name__
+        assert f"| `{protocol.__name__}` | yes | yes | yes |" in doc, protocol.__name__
 
 
 class _Finder:

@@ -28,8 +28,8 @@ Which built-in backend has what:
 | `RemembersHead` | no | yes | no |
 | `FileBacked` | no | yes | no |
 | `MayBeReadOnly` | yes | yes | yes |
-| `KeepsConsumers` | yes | yes | no |
-| `MovesConsumersInTransaction` | yes | yes | no |
+| `KeepsConsumers` | yes | yes | yes |
+| `MovesConsumersInTransaction` | yes | yes | yes |
 
 The last two, durable consumers' positions, leases and parked records kept next to the log,
 are in :mod:`chanlog.backends.consumer_store`, which says what a store does without them.
