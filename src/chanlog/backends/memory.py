@@ -97,8 +97,9 @@ class MemoryTransaction:
         self._snapshots.append(snapshot)
 
     def move_consumer(self, move: PositionMove) -> None:
-        """Check ``move`` now; apply it when the transaction commits, after its records."""
-        self._backend._consumers.check(move)
+        """Check ``move`` now (after the moves staged before it); apply it when the
+        transaction commits, after its records."""
+        self._backend._consumers.check(move, self._moves or ())
         if self._moves is None:
             self._moves = []
         self._moves.append(move)

@@ -75,9 +75,15 @@ class ConsumerTable:
         if state.lease_holder == holder:
             self._states[name] = attrs.evolve(state, lease_holder=None, lease_expires_at=None)
 
-    def check(self, move: PositionMove) -> None:
-        """Refuse ``move`` now if it breaks the rules (see :func:`check_move`)."""
-        check_move(move, self._states.get(move.consumer), self._clock())
+    def check(self, move: PositionMove, staged: Sequence[PositionMove] = ()) -> None:
+        """Refuse ``move`` now if it breaks the rules (see
+        :func:`~chanlog.backends.consumer_store.check_move`), judged after the ``staged``
+        moves of the same transaction: a second move may not go behind the first."""
+        state = self._states.get(move.consumer)
+        for earlier in staged:
+            if state is not None and earlier.consumer == move.consumer:
+                state = attrs.evolve(state, position=earlier.position)
+        check_move(move, state, self._clock())
 
     def move(self, move: PositionMove) -> None:
         """Check ``move``, then apply it."""

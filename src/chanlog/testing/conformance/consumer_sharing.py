@@ -120,6 +120,25 @@ class MovesConsumersInTransactionCases(ConsumerFixtures):
         assert keeper.consumer_state("tx") == before
         assert keeper.parked_records("tx") == []
 
+    def test_a_second_move_in_one_transaction_follows_the_first(
+        self, mover: Backend, keeper: KeepsConsumers
+    ) -> None:
+        def behind() -> None:
+            with mover.write() as transaction:
+                assert isinstance(transaction, MovesConsumersInTransaction)
+                transaction.move_consumer(PositionMove("tx", "h1", 5, handled=1))
+                transaction.move_consumer(PositionMove("tx", "h1", 3, handled=1))
+
+        with pytest.raises(InvalidArgument):
+            behind()
+        with mover.write() as transaction:
+            assert isinstance(transaction, MovesConsumersInTransaction)
+            transaction.move_consumer(PositionMove("tx", "h1", 5, handled=1))
+            transaction.move_consumer(PositionMove("tx", "h1", 6, handled=2))
+        state = keeper.consumer_state("tx")
+        assert state is not None
+        assert (state.position, state.handled) == (6, 3)
+
     @pytest.mark.parametrize(
         ("move", "error"),
         [
