@@ -352,6 +352,24 @@ def test_bound_and_closed_handlers(store: chanlog.EventStore) -> None:
     assert events == ["bind c", "close"]
 
 
+def test_closing_a_runner_twice_closes_its_handler_once(store: chanlog.EventStore) -> None:
+    # chanlog run closes each runner when its thread ends and again when the worker
+    # closes: a handler whose close is not idempotent (a file descriptor) must not fail.
+    closes: list[str] = []
+
+    class ClosesOnce(Recorder):
+        def close(self) -> None:
+            if closes:
+                raise OSError(9, "Bad file descriptor")
+            closes.append("close")
+
+    runner = store.bus.consumer("c", ClosesOnce(), **FAST)
+    runner.drain()
+    runner.close()
+    runner.close()
+    assert closes == ["close"]
+
+
 def test_a_backend_without_consumers_is_refused() -> None:
     assert chanlog.EventStore().bus.consumers.states() == []
 

@@ -117,6 +117,7 @@ class HandlerCall:
         self.handler = handler
         self.name = name
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
 
     def __call__(self, record: RecordedEvent) -> Appends:
         """The events to append after handling ``record`` (``[]``: none).
@@ -155,7 +156,12 @@ class HandlerCall:
         return self._loop.run_until_complete(wait())
 
     def close(self) -> None:
-        """Close the handler (if it :class:`ClosesHandler`) and the event loop."""
+        """Close the handler (if it :class:`ClosesHandler`) and the event loop, once: the
+        runner's ``close`` may be called again (``chanlog run`` closes every runner after
+        its thread ended), and a handler's ``close`` need not be idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             if isinstance(self.handler, ClosesHandler):
                 self.handler.close()
