@@ -111,10 +111,12 @@ class Worker:
         self.ingests: dict[str, IngestSource] = {}
         self._jobs: list[_Job] = []
         self._closers: list[Callable[[], None]] = []
+        chosen = [c for c in settings.consumers if only is None or c.name in only]
+        # Before any handler is built (a handler's factory creates its files).
+        _check_starts(store, bus, chosen)
         try:
-            for consumer in settings.consumers:
-                if only is None or consumer.name in only:
-                    self._add_consumer(consumer, handlers)
+            for consumer in chosen:
+                self._add_consumer(consumer, handlers)
             for ingest in settings.ingest:
                 if only is None or ingest.name in only:
                     self._add_ingest(ingest, ingest_sources)
@@ -227,6 +229,26 @@ class Worker:
                 job.thread.join()
         for runner in self.runners.values():
             runner.close()
+
+
+def _check_starts(store: BusStore, bus: Bus, consumers: list[ConsumerSettings]) -> None:
+    """A new consumer whose ``start`` lies beyond the end of the log is a configuration
+    error, found before anything is built or written (an existing one resumes from its
+    position: its ``start`` no longer matters)."""
+    offsets = [c for c in consumers if isinstance(c.spec.start, int)]
+    if not offsets:
+        return
+    length = len(store)
+    existing = {state.name for state in bus.consumers.states()}
+    for consumer in offsets:
+        start = consumer.spec.start
+        assert isinstance(start, int)
+        if start > length and consumer.name not in existing:
+            raise ConfigError(
+                f"consumers.{consumer.name}.start = {start} is beyond the end of the log "
+                f"({length} records)",
+                key=f"consumers.{consumer.name}.start",
+            )
 
 
 def _build(factory: Callable[..., Any], options: Mapping[str, Any], name: str, table: str) -> Any:

@@ -138,7 +138,6 @@ def run_command(state: CliContext, only: tuple[str, ...], refresh: float) -> Non
     )
     try:
         with _stopping_on_signals(worker.stop):
-            _check_starts(worker)
             worker.start()
             _watch(worker, state, refresh)
     finally:
@@ -148,21 +147,6 @@ def run_command(state: CliContext, only: tuple[str, ...], refresh: float) -> Non
         raise CliError("; ".join(failed), ExitCode.STORAGE)
     if failed:
         state.output.note("stopped; " + "; ".join(failed))
-
-
-def _check_starts(worker: Worker) -> None:
-    """A new consumer whose start lies beyond the log is a configuration error, found
-    before any thread starts (and before anything is written)."""
-    length = len(worker.store)
-    for name, runner in worker.runners.items():
-        start = runner.spec.start
-        exists = worker.bus.consumers.states()
-        if isinstance(start, int) and start > length and name not in {s.name for s in exists}:
-            raise CliError(
-                f"configuration error: consumers.{name}.start = {start} is beyond the end of "
-                f"the log ({length} records)",
-                ExitCode.USAGE,
-            )
 
 
 @click.group("consumers", invoke_without_command=True)
