@@ -114,6 +114,29 @@ def test_backoff_waits_between_tries(store: chanlog.EventStore) -> None:
     assert recorder.offsets == [0]
 
 
+def test_a_stop_during_a_backoff_leaves_the_record_unhandled(store: chanlog.EventStore) -> None:
+    # The record in hand is left (neither handled nor parked, its position not passed)
+    # and the runner stops at once instead of waiting out its backoff.
+    recorder = Recorder(fail_on={4}, fail_times=1)
+    stop = threading.Event()
+    runner = store.bus.consumer("c", recorder, max_deliver=3, backoff=[30.0], lease_ttl=5.0)
+    worker = threading.Thread(target=runner.run, args=(stop,))
+    started = time.monotonic()
+    worker.start()
+    while not recorder.failed:
+        time.sleep(0.01)
+    stop.set()
+    worker.join(timeout=10)
+    assert not worker.is_alive() and time.monotonic() - started < 10
+    assert recorder.offsets == [0, 1, 2, 3]
+    state = store.bus.consumers.state("c")
+    assert (state.position, state.handled, state.parked) == (4, 4, 0)
+    # The next runner hands it over again (it succeeds now) and goes on.
+    with store.bus.consumer("c", recorder, **FAST) as again:
+        again.drain()
+    assert recorder.offsets == list(range(len(store)))
+
+
 def test_replay_hands_parked_records_again_and_drop_forgets_them(
     store: chanlog.EventStore,
 ) -> None:

@@ -127,10 +127,12 @@ class HandlerCall:
             Exception: whatever the handler raised.
         """
         result = self.handler(record)
+        if result is None:  # the common case first: a handler with nothing to append
+            return []
         if inspect.isawaitable(result):
             result = self._run(result)
-        if result is None:
-            return []
+            if result is None:
+                return []
         if isinstance(result, Event | Mapping | str | bytes) or not isinstance(result, Iterable):
             raise InvalidArgument(
                 f"handler {self.name} returned {type(result).__name__}: a handler returns "

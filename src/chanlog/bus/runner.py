@@ -28,7 +28,7 @@ from chanlog.bus.source import BusStore
 from chanlog.bus.spec import ConsumerSpec
 from chanlog.bus.subjects import SubjectFilter
 from chanlog.errors import ChanlogError, InvalidArgument, LeaseHeld, StorageError
-from chanlog.records import ConsumerState, ParkedRecord, PositionMove, RecordedEvent, StoredRecord
+from chanlog.records import ConsumerState, ParkedRecord, PositionMove, RecordedEvent
 
 __all__ = ["ConsumerRunner", "RunnerStats", "new_holder"]
 
@@ -111,6 +111,8 @@ class ConsumerRunner:
         self._consumers: KeepsConsumers = backend
         self._call = HandlerCall(handler, f"{spec.name} ({describe(handler)})")
         self._filter = subjects
+        # Asked at every commit: a protocol check costs microseconds, so it is made once.
+        self._settles = handler if isinstance(handler, SettlesLater) else None
         self.stats = RunnerStats()
         self._pending = _Pending()
         self._position = 0
@@ -271,23 +273,57 @@ class ConsumerRunner:
         self._replay_parked(stop)
         examined = 0
         head = len(self.store)
-        backend = self.store.backend
         while self._position < head and (limit is None or examined < limit):
             end = min(head, self._position + self.spec.batch_size)
             if limit is not None:
                 end = min(end, self._position + limit - examined)
-            every = self.spec.commit_every
-            for stored in backend.read(self._position, end):
-                if stop is not None and stop.is_set():
-                    self._commit_due(force=True)
-                    return examined
-                self._examine(stored, stop)
-                examined += 1
-                if self._pending.handled >= every:
-                    self._commit_due(force=True)
+            done, stopped = self._examine_batch(self._position, end, stop)
+            examined += done
+            if stopped:
+                self._commit_due(force=True)
+                return examined
             self._commit_due(force=False)
         self._commit_due(force=self._position >= head)
         return examined
+
+    def _examine_batch(
+        self, start: int, end: int, stop: threading.Event | None
+    ) -> tuple[int, bool]:
+        """Examine the records in ``[start, end)``: return how many, and whether ``stop``
+        ended the batch early.
+
+        The per-record path of every consumer, kept flat: a record that does not match
+        costs a dict lookup; a handled one a decode, the handler's call and two counts.
+        Failures (retries, parking) and handlers that append leave it for
+        :meth:`_deliver` and :meth:`_handled`."""
+        accepts = self._filter.accepts
+        decode = self.store.decode
+        call = self._call
+        every = self.spec.commit_every
+        stats = self.stats
+        examined = 0
+        for stored in self.store.backend.read(start, end):
+            if stop is not None and stop.is_set():
+                return examined, True
+            examined += 1
+            if not accepts(stored.event_type, stored.streams):
+                self._position = stored.offset + 1
+                continue
+            record = decode(stored)
+            try:
+                appends = call(record)
+                if appends:  # committed now, with the position past the record
+                    self._handled(record, appends, replaying=False)
+                else:
+                    self._pending.handled += 1
+                    stats.handled += 1
+            except Exception as exc:  # the handler's (or its appends') failure
+                if not self._redeliver(record, exc, stop):
+                    return examined - 1, True
+            self._position = record.offset + 1
+            if self._pending.handled >= every:
+                self._commit_due(force=True)
+        return examined, False
 
     def drain(self) -> int:
         """Handle everything up to the end of the log (what the handler appends included)
@@ -317,28 +353,40 @@ class ConsumerRunner:
 
     # -- one record ----------------------------------------------------------------------
 
-    def _examine(self, stored: StoredRecord, stop: threading.Event | None) -> None:
-        if not self._filter.accepts(stored.event_type, stored.streams):
-            self._position = stored.offset + 1
-            return
-        record = self.store.decode(stored)
+    def _redeliver(
+        self, record: RecordedEvent, failure: Exception, stop: threading.Event | None
+    ) -> bool:
+        """After the first try of ``record`` failed: the further tries, then parking;
+        False when ``stop`` was set while waiting out a backoff (the record stays
+        unhandled, its position not passed)."""
         try:
-            attempts, error = self._deliver(record, stop, replaying=False)
+            attempts, error = self._deliver(record, stop, replaying=False, failed=failure)
         except _Stopped:
-            return
-        self._position = record.offset + 1
+            return False
         if error is not None:
+            self._position = record.offset + 1
             self._pending.parked.append(self._parked(record, attempts, error))
             self._commit_due(force=True)
+        return True
 
     def _deliver(
-        self, record: RecordedEvent, stop: threading.Event | None, *, replaying: bool
+        self,
+        record: RecordedEvent,
+        stop: threading.Event | None,
+        *,
+        replaying: bool,
+        failed: Exception | None = None,
     ) -> tuple[int, str | None]:
         """Hand ``record`` to the handler until it succeeds or ``max_deliver`` tries fail;
         return the tries and the last error (``None``: handled, and counted as pending or
-        committed with the handler's appends)."""
+        committed with the handler's appends). ``failed``: the first try was made, and
+        raised that."""
         error = None
-        for attempt in range(1, self.spec.max_deliver + 1):
+        first = 1
+        if failed is not None:
+            error = self._failed(record, failed, 1)
+            first = 2
+        for attempt in range(first, self.spec.max_deliver + 1):
             if attempt > 1:
                 delay = self.spec.delay_before(attempt)
                 if stop is not None and stop.wait(delay):
@@ -350,19 +398,24 @@ class ConsumerRunner:
                 self._handled(record, appends, replaying=replaying)
                 return attempt, None
             except Exception as exc:  # the handler's failure, whatever it is
-                error = _describe_failure(exc)
-                self.stats.failures += 1
-                self.stats.last_error = error
-                logger.warning(
-                    "consumer %s: offset %d (%s) failed (try %d of %d): %s",
-                    self.name,
-                    record.offset,
-                    record.event_type,
-                    attempt,
-                    self.spec.max_deliver,
-                    error,
-                )
+                error = self._failed(record, exc, attempt)
         return self.spec.max_deliver, error
+
+    def _failed(self, record: RecordedEvent, exc: Exception, attempt: int) -> str:
+        """Count and log a failed try; return its description."""
+        error = _describe_failure(exc)
+        self.stats.failures += 1
+        self.stats.last_error = error
+        logger.warning(
+            "consumer %s: offset %d (%s) failed (try %d of %d): %s",
+            self.name,
+            record.offset,
+            record.event_type,
+            attempt,
+            self.spec.max_deliver,
+            error,
+        )
+        return error
 
     def _handled(self, record: RecordedEvent, appends: list[Any], *, replaying: bool) -> None:
         """Count ``record`` as handled; with ``appends``, commit them now, in one
@@ -449,8 +502,8 @@ class ConsumerRunner:
     def _committable(self) -> int:
         """How far the position may move: to the next record to examine, but not past a
         record whose effect is not durable yet (:class:`SettlesLater`)."""
-        handler = self._call.handler
-        if isinstance(handler, SettlesLater):
+        handler = self._settles
+        if handler is not None:
             settled = handler.settled()
             if settled is not None:
                 return max(self.stats.position, min(self._position, settled))
