@@ -215,6 +215,18 @@ TARGETS: tuple[Target, ...] = (
         "a 1,000,000-event sqlite log reopens, ready, in <= 2 s",
         _at_most_ms("log.reopen.1m", 2_000.0),
     ),
+    Target(
+        "bus.memory",
+        "target",
+        "a durable consumer handles >= 100,000 records/s (memory, positions stored)",
+        _events_per_second("bus.memory", 100_000),
+    ),
+    Target(
+        "bus.sqlite",
+        "target",
+        "a durable consumer handles >= 50,000 records/s on sqlite, positions stored",
+        _events_per_second("bus.sqlite", 50_000),
+    ),
 )
 
 
