@@ -13,6 +13,7 @@ from pathlib import Path
 
 from benchmarks import (
     suite_append,
+    suite_generate,
     suite_log,
     suite_memory,
     suite_postgres,
@@ -33,6 +34,7 @@ SUITES = (
     suite_log,
     suite_memory,
     suite_postgres,
+    suite_generate,
 )
 
 
