@@ -14,6 +14,7 @@ from pathlib import Path
 from benchmarks import (
     suite_append,
     suite_bus,
+    suite_generate,
     suite_log,
     suite_memory,
     suite_postgres,
@@ -34,6 +35,7 @@ SUITES = (
     suite_log,
     suite_memory,
     suite_postgres,
+    suite_generate,
     suite_bus,
 )
 

@@ -122,6 +122,18 @@ def _flat(small_id: str, large_id: str, tolerance: float) -> Callable[[Results],
     return check
 
 
+def _snapshot_share(limit: float) -> Callable[[Results], Verdict]:
+    def check(results: Results) -> Verdict:
+        file = _chanlog(results, "generate.file")
+        snapshots = _chanlog(results, "generate.snapshots")
+        if file is None or snapshots is None:
+            return _missing("generate.file", "generate.snapshots")
+        share = snapshots.median / file.median
+        return Verdict(f"{100 * share:.1f}% of the file", share <= limit)
+
+    return check
+
+
 TARGETS: tuple[Target, ...] = (
     Target(
         "floor.append",
@@ -214,6 +226,18 @@ TARGETS: tuple[Target, ...] = (
         "target",
         "a 1,000,000-event sqlite log reopens, ready, in <= 2 s",
         _at_most_ms("log.reopen.1m", 2_000.0),
+    ),
+    Target(
+        "generate.snapshots",
+        "target",
+        "generate --channels 1000 --turns 100 (default config): snapshots <= 10% of the file",
+        _snapshot_share(0.10),
+    ),
+    Target(
+        "generate.file",
+        "target",
+        "generate --channels 1000 --turns 100 (default config): the file under 300 MB",
+        _at_most_mb("generate.file", 300.0),
     ),
     Target(
         "bus.memory",

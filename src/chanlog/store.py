@@ -295,6 +295,13 @@ class EventStore(LogReader):
         assert taken is not None  # only an automatic snapshot may decide not to
         return taken
 
+    def prune_snapshots(self, keep: int | None = None) -> list[int]:
+        """Delete the stored snapshots the snapshot policy does not retain (with ``keep``:
+        all but the latest ``keep`` and thinned older ones); return their offsets. A
+        no-op where the backend cannot delete snapshots (ADR 0030)."""
+        self._writable()
+        return self._taker.prune(keep)
+
     def reconstruct(self, kind: str, entity_id: str, at: int | None = None) -> Any:
         """The state of one entity after its events at offsets ``< at`` (default: the whole
         log), from its nearest snapshot or checkpoint plus its own events since;

@@ -3,6 +3,7 @@ version, and the invariant snapshot + tail == full fold."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,14 +12,15 @@ from hypothesis import strategies as st
 
 from chanlog import ConfigError, EventStore, InvalidArgument, PluginError
 from chanlog.backends.memory import MemoryBackend
+from chanlog.backends.sqlite import SqliteBackend
 from chanlog.events import SnapshotCreated
 from chanlog.plugins import PluginHost, hookimpl
 from chanlog.projections import ChannelProjection
 from chanlog.reconstruct import StateReconstructor
 from chanlog.records import StoredSnapshot
 from chanlog.snapshots import EveryNEvents, Never, SnapshotPolicy, decode_snapshot
-from chanlog.snapshots.policies import PlansSnapshots
-from chanlog.workload import Workload
+from chanlog.snapshots.policies import PlansSnapshots, RetainsSnapshots, retained
+from chanlog.workload import Workload, WorkloadConfig
 
 
 def states(store: EventStore) -> dict[str, Any]:
@@ -276,3 +278,71 @@ def test_a_store_without_projections_never_asks_its_policy_again() -> None:
         store.append(event)
     assert policy.asked == 0
     assert store.snapshots.latest_snapshot() is None
+
+
+def test_retention_keeps_the_latest_and_about_one_per_doubling_of_age() -> None:
+    spacing = 1000
+    stored: list[int] = []
+    for number in range(1, 600):
+        stored = sorted(set(retained([*stored, number * (spacing + 1)], 2, spacing)))
+        assert stored[-1] == number * (spacing + 1)  # the newest is always kept
+        assert len(stored) <= 2 + number.bit_length() + 1
+    assert len(stored) >= 6  # older ones are thinned, not all dropped
+
+
+@given(
+    numbers=st.lists(st.integers(min_value=1, max_value=5000), min_size=1, max_size=60),
+    keep=st.integers(min_value=0, max_value=5),
+)
+def test_thinning_never_wants_back_what_it_deleted(numbers: list[int], keep: int) -> None:
+    """Pruning as snapshots come: a snapshot dropped once is never retained later, so
+    deleting what a prune does not keep loses nothing a later prune would want."""
+    offsets = sorted({number * 7 for number in numbers})
+    alive: list[int] = []
+    dropped: set[int] = set()
+    for offset in offsets:
+        candidates = [*alive, offset]
+        kept = retained(candidates, keep, 7)
+        assert kept <= set(candidates)
+        everything = retained(sorted(set(candidates) | dropped), keep, 7)
+        assert not (everything & dropped), "a later prune wants a deleted snapshot back"
+        dropped |= set(candidates) - kept
+        alive = sorted(kept)
+    if keep == 0:
+        assert alive == offsets
+
+
+def test_every_n_events_keeps_what_retention_says(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="keep must be"):
+        EveryNEvents(keep=-1)
+    policy = EveryNEvents(n=20, keep=1)
+    assert isinstance(policy, RetainsSnapshots)
+    store = EventStore(SqliteBackend(tmp_path / "log.db"), snapshot_policy=policy)
+    store.append_batch(list(Workload(WorkloadConfig(seed=5, channels=6, turns=12))))
+    for event in Workload(WorkloadConfig(seed=6, channels=3, turns=10)):
+        store.append(event)
+    announced = [r.event.snapshot_offset for r in store if isinstance(r.event, SnapshotCreated)]
+    kept = [offset for offset, _ in store.backend.snapshot_sizes()]  # type: ignore[attr-defined]
+    assert len(announced) > 8
+    assert kept == sorted(retained(kept, 1, 20))
+    assert kept[-1] == announced[-1]
+    assert len(kept) < len(announced)
+    assert store.verify() == len(store)  # pruned snapshots are no damage
+    length = len(store)
+    store.close()
+    reopened = EventStore(SqliteBackend(tmp_path / "log.db"), snapshot_policy=policy)
+    assert len(reopened) == length
+    assert reopened.prune_snapshots(keep=0) == []
+    assert reopened.prune_snapshots() == []  # the policy's retention already applied
+    reopened.close()
+
+
+def test_a_policy_without_retention_keeps_every_snapshot() -> None:
+    store = EventStore(snapshot_policy="never")
+    store.append_batch(list(Workload(WorkloadConfig(seed=5, channels=2, turns=3))))
+    for _ in range(3):
+        store.snapshot()
+        store.append_batch(list(Workload(WorkloadConfig(seed=len(store), channels=1, turns=1))))
+    assert len(store.backend.snapshot_sizes()) == 3  # type: ignore[attr-defined]
+    assert store.prune_snapshots() == []
+    assert len(store.prune_snapshots(keep=1)) >= 1

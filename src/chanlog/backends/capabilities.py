@@ -29,6 +29,7 @@ Which built-in backend has what:
 | `FileBacked` | no | yes | no |
 | `MayBeReadOnly` | yes | yes | yes |
 | `GroupsCommits` | no | yes | yes |
+| `ManagesSnapshots` | yes | yes | yes |
 | `KeepsConsumers` | yes | yes | yes |
 | `MovesConsumersInTransaction` | yes | yes | yes |
 
@@ -220,6 +221,28 @@ class FileBacked(Protocol):
     @property
     def path(self) -> Path:
         """The database file."""
+        ...
+
+
+@runtime_checkable
+class ManagesSnapshots(Protocol):
+    """A backend that lists its stored snapshots with their sizes and deletes some.
+
+    Used by snapshot retention (a policy that
+    :class:`~chanlog.snapshots.policies.RetainsSnapshots`; ADR 0030) and by
+    ``chanlog snapshots``. Fallback: snapshots are never deleted. Deleting one changes
+    nothing a reader relies on (a ``snapshot-created`` event whose snapshot is gone only
+    means reconstruction starts further back). The memory, SQLite and PostgreSQL backends
+    have it.
+    """
+
+    def snapshot_sizes(self) -> list[tuple[int, int]]:
+        """``(offset, bytes)`` of every stored snapshot, by offset."""
+        ...
+
+    def delete_snapshots(self, offsets: Sequence[int]) -> int:
+        """Delete the snapshots at ``offsets`` (others are ignored); return how many were
+        deleted. Refused with :class:`~chanlog.errors.StorageError` when read-only."""
         ...
 
 

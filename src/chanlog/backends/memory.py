@@ -294,6 +294,23 @@ class MemoryBackend:
             position = len(offsets) if before is None else bisect_right(offsets, before)
             return self._snapshots[offsets[position - 1]] if position else None
 
+    def snapshot_sizes(self) -> list[tuple[int, int]]:
+        """``(offset, bytes)`` of every stored snapshot, by offset (ManagesSnapshots)."""
+        with self._lock:
+            return [
+                (offset, len(self._snapshots[offset].data)) for offset in self._snapshot_offsets
+            ]
+
+    def delete_snapshots(self, offsets: Sequence[int]) -> int:
+        """Delete the snapshots at ``offsets``; return how many there were."""
+        self._writable()
+        with self._lock:
+            gone = [offset for offset in set(offsets) if offset in self._snapshots]
+            for offset in gone:
+                del self._snapshots[offset]
+                self._snapshot_offsets.remove(offset)
+            return len(gone)
+
     def wait(self, length: int, timeout: float) -> bool:
         with self._grew:
             self._waiters += 1

@@ -340,6 +340,32 @@ class SqliteBackend:
         rows = self._connections.query("read a snapshot", queries.LATEST_SNAPSHOT, (limit,))
         return snapshot_of(rows[0], self.path) if rows else None
 
+    def snapshot_sizes(self) -> list[tuple[int, int]]:
+        """``(offset, bytes)`` of every stored snapshot, by offset (ManagesSnapshots)."""
+        rows = self._connections.query("list snapshots", queries.SNAPSHOT_SIZES, ())
+        return [(int(offset), int(size)) for offset, size in rows]
+
+    def delete_snapshots(self, offsets: Sequence[int]) -> int:
+        """Delete the snapshots at ``offsets`` in one transaction; return how many there
+        were. Their pages are reused by later snapshots (the file does not shrink)."""
+        connections = self._connections
+        rows = [(offset,) for offset in sorted(set(offsets))]
+        with connections.write_lock:
+            connection = connections.writer  # refuses a closed or read-only backend
+            connections.guard("take the writer lock", lambda: connection.execute("BEGIN IMMEDIATE"))
+            try:
+                before = connection.total_changes
+                connections.guard(
+                    "delete snapshots",
+                    lambda: connection.executemany(queries.DELETE_SNAPSHOT, rows),
+                )
+                deleted = connection.total_changes - before
+                connections.guard("commit", lambda: connection.execute("COMMIT"))
+            except BaseException:
+                connections.roll_back(connection)
+                raise
+        return deleted
+
     def wait(self, length: int, timeout: float) -> bool:
         """Block until the log is longer than ``length`` or ``timeout`` seconds pass.
 

@@ -18,6 +18,7 @@ __all__ = [
     "CHAIN_AT",
     "COUNT_INDEXED",
     "DELETE_FROM",
+    "DELETE_SNAPSHOT",
     "FIND_CHUNK",
     "FIND_IN",
     "FIND_ONE",
@@ -32,6 +33,7 @@ __all__ = [
     "READ_TAIL_PAYLOADS",
     "SAVE_SNAPSHOT",
     "SELECT_LAST",
+    "SNAPSHOT_SIZES",
     "STREAM_INDEX",
     "TAIL_STREAMS",
     "count_stream",
@@ -113,6 +115,9 @@ LATEST_SNAPSHOT = (
     "SELECT position, versions, data, snapshot_hash FROM snapshots"
     " WHERE position <= ? ORDER BY position DESC LIMIT 1"
 )
+
+SNAPSHOT_SIZES = "SELECT position, length(data) FROM snapshots ORDER BY position"
+DELETE_SNAPSHOT = "DELETE FROM snapshots WHERE position = ?"
 
 FIND_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, FIND_CHUNK)
 """The sizes :func:`find_many` pads a chunk of ids to, so a handful of texts cover all."""

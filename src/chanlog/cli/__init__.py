@@ -13,6 +13,7 @@ from chanlog.cli.commands.generate import generate_command
 from chanlog.cli.commands.inspect import plugins_command, stats_command, verify_command
 from chanlog.cli.commands.log import log_command
 from chanlog.cli.commands.setup import init_command
+from chanlog.cli.commands.snapshots import snapshots_command
 from chanlog.cli.commands.transfer import append_command, export_command, import_command
 from chanlog.cli.errors import ExitCode
 
@@ -28,6 +29,7 @@ for _command in (
     show_command,
     verify_command,
     snapshot_command,
+    snapshots_command,
     stats_command,
     plugins_command,
     generate_command,

@@ -17,13 +17,17 @@ dump in ``data``. Keys are sorted and entities ordered, so equal states always g
 bytes and an equal ``snapshot_hash`` (keccak256 of all the bytes).
 
 Splitting is what lets reconstruction read one entity out of a snapshot of a million: it
-parses the header once and then only that entity's slice of the body.
+parses the header once and then only that entity's slice of the body. A snapshot of
+:data:`COMPRESS_FROM` bytes or more is stored as :data:`COMPRESSED` followed by the zlib
+stream of those bytes (decompressed once when it is opened); the hash is always that of the
+stored bytes.
 :func:`open_snapshot` checks the hash, the offset and every schema version before it hands
 out anything, so a snapshot that does not say exactly what it claims is never trusted.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,10 +38,29 @@ from chanlog.hashing import keccak256
 from chanlog.projections.base import DeferredState, Projection, SnapshotsPerEntity
 from chanlog.records import StoredSnapshot
 
-__all__ = ["SNAPSHOT_FORMAT", "SnapshotView", "decode_snapshot", "encode_snapshot", "open_snapshot"]
+__all__ = [
+    "COMPRESSED",
+    "COMPRESS_FROM",
+    "SNAPSHOT_FORMAT",
+    "SnapshotView",
+    "decode_snapshot",
+    "encode_snapshot",
+    "open_snapshot",
+]
 
 SNAPSHOT_FORMAT = 2
 """The format this chanlog writes and reads; a snapshot in any other is ignored."""
+
+COMPRESSED = b"zlib\n"
+"""What the stored bytes of a compressed snapshot start with (never the start of a JSON
+header); zlib's stream of the format-2 bytes follows (ADR 0030)."""
+
+COMPRESS_FROM = 64 * 1024
+"""Snapshots this large or larger are stored compressed: the state of a node holds the same
+hex ids and keys over and over, so zlib's fastest level stores them in about a quarter of
+the space; smaller ones are not worth the call."""
+
+_LEVEL = 1
 
 _SORTED = orjson.OPT_SORT_KEYS
 
@@ -84,6 +107,8 @@ def encode_snapshot(offset: int, projections: Mapping[str, Projection]) -> Store
             f"snapshot at offset {offset}: a projection dumped non-JSON: {exc}"
         ) from exc
     data = b"".join([head, b"\n", *pieces])
+    if len(data) >= COMPRESS_FROM:
+        data = COMPRESSED + zlib.compress(data, _LEVEL)
     return StoredSnapshot(
         offset=offset,
         versions={name: projection.schema_version for name, projection in projections.items()},
@@ -126,6 +151,7 @@ class SnapshotView:
     def __init__(
         self,
         snapshot: StoredSnapshot,
+        data: bytes,
         sections: dict[str, _Section],
         body_start: int,
     ) -> None:
@@ -134,7 +160,7 @@ class SnapshotView:
         self.snapshot_hash = snapshot.snapshot_hash
         """keccak256 of the snapshot's bytes."""
         self.where = f"snapshot at offset {snapshot.offset}"
-        self._body = memoryview(snapshot.data)
+        self._body = memoryview(data)
         self._body_start = body_start
         self._sections = sections
 
@@ -214,6 +240,7 @@ def open_snapshot(snapshot: StoredSnapshot) -> SnapshotView:
         raise DecodeError(f"{where}: versions must be an object")
     if keccak256(data) != snapshot.snapshot_hash:
         raise DecodeError(f"{where}: bytes do not match the snapshot hash")
+    data = _inflated(data, where)
     newline = data.find(b"\n")
     head = data if newline < 0 else data[:newline]
     try:
@@ -255,7 +282,17 @@ def open_snapshot(snapshot: StoredSnapshot) -> SnapshotView:
                 )
             entities = _entity_index(entry["entities"], body_length, f"{where}", name)
         sections[name] = _Section(entry["data"], entities)
-    return SnapshotView(snapshot, sections, body_start)
+    return SnapshotView(snapshot, data, sections, body_start)
+
+
+def _inflated(data: bytes, where: str) -> bytes:
+    """The format-2 bytes of a snapshot, decompressed when they were stored compressed."""
+    if not data.startswith(COMPRESSED):
+        return data
+    try:
+        return zlib.decompress(memoryview(data)[len(COMPRESSED) :])
+    except zlib.error as exc:
+        raise DecodeError(f"{where}: compressed bytes do not decompress: {exc}") from exc
 
 
 def _entity_index(raw: Any, body_length: int, where: str, name: str) -> dict[str, tuple[int, int]]:

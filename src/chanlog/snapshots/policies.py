@@ -7,22 +7,27 @@ takes the policy's options as keyword arguments (``[snapshots]`` in chanlog.toml
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from chanlog.errors import ConfigError, InvalidArgument
 
 __all__ = [
+    "DEFAULT_KEEP",
     "DEFAULT_SNAPSHOT_EVERY",
     "EveryNEvents",
     "Never",
     "PlansSnapshots",
+    "RetainsSnapshots",
     "SnapshotPolicy",
     "resolve_policy",
+    "retained",
 ]
 
 DEFAULT_SNAPSHOT_EVERY = 1000
 """The default ``n`` of ``every-n-events``."""
+DEFAULT_KEEP = 2
+"""The default ``keep`` of ``every-n-events``: the latest snapshots always kept."""
 
 
 @runtime_checkable
@@ -51,6 +56,46 @@ class PlansSnapshots(Protocol):
         ...
 
 
+@runtime_checkable
+class RetainsSnapshots(Protocol):
+    """An optional capability of a :class:`SnapshotPolicy`: which stored snapshots to keep.
+
+    After every snapshot the store takes, it deletes the stored snapshots the policy does
+    not retain (where the backend
+    :class:`~chanlog.backends.capabilities.ManagesSnapshots`); ``chanlog snapshots prune``
+    applies it to an existing log. A deleted snapshot only means reconstruction of an old
+    offset starts further back (ADR 0030)."""
+
+    def retain(self, offsets: Sequence[int]) -> set[int]:
+        """Of the stored snapshots' ``offsets`` (ascending), those to keep."""
+        ...
+
+
+def retained(offsets: Sequence[int], keep: int, spacing: int) -> set[int]:
+    """The latest ``keep`` of ``offsets`` (ascending), and a thinned set of the older ones:
+    about one per doubling of age, so ``keep + log2(length / spacing)`` snapshots however
+    long the log. ``keep = 0`` keeps everything.
+
+    A snapshot's number is ``offset // spacing`` and its age the latest number minus its
+    own; an older snapshot is kept when its number is a multiple of the largest power of
+    two not above its age, and no newer kept snapshot has its number. Ages only grow, so a
+    snapshot dropped once would be dropped at every later prune too: thinning never wants
+    back what it deleted."""
+    if keep == 0 or len(offsets) <= keep:
+        return set(offsets)
+    kept = set(offsets[-keep:])
+    latest = offsets[-1] // spacing
+    numbers = {offset // spacing for offset in kept}
+    for offset in reversed(offsets[:-keep]):
+        number = offset // spacing
+        age = max(latest - number, 1)
+        # One per number (the newest): snapshots taken closer together than ``spacing``.
+        if number not in numbers and number % (1 << (age.bit_length() - 1)) == 0:
+            numbers.add(number)
+            kept.add(offset)
+    return kept
+
+
 def _reject_unknown(policy: str, options: dict[str, Any]) -> None:
     if options:
         unknown = sorted(options)[0]
@@ -63,15 +108,29 @@ class EveryNEvents:
 
     Args:
         n: events between snapshots (an int >= 1; default 1000).
+        keep: the latest snapshots kept (default 2; ``0``: keep every snapshot); older ones
+            are thinned to about one per doubling of age (:func:`retained`).
     """
 
     name = "every-n-events"
 
-    def __init__(self, n: int = DEFAULT_SNAPSHOT_EVERY, **options: Any) -> None:
+    def __init__(
+        self, n: int = DEFAULT_SNAPSHOT_EVERY, keep: int = DEFAULT_KEEP, **options: Any
+    ) -> None:
         _reject_unknown(self.name, options)
         if type(n) is not int or n < 1:
             raise ConfigError(f"every-n-events: n must be an int >= 1, got {n!r}", key="n")
+        if type(keep) is not int or keep < 0:
+            raise ConfigError(
+                f"every-n-events: keep must be an int >= 0 (0: keep all), got {keep!r}",
+                key="keep",
+            )
         self.n = n
+        self.keep = keep
+
+    def retain(self, offsets: Sequence[int]) -> set[int]:
+        """The latest ``keep``, and thinned older ones (:class:`RetainsSnapshots`)."""
+        return retained(offsets, self.keep, self.n)
 
     def should_snapshot(self, *, length: int, last_snapshot_offset: int | None) -> bool:
         """True once ``n`` events follow the latest snapshot."""
@@ -82,7 +141,7 @@ class EveryNEvents:
         return (last_snapshot_offset or 0) + self.n
 
     def __repr__(self) -> str:
-        return f"EveryNEvents(n={self.n})"
+        return f"EveryNEvents(n={self.n}, keep={self.keep})"
 
 
 class Never:

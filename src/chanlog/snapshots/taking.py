@@ -15,7 +15,11 @@ from collections.abc import Callable, Iterator, Mapping
 
 from chanlog.appending import AppendPipeline, CommitResult, Encoded, Work
 from chanlog.backends.base import Backend, WriteTransaction
-from chanlog.backends.capabilities import RemembersHead, saves_snapshots_in_transaction
+from chanlog.backends.capabilities import (
+    ManagesSnapshots,
+    RemembersHead,
+    saves_snapshots_in_transaction,
+)
 from chanlog.errors import ChanlogError, InvalidArgument
 from chanlog.events.system import SnapshotCreated
 from chanlog.folding import InlineProjections
@@ -23,7 +27,13 @@ from chanlog.projections.base import Projection
 from chanlog.records import RecordedEvent, StoredSnapshot
 from chanlog.snapshots.codec import encode_snapshot
 from chanlog.snapshots.manager import SnapshotManager
-from chanlog.snapshots.policies import PlansSnapshots, SnapshotPolicy
+from chanlog.snapshots.policies import (
+    EveryNEvents,
+    PlansSnapshots,
+    RetainsSnapshots,
+    SnapshotPolicy,
+    retained,
+)
 
 __all__ = ["NEVER", "SnapshotTaker"]
 
@@ -83,7 +93,30 @@ class SnapshotTaker:
         self._transact(self._work(offset, automatic, taken), [], None, False)
         if taken and self._remembers is not None:
             self._remembers.remember_head(self._backend.head())
+        if taken:
+            self.prune()
         return taken[0] if taken else None
+
+    def prune(self, keep: int | None = None) -> list[int]:
+        """Delete the stored snapshots the policy does not retain (or, with ``keep``, all
+        but the latest ``keep`` and thinned older ones); return their offsets. Nothing is
+        deleted when the backend cannot or the policy keeps everything."""
+        backend = self._backend
+        if not isinstance(backend, ManagesSnapshots):
+            return []
+        policy = self.policy
+        offsets = [offset for offset, _size in backend.snapshot_sizes()]
+        if keep is not None:
+            spacing = policy.n if isinstance(policy, EveryNEvents) else 1
+            kept = retained(offsets, keep, spacing)
+        elif isinstance(policy, RetainsSnapshots):
+            kept = policy.retain(offsets)
+        else:
+            return []
+        doomed = [offset for offset in offsets if offset not in kept]
+        if doomed:
+            backend.delete_snapshots(doomed)
+        return doomed
 
     def maybe_take(self) -> None:
         """After a commit: take a snapshot if the policy wants one. A failure is logged,

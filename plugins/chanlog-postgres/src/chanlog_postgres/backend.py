@@ -422,6 +422,21 @@ class PostgresBackend:
             ) from exc
         return StoredSnapshot(int(position), decoded, data, snapshot_hash)
 
+    def snapshot_sizes(self) -> list[tuple[int, int]]:
+        """``(offset, bytes)`` of every stored snapshot, by offset (ManagesSnapshots)."""
+        rows = self._fetch("list snapshots", self._sql.snapshot_sizes, ())
+        return [(int(position), int(size)) for position, size in rows]
+
+    def delete_snapshots(self, offsets: Sequence[int]) -> int:
+        """Delete the snapshots at ``offsets``; return how many there were."""
+        self._refuse_if_read_only()
+        with self._borrow("delete snapshots") as connection:
+            try:
+                cursor = connection.execute(self._sql.delete_snapshots, (sorted(set(offsets)),))
+            except psycopg.Error as exc:
+                raise self._error("delete snapshots", exc) from exc
+        return int(cursor.rowcount)
+
     # -- durable consumers (KeepsConsumers, in chanlog_postgres.consumers) ----------------
 
     def consumer_state(self, name: str) -> ConsumerState | None:

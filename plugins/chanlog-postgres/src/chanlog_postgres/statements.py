@@ -18,6 +18,7 @@ class Statements:
         "bump_version",
         "copy_events",
         "copy_streams",
+        "delete_snapshots",
         "find",
         "find_many",
         "head",
@@ -31,6 +32,7 @@ class Statements:
         "read_stream_payloads",
         "save_snapshot",
         "set_head",
+        "snapshot_sizes",
         "stream_index",
         "stream_version",
         "stream_versions",
@@ -84,6 +86,10 @@ class Statements:
             " versions = EXCLUDED.versions, data = EXCLUDED.data,"
             " snapshot_hash = EXCLUDED.snapshot_hash"
         )
+        self.snapshot_sizes = (
+            f"SELECT position, octet_length(data) FROM {s}.snapshots ORDER BY position"
+        )
+        self.delete_snapshots = f"DELETE FROM {s}.snapshots WHERE position = ANY(%s)"
         self.latest_snapshot = (
             f"SELECT position, versions, data, snapshot_hash FROM {s}.snapshots"
             " WHERE position <= %s ORDER BY position DESC LIMIT 1"

@@ -14,6 +14,7 @@ from chanlog.cli.app import CliContext, pass_cli
 from chanlog.cli.errors import CliError, ExitCode
 from chanlog.config import CONFIG_FILENAME, DEFAULT_BACKEND, DEFAULT_LOG_FILE, file_option_of
 from chanlog.plugins import default_host
+from chanlog.snapshots.policies import DEFAULT_KEEP
 
 __all__ = ["init_command", "render_config"]
 
@@ -73,6 +74,8 @@ def render_config(*, backend: str, path: str, serializer: str, snapshot_every: i
             'policy = "every-n-events"',
             "# Events between two snapshots.",
             f"n = {snapshot_every}",
+            "# Snapshots kept: the latest ones, then about one per doubling of age (0: all).",
+            f"keep = {DEFAULT_KEEP}",
             "",
         ]
     )

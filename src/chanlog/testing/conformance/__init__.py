@@ -33,6 +33,7 @@ from chanlog.testing.conformance.capabilities import (
     CountsStreamsCases,
     FileBackedCases,
     FindsManyCases,
+    ManagesSnapshotsCases,
     MayBeReadOnlyCases,
     ReadsStreamPayloadsCases,
     RemembersHeadCases,
@@ -63,6 +64,7 @@ __all__ = [
     "FileBackedCases",
     "FindsManyCases",
     "KeepsConsumersCases",
+    "ManagesSnapshotsCases",
     "MayBeReadOnlyCases",
     "MovesConsumersInTransactionCases",
     "OpenBackend",
@@ -87,6 +89,7 @@ class CapabilityCases(
     RemembersHeadCases,
     FileBackedCases,
     MayBeReadOnlyCases,
+    ManagesSnapshotsCases,
     KeepsConsumersCases,
     MovesConsumersInTransactionCases,
 ):

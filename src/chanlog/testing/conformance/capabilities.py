@@ -22,6 +22,7 @@ from chanlog.backends.capabilities import (
     ExposesStreamIndex,
     FileBacked,
     FindsMany,
+    ManagesSnapshots,
     MayBeReadOnly,
     ReadsStreamPayloads,
     RemembersHead,
@@ -38,6 +39,7 @@ __all__ = [
     "CountsStreamsCases",
     "FileBackedCases",
     "FindsManyCases",
+    "ManagesSnapshotsCases",
     "ReadsStreamPayloadsCases",
     "RemembersHeadCases",
     "SavesSnapshotsInTransactionCases",
@@ -331,3 +333,31 @@ class MayBeReadOnlyCases(ConformanceFixtures):
         if not isinstance(backend, MayBeReadOnly):
             pytest.skip("the backend is not MayBeReadOnly")
         assert backend.read_only is False
+
+
+class ManagesSnapshotsCases(ConformanceFixtures):
+    """:class:`~chanlog.backends.capabilities.ManagesSnapshots`: sizes listed by offset,
+    deletes that leave the others (and the records) alone."""
+
+    def test_snapshots_are_listed_with_their_sizes_and_deleted(self, backend: Backend) -> None:
+        if not isinstance(backend, ManagesSnapshots):
+            pytest.skip("the backend is not ManagesSnapshots")
+        assert backend.snapshot_sizes() == []
+        records = stored_records(sample_events(6), _EMPTY)
+        with backend.write() as transaction:
+            transaction.append(records)
+        snapshots = [
+            StoredSnapshot(offset, {"p": 1}, b"x" * (10 + offset), keccak256(b"%d" % offset))
+            for offset in (2, 4, 6)
+        ]
+        for snapshot in snapshots:
+            backend.save_snapshot(snapshot)
+        assert backend.snapshot_sizes() == [(2, 12), (4, 14), (6, 16)]
+        assert backend.delete_snapshots([4, 5, 4]) == 1  # unknown offsets and repeats: ignored
+        assert backend.snapshot_sizes() == [(2, 12), (6, 16)]
+        assert backend.latest_snapshot(5) == snapshots[0]
+        assert backend.latest_snapshot() == snapshots[2]
+        assert backend.delete_snapshots([]) == 0
+        assert backend.delete_snapshots([2, 6]) == 2
+        assert backend.latest_snapshot() is None
+        assert list(backend.read(0, 10)) == records

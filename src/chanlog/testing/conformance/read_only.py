@@ -11,7 +11,12 @@ from __future__ import annotations
 import pytest
 
 from chanlog.backends.base import Backend
-from chanlog.backends.capabilities import ExposesStreamIndex, MayBeReadOnly, RemembersHead
+from chanlog.backends.capabilities import (
+    ExposesStreamIndex,
+    ManagesSnapshots,
+    MayBeReadOnly,
+    RemembersHead,
+)
 from chanlog.errors import IntegrityError, StorageError
 from chanlog.hashing import GENESIS_CHAIN_HASH
 from chanlog.records import Head, StoredSnapshot
@@ -82,6 +87,9 @@ class ReadOnlyCases(ConformanceFixtures):
         if isinstance(reader, RemembersHead):
             with pytest.raises(StorageError):
                 reader.remember_head(head)
+        if isinstance(reader, ManagesSnapshots):
+            with pytest.raises(StorageError):
+                reader.delete_snapshots([6])
         assert reader.head() == head
         assert reader.latest_snapshot() == snapshot
         reader.close()

@@ -1,0 +1,77 @@
+"""``snapshots``: the stored snapshots with their sizes, and ``snapshots prune`` (ADR 0030)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from chanlog.backends.capabilities import FileBacked, ManagesSnapshots
+from chanlog.cli.app import CliContext, json_option, pass_cli
+from chanlog.cli.errors import CliError, ExitCode
+
+__all__ = ["snapshots_command"]
+
+
+def _file_size(backend: object) -> int | None:
+    """Bytes of the backend's file and its write-ahead log, when it keeps one."""
+    if not isinstance(backend, FileBacked):
+        return None
+    path = Path(backend.path)
+    return sum(
+        candidate.stat().st_size for candidate in (path, Path(f"{path}-wal")) if candidate.exists()
+    )
+
+
+@click.group("snapshots", invoke_without_command=True)
+@json_option
+@pass_cli
+@click.pass_context
+def snapshots_command(ctx: click.Context, state: CliContext) -> None:
+    """List the stored snapshots: offset and size, their total and their share of the
+    log's file. 'prune' deletes those the snapshot policy does not keep."""
+    if ctx.invoked_subcommand is not None:
+        return
+    store = state.open_store(read_only=True, projections=[])
+    backend = store.backend
+    if not isinstance(backend, ManagesSnapshots):
+        raise CliError(f"the {backend.name} backend cannot list its snapshots", ExitCode.USAGE)
+    sizes = backend.snapshot_sizes()
+    total = sum(size for _offset, size in sizes)
+    file_size = _file_size(backend)
+    output = state.output
+    if output.json_mode:
+        output.json(
+            {
+                "snapshots": [{"offset": offset, "bytes": size} for offset, size in sizes],
+                "total_bytes": total,
+                "file_bytes": file_size,
+                "log_length": len(store),
+            }
+        )
+        return
+    output.table(None, ("offset", "bytes"), [(offset, f"{size:,}") for offset, size in sizes])
+    share = "" if not file_size else f", {100 * total / file_size:.1f}% of the file's {file_size:,}"
+    output.note(f"{len(sizes)} snapshot(s), {total:,} bytes{share}")
+
+
+@snapshots_command.command("prune")
+@click.option(
+    "--keep",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Keep the latest KEEP and thinned older ones [default: what the configured "
+    "snapshot policy keeps].",
+)
+@json_option
+@pass_cli
+def prune_command(state: CliContext, keep: int | None) -> None:
+    """Delete the snapshots the snapshot policy (or --keep) does not keep. Records and
+    snapshot-created events stay; reconstruction of an old offset starts further back."""
+    store = state.open_store(projections=[])
+    pruned = store.prune_snapshots(keep)
+    output = state.output
+    if output.json_mode:
+        output.json({"deleted": pruned})
+        return
+    output.line(f"deleted {len(pruned)} snapshot(s)" + (f": {pruned}" if pruned else ""))
