@@ -28,19 +28,17 @@ DEFAULT_BATCH_SIZE = 10_000
 
 
 @click.command("append")
-@click.argument("documents", nargs=-1, required=True)
+@click.argument("documents", nargs=-1, required=True, metavar="EVENTS...")
 @json_option
 @pass_cli
 def append_command(state: CliContext, documents: tuple[str, ...]) -> None:
     """Append events given as JSON envelopes, atomically.
 
-    Each DOCUMENT is {"type": "...", "payload": {...}} or a JSON array of them; all of them
-    are one batch: every event is appended, or none is. Use "-" to read JSONL from stdin.
+    Each of EVENTS is a file (event.json: one envelope {"type": "...", "payload": {...}},
+    a JSON array of them, or JSONL), JSON text starting with '{' or '[', or "-" to read
+    JSONL from stdin. All of them are one batch: every event is appended, or none is.
     """
-    if documents == ("-",):
-        items: list[Numbered] = list(parse_jsonl(sys.stdin.buffer, "<stdin>"))
-    else:
-        items = parse_json_documents(documents)
+    items = parse_json_documents(documents)
     if not items:
         raise CliError("nothing to append", ExitCode.USAGE)
     store = state.open_store()
