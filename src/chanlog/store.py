@@ -16,12 +16,7 @@ from chanlog.backends.capabilities import RemembersHead
 from chanlog.backends.memory import MemoryBackend
 from chanlog.checkpoints import DEFAULT_CHECKPOINT_EVERY, EntityCheckpoints
 from chanlog.delivery import Delivery
-from chanlog.errors import (
-    ChanlogError,
-    InvalidArgument,
-    NotFound,
-    StorageError,
-)
+from chanlog.errors import ChanlogError, NotFound, StorageError
 from chanlog.events.base import Event
 from chanlog.folding import InlineProjections, instantiate_projection
 from chanlog.plugins.host import PluginHost, default_host
@@ -336,11 +331,12 @@ class EventStore(LogReader):
         """The current state of one entity from the inline projection ``kind`` (O(1)).
 
         Raises:
+            InvalidArgument: ``kind`` or ``entity_id`` refused as :meth:`reconstruct` does.
             NotFound: the projection is not enabled, or the entity does not exist.
         """
-        if type(entity_id) is not str:
-            raise InvalidArgument(f"entity_id must be a string, got {type(entity_id).__name__}")
-        found = self.projection(kind).get(entity_id.lower())
+        projection = self.projection(self._reconstructor.resolve_kind(kind))
+        self._reconstructor.check_entity_id(projection, entity_id)
+        found = projection.get(entity_id.lower())
         if found is None:
             raise NotFound(f"no {kind} {entity_id}")
         return found
