@@ -444,6 +444,7 @@ def open_store(
     *,
     plugins: PluginHost | None = None,
     read_only: bool = False,
+    create: bool = True,
     **settings: Any,
 ) -> EventStore:
     """Assemble an :class:`~chanlog.EventStore` from configuration (``chanlog.open``).
@@ -461,20 +462,25 @@ def open_store(
         plugins: the plugin host providing the named parts (default: the process-wide one).
         read_only: open an existing log to read it, never creating one; see
             :func:`build_store`.
+        create: with ``False``, open an existing log for writing, never creating one.
         settings: top-level settings, overriding those of ``source``.
 
     Raises:
         ConfigError: a bad setting, naming the file, the key, the value and what is allowed.
-        NotFound: ``read_only`` and the log file does not exist.
+        NotFound: ``read_only`` or ``create=False``, and the log does not exist.
         StorageError: the backend could not open its storage.
     """
     host = plugins or default_host()
     config = load_config(source, plugins=host, **settings)
-    return build_store(config, plugins=host, read_only=read_only)
+    return build_store(config, plugins=host, read_only=read_only, create=create)
 
 
 def build_store(
-    config: StoreConfig, *, plugins: PluginHost | None = None, read_only: bool = False
+    config: StoreConfig,
+    *,
+    plugins: PluginHost | None = None,
+    read_only: bool = False,
+    create: bool = True,
 ) -> EventStore:
     """Open the store a validated :class:`StoreConfig` describes.
 
@@ -488,21 +494,25 @@ def build_store(
             so a misspelled path is a :class:`~chanlog.errors.NotFound` that names it
             instead of a new, empty log. Open with ``projections=[]`` as well to look at a
             log whose records no longer fold.
+        create: with ``False``, a missing log is refused the same way, but an existing
+            one is opened for writing (the factory gets ``create=False`` if it takes it).
 
     Raises:
-        NotFound: ``read_only`` and the log file does not exist.
+        NotFound: ``read_only`` or ``create=False``, and the log does not exist.
     """
     host = plugins or default_host()
     source = config.source
     factory = host.backends[config.backend]
     options = dict(config.backend_options)
     missing: NotFound | None = None
-    if read_only:
-        missing = _missing_log_file(factory, options, config)
-        if accepts_keyword(factory, "read_only"):
-            # The backend checks its options first and then refuses the missing file
+    create = create and options.get("create") is not False  # `create = false` in the file
+    if read_only or not create:
+        missing = _missing_log_file(factory, options, config, read_only=read_only)
+        option, value = ("read_only", True) if read_only else ("create", False)
+        if accepts_keyword(factory, option):
+            # The backend checks its options first and then refuses the missing log
             # itself, so a misspelled option is reported before the file it may explain.
-            options["read_only"] = True
+            options[option] = value
         elif missing is not None:
             raise missing
     policy = None
@@ -536,9 +546,10 @@ def _open_backend(
     config: StoreConfig,
     missing: NotFound | None,
 ) -> Any:
-    """Call the backend factory; when the log file is ``missing`` (a read-only open), any
-    refusal but a :class:`ConfigError` becomes that :class:`NotFound`, so every file-backed
-    backend reports a missing log the same way (exit code 3 in the CLI)."""
+    """Call the backend factory; when the log file is ``missing`` (``read_only`` or
+    ``create=False``), any refusal but a :class:`ConfigError` becomes that
+    :class:`NotFound`, so every file-backed backend reports a missing log the same way
+    (exit code 3 in the CLI)."""
     what = f"backend {config.backend!r}"
     if missing is None:
         return _construct(factory, options, config.source, "backend", what)
@@ -555,7 +566,7 @@ def _open_backend(
 
 
 def _missing_log_file(
-    factory: Callable[..., Any], options: Mapping[str, Any], config: StoreConfig
+    factory: Callable[..., Any], options: Mapping[str, Any], config: StoreConfig, *, read_only: bool
 ) -> NotFound | None:
     """The error for a file-backed log whose file does not exist, or ``None``.
 
@@ -568,9 +579,10 @@ def _missing_log_file(
     try:
         os.stat(file)
     except FileNotFoundError:
+        how = "read-only" if read_only else "with create=False"
         return NotFound(
             f"no log file {os.fspath(file)} (backend {config.backend!r}, from {config.source});"
-            " opened read-only, so nothing was created"
+            f" opened {how}, so nothing was created"
         )
     except (OSError, ValueError):
         pass  # a name no file can have, or an unreadable directory: the backend says which

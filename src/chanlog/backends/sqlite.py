@@ -15,7 +15,7 @@ Configuration (keyword options, ``[backend]`` in chanlog.toml)::
   announces its own appends; this is how it learns of other processes' appends).
 - ``read_only``: open an existing file for reading only (``mode=ro``): it is never created
   or upgraded, and every write is refused with :class:`~chanlog.errors.StorageError`.
-- ``create``: with ``False``, a missing file is a :class:`~chanlog.errors.StorageError`
+- ``create``: with ``False``, a missing file is a :class:`~chanlog.errors.NotFound`
   naming it instead of a new, empty log.
 
 Several processes may open one file (ADR 0010). :meth:`SqliteBackend.write` starts with
@@ -111,13 +111,13 @@ class SqliteBackend:
         poll_interval: seconds between checks for other processes' appends in :meth:`wait`.
         read_only: open the existing file for reading only; writes raise
             :class:`StorageError`, and the file is never created nor upgraded.
-        create: with ``False`` a missing file is a :class:`StorageError` (``read_only``
-            implies it).
+        create: with ``False`` a missing file is a :class:`~chanlog.errors.NotFound`
+            (``read_only`` implies it).
 
     Raises:
         ConfigError: an unknown or ill-typed option.
-        StorageError: the file cannot be created, is missing (``read_only`` or
-            ``create=False``), or is not a usable chanlog database.
+        NotFound: the file is missing (``read_only`` or ``create=False``).
+        StorageError: the file cannot be created, or is not a usable chanlog database.
     """
 
     name = "sqlite"

@@ -106,8 +106,9 @@ class PostgresBackend:
         read_only: open an existing log for reading only: the schema is never created,
             the sessions are ``default_transaction_read_only``, and every write raises
             :class:`StorageError`.
-        create: with ``False`` a schema holding no chanlog log is a :class:`StorageError`
-            naming it, instead of being created (``read_only`` implies it).
+        create: with ``False`` a schema holding no chanlog log is a
+            :class:`~chanlog.errors.NotFound` naming it, instead of being created
+            (``read_only`` implies it).
 
     Besides the :class:`~chanlog.backends.base.Backend` protocol it implements the
     capabilities :class:`~chanlog.backends.capabilities.ReadsStreamPayloads`,
@@ -117,6 +118,7 @@ class PostgresBackend:
 
     Raises:
         ConfigError: a missing, unknown or ill-typed option.
+        NotFound: ``read_only`` or ``create=False``, and the schema holds no log.
         StorageError: the server cannot be reached (the message names host and port), or
             the schema holds something that is not a chanlog log of a version this package
             reads.

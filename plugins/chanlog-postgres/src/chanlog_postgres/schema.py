@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from chanlog.errors import ConfigError, StorageError
+from chanlog.errors import ConfigError, NotFound, StorageError
 from chanlog.hashing import GENESIS_CHAIN_HASH
 from chanlog_postgres.connection import describe_error
 
@@ -122,9 +122,9 @@ def ensure_schema(connection: psycopg.Connection[Any], schema: str, *, create: b
     this call created them.
 
     Raises:
+        NotFound: the schema holds no log and ``create`` is False.
         StorageError: the schema holds tables that are not chanlog's, a version this package
-            does not read, or misses some of its tables; it holds no log and ``create`` is
-            False; or the server refused the DDL.
+            does not read, or misses some of its tables; or the server refused the DDL.
     """
     try:
         with connection.transaction():
@@ -137,7 +137,7 @@ def ensure_schema(connection: psycopg.Connection[Any], schema: str, *, create: b
                 _check_existing(connection, schema, tables)
                 return False
             if not tables and not create:
-                raise StorageError(
+                raise NotFound(
                     f"postgres backend: schema {schema!r} holds no chanlog log (opened with "
                     "read_only or create = false, which never create one)"
                 )
