@@ -3,19 +3,13 @@ pass reads (the stream index and the stored stream versions) seen against the ta
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from chanlog_postgres import PostgresBackend
 
-import chanlog
 from chanlog.backends.capabilities import CountsStreams, ExposesStreamIndex, MayBeReadOnly
 from chanlog.errors import NotFound, StorageError
 from chanlog.records import StoredSnapshot
@@ -118,30 +112,3 @@ def test_an_abandoned_stream_index_gives_its_connection_back(backend: PostgresBa
         next(index)
         index.close()
     assert len(list(backend.stream_index())) == 40
-
-
-def test_reading_commands_refuse_a_schema_holding_no_log(
-    postgres_dsn: str, schema: str, admin: psycopg.Connection[Any], tmp_path: Path
-) -> None:
-    """``chanlog verify`` on a misspelled schema: not found (exit 3), naming it, and the
-    schema is not created (issue 18 item 1)."""
-    config = tmp_path / "chanlog.toml"
-    config.write_text(
-        f'[backend]\nname = "postgres"\ndsn = "{postgres_dsn}"\nschema = "{schema}"\n'
-    )
-    script = shutil.which("chanlog", path=os.path.dirname(sys.executable))
-    assert script is not None
-    for command in (["verify"], ["log"], ["stats"]):
-        result = subprocess.run(
-            [script, "--config", str(config), *command],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 3, result.stderr
-        assert result.stderr.startswith("chanlog: not found: ")
-        assert repr(schema) in result.stderr
-    with pytest.raises(NotFound, match="holds no chanlog log"):
-        chanlog.open(config, create=False)
-    assert not _schema_exists(admin, schema)
