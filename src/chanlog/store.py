@@ -24,6 +24,7 @@ from chanlog.projections.base import Projection
 from chanlog.reading import EventDecoder, LogReader, check_offset
 from chanlog.reconstruct import StateReconstructor
 from chanlog.records import RecordedEvent, StoredSnapshot
+from chanlog.serializer_record import check_serializer
 from chanlog.serializers import Serializer, resolve_serializer
 from chanlog.signals import event_appended
 from chanlog.snapshots.manager import SnapshotManager
@@ -79,6 +80,7 @@ class EventStore(LogReader):
         backend = backend if backend is not None else MemoryBackend()
         serializer = resolve_serializer(serializer, self._host.lookup)
         super().__init__(backend, EventDecoder(self._host, serializer))
+        check_serializer(backend, serializer, writable=not read_only)
         names = list(self._host.projections) if projections is None else list(projections)
         self._inline = InlineProjections(self._host, names, self._checkpoints)
         self._pipeline = AppendPipeline(self._decoder, self._inline)

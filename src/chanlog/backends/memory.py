@@ -2,8 +2,9 @@
 
 Besides the :class:`~chanlog.backends.base.Backend` protocol it implements
 :class:`~chanlog.backends.capabilities.ReadsStreamPayloads`,
-:class:`~chanlog.backends.capabilities.ExposesStreamIndex` and
-:class:`~chanlog.backends.capabilities.MayBeReadOnly`; its transactions implement
+:class:`~chanlog.backends.capabilities.ExposesStreamIndex`,
+:class:`~chanlog.backends.capabilities.MayBeReadOnly` and
+:class:`~chanlog.backends.capabilities.RecordsSerializer`; its transactions implement
 :class:`~chanlog.backends.capabilities.SavesSnapshotsInTransaction`.
 """
 
@@ -114,6 +115,7 @@ class MemoryBackend:
         self._grew = threading.Condition(self._lock)
         self._waiters = 0
         self._head = Head(0, GENESIS_CHAIN_HASH)  # replaced, never mutated, at each commit
+        self._serializer: str | None = None
 
     def __len__(self) -> int:
         return len(self._payloads)
@@ -253,6 +255,19 @@ class MemoryBackend:
             offsets = self._snapshot_offsets
             position = len(offsets) if before is None else bisect_right(offsets, before)
             return self._snapshots[offsets[position - 1]] if position else None
+
+    def recorded_serializer(self) -> str | None:
+        """The serializer recorded by the first writable store on this log."""
+        return self._serializer
+
+    def record_serializer(self, name: str) -> str:
+        """Record ``name`` unless one is recorded; return the recorded name."""
+        if self.read_only:
+            raise StorageError("memory backend: opened read-only; writes are refused")
+        with self._lock:
+            if self._serializer is None:
+                self._serializer = name
+            return self._serializer
 
     def wait(self, length: int, timeout: float) -> bool:
         with self._grew:

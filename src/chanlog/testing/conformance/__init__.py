@@ -27,6 +27,7 @@ from chanlog.testing.conformance.capabilities import (
     FindsManyCases,
     MayBeReadOnlyCases,
     ReadsStreamPayloadsCases,
+    RecordsSerializerCases,
     RemembersHeadCases,
     SavesSnapshotsInTransactionCases,
     StreamIndexCases,
@@ -51,6 +52,7 @@ __all__ = [
     "OpenBackend",
     "ReadOnlyCases",
     "ReadsStreamPayloadsCases",
+    "RecordsSerializerCases",
     "RemembersHeadCases",
     "SavesSnapshotsInTransactionCases",
     "SharedCases",
@@ -69,6 +71,7 @@ class CapabilityCases(
     RemembersHeadCases,
     FileBackedCases,
     MayBeReadOnlyCases,
+    RecordsSerializerCases,
 ):
     """Every capability case class: each test skips when the backend lacks its capability."""
 
