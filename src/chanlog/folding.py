@@ -12,7 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from chanlog.checkpoints import EntityCheckpoints
-from chanlog.errors import ChanlogError, IntegrityError, InvalidTransition, PluginError
+from chanlog.errors import (
+    ChanlogError,
+    IntegrityError,
+    InvalidTransition,
+    NotFound,
+    PluginError,
+)
 from chanlog.events.base import Event
 from chanlog.events.system import SnapshotCreated
 from chanlog.plugins.host import PluginHost
@@ -97,6 +103,15 @@ class InlineProjections:
         """Fold from ``projections`` on (restored from a snapshot at ``folded``)."""
         self._install(projections)
         self.folded = folded
+
+    def enabled(self, name: str) -> Projection:
+        """The projection ``name``; :class:`~chanlog.errors.NotFound` when it is not folded
+        here."""
+        found = self.by_name.get(name)
+        if found is None:
+            enabled = ", ".join(sorted(self.by_name)) or "none"
+            raise NotFound(f"projection {name!r} is not enabled (enabled: {enabled})")
+        return found
 
     def versions(self) -> dict[str, int]:
         """Projection name → schema version."""

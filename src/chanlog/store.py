@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from chanlog.appending import AppendPipeline, CommitResult
 from chanlog.backends.base import Backend
@@ -18,6 +18,7 @@ from chanlog.checkpoints import DEFAULT_CHECKPOINT_EVERY, EntityCheckpoints
 from chanlog.delivery import Delivery
 from chanlog.errors import ChanlogError, NotFound, StorageError
 from chanlog.events.base import Event
+from chanlog.exact_append import write_at
 from chanlog.folding import InlineProjections, instantiate_projection
 from chanlog.plugins.host import PluginHost, default_host
 from chanlog.projections.base import Projection
@@ -131,11 +132,7 @@ class EventStore(LogReader):
 
     def projection(self, name: str) -> Projection:
         """One inline projection; :class:`NotFound` when it is not enabled."""
-        found = self._inline.by_name.get(name)
-        if found is None:
-            enabled = ", ".join(sorted(self._inline.by_name)) or "none"
-            raise NotFound(f"projection {name!r} is not enabled (enabled: {enabled})")
-        return found
+        return self._inline.enabled(name)
 
     def inline_projection(self, name: str) -> Projection | None:
         """The projection ``name`` if this store folds it inline, else ``None``."""
@@ -288,6 +285,15 @@ class EventStore(LogReader):
             except ChanlogError:
                 logger.exception("automatic snapshot at offset %d failed", self._inline.folded)
 
+    def append_at(self, offset: int, events: Sequence[Event]) -> list[int]:
+        """Append ``events`` atomically at ``offset``, ``offset + 1``, ... or write nothing
+        (:class:`~chanlog.errors.ConcurrencyError`); no automatic snapshot (ADR 0028)."""
+        self._writable()
+        check_offset("offset", offset)
+        encoded = self._pipeline.encode(list(events), batch=True)
+        result = self._transact(write_at(self._pipeline, offset), encoded)
+        return [] if result is None else result.offsets
+
     def snapshot(self, offset: int | None = None) -> StoredSnapshot:
         """Snapshot the projection states as of ``offset`` (default: the end of the log),
         store it and append ``snapshot-created``, in one write transaction.
@@ -314,20 +320,17 @@ class EventStore(LogReader):
 
     def reconstruct(self, kind: str, entity_id: str, at: int | None = None) -> Any:
         """The state of one entity after its events at offsets ``< at`` (default: the whole
-        log), from its nearest snapshot or checkpoint plus its own events since;
-        :class:`NotFound` when it does not exist by then. See
-        :class:`~chanlog.reconstruct.StateReconstructor`."""
+        log); :class:`NotFound` when it does not exist by then, :class:`InvalidArgument` for
+        a bad argument. See :class:`~chanlog.reconstruct.StateReconstructor`."""
         return self._reconstructor.reconstruct(kind, entity_id, at)
 
     def reconstruct_objective(self, objective_id: str, at: int | None = None) -> ObjectiveState:
         """:meth:`reconstruct` of an objective."""
-        state: ObjectiveState = self.reconstruct("objective", objective_id, at)
-        return state
+        return cast("ObjectiveState", self.reconstruct("objective", objective_id, at))
 
     def reconstruct_channel(self, channel_id: str, at: int | None = None) -> ChannelState:
         """:meth:`reconstruct` of a channel."""
-        state: ChannelState = self.reconstruct("channel", channel_id, at)
-        return state
+        return cast("ChannelState", self.reconstruct("channel", channel_id, at))
 
     def state(self, kind: str, entity_id: str) -> Any:
         """The current state of one entity from the inline projection ``kind`` (O(1)).

@@ -153,7 +153,13 @@ def test_import_commits_whole_batches_and_resumes_idempotently(run: Run, tmp_pat
     source.write_text("\n".join(line.rstrip("\n") for line in lines) + "\n\n")
     resumed = run("import", "--json", "--batch-size", "3", str(source))
     assert resumed.exit_code == 0, resumed.output
-    assert orjson.loads(resumed.stdout) == {"read": 13, "appended": 7, "already_present": 6}
+    assert orjson.loads(resumed.stdout) == {
+        "read": 13,
+        "appended": 7,
+        "already_present": 6,
+        "exact_copy": False,
+        "snapshots_rebuilt": 0,
+    }
 
 
 def test_import_refused_transition_names_the_line(run: Run, tmp_path: Path) -> None:

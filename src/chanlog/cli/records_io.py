@@ -13,6 +13,7 @@ import orjson
 
 from chanlog import codec
 from chanlog.cli.errors import CliError, ExitCode
+from chanlog.copying import export_line
 from chanlog.errors import DecodeError, InvalidEvent, InvalidTransition
 from chanlog.events.base import Event
 from chanlog.records import RecordedEvent
@@ -134,17 +135,6 @@ def append_numbered(store: EventStore, events: Sequence[tuple[str, Event]]) -> l
             f"refused: {where}: {message} (nothing of this batch was written)",
             ExitCode.INVALID_INPUT,
         ) from exc
-
-
-def export_line(record: RecordedEvent) -> dict[str, Any]:
-    """The export format: the import envelope plus where the event sits in the log."""
-    return {
-        "offset": record.offset,
-        "event_id": record.event_id,
-        "type": record.event_type,
-        "payload": codec.to_payload(record.event),
-        "chain_hash": record.chain_hash,
-    }
 
 
 def select_records(
