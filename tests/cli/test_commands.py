@@ -397,11 +397,11 @@ def test_log_follow_catches_up_then_prints_live_records(
     from chanlog.config import open_store
 
     printed: list[int] = []
-    emit = log_module._emit_line
+    emit = log_module.LogPrinter.record
 
-    def recording_emit(output: object, record: object) -> None:
+    def recording_emit(printer: log_module.LogPrinter, record: object) -> None:
         printed.append(record.offset)  # type: ignore[attr-defined]
-        emit(output, record)  # type: ignore[arg-type]
+        emit(printer, record)  # type: ignore[arg-type]
 
     def append_then_interrupt() -> None:
         """Stands in for the endless wait: another writer appends, then Ctrl-C."""
@@ -416,7 +416,7 @@ def test_log_follow_catches_up_then_prints_live_records(
             time.sleep(0.02)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(log_module, "_emit_line", recording_emit)
+    monkeypatch.setattr(log_module.LogPrinter, "record", recording_emit)
     monkeypatch.setattr(log_module, "_wait_until_interrupted", append_then_interrupt)
     result = run(
         "log",
