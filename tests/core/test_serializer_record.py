@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from chanlog import ConfigError, EventStore, IntegrityError
+from chanlog import ConfigError, EventStore, IntegrityError, StorageError
 from chanlog.backends.base import Backend
 from chanlog.backends.memory import MemoryBackend
 from chanlog.backends.sqlite import SqliteBackend
@@ -179,3 +179,11 @@ def test_a_backend_without_the_capability_is_not_checked() -> None:
         store.append_batch(sample_events(2))
     with EventStore(backend, projections=[], serializer=msgpack()) as store:
         assert len(store) == 2
+
+
+def test_a_damaged_record_of_the_serializer_is_a_storage_error(tmp_path: Path) -> None:
+    path = tmp_path / "node.db"
+    write_log(path)
+    edit_database(path, "UPDATE chanlog_meta SET value = x'ff' WHERE key = 'serializer'")
+    with pytest.raises(StorageError, match=r"chanlog_meta 'serializer' is b'\\xff', not text"):
+        EventStore(SqliteBackend(path), projections=[])
