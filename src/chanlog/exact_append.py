@@ -11,6 +11,7 @@ Otherwise the transaction is rolled back and nothing is written.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from chanlog.appending import AppendPipeline, CommitResult, Encoded
 from chanlog.backends.base import WriteTransaction
@@ -18,7 +19,8 @@ from chanlog.errors import ConcurrencyError
 
 __all__ = ["write_at"]
 
-Work = Callable[[WriteTransaction, list[Encoded]], CommitResult]
+Work = Callable[[WriteTransaction, list[Encoded], Any, bool], CommitResult]
+"""The store's write-transaction work: ``(transaction, encoded, expected, batch)``."""
 
 
 def write_at(pipeline: AppendPipeline, offset: int) -> Work:
@@ -26,7 +28,9 @@ def write_at(pipeline: AppendPipeline, offset: int) -> Work:
     ... or raising :class:`~chanlog.errors.ConcurrencyError` (``stream`` is ``""``: the log
     as a whole), which rolls the transaction back."""
 
-    def write(transaction: WriteTransaction, encoded: list[Encoded]) -> CommitResult:
+    def write(
+        transaction: WriteTransaction, encoded: list[Encoded], _expected: Any, _batch: bool
+    ) -> CommitResult:
         length = transaction.head.length
         if length != offset:
             raise ConcurrencyError(

@@ -104,9 +104,8 @@ class InlineProjections:
         self._install(projections)
         self.folded = folded
 
-    def enabled(self, name: str) -> Projection:
-        """The projection ``name``; :class:`~chanlog.errors.NotFound` when it is not folded
-        here."""
+    def get(self, name: str) -> Projection:
+        """The projection ``name``; :class:`~chanlog.errors.NotFound` when not enabled."""
         found = self.by_name.get(name)
         if found is None:
             enabled = ", ".join(sorted(self.by_name)) or "none"

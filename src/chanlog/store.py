@@ -132,7 +132,7 @@ class EventStore(LogReader):
 
     def projection(self, name: str) -> Projection:
         """One inline projection; :class:`NotFound` when it is not enabled."""
-        return self._inline.enabled(name)
+        return self._inline.get(name)
 
     def inline_projection(self, name: str) -> Projection | None:
         """The projection ``name`` if this store folds it inline, else ``None``."""
@@ -291,7 +291,7 @@ class EventStore(LogReader):
         self._writable()
         check_offset("offset", offset)
         encoded = self._pipeline.encode(list(events), batch=True)
-        result = self._transact(write_at(self._pipeline, offset), encoded)
+        result = self._transact(write_at(self._pipeline, offset), encoded, None, True)
         return [] if result is None else result.offsets
 
     def snapshot(self, offset: int | None = None) -> StoredSnapshot:
