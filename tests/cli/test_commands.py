@@ -124,6 +124,25 @@ def test_append_refuses_bad_documents(run: Run) -> None:
     assert run("append", "[]").exit_code == ExitCode.USAGE
 
 
+def test_append_reads_files_in_process(run: Run, tmp_path: Path) -> None:
+    # The console-script tests (test_append_files.py) cover the same, out of process.
+    document = tmp_path / "event.json"
+    document.write_bytes(orjson.dumps(envelope(0), option=orjson.OPT_INDENT_2))
+    lines = tmp_path / "more.jsonl"
+    lines.write_text(jsonl(range(1, 3)))
+    result = run("append", "--json", str(document), str(lines))
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout)["offsets"] == [0, 1, 2]
+    missing = run("append", str(tmp_path / "nope.json"))
+    assert missing.exit_code == ExitCode.USAGE
+    assert "argument 1: cannot read" in one_line_error(missing.stderr)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{\n  "type": \n')
+    refused = run("append", str(broken))
+    assert refused.exit_code == ExitCode.INVALID_INPUT
+    assert f"{broken}: malformed JSON" in one_line_error(refused.stderr)
+
+
 def test_append_from_stdin(run: Run) -> None:
     result = run("append", "-", input=jsonl(range(3)))
     assert result.exit_code == 0, result.output
