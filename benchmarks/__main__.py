@@ -13,6 +13,7 @@ from pathlib import Path
 
 from benchmarks import (
     suite_append,
+    suite_cli,
     suite_generate,
     suite_log,
     suite_memory,
@@ -32,6 +33,7 @@ SUITES = (
     suite_threads,
     suite_reconstruct,
     suite_log,
+    suite_cli,
     suite_memory,
     suite_postgres,
     suite_generate,

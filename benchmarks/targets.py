@@ -222,6 +222,12 @@ TARGETS: tuple[Target, ...] = (
         _at_most_mb("memory.10k", 5.0),
     ),
     Target(
+        "log.first-line",
+        "target",
+        "chanlog log prints its first record within 0.5 s on a 300,000-event sqlite log",
+        _at_most_ms("log.first-line.300k", 500.0),
+    ),
+    Target(
         "reopen.1m",
         "target",
         "a 1,000,000-event sqlite log reopens, ready, in <= 2 s",

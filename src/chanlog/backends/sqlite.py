@@ -15,7 +15,7 @@ Configuration (keyword options, ``[backend]`` in chanlog.toml)::
   announces its own appends; this is how it learns of other processes' appends).
 - ``read_only``: open an existing file for reading only (``mode=ro``): it is never created
   or upgraded, and every write is refused with :class:`~chanlog.errors.StorageError`.
-- ``create``: with ``False``, a missing file is a :class:`~chanlog.errors.StorageError`
+- ``create``: with ``False``, a missing file is a :class:`~chanlog.errors.NotFound`
   naming it instead of a new, empty log.
 
 Several processes may open one file (ADR 0010). :meth:`SqliteBackend.write` starts with
@@ -52,6 +52,7 @@ from chanlog.backends.head_file import HeadFile
 from chanlog.backends.sqlite_connections import SqliteConnections
 from chanlog.backends.sqlite_consumers import SqliteConsumers
 from chanlog.backends.sqlite_format import SCHEMA_VERSION
+from chanlog.backends.sqlite_meta import SERIALIZER, meta_value, record_meta
 from chanlog.backends.sqlite_options import (
     DURABILITY_LEVELS,
     WAL_AUTOCHECKPOINT_PAGES,
@@ -109,8 +110,9 @@ class SqliteBackend:
     :class:`~chanlog.backends.capabilities.ExposesStreamIndex`,
     :class:`~chanlog.backends.capabilities.RemembersHead`,
     :class:`~chanlog.backends.capabilities.FileBacked`,
-    :class:`~chanlog.backends.capabilities.MayBeReadOnly` and
-    :class:`~chanlog.backends.consumer_store.KeepsConsumers`, and :meth:`find_many`; its
+    :class:`~chanlog.backends.capabilities.MayBeReadOnly`,
+    :class:`~chanlog.backends.consumer_store.KeepsConsumers`,
+    :class:`~chanlog.backends.capabilities.RecordsSerializer`, and :meth:`find_many`; its
     transactions are :class:`~chanlog.backends.sqlite_transaction.SqliteTransaction`.
 
     Args:
@@ -122,13 +124,13 @@ class SqliteBackend:
         poll_interval: seconds between checks for other processes' appends in :meth:`wait`.
         read_only: open the existing file for reading only; writes raise
             :class:`StorageError`, and the file is never created nor upgraded.
-        create: with ``False`` a missing file is a :class:`StorageError` (``read_only``
-            implies it).
+        create: with ``False`` a missing file is a :class:`~chanlog.errors.NotFound`
+            (``read_only`` implies it).
 
     Raises:
         ConfigError: an unknown or ill-typed option.
-        StorageError: the file cannot be created, is missing (``read_only`` or
-            ``create=False``), or is not a usable chanlog database.
+        NotFound: the file is missing (``read_only`` or ``create=False``).
+        StorageError: the file cannot be created, or is not a usable chanlog database.
     """
 
     name = "sqlite"
@@ -316,23 +318,9 @@ class SqliteBackend:
         :meth:`SqliteTransaction.save_snapshot
         <chanlog.backends.sqlite_transaction.SqliteTransaction.save_snapshot>` does)."""
         row = snapshot_row(snapshot)
-        connections = self._connections
-        with connections.write_lock:
-            connection = connections.writer  # refuses a closed or read-only backend
-            if connection.in_transaction:
-                connections.guard(
-                    "save a snapshot", lambda: connection.execute(queries.SAVE_SNAPSHOT, row)
-                )
-                return
-            connections.guard("take the writer lock", lambda: connection.execute("BEGIN IMMEDIATE"))
-            try:
-                connections.guard(
-                    "save a snapshot", lambda: connection.execute(queries.SAVE_SNAPSHOT, row)
-                )
-                connections.guard("commit", lambda: connection.execute("COMMIT"))
-            except BaseException:
-                connections.roll_back(connection)
-                raise
+        self._connections.write(
+            "save a snapshot", lambda connection: connection.execute(queries.SAVE_SNAPSHOT, row)
+        )
 
     def latest_snapshot(self, before: int | None = None) -> StoredSnapshot | None:
         """The snapshot with the greatest offset ``<= before`` (any, when ``None``)."""
@@ -471,6 +459,28 @@ class SqliteBackend:
         for position, first, more in tail:
             for stream in sorted(streams_of(position, first, more)):
                 yield stream, position
+
+    def recorded_serializer(self) -> str | None:
+        """The serializer recorded in the file (the ``serializer`` row of ``chanlog_meta``),
+        or ``None`` for a log written before chanlog recorded it.
+
+        Raises:
+            StorageError: the row is not text.
+        """
+        return self._connections.with_reader(
+            "read the serializer", lambda connection: meta_value(connection, self.path, SERIALIZER)
+        )
+
+    def record_serializer(self, name: str) -> str:
+        """Record ``name`` unless the file records a serializer; return the recorded one.
+
+        Raises:
+            StorageError: the backend is read-only, or SQLite failed.
+        """
+        return self._connections.write(
+            "record the serializer",
+            lambda connection: record_meta(connection, self.path, SERIALIZER, name),
+        )
 
     def remembered_head(self) -> Head | None:
         """The head the ``<database>-head`` witness file remembers (see

@@ -48,6 +48,7 @@ from chanlog.records import (
 )
 from chanlog_postgres.connection import connect, describe_error, parse_dsn
 from chanlog_postgres.consumers import PostgresConsumers
+from chanlog_postgres.meta import SERIALIZER, meta_value, record_meta
 from chanlog_postgres.options import (
     DURABILITY_LEVELS,
     OPTION_NAMES,
@@ -118,18 +119,21 @@ class PostgresBackend:
         read_only: open an existing log for reading only: the schema is never created,
             the sessions are ``default_transaction_read_only``, and every write raises
             :class:`StorageError`.
-        create: with ``False`` a schema holding no chanlog log is a :class:`StorageError`
-            naming it, instead of being created (``read_only`` implies it).
+        create: with ``False`` a schema holding no chanlog log is a
+            :class:`~chanlog.errors.NotFound` naming it, instead of being created
+            (``read_only`` implies it).
 
     Besides the :class:`~chanlog.backends.base.Backend` protocol it implements the
     capabilities :class:`~chanlog.backends.capabilities.ReadsStreamPayloads`,
     :class:`~chanlog.backends.capabilities.ExposesStreamIndex`,
     :class:`~chanlog.backends.capabilities.CountsStreams`,
-    :class:`~chanlog.backends.capabilities.MayBeReadOnly` and
-    :class:`~chanlog.backends.consumer_store.KeepsConsumers`, and :meth:`find_many`.
+    :class:`~chanlog.backends.capabilities.MayBeReadOnly`,
+    :class:`~chanlog.backends.consumer_store.KeepsConsumers` and
+    :class:`~chanlog.backends.capabilities.RecordsSerializer`, and :meth:`find_many`.
 
     Raises:
         ConfigError: a missing, unknown or ill-typed option.
+        NotFound: ``read_only`` or ``create=False``, and the schema holds no log.
         StorageError: the server cannot be reached (the message names host and port), or
             the schema holds something that is not a chanlog log of a version this package
             reads.
@@ -272,6 +276,31 @@ class PostgresBackend:
                 return connection.execute(query, params, binary=True).fetchall()
             except psycopg.Error as exc:
                 raise self._error(action, exc) from exc
+
+    # -- the serializer of the log (RecordsSerializer) -------------------------------------
+
+    def recorded_serializer(self) -> str | None:
+        """The serializer the log records (its ``meta`` table), or ``None`` for a log
+        created before chanlog recorded it."""
+        with self._borrow("read the serializer") as connection:
+            try:
+                return meta_value(connection, self.schema, SERIALIZER)
+            except psycopg.Error as exc:
+                raise self._error("read the serializer", exc) from exc
+
+    def record_serializer(self, name: str) -> str:
+        """Record ``name`` unless the log records a serializer; return the recorded one.
+
+        Raises:
+            StorageError: the backend is read-only, or the server failed.
+        """
+        self._refuse_if_read_only()
+        with self._borrow("record the serializer") as connection:
+            try:
+                with connection.transaction():
+                    return record_meta(connection, self.schema, SERIALIZER, name)
+            except psycopg.Error as exc:
+                raise self._error("record the serializer", exc) from exc
 
     # -- the Backend protocol ------------------------------------------------------------
 
