@@ -34,7 +34,7 @@ from nats.js.client import JetStreamContext
 from chanlog.errors import ChanlogError, ConfigError
 from chanlog_nats.client import NatsThread
 from chanlog_nats.mapping import EXPECTED_LAST_MSG_ID, EXPECTED_LAST_SEQUENCE
-from chanlog_nats.stream import StreamSettings, StreamTail, ensure_stream, read_tail
+from chanlog_nats.stream import Accept, StreamSettings, StreamTail, ensure_stream, read_tail
 
 __all__ = ["Entry", "Pipeline"]
 
@@ -70,12 +70,20 @@ class Pipeline:
         window: the most messages in flight (sent, not yet acknowledged), and the most
             entries handed over and not yet durable.
         ack_timeout: seconds after which an unacknowledged message counts as lost.
+        accept: what a stream's last message must pass to count as this log's record
+            (a message that does not is looked past).
     """
 
     def __init__(
-        self, thread: NatsThread, settings: StreamSettings, window: int, ack_timeout: float
+        self,
+        thread: NatsThread,
+        settings: StreamSettings,
+        window: int,
+        ack_timeout: float,
+        accept: Accept | None = None,
     ) -> None:
         self._thread = thread
+        self._accept = accept
         self.settings = settings
         self.window = window
         self.ack_timeout = ack_timeout
@@ -230,7 +238,7 @@ class Pipeline:
         if not self._stream_checked:
             await ensure_stream(js, self.settings)
             self._stream_checked = True
-        tail = await read_tail(js, self.settings.name)
+        tail = await read_tail(js, self.settings.name, self._accept)
         self.reset(tail or StreamTail(0))
 
     def reset(self, tail: StreamTail) -> None:

@@ -22,13 +22,16 @@ again, however long the relay was down.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
+from chanlog import codec
 from chanlog.bus.subjects import check_prefix, subject_of
-from chanlog.errors import ChanlogError, ConfigError, InvalidArgument
+from chanlog.errors import ChanlogError, ConfigError, IntegrityError, InvalidArgument
+from chanlog.events.base import Event
 from chanlog.records import RecordedEvent
 from chanlog_nats.client import NatsThread
-from chanlog_nats.mapping import headers_of
+from chanlog_nats.mapping import Envelope, headers_of
 from chanlog_nats.options import (
     DEFAULT_URL,
     check_choice,
@@ -41,7 +44,7 @@ from chanlog_nats.options import (
 from chanlog_nats.pipeline import Entry, Pipeline
 from chanlog_nats.stream import StreamSettings, read_tail
 
-__all__ = ["RELAY_OPTIONS", "NatsRelay"]
+__all__ = ["RELAY_OPTIONS", "BodyCheck", "LogCheck", "NatsRelay"]
 
 logger = logging.getLogger("chanlog.nats")
 
@@ -59,6 +62,52 @@ RELAY_OPTIONS = (
 """Every option of the ``nats-relay`` handler."""
 
 _WHAT = "nats-relay"
+
+
+class BodyCheck:
+    """Accepts a message whose body has the event id its ``Nats-Msg-Id`` claims.
+
+    Args:
+        types: the event types known (wire name → class).
+    """
+
+    def __init__(self, types: Mapping[str, type[Event]]) -> None:
+        self._types = types
+
+    def __call__(self, envelope: Envelope, body: bytes) -> str | None:
+        try:
+            event = codec.decode_event(envelope.event_type, body, self._types)
+        except ChanlogError as exc:
+            return f"its body does not decode ({exc})"
+        if event.event_id != envelope.event_id:
+            return f"its body's event id is {event.event_id}, not {envelope.event_id}"
+        return None
+
+
+class LogCheck(BodyCheck):
+    """Accepts a message that is a record of this store's log: the body has the claimed
+    id, and the log holds that id, with that chain hash, at the claimed offset (so a
+    message someone else put in the stream never makes the relay skip a record).
+
+    Args:
+        store: the relay's store.
+    """
+
+    def __init__(self, store: Any) -> None:
+        super().__init__(store.plugins.event_types)
+        self._store = store
+
+    def __call__(self, envelope: Envelope, body: bytes) -> str | None:
+        problem = super().__call__(envelope, body)
+        if problem is not None:
+            return problem
+        offset = envelope.offset
+        record = next(iter(self._store.read_range(offset, offset + 1)), None)
+        if record is None:
+            return f"this log has no offset {offset}"
+        if record.event_id != envelope.event_id or record.chain_hash != envelope.chain_hash:
+            return f"this log holds another record at offset {offset}"
+        return None
 
 
 class NatsRelay:
@@ -108,6 +157,7 @@ class NatsRelay:
         self._thread: NatsThread | None = None
         self._pipeline: Pipeline | None = None
         self._next_offset = 0  # the offset after the last record handed over
+        self._claimed: int | None = None  # what position() told the runner
 
     # -- the handler protocols ------------------------------------------------------------------
 
@@ -125,13 +175,17 @@ class NatsRelay:
             return None
         if tail is None or tail.offset is None:
             return None
-        return tail.offset + 1
+        self._claimed = tail.offset + 1
+        return self._claimed
 
     def bind(self, store: Any, consumer: str) -> None:
         """Learn the store's prefix, create or check the stream, and start publishing.
 
         Raises:
             ConfigError: the stream exists with other subjects or storage.
+            IntegrityError: :meth:`position` read a last message whose body is a real
+                event but which is not this log's record at the offset it claims (someone
+                else wrote to the stream); the runner already moved past it.
         """
         if self._prefix is None:
             self._prefix = store.bus.prefix
@@ -143,10 +197,23 @@ class NatsRelay:
             self._storage,
             self._replicas,
         )
-        pipeline = Pipeline(thread, settings, self.window, self._ack_timeout)
+        pipeline = Pipeline(thread, settings, self.window, self._ack_timeout, LogCheck(store))
         self._check_stream(thread, pipeline)
         self._pipeline = pipeline
         pipeline.start()
+        claimed, verified = self._claimed, pipeline.tail_offset
+        if (
+            claimed is not None
+            and pipeline.reconciliations
+            and (verified is None or verified + 1 < claimed)
+        ):
+            raise IntegrityError(
+                f"{_WHAT} {consumer}: the stream {self.stream} ends with a message claiming "
+                f"offset {claimed - 1}, which is not this log's record there (the last one "
+                f"it holds is {verified}); the consumer was moved past records never "
+                f"published: reset it to {0 if verified is None else verified + 1}",
+                offset=claimed - 1,
+            )
 
     def _check_stream(self, thread: NatsThread, pipeline: Pipeline) -> None:
         """Reconcile now, if NATS answers: a stream that conflicts fails the start."""

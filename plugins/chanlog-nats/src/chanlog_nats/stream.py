@@ -4,6 +4,7 @@ last record it holds (ADR 0028)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import attrs
 from nats.js.api import StorageType, StreamConfig
@@ -11,7 +12,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from chanlog.errors import ConfigError, DecodeError
-from chanlog_nats.mapping import MSG_ID, read_envelope
+from chanlog_nats.mapping import MSG_ID, Envelope, read_envelope
 
 __all__ = ["StreamSettings", "StreamTail", "ensure_stream", "read_tail"]
 
@@ -89,8 +90,9 @@ async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> None:
             key="stream",
         )
     if config.storage is not None and config.storage != storage:
+        kept = StorageType(config.storage).value
         raise ConfigError(
-            f"the JetStream stream {settings.name} keeps its messages in {config.storage.value} "
+            f"the JetStream stream {settings.name} keeps its messages in {kept} "
             f"storage, not {settings.storage} (storage cannot be changed; use another stream)",
             key="storage",
         )
@@ -103,9 +105,17 @@ async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> None:
         )
 
 
-async def read_tail(js: JetStreamContext, stream: str) -> StreamTail | None:
-    """The stream's last chanlog record, looking back past foreign messages (at most
-    :data:`SCAN_BACK`); ``None`` when the stream does not exist."""
+Accept = Callable[[Envelope, bytes], str | None]
+"""Checks a message's claims and body: ``None`` when it is a record of this log, else why
+not."""
+
+
+async def read_tail(
+    js: JetStreamContext, stream: str, accept: Accept | None = None
+) -> StreamTail | None:
+    """The stream's last chanlog record, looking back (at most :data:`SCAN_BACK`
+    messages) past messages chanlog did not publish and those ``accept`` refuses;
+    ``None`` when the stream does not exist."""
     try:
         info = await js.stream_info(stream)
     except NotFoundError:
@@ -119,6 +129,9 @@ async def read_tail(js: JetStreamContext, stream: str) -> StreamTail | None:
             continue
         try:
             envelope = read_envelope(message.headers)
+            problem = None if accept is None else accept(envelope, message.data or b"")
+            if problem is not None:
+                raise DecodeError(problem)
         except DecodeError as exc:
             logger.warning(
                 "JetStream stream %s: message %d is not a chanlog record (%s); looking back",
