@@ -102,6 +102,7 @@ class Pipeline:
         self.reconciliations = 0
         self.published = 0
         self._closed = False
+        self._interrupted = False
         # Loop-side only.
         self._prev_msg_id: str | None = None
         self._expect_seq = 0
@@ -115,14 +116,22 @@ class Pipeline:
 
     def offer(self, entry: Entry) -> None:
         """Put ``entry`` (the next record, in offset order) in the window, waiting while it
-        is full; an entry the stream already holds is done at once.
+        is full (however long NATS is away); an entry the stream already holds is done at
+        once.
 
         Raises:
-            ChanlogError: the pipeline was closed.
+            ChanlogError: the pipeline was closed or :meth:`interrupt`-ed while waiting
+                (the entry was not taken).
         """
         kick = False
         with self._cond:
+            self._interrupted = False
             while len(self._pending) >= self.window and not self._closed:
+                if self._interrupted:
+                    raise ChanlogError(
+                        f"the NATS relay to {self.settings.name} was interrupted while its "
+                        f"window was full ({self.failure or 'waiting for acknowledgements'})"
+                    )
                 self._cond.wait(0.25)
             if self._closed:
                 raise ChanlogError("the NATS relay is closed")
@@ -156,6 +165,12 @@ class Pipeline:
                     return False
                 self._cond.wait(min(left, 0.25))
         return True
+
+    def interrupt(self) -> None:
+        """Make a wait for room in the window give up (see :meth:`offer`)."""
+        with self._cond:
+            self._interrupted = True
+            self._cond.notify_all()
 
     def close(self) -> None:
         """Stop accepting entries; wake whoever waits."""
@@ -223,6 +238,8 @@ class Pipeline:
         return True
 
     async def _client(self) -> tuple[Client, JetStreamContext]:
+        if self._thread.client is None:
+            self.failure = f"connecting to NATS at {self._thread.url}"
         client = await self._thread.connect()
         if not self._inbox:
             self._inbox = client.new_inbox()

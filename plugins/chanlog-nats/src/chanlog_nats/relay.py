@@ -245,7 +245,6 @@ class NatsRelay:
         offset = record.offset
         if offset < self._next_offset:  # handed over before (a retry): already in the window
             return
-        self._next_offset = offset + 1
         headers = headers_of(record)
         pipeline.offer(
             Entry(
@@ -256,6 +255,7 @@ class NatsRelay:
                 headers,
             )
         )
+        self._next_offset = offset + 1
 
     def settled(self) -> int | None:
         """The oldest record handed over and not yet acknowledged (``None``: none)."""
@@ -266,6 +266,14 @@ class NatsRelay:
         """Wait up to ``timeout`` seconds until every record handed over is acknowledged."""
         pipeline = self._pipeline
         return True if pipeline is None else pipeline.settle(timeout)
+
+    def interrupt(self) -> None:
+        """Make the runner's thread stop waiting for room in the window (NATS away for
+        long): the record in hand raises, is not taken, and the runner either stops (its
+        stop was asked) or hands it over again after its backoff. What a worker stopping
+        on SIGTERM should call (ADR 0028)."""
+        if self._pipeline is not None:
+            self._pipeline.interrupt()
 
     def stats(self) -> dict[str, Any]:
         """Published count, records in flight, reconciliations and the current failure."""
