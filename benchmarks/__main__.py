@@ -15,6 +15,7 @@ from benchmarks import (
     suite_append,
     suite_log,
     suite_memory,
+    suite_nats,
     suite_postgres,
     suite_reconstruct,
 )
@@ -25,7 +26,7 @@ from benchmarks.report import machine_info, plot_scaling, render_markdown, write
 from benchmarks.targets import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITES = (suite_append, suite_reconstruct, suite_log, suite_memory, suite_postgres)
+SUITES = (suite_append, suite_reconstruct, suite_log, suite_memory, suite_postgres, suite_nats)
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
