@@ -57,6 +57,10 @@ class NatsBroker:
 
     Args:
         context: the store it serves.
+        **options: see below.
+
+    Keyword options (the keys of ``[bus]`` besides ``broker`` and ``prefix``):
+
         url: the NATS server (default ``nats://127.0.0.1:4222``).
         live_prefix: the token(s) before a record's subject on the wire (default ``live``).
         connect_timeout: seconds the store's opening waits for the server (it keeps

@@ -72,6 +72,10 @@ class NatsIngest:
 
     Args:
         name: the ingest's name (its parked messages: consumer ``ingest:<name>``).
+        **options: see below.
+
+    Keyword options (the keys of an ``[ingest.NAME]`` table):
+
         stream: the stream to pull from.
         durable: the JetStream durable consumer (created, pulling from the first
             message, when missing).

@@ -113,7 +113,8 @@ class LogCheck(BodyCheck):
 class NatsRelay:
     """Publishes records to a JetStream stream (see the module docs).
 
-    Args:
+    Keyword options (``**options``, the keys of a ``[consumers.NAME]`` table):
+
         stream: the stream's name.
         url: the NATS server (default ``nats://127.0.0.1:4222``).
         prefix: the subject prefix (default: the store's bus prefix).
