@@ -18,6 +18,7 @@ from benchmarks import (
     suite_nats,
     suite_postgres,
     suite_reconstruct,
+    suite_threads,
 )
 from benchmarks.config import Config
 from benchmarks.harness import Case, CaseResult, run_case
@@ -26,7 +27,15 @@ from benchmarks.report import machine_info, plot_scaling, render_markdown, write
 from benchmarks.targets import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITES = (suite_append, suite_reconstruct, suite_log, suite_memory, suite_postgres, suite_nats)
+SUITES = (
+    suite_append,
+    suite_threads,
+    suite_reconstruct,
+    suite_log,
+    suite_memory,
+    suite_postgres,
+    suite_nats,
+)
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -171,6 +171,18 @@ TARGETS: tuple[Target, ...] = (
         _within_of_raw("append.sqlite.single", 1.3),
     ),
     Target(
+        "append.sqlite.single.peer",
+        "target",
+        "durable single append (fsync per commit): ahead of eventsourcing's events/s",
+        _speedup("append.sqlite.single", "eventsourcing", 1.0),
+    ),
+    Target(
+        "append.sqlite.threads",
+        "target",
+        "durable append from 8 threads, one event per call: >= 5x eventsourcing's events/s",
+        _speedup("append.sqlite.threads", "eventsourcing", 5.0),
+    ),
+    Target(
         "append.sqlite.batch",
         "target",
         "batched durable append >= 50,000 events/s",

@@ -18,9 +18,9 @@ from chanlog.events.base import Event
 from chanlog.folding import InlineProjections, WriteStage
 from chanlog.hashing import chain_next
 from chanlog.reading import EventDecoder
-from chanlog.records import StoredRecord
+from chanlog.records import Head, RecordedEvent, StoredRecord
 
-__all__ = ["AppendPipeline", "CommitResult", "Encoded", "Work"]
+__all__ = ["AppendPipeline", "AppendRequest", "CommitResult", "Encoded", "Work"]
 
 
 class Encoded(NamedTuple):
@@ -39,13 +39,14 @@ class CommitResult(NamedTuple):
         offsets: the offset of every event given, in order (an event already in the log
             keeps its first offset).
         records: the records written, in offset order (empty: all were known).
-        events: the events of ``records``.
+        recorded: ``records`` as subscribers receive them, when the pipeline was
+            :attr:`~AppendPipeline.recording` (else empty).
         stage: the projections' changes, made current once the backend commits.
     """
 
     offsets: list[int]
     records: list[StoredRecord]
-    events: list[Event]
+    recorded: list[RecordedEvent]
     stage: WriteStage | None
 
 
@@ -55,6 +56,23 @@ signature (a snapshot's work, which encodes its own announcement, ignores the re
 
 _AppendUnlessKnown = Callable[[Any, Sequence[StoredRecord]], bool]
 _UNKNOWN: Any = object()
+
+
+class AppendRequest:
+    """One caller's append waiting to be written with others (group commit): what to write,
+    and, once the group's transaction is over, its result or its error."""
+
+    __slots__ = ("batch", "done", "encoded", "error", "expected", "result")
+
+    def __init__(
+        self, encoded: list[Encoded], expected: dict[str, int] | None, batch: bool
+    ) -> None:
+        self.encoded = encoded
+        self.expected = expected
+        self.batch = batch
+        self.result: CommitResult | None = None
+        self.error: BaseException | None = None
+        self.done = False
 
 
 def _where(index: int, batch: bool) -> str:
@@ -81,6 +99,9 @@ class AppendPipeline:
         # Transaction class → its AppendsUnlessKnown method (None: it has none), looked up
         # without a capability call per append.
         self._unless_known: dict[type, _AppendUnlessKnown | None] = {}
+        self.recording = False
+        """Whether the next writes build :attr:`CommitResult.recorded` (set by the store,
+        under its append lock, when anyone receives committed records)."""
 
     # -- encoding ------------------------------------------------------------------------
 
@@ -165,6 +186,9 @@ class AppendPipeline:
         encoded: list[Encoded],
         expected: dict[str, int] | None,
         batch: bool,
+        stage: WriteStage | None = None,
+        head: Head | None = None,
+        before: Sequence[tuple[Event, int]] = (),
     ) -> CommitResult:
         """Check, stage and write ``encoded`` inside ``transaction``: idempotency, expected
         versions, projections.
@@ -175,6 +199,10 @@ class AppendPipeline:
         finds a known id, or when staging refuses (a re-appended event may well fail its
         transition or expected version the second time), are the ids looked up and
         everything staged again, exactly.
+
+        Within a group (:meth:`write_group`), ``stage`` is the group's overlay, ``head``
+        the end of what the group wrote so far, and ``before`` the ``(event, offset)`` of
+        those records, from which the overlay is rebuilt when a try must be undone.
         """
         kind = type(transaction)
         append_unless_known = self._unless_known.get(kind, _UNKNOWN)
@@ -186,18 +214,67 @@ class AppendPipeline:
             self._unless_known[kind] = append_unless_known
         if append_unless_known is not None:
             try:
-                result = self._stage(transaction, encoded, expected, batch, None)
+                result = self._stage(transaction, encoded, expected, batch, None, stage, head)
             except (InvalidTransition, ConcurrencyError):
                 pass  # decided below, knowing which events are already in the log
             else:
                 if append_unless_known(transaction, result.records):
                     return result
+            if stage is not None:  # the try left its events in the group's overlay
+                stage = self._restaged(before)
         existing = self._find_existing(transaction, encoded)
         if existing is not None and None not in existing:
-            return CommitResult([o for o in existing if o is not None], [], [], None)
-        result = self._stage(transaction, encoded, expected, batch, existing)
+            return CommitResult([o for o in existing if o is not None], [], [], stage)
+        result = self._stage(transaction, encoded, expected, batch, existing, stage, head)
         transaction.append(result.records)  # not empty: some event was not in the log
         return result
+
+    def write_group(
+        self, transaction: WriteTransaction, requests: Sequence[AppendRequest]
+    ) -> WriteStage:
+        """Write several appends in one transaction, in order, each as :meth:`write` would
+        on its own: a request the projections or its expected versions refuse gets its
+        error (:attr:`AppendRequest.error`) and leaves nothing behind, and the others go
+        in. Return the overlay of the ones that went in (their :attr:`AppendRequest.result`
+        is set). Any other error (the backend failing) fails the whole group."""
+        stage = WriteStage(self._inline)
+        head = transaction.head
+        start = head.length
+        written: list[tuple[Event, int]] = []
+        for request in requests:
+            try:
+                result = self.write(
+                    transaction,
+                    request.encoded,
+                    request.expected,
+                    request.batch,
+                    stage,
+                    head,
+                    written,
+                )
+            except (InvalidTransition, ConcurrencyError) as exc:
+                request.error = exc
+                stage = self._restaged(written)  # its refused events may be in the overlay
+                continue
+            request.result = result
+            if result.stage is not None:
+                stage = result.stage
+            if result.records:
+                last = result.records[-1]
+                head = Head(last.offset + 1, last.chain_hash)
+                fresh = {offset for offset in result.offsets if offset >= start}
+                for item, offset in zip(request.encoded, result.offsets, strict=True):
+                    if offset in fresh:
+                        fresh.discard(offset)  # an event twice in one batch went in once
+                        written.append((item.event, offset))
+        return stage
+
+    def _restaged(self, written: Sequence[tuple[Event, int]]) -> WriteStage:
+        """A new overlay holding exactly ``written`` (refused tries undone)."""
+        stage = WriteStage(self._inline)
+        for event, offset in written:
+            stage.apply(event, offset)
+        return stage
 
     def _find_existing(
         self, transaction: WriteTransaction, encoded: list[Encoded]
@@ -231,17 +308,23 @@ class AppendPipeline:
         expected: dict[str, int] | None,
         batch: bool,
         existing: list[int | None] | None,
+        stage: WriteStage | None,
+        head: Head | None,
     ) -> CommitResult:
-        """Stage ``encoded``, skipping the events at the offsets ``existing`` names
-        (``None``: none is in the log): check expected versions, fold the projections'
-        stages, chain the new records."""
+        """Stage ``encoded`` into ``stage`` (``None``: a new overlay) after ``head``
+        (``None``: the transaction's), skipping the events at the offsets ``existing``
+        names (``None``: none is in the log): check expected versions, fold the
+        projections' stages, chain the new records."""
         if expected:
             self._check_versions(transaction, expected)
-        head = transaction.head
+        if head is None:
+            head = transaction.head
         offsets: list[int] = []
         records: list[StoredRecord] = []
-        events: list[Event] = []
-        stage = WriteStage(self._inline)
+        recorded: list[RecordedEvent] = []
+        recording = self.recording
+        if stage is None:
+            stage = WriteStage(self._inline)
         dumps = self._dumps
         in_batch: dict[bytes, int] = {}
         offset = head.length
@@ -263,9 +346,10 @@ class AppendPipeline:
             records.append(
                 StoredRecord(offset, item.raw_id, event.event_type, event.streams, payload, chain)
             )
-            events.append(event)
+            if recording:
+                recorded.append(RecordedEvent(offset, event.event_id, event, "0x" + chain.hex()))
             in_batch[item.raw_id] = offset
             offsets.append(offset)
             offset += 1
         # tuple.__new__ spares the Python frame of a NamedTuple's own __new__.
-        return tuple.__new__(CommitResult, (offsets, records, events, stage))
+        return tuple.__new__(CommitResult, (offsets, records, recorded, stage))

@@ -10,15 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from chanlog.backends.base import Backend
 from chanlog.bus.brokers import Broker
 from chanlog.bus.subjects import SubjectFilter
 from chanlog.errors import ChanlogError
-from chanlog.events.base import Event
-from chanlog.records import RecordedEvent, StoredRecord
+from chanlog.records import RecordedEvent
 from chanlog.signals import event_appended
 from chanlog.subscriptions import RangeReader, Subscription
 
@@ -73,17 +72,6 @@ class Delivery:
     def enqueue(self, records: Iterable[RecordedEvent]) -> None:
         """Queue committed records, in offset order (call under the append lock)."""
         self.outbox.extend(records)
-
-    def enqueue_committed(self, records: Sequence[StoredRecord], events: Sequence[Event]) -> None:
-        """Queue what one write transaction committed (``records`` and their ``events``, in
-        offset order) as subscribers receive it (call under the append lock)."""
-        # A loop, not a comprehension: this runs after every append, and in CPython 3.11 a
-        # comprehension is a frame of its own.
-        append = self.outbox.append
-        for record, event in zip(records, events, strict=True):
-            append(
-                RecordedEvent(record.offset, event.event_id, event, "0x" + record.chain_hash.hex())
-            )
 
     def deliver(self) -> None:
         """Drain the outbox in offset order. Whichever thread holds the delivery lock

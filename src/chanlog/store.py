@@ -9,8 +9,9 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from chanlog.appending import AppendPipeline, CommitResult, Encoded, Work
+from chanlog.appending import AppendPipeline
 from chanlog.backends.base import Backend
+from chanlog.backends.capabilities import GroupsCommits
 from chanlog.backends.memory import MemoryBackend
 from chanlog.bus.brokers import Broker
 from chanlog.bus.facade import Bus
@@ -25,11 +26,11 @@ from chanlog.reading import EventDecoder, LogReader, check_offset
 from chanlog.reconstruct import StateReconstructor
 from chanlog.records import PositionMove, RecordedEvent, StoredRecord, StoredSnapshot
 from chanlog.serializers import Serializer, resolve_serializer
-from chanlog.signals import event_appended
 from chanlog.snapshots.manager import SnapshotManager
 from chanlog.snapshots.policies import SnapshotPolicy, resolve_policy
 from chanlog.snapshots.taking import SnapshotTaker
 from chanlog.subscriptions import Subscription
+from chanlog.writing import Writer
 
 if TYPE_CHECKING:
     from chanlog.projections.channel import ChannelState
@@ -92,6 +93,15 @@ class EventStore(LogReader):
         self._delivery = Delivery(
             self, self, self._lock, lambda: self._inline.folded, self._bus.broker
         )
+        self._writer = Writer(
+            backend,
+            self._inline,
+            self._pipeline,
+            self._delivery,
+            self._decoder,
+            self._lock,
+            groups=isinstance(backend, GroupsCommits) and backend.groups_commits,
+        )
         self._read_only = read_only
         self._closed = False
         self._snapshots = SnapshotManager(self)
@@ -103,7 +113,7 @@ class EventStore(LogReader):
             self._snapshots,
             self.read_range,
             resolve_policy(snapshot_policy, self._host.lookup),
-            self._transact,
+            self._writer.run,
         )
         with self._lock:
             self._bootstrap()
@@ -169,21 +179,13 @@ class EventStore(LogReader):
         if restored is not None:
             self._inline.replace(*restored)
             self._inline.last_snapshot_offset = restored[1]
-        self._catch_up(length, notify=False)
-
-    def _catch_up(self, end: int, *, notify: bool) -> None:
-        """Fold records ``[folded, end)`` written by someone else (another process, or an
-        earlier run); queue them for delivery when ``notify``."""
-        deliver = notify and self._delivery.wanted
-        self._inline.catch_up(
-            self._backend, self._decoder, end, self._delivery.enqueue if deliver else None
-        )
+        self._writer.catch_up(length, notify=False)
 
     def refresh(self) -> int:
         """Fold and deliver records other processes appended to a shared backend; return
         the new length. A no-op for a backend only this store writes to."""
         with self._lock:
-            self._catch_up(self._backend.head().length, notify=True)
+            self._writer.catch_up(self._backend.head().length, notify=True)
             known = self._inline.folded
         self._delivery.deliver()
         return known
@@ -215,9 +217,11 @@ class EventStore(LogReader):
         if expected_version is not None:
             expected = {self._pipeline.primary_stream(event): expected_version}
         pipeline = self._pipeline
-        result = self._transact(
-            pipeline.write, pipeline.encode((event,), batch=False), expected, False
-        )
+        encoded = pipeline.encode((event,), batch=False)
+        if self._writer.groups:
+            result = self._writer.append(encoded, expected, False)
+        else:
+            result = self._writer.run(pipeline.write, encoded, expected, False)
         if result.records and self._inline.folded >= self._taker.ask_from:
             self._taker.maybe_take()
         return result.offsets[0]
@@ -252,10 +256,15 @@ class EventStore(LogReader):
         if expected_versions:
             expected = {stream.lower(): version for stream, version in expected_versions.items()}
         pipeline = self._pipeline
-        mover = None if consumer_move is None else self._bus.mover(consumer_move)
-        work = pipeline.write if mover is None else mover.wrap(pipeline.write)
-        result = self._transact(work, pipeline.encode(events, batch=True), expected, True)
-        if mover is not None:
+        encoded = pipeline.encode(events, batch=True)
+        if consumer_move is None:
+            if self._writer.groups:
+                result = self._writer.append(encoded, expected, True)
+            else:
+                result = self._writer.run(pipeline.write, encoded, expected, True)
+        else:
+            mover = self._bus.mover(consumer_move)
+            result = self._writer.run(mover.wrap(pipeline.write), encoded, expected, True)
             mover.finish()
         if result.records and self._inline.folded >= self._taker.ask_from:
             self._taker.maybe_take()
@@ -266,35 +275,6 @@ class EventStore(LogReader):
             raise ChanlogError("the store is closed")
         if self._read_only:
             raise StorageError("the store was opened read-only")
-
-    def _transact(
-        self,
-        work: Work,
-        encoded: list[Encoded],
-        expected: dict[str, int] | None,
-        batch: bool,
-    ) -> CommitResult:
-        """Run ``work(transaction, encoded, expected, batch)`` in one write transaction,
-        after folding whatever others committed; once the backend has committed, make its
-        result current and deliver it. (Fixed arguments, not ``*arguments``: a call that
-        unpacks costs more than the rest of this method on every append.)"""
-        with self._lock:
-            with self._backend.write() as transaction:
-                if transaction.head.length != self._inline.folded:
-                    self._catch_up(transaction.head.length, notify=True)
-                result = work(transaction, encoded, expected, batch)
-            if result.stage is not None:
-                result.stage.commit()
-                if result.records:
-                    self._inline.folded = result.records[-1].offset + 1
-                    # After folded moved: subscribe() reads it and connects under this same
-                    # lock, so a new subscriber sees the record in the log or is connected.
-                    # What Delivery.wanted says, without a call on every append.
-                    if event_appended.receivers or self._delivery.publishes:
-                        self._delivery.enqueue_committed(result.records, result.events)
-        if self._delivery.outbox:
-            self._delivery.deliver()
-        return result
 
     def decode(self, stored: StoredRecord) -> RecordedEvent:
         """The record a backend returned, decoded (its event id taken from it)."""

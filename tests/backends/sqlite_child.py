@@ -6,6 +6,10 @@ Usage::
         Append COUNT sample events salted with WORKER (singles and batches of three);
         print the offsets as JSON.
 
+    python sqlite_child.py threads PATH SIDE_FILE ROUND THREADS
+        Append single events from THREADS threads forever (durability "full", grouped
+        commits), recording "A ROUND EVENT_ID OFFSET", fsync'd, once each is acknowledged.
+
     python sqlite_child.py crash PATH SIDE_FILE ROUND
         Append forever with durability "full" (singles and batches of 1-8), recording in
         SIDE_FILE, fsync'd, the ids of each append before it starts ("I") and its offsets
@@ -18,6 +22,7 @@ import json
 import os
 import random
 import sys
+import threading
 
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.store import EventStore
@@ -63,6 +68,29 @@ def _crash(path: str, side_file: str, round_number: int) -> None:
             _record(side, f"A {round_number} {' '.join(map(str, offsets))}")
 
 
+def _threads(path: str, side_file: str, round_number: int, threads: int) -> None:
+    """Append single events from ``threads`` threads at once (group commit); record each
+    acknowledged ``(event id, offset)`` in SIDE_FILE, fsync'd, once its append returned."""
+    side = os.open(side_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    with EventStore(SqliteBackend(path, durability="full"), projections=[]) as store:
+        start = threading.Barrier(threads + 1)
+
+        def append(thread: int) -> None:
+            start.wait()
+            number = 0
+            while True:
+                [event] = sample_events(1, start=number, salt=f"round-{round_number}:{thread}:")
+                offset = store.append(event)
+                _record(side, f"A {round_number} {event.event_id} {offset}")
+                number += 1
+
+        for thread in range(threads):
+            threading.Thread(target=append, args=(thread,), daemon=True).start()
+        start.wait()
+        print("ready", flush=True)
+        threading.Event().wait()
+
+
 def main(argv: list[str]) -> None:
     """Dispatch on the mode named by the first argument."""
     mode = argv[0]
@@ -70,6 +98,8 @@ def main(argv: list[str]) -> None:
         _append(argv[1], argv[2], int(argv[3]))
     elif mode == "crash":
         _crash(argv[1], argv[2], int(argv[3]))
+    elif mode == "threads":
+        _threads(argv[1], argv[2], int(argv[3]), int(argv[4]))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

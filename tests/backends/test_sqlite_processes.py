@@ -116,3 +116,48 @@ def test_sigkill_while_appending_loses_no_acknowledged_event(tmp_path: Path) -> 
         acknowledged_total += len(recorded.acknowledged)
         log = ids
     assert acknowledged_total > KILLS  # the kills did land in the middle of real work
+
+
+GROUP_THREADS = 8
+GROUP_KILLS = 12
+
+
+@pytest.mark.slow
+def test_sigkill_while_eight_threads_append_loses_no_acknowledged_event(tmp_path: Path) -> None:
+    """Group commit (ADR 0029): every append a thread saw return is in the log, at the
+    offset it was given, whatever group it was committed in."""
+    path = tmp_path / "threads.db"
+    side_file = tmp_path / "acknowledged.log"
+    chooser = random.Random(20261205)
+    acknowledged_total = 0
+    previous: list[str] = []
+    for round_number in range(GROUP_KILLS):
+        child = _spawn("threads", str(path), str(side_file), str(round_number), str(GROUP_THREADS))
+        assert child.stdout is not None
+        ready = child.stdout.readline()
+        assert ready == "ready\n", child.stderr.read() if child.stderr else ready
+        time.sleep(chooser.uniform(0.05, 0.4))
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+        for stream in (child.stdout, child.stderr):
+            if stream is not None:
+                stream.close()
+        text = side_file.read_text()
+        complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
+        acknowledged = {}
+        for line in complete.splitlines():
+            _kind, number, event_id, offset = line.split(" ")
+            if int(number) == round_number:
+                acknowledged[event_id] = int(offset)
+        with EventStore(SqliteBackend(path), projections=[]) as store:
+            ids = [record.event_id for record in store.read_from(0)]
+            assert store.verify() == len(ids)
+        assert ids[: len(previous)] == previous, f"round {round_number}: earlier events changed"
+        for event_id, offset in acknowledged.items():
+            assert offset < len(ids) and ids[offset] == event_id, (
+                f"round {round_number}: lost acknowledged {event_id} at {offset}"
+            )
+        assert len(set(ids)) == len(ids)
+        acknowledged_total += len(acknowledged)
+        previous = ids
+    assert acknowledged_total > GROUP_KILLS * GROUP_THREADS  # the kills landed in real work

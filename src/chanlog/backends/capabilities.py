@@ -28,6 +28,7 @@ Which built-in backend has what:
 | `RemembersHead` | no | yes | no |
 | `FileBacked` | no | yes | no |
 | `MayBeReadOnly` | yes | yes | yes |
+| `GroupsCommits` | no | yes | yes |
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "ExposesStreamIndex",
     "FileBacked",
     "FindsMany",
+    "GroupsCommits",
     "MayBeReadOnly",
     "ReadsStreamPayloads",
     "RemembersHead",
@@ -214,6 +216,21 @@ class FileBacked(Protocol):
     def path(self) -> Path:
         """The database file."""
         ...
+
+
+@runtime_checkable
+class GroupsCommits(Protocol):
+    """A backend whose commit costs much more than staging an event (an fsync, a network
+    round trip), so concurrent appends should share one transaction and one commit.
+
+    Used by the store for group commit (ADR 0029): when ``groups_commits`` is true, threads
+    appending at once are written in one write transaction, each refusal failing only its
+    own append. Fallback: one transaction per append. The SQLite and PostgreSQL backends
+    have it.
+    """
+
+    groups_commits: bool
+    """True when concurrent appends should be grouped into one commit."""
 
 
 @runtime_checkable

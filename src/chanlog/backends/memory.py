@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 import threading
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from chanlog.backends.memory_consumers import ConsumerTable
@@ -37,13 +37,14 @@ class MemoryTransaction:
     """The writer lock and the staged records (and snapshots) of one write; a context
     manager. Nothing staged is visible until it commits, all of it at once."""
 
-    __slots__ = ("_backend", "_moves", "_pending", "_snapshots", "head")
+    __slots__ = ("_after", "_backend", "_pending", "head")
 
     def __init__(self, backend: MemoryBackend) -> None:
         self._backend = backend
         self._pending: list[StoredRecord] = []
-        self._snapshots: list[StoredSnapshot] | None = None
-        self._moves: list[PositionMove] | None = None
+        # Snapshots and consumer moves, applied in order after the records (most
+        # transactions have none, so the list is made on first use).
+        self._after: list[Callable[[], None]] | None = None
 
     def __enter__(self) -> MemoryTransaction:
         backend = self._backend
@@ -62,12 +63,16 @@ class MemoryTransaction:
                     if backend._waiters:
                         backend._grew.notify_all()
                 # After the records: a snapshot never describes records that are not there.
-                for snapshot in self._snapshots or ():
-                    backend._store_snapshot(snapshot)
-                for move in self._moves or ():
-                    backend._consumers.apply(move)
+                if self._after is not None:
+                    for apply in self._after:
+                        apply()
         finally:
             backend._lock.release()
+
+    def _then(self, apply: Callable[[], None]) -> None:
+        if self._after is None:
+            self._after = []
+        self._after.append(apply)
 
     def find(self, event_id: bytes) -> int | None:
         return self._backend._by_id.get(event_id)
@@ -92,16 +97,14 @@ class MemoryTransaction:
 
     def save_snapshot(self, snapshot: StoredSnapshot) -> None:
         """Store ``snapshot`` when the transaction commits, after its records."""
-        if self._snapshots is None:
-            self._snapshots = []
-        self._snapshots.append(snapshot)
+        backend = self._backend
+        self._then(lambda: backend._store_snapshot(snapshot))
 
     def move_consumer(self, move: PositionMove) -> None:
         """Check ``move`` now; apply it when the transaction commits, after its records."""
-        self._backend._consumers.check(move)
-        if self._moves is None:
-            self._moves = []
-        self._moves.append(move)
+        consumers = self._backend._consumers
+        consumers.check(move)
+        self._then(lambda: consumers.apply(move))
 
 
 class MemoryBackend:

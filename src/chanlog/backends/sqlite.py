@@ -122,6 +122,7 @@ class SqliteBackend:
 
     name = "sqlite"
     shared = True
+    groups_commits = True  # a commit writes the WAL (and fsyncs it): group concurrent appends
 
     def __init__(
         self,

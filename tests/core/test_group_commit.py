@@ -1,0 +1,221 @@
+"""Group commit (ADR 0029): threads appending to a durable store at once share one
+transaction and one commit, and each keeps every guarantee it had alone."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chanlog import (
+    ChannelCreated,
+    ConcurrencyError,
+    EventStore,
+    InvalidTransition,
+    ObjectiveApproved,
+    ObjectiveCreated,
+    StateSigned,
+)
+from chanlog.backends.sqlite import SqliteBackend
+from chanlog_samples import SIGNER, make_signed
+
+THREADS = 8
+
+
+class CountingSqlite(SqliteBackend):
+    """Counts write transactions."""
+
+    transactions = 0
+
+    def write(self) -> AbstractContextManager[Any]:
+        self.transactions += 1
+        return super().write()
+
+
+def _channel(thread: int) -> str:
+    return "0x" + f"{thread + 16:02x}" * 32
+
+
+def _in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
+    results: list[Any] = [None] * count
+    start = threading.Barrier(count)
+
+    def run(index: int) -> None:
+        start.wait()
+        try:
+            results[index] = work(index)
+        except Exception as exc:  # collected, asserted by the test
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def _create_channels(store: EventStore) -> None:
+    store.append_batch(
+        [
+            ChannelCreated(
+                channel_id=_channel(thread),
+                participants=(SIGNER, "0x" + "12" * 20),
+                challenge_duration=60,
+                timestamp_ms=1,
+            )
+            for thread in range(THREADS)
+        ]
+    )
+
+
+@pytest.fixture
+def durable(tmp_path: Path) -> Iterator[tuple[EventStore, CountingSqlite]]:
+    backend = CountingSqlite(tmp_path / "log.db", durability="full")
+    with EventStore(backend) as store:
+        _create_channels(store)
+        yield store, backend
+
+
+def test_threads_share_commits_and_keep_dense_offsets_and_their_order(
+    durable: tuple[EventStore, CountingSqlite],
+) -> None:
+    store, backend = durable
+    per_thread = 60
+    seen: list[int] = []
+    store.subscribe(lambda record: seen.append(record.offset))
+    before = backend.transactions
+
+    def append_turns(thread: int) -> list[int]:
+        return [store.append(make_signed(turn, _channel(thread))) for turn in range(per_thread)]
+
+    results = _in_threads(THREADS, append_turns)
+    returned = [offset for offsets in results for offset in offsets]
+    assert sorted(returned) == list(range(THREADS, len(store)))
+    assert len(returned) == THREADS * per_thread
+    assert seen == list(range(THREADS, len(store)))  # notified once each, in offset order
+    for thread, offsets in enumerate(results):
+        assert offsets == sorted(offsets)
+        for turn, offset in enumerate(offsets):
+            record = next(store.read_range(offset, offset + 1))
+            assert record.event == make_signed(turn, _channel(thread))  # its own event
+    assert backend.transactions - before < len(returned)  # some commits were shared
+    assert store.verify() == len(store)
+
+
+def test_a_refused_append_fails_alone(durable: tuple[EventStore, CountingSqlite]) -> None:
+    store, _ = durable
+    objective = "0x" + "ee" * 32
+
+    for turn in range(20):
+
+        def append(thread: int, turn: int = turn) -> int:
+            if thread % 2:
+                # Approving an objective that does not exist: refused, whatever the group.
+                return store.append(ObjectiveApproved(objective_id=objective, timestamp_ms=thread))
+            return store.append(make_signed(turn, _channel(thread)))
+
+        results = _in_threads(THREADS, append)
+        for thread, result in enumerate(results):
+            if thread % 2:
+                assert isinstance(result, InvalidTransition)
+            else:
+                assert isinstance(result, int)
+    assert {r.event_type for r in store.read_from(THREADS)} == {"state-signed"}
+    assert store.verify() == len(store) == THREADS + 20 * THREADS // 2
+
+
+def test_expected_versions_in_one_group(durable: tuple[EventStore, CountingSqlite]) -> None:
+    store, _ = durable
+    objective = "0x" + "dd" * 32
+
+    def create(thread: int) -> int:
+        event = ObjectiveCreated(
+            objective_id=objective, objective_type="DirectFund", timestamp_ms=thread
+        )
+        return store.append(event, expected_version=0)
+
+    results = _in_threads(THREADS, create)
+    winners = [r for r in results if isinstance(r, int)]
+    assert len(winners) == 1
+    losers = [r for r in results if not isinstance(r, int)]
+    assert all(isinstance(r, ConcurrencyError | InvalidTransition) for r in losers)
+    assert len(store) == THREADS + 1
+
+
+def test_the_same_event_from_many_threads_goes_in_once(
+    durable: tuple[EventStore, CountingSqlite],
+) -> None:
+    store, _ = durable
+    for turn in range(10):
+        event = make_signed(turn, _channel(0))
+        results = _in_threads(THREADS, lambda _thread, event=event: store.append(event))
+        assert len(set(results)) == 1 and isinstance(results[0], int)
+    assert len(store) == THREADS + 10
+
+
+def test_batches_grouped_with_singles_stay_atomic(
+    durable: tuple[EventStore, CountingSqlite],
+) -> None:
+    store, _ = durable
+
+    def append(thread: int) -> list[int] | Exception:
+        channel = _channel(thread)
+        if thread == 3:
+            # A batch whose second event is refused (a signer twice for turn 0): none of it.
+            signed = make_signed(0, channel)
+            twice = StateSigned(
+                channel_id=channel,
+                turn_num=0,
+                state_hash="0x" + "ff" * 32,
+                signer=signed.signer,
+                signature=signed.signature,
+                timestamp_ms=5,
+            )
+            return store.append_batch([signed, twice])
+        return store.append_batch([make_signed(turn, channel) for turn in range(3)])
+
+    results = _in_threads(THREADS, append)
+    assert isinstance(results[3], InvalidTransition)
+    assert results[3].index == 1
+    assert store.stream_version(_channel(3)) == 1  # its channel-created only
+    for thread, offsets in enumerate(results):
+        if thread != 3:
+            assert len(offsets) == 3 and offsets == sorted(offsets)
+    assert len(store) == THREADS + 3 * (THREADS - 1)
+    assert store.verify() == len(store)
+
+
+def test_a_failing_commit_fails_the_whole_group(tmp_path: Path) -> None:
+    class FailingCommits(SqliteBackend):
+        fail = False
+
+        def write(self) -> AbstractContextManager[Any]:
+            inner = super().write()
+            backend = self
+
+            class Failing:
+                def __enter__(self) -> Any:
+                    return inner.__enter__()
+
+                def __exit__(self, *exc: Any) -> None:
+                    if backend.fail and exc[0] is None:
+                        inner.__exit__(RuntimeError, RuntimeError("disk gone"), None)
+                        raise OSError("disk gone")
+                    inner.__exit__(*exc)
+
+            return Failing()
+
+    backend = FailingCommits(tmp_path / "log.db")
+    with EventStore(backend) as store:
+        _create_channels(store)
+        backend.fail = True
+        results = _in_threads(THREADS, lambda t: store.append(make_signed(1, _channel(t))))
+        assert all(isinstance(r, OSError) for r in results)
+        backend.fail = False
+        assert len(store) == THREADS
+        assert store.append(make_signed(1, _channel(0))) == THREADS  # the store goes on
