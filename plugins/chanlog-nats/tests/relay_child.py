@@ -23,7 +23,8 @@ def main(path: str, stream: str, url: str, window: str) -> None:
     store = EventStore(SqliteBackend(path), projections=[])
     relay = NatsRelay(stream=stream, url=url, storage="memory", window=int(window))
     if isinstance(store.backend, KeepsConsumers):
-        runner = store.bus.consumer("relay", relay, commit_every=50)
+        # A short lease: the killed predecessor's lease must not hold this run up for long.
+        runner = store.bus.consumer("relay", relay, commit_every=50, lease_ttl=1.0)
         with runner:
             print("streaming", flush=True)
             runner.drain()

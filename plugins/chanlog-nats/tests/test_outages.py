@@ -198,3 +198,23 @@ def test_a_relay_started_while_the_server_is_down_catches_up(
     wait_until(lambda: relay.lag() == 0, 120, "the relay's lag to return to 0")
     relay.close()
     _check_stream(streams, private_server.url)
+
+
+def test_a_relay_waiting_out_an_outage_stops_when_interrupted(
+    private_server: Any, running: list[RunningRelay], wait_until: Callable[..., None]
+) -> None:
+    small = EventStore(projections=[])
+    small.append_batch(sample_events(100))
+    private_server.stop()
+    relay = RunningRelay(small, private_server.url, connect_timeout=0.5)
+    running.append(relay)
+    wait_until(lambda: relay.relay.stats()["in_flight"] == 64, 30, "a full window")
+    relay.stop.set()
+    relay.thread.join(1.0)
+    assert relay.thread.is_alive()  # the runner's thread waits for room in the window
+    relay.relay.interrupt()
+    # The runner stops; closing, it gives the window up to its lease period to settle.
+    relay.thread.join(40)
+    assert not relay.thread.is_alive()
+    state = small.bus.consumers.state("relay")
+    assert (state.position, state.parked) == (0, 0)  # nothing skipped, nothing parked
