@@ -67,6 +67,15 @@ def _relay(store: EventStore, stream: str, url: str, name: str = "relay") -> Non
         assert relay.settle(30)
 
 
+def _relayed(streams: Any, url: str, count: int) -> tuple[EventStore, str]:
+    """A node of ``count`` sample events (unvalidated) and a stream its relay filled."""
+    node = EventStore(projections=[])
+    node.append_batch(sample_events(count))
+    stream = streams.name()
+    _relay(node, stream, url)
+    return node, stream
+
+
 def _channel_events() -> list[Any]:
     """Events the built-in projections accept (so the replica validates them too)."""
     events: list[Any] = []
@@ -125,10 +134,7 @@ def test_a_body_that_does_not_match_its_msg_id_is_parked_and_never_appended(
     ingesting: Callable[..., Ingesting],
     wait_until: Callable[..., None],
 ) -> None:
-    node = EventStore(projections=[])
-    node.append_batch(sample_events(10))
-    stream = streams.name()
-    _relay(node, stream, nats_url)
+    node, stream = _relayed(streams, nats_url, 10)
     replica = EventStore(projections=[])
     run = ingesting(replica, stream)
     wait_until(lambda: len(replica) == 10, 60, "the replica to catch up")
@@ -180,10 +186,7 @@ def test_messages_delivered_again_are_not_appended_twice(
     ingesting: Callable[..., Ingesting],
     wait_until: Callable[..., None],
 ) -> None:
-    node = EventStore(projections=[])
-    node.append_batch(sample_events(50))
-    stream = streams.name()
-    _relay(node, stream, nats_url)
+    node, stream = _relayed(streams, nats_url, 50)
     replica = EventStore(projections=[])
     first = ingesting(replica, stream, durable="one", name="one")
     wait_until(lambda: len(replica) == 50, 60, "the replica to catch up")
@@ -202,10 +205,7 @@ def test_a_mirror_waits_for_a_missing_offset(
     ingesting: Callable[..., Ingesting],
     wait_until: Callable[..., None],
 ) -> None:
-    node = EventStore(projections=[])
-    node.append_batch(sample_events(5))
-    stream = streams.name()
-    _relay(node, stream, nats_url, name="all")
+    _, stream = _relayed(streams, nats_url, 5)
     replica = EventStore(projections=[])
     replica.append_batch(sample_events(1, salt="own"))  # the replica is one record off
     run = ingesting(replica, stream)
