@@ -51,8 +51,10 @@ class Writer:
         self._lock = lock
         self.groups = groups
         self._waiting: list[AppendRequest] = []
-        # Who leads the next group: one caller at a time; the others wait on this.
-        self._turn = threading.Condition(threading.Lock())
+        # Who leads the next group: one caller at a time; the others wait on the condition.
+        # The plain lock is entered directly (a Condition's own __enter__ is Python code).
+        self._taken = threading.Lock()
+        self._turn = threading.Condition(self._taken)
         self._leading = False
         self._company = False
 
@@ -106,39 +108,60 @@ class Writer:
         not for the store's lock. A caller alone leads at once, with no wait. A refused
         append fails alone; a failing backend fails every append of the transaction.
         """
-        request = AppendRequest(encoded, expected, batch)
-        turn = self._turn
-        with turn:
-            self._waiting.append(request)
-            while self._leading and not request.done:
-                turn.wait()
-            if not request.done:
+        taken = self._taken
+        with taken:
+            if not self._leading and not self._waiting:
+                # Nobody else is appending: write at once, as run() would.
                 self._leading = True
-        if not request.done:
-            if self._company:
-                # The last group had company: others are appending. Yield so that they
-                # queue theirs first (a caller appending alone never waits here).
-                time.sleep(0)
-            with turn:
-                group = list(self._waiting)
-                self._waiting.clear()
-            self._company = len(group) > 1
+                self._company = False
+                request = None
+            else:
+                request = AppendRequest(encoded, expected, batch)
+                self._waiting.append(request)
+                while self._leading and not request.done:
+                    self._turn.wait()
+                if not request.done:
+                    self._leading = True
+        if request is None:
             try:
-                with self._lock:
-                    if len(group) == 1:
-                        self._run_alone(request)
-                    else:
-                        self._run_group(group)
+                return self.run(self._pipeline.write, encoded, expected, batch)
             finally:
-                with turn:
-                    self._leading = False
-                    turn.notify_all()
+                self._hand_over(everyone=False)
+        if not request.done:
+            try:
+                self._lead(request)
+            finally:
+                self._hand_over(everyone=True)
         if self._delivery.outbox:
             self._delivery.deliver()
         if request.error is not None:
             raise request.error
         assert request.result is not None
         return request.result
+
+    def _lead(self, request: AppendRequest) -> None:
+        """Write every queued append, ``request`` among them."""
+        if self._company:
+            # The last group had company: others are appending. Yield so that they queue
+            # theirs first (a caller appending alone never comes here).
+            time.sleep(0)
+        with self._taken:
+            group = list(self._waiting)
+            self._waiting.clear()
+        self._company = len(group) > 1
+        with self._lock:
+            if len(group) == 1:
+                self._run_alone(request)
+            else:
+                self._run_group(group)
+
+    def _hand_over(self, *, everyone: bool) -> None:
+        """Stop leading; wake the callers of the group just written (``everyone``) and
+        those waiting to lead the next one."""
+        with self._taken:
+            self._leading = False
+            if everyone or self._waiting:
+                self._turn.notify_all()
 
     def _run_alone(self, request: AppendRequest) -> None:
         try:

@@ -14,6 +14,11 @@ Usage::
         Append forever with durability "full" (singles and batches of 1-8), recording in
         SIDE_FILE, fsync'd, the ids of each append before it starts ("I") and its offsets
         once it is acknowledged ("A"). Prints "ready" once the store is open.
+
+    python sqlite_child.py lease PATH HOLDER ROUNDS
+        ROUNDS times: take the lease of the consumer "race" (skip the round when another
+        holder has it), move it one record forward from the position the lease returned,
+        give the lease up. Print how many moves it made.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import sys
 import threading
 
 from chanlog.backends.sqlite import SqliteBackend
+from chanlog.errors import LeaseHeld
+from chanlog.records import PositionMove
 from chanlog.store import EventStore
 from chanlog.testing import sample_events
 
@@ -91,6 +98,23 @@ def _threads(path: str, side_file: str, round_number: int, threads: int) -> None
         threading.Event().wait()
 
 
+def _lease(path: str, holder: str, rounds: int) -> None:
+    moved = 0
+    backend = SqliteBackend(path, durability="normal")
+    try:
+        for _ in range(rounds):
+            try:
+                state = backend.acquire_lease("race", holder, 30.0)
+            except LeaseHeld:
+                continue
+            backend.move_consumer(PositionMove("race", holder, state.position + 1, handled=1))
+            moved += 1
+            backend.release_lease("race", holder)
+    finally:
+        backend.close()
+    print(json.dumps(moved))
+
+
 def main(argv: list[str]) -> None:
     """Dispatch on the mode named by the first argument."""
     mode = argv[0]
@@ -100,6 +124,8 @@ def main(argv: list[str]) -> None:
         _crash(argv[1], argv[2], int(argv[3]))
     elif mode == "threads":
         _threads(argv[1], argv[2], int(argv[3]), int(argv[4]))
+    elif mode == "lease":
+        _lease(argv[1], argv[2], int(argv[3]))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

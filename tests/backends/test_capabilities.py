@@ -1,5 +1,6 @@
 """The capability protocols: which built-in backend has which (the table in
-chanlog.backends.capabilities), and the per-class cache the store resolves transactions with."""
+chanlog.backends.capabilities, consumer_store's protocols included), and the per-class cache
+the store resolves transactions with."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from chanlog.backends.capabilities import (
     ExposesStreamIndex,
     FileBacked,
     FindsMany,
+    GroupsCommits,
     MayBeReadOnly,
     ReadsStreamPayloads,
     RemembersHead,
@@ -25,6 +27,7 @@ from chanlog.backends.capabilities import (
     saves_snapshots_in_transaction,
     transaction_capabilities,
 )
+from chanlog.backends.consumer_store import KeepsConsumers, MovesConsumersInTransaction
 from chanlog.backends.memory import MemoryBackend
 from chanlog.backends.sqlite import SqliteBackend
 
@@ -35,6 +38,8 @@ BACKEND_CAPABILITIES = (
     RemembersHead,
     FileBacked,
     MayBeReadOnly,
+    KeepsConsumers,
+    GroupsCommits,
 )
 
 
@@ -44,11 +49,17 @@ def _declared(backend: object) -> set[str]:
 
 def test_the_memory_backend_has_what_the_table_says() -> None:
     backend = MemoryBackend()
-    assert _declared(backend) == {"ReadsStreamPayloads", "ExposesStreamIndex", "MayBeReadOnly"}
+    assert _declared(backend) == {
+        "ReadsStreamPayloads",
+        "ExposesStreamIndex",
+        "MayBeReadOnly",
+        "KeepsConsumers",
+    }
     with backend.write() as transaction:
         assert transaction_capabilities(transaction) == TransactionCapabilities(
             finds_many=False, appends_unless_known=True, saves_snapshots=True
         )
+        assert isinstance(transaction, MovesConsumersInTransaction)
 
 
 def test_the_sqlite_backend_has_what_the_table_says(tmp_path: Path) -> None:
@@ -60,11 +71,14 @@ def test_the_sqlite_backend_has_what_the_table_says(tmp_path: Path) -> None:
             "RemembersHead",
             "FileBacked",
             "MayBeReadOnly",
+            "KeepsConsumers",
+            "GroupsCommits",
         }
         with backend.write() as transaction:
             assert transaction_capabilities(transaction) == TransactionCapabilities(
                 finds_many=True, appends_unless_known=True, saves_snapshots=True
             )
+            assert isinstance(transaction, MovesConsumersInTransaction)
     finally:
         backend.close()
 
@@ -76,6 +90,10 @@ def test_the_table_in_the_docstring_lists_every_protocol() -> None:
         if getattr(protocol, "_is_protocol", False):
             assert f"| `{name}` |" in doc, name
             assert protocol.__doc__ and "Fallback" in protocol.__doc__, name
+    # The consumers' protocols live in consumer_store (whose docstring says what happens
+    # without them); the table lists them too.
+    for protocol in (KeepsConsumers, MovesConsumersInTransaction):
+        assert f"| `{protocol.__name__}` | yes | yes | yes |" in doc, protocol.__name__
 
 
 class _Finder:

@@ -24,7 +24,13 @@ from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next
 from chanlog.records import Head, StoredRecord, StoredSnapshot
 from chanlog.store import EventStore
 from chanlog.testing import sample_events, stored_records
-from sqlite_edits import assert_refused_untouched, edit_database
+from sqlite_edits import (
+    assert_refused_untouched,
+    edit_database,
+    scalar,
+    table_names,
+    upgrade_at_once,
+)
 
 # -- building logs -----------------------------------------------------------------------------
 
@@ -132,27 +138,10 @@ def block_of_new_files(block: int) -> Iterator[None]:
         yield
 
 
-def _scalar(path: Path, sql: str) -> object:
-    connection = sqlite3.connect(path)
-    try:
-        return connection.execute(sql).fetchone()[0]
-    finally:
-        connection.close()
-
-
 def _index_rows(path: Path) -> set[tuple[str, int]]:
     connection = sqlite3.connect(path)
     try:
         return set(connection.execute("SELECT stream, position FROM streams").fetchall())
-    finally:
-        connection.close()
-
-
-def _tables(path: Path) -> set[str]:
-    connection = sqlite3.connect(path)
-    try:
-        rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        return {row[0] for row in rows}
     finally:
         connection.close()
 
@@ -263,7 +252,7 @@ def test_a_commit_inside_a_block_writes_the_event_row_only(backend: SqliteBacken
             "COMMIT",
         ]
     assert _index_rows(backend.path) == set()
-    assert _tables(backend.path) == set(TABLES)
+    assert table_names(backend.path) == set(TABLES)
 
 
 def test_the_commit_that_completes_a_block_indexes_all_of_it(backend: SqliteBackend) -> None:
@@ -361,14 +350,15 @@ def test_a_v1_log_is_upgraded_in_place_when_opened(tmp_path: Path) -> None:
     old = stored_records(sample_events(45), Head(0, GENESIS_CHAIN_HASH))
     snapshot = StoredSnapshot(40, {"objective": 1}, b"state", b"\x07" * 32)
     make_v1_file(path, old, [snapshot])
-    assert _scalar(path, "PRAGMA user_version") == 1
+    assert scalar(path, "PRAGMA user_version") == 1
 
     with EventStore(SqliteBackend(path), projections=[]) as store:
         backend = store.backend
         assert isinstance(backend, SqliteBackend)
-        assert _scalar(path, "PRAGMA user_version") == SCHEMA_VERSION
-        assert _tables(path) == set(TABLES)
-        assert _scalar(path, "SELECT value FROM chanlog_meta WHERE key = 'schema_version'") == "2"
+        assert scalar(path, "PRAGMA user_version") == SCHEMA_VERSION
+        assert table_names(path) == set(TABLES)
+        meta = "SELECT value FROM chanlog_meta WHERE key = 'schema_version'"
+        assert scalar(path, meta) == str(SCHEMA_VERSION)  # through version 2 (ADR 0027)
         assert backend._block == 32
         assert backend.latest_snapshot() == snapshot
         assert_matches_model(backend, old)
@@ -383,7 +373,7 @@ def test_a_v1_log_is_upgraded_in_place_when_opened(tmp_path: Path) -> None:
         assert_index_covers_whole_blocks(backend, model)
         with pytest.raises(IntegrityError, match=r"offset 40: .*no snapshot-created"):
             store.verify()
-    reopened = SqliteBackend(path)  # a second open finds version 2: nothing to do
+    reopened = SqliteBackend(path)  # a second open finds the current version: nothing to do
     try:
         assert upgrade(reopened._connections.writer, path) is False
         assert_matches_model(reopened, model)
@@ -421,8 +411,8 @@ def test_a_damaged_v1_log_is_refused_not_upgraded(tmp_path: Path, edit: str, mat
     make_v1_file(path, stored_records(sample_events(45), Head(0, GENESIS_CHAIN_HASH)))
     edit_database(path, edit)
     assert_refused_untouched(path, match)
-    assert _scalar(path, "PRAGMA user_version") == 1
-    assert "head" in _tables(path)
+    assert scalar(path, "PRAGMA user_version") == 1
+    assert "head" in table_names(path)
 
 
 def test_a_failed_upgrade_leaves_the_v1_file_as_it_was(
@@ -435,12 +425,12 @@ def test_a_failed_upgrade_leaves_the_v1_file_as_it_was(
     monkeypatch.setattr(
         sqlite_schema, "UPGRADE_FROM_V1", (first_step, "SELECT nonsense FROM nowhere")
     )
-    with pytest.raises(StorageError, match="cannot upgrade the database to schema version 2"):
+    with pytest.raises(StorageError, match="cannot upgrade the database to schema version"):
         SqliteBackend(path)
-    assert _scalar(path, "PRAGMA user_version") == 1
-    assert "head" in _tables(path)
+    assert scalar(path, "PRAGMA user_version") == 1
+    assert "head" in table_names(path)
     with pytest.raises(sqlite3.OperationalError, match="no such column"):
-        _scalar(path, "SELECT stream FROM events")  # the first step was rolled back too
+        scalar(path, "SELECT stream FROM events")  # the first step was rolled back too
     monkeypatch.undo()
     backend = SqliteBackend(path)
     try:
@@ -457,8 +447,8 @@ def test_a_v1_file_is_refused_read_only_and_left_as_it_was(tmp_path: Path) -> No
     with pytest.raises(StorageError, match="schema version 1") as error:
         SqliteBackend(path, read_only=True)
     assert "open it once without read_only" in str(error.value)
-    assert _scalar(path, "PRAGMA user_version") == 1
-    assert "head" in _tables(path)
+    assert scalar(path, "PRAGMA user_version") == 1
+    assert "head" in table_names(path)
     SqliteBackend(path).close()  # a writer upgrades it; then read-only opens
     reader = SqliteBackend(path, read_only=True)
     try:
@@ -470,23 +460,7 @@ def test_a_v1_file_is_refused_read_only_and_left_as_it_was(tmp_path: Path) -> No
 def test_concurrent_openers_upgrade_once(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     make_v1_file(path, stored_records(sample_events(40), Head(0, GENESIS_CHAIN_HASH)))
-    barrier = threading.Barrier(5)
-    outcomes: list[bool] = []
-
-    def open_and_upgrade() -> None:
-        connection = sqlite3.connect(path, timeout=30, isolation_level=None)
-        try:
-            barrier.wait()
-            outcomes.append(upgrade(connection, path))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=open_and_upgrade) for _ in range(5)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(outcomes) == [False] * 4 + [True]
+    assert upgrade_at_once(path, 5) == [False] * 4 + [True]
     with EventStore(SqliteBackend(path), projections=[]) as store:
         assert store.verify() == 40
 

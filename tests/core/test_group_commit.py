@@ -55,7 +55,8 @@ def _in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=120)
+        assert not thread.is_alive(), "an appending thread never returned (lost wake-up?)"
     return results
 
 
@@ -219,3 +220,18 @@ def test_a_failing_commit_fails_the_whole_group(tmp_path: Path) -> None:
         backend.fail = False
         assert len(store) == THREADS
         assert store.append(make_signed(1, _channel(0))) == THREADS  # the store goes on
+
+
+def test_many_rounds_of_contention_never_lose_a_wake_up(tmp_path: Path) -> None:
+    backend = SqliteBackend(tmp_path / "log.db", durability="normal")
+    with EventStore(backend) as store:
+        _create_channels(store)
+        for round_number in range(30):
+            results = _in_threads(
+                THREADS,
+                lambda thread, n=round_number: [
+                    store.append(make_signed(n * 5 + i, _channel(thread))) for i in range(5)
+                ],
+            )
+            assert all(isinstance(offsets, list) for offsets in results)
+        assert len(store) == THREADS + 30 * 5 * THREADS

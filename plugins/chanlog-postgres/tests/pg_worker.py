@@ -10,6 +10,9 @@ Modes:
     conflict   append one event with ``expected_version`` and report the outcome
     pause      commit 3 batches, then stage one more and sleep before committing (to be killed)
     batches    commit batches of ``batch`` events forever (to be killed at any moment)
+    lease      ``rounds`` times: take the lease of consumer ``name`` (skip the round when
+               another holder has it), move it one record from the position the lease
+               returned, give the lease up; report the moves made
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from chanlog_postgres import PostgresBackend
 from chanlog_postgres.transaction import PostgresTransaction
 
 from chanlog import EventStore
-from chanlog.errors import ConcurrencyError
+from chanlog.errors import ConcurrencyError, LeaseHeld
 from chanlog.events import MessageAcked
-from chanlog.records import RecordedEvent
+from chanlog.records import PositionMove, RecordedEvent
 from chanlog.testing.events import sample_events
 
 
@@ -136,12 +139,33 @@ def batches(args: dict[str, Any]) -> None:
             say(committed=number)
 
 
+def lease(args: dict[str, Any]) -> None:
+    backend = PostgresBackend(dsn=args["dsn"], schema=args["schema"], durability="normal")
+    name, holder = args["name"], args["holder"]
+    moved = 0
+    try:
+        say(ready=True)
+        wait_for_go()
+        for _ in range(args["rounds"]):
+            try:
+                state = backend.acquire_lease(name, holder, 30.0)
+            except LeaseHeld:
+                continue
+            backend.move_consumer(PositionMove(name, holder, state.position + 1, handled=1))
+            moved += 1
+            backend.release_lease(name, holder)
+    finally:
+        backend.close()
+    say(moved=moved)
+
+
 MODES = {
     "append": append,
     "subscribe": subscribe,
     "conflict": conflict,
     "pause": pause,
     "batches": batches,
+    "lease": lease,
 }
 
 if __name__ == "__main__":

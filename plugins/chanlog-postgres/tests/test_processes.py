@@ -374,3 +374,33 @@ def test_worker_script_refuses_a_missing_go(
     assert process.returncode != 0
     assert "expected 'go'" in process.stderr
     assert backend.head().length == 0
+
+
+def test_processes_never_hold_one_consumer_lease_together(
+    postgres_dsn: str, schema: str, start_worker: Any
+) -> None:
+    # Each worker moves the consumer one record from the position its lease returned: were
+    # two workers ever to hold the lease at once (the row lock and the server's clock
+    # decide), one move would be lost and the count of moves would exceed the position.
+    backend = PostgresBackend(dsn=postgres_dsn, schema=schema)
+    try:
+        backend.ensure_consumer("race", 0, ["chanlog.>"])
+        workers = [
+            start_worker(
+                "lease", dsn=postgres_dsn, schema=schema, name="race", holder=h, rounds=150
+            )
+            for h in ("a", "b", "c")
+        ]
+        for worker in workers:
+            assert worker.next_message() == {"ready": True}
+        for worker in workers:
+            worker.send("go")
+        moves = sum(worker.next_message()["moved"] for worker in workers)
+        for worker in workers:
+            worker.finish()
+        state = backend.consumer_state("race")
+        assert state is not None
+        assert moves > 0
+        assert (state.position, state.handled, state.lease_holder) == (moves, moves, None)
+    finally:
+        backend.close()

@@ -29,6 +29,11 @@ Which built-in backend has what:
 | `FileBacked` | no | yes | no |
 | `MayBeReadOnly` | yes | yes | yes |
 | `GroupsCommits` | no | yes | yes |
+| `KeepsConsumers` | yes | yes | yes |
+| `MovesConsumersInTransaction` | yes | yes | yes |
+
+The last two, durable consumers' positions, leases and parked records kept next to the log,
+are in :mod:`chanlog.backends.consumer_store`, which says what a store does without them.
 """
 
 from __future__ import annotations

@@ -26,6 +26,11 @@ The rules every implementation follows (the conformance suite checks each of the
 - Every method that writes raises :class:`~chanlog.errors.StorageError` on a backend
   opened read-only, and :class:`~chanlog.errors.NotFound` for a consumer that does not
   exist (but :meth:`KeepsConsumers.ensure_consumer`, which creates it).
+
+The functions at the end state the lease and move rules once, as code, for implementations
+to share: :func:`check_move`, :func:`held_elsewhere` and :func:`check_position` take the
+state and the backend's ``now`` and raise the errors above with the same messages whichever
+backend keeps the consumer.
 """
 
 from __future__ import annotations
@@ -33,9 +38,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from chanlog.errors import InvalidArgument, LeaseHeld, NotFound
 from chanlog.records import ConsumerState, ParkedRecord, PositionMove
 
-__all__ = ["KeepsConsumers", "MovesConsumersInTransaction"]
+__all__ = [
+    "KeepsConsumers",
+    "MovesConsumersInTransaction",
+    "check_move",
+    "check_position",
+    "held_elsewhere",
+    "lease_running",
+]
 
 
 @runtime_checkable
@@ -101,3 +114,70 @@ class MovesConsumersInTransaction(Protocol):
         :meth:`KeepsConsumers.move_consumer` (checked now: a refused move raises here and
         the caller rolls the transaction back)."""
         ...
+
+
+# -- the rules, for implementations ----------------------------------------------------------
+
+
+def lease_running(state: ConsumerState, now: float) -> bool:
+    """Whether somebody holds ``state``'s lease at ``now`` (the backend's clock)."""
+    return (
+        state.lease_holder is not None
+        and state.lease_expires_at is not None
+        and state.lease_expires_at > now
+    )
+
+
+def check_position(name: str, position: object) -> int:
+    """Return ``position`` if it is a position a consumer may be created or reset at.
+
+    Raises:
+        InvalidArgument: not an int >= 0.
+    """
+    if type(position) is not int or position < 0:
+        raise InvalidArgument(
+            f"consumer {name!r}: a position must be an int >= 0, got {position!r}"
+        )
+    return position
+
+
+def held_elsewhere(state: ConsumerState, holder: str | None, now: float) -> LeaseHeld | None:
+    """The error for taking (``holder``) or resetting (``None``) a consumer whose lease
+    another holder runs at ``now``; ``None`` when nobody else does."""
+    if lease_running(state, now) and state.lease_holder != holder:
+        return LeaseHeld(
+            f"consumer {state.name!r} is run by {state.lease_holder!r} until "
+            f"{state.lease_expires_at:.3f} (unix time); stop that runner or wait for its "
+            "lease to expire",
+            consumer=state.name,
+            holder=state.lease_holder,
+            expires_at=state.lease_expires_at,
+        )
+    return None
+
+
+def check_move(move: PositionMove, state: ConsumerState | None, now: float) -> ConsumerState:
+    """Refuse a move that breaks the rules at ``now``; return the consumer's state.
+
+    Raises:
+        NotFound: no such consumer (``state`` is ``None``).
+        LeaseHeld: the mover does not hold an unexpired lease; the error names whoever
+            holds one (``None``: nobody).
+        InvalidArgument: the position would go backwards.
+    """
+    if state is None:
+        raise NotFound(f"no consumer named {move.consumer!r}")
+    running = lease_running(state, now)
+    if not (running and state.lease_holder == move.holder):
+        raise LeaseHeld(
+            f"consumer {move.consumer!r}: runner {move.holder!r} does not hold its lease "
+            f"(held by {state.lease_holder if running else None!r}); its position was not moved",
+            consumer=move.consumer,
+            holder=state.lease_holder if running else None,
+            expires_at=state.lease_expires_at if running else None,
+        )
+    if move.position < state.position:
+        raise InvalidArgument(
+            f"consumer {move.consumer!r}: position {move.position} is behind {state.position}"
+        )
+    return state

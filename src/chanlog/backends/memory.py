@@ -37,7 +37,7 @@ class MemoryTransaction:
     """The writer lock and the staged records (and snapshots) of one write; a context
     manager. Nothing staged is visible until it commits, all of it at once."""
 
-    __slots__ = ("_after", "_backend", "_pending", "head")
+    __slots__ = ("_after", "_backend", "_moves", "_pending", "head")
 
     def __init__(self, backend: MemoryBackend) -> None:
         self._backend = backend
@@ -45,6 +45,7 @@ class MemoryTransaction:
         # Snapshots and consumer moves, applied in order after the records (most
         # transactions have none, so the list is made on first use).
         self._after: list[Callable[[], None]] | None = None
+        self._moves: list[PositionMove] = []  # staged consumer moves, to check the next ones
 
     def __enter__(self) -> MemoryTransaction:
         backend = self._backend
@@ -101,9 +102,11 @@ class MemoryTransaction:
         self._then(lambda: backend._store_snapshot(snapshot))
 
     def move_consumer(self, move: PositionMove) -> None:
-        """Check ``move`` now; apply it when the transaction commits, after its records."""
+        """Check ``move`` now (after the moves staged before it); apply it when the
+        transaction commits, after its records."""
         consumers = self._backend._consumers
-        consumers.check(move)
+        consumers.check(move, self._moves)
+        self._moves.append(move)
         self._then(lambda: consumers.apply(move))
 
 

@@ -9,62 +9,19 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from chanlog.errors import InvalidArgument, LeaseHeld, NotFound
+from chanlog.backends.consumer_store import check_move, check_position, held_elsewhere
+from chanlog.errors import NotFound
 from chanlog.records import ConsumerState, ParkedRecord, PositionMove
 
-__all__ = ["ConsumerTable", "check_move", "held_elsewhere"]
+__all__ = ["ConsumerTable"]
 
 
-def check_move(move: PositionMove, state: ConsumerState | None, now: float) -> ConsumerState:
-    """Refuse a move that breaks the rules; return the consumer's current state.
-
-    Raises:
-        NotFound: no such consumer.
-        LeaseHeld: the mover does not hold an unexpired lease.
-        InvalidArgument: the position would go backwards.
-    """
-    if state is None:
-        raise NotFound(f"no consumer named {move.consumer!r}")
-    holds = (
-        state.lease_holder == move.holder
-        and state.lease_expires_at is not None
-        and state.lease_expires_at > now
-    )
-    if not holds:
-        raise LeaseHeld(
-            f"consumer {move.consumer!r}: runner {move.holder!r} does not hold its lease "
-            f"(held by {state.lease_holder!r}); its position was not moved",
-            consumer=move.consumer,
-            holder=state.lease_holder if _running(state, now) else None,
-            expires_at=state.lease_expires_at if _running(state, now) else None,
-        )
-    if move.position < state.position:
-        raise InvalidArgument(
-            f"consumer {move.consumer!r}: position {move.position} is behind {state.position}"
-        )
-    return state
-
-
-def _running(state: ConsumerState, now: float) -> bool:
-    return (
-        state.lease_holder is not None
-        and state.lease_expires_at is not None
-        and state.lease_expires_at > now
-    )
-
-
-def held_elsewhere(state: ConsumerState, holder: str | None, now: float) -> LeaseHeld | None:
-    """The error for taking or resetting a consumer whose lease another holder runs."""
-    if _running(state, now) and state.lease_holder != holder:
-        return LeaseHeld(
-            f"consumer {state.name!r} is run by {state.lease_holder!r} until "
-            f"{state.lease_expires_at:.3f} (unix time); stop that runner or wait for its "
-            "lease to expire",
-            consumer=state.name,
-            holder=state.lease_holder,
-            expires_at=state.lease_expires_at,
-        )
-    return None
+def _chosen(parked: dict[int, ParkedRecord], offsets: Sequence[int] | None) -> list[int]:
+    """The parked offsets ``offsets`` names (``None``: all), each once, in order: an offset
+    named twice is one record, and one that is not parked is ignored."""
+    if offsets is None:
+        return sorted(parked)
+    return sorted({offset for offset in offsets if offset in parked})
 
 
 class ConsumerTable:
@@ -92,8 +49,7 @@ class ConsumerTable:
         return state
 
     def ensure(self, name: str, position: int, subjects: Sequence[str]) -> ConsumerState:
-        if type(position) is not int or position < 0:
-            raise InvalidArgument(f"a consumer's position must be an int >= 0, got {position!r}")
+        check_position(name, position)
         state = self._states.get(name)
         now = self._clock()
         if state is None:
@@ -119,9 +75,15 @@ class ConsumerTable:
         if state.lease_holder == holder:
             self._states[name] = attrs.evolve(state, lease_holder=None, lease_expires_at=None)
 
-    def check(self, move: PositionMove) -> None:
-        """Refuse ``move`` now if it breaks the rules (see :func:`check_move`)."""
-        check_move(move, self._states.get(move.consumer), self._clock())
+    def check(self, move: PositionMove, staged: Sequence[PositionMove] = ()) -> None:
+        """Refuse ``move`` now if it breaks the rules (see
+        :func:`~chanlog.backends.consumer_store.check_move`), judged after the ``staged``
+        moves of the same transaction: a second move may not go behind the first."""
+        state = self._states.get(move.consumer)
+        for earlier in staged:
+            if state is not None and earlier.consumer == move.consumer:
+                state = attrs.evolve(state, position=earlier.position)
+        check_move(move, state, self._clock())
 
     def move(self, move: PositionMove) -> None:
         """Check ``move``, then apply it."""
@@ -135,7 +97,8 @@ class ConsumerTable:
         state = self._states[move.consumer]
         parked = self._parked[move.consumer]
         for record in move.parked:
-            parked[record.offset] = record
+            # Stamped with this backend's clock, like every time it keeps (the rules).
+            parked[record.offset] = attrs.evolve(record, consumer=move.consumer, parked_at=now)
         for offset in move.unparked:
             parked.pop(offset, None)
         self._states[move.consumer] = attrs.evolve(
@@ -149,6 +112,7 @@ class ConsumerTable:
         )
 
     def reset(self, name: str, position: int) -> ConsumerState:
+        check_position(name, position)
         state = self._existing(name)
         now = self._clock()
         error = held_elsewhere(state, None, now)
@@ -166,7 +130,7 @@ class ConsumerTable:
     def request_replay(self, name: str, offsets: Sequence[int] | None) -> int:
         self._existing(name)
         parked = self._parked[name]
-        chosen = sorted(parked) if offsets is None else [o for o in offsets if o in parked]
+        chosen = _chosen(parked, offsets)
         for offset in chosen:
             parked[offset] = attrs.evolve(parked[offset], replay=True)
         return len(chosen)
@@ -174,7 +138,7 @@ class ConsumerTable:
     def drop(self, name: str, offsets: Sequence[int] | None) -> int:
         state = self._existing(name)
         parked = self._parked[name]
-        chosen = sorted(parked) if offsets is None else [o for o in offsets if o in parked]
+        chosen = _chosen(parked, offsets)
         for offset in chosen:
             del parked[offset]
         self._states[name] = attrs.evolve(state, parked=len(parked), updated_at=self._clock())

@@ -30,10 +30,11 @@ The backend is a façade over modules with one job each: options and pragmas
 (:mod:`~chanlog.backends.sqlite_connections`), the write transaction
 (:mod:`~chanlog.backends.sqlite_transaction`), SQL (:mod:`~chanlog.backends.sqlite_queries`),
 row decoding (:mod:`~chanlog.backends.sqlite_rows`), the file format and its life
-(:mod:`~chanlog.backends.sqlite_format`, :mod:`~chanlog.backends.sqlite_schema`, ADRs 0011
-and 0018; a file of an older schema version is upgraded when a writer opens it), the
-raw-bytes and write-ahead-log checks (:mod:`~chanlog.backends.sqlite_wal`, ADR 0023) and the
-head witness (:mod:`~chanlog.backends.head_file`).
+(:mod:`~chanlog.backends.sqlite_format`, :mod:`~chanlog.backends.sqlite_schema`, ADRs 0011,
+0018 and 0027; a file of an older schema version is upgraded when a writer opens it), the
+raw-bytes and write-ahead-log checks (:mod:`~chanlog.backends.sqlite_wal`, ADR 0023), the
+head witness (:mod:`~chanlog.backends.head_file`) and durable consumers
+(:mod:`~chanlog.backends.sqlite_consumers`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ from typing import Any
 from chanlog.backends import sqlite_queries as queries
 from chanlog.backends.head_file import HeadFile
 from chanlog.backends.sqlite_connections import SqliteConnections
+from chanlog.backends.sqlite_consumers import SqliteConsumers
+from chanlog.backends.sqlite_format import SCHEMA_VERSION
 from chanlog.backends.sqlite_options import (
     DURABILITY_LEVELS,
     WAL_AUTOCHECKPOINT_PAGES,
@@ -68,13 +71,20 @@ from chanlog.backends.sqlite_rows import (
 )
 from chanlog.backends.sqlite_schema import (
     prepare_file,
-    require_current,
+    require_readable,
     stream_index_block,
     upgrade,
 )
 from chanlog.backends.sqlite_transaction import SqliteTransaction
 from chanlog.errors import ChanlogError, InvalidArgument, StorageError
-from chanlog.records import Head, StoredRecord, StoredSnapshot
+from chanlog.records import (
+    ConsumerState,
+    Head,
+    ParkedRecord,
+    PositionMove,
+    StoredRecord,
+    StoredSnapshot,
+)
 
 __all__ = [
     "DURABILITY_LEVELS",
@@ -98,8 +108,9 @@ class SqliteBackend:
     capabilities :class:`~chanlog.backends.capabilities.ReadsStreamPayloads`,
     :class:`~chanlog.backends.capabilities.ExposesStreamIndex`,
     :class:`~chanlog.backends.capabilities.RemembersHead`,
-    :class:`~chanlog.backends.capabilities.FileBacked` and
-    :class:`~chanlog.backends.capabilities.MayBeReadOnly`, and :meth:`find_many`; its
+    :class:`~chanlog.backends.capabilities.FileBacked`,
+    :class:`~chanlog.backends.capabilities.MayBeReadOnly` and
+    :class:`~chanlog.backends.consumer_store.KeepsConsumers`, and :meth:`find_many`; its
     transactions are :class:`~chanlog.backends.sqlite_transaction.SqliteTransaction`.
 
     Args:
@@ -156,26 +167,28 @@ class SqliteBackend:
         prepare_file(options.path, read_only=options.read_only, create=options.create)
         self._connections = SqliteConnections(options)
         try:
-            self._block = self._open_format()
+            self._block, version = self._open_format()
         except BaseException:
             self._connections.close()
             raise
+        self._consumers = SqliteConsumers(self._connections, tables=version == SCHEMA_VERSION)
 
-    def _open_format(self) -> int:
-        """Bring the file to the current schema version (a writer) or refuse an older one
-        (read-only); return its ``stream_index_block``."""
+    def _open_format(self) -> tuple[int, int]:
+        """Bring the file to the current schema version (a writer) or refuse one a reader
+        cannot read as it is (read-only); return its ``stream_index_block`` and version."""
         path = self.path
         connections = self._connections
         if self.read_only:
 
-            def check(connection: sqlite3.Connection) -> int:
-                require_current(connection, path)
-                return stream_index_block(connection, path)
+            def check(connection: sqlite3.Connection) -> tuple[int, int]:
+                version = require_readable(connection, path)
+                return stream_index_block(connection, path), version
 
             return connections.with_reader("read the format", check)
         writer = connections.writer
         upgrade(writer, path)
-        return connections.guard("read the format", lambda: stream_index_block(writer, path))
+        block = connections.guard("read the format", lambda: stream_index_block(writer, path))
+        return block, SCHEMA_VERSION
 
     @property
     def read_only(self) -> bool:
@@ -357,6 +370,52 @@ class SqliteBackend:
             finally:
                 connections.close()
         self._closing.set()
+
+    # -- durable consumers (KeepsConsumers, in sqlite_consumers) ----------------------------
+
+    def consumer_state(self, name: str) -> ConsumerState | None:
+        """The consumer ``name``, or ``None`` (see :mod:`~chanlog.backends.consumer_store`)."""
+        return self._consumers.state(name)
+
+    def consumer_states(self) -> list[ConsumerState]:
+        """Every consumer, by name."""
+        return self._consumers.states()
+
+    def ensure_consumer(self, name: str, position: int, subjects: Sequence[str]) -> ConsumerState:
+        """Create the consumer unless it exists; record its subjects either way."""
+        return self._consumers.ensure(name, position, subjects)
+
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> ConsumerState:
+        """Take or renew the consumer's lease for ``ttl`` seconds."""
+        return self._consumers.acquire(name, holder, ttl)
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up, if ``holder`` holds it."""
+        self._consumers.release(name, holder)
+
+    def move_consumer(self, move: PositionMove) -> None:
+        """Apply ``move`` atomically, in a transaction of its own."""
+        self._consumers.move(move)
+
+    def reset_consumer(self, name: str, position: int) -> ConsumerState:
+        """Set the position, refused while a lease runs."""
+        return self._consumers.reset(name, position)
+
+    def parked_records(self, name: str) -> list[ParkedRecord]:
+        """The consumer's parked records, by offset."""
+        return self._consumers.parked(name)
+
+    def request_replay(self, name: str, offsets: Sequence[int] | None = None) -> int:
+        """Mark parked records (``None``: all) for replay; return how many."""
+        return self._consumers.request_replay(name, offsets)
+
+    def drop_parked(self, name: str, offsets: Sequence[int] | None = None) -> int:
+        """Forget parked records (``None``: all); return how many."""
+        return self._consumers.drop(name, offsets)
+
+    def delete_consumer(self, name: str) -> bool:
+        """Remove the consumer and its parked records; False when it did not exist."""
+        return self._consumers.delete(name)
 
     # -- capabilities --------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
-"""The life of a chanlog SQLite file (ADRs 0011 and 0018): how it is created, how an
+"""The life of a chanlog SQLite file (ADRs 0011, 0018 and 0027): how it is created, how an
 existing file is checked before chanlog writes anything to it, and how a file of schema
-version 1 is upgraded to version 2. What the file holds is in
+version 1 or 2 is upgraded to version 3. What the file holds is in
 :mod:`chanlog.backends.sqlite_format`; the raw-bytes and write-ahead-log checks of a file
 (ADR 0023) are in :mod:`chanlog.backends.sqlite_wal`.
 
@@ -15,8 +15,10 @@ Schema version 2 (ADR 0018) writes as few pages per commit as raw SQLite needs f
 row and its unique event id: the length and last chain hash are read from the last row
 instead of a ``head`` row, and the ``streams`` index is written a block of
 :data:`STREAM_INDEX_BLOCK` positions at a time (readers look through the unindexed tail
-of fewer than that many records themselves). A version 1 file is upgraded in place, in one
-``BEGIN IMMEDIATE`` transaction, the first time a writer opens it (:func:`upgrade`).
+of fewer than that many records themselves). Schema version 3 (ADR 0027) adds the tables of
+durable consumers. An older file is upgraded in place, in one ``BEGIN IMMEDIATE``
+transaction, the first time a writer opens it (:func:`upgrade`); a read-only handle reads a
+version 2 file as it is (it keeps no consumers) and refuses a version 1 file.
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ from chanlog.backends.sqlite_format import (
     APPLICATION_ID,
     DDL,
     FORMAT_NAME,
+    READ_ONLY_VERSIONS,
     SCHEMA_VERSION,
     STREAM_INDEX_BLOCK,
     TABLES,
-    TABLES_V1,
     UPGRADE_FROM_V1,
+    UPGRADE_FROM_V2,
     check_version,
+    tables_of,
 )
 from chanlog.backends.sqlite_options import read_only_uri
 from chanlog.backends.sqlite_queries import SELECT_LAST
@@ -57,7 +61,7 @@ __all__ = [
     "head_of",
     "prepare_file",
     "read_only_uri",
-    "require_current",
+    "require_readable",
     "stream_index_block",
     "upgrade",
 ]
@@ -204,7 +208,7 @@ def _check_with_read_only_connection(path: Path) -> None:
             row[0]
             for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         }
-        missing = (TABLES_V1 if version == 1 else TABLES) - tables
+        missing = tables_of(version) - tables
         if missing:
             raise StorageError(
                 f"{path}: damaged chanlog database (missing tables: {', '.join(sorted(missing))})"
@@ -256,23 +260,24 @@ def stream_index_block(connection: sqlite3.Connection, path: Path) -> int:
     return int(value)
 
 
-def require_current(connection: sqlite3.Connection, path: Path) -> None:
-    """Refuse, for a read-only handle, a file of an older schema version: reading it needs
-    the upgrade, which only a writer may make.
+def require_readable(connection: sqlite3.Connection, path: Path) -> int:
+    """Refuse, for a read-only handle, a file it cannot read without an upgrade (which only
+    a writer may make); return the file's schema version.
 
     Raises:
-        StorageError: the file's ``user_version`` is not :data:`SCHEMA_VERSION`.
+        StorageError: the file's ``user_version`` is not one of :data:`READ_ONLY_VERSIONS`.
     """
     try:
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        version = int(connection.execute("PRAGMA user_version").fetchone()[0])
     except sqlite3.Error as exc:
         raise StorageError(f"{path}: unreadable database: {exc}") from exc
-    if version != SCHEMA_VERSION:
+    if version not in READ_ONLY_VERSIONS:
         raise StorageError(
             f"{path}: schema version {version}, which this chanlog upgrades to version "
             f"{SCHEMA_VERSION} when it opens the file for writing; it cannot be read "
             "read-only before that (open it once without read_only)"
         )
+    return version
 
 
 def upgrade(connection: sqlite3.Connection, path: Path) -> bool:
@@ -284,6 +289,7 @@ def upgrade(connection: sqlite3.Connection, path: Path) -> bool:
     which is what version 2 reads from such rows. The ``head`` row goes, after it was
     compared with the last record: a version 1 log whose records were cut off the end is
     refused, not upgraded, because after the upgrade nothing in the file would show it.
+    Version 2 gains the (empty) consumer tables of version 3; no row changes.
 
     Returns:
         Whether this call upgraded the file.
@@ -301,16 +307,11 @@ def upgrade(connection: sqlite3.Connection, path: Path) -> bool:
                 connection.execute("ROLLBACK")
                 return False
             check_version(path, version)
-            _check_v1_head(connection, path)
-            for statement in UPGRADE_FROM_V1:
+            if version == 1:
+                _upgrade_from_v1(connection, path)
+            for statement in UPGRADE_FROM_V2:
                 connection.execute(statement)
-            connection.executemany(
-                "INSERT OR REPLACE INTO chanlog_meta (key, value) VALUES (?, ?)",
-                [
-                    ("schema_version", str(SCHEMA_VERSION)),
-                    ("stream_index_block", str(STREAM_INDEX_BLOCK)),
-                ],
-            )
+            _set_meta(connection, "schema_version", str(SCHEMA_VERSION))
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             connection.execute("COMMIT")
         except BaseException:
@@ -323,6 +324,20 @@ def upgrade(connection: sqlite3.Connection, path: Path) -> bool:
             f"{path}: cannot upgrade the database to schema version {SCHEMA_VERSION}: {exc}"
         ) from exc
     return True
+
+
+def _upgrade_from_v1(connection: sqlite3.Connection, path: Path) -> None:
+    """Version 1 -> 2, inside :func:`upgrade`'s transaction."""
+    _check_v1_head(connection, path)
+    for statement in UPGRADE_FROM_V1:
+        connection.execute(statement)
+    _set_meta(connection, "stream_index_block", str(STREAM_INDEX_BLOCK))
+
+
+def _set_meta(connection: sqlite3.Connection, key: str, value: str) -> None:
+    connection.execute(
+        "INSERT OR REPLACE INTO chanlog_meta (key, value) VALUES (?, ?)", (key, value)
+    )
 
 
 def _check_v1_head(connection: sqlite3.Connection, path: Path) -> None:

@@ -4,8 +4,9 @@ the inserts, and the commit or rollback (ADRs 0010, 0018 and 0022).
 
 It implements :class:`~chanlog.backends.base.WriteTransaction` and the transaction
 capabilities :class:`~chanlog.backends.capabilities.FindsMany`,
-:class:`~chanlog.backends.capabilities.AppendsUnlessKnown` and
-:class:`~chanlog.backends.capabilities.SavesSnapshotsInTransaction`.
+:class:`~chanlog.backends.capabilities.AppendsUnlessKnown`,
+:class:`~chanlog.backends.capabilities.SavesSnapshotsInTransaction` and
+:class:`~chanlog.backends.consumer_store.MovesConsumersInTransaction`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from pathlib import Path
 
 from chanlog.backends import sqlite_queries as queries
 from chanlog.backends.sqlite_connections import SqliteConnections
+from chanlog.backends.sqlite_consumers import move_in_transaction
 from chanlog.backends.sqlite_rows import event_rows, head_of, snapshot_row
 from chanlog.errors import StorageError
-from chanlog.records import Head, StoredRecord, StoredSnapshot
+from chanlog.records import Head, PositionMove, StoredRecord, StoredSnapshot
 
 __all__ = ["SqliteTransaction"]
 
@@ -138,6 +140,20 @@ class SqliteTransaction:
             self._connection.execute(queries.SAVE_SNAPSHOT, snapshot_row(snapshot))
         except sqlite3.Error as exc:
             raise self._connections.storage_error("save a snapshot", exc) from exc
+
+    def move_consumer(self, move: PositionMove) -> None:
+        """Check ``move`` now, under this transaction's writer lock, and apply it in this
+        transaction: it commits with the records, or rolls back with them.
+
+        Raises:
+            NotFound, LeaseHeld, InvalidArgument: the rules of
+                :mod:`~chanlog.backends.consumer_store` refuse it; nothing was changed, and
+                the caller rolls the transaction back.
+        """
+        try:
+            move_in_transaction(self._connection, move, self._path)
+        except sqlite3.Error as exc:
+            raise self._connections.storage_error("move a consumer", exc) from exc
 
     def _duplicate(self, records: Sequence[StoredRecord]) -> str:
         """Which record's event id the unique index refused, and why."""

@@ -290,9 +290,14 @@ class ConsumerRunner:
         return examined
 
     def drain(self) -> int:
-        """Handle everything up to the end of the log as it is now and commit; return
-        how many records were examined."""
-        examined = self.run_once()
+        """Handle everything up to the end of the log (what the handler appends included)
+        and commit; return how many records were examined."""
+        examined = 0
+        while True:
+            more = self.run_once()
+            if not more:
+                break
+            examined += more
         self.flush()
         return examined
 

@@ -16,6 +16,10 @@ reader that has seen offset ``n`` will never later discover an older offset. Eve
 transaction also runs ``pg_notify``, delivered at commit, which wakes :meth:`wait` in other
 processes. The transaction itself is :class:`~chanlog_postgres.transaction.PostgresTransaction`.
 
+Durable consumers (:class:`~chanlog.backends.consumer_store.KeepsConsumers`) are kept in
+the same schema, with row locks and the server's clock
+(:mod:`~chanlog_postgres.consumers`); a write transaction moves one with its records.
+
 Reads use keyset pagination (``position >= next ORDER BY position LIMIT 512``), one pooled
 connection per page, so a large read neither loads the log nor pins a connection while the
 caller consumes it. Every failure surfaces as :class:`~chanlog.errors.StorageError` naming the
@@ -34,8 +38,16 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from chanlog.errors import ConfigError, StorageError
-from chanlog.records import Head, StoredRecord, StoredSnapshot
+from chanlog.records import (
+    ConsumerState,
+    Head,
+    ParkedRecord,
+    PositionMove,
+    StoredRecord,
+    StoredSnapshot,
+)
 from chanlog_postgres.connection import connect, describe_error, parse_dsn
+from chanlog_postgres.consumers import PostgresConsumers
 from chanlog_postgres.options import (
     DURABILITY_LEVELS,
     OPTION_NAMES,
@@ -112,8 +124,9 @@ class PostgresBackend:
     Besides the :class:`~chanlog.backends.base.Backend` protocol it implements the
     capabilities :class:`~chanlog.backends.capabilities.ReadsStreamPayloads`,
     :class:`~chanlog.backends.capabilities.ExposesStreamIndex`,
-    :class:`~chanlog.backends.capabilities.CountsStreams` and
-    :class:`~chanlog.backends.capabilities.MayBeReadOnly`, and :meth:`find_many`.
+    :class:`~chanlog.backends.capabilities.CountsStreams`,
+    :class:`~chanlog.backends.capabilities.MayBeReadOnly` and
+    :class:`~chanlog.backends.consumer_store.KeepsConsumers`, and :meth:`find_many`.
 
     Raises:
         ConfigError: a missing, unknown or ill-typed option.
@@ -127,6 +140,7 @@ class PostgresBackend:
 
     name = "postgres"
     shared = True
+    groups_commits = True  # a commit is a round trip and a WAL flush: group concurrent appends
 
     def __init__(
         self,
@@ -165,8 +179,16 @@ class PostgresBackend:
         self._listen_lock = threading.Lock()
         self._listener: psycopg.Connection[Any] | None = None
         with self._connect() as connection:
-            ensure_schema(connection, self.schema, create=create)
+            ensure_schema(connection, self.schema, create=create, read_only=self.read_only)
         self._pool = self._open_pool()
+        self._consumers = PostgresConsumers(
+            self._borrow,
+            self.schema,
+            self._where,
+            self.lock_timeout,
+            read_only=self.read_only,
+            tables=not self.read_only,  # a writer's open upgraded the schema
+        )
 
     # -- connections ---------------------------------------------------------------------
 
@@ -274,7 +296,9 @@ class PostgresBackend:
         with self._borrow("append") as connection:
             try:
                 with connection.transaction():
-                    yield PostgresTransaction(connection, self._sql, self._where, self.channel)
+                    yield PostgresTransaction(
+                        connection, self._sql, self._where, self.channel, self._consumers.sql
+                    )
             except psycopg.Error as exc:
                 raise self._error("append", exc) from exc
 
@@ -397,6 +421,52 @@ class PostgresBackend:
                 f"({str(versions)[:60]}): the row was changed outside chanlog"
             ) from exc
         return StoredSnapshot(int(position), decoded, data, snapshot_hash)
+
+    # -- durable consumers (KeepsConsumers, in chanlog_postgres.consumers) ----------------
+
+    def consumer_state(self, name: str) -> ConsumerState | None:
+        """The consumer ``name``, or ``None`` (see :mod:`~chanlog.backends.consumer_store`)."""
+        return self._consumers.state(name)
+
+    def consumer_states(self) -> list[ConsumerState]:
+        """Every consumer, by name."""
+        return self._consumers.states()
+
+    def ensure_consumer(self, name: str, position: int, subjects: Sequence[str]) -> ConsumerState:
+        """Create the consumer unless it exists; record its subjects either way."""
+        return self._consumers.ensure(name, position, subjects)
+
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> ConsumerState:
+        """Take or renew the consumer's lease for ``ttl`` seconds of the server's clock."""
+        return self._consumers.acquire(name, holder, ttl)
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up, if ``holder`` holds it."""
+        self._consumers.release(name, holder)
+
+    def move_consumer(self, move: PositionMove) -> None:
+        """Apply ``move`` atomically, in a transaction of its own."""
+        self._consumers.move(move)
+
+    def reset_consumer(self, name: str, position: int) -> ConsumerState:
+        """Set the position, refused while a lease runs."""
+        return self._consumers.reset(name, position)
+
+    def parked_records(self, name: str) -> list[ParkedRecord]:
+        """The consumer's parked records, by offset."""
+        return self._consumers.parked(name)
+
+    def request_replay(self, name: str, offsets: Sequence[int] | None = None) -> int:
+        """Mark parked records (``None``: all) for replay; return how many."""
+        return self._consumers.request_replay(name, offsets)
+
+    def drop_parked(self, name: str, offsets: Sequence[int] | None = None) -> int:
+        """Forget parked records (``None``: all); return how many."""
+        return self._consumers.drop(name, offsets)
+
+    def delete_consumer(self, name: str) -> bool:
+        """Remove the consumer and its parked records; False when it did not exist."""
+        return self._consumers.delete(name)
 
     def wait(self, length: int, timeout: float) -> bool:
         """Block until the log is longer than ``length`` or ``timeout`` seconds pass; return

@@ -1,5 +1,5 @@
 """The tables chanlog keeps in its PostgreSQL schema, their version, and how they are created,
-checked and dropped (ADR 0013).
+checked, upgraded and dropped (ADRs 0013 and 0027).
 
 One log lives in one PostgreSQL schema (``chanlog`` by default), so several logs can share a
 database. Tables:
@@ -11,6 +11,12 @@ database. Tables:
 - ``streams``: (entity stream, offset) pairs, the index behind reads by entity.
 - ``stream_versions``: the number of records per stream, for ``expected_version``.
 - ``snapshots``: projection states by offset.
+- ``consumers`` and ``parked_records`` (layout version 2): durable consumers' positions,
+  leases and parked records (:mod:`chanlog_postgres.consumers`).
+
+A schema of layout version 1 is upgraded in place when a writable handle opens it: the
+consumer tables are created, empty, under the same advisory lock that creates a schema. A
+read-only handle reads it as it is (it then keeps no consumers).
 """
 
 from __future__ import annotations
@@ -27,17 +33,21 @@ from chanlog_postgres.connection import describe_error
 __all__ = [
     "SCHEMA_VERSION",
     "TABLES",
+    "TABLES_V1",
     "check_schema_name",
     "ensure_schema",
     "notify_channel",
     "remove_schema",
 ]
 
-SCHEMA_VERSION = 1
-"""The layout version this package writes and reads."""
+SCHEMA_VERSION = 2
+"""The layout version this package writes (and reads, with version 1)."""
 
-TABLES = ("schema_version", "head", "events", "streams", "stream_versions", "snapshots")
-"""Every table of a chanlog schema."""
+TABLES_V1 = ("schema_version", "head", "events", "streams", "stream_versions", "snapshots")
+"""The tables of a schema of layout version 1."""
+
+TABLES = (*TABLES_V1, "consumers", "parked_records")
+"""Every table of a chanlog schema of :data:`SCHEMA_VERSION`."""
 
 # Lower-case identifiers only: they need no quoting rules beyond double quotes, so schema names
 # can be spliced into SQL safely, and 50 characters leave room for the NOTIFY channel name
@@ -80,6 +90,31 @@ CREATE TABLE {s}.snapshots (
 );
 """
 
+# Times are unix seconds of the server's clock; the parked count is counted, not stored.
+_CONSUMER_DDL = """
+CREATE TABLE {s}.consumers (
+    name text PRIMARY KEY,
+    position bigint NOT NULL CHECK (position >= 0),
+    subjects text[] NOT NULL,
+    handled bigint NOT NULL DEFAULT 0,
+    lease_holder text,
+    lease_expires_at double precision,
+    last_error text,
+    updated_at double precision NOT NULL
+);
+CREATE TABLE {s}.parked_records (
+    consumer text NOT NULL REFERENCES {s}.consumers (name) ON DELETE CASCADE,
+    position bigint NOT NULL CHECK (position >= 0),
+    event_id text NOT NULL,
+    event_type text NOT NULL,
+    attempts integer NOT NULL,
+    error text NOT NULL,
+    parked_at double precision NOT NULL,
+    replay boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (consumer, position)
+);
+"""
+
 
 def check_schema_name(schema: object) -> str:
     """Return ``schema`` if it is a usable schema name.
@@ -113,13 +148,20 @@ def notify_channel(schema: str) -> str:
     return f"chanlog.{schema}"
 
 
-def ensure_schema(connection: psycopg.Connection[Any], schema: str, *, create: bool = True) -> bool:
+def ensure_schema(
+    connection: psycopg.Connection[Any],
+    schema: str,
+    *,
+    create: bool = True,
+    read_only: bool = False,
+) -> bool:
     """Create the chanlog tables in ``schema`` unless they exist (and ``create`` allows it);
-    check them if they do.
+    check them if they do, and upgrade a schema of an older layout in place (unless
+    ``read_only``: a read-only handle reads layout version 1 as it is).
 
     Concurrent callers (several processes opening one log at once) are serialized by a
-    transaction-level advisory lock, so exactly one creates the tables. Returns whether
-    this call created them.
+    transaction-level advisory lock, so exactly one creates (or upgrades) the tables.
+    Returns whether this call created them.
 
     Raises:
         StorageError: the schema holds tables that are not chanlog's, a version this package
@@ -134,7 +176,7 @@ def ensure_schema(connection: psycopg.Connection[Any], schema: str, *, create: b
             )
             tables = _tables(connection, schema)
             if "schema_version" in tables:
-                _check_existing(connection, schema, tables)
+                _check_existing(connection, schema, tables, read_only=read_only)
                 return False
             if not tables and not create:
                 raise StorageError(
@@ -163,7 +205,9 @@ def _tables(connection: psycopg.Connection[Any], schema: str) -> set[str]:
     return {str(row[0]) for row in rows}
 
 
-def _check_existing(connection: psycopg.Connection[Any], schema: str, tables: set[str]) -> None:
+def _check_existing(
+    connection: psycopg.Connection[Any], schema: str, tables: set[str], *, read_only: bool
+) -> None:
     row = connection.execute(f"SELECT version FROM {quoted(schema)}.schema_version").fetchone()
     if row is None:
         raise StorageError(
@@ -176,22 +220,32 @@ def _check_existing(connection: psycopg.Connection[Any], schema: str, tables: se
             f"newer chanlog-postgres; this one reads version {SCHEMA_VERSION}. Upgrade "
             "chanlog-postgres."
         )
-    if version < SCHEMA_VERSION:
+    if version < 1:
         raise StorageError(
             f"postgres backend: schema {schema!r} has layout version {version}; this "
             f"chanlog-postgres reads version {SCHEMA_VERSION} and knows no migration from it"
         )
-    missing = [table for table in TABLES if table not in tables]
+    missing = [table for table in (TABLES_V1 if version == 1 else TABLES) if table not in tables]
     if missing:
         raise StorageError(
             f"postgres backend: schema {schema!r} is damaged (missing tables: {', '.join(missing)})"
         )
+    if version == 1 and not read_only:
+        _upgrade_from_v1(connection, schema)
+
+
+def _upgrade_from_v1(connection: psycopg.Connection[Any], schema: str) -> None:
+    """Layout version 1 -> 2, in :func:`ensure_schema`'s transaction: the consumer tables,
+    empty (no row of version 1 changes)."""
+    name = quoted(schema)
+    connection.execute(_CONSUMER_DDL.format(s=name).encode())
+    connection.execute(f"UPDATE {name}.schema_version SET version = %s", (SCHEMA_VERSION,))
 
 
 def _create(connection: psycopg.Connection[Any], schema: str) -> None:
     name = quoted(schema)
     connection.execute(f"CREATE SCHEMA IF NOT EXISTS {name}")
-    connection.execute(_DDL.format(s=name).encode())
+    connection.execute((_DDL + _CONSUMER_DDL).format(s=name).encode())
     connection.execute(
         f"INSERT INTO {name}.head (length, chain_hash) VALUES (0, %s)", (GENESIS_CHAIN_HASH,)
     )

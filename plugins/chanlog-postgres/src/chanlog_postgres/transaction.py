@@ -2,8 +2,9 @@
 only writer of the log until it commits or rolls back (ADR 0012).
 
 It implements :class:`~chanlog.backends.base.WriteTransaction` and the capabilities
-:class:`~chanlog.backends.capabilities.FindsMany` and
-:class:`~chanlog.backends.capabilities.SavesSnapshotsInTransaction`.
+:class:`~chanlog.backends.capabilities.FindsMany`,
+:class:`~chanlog.backends.capabilities.SavesSnapshotsInTransaction` and
+:class:`~chanlog.backends.consumer_store.MovesConsumersInTransaction`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from chanlog.errors import StorageError
-from chanlog.records import Head, StoredRecord, StoredSnapshot
+from chanlog.records import Head, PositionMove, StoredRecord, StoredSnapshot
+from chanlog_postgres.connection import describe_error
+from chanlog_postgres.consumers import ConsumerStatements, move_in_transaction
 from chanlog_postgres.statements import Statements
 
 __all__ = ["COPY_THRESHOLD", "PostgresTransaction", "find_many", "snapshot_params"]
@@ -65,18 +68,26 @@ class PostgresTransaction:
         sql: the statements of the backend's schema.
         where: how error messages name the backend (server and schema).
         channel: the NOTIFY channel announcing appends.
+        consumers: the statements on the consumer tables (``None``: the transaction moves no
+            consumer).
 
     Raises:
         StorageError: the head row is missing (a damaged log).
     """
 
-    __slots__ = ("_channel", "_connection", "_length", "_sql", "_where", "head")
+    __slots__ = ("_channel", "_connection", "_consumers", "_length", "_sql", "_where", "head")
 
     def __init__(
-        self, connection: psycopg.Connection[Any], sql: Statements, where: str, channel: str
+        self,
+        connection: psycopg.Connection[Any],
+        sql: Statements,
+        where: str,
+        channel: str,
+        consumers: ConsumerStatements | None = None,
     ) -> None:
         self._connection = connection
         self._sql = sql
+        self._consumers = consumers
         self._where = where
         self._channel = channel
         row = connection.execute(sql.lock_head).fetchone()
@@ -103,6 +114,26 @@ class PostgresTransaction:
         """Write ``snapshot`` (replacing one at the same offset) in this transaction: it
         commits with the records, or rolls back with them."""
         self._connection.execute(self._sql.save_snapshot, snapshot_params(snapshot))
+
+    def move_consumer(self, move: PositionMove) -> None:
+        """Check ``move`` now, under the consumer's row lock, and apply it in this
+        transaction: it commits with the records, or rolls back with them.
+
+        Raises:
+            NotFound, LeaseHeld, InvalidArgument: the rules of
+                :mod:`~chanlog.backends.consumer_store` refuse it; nothing was changed, and
+                the caller rolls the transaction back.
+            StorageError: the backend keeps no consumers in this transaction.
+        """
+        if self._consumers is None:
+            raise StorageError(f"{self._where}: this transaction was opened without consumers")
+        try:
+            move_in_transaction(self._connection, self._consumers, move)
+        except psycopg.Error as exc:
+            # Said here: the backend's own message would blame the writer lock or the append.
+            raise StorageError(
+                f"{self._where}: cannot move consumer {move.consumer!r}: {describe_error(exc)}"
+            ) from exc
 
     def append(self, records: Sequence[StoredRecord]) -> None:
         """Insert records continuing the head, move the head and queue the NOTIFY; all of it

@@ -15,6 +15,14 @@ same fixtures), e.g. to run only the capability cases of a backend under develop
   :class:`~chanlog.testing.conformance.sharing.SharedCases`: reopening, several handles;
 - one class per capability of :mod:`chanlog.backends.capabilities`, in
   :mod:`chanlog.testing.conformance.capabilities`, each skipped when the backend lacks it;
+- the durable consumers of :mod:`chanlog.backends.consumer_store`:
+  :class:`~chanlog.testing.conformance.consumers.KeepsConsumersCases` (the rules, on one
+  handle),
+  :class:`~chanlog.testing.conformance.consumer_sharing.MovesConsumersInTransactionCases`,
+  :class:`~chanlog.testing.conformance.consumer_sharing.ConsumerSharingCases` (several
+  handles, concurrent holders) and
+  :class:`~chanlog.testing.conformance.consumer_sharing.ReadOnlyConsumersCases`, each
+  skipped when the backend lacks the capability;
 - :class:`~chanlog.testing.conformance.read_only.ReadOnlyCases`: a read-only handle.
 """
 
@@ -31,6 +39,12 @@ from chanlog.testing.conformance.capabilities import (
     SavesSnapshotsInTransactionCases,
     StreamIndexCases,
 )
+from chanlog.testing.conformance.consumer_sharing import (
+    ConsumerSharingCases,
+    MovesConsumersInTransactionCases,
+    ReadOnlyConsumersCases,
+)
+from chanlog.testing.conformance.consumers import KeepsConsumersCases
 from chanlog.testing.conformance.fixtures import ConformanceFixtures, OpenBackend
 from chanlog.testing.conformance.protocol import BackendProtocolCases
 from chanlog.testing.conformance.read_only import ReadOnlyCases
@@ -43,13 +57,17 @@ __all__ = [
     "BackendProtocolCases",
     "CapabilityCases",
     "ConformanceFixtures",
+    "ConsumerSharingCases",
     "CountsStreamsCases",
     "DurableCases",
     "FileBackedCases",
     "FindsManyCases",
+    "KeepsConsumersCases",
     "MayBeReadOnlyCases",
+    "MovesConsumersInTransactionCases",
     "OpenBackend",
     "ReadOnlyCases",
+    "ReadOnlyConsumersCases",
     "ReadsStreamPayloadsCases",
     "RemembersHeadCases",
     "SavesSnapshotsInTransactionCases",
@@ -69,6 +87,8 @@ class CapabilityCases(
     RemembersHeadCases,
     FileBackedCases,
     MayBeReadOnlyCases,
+    KeepsConsumersCases,
+    MovesConsumersInTransactionCases,
 ):
     """Every capability case class: each test skips when the backend lacks its capability."""
 
@@ -79,7 +99,9 @@ class BackendConformance(
     DurableCases,
     SharedCases,
     CapabilityCases,
+    ConsumerSharingCases,
     ReadOnlyCases,
+    ReadOnlyConsumersCases,
 ):
     """Pytest test class every backend runs. Subclass it as ``TestXxx`` and override the
     ``open_backend`` fixture (and ``open_read_only`` when the backend can be opened

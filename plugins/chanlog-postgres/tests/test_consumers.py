@@ -1,0 +1,237 @@
+"""Durable consumers in PostgreSQL beyond the conformance suite: layout version 2 and the
+upgrade from version 1, the server's clock, row locks, and connections dropped by the server
+(what a restart does to a client)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+from chanlog_postgres import SCHEMA_VERSION, PostgresBackend
+from chanlog_postgres.schema import TABLES, TABLES_V1
+from psycopg.conninfo import make_conninfo
+
+from chanlog.backends.consumer_store import KeepsConsumers, MovesConsumersInTransaction
+from chanlog.errors import NotFound, StorageError
+from chanlog.records import PositionMove
+from chanlog.testing.events import sample_events, stored_records
+
+pytestmark = pytest.mark.postgres
+
+Open = Callable[..., PostgresBackend]
+_T = TypeVar("_T")
+
+
+def _tables(admin: psycopg.Connection[Any], schema: str) -> set[str]:
+    rows = admin.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+    )
+    return {row[0] for row in rows}
+
+
+def _version(admin: psycopg.Connection[Any], schema: str) -> int:
+    row = admin.execute(f'SELECT version FROM "{schema}".schema_version').fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _server_now(admin: psycopg.Connection[Any]) -> float:
+    row = admin.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+    assert row is not None
+    return float(row[0])
+
+
+def _make_v1(open_postgres: Open, admin: psycopg.Connection[Any], schema: str) -> list[Any]:
+    """A log as layout version 1 left it (version 2 only adds the consumer tables): five
+    records and a snapshot. Returns the records."""
+    backend = open_postgres()
+    with backend.write() as transaction:
+        records = stored_records(sample_events(5), transaction.head)
+        transaction.append(records)
+    backend.close()
+    admin.execute(f'DROP TABLE "{schema}".parked_records, "{schema}".consumers')
+    admin.execute(f'UPDATE "{schema}".schema_version SET version = 1')
+    assert _tables(admin, schema) == set(TABLES_V1)
+    return records
+
+
+def _after_reconnect(operation: Callable[[], _T]) -> _T:
+    """``operation()`` once the pool has replaced the connections the server dropped: each
+    dropped connection fails one operation (with a StorageError), then it works."""
+    for _ in range(4):
+        try:
+            return operation()
+        except StorageError:
+            continue
+    return operation()
+
+
+# -- layout version 2 ------------------------------------------------------------------------
+
+
+def test_the_backend_and_its_transactions_keep_consumers(backend: PostgresBackend) -> None:
+    # The rows of the capability table in chanlog.backends.capabilities.
+    assert isinstance(backend, KeepsConsumers)
+    with backend.write() as transaction:
+        assert isinstance(transaction, MovesConsumersInTransaction)
+
+
+def test_a_v1_schema_is_upgraded_in_place_by_a_writer(
+    open_postgres: Open, admin: psycopg.Connection[Any], schema: str
+) -> None:
+    records = _make_v1(open_postgres, admin, schema)
+    backend = open_postgres()
+    assert SCHEMA_VERSION == 2
+    assert _version(admin, schema) == 2
+    assert _tables(admin, schema) == set(TABLES)
+    assert list(backend.read(0, 10)) == records
+    assert backend.consumer_states() == []
+    backend.ensure_consumer("audit", 0, ["chanlog.>"])
+    backend.acquire_lease("audit", "h1", 60)
+    with backend.write() as transaction:
+        transaction.append(stored_records(sample_events(2, start=5), transaction.head))
+        transaction.move_consumer(PositionMove("audit", "h1", 7, handled=7))
+    state = open_postgres().consumer_state("audit")
+    assert state is not None
+    assert (state.position, state.handled) == (7, 7)
+
+
+def test_a_v1_schema_read_only_keeps_no_consumers_until_a_writer_upgrades_it(
+    open_postgres: Open, admin: psycopg.Connection[Any], schema: str
+) -> None:
+    records = _make_v1(open_postgres, admin, schema)
+    reader = open_postgres(read_only=True)
+    assert list(reader.read(0, 10)) == records
+    assert reader.consumer_state("audit") is None
+    assert reader.consumer_states() == []
+    with pytest.raises(NotFound, match="audit"):
+        reader.parked_records("audit")
+    with pytest.raises(StorageError, match="read-only"):
+        reader.ensure_consumer("audit", 0, ["chanlog.>"])
+    assert _version(admin, schema) == 1  # a read-only open never upgrades
+    writer = open_postgres()
+    writer.ensure_consumer("audit", 3, ["chanlog.>"])
+    assert reader.consumer_state("audit") == writer.consumer_state("audit")
+    assert reader.parked_records("audit") == []
+
+
+def test_concurrent_writers_opening_a_v1_schema_upgrade_it_once(
+    open_postgres: Open, admin: psycopg.Connection[Any], schema: str
+) -> None:
+    _make_v1(open_postgres, admin, schema)
+    barrier = threading.Barrier(4)
+    failures: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            barrier.wait()
+            open_postgres().ensure_consumer("audit", 0, ["chanlog.>"])
+        except BaseException as exc:  # reported below: a thread cannot fail the test
+            failures.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert _version(admin, schema) == 2
+    assert [state.name for state in open_postgres().consumer_states()] == ["audit"]
+
+
+# -- the server decides ------------------------------------------------------------------------
+
+
+def test_lease_times_come_from_the_servers_clock(
+    backend: PostgresBackend, admin: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend.ensure_consumer("clock", 0, ["chanlog.>"])
+    before = _server_now(admin)
+    monkeypatch.setattr(time, "time", lambda: 1_000.0)  # this client's clock is far off
+    state = backend.acquire_lease("clock", "h1", 60)
+    monkeypatch.undo()
+    after = _server_now(admin)
+    assert state.lease_expires_at is not None
+    assert before + 60 <= state.lease_expires_at <= after + 60
+
+
+def test_a_consumer_row_held_by_another_transaction_times_out(open_postgres: Open) -> None:
+    holder = open_postgres()
+    waiter = open_postgres(lock_timeout=0.2)
+    holder.ensure_consumer("locked", 0, ["chanlog.>"])
+    holder.acquire_lease("locked", "h1", 60)
+    with holder.write() as transaction:
+        transaction.move_consumer(PositionMove("locked", "h1", 1))  # holds the row lock
+        with pytest.raises(StorageError, match="held the consumer's row for more than"):
+            waiter.acquire_lease("locked", "h2", 60)
+    state = waiter.consumer_state("locked")
+    assert state is not None
+    assert state.position == 1
+
+
+# -- connections the server dropped ------------------------------------------------------------
+
+
+def _dropping_backend(postgres_dsn: str, schema: str) -> tuple[PostgresBackend, str]:
+    application = f"chanlog-consumers-{schema[-8:]}"
+    backend = PostgresBackend(
+        dsn=make_conninfo(postgres_dsn, application_name=application), schema=schema
+    )
+    return backend, application
+
+
+def _drop_connections(admin: psycopg.Connection[Any], application: str) -> None:
+    admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+        (application,),
+    )
+
+
+def test_consumers_survive_dropped_connections(
+    postgres_dsn: str, schema: str, admin: psycopg.Connection[Any]
+) -> None:
+    backend, application = _dropping_backend(postgres_dsn, schema)
+    try:
+        backend.ensure_consumer("durable", 0, ["chanlog.>"])
+        taken = backend.acquire_lease("durable", "h1", 60)
+        _drop_connections(admin, application)
+        with pytest.raises(StorageError, match=r"127\.0\.0\.1:5432/test.*cannot take"):
+            backend.acquire_lease("durable", "h1", 60)
+        renewed = _after_reconnect(lambda: backend.acquire_lease("durable", "h1", 60))
+        assert renewed.lease_expires_at is not None
+        assert taken.lease_expires_at is not None
+        assert renewed.lease_expires_at >= taken.lease_expires_at
+        backend.move_consumer(PositionMove("durable", "h1", 4, handled=4))
+        _drop_connections(admin, application)
+        state = _after_reconnect(lambda: backend.consumer_state("durable"))
+        assert state is not None
+        assert (state.position, state.handled, state.lease_holder) == (4, 4, "h1")
+    finally:
+        backend.close()
+
+
+def test_a_move_whose_connection_drops_before_the_commit_is_not_applied(
+    postgres_dsn: str, schema: str, admin: psycopg.Connection[Any]
+) -> None:
+    backend, application = _dropping_backend(postgres_dsn, schema)
+    try:
+        backend.ensure_consumer("tx", 0, ["chanlog.>"])
+        backend.acquire_lease("tx", "h1", 60)
+        before = backend.consumer_state("tx")
+
+        def write() -> None:
+            with backend.write() as transaction:
+                transaction.append(stored_records(sample_events(2), transaction.head))
+                transaction.move_consumer(PositionMove("tx", "h1", 2, handled=2))
+                _drop_connections(admin, application)  # the server goes away mid-transaction
+
+        with pytest.raises(StorageError, match="cannot append"):
+            write()
+        assert _after_reconnect(backend.head).length == 0
+        assert _after_reconnect(lambda: backend.consumer_state("tx")) == before
+    finally:
+        backend.close()
