@@ -17,8 +17,6 @@ import pytest
 from chanlog_nats import NatsIngest, read_envelope
 
 from chanlog import EventStore
-from chanlog.backends.consumer_store import KeepsConsumers
-from chanlog.backends.memory import MemoryBackend
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.testing import sample_events
 
@@ -36,6 +34,16 @@ def _start(database: Path, stream: str, url: str, window: int) -> subprocess.Pop
         stderr=subprocess.DEVNULL,
         text=True,
     )
+
+
+def _position(database: Path) -> int:
+    """The relay consumer's committed position in the node's log (0: not created yet)."""
+    backend = SqliteBackend(database, read_only=True)
+    try:
+        state = backend.consumer_state("relay")
+        return 0 if state is None else state.position
+    finally:
+        backend.close()
 
 
 def _wait_for(process: subprocess.Popen[str], word: str) -> None:
@@ -60,14 +68,17 @@ def test_sigkills_of_the_relay_leave_every_event_once_in_order(
         # A small window: publishing is slow enough for every kill to land mid-stream.
         process = _start(database, stream, nats_url, 16)
         _wait_for(process, "streaming")
-        time.sleep(chooser.uniform(0.05, 0.4))
+        time.sleep(chooser.uniform(0.05, 0.3))
         if process.poll() is not None:
             break  # it finished before the kill: the log is all out
         process.kill()
         process.wait()
         kills += 1
         info = streams.info(stream)
-        published_at_kill.append(info.state.messages if info else 0)
+        published = info.state.messages if info else 0
+        published_at_kill.append(published)
+        # The committed position never runs ahead of what the stream acknowledged.
+        assert _position(database) <= published
     assert kills == KILLS, f"the relay finished after {kills} kills (kills must hit mid-stream)"
     assert published_at_kill[-1] < COUNT
     # A last, unkilled run finishes the job.
@@ -77,14 +88,13 @@ def test_sigkills_of_the_relay_leave_every_event_once_in_order(
     assert process.wait(60) == 0
     info = streams.info(stream)
     assert (info.state.messages, info.state.last_seq) == (COUNT, COUNT)
+    assert _position(database) == COUNT
     offsets = [read_envelope(m.headers).offset for m in streams.messages(stream, headers_only=True)]
     assert offsets == list(range(COUNT))
     # A replica ingested from the stream verifies with the node's chain head.
-    backend: Any = SqliteBackend(tmp_path / "replica.db", durability="normal")
-    if not isinstance(backend, KeepsConsumers):  # until the sqlite backend keeps consumers
-        backend.close()
-        backend = MemoryBackend()
-    replica = EventStore(backend, projections=[])
+    replica = EventStore(
+        SqliteBackend(tmp_path / "replica.db", durability="normal"), projections=[]
+    )
     stop = threading.Event()
     ingest = NatsIngest(name="replica", stream=stream, durable="replica", url=nats_url, batch=512)
     thread = threading.Thread(target=ingest.run, args=(replica, stop), daemon=True)

@@ -136,3 +136,21 @@ def test_ingest_flags_accept_text() -> None:
 def test_broker_options_are_checked(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         NatsBroker(context=BusContext(sender=object(), decode=lambda *a: None), **options)  # type: ignore[arg-type,return-value]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"Nats-Msg-Id: 0xab:1\r\nChanlog-Offset: 1\r\n\r\n",
+        b"A:b\r\nC:\tspaced \r\nno colon here\r\n\r\n",
+        b"Bad Key: x\r\nGood: y\r\n",
+        b"K\xc3\xa9y: x\r\nV: caf\xc3\xa9 \xff\r\n",
+        b"Dup: 1\r\nDup: 2\r\n: empty name\r\n",
+        b"",
+    ],
+)
+def test_the_quick_header_parser_agrees_with_nats_py(raw: bytes) -> None:
+    from chanlog_nats.client import FastHeaderClient
+    from nats.aio.client import Client
+
+    assert FastHeaderClient._parse_header_lines(raw) == Client._parse_header_lines(raw)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import re
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -16,7 +17,7 @@ from nats.aio.client import Client
 
 from chanlog.errors import StorageError
 
-__all__ = ["NatsThread"]
+__all__ = ["FastHeaderClient", "NatsThread"]
 
 logger = logging.getLogger("chanlog.nats")
 
@@ -24,6 +25,31 @@ T = TypeVar("T")
 
 RECONNECT_WAIT = 0.25
 """Seconds between reconnection attempts (nats-py retries forever)."""
+
+
+_SPACE = re.compile(r"\s")
+
+
+class FastHeaderClient(Client):
+    """nats-py's client with a quicker header parser: the stock one tests every character
+    of every header name with a generator (a third of what an ingest spends per message,
+    chanlog's messages carrying five headers). Same rules: ``Name: Value`` lines, ASCII
+    names without whitespace, values decoded as UTF-8 with replacement."""
+
+    @staticmethod
+    def _parse_header_lines(raw: bytes) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for line in raw.split(b"\r\n"):
+            name, colon, value = line.partition(b":")
+            if not colon:
+                continue
+            try:
+                key = name.strip().decode("ascii")
+            except UnicodeDecodeError:
+                continue
+            if _SPACE.search(key) is None:
+                headers[key] = value.strip().decode("utf-8", "replace")
+        return headers
 
 
 class NatsThread:
@@ -90,21 +116,27 @@ class NatsThread:
         async def error(exc: Exception) -> None:
             logger.debug("NATS %s: %r", self.name, exc)
 
-        self.client = await nats.connect(
+        client = FastHeaderClient()
+        # nats-py annotates these seconds as int; it waits on them as floats.
+        seconds: Any = {
+            "connect_timeout": self._connect_timeout,
+            "reconnect_time_wait": RECONNECT_WAIT,
+        }
+        await client.connect(
             servers=[url.strip() for url in self.url.split(",")],
             name=self.name,
-            connect_timeout=self._connect_timeout,
             allow_reconnect=True,
             max_reconnect_attempts=-1,
-            reconnect_time_wait=RECONNECT_WAIT,
             ping_interval=5,
             max_outstanding_pings=2,
             disconnected_cb=disconnected,
             reconnected_cb=reconnected,
             error_cb=error,
+            **seconds,
         )
+        self.client = client
         self.connected.set()
-        return self.client
+        return client
 
     def connect_now(self, timeout: float) -> Client:
         """Connect from another thread.
