@@ -18,7 +18,7 @@ from chanlog.backends.sqlite import SqliteBackend
 
 
 def main(path: str, stream: str, url: str, window: str) -> None:
-    store = EventStore(SqliteBackend(path), projections=[])
+    store = EventStore(SqliteBackend(path, durability="normal"), projections=[])
     relay = NatsRelay(stream=stream, url=url, storage="memory", window=int(window))
     # A short lease: the killed predecessor's lease must not hold this run up for long.
     runner = store.bus.consumer("relay", relay, commit_every=50, lease_ttl=0.5)
