@@ -17,6 +17,7 @@ from benchmarks import (
     suite_generate,
     suite_log,
     suite_memory,
+    suite_nats,
     suite_postgres,
     suite_reconstruct,
     suite_threads,
@@ -37,6 +38,7 @@ SUITES = (
     suite_memory,
     suite_postgres,
     suite_generate,
+    suite_nats,
 )
 
 
