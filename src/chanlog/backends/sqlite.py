@@ -48,6 +48,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from chanlog.backends import sqlite_queries as queries
+from chanlog.backends.consumer_store import KeepsConsumersThrough
 from chanlog.backends.head_file import HeadFile
 from chanlog.backends.sqlite_connections import SqliteConnections
 from chanlog.backends.sqlite_consumers import SqliteConsumers
@@ -79,10 +80,7 @@ from chanlog.backends.sqlite_schema import (
 from chanlog.backends.sqlite_transaction import SqliteTransaction
 from chanlog.errors import ChanlogError, InvalidArgument, StorageError
 from chanlog.records import (
-    ConsumerState,
     Head,
-    ParkedRecord,
-    PositionMove,
     StoredRecord,
     StoredSnapshot,
 )
@@ -102,7 +100,7 @@ READ_CHUNK = 512
 logger = logging.getLogger("chanlog.backends.sqlite")
 
 
-class SqliteBackend:
+class SqliteBackend(KeepsConsumersThrough):
     """A chanlog log in an SQLite file (WAL), shareable by several processes.
 
     Besides the :class:`~chanlog.backends.base.Backend` protocol it implements the
@@ -173,7 +171,7 @@ class SqliteBackend:
         except BaseException:
             self._connections.close()
             raise
-        self._consumers = SqliteConsumers(self._connections, tables=version == SCHEMA_VERSION)
+        self.consumer_table = SqliteConsumers(self._connections, tables=version == SCHEMA_VERSION)
 
     def _open_format(self) -> tuple[int, int]:
         """Bring the file to the current schema version (a writer) or refuse one a reader
@@ -384,52 +382,6 @@ class SqliteBackend:
             finally:
                 connections.close()
         self._closing.set()
-
-    # -- durable consumers (KeepsConsumers, in sqlite_consumers) ----------------------------
-
-    def consumer_state(self, name: str) -> ConsumerState | None:
-        """The consumer ``name``, or ``None`` (see :mod:`~chanlog.backends.consumer_store`)."""
-        return self._consumers.state(name)
-
-    def consumer_states(self) -> list[ConsumerState]:
-        """Every consumer, by name."""
-        return self._consumers.states()
-
-    def ensure_consumer(self, name: str, position: int, subjects: Sequence[str]) -> ConsumerState:
-        """Create the consumer unless it exists; record its subjects either way."""
-        return self._consumers.ensure(name, position, subjects)
-
-    def acquire_lease(self, name: str, holder: str, ttl: float) -> ConsumerState:
-        """Take or renew the consumer's lease for ``ttl`` seconds."""
-        return self._consumers.acquire(name, holder, ttl)
-
-    def release_lease(self, name: str, holder: str) -> None:
-        """Give the lease up, if ``holder`` holds it."""
-        self._consumers.release(name, holder)
-
-    def move_consumer(self, move: PositionMove) -> None:
-        """Apply ``move`` atomically, in a transaction of its own."""
-        self._consumers.move(move)
-
-    def reset_consumer(self, name: str, position: int) -> ConsumerState:
-        """Set the position, refused while a lease runs."""
-        return self._consumers.reset(name, position)
-
-    def parked_records(self, name: str) -> list[ParkedRecord]:
-        """The consumer's parked records, by offset."""
-        return self._consumers.parked(name)
-
-    def request_replay(self, name: str, offsets: Sequence[int] | None = None) -> int:
-        """Mark parked records (``None``: all) for replay; return how many."""
-        return self._consumers.request_replay(name, offsets)
-
-    def drop_parked(self, name: str, offsets: Sequence[int] | None = None) -> int:
-        """Forget parked records (``None``: all); return how many."""
-        return self._consumers.drop(name, offsets)
-
-    def delete_consumer(self, name: str) -> bool:
-        """Remove the consumer and its parked records; False when it did not exist."""
-        return self._consumers.delete(name)
 
     # -- capabilities --------------------------------------------------------------------
 
