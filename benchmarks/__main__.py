@@ -14,9 +14,11 @@ from pathlib import Path
 from benchmarks import (
     suite_append,
     suite_bus,
+    suite_cli,
     suite_generate,
     suite_log,
     suite_memory,
+    suite_nats,
     suite_postgres,
     suite_reconstruct,
     suite_threads,
@@ -33,9 +35,11 @@ SUITES = (
     suite_threads,
     suite_reconstruct,
     suite_log,
+    suite_cli,
     suite_memory,
     suite_postgres,
     suite_generate,
+    suite_nats,
     suite_bus,
 )
 

@@ -87,6 +87,17 @@ def _within_of_raw(case_id: str, factor: float) -> Callable[[Results], Verdict]:
     return check
 
 
+def _within_of_peer(case_id: str, peer: str, factor: float) -> Callable[[Results], Verdict]:
+    def check(results: Results) -> Verdict:
+        stats = _ratio(results, case_id, peer)
+        if stats is None:
+            return _missing(case_id)
+        slowdown = 1.0 / stats.median
+        return Verdict(f"{slowdown:.2f}x the time of {peer}", slowdown <= factor)
+
+    return check
+
+
 def _events_per_second(case_id: str, at_least: float) -> Callable[[Results], Verdict]:
     def check(results: Results) -> Verdict:
         stats = _chanlog(results, case_id)
@@ -222,6 +233,12 @@ TARGETS: tuple[Target, ...] = (
         _at_most_mb("memory.10k", 5.0),
     ),
     Target(
+        "log.first-line",
+        "target",
+        "chanlog log prints its first record within 0.5 s on a 300,000-event sqlite log",
+        _at_most_ms("log.first-line.300k", 500.0),
+    ),
+    Target(
         "reopen.1m",
         "target",
         "a 1,000,000-event sqlite log reopens, ready, in <= 2 s",
@@ -238,6 +255,24 @@ TARGETS: tuple[Target, ...] = (
         "target",
         "generate --channels 1000 --turns 100 (default config): the file under 300 MB",
         _at_most_mb("generate.file", 300.0),
+    ),
+    Target(
+        "nats.relay",
+        "target",
+        "the NATS relay publishes within 2x of a raw nats-py publish loop with the same window",
+        _within_of_peer("nats.relay", "raw nats-py", 2.0),
+    ),
+    Target(
+        "nats.e2e.p50",
+        "target",
+        "append to a subscriber in another process through NATS at 1,000 events/s: p50 <= 5 ms",
+        _at_most_ms("nats.e2e.p50", 5.0),
+    ),
+    Target(
+        "nats.e2e.p99",
+        "target",
+        "append to a subscriber in another process through NATS at 1,000 events/s: p99 <= 25 ms",
+        _at_most_ms("nats.e2e.p99", 25.0),
     ),
     Target(
         "bus.memory",

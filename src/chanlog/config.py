@@ -33,13 +33,14 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import attrs
 
 from chanlog.bus.settings import BusSettings, read_bus_settings
 from chanlog.checkpoints import DEFAULT_CHECKPOINT_EVERY
 from chanlog.errors import ChanlogError, ConfigError, NotFound
+from chanlog.factories import FileBackedFactory, accepts_keyword, file_option_of
 from chanlog.plugins.host import PluginHost, default_host
 from chanlog.store import EventStore
 
@@ -84,52 +85,6 @@ TOP_LEVEL_KEYS = (
 
 PathLike = str | os.PathLike[str]
 Source = PathLike | Mapping[str, Any]
-
-
-@runtime_checkable
-class FileBackedFactory(Protocol):
-    """A backend factory whose backend keeps its log in one file.
-
-    A plugin opts in by giving its registered factory a ``file_option`` attribute naming
-    the keyword option that holds the file (a class attribute of the backend class works):
-
-    - a relative file in a configuration file is relative to that file's directory, and a
-      missing one defaults to :data:`DEFAULT_LOG_FILE` there;
-    - ``chanlog --db FILE`` passes ``FILE`` as that option;
-    - a read-only open (:func:`build_store`) refuses a file that does not exist, so a typo
-      creates nothing;
-    - ``chanlog init`` writes that option, commented.
-    """
-
-    file_option: str
-    """The name of the keyword option that holds the log file (``"path"`` for SQLite)."""
-
-    def __call__(self, *args: Any, **options: Any) -> Any:
-        """Open the backend."""
-
-
-def file_option_of(factory: object) -> str | None:
-    """The option naming the log file of a backend ``factory``, or ``None`` for a backend
-    that keeps no file (memory, PostgreSQL)."""
-    if isinstance(factory, FileBackedFactory):
-        option = factory.file_option
-        if isinstance(option, str) and option:
-            return option
-    return None
-
-
-def accepts_keyword(factory: Callable[..., Any], name: str) -> bool:
-    """True when ``factory``'s signature has a parameter ``name`` that can be passed by
-    keyword. A bare ``**options`` does not count: the built-in backends take one only to
-    refuse unknown keys by name, so they would refuse a ``name`` they do not declare."""
-    try:
-        parameter = inspect.signature(factory).parameters.get(name)
-    except (TypeError, ValueError):  # builtins without a signature
-        return False
-    return parameter is not None and parameter.kind in (
-        inspect.Parameter.KEYWORD_ONLY,
-        inspect.Parameter.POSITIONAL_OR_KEYWORD,
-    )
 
 
 def file_backend(
@@ -458,6 +413,7 @@ def open_store(
     *,
     plugins: PluginHost | None = None,
     read_only: bool = False,
+    create: bool = True,
     **settings: Any,
 ) -> EventStore:
     """Assemble an :class:`~chanlog.EventStore` from configuration (``chanlog.open``).
@@ -475,20 +431,25 @@ def open_store(
         plugins: the plugin host providing the named parts (default: the process-wide one).
         read_only: open an existing log to read it, never creating one; see
             :func:`build_store`.
+        create: with ``False``, open an existing log for writing, never creating one.
         settings: top-level settings, overriding those of ``source``.
 
     Raises:
         ConfigError: a bad setting, naming the file, the key, the value and what is allowed.
-        NotFound: ``read_only`` and the log file does not exist.
+        NotFound: ``read_only`` or ``create=False``, and the log does not exist.
         StorageError: the backend could not open its storage.
     """
     host = plugins or default_host()
     config = load_config(source, plugins=host, **settings)
-    return build_store(config, plugins=host, read_only=read_only)
+    return build_store(config, plugins=host, read_only=read_only, create=create)
 
 
 def build_store(
-    config: StoreConfig, *, plugins: PluginHost | None = None, read_only: bool = False
+    config: StoreConfig,
+    *,
+    plugins: PluginHost | None = None,
+    read_only: bool = False,
+    create: bool = True,
 ) -> EventStore:
     """Open the store a validated :class:`StoreConfig` describes.
 
@@ -502,21 +463,25 @@ def build_store(
             so a misspelled path is a :class:`~chanlog.errors.NotFound` that names it
             instead of a new, empty log. Open with ``projections=[]`` as well to look at a
             log whose records no longer fold.
+        create: with ``False``, a missing log is refused the same way, but an existing
+            one is opened for writing (the factory gets ``create=False`` if it takes it).
 
     Raises:
-        NotFound: ``read_only`` and the log file does not exist.
+        NotFound: ``read_only`` or ``create=False``, and the log does not exist.
     """
     host = plugins or default_host()
     source = config.source
     factory = host.backends[config.backend]
     options = dict(config.backend_options)
     missing: NotFound | None = None
-    if read_only:
-        missing = _missing_log_file(factory, options, config)
-        if accepts_keyword(factory, "read_only"):
-            # The backend checks its options first and then refuses the missing file
+    create = create and options.get("create") is not False  # `create = false` in the file
+    if read_only or not create:
+        missing = _missing_log_file(factory, options, config, read_only=read_only)
+        option, value = ("read_only", True) if read_only else ("create", False)
+        if accepts_keyword(factory, option):
+            # The backend checks its options first and then refuses the missing log
             # itself, so a misspelled option is reported before the file it may explain.
-            options["read_only"] = True
+            options[option] = value
         elif missing is not None:
             raise missing
     policy = None
@@ -556,9 +521,10 @@ def _open_backend(
     config: StoreConfig,
     missing: NotFound | None,
 ) -> Any:
-    """Call the backend factory; when the log file is ``missing`` (a read-only open), any
-    refusal but a :class:`ConfigError` becomes that :class:`NotFound`, so every file-backed
-    backend reports a missing log the same way (exit code 3 in the CLI)."""
+    """Call the backend factory; when the log file is ``missing`` (``read_only`` or
+    ``create=False``), any refusal but a :class:`ConfigError` becomes that
+    :class:`NotFound`, so every file-backed backend reports a missing log the same way
+    (exit code 3 in the CLI)."""
     what = f"backend {config.backend!r}"
     if missing is None:
         return _construct(factory, options, config.source, "backend", what)
@@ -575,7 +541,7 @@ def _open_backend(
 
 
 def _missing_log_file(
-    factory: Callable[..., Any], options: Mapping[str, Any], config: StoreConfig
+    factory: Callable[..., Any], options: Mapping[str, Any], config: StoreConfig, *, read_only: bool
 ) -> NotFound | None:
     """The error for a file-backed log whose file does not exist, or ``None``.
 
@@ -588,9 +554,10 @@ def _missing_log_file(
     try:
         os.stat(file)
     except FileNotFoundError:
+        how = "read-only" if read_only else "with create=False"
         return NotFound(
             f"no log file {os.fspath(file)} (backend {config.backend!r}, from {config.source});"
-            " opened read-only, so nothing was created"
+            f" opened {how}, so nothing was created"
         )
     except (OSError, ValueError):
         pass  # a name no file can have, or an unreadable directory: the backend says which

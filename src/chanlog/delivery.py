@@ -55,6 +55,7 @@ class Delivery:
         self._reader = reader
         self._append_lock = append_lock
         self._length = length
+        self._foreign: set[int] = set()  # queued offsets this store did not commit
         self.outbox: deque[RecordedEvent] = deque()
         """Committed records waiting to be delivered (an attribute, not a property: the
         store looks at it after every append)."""
@@ -70,8 +71,16 @@ class Delivery:
         return bool(event_appended.receivers) or self.publishes
 
     def enqueue(self, records: Iterable[RecordedEvent]) -> None:
-        """Queue committed records, in offset order (call under the append lock)."""
-        self.outbox.extend(records)
+        """Queue records another process (or an earlier run) committed, in offset order
+        (call under the append lock). They go to the ``event-appended`` signal like this
+        store's own, but not to the broker's ``publish``: the process that committed them
+        publishes them, and every process sharing the log must not publish them again."""
+        if not self.publishes:
+            self.outbox.extend(records)
+            return
+        for record in records:
+            self._foreign.add(record.offset)
+            self.outbox.append(record)
 
     def deliver(self) -> None:
         """Drain the outbox in offset order. Whichever thread holds the delivery lock
@@ -91,11 +100,16 @@ class Delivery:
                         self._notify(outbox.popleft(), receivers)
                 else:
                     drained: list[RecordedEvent] = []
+                    foreign = self._foreign
                     while outbox:
                         record = outbox.popleft()
                         self._notify(record, receivers)
-                        drained.append(record)
-                    self._publish(drained)
+                        if record.offset in foreign:
+                            foreign.discard(record.offset)
+                        else:
+                            drained.append(record)
+                    if drained:
+                        self._publish(drained)
             finally:
                 self._delivering.release()
 

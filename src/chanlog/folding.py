@@ -17,7 +17,6 @@ from chanlog.checkpoints import EntityCheckpoints
 from chanlog.errors import (
     ChanlogError,
     IntegrityError,
-    InvalidArgument,
     InvalidTransition,
     NotFound,
     PluginError,
@@ -115,19 +114,6 @@ class InlineProjections:
         if found is None:
             enabled = ", ".join(sorted(self.by_name)) or "none"
             raise NotFound(f"projection {name!r} is not enabled (enabled: {enabled})")
-        return found
-
-    def state(self, kind: str, entity_id: str) -> Any:
-        """The current state of one entity of the projection ``kind``.
-
-        Raises:
-            NotFound: the projection is not enabled, or the entity does not exist.
-        """
-        if type(entity_id) is not str:
-            raise InvalidArgument(f"entity_id must be a string, got {type(entity_id).__name__}")
-        found = self.get(kind).get(entity_id.lower())
-        if found is None:
-            raise NotFound(f"no {kind} {entity_id}")
         return found
 
     def catch_up(

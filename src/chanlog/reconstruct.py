@@ -9,16 +9,25 @@ long the log is. Without ``at`` it answers from the live projection in O(1).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Protocol
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol, cast
 
 from chanlog.checkpoints import EntityCheckpoints
 from chanlog.errors import InvalidArgument, NotFound
 from chanlog.events.base import Event
-from chanlog.projections.base import Projection
+from chanlog.plugins.host import PluginHost
+from chanlog.projections.base import DescribesEntities, Projection
 from chanlog.snapshots.manager import SnapshotManager
 
 __all__ = ["ReconstructionSource", "StateReconstructor"]
+
+
+def _kinds_text(kinds: Mapping[str, str]) -> str:
+    """``channel, message or messages, objective``: each projection once, by its names."""
+    names: dict[str, list[str]] = {}
+    for kind, name in sorted(kinds.items()):
+        names.setdefault(name, []).append(kind)
+    return ", ".join(" or ".join(spellings) for spellings in sorted(names.values())) or "none"
 
 
 class ReconstructionSource(Protocol):
@@ -33,6 +42,11 @@ class ReconstructionSource(Protocol):
     @property
     def checkpoints(self) -> EntityCheckpoints:
         """The entity checkpoints of the log."""
+        ...
+
+    @property
+    def plugins(self) -> PluginHost:
+        """The host whose registered projections are the kinds."""
         ...
 
     def inline_projection(self, name: str) -> Projection | None:
@@ -66,24 +80,77 @@ class StateReconstructor:
         self._source = source
         self._use_snapshots = use_snapshots
         self._private: dict[str, Projection] = {}
+        self._describes: dict[type, bool] = {}
+        self._kinds: tuple[int, dict[str, str]] = (-1, {})
         self.folded_count = 0
         """Events folded by this reconstructor so far (what the cost tests count)."""
 
-    def _projection(self, kind: str) -> tuple[Projection, bool]:
-        """The projection of ``kind`` and whether it is folded inline."""
+    def resolve_kind(self, kind: str) -> str:
+        """The name of the projection whose entities ``kind`` names: a registered
+        projection's name, or the entity kind it declares (``message`` for the
+        ``messages`` projection; see :meth:`kinds`).
+
+        Raises:
+            InvalidArgument: ``kind`` is neither; the message lists the kinds.
+        """
         if type(kind) is not str:
             raise InvalidArgument(f"kind must be a projection name, got {kind!r}")
-        inline = self._source.inline_projection(kind)
+        if kind in self._source.plugins.projections:
+            return kind
+        kinds = self.kinds()
+        name = kinds.get(kind)
+        if name is None:
+            raise InvalidArgument(f"unknown kind {kind!r}; the kinds are {_kinds_text(kinds)}")
+        return name
+
+    def kinds(self) -> dict[str, str]:
+        """Kind → projection name: every registered projection by its name, and by the
+        :attr:`~chanlog.projections.base.DescribesEntities.entity_kind` it declares."""
+        host = self._source.plugins
+        generation, kinds = self._kinds
+        if generation == host.generation:
+            return kinds
+        kinds = {name: name for name in host.projections}
+        for name in list(kinds):
+            projection = self._projection(name)[0]
+            if self._describes_entities(projection):
+                kind = cast(DescribesEntities, projection).entity_kind
+                if kind and kind not in kinds:
+                    kinds[kind] = name
+        self._kinds = (generation, kinds)
+        return kinds
+
+    def _describes_entities(self, projection: Projection) -> bool:
+        describes = self._describes.get(type(projection))
+        if describes is None:
+            # An isinstance against a protocol costs microseconds: once per class.
+            describes = isinstance(projection, DescribesEntities)
+            self._describes[type(projection)] = describes
+        return describes
+
+    def check_entity_id(self, projection: Projection, entity_id: str) -> None:
+        """Refuse an ``entity_id`` that is not a string, or that ``projection`` says cannot
+        be one of its ids (:class:`~chanlog.projections.base.DescribesEntities`).
+
+        Raises:
+            InvalidArgument: naming the rule.
+        """
+        if type(entity_id) is not str:
+            raise InvalidArgument(f"entity_id must be a string, got {type(entity_id).__name__}")
+        if self._describes_entities(projection):
+            cast(DescribesEntities, projection).check_entity_id(entity_id)
+
+    def _projection(self, name: str) -> tuple[Projection, bool]:
+        """The projection ``name`` (resolved by :meth:`resolve_kind`) and whether it is
+        folded inline."""
+        inline = self._source.inline_projection(name)
         if inline is not None:
             return inline, True
         # Not folded inline: reconstruct with a private instance of the registered kind.
-        private = self._private.get(kind)
+        private = self._private.get(name)
         if private is None:
-            try:
-                private = self._source.fresh_projection(kind)
-            except Exception as exc:
-                raise NotFound(f"no projection named {kind!r}: {exc}") from exc
-            self._private[kind] = private
+            private = self._source.fresh_projection(name)
+            self._private[name] = private
         return private, False
 
     def reconstruct(self, kind: str, entity_id: str, at: int | None = None) -> Any:
@@ -91,16 +158,18 @@ class StateReconstructor:
         ``< at``; ``at=None`` means the whole log.
 
         Raises:
-            NotFound: the entity has no state by then (or ``kind`` is unknown).
-            InvalidArgument: ``at`` is negative or not an int; ``entity_id`` not a string.
+            NotFound: the entity has no state by then.
+            InvalidArgument: ``kind`` is not a kind (see :meth:`resolve_kind`);
+                ``entity_id`` is not a string, or not the form of id that kind has;
+                ``at`` is negative, not an int, or beyond the end of the log.
             InvalidTransition: the log holds an illegal transition for this entity (a log
                 written with validation off).
         """
-        if type(entity_id) is not str:
-            raise InvalidArgument(f"entity_id must be a string, got {type(entity_id).__name__}")
+        name = self.resolve_kind(kind)
+        projection, inline = self._projection(name)
+        self.check_entity_id(projection, entity_id)
         if at is not None and (type(at) is not int or at < 0):
             raise InvalidArgument(f"at must be a non-negative int, got {at!r}")
-        projection, inline = self._projection(kind)
         key = entity_id.lower()
         source = self._source
         if at is None and inline:
@@ -109,8 +178,10 @@ class StateReconstructor:
                 raise NotFound(f"no {kind} {entity_id}")
             return state
         length = len(source)
-        end = length if at is None or at > length else at
-        state, start = self._starting_point(projection, kind, key, end)
+        if at is not None and at > length:
+            raise InvalidArgument(f"at {at} is beyond the end of the log ({length} events)")
+        end = length if at is None else at
+        state, start = self._starting_point(projection, name, key, end)
         fold = projection.fold
         folded = 0
         checkpoints = source.checkpoints
@@ -122,7 +193,7 @@ class StateReconstructor:
             if after is not None:
                 state = after
                 if every and folded % every == 0:
-                    checkpoints.record(kind, key, offset + 1, state)
+                    checkpoints.record(name, key, offset + 1, state)
         self.folded_count += folded
         if state is None:
             where = "" if at is None else f" before offset {at}"

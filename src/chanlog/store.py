@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from chanlog.appending import AppendPipeline
 from chanlog.backends.base import Backend
@@ -17,14 +17,16 @@ from chanlog.bus.brokers import Broker
 from chanlog.bus.facade import Bus
 from chanlog.checkpoints import DEFAULT_CHECKPOINT_EVERY, EntityCheckpoints
 from chanlog.delivery import Delivery
-from chanlog.errors import ChanlogError, StorageError
+from chanlog.errors import ChanlogError, NotFound, StorageError
 from chanlog.events.base import Event
+from chanlog.exact_append import write_at
 from chanlog.folding import InlineProjections, instantiate_projection
 from chanlog.plugins.host import PluginHost, default_host
 from chanlog.projections.base import Projection
 from chanlog.reading import EventDecoder, LogReader, check_offset
 from chanlog.reconstruct import StateReconstructor
 from chanlog.records import PositionMove, RecordedEvent, StoredRecord, StoredSnapshot
+from chanlog.serializer_record import check_serializer
 from chanlog.serializers import Serializer, resolve_serializer
 from chanlog.snapshots.manager import SnapshotManager
 from chanlog.snapshots.policies import SnapshotPolicy, resolve_policy
@@ -85,6 +87,7 @@ class EventStore(LogReader):
         backend = backend if backend is not None else MemoryBackend()
         serializer = resolve_serializer(serializer, self._host.lookup)
         super().__init__(backend, EventDecoder(self._host, serializer))
+        check_serializer(backend, serializer, writable=not read_only)
         names = list(self._host.projections) if projections is None else list(projections)
         self._inline = InlineProjections(self._host, names, self._checkpoints)
         self._pipeline = AppendPipeline(self._decoder, self._inline)
@@ -280,6 +283,14 @@ class EventStore(LogReader):
         """The record a backend returned, decoded (its event id taken from it)."""
         return self._decoder.record(stored)
 
+    def append_at(self, offset: int, events: Sequence[Event]) -> list[int]:
+        """Append ``events`` atomically at ``offset``, ``offset + 1``, ... or write nothing
+        (:class:`~chanlog.errors.ConcurrencyError`); no automatic snapshot (ADR 0032)."""
+        self._writable()
+        check_offset("offset", offset)
+        encoded = self._pipeline.encode(list(events), batch=True)
+        return self._writer.run(write_at(self._pipeline, offset), encoded, None, True).offsets
+
     def snapshot(self, offset: int | None = None) -> StoredSnapshot:
         """Snapshot the projection states as of ``offset`` (default: the end of the log),
         store it and append ``snapshot-created``, in one write transaction.
@@ -304,28 +315,31 @@ class EventStore(LogReader):
 
     def reconstruct(self, kind: str, entity_id: str, at: int | None = None) -> Any:
         """The state of one entity after its events at offsets ``< at`` (default: the whole
-        log), from its nearest snapshot or checkpoint plus its own events since;
-        :class:`NotFound` when it does not exist by then. See
-        :class:`~chanlog.reconstruct.StateReconstructor`."""
+        log); :class:`NotFound` when it does not exist by then, :class:`InvalidArgument` for
+        a bad argument. See :class:`~chanlog.reconstruct.StateReconstructor`."""
         return self._reconstructor.reconstruct(kind, entity_id, at)
 
     def reconstruct_objective(self, objective_id: str, at: int | None = None) -> ObjectiveState:
         """:meth:`reconstruct` of an objective."""
-        state: ObjectiveState = self.reconstruct("objective", objective_id, at)
-        return state
+        return cast("ObjectiveState", self.reconstruct("objective", objective_id, at))
 
     def reconstruct_channel(self, channel_id: str, at: int | None = None) -> ChannelState:
         """:meth:`reconstruct` of a channel."""
-        state: ChannelState = self.reconstruct("channel", channel_id, at)
-        return state
+        return cast("ChannelState", self.reconstruct("channel", channel_id, at))
 
     def state(self, kind: str, entity_id: str) -> Any:
         """The current state of one entity from the inline projection ``kind`` (O(1)).
 
         Raises:
+            InvalidArgument: ``kind`` or ``entity_id`` refused as :meth:`reconstruct` does.
             NotFound: the projection is not enabled, or the entity does not exist.
         """
-        return self._inline.state(kind, entity_id)
+        projection = self.projection(self._reconstructor.resolve_kind(kind))
+        self._reconstructor.check_entity_id(projection, entity_id)
+        found = projection.get(entity_id.lower())
+        if found is None:
+            raise NotFound(f"no {kind} {entity_id}")
+        return found
 
     def subscribe(
         self,

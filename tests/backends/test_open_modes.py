@@ -11,7 +11,7 @@ import pytest
 from chanlog.backends.capabilities import FileBacked, MayBeReadOnly
 from chanlog.backends.memory import MemoryBackend
 from chanlog.backends.sqlite import SqliteBackend
-from chanlog.errors import ConfigError, StorageError
+from chanlog.errors import ConfigError, NotFound, StorageError
 from chanlog.records import StoredSnapshot
 from chanlog.store import EventStore
 from chanlog.testing import sample_events, stored_records
@@ -34,7 +34,7 @@ def test_a_missing_file_is_refused_and_never_created(
     tmp_path: Path, options: dict[str, bool], reason: str
 ) -> None:
     path = tmp_path / "missing.db"
-    with pytest.raises(StorageError, match="no such chanlog database file") as error:
+    with pytest.raises(NotFound, match="no such chanlog database file") as error:
         SqliteBackend(path, **options)
     assert str(path) in str(error.value)
     assert reason in str(error.value)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import chanlog
 from bus.conftest import fill
@@ -71,3 +74,36 @@ def test_a_node_prefix_and_the_embedded_broker() -> None:
         assert seen == list(range(len(store)))
         assert other == []
         assert store.bus.subject_of(next(iter(store))).startswith("node-a.objective.")
+
+
+def test_a_publishing_broker_publishes_only_what_its_store_committed(tmp_path: Path) -> None:
+    from chanlog.backends.sqlite import SqliteBackend
+    from chanlog.plugins import PluginHost, hookimpl
+
+    published: list[int] = []
+
+    class Recording(EmbeddedBroker):
+        name = "recording"
+        publishes = True
+
+        def publish(self, records: Sequence[RecordedEvent]) -> None:
+            published.extend(record.offset for record in records)
+
+    class Plugin:
+        @hookimpl
+        def chanlog_register_brokers(self, register: Any) -> None:
+            register("recording", lambda *, context: Recording(context=context))
+
+    host = PluginHost(load_entry_points=False)
+    host.register(Plugin(), name="recording-broker")
+    path = tmp_path / "shared.db"
+    with chanlog.EventStore(SqliteBackend(path)) as other:
+        fill(other, seed=1, channels=1, turns=2)
+        with chanlog.EventStore(SqliteBackend(path), plugins=host, broker="recording") as node:
+            seen: list[int] = []
+            node.subscribe(lambda r: seen.append(r.offset), from_offset=0)
+            fill(other, seed=2, channels=1, turns=2)  # committed by another writer
+            theirs = len(other)
+            fill(node, seed=3, channels=1, turns=2)  # catches theirs up, then commits its own
+            assert seen == list(range(len(node)))  # the signal carries every record
+            assert published == list(range(theirs, len(node)))  # the broker only its own

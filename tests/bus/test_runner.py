@@ -435,3 +435,53 @@ def test_consumer_specs_refuse_bad_settings(store: chanlog.EventStore) -> None:
         with pytest.raises(InvalidArgument, match="consumer name"):
             store.bus.consumer(name, Recorder())  # type: ignore[arg-type]
     assert subject_of(next(iter(store))).startswith("chanlog.")
+
+
+def test_a_handler_is_bound_before_it_is_asked_its_position(store: chanlog.EventStore) -> None:
+    calls: list[str] = []
+
+    class Ordered(Recorder):
+        def bind(self, bound: object, consumer: str) -> None:
+            calls.append("bind")
+
+        def position(self, consumer: str) -> int | None:
+            calls.append("position")
+            return None
+
+    with store.bus.consumer("c", Ordered(), **FAST):
+        pass
+    assert calls == ["bind", "position"]
+
+
+def test_a_worker_stopping_interrupts_a_handler_blocked_outside(
+    store: chanlog.EventStore,
+) -> None:
+    from chanlog.bus.settings import BusSettings, ConsumerSettings
+    from chanlog.bus.spec import ConsumerSpec
+    from chanlog.bus.worker import Worker
+
+    class Stuck:
+        def __init__(self) -> None:
+            self.released = threading.Event()
+            self.entered = threading.Event()
+
+        def __call__(self, record: RecordedEvent) -> None:
+            self.entered.set()
+            if not self.released.wait(30):
+                raise TimeoutError("never interrupted")
+            raise RuntimeError("interrupted: not handled")
+
+        def interrupt(self) -> None:
+            self.released.set()
+
+    stuck = Stuck()
+    settings = BusSettings(consumers=(ConsumerSettings(ConsumerSpec("c", backoff=[5.0]), "stuck"),))
+    worker = Worker(store, store.bus, settings, {"stuck": lambda: stuck}, {})
+    worker.start()
+    assert stuck.entered.wait(10)
+    started = time.monotonic()
+    worker.stop()
+    assert worker.wait(10)
+    assert time.monotonic() - started < 5  # did not wait out the backoff or the handler
+    assert store.bus.consumers.state("c").position == 0  # the record in hand is not taken
+    worker.close()

@@ -124,6 +124,25 @@ def test_append_refuses_bad_documents(run: Run) -> None:
     assert run("append", "[]").exit_code == ExitCode.USAGE
 
 
+def test_append_reads_files_in_process(run: Run, tmp_path: Path) -> None:
+    # The console-script tests (test_append_files.py) cover the same, out of process.
+    document = tmp_path / "event.json"
+    document.write_bytes(orjson.dumps(envelope(0), option=orjson.OPT_INDENT_2))
+    lines = tmp_path / "more.jsonl"
+    lines.write_text(jsonl(range(1, 3)))
+    result = run("append", "--json", str(document), str(lines))
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout)["offsets"] == [0, 1, 2]
+    missing = run("append", str(tmp_path / "nope.json"))
+    assert missing.exit_code == ExitCode.USAGE
+    assert "argument 1: cannot read" in one_line_error(missing.stderr)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{\n  "type": \n')
+    refused = run("append", str(broken))
+    assert refused.exit_code == ExitCode.INVALID_INPUT
+    assert f"{broken}: malformed JSON" in one_line_error(refused.stderr)
+
+
 def test_append_from_stdin(run: Run) -> None:
     result = run("append", "-", input=jsonl(range(3)))
     assert result.exit_code == 0, result.output
@@ -153,7 +172,13 @@ def test_import_commits_whole_batches_and_resumes_idempotently(run: Run, tmp_pat
     source.write_text("\n".join(line.rstrip("\n") for line in lines) + "\n\n")
     resumed = run("import", "--json", "--batch-size", "3", str(source))
     assert resumed.exit_code == 0, resumed.output
-    assert orjson.loads(resumed.stdout) == {"read": 13, "appended": 7, "already_present": 6}
+    assert orjson.loads(resumed.stdout) == {
+        "read": 13,
+        "appended": 7,
+        "already_present": 6,
+        "exact_copy": False,
+        "snapshots_rebuilt": 0,
+    }
 
 
 def test_import_refused_transition_names_the_line(run: Run, tmp_path: Path) -> None:
@@ -391,11 +416,11 @@ def test_log_follow_catches_up_then_prints_live_records(
     from chanlog.config import open_store
 
     printed: list[int] = []
-    emit = log_module._emit_line
+    emit = log_module.LogPrinter.record
 
-    def recording_emit(output: object, record: object) -> None:
+    def recording_emit(printer: log_module.LogPrinter, record: object) -> None:
         printed.append(record.offset)  # type: ignore[attr-defined]
-        emit(output, record)  # type: ignore[arg-type]
+        emit(printer, record)  # type: ignore[arg-type]
 
     def append_then_interrupt() -> None:
         """Stands in for the endless wait: another writer appends, then Ctrl-C."""
@@ -410,7 +435,7 @@ def test_log_follow_catches_up_then_prints_live_records(
             time.sleep(0.02)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(log_module, "_emit_line", recording_emit)
+    monkeypatch.setattr(log_module.LogPrinter, "record", recording_emit)
     monkeypatch.setattr(log_module, "_wait_until_interrupted", append_then_interrupt)
     result = run(
         "log",

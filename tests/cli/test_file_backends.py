@@ -14,6 +14,7 @@ from chanlog.backends.memory import MemoryBackend
 from chanlog.cli.errors import ExitCode
 from chanlog.plugins import default_host, reset_default_host
 from cli.conftest import Run
+from cli.test_console_script import chanlog
 from cli.test_read_only import one_line_error
 
 
@@ -99,3 +100,17 @@ def test_init_for_postgres_writes_a_commented_dsn(run: Run) -> None:
     assert run("init", "--backend", "postgres", use_db=False).exit_code == 0
     text = Path("chanlog.toml").read_text()
     assert 'name = "postgres"\n' in text and '# dsn = ""\n' in text
+
+
+def test_init_for_postgres_through_the_console_script(tmp_path: Path) -> None:
+    """The written file names ``dsn`` (commented, to be set); until it is set, every command
+    says so (issue 18 item 8)."""
+    pytest.importorskip("chanlog_postgres")
+    assert chanlog("init", "--backend", "postgres", cwd=tmp_path).returncode == 0
+    text = (tmp_path / "chanlog.toml").read_text()
+    required = '# Options of the postgres backend without a default: set them.\n# dsn = ""\n'
+    assert required in text
+    assert text.index(required) < text.index("# schema = ")
+    result = chanlog("verify", cwd=tmp_path)
+    assert result.returncode == ExitCode.USAGE
+    assert "the option 'dsn' is required" in result.stderr

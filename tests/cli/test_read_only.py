@@ -11,6 +11,7 @@ import pytest
 
 from chanlog import EventStore, IntegrityError
 from chanlog.backends.sqlite import SqliteBackend
+from chanlog.cli import cli
 from chanlog.cli.demo_events import OBJECTIVE_ID, demo_events
 from chanlog.cli.errors import ExitCode
 from cli.conftest import Run
@@ -23,7 +24,27 @@ READING = [
     ("log",),
     ("log", "--json"),
     ("export",),
+    ("consumers",),
+    ("consumers", "parked", "audit"),
+    ("snapshots",),
 ]
+
+
+# Every command is one of these; a new command must be added to one (the test below fails
+# otherwise), and a reading one is then held to refuse a missing log.
+WRITING = frozenset({"append", "import", "generate", "snapshot", "run", "ingest"})
+"""Commands that may start a log (they open it writable, creating it when missing)."""
+NO_LOG = frozenset({"init", "plugins", "demo"})
+"""Commands that open no configured log (``demo`` uses a temporary one by default)."""
+
+
+def test_every_command_is_reading_writing_or_logless() -> None:
+    reading = {command[0] for command in READING}
+    assert reading | WRITING | NO_LOG == set(cli.commands), (
+        "classify the new command: a command that only reads opens the log with "
+        "state.open_store(read_only=True) and goes into READING"
+    )
+    assert not reading & (WRITING | NO_LOG)
 
 
 def one_line_error(stderr: str) -> str:

@@ -149,7 +149,11 @@ def test_checkpoint_spacing_reaches_the_store(tmp_path: Path, host: PluginHost) 
 @pytest.mark.parametrize(
     ("text", "key", "fragments"),
     [
-        ('colour = "blue"\n', "colour", ["unknown key", "backend, checkpoint_every"]),
+        (
+            'colour = "blue"\n',
+            "colour",
+            ["unknown key", "backend, bus, checkpoint_every, consumers"],
+        ),
         ("checkpoint_every = -1\n", "checkpoint_every", ["= -1", "integer >= 0"]),
         ("checkpoint_every = true\n", "checkpoint_every", ["= True", "integer >= 0"]),
         ('serializer = "yaml"\n', "serializer", ["'yaml'", "no such serializer", "json"]),

@@ -234,3 +234,49 @@ def test_a_lazy_factory_needs_module_and_attribute() -> None:
     assert isinstance(factory(), MemoryBackend)
     assert factory.load() is MemoryBackend
     assert "chanlog.backends.memory:MemoryBackend" in repr(factory)
+
+
+# -- create=False: write to an existing log, never create one (issue 18 item 1) -----------
+
+
+@pytest.mark.parametrize("name", ["filelog", "oldfilelog", "carelessfilelog"])
+def test_create_false_refuses_a_missing_file_of_any_file_backend(
+    tmp_path: Path, host: PluginHost, name: str
+) -> None:
+    missing = tmp_path / "typo.bin"
+    option = file_option_of(host.backends[name])
+    assert option is not None
+    with pytest.raises(NotFound) as info:
+        chanlog.open(backend={"name": name, option: str(missing)}, plugins=host, create=False)
+    assert str(missing) in str(info.value)
+    assert "opened with create=False, so nothing was created" in str(info.value)
+    assert not missing.exists()
+
+
+def test_create_false_opens_the_sqlite_log_for_writing_only_when_it_exists(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "chanlgo.db"
+    with pytest.raises(NotFound, match=r"chanlgo\.db.*create=False"):
+        chanlog.open(backend={"name": "sqlite", "path": str(missing)}, create=False)
+    assert list(tmp_path.iterdir()) == []
+    existing = tmp_path / "chanlog.db"
+    chanlog.open(backend={"name": "sqlite", "path": str(existing)}).close()
+    with chanlog.open(backend={"name": "sqlite", "path": str(existing)}, create=False) as store:
+        assert store.append(demo_events()[0]) == 0
+
+
+def test_create_false_in_the_config_file_is_the_same_refusal(tmp_path: Path) -> None:
+    config = tmp_path / "chanlog.toml"
+    config.write_text('[backend]\nname = "sqlite"\npath = "chanlgo.db"\ncreate = false\n')
+    with pytest.raises(NotFound, match=r"chanlgo\.db.*create=False"):
+        chanlog.open(config)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["chanlog.toml"]
+
+
+def test_create_false_with_backends_that_keep_no_file(host: PluginHost) -> None:
+    with chanlog.open(backend={"name": "memory"}, create=False) as store:
+        assert len(store) == 0  # a memory log always exists: nothing to refuse
+    with pytest.raises(ConfigError, match="create"):
+        # remotelog takes no create option: refusing a missing log is up to the backend.
+        chanlog.open(backend={"name": "remotelog", "create": False}, plugins=host)

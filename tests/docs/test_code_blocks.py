@@ -9,7 +9,8 @@ Rules (the decision is ADR 0017, docs/adrs/0017-documentation-that-runs.md):
 - ``<!-- docs-test: file PATH -->`` right before a block of any language writes the block to
   ``PATH`` in the working directory instead of running it (a plugin module, a chanlog.toml).
 - Fences may be indented (inside a list item); the indent is removed before running.
-- Any other ``docs-test`` comment, or a marker not followed by a block, is an error.
+- Any other ``docs-test`` comment, or a marker not followed by a block, is an error; so is
+  a line of two backticks (with or without a language), a fence one backtick short.
 
 The process-wide plugin host is reset around each file, so a file's plugins do not leak.
 """
@@ -24,12 +25,16 @@ from pathlib import Path
 import attrs
 import pytest
 
+from chanlog.events import BUILTIN_EVENT_TYPES
 from chanlog.plugins import reset_default_host
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNNABLE = frozenset({"python", "py"})
 MARKER = re.compile(r"^\s*<!--\s*docs-test:(?P<body>.*?)-->\s*$")
 FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`\s]*)[^`]*$")
+SHORT_FENCE = re.compile(r"^ *``(?!`)[\w-]*\s*$")
+"""A line that looks like a fence of two backticks: Markdown renders what follows as inline
+code on one line, and nothing in it runs (issue 18 item 9)."""
 
 
 class DocsMarkupError(Exception):
@@ -70,6 +75,11 @@ def parse_blocks(text: str, path: str) -> list[Block]:
         line = lines[index]
         marker = MARKER.match(line)
         fence = FENCE.match(line)
+        if SHORT_FENCE.match(line):
+            raise DocsMarkupError(
+                f"{path}:{index + 1}: {line.strip()!r} is a fence of two backticks; a code "
+                "block needs three"
+            )
         if marker:
             if pending is not None:
                 raise DocsMarkupError(f"{path}:{pending[2]}: docs-test marker without a block")
@@ -124,6 +134,10 @@ def _relative(path: Path) -> str:
 
 def _has_python(path: Path) -> bool:
     text = path.read_text(encoding="utf-8")
+    try:
+        parse_blocks(text, _relative(path))
+    except DocsMarkupError:
+        return True  # collected, so that its test reports the markup error
     return any(
         block.lang in RUNNABLE or block.action == "file"
         for block in parse_blocks(text, _relative(path))
@@ -189,6 +203,19 @@ def test_runnable_examples_are_collected() -> None:
     names = {_relative(path) for path in DOC_FILES}
     assert "docs/index.md" in names
     assert "docs/guides/using-event-store.md" in names
+
+
+def test_every_event_type_has_a_runnable_example() -> None:
+    path = REPO_ROOT / "docs/architecture/event-types.md"
+    blocks = parse_blocks(path.read_text(encoding="utf-8"), _relative(path))
+    runnable = "".join(b.code for b in blocks if b.lang in RUNNABLE and b.action == "run")
+    missing = [
+        cls.__name__
+        for cls in BUILTIN_EVENT_TYPES
+        if f"chanlog.{cls.__name__}(" not in runnable
+        or f"assert event.event_type == {cls.event_type!r}" not in runnable
+    ]
+    assert missing == []
 
 
 # -- the harness itself ------------------------------------------------------------------
@@ -266,6 +293,8 @@ def test_runner_reports_the_markdown_line_of_a_failure(docs_workdir: Path) -> No
         ("<!-- docs-test: skip: why -->\nSome prose.\n", "marker without a block"),
         ("text\n<!-- docs-test: file a.py -->\n", "marker without a block"),
         ("```python\nnever closed\n", "never closed"),
+        ("Intro\n\n``python\nx = 1\n``\n", "two backticks"),
+        ("``\nx = 1\n``\n", "two backticks"),
     ],
 )
 def test_parser_refuses_bad_markup(text: str, message: str) -> None:

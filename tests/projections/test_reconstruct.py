@@ -55,7 +55,7 @@ def test_bad_arguments_and_unknown_kinds() -> None:
         store.reconstruct("channel", 5)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument):
         store.reconstruct(3, "x")  # type: ignore[arg-type]
-    with pytest.raises(NotFound, match="no projection named 'nope'"):
+    with pytest.raises(InvalidArgument, match="unknown kind 'nope'"):
         store.reconstruct("nope", "x")
 
 

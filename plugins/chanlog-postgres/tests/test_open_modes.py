@@ -11,7 +11,7 @@ import pytest
 from chanlog_postgres import PostgresBackend
 
 from chanlog.backends.capabilities import CountsStreams, ExposesStreamIndex, MayBeReadOnly
-from chanlog.errors import StorageError
+from chanlog.errors import NotFound, StorageError
 from chanlog.records import StoredSnapshot
 from chanlog.testing.events import sample_events, stored_records
 
@@ -37,7 +37,7 @@ def test_a_missing_log_is_refused_and_never_created(
     options: dict[str, bool],
     reason: str,
 ) -> None:
-    with pytest.raises(StorageError, match="holds no chanlog log") as error:
+    with pytest.raises(NotFound, match="holds no chanlog log") as error:
         open_postgres(**options)
     assert repr(schema) in str(error.value)
     assert reason in str(error.value)

@@ -13,6 +13,7 @@ from chanlog_postgres import PostgresBackend, drop_schema
 from chanlog_postgres.connection import parse_dsn
 
 from chanlog.errors import ConfigError, StorageError
+from chanlog.plugins import LazyBackendFactory
 from chanlog.plugins.host import PluginHost
 
 GOOD_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -78,7 +79,9 @@ def test_parse_dsn_adds_keepalives_unless_the_dsn_sets_them() -> None:
 
 def test_the_backend_is_registered_through_the_chanlog_entry_point() -> None:
     host = PluginHost()
-    assert host.lookup("backends", "postgres") is PostgresBackend
+    factory = host.lookup("backends", "postgres")
+    assert isinstance(factory, LazyBackendFactory)  # psycopg is imported on first use
+    assert factory.load() is PostgresBackend
     assert any(
         contribution.kind == "backends" and contribution.name == "postgres"
         for contribution in host.contributions()

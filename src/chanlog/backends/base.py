@@ -127,8 +127,9 @@ class BackendFactory(Protocol):
     The built-in factories (and the PostgreSQL plugin's) all accept ``read_only: bool =
     False``: the log is opened for reading only, never created, and writes are refused
     with :class:`~chanlog.errors.StorageError`. Those that keep a log somewhere that may
-    not exist yet also accept ``create: bool = True``: with ``False`` a missing log is a
-    :class:`~chanlog.errors.StorageError` naming it rather than a new, empty one.
+    not exist yet also accept ``create: bool = True``: with ``False`` (and with
+    ``read_only``) a missing log is a :class:`~chanlog.errors.NotFound` naming it rather
+    than a new, empty one.
     """
 
     def __call__(self, **options: Any) -> Backend: ...

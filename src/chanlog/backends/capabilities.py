@@ -30,6 +30,7 @@ Which built-in backend has what:
 | `MayBeReadOnly` | yes | yes | yes |
 | `GroupsCommits` | no | yes | yes |
 | `ManagesSnapshots` | yes | yes | yes |
+| `RecordsSerializer` | yes | yes | yes |
 | `KeepsConsumers` | yes | yes | yes |
 | `MovesConsumersInTransaction` | yes | yes | yes |
 
@@ -54,6 +55,7 @@ __all__ = [
     "GroupsCommits",
     "MayBeReadOnly",
     "ReadsStreamPayloads",
+    "RecordsSerializer",
     "RemembersHead",
     "SavesSnapshotsInTransaction",
     "TransactionCapabilities",
@@ -275,6 +277,34 @@ class MayBeReadOnly(Protocol):
     @property
     def read_only(self) -> bool:
         """True when this handle refuses every write."""
+        ...
+
+
+@runtime_checkable
+class RecordsSerializer(Protocol):
+    """A backend that keeps, next to the log, the name of the serializer its payloads are
+    written with (ADR 0031).
+
+    Used by the store when it opens: a store configured with another serializer is refused
+    with a :class:`~chanlog.errors.ConfigError` naming both, instead of reading every payload
+    as damage; a writable store records its own when none is recorded (a new log, or one
+    written before chanlog recorded it). Fallback: nothing is checked, and a wrong serializer
+    shows as payloads that do not decode. The memory, SQLite (the ``serializer`` row of
+    ``chanlog_meta``) and PostgreSQL (its ``meta`` table) backends have it.
+    """
+
+    def recorded_serializer(self) -> str | None:
+        """The serializer name recorded for this log, or ``None`` when none is."""
+        ...
+
+    def record_serializer(self, name: str) -> str:
+        """Record ``name`` unless a serializer is recorded already, and return the one
+        recorded now: of several processes recording at once, the first one wins, and the
+        others get its name back.
+
+        Raises:
+            StorageError: the backend is read-only, or could not write.
+        """
         ...
 
 

@@ -42,7 +42,9 @@ from chanlog.errors import InvalidArgument, LeaseHeld, NotFound
 from chanlog.records import ConsumerState, ParkedRecord, PositionMove
 
 __all__ = [
+    "ConsumerTable",
     "KeepsConsumers",
+    "KeepsConsumersThrough",
     "MovesConsumersInTransaction",
     "check_move",
     "check_position",
@@ -181,3 +183,82 @@ def check_move(move: PositionMove, state: ConsumerState | None, now: float) -> C
             f"consumer {move.consumer!r}: position {move.position} is behind {state.position}"
         )
     return state
+
+
+class ConsumerTable(Protocol):
+    """Where a backend keeps its consumers: the operations of :class:`KeepsConsumers`
+    under shorter names (the SQLite and PostgreSQL backends each have one)."""
+
+    def state(self, name: str) -> ConsumerState | None: ...
+
+    def states(self) -> list[ConsumerState]: ...
+
+    def ensure(self, name: str, position: int, subjects: Sequence[str]) -> ConsumerState: ...
+
+    def acquire(self, name: str, holder: str, ttl: float) -> ConsumerState: ...
+
+    def release(self, name: str, holder: str) -> None: ...
+
+    def move(self, move: PositionMove) -> None: ...
+
+    def reset(self, name: str, position: int) -> ConsumerState: ...
+
+    def parked(self, name: str) -> list[ParkedRecord]: ...
+
+    def request_replay(self, name: str, offsets: Sequence[int] | None) -> int: ...
+
+    def drop(self, name: str, offsets: Sequence[int] | None) -> int: ...
+
+    def delete(self, name: str) -> bool: ...
+
+
+class KeepsConsumersThrough:
+    """A backend base class: :class:`KeepsConsumers` by handing every operation to its
+    :attr:`consumer_table` (set by the backend's ``__init__``)."""
+
+    consumer_table: ConsumerTable
+    """Where the consumers are kept."""
+
+    def consumer_state(self, name: str) -> ConsumerState | None:
+        """The consumer ``name``, or ``None`` (see the module's rules)."""
+        return self.consumer_table.state(name)
+
+    def consumer_states(self) -> list[ConsumerState]:
+        """Every consumer, by name."""
+        return self.consumer_table.states()
+
+    def ensure_consumer(self, name: str, position: int, subjects: Sequence[str]) -> ConsumerState:
+        """Create the consumer unless it exists; record its subjects either way."""
+        return self.consumer_table.ensure(name, position, subjects)
+
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> ConsumerState:
+        """Take or renew the consumer's lease for ``ttl`` seconds."""
+        return self.consumer_table.acquire(name, holder, ttl)
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up, if ``holder`` holds it."""
+        self.consumer_table.release(name, holder)
+
+    def move_consumer(self, move: PositionMove) -> None:
+        """Apply ``move`` atomically, in a transaction of its own."""
+        self.consumer_table.move(move)
+
+    def reset_consumer(self, name: str, position: int) -> ConsumerState:
+        """Set the position, refused while another holder's lease runs."""
+        return self.consumer_table.reset(name, position)
+
+    def parked_records(self, name: str) -> list[ParkedRecord]:
+        """The consumer's parked records, by offset."""
+        return self.consumer_table.parked(name)
+
+    def request_replay(self, name: str, offsets: Sequence[int] | None = None) -> int:
+        """Mark parked records (``None``: all) for replay; return how many."""
+        return self.consumer_table.request_replay(name, offsets)
+
+    def drop_parked(self, name: str, offsets: Sequence[int] | None = None) -> int:
+        """Forget parked records (``None``: all); return how many."""
+        return self.consumer_table.drop(name, offsets)
+
+    def delete_consumer(self, name: str) -> bool:
+        """Remove the consumer and its parked records; False when it did not exist."""
+        return self.consumer_table.delete(name)

@@ -4,7 +4,8 @@ Besides the :class:`~chanlog.backends.base.Backend` protocol it implements
 :class:`~chanlog.backends.capabilities.ReadsStreamPayloads`,
 :class:`~chanlog.backends.capabilities.ExposesStreamIndex`,
 :class:`~chanlog.backends.capabilities.MayBeReadOnly` and
-:class:`~chanlog.backends.consumer_store.KeepsConsumers`; its transactions implement
+:class:`~chanlog.backends.consumer_store.KeepsConsumers` and
+:class:`~chanlog.backends.capabilities.RecordsSerializer`; its transactions implement
 :class:`~chanlog.backends.capabilities.SavesSnapshotsInTransaction`,
 :class:`~chanlog.backends.capabilities.AppendsUnlessKnown` and
 :class:`~chanlog.backends.consumer_store.MovesConsumersInTransaction`.
@@ -154,6 +155,7 @@ class MemoryBackend:
         self._waiters = 0
         self._head = Head(0, GENESIS_CHAIN_HASH)  # replaced, never mutated, at each commit
         self._consumers = ConsumerTable()
+        self._serializer: str | None = None
 
     def __len__(self) -> int:
         return len(self._payloads)
@@ -310,6 +312,19 @@ class MemoryBackend:
                 del self._snapshots[offset]
                 self._snapshot_offsets.remove(offset)
             return len(gone)
+
+    def recorded_serializer(self) -> str | None:
+        """The serializer recorded by the first writable store on this log."""
+        return self._serializer
+
+    def record_serializer(self, name: str) -> str:
+        """Record ``name`` unless one is recorded; return the recorded name."""
+        if self.read_only:
+            raise StorageError("memory backend: opened read-only; writes are refused")
+        with self._lock:
+            if self._serializer is None:
+                self._serializer = name
+            return self._serializer
 
     def wait(self, length: int, timeout: float) -> bool:
         with self._grew:

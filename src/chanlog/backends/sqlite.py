@@ -15,7 +15,7 @@ Configuration (keyword options, ``[backend]`` in chanlog.toml)::
   announces its own appends; this is how it learns of other processes' appends).
 - ``read_only``: open an existing file for reading only (``mode=ro``): it is never created
   or upgraded, and every write is refused with :class:`~chanlog.errors.StorageError`.
-- ``create``: with ``False``, a missing file is a :class:`~chanlog.errors.StorageError`
+- ``create``: with ``False``, a missing file is a :class:`~chanlog.errors.NotFound`
   naming it instead of a new, empty log.
 
 Several processes may open one file (ADR 0010). :meth:`SqliteBackend.write` starts with
@@ -48,10 +48,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from chanlog.backends import sqlite_queries as queries
+from chanlog.backends.consumer_store import KeepsConsumersThrough
 from chanlog.backends.head_file import HeadFile
 from chanlog.backends.sqlite_connections import SqliteConnections
 from chanlog.backends.sqlite_consumers import SqliteConsumers
 from chanlog.backends.sqlite_format import SCHEMA_VERSION
+from chanlog.backends.sqlite_meta import SERIALIZER, meta_value, record_meta
 from chanlog.backends.sqlite_options import (
     DURABILITY_LEVELS,
     WAL_AUTOCHECKPOINT_PAGES,
@@ -78,10 +80,7 @@ from chanlog.backends.sqlite_schema import (
 from chanlog.backends.sqlite_transaction import SqliteTransaction
 from chanlog.errors import ChanlogError, InvalidArgument, StorageError
 from chanlog.records import (
-    ConsumerState,
     Head,
-    ParkedRecord,
-    PositionMove,
     StoredRecord,
     StoredSnapshot,
 )
@@ -101,7 +100,7 @@ READ_CHUNK = 512
 logger = logging.getLogger("chanlog.backends.sqlite")
 
 
-class SqliteBackend:
+class SqliteBackend(KeepsConsumersThrough):
     """A chanlog log in an SQLite file (WAL), shareable by several processes.
 
     Besides the :class:`~chanlog.backends.base.Backend` protocol it implements the
@@ -109,8 +108,9 @@ class SqliteBackend:
     :class:`~chanlog.backends.capabilities.ExposesStreamIndex`,
     :class:`~chanlog.backends.capabilities.RemembersHead`,
     :class:`~chanlog.backends.capabilities.FileBacked`,
-    :class:`~chanlog.backends.capabilities.MayBeReadOnly` and
-    :class:`~chanlog.backends.consumer_store.KeepsConsumers`, and :meth:`find_many`; its
+    :class:`~chanlog.backends.capabilities.MayBeReadOnly`,
+    :class:`~chanlog.backends.consumer_store.KeepsConsumers`,
+    :class:`~chanlog.backends.capabilities.RecordsSerializer`, and :meth:`find_many`; its
     transactions are :class:`~chanlog.backends.sqlite_transaction.SqliteTransaction`.
 
     Args:
@@ -122,13 +122,13 @@ class SqliteBackend:
         poll_interval: seconds between checks for other processes' appends in :meth:`wait`.
         read_only: open the existing file for reading only; writes raise
             :class:`StorageError`, and the file is never created nor upgraded.
-        create: with ``False`` a missing file is a :class:`StorageError` (``read_only``
-            implies it).
+        create: with ``False`` a missing file is a :class:`~chanlog.errors.NotFound`
+            (``read_only`` implies it).
 
     Raises:
         ConfigError: an unknown or ill-typed option.
-        StorageError: the file cannot be created, is missing (``read_only`` or
-            ``create=False``), or is not a usable chanlog database.
+        NotFound: the file is missing (``read_only`` or ``create=False``).
+        StorageError: the file cannot be created, or is not a usable chanlog database.
     """
 
     name = "sqlite"
@@ -171,7 +171,7 @@ class SqliteBackend:
         except BaseException:
             self._connections.close()
             raise
-        self._consumers = SqliteConsumers(self._connections, tables=version == SCHEMA_VERSION)
+        self.consumer_table = SqliteConsumers(self._connections, tables=version == SCHEMA_VERSION)
 
     def _open_format(self) -> tuple[int, int]:
         """Bring the file to the current schema version (a writer) or refuse one a reader
@@ -316,23 +316,9 @@ class SqliteBackend:
         :meth:`SqliteTransaction.save_snapshot
         <chanlog.backends.sqlite_transaction.SqliteTransaction.save_snapshot>` does)."""
         row = snapshot_row(snapshot)
-        connections = self._connections
-        with connections.write_lock:
-            connection = connections.writer  # refuses a closed or read-only backend
-            if connection.in_transaction:
-                connections.guard(
-                    "save a snapshot", lambda: connection.execute(queries.SAVE_SNAPSHOT, row)
-                )
-                return
-            connections.guard("take the writer lock", lambda: connection.execute("BEGIN IMMEDIATE"))
-            try:
-                connections.guard(
-                    "save a snapshot", lambda: connection.execute(queries.SAVE_SNAPSHOT, row)
-                )
-                connections.guard("commit", lambda: connection.execute("COMMIT"))
-            except BaseException:
-                connections.roll_back(connection)
-                raise
+        self._connections.write(
+            "save a snapshot", lambda connection: connection.execute(queries.SAVE_SNAPSHOT, row)
+        )
 
     def latest_snapshot(self, before: int | None = None) -> StoredSnapshot | None:
         """The snapshot with the greatest offset ``<= before`` (any, when ``None``)."""
@@ -397,52 +383,6 @@ class SqliteBackend:
                 connections.close()
         self._closing.set()
 
-    # -- durable consumers (KeepsConsumers, in sqlite_consumers) ----------------------------
-
-    def consumer_state(self, name: str) -> ConsumerState | None:
-        """The consumer ``name``, or ``None`` (see :mod:`~chanlog.backends.consumer_store`)."""
-        return self._consumers.state(name)
-
-    def consumer_states(self) -> list[ConsumerState]:
-        """Every consumer, by name."""
-        return self._consumers.states()
-
-    def ensure_consumer(self, name: str, position: int, subjects: Sequence[str]) -> ConsumerState:
-        """Create the consumer unless it exists; record its subjects either way."""
-        return self._consumers.ensure(name, position, subjects)
-
-    def acquire_lease(self, name: str, holder: str, ttl: float) -> ConsumerState:
-        """Take or renew the consumer's lease for ``ttl`` seconds."""
-        return self._consumers.acquire(name, holder, ttl)
-
-    def release_lease(self, name: str, holder: str) -> None:
-        """Give the lease up, if ``holder`` holds it."""
-        self._consumers.release(name, holder)
-
-    def move_consumer(self, move: PositionMove) -> None:
-        """Apply ``move`` atomically, in a transaction of its own."""
-        self._consumers.move(move)
-
-    def reset_consumer(self, name: str, position: int) -> ConsumerState:
-        """Set the position, refused while a lease runs."""
-        return self._consumers.reset(name, position)
-
-    def parked_records(self, name: str) -> list[ParkedRecord]:
-        """The consumer's parked records, by offset."""
-        return self._consumers.parked(name)
-
-    def request_replay(self, name: str, offsets: Sequence[int] | None = None) -> int:
-        """Mark parked records (``None``: all) for replay; return how many."""
-        return self._consumers.request_replay(name, offsets)
-
-    def drop_parked(self, name: str, offsets: Sequence[int] | None = None) -> int:
-        """Forget parked records (``None``: all); return how many."""
-        return self._consumers.drop(name, offsets)
-
-    def delete_consumer(self, name: str) -> bool:
-        """Remove the consumer and its parked records; False when it did not exist."""
-        return self._consumers.delete(name)
-
     # -- capabilities --------------------------------------------------------------------
 
     def stream_index(self) -> Iterator[tuple[str, int]]:
@@ -471,6 +411,28 @@ class SqliteBackend:
         for position, first, more in tail:
             for stream in sorted(streams_of(position, first, more)):
                 yield stream, position
+
+    def recorded_serializer(self) -> str | None:
+        """The serializer recorded in the file (the ``serializer`` row of ``chanlog_meta``),
+        or ``None`` for a log written before chanlog recorded it.
+
+        Raises:
+            StorageError: the row is not text.
+        """
+        return self._connections.with_reader(
+            "read the serializer", lambda connection: meta_value(connection, self.path, SERIALIZER)
+        )
+
+    def record_serializer(self, name: str) -> str:
+        """Record ``name`` unless the file records a serializer; return the recorded one.
+
+        Raises:
+            StorageError: the backend is read-only, or SQLite failed.
+        """
+        return self._connections.write(
+            "record the serializer",
+            lambda connection: record_meta(connection, self.path, SERIALIZER, name),
+        )
 
     def remembered_head(self) -> Head | None:
         """The head the ``<database>-head`` witness file remembers (see

@@ -101,6 +101,28 @@ class SqliteConnections:
             with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
 
+    # -- writing outside a write transaction ---------------------------------------------
+
+    def write(self, action: str, statements: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``statements(writer)`` inside the write transaction this thread holds, or in
+        one of its own (``BEGIN IMMEDIATE`` ... ``COMMIT``; nothing of it on a failure).
+
+        Raises:
+            StorageError: the backend is read-only or closed, or SQLite failed.
+        """
+        with self.write_lock:
+            connection = self.writer
+            if connection.in_transaction:
+                return self.guard(action, lambda: statements(connection))
+            self.guard("take the writer lock", lambda: connection.execute("BEGIN IMMEDIATE"))
+            try:
+                result = self.guard(action, lambda: statements(connection))
+                self.guard("commit", lambda: connection.execute("COMMIT"))
+            except BaseException:
+                self.roll_back(connection)
+                raise
+            return result
+
     # -- readers -------------------------------------------------------------------------
 
     def query(self, action: str, sql: str, parameters: tuple[Any, ...]) -> list[Any]:

@@ -47,7 +47,7 @@ from chanlog.backends.sqlite_options import read_only_uri
 from chanlog.backends.sqlite_queries import SELECT_LAST
 from chanlog.backends.sqlite_rows import head_of
 from chanlog.backends.sqlite_wal import check_file_start
-from chanlog.errors import StorageError
+from chanlog.errors import NotFound, StorageError
 
 __all__ = [
     "APPLICATION_ID",
@@ -156,8 +156,9 @@ def prepare_file(path: Path, *, read_only: bool = False, create: bool = True) ->
     """Create the database file, or check the existing one, before any connection opens.
 
     Raises:
-        StorageError: ``path`` is a directory; it is missing and may not be created
-            (``read_only``, or ``create`` False); or :func:`check_existing` refuses it.
+        NotFound: it is missing and may not be created (``read_only``, or ``create``
+            False).
+        StorageError: ``path`` is a directory, or :func:`check_existing` refuses it.
     """
     if path.is_dir():
         raise StorageError(f"{path}: is a directory, not a chanlog database file")
@@ -165,7 +166,7 @@ def prepare_file(path: Path, *, read_only: bool = False, create: bool = True) ->
         check_existing(path)
     elif read_only or not create:
         reason = "read_only" if read_only else "create = false"
-        raise StorageError(
+        raise NotFound(
             f"{path}: no such chanlog database file (opened with {reason}, which never creates one)"
         )
     else:

@@ -19,6 +19,7 @@ from chanlog.bus.handlers import (
     BindsToStore,
     ClosesHandler,
     Handler,
+    Interruptible,
     SettlesLater,
     TracksPosition,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "ConsumerSpec",
     "EmbeddedBroker",
     "Handler",
+    "Interruptible",
     "LiveReceiver",
     "RunnerStats",
     "SettlesLater",

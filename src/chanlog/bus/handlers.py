@@ -29,6 +29,7 @@ __all__ = [
     "Handler",
     "HandlerCall",
     "HandlerFactory",
+    "Interruptible",
     "SettlesLater",
     "TracksPosition",
 ]
@@ -83,6 +84,17 @@ class SettlesLater(Protocol):
     def settle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until everything handed over is durable; return
         whether it is."""
+        ...
+
+
+@runtime_checkable
+class Interruptible(Protocol):
+    """A handler that may block on something outside the log (a broker that is away): the
+    runner calls :meth:`interrupt` when it is asked to stop, so the record in hand is given
+    up (it raises, and is handed over again next time) instead of holding the stop."""
+
+    def interrupt(self) -> None:
+        """Stop waiting; make the current call give up."""
         ...
 
 

@@ -20,6 +20,7 @@ from chanlog.bus.handlers import (
     BindsToStore,
     Handler,
     HandlerCall,
+    Interruptible,
     SettlesLater,
     TracksPosition,
     describe,
@@ -167,11 +168,12 @@ class ConsumerRunner:
                     return False
                 if stop is None:
                     time.sleep(pause)
-        self._position = self._resume_position(state)
-        self.stats.position = self._position
         handler = self._call.handler
         if isinstance(handler, BindsToStore):
+            # Before its position is asked: a handler may check what it holds against the log.
             handler.bind(self.store, self.name)
+        self._position = self._resume_position(state)
+        self.stats.position = self._position
         self._started = True
         self._heartbeat = threading.Thread(
             target=self._beat, name=f"chanlog-lease-{self.name}", daemon=True
@@ -243,6 +245,14 @@ class ConsumerRunner:
                 except ChanlogError:
                     logger.exception("consumer %s: releasing the lease failed", self.name)
             self._call.close()
+
+    def interrupt(self) -> None:
+        """Make a handler blocked on something outside (a relay waiting for its broker)
+        give up the record in hand, when it :class:`~chanlog.bus.handlers.Interruptible`:
+        what a worker calls right after setting its stop event."""
+        handler = self._call.handler
+        if isinstance(handler, Interruptible):
+            handler.interrupt()
 
     def __enter__(self) -> ConsumerRunner:
         self.start()

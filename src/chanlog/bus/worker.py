@@ -157,8 +157,11 @@ class Worker:
             job.thread.start()
 
     def stop(self) -> None:
-        """Ask every thread to finish what it holds and stop (returns at once)."""
+        """Ask every thread to finish what it holds and stop (returns at once); a handler
+        blocked outside the log is interrupted (:meth:`ConsumerRunner.interrupt`)."""
         self._stop.set()
+        for runner in self.runners.values():
+            runner.interrupt()
 
     @property
     def stopping(self) -> bool:

@@ -46,13 +46,21 @@ class CliContext:
         self.output = output
         self._store: EventStore | None = None
 
-    def open_store(self, *, read_only: bool = False, **overrides: Any) -> EventStore:
+    def open_store(
+        self, *, read_only: bool = False, create: bool = True, **overrides: Any
+    ) -> EventStore:
         """Open the configured store once; it is closed when the command ends.
+
+        Every command that only reads opens with ``read_only=True``: that is what makes a
+        misspelled ``--db`` or ``path`` exit 3 (not found), naming the log, with nothing
+        created, whatever the backend.
 
         Args:
             read_only: the command only reads: open an existing log without creating one
-                (a missing log file exits 3, naming it), and refuse writes where the backend
+                (a missing log exits 3, naming it), and refuse writes where the backend
                 can (see :func:`chanlog.config.build_store`).
+            create: with ``False``, a command that writes to a log that must already exist
+                (not one that starts a log) is refused the same way when it does not.
             overrides: top-level settings replacing the configured ones (``verify``, ``log``
                 and ``export`` open with ``projections=[]``: checking hashes and showing
                 records must not depend on folding them).
@@ -61,7 +69,7 @@ class CliContext:
             return self._store
         source, settings = self._source(overrides)
         try:
-            store = open_store(source, read_only=read_only, **settings)
+            store = open_store(source, read_only=read_only, create=create, **settings)
         except (InvalidTransition, DecodeError) as exc:
             # Nothing the user typed is decoded or folded while opening: the stored log is.
             raise CliError(

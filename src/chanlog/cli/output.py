@@ -1,26 +1,21 @@
-"""How the CLI talks: rich tables for people, JSON for machines, progress bars on stderr."""
+"""How the CLI talks: rich tables for people, JSON for machines, progress bars on stderr.
+
+rich is imported on first use: a command that prints only lines (``chanlog log``) starts
+without it, which is a tenth of a second of its time to first line."""
 
 from __future__ import annotations
 
 import datetime
 import os
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["Output", "format_timestamp", "to_jsonable"]
 
@@ -63,26 +58,47 @@ class Output:
 
     def __init__(self, *, json_mode: bool = False, progress: bool | None = None) -> None:
         self.json_mode = json_mode
-        self.stdout = Console(highlight=False)
-        if not self.stdout.is_terminal and "COLUMNS" not in os.environ:
-            # Piped tables (to a file, less, grep) need not fit an 80-column terminal.
-            self.stdout = Console(highlight=False, width=WIDE_OUTPUT)
-        self.stderr = Console(stderr=True, highlight=False)
-        self.show_progress = self.stderr.is_terminal if progress is None else progress
+        self._progress = progress
+        self._stdout: Console | None = None
+        self._stderr: Console | None = None
+
+    @property
+    def stdout(self) -> Console:
+        """The rich console of stdout (tables)."""
+        if self._stdout is None:
+            from rich.console import Console
+
+            console = Console(highlight=False)
+            if not console.is_terminal and "COLUMNS" not in os.environ:
+                # Piped tables (to a file, less, grep) need not fit an 80-column terminal.
+                console = Console(highlight=False, width=WIDE_OUTPUT)
+            self._stdout = console
+        return self._stdout
+
+    @property
+    def stderr(self) -> Console:
+        """The rich console of stderr (progress bars)."""
+        if self._stderr is None:
+            from rich.console import Console
+
+            self._stderr = Console(stderr=True, highlight=False)
+        return self._stderr
+
+    @property
+    def show_progress(self) -> bool:
+        """Whether progress bars are shown: as asked, else when stderr is a terminal."""
+        return self.stderr.is_terminal if self._progress is None else self._progress
 
     def json(self, value: Any) -> None:
         """Print one JSON document (indented) on stdout."""
         click.echo(orjson.dumps(to_jsonable(value), option=orjson.OPT_INDENT_2).decode())
 
-    def json_line(self, value: Any) -> None:
-        """Print one compact JSON document on its own line (JSONL streams)."""
-        sys.stdout.write(orjson.dumps(to_jsonable(value)).decode() + "\n")
-        sys.stdout.flush()
-
     def table(
         self, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> None:
         """Print a table for people."""
+        from rich.table import Table
+
         table = Table(title=title, title_justify="left")
         last = len(columns) - 1
         for position, column in enumerate(columns):
@@ -99,12 +115,12 @@ class Output:
         )
 
     def line(self, text: str) -> None:
-        """Print a line of (rich-markup-free) text on stdout."""
-        self.stdout.print(text, markup=False)
+        """Print a line of text on stdout, as it is (no markup, no wrapping)."""
+        click.echo(text)
 
     def note(self, text: str) -> None:
         """Print a line for people on stderr (kept out of machine-readable stdout)."""
-        self.stderr.print(text, markup=False)
+        click.echo(text, err=True)
 
     @contextmanager
     def progress(self, description: str, total: int | None) -> Iterator[ProgressUpdate]:
@@ -112,6 +128,15 @@ class Output:
         if not self.show_progress:
             yield lambda _done: None
             return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
         columns = (
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),

@@ -3,13 +3,17 @@ line format, and record selection shared by ``log`` and ``export``."""
 
 from __future__ import annotations
 
+import io
+import sys
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
 from chanlog import codec
 from chanlog.cli.errors import CliError, ExitCode
+from chanlog.copying import export_line
 from chanlog.errors import DecodeError, InvalidEvent, InvalidTransition
 from chanlog.events.base import Event
 from chanlog.records import RecordedEvent
@@ -42,19 +46,68 @@ def parse_jsonl(stream: IO[bytes], name: str) -> Iterator[Numbered]:
 
 
 def parse_json_documents(documents: Sequence[str]) -> list[Numbered]:
-    """Parse command-line JSON arguments; each is an envelope or an array of envelopes."""
+    """Parse the ``append`` command's arguments, each one of:
+
+    - ``-``: JSONL on standard input, one envelope per line;
+    - JSON text (it starts with ``{`` or ``[``): an envelope or an array of envelopes;
+    - anything else: a file holding one JSON document (an envelope or an array of them,
+      pretty-printed or not) or JSONL.
+
+    Raises:
+        CliError: malformed JSON (naming the argument, file and line), or a file that
+            cannot be read.
+    """
     items: list[Numbered] = []
     for position, text in enumerate(documents, start=1):
         where = f"argument {position}"
-        try:
-            value = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            raise CliError(f"{where}: malformed JSON: {exc}", ExitCode.INVALID_INPUT) from None
-        if isinstance(value, list):
-            items.extend((f"{where}[{index}]", item) for index, item in enumerate(value))
+        if text == "-":
+            items.extend(parse_jsonl(sys.stdin.buffer, "<stdin>"))
+        elif text.lstrip()[:1] in ("{", "["):
+            items.extend(_document(where, text))
         else:
-            items.append((where, value))
+            items.extend(_file_documents(where, Path(text)))
     return items
+
+
+def _document(where: str, text: str | bytes) -> list[Numbered]:
+    """One JSON document: an envelope, or an array whose items are numbered."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise CliError(f"{where}: malformed JSON: {exc}", ExitCode.INVALID_INPUT) from None
+    if isinstance(value, list):
+        return [(f"{where}[{index}]", item) for index, item in enumerate(value)]
+    return [(where, value)]
+
+
+def _file_documents(where: str, path: Path) -> list[Numbered]:
+    """The envelopes of a file: one JSON document, else JSONL (a file whose first line is a
+    whole JSON value on its own); errors name the file, and the line for JSONL."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise CliError(
+            f"{where}: cannot read {path}: {reason} (an argument is JSON text starting with "
+            "'{' or '[', a file of envelopes, or '-' for standard input)",
+            ExitCode.USAGE,
+        ) from None
+    name = str(path)
+    try:
+        return _document(name, data)
+    except CliError:
+        first = next((line for line in data.splitlines() if line.strip()), b"")
+        if not _is_json(first):
+            raise  # not JSONL either: the whole document's error says where it breaks
+    return list(parse_jsonl(io.BytesIO(data), name))
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def decode_numbered(store: EventStore, items: Iterable[Numbered]) -> list[tuple[str, Event]]:
@@ -82,17 +135,6 @@ def append_numbered(store: EventStore, events: Sequence[tuple[str, Event]]) -> l
             f"refused: {where}: {message} (nothing of this batch was written)",
             ExitCode.INVALID_INPUT,
         ) from exc
-
-
-def export_line(record: RecordedEvent) -> dict[str, Any]:
-    """The export format: the import envelope plus where the event sits in the log."""
-    return {
-        "offset": record.offset,
-        "event_id": record.event_id,
-        "type": record.event_type,
-        "payload": codec.to_payload(record.event),
-        "chain_hash": record.chain_hash,
-    }
 
 
 def select_records(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chanlog.plugins.builtin_storage import LazyBackendFactory
 from chanlog.plugins.hookspecs import hookimpl, hookspec
 from chanlog.plugins.host import (
     BUILTIN_PLUGINS,
@@ -16,6 +17,7 @@ __all__ = [
     "BUILTIN_PLUGINS",
     "ENTRY_POINT_GROUP",
     "Contribution",
+    "LazyBackendFactory",
     "PluginHost",
     "default_host",
     "hookimpl",

@@ -29,7 +29,7 @@ class LazyBackendFactory:
         target: ``"package.module:ClassName"`` of the backend class (or factory function).
         file_option: the option that names the file the backend keeps its log in
             (``"path"`` for SQLite), or ``None`` for a backend that keeps no file; see
-            :class:`chanlog.config.FileBackedFactory`.
+            :class:`chanlog.factories.FileBackedFactory`.
     """
 
     def __init__(self, target: str, *, file_option: str | None = None) -> None:

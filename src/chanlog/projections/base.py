@@ -20,6 +20,7 @@ __all__ = [
     "PROJECTION_MEMBERS",
     "DeferredState",
     "DefersStateLoading",
+    "DescribesEntities",
     "LeavesCheckpoints",
     "Projection",
     "ProjectionStage",
@@ -142,6 +143,28 @@ class SnapshotsPerEntity(Protocol):
     def load_state(self, data: Any) -> Any:
         """The state :meth:`dump_state` wrote; raises :class:`~chanlog.errors.DecodeError`
         when ``data`` is not such a state."""
+        ...
+
+
+@runtime_checkable
+class DescribesEntities(Protocol):
+    """Optional: a projection that says what one of its entities is called and what a
+    well-formed id of one looks like.
+
+    ``reconstruct``, ``state`` and ``chanlog show`` then accept :attr:`entity_kind` as well
+    as the projection's name (``message`` for the ``messages`` projection), and refuse a
+    malformed id with :class:`~chanlog.errors.InvalidArgument` naming the rule, rather than
+    looking it up and answering :class:`~chanlog.errors.NotFound`. The kind is read from the
+    class a plugin registers, so declare :attr:`entity_kind` as a class attribute. The
+    built-in projections, and every :class:`~chanlog.projections.EntityProjection`, have it.
+    """
+
+    entity_kind: str
+    """One entity's name when it is not the projection's name (``""``: the same)."""
+
+    def check_entity_id(self, entity_id: str) -> None:
+        """Raise :class:`~chanlog.errors.InvalidArgument` naming the rule when ``entity_id``
+        cannot be the id of an entity of this kind."""
         ...
 
 

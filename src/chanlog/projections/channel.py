@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from chanlog import fields
 from chanlog.errors import DecodeError
 from chanlog.events.base import Event
 from chanlog.events.chain import (
@@ -32,6 +33,7 @@ from chanlog.events.channel import (
     StateSigned,
     StateSupportedUpdated,
 )
+from chanlog.fields import InlineCheck
 from chanlog.projections._data import Reader, amount_map
 from chanlog.projections._record import as_dict, maker, replacer, updater
 from chanlog.projections._turns import TurnMap
@@ -88,6 +90,7 @@ class ChannelProjection(EntityProjection[ChannelState]):
 
     name: ClassVar[str] = "channel"
     schema_version: ClassVar[int] = 1
+    entity_id_check: ClassVar[InlineCheck | None] = fields.bytes32
     cross_entity_event_types: ClassVar[frozenset[type[Event]] | None] = frozenset()
 
     def entity_ids(self, event: Event) -> tuple[str, ...]:

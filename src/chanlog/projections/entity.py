@@ -14,8 +14,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
 from chanlog.checkpoints import EntityCheckpoints
-from chanlog.errors import DecodeError, InvalidTransition
+from chanlog.errors import DecodeError, InvalidArgument, InvalidTransition
 from chanlog.events.base import Event
+from chanlog.fields import InlineCheck
 from chanlog.projections.base import DeferredState
 
 __all__ = ["EntityProjection", "EntityStage", "IndexValue"]
@@ -121,6 +122,13 @@ class EntityProjection(Generic[S]):
 
     name: ClassVar[str] = ""
     schema_version: ClassVar[int] = 1
+    entity_kind: ClassVar[str] = ""
+    """What one entity is called when that is not :attr:`name` (``""``: the same); the
+    kind ``reconstruct`` and ``chanlog show`` accept besides the name (see
+    :class:`~chanlog.projections.base.DescribesEntities`)."""
+    entity_id_check: ClassVar[InlineCheck | None] = None
+    """The form of an entity id (a validator of :mod:`chanlog.fields`, e.g.
+    ``fields.bytes32``); ``None`` (the default): any string."""
     event_types: ClassVar[frozenset[type[Event]] | None] = None
     """The event classes this projection reacts to; the store routes other events past it.
     ``None`` (the default): every event."""
@@ -179,6 +187,20 @@ class EntityProjection(Generic[S]):
 
     def _rebuild_derived(self) -> None:
         """Recompute query indexes kept by :meth:`_on_commit` after :meth:`load`."""
+
+    def check_entity_id(self, entity_id: str) -> None:
+        """Refuse an id that :attr:`entity_id_check` rejects.
+
+        Raises:
+            InvalidArgument: naming the id, the kind and the rule.
+        """
+        check = self.entity_id_check
+        if check is not None and not check.accepts(entity_id):
+            kind = self.entity_kind or self.name
+            article = "an" if kind[:1] in tuple("aeiou") else "a"
+            raise InvalidArgument(
+                f"{entity_id!r} is not {article} {kind} id: {kind} ids are {check.rule}"
+            )
 
     # -- the store-facing protocol -------------------------------------------------------
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
+from chanlog import fields
 from chanlog.events.base import Event
 from chanlog.events.messaging import MessageAcked, MessageDropped, MessageReceived, MessageSent
 from chanlog.events.objective import ObjectiveCreated
+from chanlog.fields import InlineCheck
 from chanlog.projections._data import Reader
 from chanlog.projections._record import as_dict, record, replacer
 from chanlog.projections.entity import EntityProjection, EntityStage, IndexValue
@@ -61,6 +63,8 @@ class MessagesProjection(EntityProjection[MessageState]):
 
     name: ClassVar[str] = "messages"
     schema_version: ClassVar[int] = 1
+    entity_kind: ClassVar[str] = "message"
+    entity_id_check: ClassVar[InlineCheck | None] = fields.bytes32
     cross_entity_event_types: ClassVar[frozenset[type[Event]] | None] = frozenset(
         {MessageSent, ObjectiveCreated}
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
+from chanlog import fields
 from chanlog.errors import DecodeError
 from chanlog.events.base import Event
 from chanlog.events.messaging import MessageReceived, MessageSent
@@ -20,6 +21,7 @@ from chanlog.events.objective import (
     ObjectiveCreated,
     ObjectiveRejected,
 )
+from chanlog.fields import InlineCheck
 from chanlog.projections._data import Reader
 from chanlog.projections._record import as_dict, record, replacer
 from chanlog.projections.entity import EntityProjection, EntityStage, IndexValue
@@ -93,6 +95,7 @@ class ObjectiveProjection(EntityProjection[ObjectiveState]):
 
     name: ClassVar[str] = "objective"
     schema_version: ClassVar[int] = 1
+    entity_id_check: ClassVar[InlineCheck | None] = fields.bytes32
     cross_entity_event_types: ClassVar[frozenset[type[Event]] | None] = frozenset(
         {ObjectiveApproved}
     )

@@ -37,17 +37,16 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
+from chanlog.backends.consumer_store import KeepsConsumersThrough
 from chanlog.errors import ConfigError, StorageError
 from chanlog.records import (
-    ConsumerState,
     Head,
-    ParkedRecord,
-    PositionMove,
     StoredRecord,
     StoredSnapshot,
 )
 from chanlog_postgres.connection import connect, describe_error, parse_dsn
 from chanlog_postgres.consumers import PostgresConsumers
+from chanlog_postgres.meta import SERIALIZER, meta_value, record_meta
 from chanlog_postgres.options import (
     DURABILITY_LEVELS,
     OPTION_NAMES,
@@ -94,7 +93,7 @@ def _record(row: tuple[Any, ...]) -> StoredRecord:
     return StoredRecord(position, event_id, event_type, tuple(streams), payload, chain_hash)
 
 
-class PostgresBackend:
+class PostgresBackend(KeepsConsumersThrough):
     """A chanlog log in a PostgreSQL schema, shared by every process that opens it.
 
     Args:
@@ -118,18 +117,21 @@ class PostgresBackend:
         read_only: open an existing log for reading only: the schema is never created,
             the sessions are ``default_transaction_read_only``, and every write raises
             :class:`StorageError`.
-        create: with ``False`` a schema holding no chanlog log is a :class:`StorageError`
-            naming it, instead of being created (``read_only`` implies it).
+        create: with ``False`` a schema holding no chanlog log is a
+            :class:`~chanlog.errors.NotFound` naming it, instead of being created
+            (``read_only`` implies it).
 
     Besides the :class:`~chanlog.backends.base.Backend` protocol it implements the
     capabilities :class:`~chanlog.backends.capabilities.ReadsStreamPayloads`,
     :class:`~chanlog.backends.capabilities.ExposesStreamIndex`,
     :class:`~chanlog.backends.capabilities.CountsStreams`,
-    :class:`~chanlog.backends.capabilities.MayBeReadOnly` and
-    :class:`~chanlog.backends.consumer_store.KeepsConsumers`, and :meth:`find_many`.
+    :class:`~chanlog.backends.capabilities.MayBeReadOnly`,
+    :class:`~chanlog.backends.consumer_store.KeepsConsumers` and
+    :class:`~chanlog.backends.capabilities.RecordsSerializer`, and :meth:`find_many`.
 
     Raises:
         ConfigError: a missing, unknown or ill-typed option.
+        NotFound: ``read_only`` or ``create=False``, and the schema holds no log.
         StorageError: the server cannot be reached (the message names host and port), or
             the schema holds something that is not a chanlog log of a version this package
             reads.
@@ -181,7 +183,7 @@ class PostgresBackend:
         with self._connect() as connection:
             ensure_schema(connection, self.schema, create=create, read_only=self.read_only)
         self._pool = self._open_pool()
-        self._consumers = PostgresConsumers(
+        self.consumer_table = self._consumers = PostgresConsumers(
             self._borrow,
             self.schema,
             self._where,
@@ -272,6 +274,31 @@ class PostgresBackend:
                 return connection.execute(query, params, binary=True).fetchall()
             except psycopg.Error as exc:
                 raise self._error(action, exc) from exc
+
+    # -- the serializer of the log (RecordsSerializer) -------------------------------------
+
+    def recorded_serializer(self) -> str | None:
+        """The serializer the log records (its ``meta`` table), or ``None`` for a log
+        created before chanlog recorded it."""
+        with self._borrow("read the serializer") as connection:
+            try:
+                return meta_value(connection, self.schema, SERIALIZER)
+            except psycopg.Error as exc:
+                raise self._error("read the serializer", exc) from exc
+
+    def record_serializer(self, name: str) -> str:
+        """Record ``name`` unless the log records a serializer; return the recorded one.
+
+        Raises:
+            StorageError: the backend is read-only, or the server failed.
+        """
+        self._refuse_if_read_only()
+        with self._borrow("record the serializer") as connection:
+            try:
+                with connection.transaction():
+                    return record_meta(connection, self.schema, SERIALIZER, name)
+            except psycopg.Error as exc:
+                raise self._error("record the serializer", exc) from exc
 
     # -- the Backend protocol ------------------------------------------------------------
 
@@ -436,52 +463,6 @@ class PostgresBackend:
             except psycopg.Error as exc:
                 raise self._error("delete snapshots", exc) from exc
         return int(cursor.rowcount)
-
-    # -- durable consumers (KeepsConsumers, in chanlog_postgres.consumers) ----------------
-
-    def consumer_state(self, name: str) -> ConsumerState | None:
-        """The consumer ``name``, or ``None`` (see :mod:`~chanlog.backends.consumer_store`)."""
-        return self._consumers.state(name)
-
-    def consumer_states(self) -> list[ConsumerState]:
-        """Every consumer, by name."""
-        return self._consumers.states()
-
-    def ensure_consumer(self, name: str, position: int, subjects: Sequence[str]) -> ConsumerState:
-        """Create the consumer unless it exists; record its subjects either way."""
-        return self._consumers.ensure(name, position, subjects)
-
-    def acquire_lease(self, name: str, holder: str, ttl: float) -> ConsumerState:
-        """Take or renew the consumer's lease for ``ttl`` seconds of the server's clock."""
-        return self._consumers.acquire(name, holder, ttl)
-
-    def release_lease(self, name: str, holder: str) -> None:
-        """Give the lease up, if ``holder`` holds it."""
-        self._consumers.release(name, holder)
-
-    def move_consumer(self, move: PositionMove) -> None:
-        """Apply ``move`` atomically, in a transaction of its own."""
-        self._consumers.move(move)
-
-    def reset_consumer(self, name: str, position: int) -> ConsumerState:
-        """Set the position, refused while a lease runs."""
-        return self._consumers.reset(name, position)
-
-    def parked_records(self, name: str) -> list[ParkedRecord]:
-        """The consumer's parked records, by offset."""
-        return self._consumers.parked(name)
-
-    def request_replay(self, name: str, offsets: Sequence[int] | None = None) -> int:
-        """Mark parked records (``None``: all) for replay; return how many."""
-        return self._consumers.request_replay(name, offsets)
-
-    def drop_parked(self, name: str, offsets: Sequence[int] | None = None) -> int:
-        """Forget parked records (``None``: all); return how many."""
-        return self._consumers.drop(name, offsets)
-
-    def delete_consumer(self, name: str) -> bool:
-        """Remove the consumer and its parked records; False when it did not exist."""
-        return self._consumers.delete(name)
 
     def wait(self, length: int, timeout: float) -> bool:
         """Block until the log is longer than ``length`` or ``timeout`` seconds pass; return

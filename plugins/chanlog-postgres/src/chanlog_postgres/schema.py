@@ -26,7 +26,7 @@ from typing import Any
 
 import psycopg
 
-from chanlog.errors import ConfigError, StorageError
+from chanlog.errors import ConfigError, NotFound, StorageError
 from chanlog.hashing import GENESIS_CHAIN_HASH
 from chanlog_postgres.connection import describe_error
 
@@ -164,9 +164,9 @@ def ensure_schema(
     Returns whether this call created them.
 
     Raises:
+        NotFound: the schema holds no log and ``create`` is False.
         StorageError: the schema holds tables that are not chanlog's, a version this package
-            does not read, or misses some of its tables; it holds no log and ``create`` is
-            False; or the server refused the DDL.
+            does not read, or misses some of its tables; or the server refused the DDL.
     """
     try:
         with connection.transaction():
@@ -179,7 +179,7 @@ def ensure_schema(
                 _check_existing(connection, schema, tables, read_only=read_only)
                 return False
             if not tables and not create:
-                raise StorageError(
+                raise NotFound(
                     f"postgres backend: schema {schema!r} holds no chanlog log (opened with "
                     "read_only or create = false, which never create one)"
                 )

@@ -202,7 +202,7 @@ def _start(value: str) -> str | int:
 @pass_cli
 def reset_command(state: CliContext, name: str, to: str) -> None:
     """Move a stopped consumer's position."""
-    store = state.open_store(projections=[])
+    store = state.open_store(projections=[], create=False)
     try:
         moved = store.bus.consumers.reset(name, _start(to))
     except InvalidArgument as exc:
@@ -264,7 +264,7 @@ _OFFSETS = click.option(
 def replay_command(state: CliContext, name: str, offsets: tuple[int, ...]) -> None:
     """Hand parked records to the handler again: the consumer's runner does it before going
     on (the record leaves the parked list once handled)."""
-    store = state.open_store(projections=[])
+    store = state.open_store(projections=[], create=False)
     count = store.bus.consumers.replay(name, list(offsets) or None)
     state.output.line(f"{name}: {count} parked record(s) to replay")
 
@@ -275,7 +275,7 @@ def replay_command(state: CliContext, name: str, offsets: tuple[int, ...]) -> No
 @pass_cli
 def drop_command(state: CliContext, name: str, offsets: tuple[int, ...]) -> None:
     """Forget parked records (they are not handed to the handler again)."""
-    store = state.open_store(projections=[])
+    store = state.open_store(projections=[], create=False)
     count = store.bus.consumers.drop(name, list(offsets) or None)
     state.output.line(f"{name}: dropped {count} parked record(s)")
 

@@ -16,6 +16,7 @@ from chanlog.cli.errors import CliError, ExitCode
 from chanlog.cli.output import format_timestamp
 from chanlog.cli.records_io import export_line
 from chanlog.config import file_backend, open_store
+from chanlog.errors import InvalidArgument
 from chanlog.projections.base import SnapshotsPerEntity
 from chanlog.store import EventStore
 
@@ -23,18 +24,16 @@ __all__ = ["demo_command", "show_command", "snapshot_command", "state_data"]
 
 
 def state_data(store: EventStore, kind: str, entity_id: str, at: int | None) -> Any:
-    """The JSON-compatible state of one entity, as of offset ``at`` (``None``: now)."""
-    projections = store.plugins.projections
-    if kind not in projections:
-        raise CliError(
-            f"no projection {kind!r} (known: {', '.join(sorted(projections))})", ExitCode.USAGE
-        )
-    if at is not None and at > len(store):
-        raise CliError(
-            f"--at {at} is beyond the end of the log ({len(store)} events)", ExitCode.USAGE
-        )
-    state = store.reconstruct(kind, entity_id, at)
-    projection = store.inline_projection(kind) or store.fresh_projection(kind)
+    """The JSON-compatible state of one entity, as of offset ``at`` (``None``: now).
+
+    The store checks the arguments (an unknown kind, a malformed id, ``at`` beyond the end
+    of the log); its :class:`InvalidArgument` is a usage error here, with its message."""
+    try:
+        name = store.reconstructor.resolve_kind(kind)
+        state = store.reconstruct(kind, entity_id, at)
+    except InvalidArgument as exc:
+        raise CliError(str(exc), ExitCode.USAGE) from exc
+    projection = store.inline_projection(name) or store.fresh_projection(name)
     if isinstance(projection, SnapshotsPerEntity):
         return projection.dump_state(state)
     # A projection that dumps only whole: show its state as plain data.
@@ -42,14 +41,14 @@ def state_data(store: EventStore, kind: str, entity_id: str, at: int | None) -> 
 
 
 @click.command("show")
-@click.argument("kind", metavar="objective|channel|KIND")
+@click.argument("kind", metavar="objective|channel|message|KIND")
 @click.argument("entity_id", metavar="ID")
 @click.option("--at", type=click.IntRange(min=0), help="State after the events before this offset.")
 @json_option
 @pass_cli
 def show_command(state: CliContext, kind: str, entity_id: str, at: int | None) -> None:
-    """Show the state of an objective or a channel (or any projection's entity), now or, with
-    --at, as it was before that offset (time travel)."""
+    """Show the state of an objective, a channel or a message (or any projection's entity),
+    now or, with --at, as it was before that offset (time travel)."""
     store = state.open_store(read_only=True)
     data = state_data(store, kind, entity_id, at)
     output = state.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from chanlog.cli.app import CliContext, json_option, pass_cli
+from chanlog.store import EventStore
 
 __all__ = ["generate_command"]
 
@@ -54,6 +55,7 @@ def generate_command(
             done += len(batch)
             update(done)
     sample = workload.plans[0].channel_id
+    at = _time_travel_offset(store, sample)
     result = {
         "events": total,
         "appended": appended,
@@ -62,6 +64,7 @@ def generate_command(
         "log_length": len(store),
         "first_offset": first_offset,
         "sample_channel": sample,
+        "sample_at": at,
     }
     output = state.output
     if output.json_mode:
@@ -71,4 +74,14 @@ def generate_command(
         f"generated {total} events for {channels} channels: {appended} appended, "
         f"{total - appended} already present; log length {len(store)}"
     )
-    output.line(f"try: chanlog show channel {sample} --at {max(len(store) // 2, 1)}")
+    output.line(f"try: chanlog show channel {sample} --at {at}")
+
+
+def _time_travel_offset(store: EventStore, channel_id: str) -> int:
+    """An offset in the middle of the channel's own events: the channel exists before it
+    (its first event is folded) and has events after it, so ``show --at`` differs from now
+    whatever else the log holds before, between or after them."""
+    offsets = [record.offset for record in store.read_stream(channel_id)]
+    if len(offsets) < 2:
+        return offsets[0] + 1
+    return offsets[len(offsets) // 2]

@@ -49,7 +49,9 @@ def verify_command(
     witnesses = [parse_witness(text) for text in expected_heads]
     # No projections: the hashes must be checkable even when a tampered event breaks a fold.
     store = state.open_store(read_only=True, projections=[])
-    witnesses += [_replica_head(store.backend.name, replica) for replica in replicas]
+    witnesses += [
+        _replica_head(store.backend.name, store.serializer.name, replica) for replica in replicas
+    ]
     output = state.output
     try:
         with output.progress("verify", len(store)) as update:
@@ -90,13 +92,16 @@ def verify_command(
     )
 
 
-def _replica_head(backend_name: str, replica: Path) -> Witness:
-    """The head of the copy at ``replica`` as a witness (nothing is created or written)."""
+def _replica_head(backend_name: str, serializer: str, replica: Path) -> Witness:
+    """The head of the copy at ``replica`` as a witness (nothing is created or written); a
+    copy of the log records the same serializer."""
     known = default_host().backends
     name = backend_name if file_option_of(known.get(backend_name)) else DEFAULT_BACKEND
     backend = file_backend(replica.absolute(), name=name)
     try:
-        with open_store(read_only=True, projections=[], backend=backend) as copy:
+        with open_store(
+            read_only=True, projections=[], backend=backend, serializer=serializer
+        ) as copy:
             head = copy.backend.head()
     except ChanlogError as exc:
         raise CliError(f"--replica {replica}: {exc}", exit_code_for(exc)) from exc

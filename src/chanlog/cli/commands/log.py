@@ -2,42 +2,94 @@
 
 from __future__ import annotations
 
+import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
 
 import click
+import orjson
 
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode
-from chanlog.cli.output import Output, format_timestamp
+from chanlog.cli.output import format_timestamp
 from chanlog.cli.records_io import export_line, select_records
 from chanlog.records import RecordedEvent
 
-__all__ = ["log_command"]
+__all__ = ["FLUSH_EVERY", "LogPrinter", "log_command"]
 
 _COLUMNS = ("offset", "type", "timestamp (UTC)", "entity", "event id")
-
-
-def _row(record: RecordedEvent) -> tuple[str, ...]:
-    streams = record.event.streams
-    return (
-        str(record.offset),
-        record.event_type,
-        format_timestamp(record.timestamp_ms),
-        _short_id(streams[0]) if streams else "-",
-        _short_id(record.event_id),
-    )
+_ID_WIDTH = 13  # "0x1234ab…cdef"
+_TIMESTAMP_WIDTH = 24  # "2026-01-01T00:00:00.000Z"
+FLUSH_EVERY = 0.1
+"""Seconds between flushes of stdout while records stream (and at the first record)."""
 
 
 def _short_id(value: str) -> str:
     return value if len(value) <= 14 else f"{value[:8]}…{value[-4:]}"
 
 
-def _emit_line(output: Output, record: RecordedEvent) -> None:
-    if output.json_mode:
-        output.json_line(export_line(record))
-    else:
-        output.line("  ".join(_row(record)))
+class LogPrinter:
+    """Prints records as they are read, one line each, and keeps nothing: a table of fixed
+    column widths (known before the first record, so no row waits for the widest) or, with
+    ``--json``, one export line per record. Output is flushed at the first record and then
+    every :data:`FLUSH_EVERY` seconds, so the first line shows at once and a slow, sparse
+    read (``--type``, ``--entity``) still shows each record as it comes.
+
+    Args:
+        json_mode: print export lines instead of table rows.
+        type_names: every event type the log may hold (sizes the type column).
+        last_offset: the greatest offset that may be printed (sizes the offset column).
+    """
+
+    def __init__(self, *, json_mode: bool, type_names: Iterable[str], last_offset: int) -> None:
+        self.json_mode = json_mode
+        self.printed = 0
+        widths = (len(str(max(last_offset, 0))), max(map(len, type_names), default=4))
+        self._widths = (max(widths[0], len(_COLUMNS[0])), max(widths[1], len(_COLUMNS[1])))
+        self._last_flush = 0.0
+        self._out = sys.stdout
+
+    def header(self) -> None:
+        """The column names (table mode only)."""
+        if not self.json_mode:
+            self._write(self._format(_COLUMNS))
+
+    def record(self, record: RecordedEvent) -> None:
+        """Print one record."""
+        if self.json_mode:
+            self._write(orjson.dumps(export_line(record)).decode())
+        else:
+            streams = record.event.streams
+            self._write(
+                self._format(
+                    (
+                        str(record.offset),
+                        record.event_type,
+                        format_timestamp(record.timestamp_ms),
+                        _short_id(streams[0]) if streams else "-",
+                        _short_id(record.event_id),
+                    )
+                )
+            )
+        self.printed += 1
+
+    def flush(self) -> None:
+        """Flush what is printed so far."""
+        self._out.flush()
+        self._last_flush = time.monotonic()
+
+    def _format(self, cells: Sequence[str]) -> str:
+        offset, kind = self._widths
+        return (
+            f"{cells[0]:>{offset}}  {cells[1]:<{kind}}  {cells[2]:<{_TIMESTAMP_WIDTH}}  "
+            f"{cells[3]:<{_ID_WIDTH}}  {cells[4]}"
+        )
+
+    def _write(self, line: str) -> None:
+        self._out.write(line + "\n")
+        if not self.printed or time.monotonic() - self._last_flush >= FLUSH_EVERY:
+            self.flush()
 
 
 @click.command("log")
@@ -78,24 +130,20 @@ def log_command(
                 f"--type {name!r}: no such event type (known: {', '.join(sorted(known))})",
                 ExitCode.USAGE,
             )
-    output = state.output
     if follow:
         _follow(state, types, entity, start)
         return
-    rows: list[tuple[str, ...]] = []
-    printed = 0
+    last = (len(store) if end is None else min(end, len(store))) - 1
+    printer = LogPrinter(json_mode=state.output.json_mode, type_names=known, last_offset=last)
     for record in select_records(store, start=start, end=end, types=types, entity=entity):
-        if output.json_mode:
-            output.json_line(export_line(record))
-        else:
-            rows.append(_row(record))
-        printed += 1
-        if limit is not None and printed >= limit:
+        if not printer.printed:
+            printer.header()
+        printer.record(record)
+        if limit is not None and printer.printed >= limit:
             break
-    if printed == 0:
-        output.note("no events match")
-    elif not output.json_mode:
-        output.table(None, _COLUMNS, rows)
+    printer.flush()
+    if printer.printed == 0:
+        state.output.note("no events match")
 
 
 def _wait_until_interrupted() -> None:
@@ -108,14 +156,20 @@ def _follow(state: CliContext, types: Sequence[str], entity: str | None, start: 
     store = state.open_store(read_only=True, projections=[])
     wanted = frozenset(types)
     entity_id = entity.lower() if entity is not None else None
-    output = state.output
+    printer = LogPrinter(
+        json_mode=state.output.json_mode,
+        type_names=store.plugins.event_types,
+        last_offset=10 * len(store) + 999_999,  # room for the log to grow while followed
+    )
+    printer.header()
 
     def deliver(record: RecordedEvent) -> None:
         if wanted and record.event_type not in wanted:
             return
         if entity_id is not None and entity_id not in record.event.streams:
             return
-        _emit_line(output, record)
+        printer.record(record)
+        printer.flush()  # a followed log is read as it happens
 
     subscription = store.subscribe(deliver, from_offset=start, name="chanlog log --follow")
     try:

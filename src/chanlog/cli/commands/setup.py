@@ -31,7 +31,7 @@ def render_config(*, backend: str, path: str, serializer: str, snapshot_every: i
     """The text of a new chanlog.toml: every setting with a comment saying what it does.
 
     The ``[backend]`` table is written from what the backend's factory declares: its log
-    file (``path`` for a :class:`~chanlog.config.FileBackedFactory`), then each further option
+    file (``path`` for a :class:`~chanlog.factories.FileBackedFactory`), then each further option
     commented out at its default, so a plugin's backend gets the same treatment as SQLite.
     """
     host = default_host()
@@ -43,11 +43,16 @@ def render_config(*, backend: str, path: str, serializer: str, snapshot_every: i
             "# The log's file, relative to this file's directory.",
             f"{file_option} = {_toml_value(path)}",
         ]
-    options = [
-        _commented_option(parameter)
+    parameters = [
+        parameter
         for parameter in _keyword_parameters(factory)
         if parameter.name != file_option and parameter.name not in OPEN_MODES
     ]
+    unset = [_commented_option(p) for p in parameters if p.default in _NO_DEFAULT]
+    options = [_commented_option(p) for p in parameters if p.default not in _NO_DEFAULT]
+    if unset:
+        backend_lines += [f"# Options of the {backend} backend without a default: set them."]
+        backend_lines += unset
     if options:
         backend_lines += [f"# Options of the {backend} backend (the values shown are defaults):"]
         backend_lines += options
@@ -91,11 +96,16 @@ def _keyword_parameters(factory: Callable[..., Any]) -> list[inspect.Parameter]:
     return [parameter for parameter in parameters if parameter.kind in keyword]
 
 
+_NO_DEFAULT = (inspect.Parameter.empty, None)
+"""A parameter default that gives the option no value: the option must be set (the
+PostgreSQL ``dsn``)."""
+
+
 def _commented_option(parameter: inspect.Parameter) -> str:
-    """``# name = default``; an option without a usable default shows an empty string, to be
+    """``# name = default``; an option without a default shows an empty string, to be
     filled in (the PostgreSQL ``dsn``)."""
     default = parameter.default
-    if default is inspect.Parameter.empty or default is None:
+    if default in _NO_DEFAULT:
         return f'# {parameter.name} = ""'
     return f"# {parameter.name} = {_toml_value(default)}"
 

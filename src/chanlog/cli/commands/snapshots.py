@@ -68,7 +68,7 @@ def snapshots_command(ctx: click.Context, state: CliContext) -> None:
 def prune_command(state: CliContext, keep: int | None) -> None:
     """Delete the snapshots the snapshot policy (or --keep) does not keep. Records and
     snapshot-created events stay; reconstruction of an old offset starts further back."""
-    store = state.open_store(projections=[])
+    store = state.open_store(projections=[], create=False)
     pruned = store.prune_snapshots(keep)
     output = state.output
     if output.json_mode:

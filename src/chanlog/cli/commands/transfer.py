@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -13,7 +14,6 @@ import orjson
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode
 from chanlog.cli.records_io import (
-    Numbered,
     append_numbered,
     decode_numbered,
     export_line,
@@ -21,6 +21,7 @@ from chanlog.cli.records_io import (
     parse_jsonl,
     select_records,
 )
+from chanlog.copying import LogCopy, is_export_line, parse_export_line
 
 __all__ = ["append_command", "export_command", "import_command"]
 
@@ -28,19 +29,17 @@ DEFAULT_BATCH_SIZE = 10_000
 
 
 @click.command("append")
-@click.argument("documents", nargs=-1, required=True)
+@click.argument("documents", nargs=-1, required=True, metavar="EVENTS...")
 @json_option
 @pass_cli
 def append_command(state: CliContext, documents: tuple[str, ...]) -> None:
     """Append events given as JSON envelopes, atomically.
 
-    Each DOCUMENT is {"type": "...", "payload": {...}} or a JSON array of them; all of them
-    are one batch: every event is appended, or none is. Use "-" to read JSONL from stdin.
+    Each of EVENTS is a file (event.json: one envelope {"type": "...", "payload": {...}},
+    a JSON array of them, or JSONL), JSON text starting with '{' or '[', or "-" to read
+    JSONL from stdin. All of them are one batch: every event is appended, or none is.
     """
-    if documents == ("-",):
-        items: list[Numbered] = list(parse_jsonl(sys.stdin.buffer, "<stdin>"))
-    else:
-        items = parse_json_documents(documents)
+    items = parse_json_documents(documents)
     if not items:
         raise CliError("nothing to append", ExitCode.USAGE)
     store = state.open_store()
@@ -76,45 +75,53 @@ def append_command(state: CliContext, documents: tuple[str, ...]) -> None:
 def import_command(state: CliContext, source: IO[bytes], batch_size: int) -> None:
     """Import events from a JSONL file ("-" for stdin), one envelope per line.
 
+    Lines written by 'chanlog export' (they carry offset, event_id and chain_hash) are
+    copied exactly: every record at its exported offset with its exported chain hash, into
+    an empty log or one holding the beginning of the export, whatever the snapshot policy
+    (the export's own snapshot-created events come along). Other lines are appended as new
+    events, skipping those already in the log.
+
     Each batch of --batch-size lines is atomic. On a bad line or a refused event nothing of
     its batch is written, the error names the line, and earlier batches stay committed;
-    re-running the import is safe (events already in the log are recognised by their id).
-    Lines written by 'chanlog export' import as they are.
+    re-running the import is safe.
     """
     store = state.open_store()
     name = getattr(source, "name", "<input>")
     name = "<stdin>" if name in ("-", "<stdin>") else str(name)
     total = _count_lines(source)
-    imported = 0
-    new = 0
-    batch: list[Numbered] = []
-
-    def flush() -> None:
-        nonlocal imported, new, batch
-        # Counted per batch: a snapshot policy may append snapshot-created in between.
-        before = len(store)
-        offsets = append_numbered(store, decode_numbered(store, batch))
-        imported += len(offsets)
-        new += sum(1 for offset in offsets if offset >= before)
-        batch = []
-
+    lines = parse_jsonl(source, name)
+    first = next(lines, None)
+    items = itertools.chain([] if first is None else [first], lines)
+    copy = LogCopy(store) if first is not None and is_export_line(first[1]) else None
+    read = appended = 0
     with state.output.progress("import", total) as update:
-        for item in parse_jsonl(source, name):
-            batch.append(item)
-            if len(batch) >= batch_size:
-                flush()
-                update(imported)
-        if batch:
-            flush()
-            update(imported)
-    result = {"read": imported, "appended": new, "already_present": imported - new}
+        while batch := list(itertools.islice(items, batch_size)):
+            if copy is not None:
+                types = store.plugins.event_types
+                copy.add([parse_export_line(value, types, where) for where, value in batch])
+                appended = copy.appended
+            else:
+                # Counted per batch: a snapshot policy may append snapshot-created in between.
+                before = len(store)
+                offsets = append_numbered(store, decode_numbered(store, batch))
+                appended += sum(1 for offset in offsets if offset >= before)
+            read += len(batch)
+            update(read)
+    result = {
+        "read": read,
+        "appended": appended,
+        "already_present": read - appended,
+        "exact_copy": copy is not None,
+        "snapshots_rebuilt": 0 if copy is None else copy.snapshots,
+    }
     if state.output.json_mode:
         state.output.json(result)
-    else:
-        state.output.line(
-            f"imported {imported} events from {name}: {new} appended, "
-            f"{imported - new} already present; log length {len(store)}"
-        )
+        return
+    how = "copied at their exported offsets" if copy is not None else "appended"
+    state.output.line(
+        f"imported {read} events from {name}: {appended} {how}, {read - appended} already "
+        f"present; log length {len(store)}"
+    )
 
 
 def _count_lines(source: IO[bytes]) -> int | None:

@@ -36,6 +36,7 @@ from chanlog.testing.conformance.capabilities import (
     ManagesSnapshotsCases,
     MayBeReadOnlyCases,
     ReadsStreamPayloadsCases,
+    RecordsSerializerCases,
     RemembersHeadCases,
     SavesSnapshotsInTransactionCases,
     StreamIndexCases,
@@ -71,6 +72,7 @@ __all__ = [
     "ReadOnlyCases",
     "ReadOnlyConsumersCases",
     "ReadsStreamPayloadsCases",
+    "RecordsSerializerCases",
     "RemembersHeadCases",
     "SavesSnapshotsInTransactionCases",
     "SharedCases",
@@ -92,6 +94,7 @@ class CapabilityCases(
     ManagesSnapshotsCases,
     KeepsConsumersCases,
     MovesConsumersInTransactionCases,
+    RecordsSerializerCases,
 ):
     """Every capability case class: each test skips when the backend lacks its capability."""
 

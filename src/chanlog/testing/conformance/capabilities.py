@@ -25,12 +25,16 @@ from chanlog.backends.capabilities import (
     ManagesSnapshots,
     MayBeReadOnly,
     ReadsStreamPayloads,
+    RecordsSerializer,
     RemembersHead,
     SavesSnapshotsInTransaction,
     transaction_capabilities,
 )
+from chanlog.errors import ConfigError, StorageError
 from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next, keccak256
 from chanlog.records import Head, StoredRecord, StoredSnapshot
+from chanlog.serializers import JsonSerializer
+from chanlog.store import EventStore
 from chanlog.testing.conformance.fixtures import ConformanceFixtures, OpenBackend
 from chanlog.testing.events import offsets_of, sample_events, stored_records
 
@@ -41,6 +45,7 @@ __all__ = [
     "FindsManyCases",
     "ManagesSnapshotsCases",
     "ReadsStreamPayloadsCases",
+    "RecordsSerializerCases",
     "RemembersHeadCases",
     "SavesSnapshotsInTransactionCases",
     "StreamIndexCases",
@@ -361,3 +366,59 @@ class ManagesSnapshotsCases(ConformanceFixtures):
         assert backend.delete_snapshots([2, 6]) == 2
         assert backend.latest_snapshot() is None
         assert list(backend.read(0, 10)) == records
+
+
+class _OtherSerializer(JsonSerializer):
+    """JSON at rest under another name: a store configured with it must not open a log
+    that records ``json``."""
+
+    name = "conformance-other"
+
+
+class RecordsSerializerCases(ConformanceFixtures):
+    """:class:`~chanlog.backends.capabilities.RecordsSerializer`: the first recorded name
+    stays, outlives the handle, is read by a read-only handle, and a store configured with
+    another serializer is refused."""
+
+    def test_the_first_name_recorded_stays(self, opener: OpenBackend) -> None:
+        backend = opener()
+        if not isinstance(backend, RecordsSerializer):
+            pytest.skip("the backend is not RecordsSerializer")
+        assert backend.recorded_serializer() is None
+        assert backend.record_serializer("json") == "json"
+        assert backend.record_serializer("msgpack") == "json"
+        assert backend.recorded_serializer() == "json"
+        if self.durable:
+            backend.close()
+            reopened = opener()
+            assert isinstance(reopened, RecordsSerializer)
+            assert reopened.recorded_serializer() == "json"
+
+    def test_a_read_only_handle_reads_it_and_records_nothing(
+        self, opener: OpenBackend, read_only_opener: OpenBackend
+    ) -> None:
+        writer = opener()
+        if not isinstance(writer, RecordsSerializer):
+            pytest.skip("the backend is not RecordsSerializer")
+        if not (self.durable or writer.shared):
+            pytest.skip("a second handle cannot reach the first one's log")
+        reader = read_only_opener()
+        assert isinstance(reader, RecordsSerializer)
+        assert reader.recorded_serializer() is None
+        with pytest.raises(StorageError):
+            reader.record_serializer("json")
+        writer.record_serializer("json")
+        assert reader.recorded_serializer() == "json"
+
+    def test_a_store_records_its_serializer_and_refuses_another(self, backend: Backend) -> None:
+        if not isinstance(backend, RecordsSerializer):
+            pytest.skip("the backend is not RecordsSerializer")
+        store = EventStore(backend, projections=[])
+        assert backend.recorded_serializer() == "json"
+        store.append_batch(sample_events(3))
+        with pytest.raises(ConfigError) as error:
+            EventStore(backend, projections=[], serializer=_OtherSerializer())
+        assert "'json'" in str(error.value)
+        assert "'conformance-other'" in str(error.value)
+        assert backend.recorded_serializer() == "json"
+        assert len(store) == 3

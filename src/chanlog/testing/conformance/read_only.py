@@ -1,6 +1,7 @@
 """Conformance cases for a handle opened read-only (the factory's ``read_only=True``): it
 reads what writers committed, refuses every write with
-:class:`~chanlog.errors.StorageError`, and never creates a log.
+:class:`~chanlog.errors.StorageError`, and never creates a log (opening one that does not
+exist is a :class:`~chanlog.errors.NotFound`).
 
 They run when the subclass overrides
 :meth:`~chanlog.testing.conformance.fixtures.ConformanceFixtures.open_read_only`.
@@ -17,7 +18,7 @@ from chanlog.backends.capabilities import (
     MayBeReadOnly,
     RemembersHead,
 )
-from chanlog.errors import IntegrityError, StorageError
+from chanlog.errors import IntegrityError, NotFound, StorageError
 from chanlog.hashing import GENESIS_CHAIN_HASH
 from chanlog.records import Head, StoredSnapshot
 from chanlog.store import EventStore
@@ -98,7 +99,7 @@ class ReadOnlyCases(ConformanceFixtures):
     def test_read_only_never_creates_a_log(self, read_only_opener: OpenBackend) -> None:
         if not (self.durable and self.opening_creates_the_log):
             pytest.skip("the log exists before the test's first open")
-        with pytest.raises(StorageError):
+        with pytest.raises(NotFound):
             read_only_opener()
 
     def test_a_read_only_handle_on_an_empty_log(

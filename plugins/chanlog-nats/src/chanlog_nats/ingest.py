@@ -1,0 +1,265 @@
+"""The ``nats`` ingest source: pulls a JetStream stream through a durable consumer into a
+store, idempotently, acknowledging after the commit (ADR 0028)::
+
+    [ingest.from-node-a]
+    source = "nats"
+    stream = "NODE_A"
+    durable = "replica-1"      # the JetStream durable consumer (created if missing)
+    url = "nats://127.0.0.1:4222"
+    mirror = true              # same offsets and chain head as the node (the default)
+
+or ``chanlog ingest nats --stream NODE_A --durable replica-1``. What each message becomes
+is :mod:`chanlog_nats.apply`'s decision; this module talks to NATS and holds the lease of
+the consumer ``ingest:<name>`` (one ingest of a name per store at a time).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from chanlog.backends.consumer_store import KeepsConsumers
+from chanlog.bus.ingest import ingest_consumer_name
+from chanlog.bus.runner import new_holder
+from chanlog.bus.source import BusStore
+from chanlog.errors import ChanlogError, ConfigError, LeaseHeld, StorageError
+from chanlog_nats.apply import ACK, PARK, Applier, Incoming, Outcome
+from chanlog_nats.client import NatsThread
+from chanlog_nats.options import (
+    DEFAULT_URL,
+    check_flag,
+    check_int,
+    check_name,
+    check_no_more,
+    check_seconds,
+    check_url,
+)
+from chanlog_nats.pull import Puller
+
+__all__ = ["INGEST_OPTIONS", "NatsIngest"]
+
+logger = logging.getLogger("chanlog.nats")
+
+INGEST_OPTIONS = (
+    "stream",
+    "durable",
+    "url",
+    "mirror",
+    "batch",
+    "filter_subject",
+    "ack_wait",
+    "fetch_timeout",
+    "connect_timeout",
+    "lease_ttl",
+)
+"""Every option of the ``nats`` ingest source."""
+
+_WHAT = "nats ingest"
+_RETRY = 1.0  # seconds between attempts while NATS cannot be reached
+
+
+class NatsIngest:
+    """Feeds a store from a JetStream stream (see the module docs).
+
+    Args:
+        name: the ingest's name (its parked messages: consumer ``ingest:<name>``).
+        **options: see below.
+
+    Keyword options (the keys of an ``[ingest.NAME]`` table):
+
+        stream: the stream to pull from.
+        durable: the JetStream durable consumer (created, pulling from the first
+            message, when missing).
+        url: the NATS server (default ``nats://127.0.0.1:4222``).
+        mirror: keep the node's offsets and chain head (default true; false appends every
+            valid event wherever it lands, e.g. from a relay filtered by subject).
+        batch: messages pulled at a time (default 256).
+        filter_subject: a new durable consumer's subject filter (default: all).
+        ack_wait: seconds before the server redelivers an unacknowledged message (10).
+        fetch_timeout: seconds one pull waits for messages (default 1).
+        connect_timeout: seconds one connection attempt may take (default 2).
+        lease_ttl: seconds the ingest's lease lasts without renewal (default 15).
+
+    Raises:
+        ConfigError: a bad or missing option.
+    """
+
+    def __init__(self, *, name: str, **options: Any) -> None:
+        self.name = name
+        for required in ("stream", "durable"):
+            if required not in options:
+                raise ConfigError(f"{_WHAT}: {required} is required", key=required)
+        self.stream = check_name(_WHAT, "stream", options.pop("stream"))
+        self.durable = check_name(_WHAT, "durable", options.pop("durable"))
+        self.url = check_url(_WHAT, options.pop("url", DEFAULT_URL))
+        self.mirror = check_flag(_WHAT, "mirror", options.pop("mirror", True))
+        self.batch = check_int(_WHAT, "batch", options.pop("batch", 256))
+        subject = options.pop("filter_subject", None)
+        if subject is not None and (not isinstance(subject, str) or not subject.strip()):
+            raise ConfigError(f"{_WHAT}: filter_subject must be a subject, got {subject!r}")
+        self.filter_subject: str | None = subject
+        self.ack_wait = check_seconds(_WHAT, "ack_wait", options.pop("ack_wait", 10))
+        self.fetch_timeout = check_seconds(_WHAT, "fetch_timeout", options.pop("fetch_timeout", 1))
+        self.connect_timeout = check_seconds(
+            _WHAT, "connect_timeout", options.pop("connect_timeout", 2)
+        )
+        self.lease_ttl = check_seconds(_WHAT, "lease_ttl", options.pop("lease_ttl", 15))
+        check_no_more(_WHAT, options, INGEST_OPTIONS)
+        self.consumer = ingest_consumer_name(name)
+        self._counts = {"appended": 0, "duplicates": 0, "parked": 0}
+        self._lag: int | None = None
+        self._last_error: str | None = None
+
+    def stats(self) -> dict[str, Any]:
+        """``appended``, ``duplicates``, ``parked``, ``lag`` (messages the durable
+        consumer has not delivered yet) and ``last_error``."""
+        return {**self._counts, "lag": self._lag, "last_error": self._last_error}
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run(self, store: BusStore, stop: threading.Event) -> None:
+        """Pull, append, acknowledge, park, until ``stop`` is set.
+
+        Raises:
+            StorageError: the store's backend keeps no consumers.
+            LeaseHeld: never (it waits for the lease instead).
+        """
+        keeper = store.backend
+        if not isinstance(keeper, KeepsConsumers):
+            raise StorageError(
+                f"{_WHAT} {self.name}: the {keeper.name} backend keeps no consumers, so it "
+                "cannot keep parked messages"
+            )
+        holder = new_holder()
+        keeper.ensure_consumer(self.consumer, len(store), (">",))
+        if not self._take_lease(keeper, holder, stop):
+            return
+        applier = Applier(
+            store, keeper, self.consumer, holder, mirror=self.mirror, lease_ttl=self.lease_ttl
+        )
+        thread = NatsThread(self.url, f"ingest-{self.name}", connect_timeout=self.connect_timeout)
+        try:
+            self._pull(thread, applier, stop)
+        finally:
+            thread.close()
+            try:
+                keeper.release_lease(self.consumer, holder)
+            except ChanlogError:
+                logger.exception("%s %s: releasing the lease failed", _WHAT, self.name)
+
+    def _take_lease(self, keeper: KeepsConsumers, holder: str, stop: threading.Event) -> bool:
+        while True:
+            try:
+                keeper.acquire_lease(self.consumer, holder, self.lease_ttl)
+                return True
+            except LeaseHeld as held:
+                logger.info("%s %s: %s; waiting", _WHAT, self.name, held)
+                if stop.wait(min(self.lease_ttl / 4, 1.0)):
+                    return False
+
+    def _pull(self, thread: NatsThread, applier: Applier, stop: threading.Event) -> None:
+        subscription: Any = None
+        ahead: concurrent.futures.Future[list[Msg]] | None = None
+        renewed = time.monotonic()
+        while not stop.is_set():
+            if time.monotonic() - renewed > self.lease_ttl / 3:
+                applier.keeper.acquire_lease(self.consumer, applier.holder, self.lease_ttl)
+                renewed = time.monotonic()
+            try:
+                if subscription is None:
+                    subscription = thread.call(self._subscribe(thread), self.connect_timeout * 5)
+                if ahead is None:
+                    ahead = thread.submit(self._fetch(subscription))
+                messages = ahead.result(self.fetch_timeout + 10)
+                # The next pull travels while this batch is applied.
+                ahead = thread.submit(self._fetch(subscription)) if messages else None
+            except ConfigError:
+                raise
+            except (nats.errors.Error, OSError, TimeoutError) as exc:
+                ahead = None
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                logger.warning("%s %s: %s; retrying", _WHAT, self.name, self._last_error)
+                stop.wait(_RETRY)
+                continue
+            if messages:
+                self._handle(thread, applier, messages)
+        if ahead is not None:
+            ahead.cancel()
+
+    async def _subscribe(self, thread: NatsThread) -> Puller:
+        client = await thread.connect()
+        js = client.jetstream()
+        try:
+            await js.consumer_info(self.stream, self.durable)
+        except NotFoundError:
+            try:
+                await js.stream_info(self.stream)
+            except NotFoundError:
+                raise nats.errors.Error(f"no JetStream stream named {self.stream}") from None
+            await js.add_consumer(
+                self.stream,
+                ConsumerConfig(
+                    durable_name=self.durable,
+                    deliver_policy=DeliverPolicy.ALL,
+                    ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=self.ack_wait,
+                    filter_subject=self.filter_subject,
+                    max_ack_pending=max(self.batch * 4, 1000),
+                ),
+            )
+        puller = Puller(client, self.stream, self.durable)
+        await puller.start()
+        return puller
+
+    async def _fetch(self, puller: Puller) -> list[Msg]:
+        messages = await puller.fetch(self.batch, self.fetch_timeout)
+        self._lag = puller.pending if messages else 0
+        return messages
+
+    def _handle(self, thread: NatsThread, applier: Applier, messages: list[Msg]) -> None:
+        incoming = [
+            Incoming(
+                dict(message.headers) if message.headers else None,
+                message.data,
+                message.metadata.sequence.stream,
+                message.metadata.num_delivered or 1,
+            )
+            for message in messages
+        ]
+        outcome = applier.apply(incoming)
+        self._count(outcome)
+        # Only now, with the appends and the parked records committed, tell the server.
+        thread.call(_settle(messages, outcome.verdicts), self.connect_timeout * 5)
+
+    def _count(self, outcome: Outcome) -> None:
+        self._counts["appended"] += outcome.appended
+        self._counts["duplicates"] += outcome.duplicates
+        self._counts["parked"] += len(outcome.parked)
+        if outcome.parked:
+            self._last_error = outcome.parked[-1].error
+        if outcome.waiting is not None:
+            self._last_error = outcome.waiting
+            logger.warning("%s %s: %s", _WHAT, self.name, outcome.waiting)
+
+    def __repr__(self) -> str:
+        return f"NatsIngest(name={self.name!r}, stream={self.stream!r}, durable={self.durable!r})"
+
+
+async def _settle(messages: Sequence[Msg], verdicts: Sequence[str]) -> None:
+    """Acknowledge, terminate (parked: never redelivered) or ask for a later redelivery."""
+    for message, verdict in zip(messages, verdicts, strict=True):
+        if verdict == ACK:
+            await message.ack()
+        elif verdict == PARK:
+            await message.term()
+        else:
+            await message.nak(delay=1.0)

@@ -1,0 +1,268 @@
+"""Fixtures for the NATS tests: the server to use, unique streams deleted afterwards, a
+private server to stop and restart, and a synchronous view of a stream.
+
+The tests read ``CHANLOG_TEST_NATS_URL`` (default ``nats://127.0.0.1:4222``, where these
+machines run nats-server with JetStream). When it cannot be reached they are skipped, saying
+so; with ``CHANLOG_REQUIRE_NATS=1`` (set by CI) they fail instead, so CI cannot pass by
+skipping. Tests that stop or restart a server start their own (``nats-server -js`` on a free
+port, in a temporary directory): the machine's shared server is never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import nats
+import orjson
+import pytest
+from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.errors import NotFoundError
+
+URL_VARIABLE = "CHANLOG_TEST_NATS_URL"
+REQUIRE_VARIABLE = "CHANLOG_REQUIRE_NATS"
+DEFAULT_URL = "nats://127.0.0.1:4222"
+SERVER_BINARY = os.environ.get("CHANLOG_NATS_SERVER", "/usr/sbin/nats-server")
+
+T = TypeVar("T")
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get(REQUIRE_VARIABLE) == "1":
+        pytest.fail(f"{REQUIRE_VARIABLE}=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion on a fresh event loop."""
+    return asyncio.run(coroutine)
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    """The URL of the test server, checked to answer with JetStream; skips (or fails, in
+    CI) otherwise."""
+    url = os.environ.get(URL_VARIABLE, "").strip() or DEFAULT_URL
+
+    async def probe() -> None:
+        client = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+        try:
+            await client.jetstream().account_info()
+        finally:
+            await client.close()
+
+    try:
+        run(probe())
+    except Exception as exc:
+        _unavailable(f"NATS with JetStream at {url} ({URL_VARIABLE}) cannot be reached: {exc!r}")
+    return url
+
+
+@attrs.frozen
+class StoredMessage:
+    """A message as a stream keeps it."""
+
+    seq: int
+    subject: str
+    headers: dict[str, str]
+    data: bytes
+
+
+class Streams:
+    """Makes unique stream names on one server, reads and edits streams, and deletes every
+    stream it named when the test ends."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.names: list[str] = []
+
+    def name(self) -> str:
+        """A stream name no other test uses."""
+        name = f"TEST_{uuid.uuid4().hex[:12].upper()}"
+        self.names.append(name)
+        return name
+
+    def call(self, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+        """Run ``work(js)`` with a fresh connection."""
+
+        async def go() -> T:
+            client = await nats.connect(self.url, connect_timeout=2, max_reconnect_attempts=0)
+            try:
+                return await work(client.jetstream())
+            finally:
+                await client.close()
+
+        return run(go())
+
+    def info(self, name: str) -> Any:
+        """The stream's info (``None``: no such stream)."""
+
+        async def work(js: Any) -> Any:
+            try:
+                return await js.stream_info(name)
+            except NotFoundError:
+                return None
+
+        return self.call(work)
+
+    def add(self, name: str, subjects: list[str]) -> None:
+        """Create a stream."""
+
+        async def work(js: Any) -> None:
+            await js.add_stream(name=name, subjects=subjects, storage="memory")
+
+        self.call(work)
+
+    def publish(self, subject: str, body: bytes, headers: dict[str, str]) -> Any:
+        """Publish one message to JetStream; return the server's answer."""
+
+        async def work(js: Any) -> Any:
+            message = await js._nc.request(subject, body, headers=headers, timeout=5)
+            return orjson.loads(message.data)
+
+        return self.call(work)
+
+    def messages(self, name: str, *, headers_only: bool = False) -> list[StoredMessage]:
+        """Every message of the stream, in order (through a throwaway pull consumer)."""
+
+        async def work(js: Any) -> list[StoredMessage]:
+            durable = f"read_{uuid.uuid4().hex[:8]}"
+            await js.add_consumer(
+                name,
+                ConsumerConfig(
+                    durable_name=durable,
+                    ack_policy=AckPolicy.NONE,
+                    headers_only=headers_only,
+                    max_waiting=1,
+                ),
+            )
+            subscription = await js.pull_subscribe_bind(durable, name)
+            got: list[StoredMessage] = []
+            try:
+                while True:
+                    try:
+                        batch = await subscription.fetch(1000, timeout=1)
+                    except (nats.errors.TimeoutError, TimeoutError):
+                        break
+                    got.extend(
+                        StoredMessage(
+                            m.metadata.sequence.stream, m.subject, dict(m.headers or {}), m.data
+                        )
+                        for m in batch
+                    )
+            finally:
+                await js.delete_consumer(name, durable)
+            return got
+
+        return self.call(work)
+
+    def delete_all(self) -> None:
+        """Delete every stream this object named (those that exist)."""
+
+        async def work(js: Any) -> None:
+            for name in self.names:
+                with contextlib.suppress(NotFoundError):
+                    await js.delete_stream(name)
+
+        self.call(work)
+
+
+@pytest.fixture
+def streams(nats_url: str) -> Iterator[Streams]:
+    """Stream names and tools on the test server; the streams are deleted afterwards."""
+    tools = Streams(nats_url)
+    yield tools
+    tools.delete_all()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class PrivateServer:
+    """A nats-server with JetStream of this test's own, on a free port, with its storage
+    in a temporary directory, that the test may stop and start again."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it (same port, same storage) and wait until it answers."""
+        assert self.process is None
+        self.process = subprocess.Popen(
+            [
+                SERVER_BINARY,
+                "-js",
+                "-sd",
+                str(self.directory),
+                "-p",
+                str(self.port),
+                "-a",
+                "127.0.0.1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"nats-server on port {self.port} did not start")
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Stop it (SIGKILL with ``kill``, else SIGTERM) and wait until it is gone."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if kill:
+            process.kill()
+        else:
+            process.terminate()
+        process.wait(20)
+
+
+@pytest.fixture
+def private_server(tmp_path: Path, nats_url: str) -> Iterator[PrivateServer]:
+    """A started server of this test's own (needs the nats-server binary)."""
+    del nats_url  # the shared server answering says NATS is meant to be tested here
+    if shutil.which(SERVER_BINARY) is None:
+        _unavailable(f"the nats-server binary ({SERVER_BINARY}) is not installed")
+    server = PrivateServer(tmp_path / "jetstream")
+    server.start()
+    yield server
+    server.stop(kill=True)
+
+
+def _wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def wait_until() -> Callable[[Callable[[], bool], float, str], None]:
+    """``wait_until(check, timeout, what)``: poll ``check`` until it holds; fail naming
+    ``what`` after ``timeout`` seconds (a bound, not a timing claim)."""
+    return _wait_until

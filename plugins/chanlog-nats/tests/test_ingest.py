@@ -1,0 +1,243 @@
+"""The ``nats`` ingest source: a replica fed from a node's relay ends with the node's
+offsets and chain head; bad messages are parked with their reason and never appended;
+redeliveries are no-ops (issue 16, "done when")."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from chanlog_nats import NatsIngest, NatsRelay, headers_of
+
+from chanlog import EventStore
+from chanlog.bus.ingest import ingest_consumer_name
+from chanlog.errors import StorageError
+from chanlog.events import ObjectiveApproved, ObjectiveCreated
+from chanlog.testing import sample_events
+from chanlog.testing.events import bytes32_of
+
+pytestmark = pytest.mark.nats
+
+
+class Ingesting:
+    """An ingest running on a thread into ``replica``."""
+
+    def __init__(self, replica: EventStore, **options: Any) -> None:
+        self.replica = replica
+        self.ingest = NatsIngest(name=options.pop("name", "replica"), **options)
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.ingest.run(self.replica, self.stop)
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def ingesting(nats_url: str) -> Iterator[Callable[..., Ingesting]]:
+    started: list[Ingesting] = []
+
+    def start(replica: EventStore, stream: str, **options: Any) -> Ingesting:
+        options.setdefault("durable", "replica")
+        run = Ingesting(replica, stream=stream, url=nats_url, fetch_timeout=0.3, **options)
+        started.append(run)
+        return run
+
+    yield start
+    for run in started:
+        if run.thread.is_alive():
+            run.close()
+
+
+def _relay(store: EventStore, stream: str, url: str, name: str = "relay") -> None:
+    relay = NatsRelay(stream=stream, url=url, storage="memory")
+    with store.bus.consumer(name, relay) as runner:
+        runner.drain()
+        assert relay.settle(30)
+
+
+def _relayed(streams: Any, url: str, count: int) -> tuple[EventStore, str]:
+    """A node of ``count`` sample events (unvalidated) and a stream its relay filled."""
+    node = EventStore(projections=[])
+    node.append_batch(sample_events(count))
+    stream = streams.name()
+    _relay(node, stream, url)
+    return node, stream
+
+
+def _channel_events() -> list[Any]:
+    """Events the built-in projections accept (so the replica validates them too)."""
+    events: list[Any] = []
+    for number in range(30):
+        objective = bytes32_of(f"objective:{number}")
+        events.append(
+            ObjectiveCreated(
+                objective_id=objective, objective_type="DirectFund", timestamp_ms=number
+            )
+        )
+        events.append(ObjectiveApproved(objective_id=objective, timestamp_ms=number))
+    return events
+
+
+def test_a_replica_ends_with_the_nodes_offsets_and_chain_head(
+    streams: Any,
+    nats_url: str,
+    ingesting: Callable[..., Ingesting],
+    wait_until: Callable[..., None],
+) -> None:
+    node = EventStore()  # validated, like the replica
+    node.append_batch(_channel_events())
+    node.snapshot()  # a snapshot-created record travels as-is
+    stream = streams.name()
+    _relay(node, stream, nats_url)
+    replica = EventStore(snapshot_policy="never")
+    run = ingesting(replica, stream)
+    wait_until(lambda: len(replica) == len(node), 60, "the replica to catch up")
+    assert replica.backend.head() == node.backend.head()
+    replica.verify()
+    assert [r.event_id for r in replica.read_range(0, len(node))] == [
+        r.event_id for r in node.read_range(0, len(node))
+    ]
+    assert run.ingest.stats()["appended"] == len(node)
+    # More on the node later: the same ingest follows.
+    node.append_batch(
+        [
+            ObjectiveCreated(
+                objective_id=bytes32_of("late"), objective_type="DirectFund", timestamp_ms=1
+            )
+        ]
+    )
+    _relay(node, stream, nats_url)
+    wait_until(lambda: len(replica) == len(node), 60, "the replica to follow")
+    assert replica.backend.head() == node.backend.head()
+    run.close()
+    assert run.errors == []
+    state = replica.bus.consumers.state(ingest_consumer_name("replica"))
+    assert state.position == len(node)
+    assert state.parked == 0
+
+
+def test_a_body_that_does_not_match_its_msg_id_is_parked_and_never_appended(
+    streams: Any,
+    nats_url: str,
+    ingesting: Callable[..., Ingesting],
+    wait_until: Callable[..., None],
+) -> None:
+    node, stream = _relayed(streams, nats_url, 10)
+    replica = EventStore(projections=[])
+    run = ingesting(replica, stream)
+    wait_until(lambda: len(replica) == 10, 60, "the replica to catch up")
+    head = replica.backend.head()
+    # A message claiming the next record, whose body is another event.
+    other = sample_events(1, start=10)[0]
+    node.append(other)
+    record = next(iter(node.read_range(10, 11)))
+    tampered = sample_events(1, start=11)[0]
+    answer = streams.publish(
+        node.bus.subject_of(record), tampered.canonical_json(), headers_of(record)
+    )
+    assert "seq" in answer
+    wait_until(lambda: run.ingest.stats()["parked"] == 1, 30, "the message to be parked")
+    assert replica.backend.head() == head
+    parked = replica.bus.consumers.parked(ingest_consumer_name("replica"))
+    assert len(parked) == 1
+    assert parked[0].offset == answer["seq"]
+    assert parked[0].event_id == record.event_id
+    assert parked[0].event_type == "message-sent"
+    assert "event id mismatch" in parked[0].error
+    assert tampered.event_id in parked[0].error
+    run.close()
+    assert run.errors == []
+
+
+def test_an_event_the_replicas_rules_refuse_is_parked(
+    streams: Any,
+    nats_url: str,
+    ingesting: Callable[..., Ingesting],
+    wait_until: Callable[..., None],
+) -> None:
+    node = EventStore(projections=[])  # the node does not validate; the replica does
+    node.append_batch(sample_events(2))  # message-sent for objectives nobody created
+    stream = streams.name()
+    _relay(node, stream, nats_url)
+    replica = EventStore()
+    run = ingesting(replica, stream, mirror=False)
+    wait_until(lambda: run.ingest.stats()["parked"] == 2, 30, "both to be parked")
+    assert len(replica) == 0
+    errors = [p.error for p in replica.bus.consumers.parked(ingest_consumer_name("replica"))]
+    assert all(error.startswith("refused by the store: ") for error in errors)
+    run.close()
+
+
+def test_messages_delivered_again_are_not_appended_twice(
+    streams: Any,
+    nats_url: str,
+    ingesting: Callable[..., Ingesting],
+    wait_until: Callable[..., None],
+) -> None:
+    node, stream = _relayed(streams, nats_url, 50)
+    replica = EventStore(projections=[])
+    first = ingesting(replica, stream, durable="one", name="one")
+    wait_until(lambda: len(replica) == 50, 60, "the replica to catch up")
+    first.close()
+    # Another durable consumer replays the whole stream into the same replica.
+    second = ingesting(replica, stream, durable="two", name="two")
+    wait_until(lambda: second.ingest.stats()["duplicates"] == 50, 60, "the replay")
+    assert len(replica) == 50
+    assert replica.backend.head() == node.backend.head()
+    second.close()
+
+
+def test_a_mirror_waits_for_a_missing_offset(
+    streams: Any,
+    nats_url: str,
+    ingesting: Callable[..., Ingesting],
+    wait_until: Callable[..., None],
+) -> None:
+    _, stream = _relayed(streams, nats_url, 5)
+    replica = EventStore(projections=[])
+    replica.append_batch(sample_events(1, salt="own"))  # the replica is one record off
+    run = ingesting(replica, stream)
+    wait_until(lambda: run.ingest.stats()["parked"] >= 1, 30, "offset 0 to be parked")
+    parked = replica.bus.consumers.parked(ingest_consumer_name("replica"))
+    assert "already another record in this replica" in parked[0].error
+    wait_until(
+        lambda: "waiting for what comes before" in (run.ingest.stats()["last_error"] or ""),
+        30,
+        "the mirror to wait",
+    )
+    assert len(replica) == 1
+    run.close()
+
+
+def test_a_missing_stream_is_retried_and_a_backend_without_consumers_refused(
+    nats_url: str, ingesting: Callable[..., Ingesting], wait_until: Callable[..., None]
+) -> None:
+    replica = EventStore(projections=[])
+    run = ingesting(replica, "NO_SUCH_STREAM_EVER")
+    wait_until(
+        lambda: "no JetStream stream" in (run.ingest.stats()["last_error"] or ""),
+        30,
+        "the missing stream to be reported",
+    )
+    run.close()
+
+    class NoConsumers:
+        name = "bare"
+
+    class Store:
+        backend = NoConsumers()
+
+    with pytest.raises(StorageError, match="keeps no consumers"):
+        NatsIngest(name="x", stream="S", durable="d").run(Store(), threading.Event())  # type: ignore[arg-type]

@@ -1,0 +1,110 @@
+"""SIGKILLs of the relay while it streams a 50,000-event log: the stream ends with every
+event exactly once, in offset order, and a replica ingested from it has the node's chain
+head (issue 16, "done when")."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chanlog_nats import NatsIngest, read_envelope
+
+from chanlog import EventStore
+from chanlog.backends.sqlite import SqliteBackend
+from chanlog.testing import sample_events
+
+pytestmark = [pytest.mark.nats, pytest.mark.slow]
+
+CHILD = Path(__file__).with_name("relay_child.py")
+COUNT = 50_000
+KILLS = 25
+
+
+def _start(database: Path, stream: str, url: str, window: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(CHILD), str(database), stream, url, str(window)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def _position(database: Path) -> int:
+    """The relay consumer's committed position in the node's log (0: not created yet)."""
+    backend = SqliteBackend(database, read_only=True)
+    try:
+        state = backend.consumer_state("relay")
+        return 0 if state is None else state.position
+    finally:
+        backend.close()
+
+
+def _wait_for(process: subprocess.Popen[str], word: str) -> None:
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    assert line == word, f"the relay process said {line!r}, not {word!r}"
+
+
+def test_sigkills_of_the_relay_leave_every_event_once_in_order(
+    tmp_path: Path, nats_url: str, streams: Any, wait_until: Callable[..., None]
+) -> None:
+    database = tmp_path / "node.db"
+    with EventStore(SqliteBackend(database, durability="normal"), projections=[]) as node:
+        for start in range(0, COUNT, 10_000):
+            node.append_batch(sample_events(10_000, start=start))
+        node_head = node.backend.head()
+    stream = streams.name()
+    chooser = random.Random(16)
+    kills = 0
+    published_at_kill: list[int] = []
+    while kills < KILLS:
+        # A small window: publishing is slow enough for every kill to land mid-stream.
+        process = _start(database, stream, nats_url, 16)
+        _wait_for(process, "streaming")
+        time.sleep(chooser.uniform(0.05, 0.3))
+        if process.poll() is not None:
+            break  # it finished before the kill: the log is all out
+        process.kill()
+        process.wait()
+        kills += 1
+        info = streams.info(stream)
+        published = info.state.messages if info else 0
+        published_at_kill.append(published)
+        # The committed position never runs ahead of what the stream acknowledged.
+        assert _position(database) <= published
+    assert kills == KILLS, f"the relay finished after {kills} kills (kills must hit mid-stream)"
+    assert published_at_kill[-1] < COUNT
+    # A last, unkilled run finishes the job.
+    process = _start(database, stream, nats_url, 256)
+    _wait_for(process, "streaming")
+    _wait_for(process, "done")
+    assert process.wait(60) == 0
+    info = streams.info(stream)
+    assert (info.state.messages, info.state.last_seq) == (COUNT, COUNT)
+    assert _position(database) == COUNT
+    offsets = [read_envelope(m.headers).offset for m in streams.messages(stream, headers_only=True)]
+    assert offsets == list(range(COUNT))
+    # A replica ingested from the stream verifies with the node's chain head.
+    replica = EventStore(
+        SqliteBackend(tmp_path / "replica.db", durability="normal"), projections=[]
+    )
+    stop = threading.Event()
+    ingest = NatsIngest(name="replica", stream=stream, durable="replica", url=nats_url, batch=512)
+    thread = threading.Thread(target=ingest.run, args=(replica, stop), daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: len(replica) == COUNT, 180, "the replica to catch up")
+    finally:
+        stop.set()
+        thread.join(30)
+    assert replica.backend.head() == node_head
+    replica.verify()
+    assert ingest.stats()["parked"] == 0
+    replica.close()

@@ -1,0 +1,272 @@
+"""Copying a log exactly: the export line format, and an import that puts every record at
+its exported offset with its exported chain hash (ADR 0032).
+
+``chanlog export`` writes one line per record: the event envelope (``type``, ``payload``)
+and where it sits in the log (``offset``, ``event_id``, ``chain_hash``). :class:`LogCopy`
+appends such records to a store so that the store's log is the exported one, record for
+record: the same offsets, ids and chain hashes, so ``verify --expect-head`` with the
+original's head passes. It appends through :meth:`~chanlog.EventStore.append_at`, so the
+importing store's snapshot policy adds nothing of its own; the exported log's own
+``snapshot-created`` events are copied like any other record, and the snapshot each one
+announces is rebuilt and stored when the importing store's projections encode to the hash
+it announces.
+
+The importing log must be empty, or hold a prefix of the export (an earlier, interrupted
+import, or the copy made before ``export --from N``): its records are compared with the
+export's, and the rest is appended after them. Anything else is refused before it is
+written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from chanlog import codec
+from chanlog.errors import ConcurrencyError, DecodeError, InvalidEvent, InvalidTransition
+from chanlog.events.base import Event
+from chanlog.events.system import SnapshotCreated
+from chanlog.hashing import chain_next
+from chanlog.records import RecordedEvent, StoredSnapshot
+from chanlog.snapshots.codec import encode_snapshot
+from chanlog.store import EventStore
+
+__all__ = ["ExportedRecord", "LogCopy", "export_line", "is_export_line", "parse_export_line"]
+
+
+def export_line(record: RecordedEvent) -> dict[str, Any]:
+    """The export format: the import envelope plus where the event sits in the log."""
+    return {
+        "offset": record.offset,
+        "event_id": record.event_id,
+        "type": record.event_type,
+        "payload": codec.to_payload(record.event),
+        "chain_hash": record.chain_hash,
+    }
+
+
+def is_export_line(value: Any) -> bool:
+    """Whether ``value`` says where its record sits (has an ``offset``): an export line,
+    as opposed to a bare ``{"type", "payload"}`` envelope."""
+    return isinstance(value, Mapping) and "offset" in value
+
+
+@attrs.frozen
+class ExportedRecord:
+    """One record of an exported log.
+
+    Attributes:
+        offset: where it sits in the exported log.
+        event: the event (its id checked against the line's ``event_id``).
+        raw_id: the event id as bytes.
+        chain_hash: the exported chain hash, as bytes.
+        where: where it was read (``"log.jsonl:7"``), for messages.
+    """
+
+    offset: int
+    event: Event
+    raw_id: bytes
+    chain_hash: bytes
+    where: str
+
+
+def parse_export_line(value: Any, types: Mapping[str, type[Event]], where: str) -> ExportedRecord:
+    """Decode one export line: an envelope with ``offset``, ``event_id`` and ``chain_hash``.
+
+    Raises:
+        DecodeError: naming ``where`` and the field: not an export line, a field of the
+            wrong form, or an ``event_id`` that does not match the payload.
+    """
+    if not is_export_line(value):
+        raise DecodeError(
+            f"{where}: not an export line (it has no offset), though the lines before it are",
+            path="offset",
+        )
+    offset = value["offset"]
+    if type(offset) is not int or offset < 0:
+        raise DecodeError(f"{where}: offset must be an int >= 0, got {offset!r}", path="offset")
+    if "event_id" not in value:
+        raise DecodeError(f"{where}: an export line needs its event_id", path="event_id")
+    try:
+        event = codec.decode_envelope(value, types)
+    except DecodeError as exc:
+        raise DecodeError(f"{where}: {exc}", event_type=exc.event_type, path=exc.path) from exc
+    return ExportedRecord(
+        offset,
+        event,
+        bytes.fromhex(event.event_id[2:]),
+        _hash32(value.get("chain_hash"), where),
+        where,
+    )
+
+
+def _hash32(value: Any, where: str) -> bytes:
+    text = value if isinstance(value, str) else ""
+    try:
+        raw = bytes.fromhex(text.removeprefix("0x")) if text.startswith("0x") else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise DecodeError(
+            f"{where}: chain_hash must be '0x' + 64 hex digits, got {value!r}", path="chain_hash"
+        )
+    return raw
+
+
+class LogCopy:
+    """Copies exported records into ``store``, each at its exported offset.
+
+    Give it the export's records in order, a batch at a time (:meth:`add`). Each batch is
+    checked whole before anything of it is written: offsets follow one another, records the
+    log already holds are the same records, and every new record's chain hash follows from
+    the one before it. Then it is appended in atomic pieces (split before each
+    ``snapshot-created``); a refused piece writes nothing, and the pieces before it stay.
+
+    Attributes:
+        appended: records appended so far.
+        present: records the log already held (the same ones, at the same offsets).
+        snapshots: snapshots rebuilt and stored.
+    """
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._previous: ExportedRecord | None = None
+        self.appended = 0
+        self.present = 0
+        self.snapshots = 0
+
+    def add(self, records: Sequence[ExportedRecord]) -> None:
+        """Copy the next ``records`` of the export.
+
+        Raises:
+            DecodeError: the offsets do not follow one another, or a chain hash does not
+                follow from the record before it (the export was changed or cut).
+            ConcurrencyError: the log holds a different record at one of the offsets, or
+                ends before the first one; or another writer appended meanwhile.
+            InvalidTransition, InvalidEvent: the importing store's projections refuse an
+                event (the message names the line; nothing of its piece was written).
+        """
+        head = self._store.backend.head()
+        held = self._held(records, head.length)
+        chain = head.chain_hash
+        new: list[ExportedRecord] = []
+        for record in records:
+            self._check_follows(record, head.length)
+            if record.offset < head.length:
+                self._check_same(record, held[record.offset])
+                chain = record.chain_hash
+            else:
+                chain = self._check_chain(record, chain)
+                new.append(record)
+            self._previous = record
+        self.present += len(records) - len(new)
+        for piece in _pieces(new):
+            self._append(piece)
+
+    def _held(
+        self, records: Sequence[ExportedRecord], length: int
+    ) -> dict[int, tuple[bytes, bytes]]:
+        """``offset -> (event id, chain hash)`` of the records the log already holds at
+        the offsets of ``records``."""
+        first = min((record.offset for record in records), default=length)
+        last = max((record.offset for record in records), default=first - 1) + 1
+        return {
+            stored.offset: (stored.event_id, stored.chain_hash)
+            for stored in self._store.backend.read(first, min(last, length))
+        }
+
+    def _check_follows(self, record: ExportedRecord, length: int) -> None:
+        previous = self._previous
+        if previous is None:
+            if record.offset > length:
+                raise ConcurrencyError(
+                    f"{record.where}: the export starts at offset {record.offset}, but the log "
+                    f"holds {length} records: import the records before it first (nothing "
+                    "was written)",
+                    stream="",
+                    expected=record.offset,
+                    actual=length,
+                )
+        elif record.offset != previous.offset + 1:
+            raise DecodeError(
+                f"{record.where}: offset {record.offset} follows offset {previous.offset} "
+                f"({previous.where}): the export is not in order, or lines are missing",
+                path="offset",
+            )
+
+    @staticmethod
+    def _check_same(record: ExportedRecord, held: tuple[bytes, bytes]) -> None:
+        event_id, chain_hash = held
+        if event_id != record.raw_id or chain_hash != record.chain_hash:
+            raise ConcurrencyError(
+                f"{record.where}: the log already holds another record at offset "
+                f"{record.offset} (event 0x{event_id.hex()}): it is not a copy of the "
+                "beginning of this export; import into an empty log (nothing was written)",
+                stream="",
+                expected=record.offset,
+                actual=record.offset,
+            )
+
+    @staticmethod
+    def _check_chain(record: ExportedRecord, previous: bytes) -> bytes:
+        expected = chain_next(previous, record.raw_id)
+        if expected != record.chain_hash:
+            raise DecodeError(
+                f"{record.where}: chain_hash 0x{record.chain_hash.hex()} does not follow from "
+                f"the record before it (0x{expected.hex()} does): the export was changed",
+                event_type=record.event.event_type,
+                path="chain_hash",
+            )
+        return expected
+
+    def _append(self, piece: list[ExportedRecord]) -> None:
+        store = self._store
+        rebuilt = _announced_snapshot(store, piece[0])
+        try:
+            store.append_at(piece[0].offset, [record.event for record in piece])
+        except (InvalidTransition, InvalidEvent, ConcurrencyError) as exc:
+            # Name the line of the record refused, as the CLI names lines everywhere else.
+            if isinstance(exc, ConcurrencyError):
+                index: int | None = exc.expected - piece[0].offset
+            else:
+                index = exc.index
+            where = piece[index].where if index is not None and 0 <= index < len(piece) else ""
+            message = str(exc).removeprefix(f"batch[{index}]: ")
+            exc.args = (f"{where or piece[0].where}: {message}",)
+            raise
+        self.appended += len(piece)
+        if rebuilt is not None:
+            # After the event: a crash in between leaves an announced snapshot missing,
+            # which readers skip, never a stored one that nothing announces.
+            store.backend.save_snapshot(rebuilt)
+            self.snapshots += 1
+
+
+def _pieces(records: list[ExportedRecord]) -> list[list[ExportedRecord]]:
+    """``records`` split before every snapshot announcement (whose snapshot can only be
+    rebuilt from the projections as they stand just before it)."""
+    pieces: list[list[ExportedRecord]] = []
+    for record in records:
+        if not pieces or _announces_itself(record):
+            pieces.append([])
+        pieces[-1].append(record)
+    return pieces
+
+
+def _announces_itself(record: ExportedRecord) -> bool:
+    event = record.event
+    return type(event) is SnapshotCreated and event.snapshot_offset == record.offset
+
+
+def _announced_snapshot(store: EventStore, record: ExportedRecord) -> StoredSnapshot | None:
+    """The snapshot ``record`` announces, from ``store``'s projections as they stand (the
+    log ends just before ``record``), when they encode to the announced hash; else
+    ``None`` (other projections or versions: the copy then has no snapshot there)."""
+    event = record.event
+    projections = store.projections
+    if not projections or type(event) is not SnapshotCreated or not _announces_itself(record):
+        return None
+    snapshot = encode_snapshot(record.offset, projections)
+    return snapshot if "0x" + snapshot.snapshot_hash.hex() == event.snapshot_hash else None

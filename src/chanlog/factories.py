@@ -1,0 +1,57 @@
+"""What chanlog reads off a registered factory: whether its backend keeps its log in a file
+(and which option names it), and which keyword options it takes. Used by the configuration,
+the CLI and ``chanlog init``, so no backend is special."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["FileBackedFactory", "accepts_keyword", "file_option_of"]
+
+
+@runtime_checkable
+class FileBackedFactory(Protocol):
+    """A backend factory whose backend keeps its log in one file.
+
+    A plugin opts in by giving its registered factory a ``file_option`` attribute naming
+    the keyword option that holds the file (a class attribute of the backend class works):
+
+    - a relative file in a configuration file is relative to that file's directory, and a
+      missing one defaults to :data:`chanlog.config.DEFAULT_LOG_FILE` there;
+    - ``chanlog --db FILE`` passes ``FILE`` as that option;
+    - a read-only open (:func:`chanlog.config.build_store`) refuses a file that does not
+      exist, so a typo creates nothing;
+    - ``chanlog init`` writes that option, commented.
+    """
+
+    file_option: str
+    """The name of the keyword option that holds the log file (``"path"`` for SQLite)."""
+
+    def __call__(self, *args: Any, **options: Any) -> Any:
+        """Open the backend."""
+
+
+def file_option_of(factory: object) -> str | None:
+    """The option naming the log file of a backend ``factory``, or ``None`` for a backend
+    that keeps no file (memory, PostgreSQL)."""
+    if isinstance(factory, FileBackedFactory):
+        option = factory.file_option
+        if isinstance(option, str) and option:
+            return option
+    return None
+
+
+def accepts_keyword(factory: Callable[..., Any], name: str) -> bool:
+    """True when ``factory``'s signature has a parameter ``name`` that can be passed by
+    keyword. A bare ``**options`` does not count: the built-in backends take one only to
+    refuse unknown keys by name, so they would refuse a ``name`` they do not declare."""
+    try:
+        parameter = inspect.signature(factory).parameters.get(name)
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.KEYWORD_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    )
