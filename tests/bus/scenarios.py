@@ -91,6 +91,7 @@ KILL_CONSUMERS = {
         "handler": "probe",
         "subjects": [PROBE_SUBJECTS],
         "path": "probe.log",
+        "pause_ms": 2,  # some work per record, so that kills land in the middle of a burst
         "commit_every": 50,
         "commit_interval_ms": 100,
         "lease_ttl": 2,
@@ -179,13 +180,16 @@ def sigkill_at_random_moments(backend: Backend, workdir: Path, kills: int, seed:
     write_config(workdir, backend, KILL_CONSUMERS)
     env = environment(plugin_site(workdir))
     report = KillReport()
-    events = workload(seed, channels=60, turns=25)
+    events = workload(seed, channels=100, turns=25)
     probe_log = workdir / "probe.log"
     with open_store(backend) as store, workers() as started:
         appender = Appender(store, events, seed)
-        appender.append(1000)
+        appender.append(800)
         previous = 0
         for _ in range(kills):
+            # A burst to work through (the probe is caught up between rounds: a worker
+            # commits its position whenever it reaches the end of the log).
+            appender.append(200)
             before = probe_log.stat().st_size if probe_log.exists() else 0
             worker = Worker(workdir, env)
             started.append(worker)

@@ -21,4 +21,4 @@ def test_sigkill_at_random_moments_never_skips_a_record_sqlite(tmp_path: Path) -
     )
     assert report.kills == KILLS
     # The kills landed in the middle of work: some runs were handed records again.
-    assert report.rounds_with_redelivery > 0, report
+    assert report.rounds_with_redelivery >= 5, report

@@ -31,7 +31,7 @@ def test_sigkill_at_random_moments_never_skips_a_record(
 ) -> None:
     report = sigkill_at_random_moments(_backend(postgres_dsn, schema), tmp_path, KILLS, seed=27)
     assert report.kills == KILLS
-    assert report.rounds_with_redelivery > 0, report
+    assert report.rounds_with_redelivery >= 5, report
 
 
 def test_a_failing_record_is_parked_shown_and_replayed(
