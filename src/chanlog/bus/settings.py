@@ -11,7 +11,7 @@
     start = "earliest"           # "latest", or an offset
     max_deliver = 5
     backoff = [0.1, 0.5, 2.0]    # seconds before each retry
-    commit_every = 100           # records between position commits...
+    commit_every = 1000          # records between position commits...
     commit_interval_ms = 200     # ...or this long, whichever comes first
     lease_ttl = 15               # seconds
     path = "audit.jsonl"         # further keys go to the handler's factory
