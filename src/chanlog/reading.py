@@ -40,14 +40,27 @@ class EventDecoder:
         )
         self._types = host.event_types
         self._generation = host.generation
+        self._fast: dict[str, Callable[[Mapping[str, Any]], Event]] = {}
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Take the registry as the plugins have it now, and each type's fast decoder (when
+        payloads at rest are canonical JSON; another serializer decodes through event_of)."""
+        host = self.host
+        self._generation = host.generation
+        self._types = host.event_types
+        self._fast = {}
+        if self._loads is orjson.loads:
+            for name, cls in self._types.items():
+                fast = trusted_decoder(cls)
+                if fast is not None:
+                    self._fast[name] = fast
 
     @property
     def types(self) -> Mapping[str, type[Event]]:
         """Wire name → event class, as the plugins register them now."""
-        host = self.host
-        if self._generation != host.generation:
-            self._generation = host.generation
-            self._types = host.event_types
+        if self._generation != self.host.generation:
+            self._refresh()
         return self._types
 
     def event_of(self, offset: int, event_type: str, payload: bytes) -> Event:
@@ -99,7 +112,21 @@ class EventDecoder:
 
     def record(self, stored: StoredRecord) -> RecordedEvent:
         """The :class:`RecordedEvent` of a stored record, its event id taken from it."""
-        event = self.event_of(stored.offset, stored.event_type, stored.payload)
+        # event_of() inlined for the common case (canonical JSON at rest, a type whose fast
+        # decoder takes the payload): every read of the log and every consumer runs this.
+        if self._generation != self.host.generation:
+            self._refresh()
+        fast = self._fast.get(stored.event_type)
+        event = None
+        if fast is not None:
+            try:
+                fields = orjson.loads(stored.payload)
+                if type(fields) is dict:
+                    event = fast(fields)
+            except (Mismatch, ValueError):
+                pass
+        if event is None:
+            event = self.event_of(stored.offset, stored.event_type, stored.payload)
         event_id = "0x" + stored.event_id.hex()
         # The id is known: spare the event from re-encoding itself to learn it.
         object.__setattr__(event, "event_id", event_id)
