@@ -7,6 +7,7 @@ new records to delivery.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -62,7 +63,7 @@ class AppendRequest:
     """One caller's append waiting to be written with others (group commit): what to write,
     and, once the group's transaction is over, its result or its error."""
 
-    __slots__ = ("batch", "done", "encoded", "error", "expected", "result")
+    __slots__ = ("batch", "done", "encoded", "error", "expected", "leads", "result", "wake")
 
     def __init__(
         self, encoded: list[Encoded], expected: dict[str, int] | None, batch: bool
@@ -73,6 +74,11 @@ class AppendRequest:
         self.result: CommitResult | None = None
         self.error: BaseException | None = None
         self.done = False
+        self.leads = False
+        """Set (before :attr:`wake` is released) when its caller is to lead the next group."""
+        self.wake: threading.Lock | None = None
+        """Held while its caller waits; released when the append is done or when its caller
+        is to lead (``None``: its caller never waited)."""
 
 
 def _where(index: int, batch: bool) -> str:

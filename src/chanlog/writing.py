@@ -17,6 +17,9 @@ from chanlog.signals import event_appended
 
 __all__ = ["Writer"]
 
+_MAX_GATHER = 0.002
+"""The longest a leader waits for company (seconds), however long the last write took."""
+
 
 class Writer:
     """Runs write work for one store.
@@ -51,12 +54,16 @@ class Writer:
         self._lock = lock
         self.groups = groups
         self._waiting: list[AppendRequest] = []
-        # Who leads the next group: one caller at a time; the others wait on the condition.
-        # The plain lock is entered directly (a Condition's own __enter__ is Python code).
+        # Guards the queue and who leads; each waiting caller blocks on a lock of its own
+        # (AppendRequest.wake), so a hand-over wakes exactly the threads it concerns.
         self._taken = threading.Lock()
-        self._turn = threading.Condition(self._taken)
         self._leading = False
-        self._company = False
+        # A leader gathers company before it writes: as many appends as the last group
+        # held, waiting at most as long as the last group took to write (ADR 0029).
+        self._gathered = threading.Condition(self._taken)
+        self._gathering = 0
+        self._last_group = 1
+        self._last_write = 0.0
 
     def catch_up(self, end: int, *, notify: bool) -> None:
         """Fold records ``[folded, end)`` written by someone else (another process, or an
@@ -104,34 +111,36 @@ class Writer:
         in one transaction, and return once it is committed (group commit).
 
         One caller at a time leads: it takes every append queued by then and writes them
-        in one transaction while the others queue the next group and wait for a signal,
-        not for the store's lock. A caller alone leads at once, with no wait. A refused
-        append fails alone; a failing backend fails every append of the transaction.
+        in one transaction, while the appends that arrive meanwhile queue for the next
+        group; when it is done it wakes the callers of its group and hands the lead to the
+        first queued caller, so the next group starts as the last one ends and each waiting
+        thread is woken once. A caller alone leads at once, with no wait. A refused append
+        fails alone; a failing backend fails every append of the transaction.
         """
-        taken = self._taken
-        with taken:
-            if not self._leading and not self._waiting:
+        with self._taken:
+            if not self._leading and self._last_group == 1 and not self._waiting:
                 # Nobody else is appending: write at once, as run() would.
                 self._leading = True
-                self._company = False
                 request = None
             else:
                 request = AppendRequest(encoded, expected, batch)
                 self._waiting.append(request)
-                while self._leading and not request.done:
-                    self._turn.wait()
-                if not request.done:
-                    self._leading = True
+                if self._leading:
+                    request.wake = threading.Lock()
+                    request.wake.acquire()
+                    if 0 < self._gathering <= len(self._waiting):
+                        self._gathered.notify()
+                else:
+                    self._leading = request.leads = True
         if request is None:
             try:
                 return self.run(self._pipeline.write, encoded, expected, batch)
             finally:
-                self._hand_over(everyone=False)
+                self._hand_over(())
+        if request.wake is not None and not request.leads:
+            self._await(request)
         if not request.done:
-            try:
-                self._lead(request)
-            finally:
-                self._hand_over(everyone=True)
+            self._lead(request)
         if self._delivery.outbox:
             self._delivery.deliver()
         if request.error is not None:
@@ -139,29 +148,74 @@ class Writer:
         assert request.result is not None
         return request.result
 
-    def _lead(self, request: AppendRequest) -> None:
-        """Write every queued append, ``request`` among them."""
-        if self._company:
-            # The last group had company: others are appending. Yield so that they queue
-            # theirs first (a caller appending alone never comes here).
-            time.sleep(0)
-        with self._taken:
-            group = list(self._waiting)
-            self._waiting.clear()
-        self._company = len(group) > 1
-        with self._lock:
-            if len(group) == 1:
-                self._run_alone(request)
-            else:
-                self._run_group(group)
+    def _await(self, request: AppendRequest) -> None:
+        """Wait until ``request`` is written or its caller is to lead. A caller interrupted
+        while it waits (Ctrl-C) withdraws its append if no leader has taken it yet, and
+        passes the lead on if it had been handed it."""
+        assert request.wake is not None
+        try:
+            request.wake.acquire()
+        except BaseException:
+            with self._taken:
+                if request in self._waiting:
+                    self._waiting.remove(request)
+                if request.leads and not request.done:
+                    self._pass_lead()
+            raise
 
-    def _hand_over(self, *, everyone: bool) -> None:
-        """Stop leading; wake the callers of the group just written (``everyone``) and
-        those waiting to lead the next one."""
+    def _lead(self, request: AppendRequest) -> None:
+        """Write every queued append (``request`` among them), then hand over. When the last
+        group had company, wait for as many appends first (the callers it released are
+        preparing their next ones), at most as long as the last group took to write, so
+        that one commit serves them all instead of a commit for the first and another for
+        the rest."""
         with self._taken:
+            want = self._last_group
+            if len(self._waiting) < want:
+                self._gathering = want
+                try:
+                    self._gathered.wait(self._last_write)
+                except BaseException:  # interrupted (Ctrl-C): withdraw, and let the next lead
+                    self._waiting.remove(request)
+                    self._pass_lead()
+                    raise
+                finally:
+                    self._gathering = 0
+            group = self._waiting
+            self._waiting = []
+        self._last_group = len(group)
+        started = time.perf_counter()
+        try:
+            with self._lock:
+                if len(group) == 1:
+                    self._run_alone(request)
+                else:
+                    self._run_group(group)
+        finally:
+            self._last_write = min(time.perf_counter() - started, _MAX_GATHER)
+            for member in group:
+                member.done = True
+            self._hand_over(group)
+
+    def _hand_over(self, group: list[AppendRequest] | tuple[()]) -> None:
+        """Wake the callers of the group just written and hand the lead to the first caller
+        queued meanwhile (or stop leading when none is)."""
+        with self._taken:
+            for member in group:
+                if member.wake is not None and not member.leads:
+                    member.wake.release()
+            self._pass_lead()
+
+    def _pass_lead(self) -> None:
+        """Under the queue lock: the first queued caller leads next; with none, nobody
+        leads until the next append."""
+        if self._waiting:
+            first = self._waiting[0]
+            first.leads = True
+            if first.wake is not None:
+                first.wake.release()
+        else:
             self._leading = False
-            if everyone or self._waiting:
-                self._turn.notify_all()
 
     def _run_alone(self, request: AppendRequest) -> None:
         try:
@@ -170,7 +224,6 @@ class Writer:
             )
         except BaseException as exc:
             request.error = exc
-        request.done = True
 
     def _run_group(self, group: list[AppendRequest]) -> None:
         pipeline = self._pipeline
@@ -185,7 +238,6 @@ class Writer:
                 if request.error is None:
                     request.result = None
                     request.error = exc
-                request.done = True
             return
         self._make_current(stage, group)
 
@@ -198,4 +250,3 @@ class Writer:
                 self._inline.folded = result.records[-1].offset + 1
                 if result.recorded:
                     outbox.extend(result.recorded)
-            request.done = True

@@ -235,3 +235,144 @@ def test_many_rounds_of_contention_never_lose_a_wake_up(tmp_path: Path) -> None:
             )
             assert all(isinstance(offsets, list) for offsets in results)
         assert len(store) == THREADS + 30 * 5 * THREADS
+
+
+class _GatedSqlite(SqliteBackend):
+    """Holds its next write transaction open until ``gate`` is set: a leader kept busy
+    while other threads queue behind it."""
+
+    def __init__(self, *args: Any, **options: Any) -> None:
+        super().__init__(*args, **options)
+        self.gate: threading.Event | None = None
+        self.entered = threading.Event()
+
+    def write(self) -> AbstractContextManager[Any]:
+        gate = self.gate
+        if gate is not None:
+            self.gate = None
+            self.entered.set()
+            gate.wait(30)
+        return super().write()
+
+
+class _InterruptedWait:
+    """A lock standing in for a waiting caller's own (``AppendRequest.wake``) whose wait
+    is interrupted (Ctrl-C): at once, or right as it is woken (handed the lead)."""
+
+    def __init__(self, when_woken: bool) -> None:
+        self._lock = threading.Lock()
+        self._when_woken = when_woken
+        self._acquired = 0
+
+    def acquire(self) -> bool:
+        self._acquired += 1
+        if self._acquired == 1:  # taken by its caller as it queues
+            return self._lock.acquire()
+        if self._when_woken:
+            self._lock.acquire()
+        raise KeyboardInterrupt
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def _interrupt_the_next_wait(monkeypatch: pytest.MonkeyPatch, *, when_woken: bool) -> None:
+    """The next caller that queues gets an interrupted wait; later ones wait normally."""
+    from chanlog import writing
+
+    made: list[object] = []
+
+    def lock() -> object:
+        made.append(None)
+        return _InterruptedWait(when_woken) if len(made) == 1 else threading.Lock()
+
+    monkeypatch.setattr(writing, "threading", type("T", (), {"Lock": staticmethod(lock)}))
+
+
+def _queued(store: EventStore, count: int) -> None:
+    writer = store._writer  # the test waits for callers to have queued
+    for _ in range(3000):
+        if len(writer._waiting) >= count:
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("the callers never queued")
+
+
+def _started(work: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_caller_interrupted_while_it_waits_withdraws_its_append(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = _GatedSqlite(tmp_path / "log.db", durability="full")
+    with EventStore(backend) as store:
+        _create_channels(store)
+        gate = backend.gate = threading.Event()
+        leader, led = _started(lambda: store.append(make_signed(1, _channel(0))))
+        assert backend.entered.wait(30)
+        _interrupt_the_next_wait(monkeypatch, when_woken=False)
+        waiter, waited = _started(lambda: store.append(make_signed(1, _channel(1))))
+        waiter.join(30)
+        gate.set()
+        leader.join(30)
+        assert isinstance(waited[0], KeyboardInterrupt)
+        assert led == [THREADS]
+        assert len(store) == THREADS + 1  # the interrupted append was not written
+        monkeypatch.undo()
+        assert store.append(make_signed(1, _channel(1))) == THREADS + 1  # nobody holds a lead
+
+
+def test_a_caller_interrupted_as_it_is_handed_the_lead_passes_it_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = _GatedSqlite(tmp_path / "log.db", durability="full")
+    with EventStore(backend) as store:
+        _create_channels(store)
+        gate = backend.gate = threading.Event()
+        leader, led = _started(lambda: store.append(make_signed(1, _channel(0))))
+        assert backend.entered.wait(30)
+        _interrupt_the_next_wait(monkeypatch, when_woken=True)
+        first, interrupted = _started(lambda: store.append(make_signed(1, _channel(1))))
+        _queued(store, 1)
+        second, written = _started(lambda: store.append(make_signed(1, _channel(2))))
+        _queued(store, 2)
+        gate.set()
+        for thread in (leader, first, second):
+            thread.join(30)
+        assert isinstance(interrupted[0], KeyboardInterrupt)
+        assert led == [THREADS]
+        assert written == [THREADS + 1]  # the lead went on to the next caller
+        assert [r.event.channel_id for r in store.read_from(THREADS)] == [_channel(0), _channel(2)]
+
+
+def test_a_leader_interrupted_while_it_gathers_company_withdraws_its_append(
+    tmp_path: Path,
+) -> None:
+    backend = SqliteBackend(tmp_path / "log.db", durability="full")
+    with EventStore(backend) as store:
+        _create_channels(store)
+        writer = store._writer  # the test waits for callers to have queued
+
+        class Interrupted:
+            def wait(self, timeout: float) -> None:
+                raise KeyboardInterrupt
+
+        real = writer._gathered
+        writer._last_group, writer._gathered = 3, Interrupted()
+        with pytest.raises(KeyboardInterrupt):
+            store.append(make_signed(1, _channel(0)))
+        writer._gathered = real
+        assert len(store) == THREADS
+        assert store.append(make_signed(1, _channel(0))) == THREADS  # waits once, then writes
+        assert store.append(make_signed(2, _channel(0))) == THREADS + 1  # alone: at once
