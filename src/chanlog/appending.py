@@ -210,14 +210,9 @@ class AppendPipeline:
         the end of what the group wrote so far, and ``before`` the ``(event, offset)`` of
         those records, from which the overlay is rebuilt when a try must be undone.
         """
-        kind = type(transaction)
-        append_unless_known = self._unless_known.get(kind, _UNKNOWN)
+        append_unless_known = self._unless_known.get(type(transaction), _UNKNOWN)
         if append_unless_known is _UNKNOWN:
-            if appends_unless_known(transaction):
-                append_unless_known = type(transaction).append_unless_known
-            else:
-                append_unless_known = None
-            self._unless_known[kind] = append_unless_known
+            append_unless_known = self._learn_unless_known(transaction)
         if append_unless_known is not None:
             try:
                 result = self._stage(transaction, encoded, expected, batch, None, stage, head)
@@ -243,6 +238,9 @@ class AppendPipeline:
         error (:attr:`AppendRequest.error`) and leaves nothing behind, and the others go
         in. Return the overlay of the ones that went in (their :attr:`AppendRequest.result`
         is set). Any other error (the backend failing) fails the whole group."""
+        at_once = self._write_group_at_once(transaction, requests)
+        if at_once is not None:
+            return at_once
         stage = WriteStage(self._inline)
         head = transaction.head
         start = head.length
@@ -274,6 +272,52 @@ class AppendPipeline:
                         fresh.discard(offset)  # an event twice in one batch went in once
                         written.append((item.event, offset))
         return stage
+
+    def _write_group_at_once(
+        self, transaction: WriteTransaction, requests: Sequence[AppendRequest]
+    ) -> WriteStage | None:
+        """The common group in one insert: each append staged after the one before it,
+        then all their records handed to the backend at once (the optimistic insert of
+        ADR 0022, for the whole group). ``None``, with the transaction as it was, when that
+        does not apply or does not go through: a backend without the optimistic insert,
+        an append with expected versions (they count what the backend holds), a refusal,
+        an id the log or the group already holds. :meth:`write_group` then writes the
+        group append by append, exactly."""
+        append_unless_known = self._unless_known.get(type(transaction), _UNKNOWN)
+        if append_unless_known is _UNKNOWN:
+            append_unless_known = self._learn_unless_known(transaction)
+        if append_unless_known is None or any(request.expected for request in requests):
+            return None
+        stage = WriteStage(self._inline)
+        head = transaction.head
+        results: list[CommitResult] = []
+        records: list[StoredRecord] = []
+        for request in requests:
+            try:
+                result = self._stage(
+                    transaction, request.encoded, None, request.batch, None, stage, head
+                )
+            except (InvalidTransition, ConcurrencyError):
+                return None
+            results.append(result)
+            if result.records:
+                records.extend(result.records)
+                last = result.records[-1]
+                head = Head(last.offset + 1, last.chain_hash)
+        if records and not append_unless_known(transaction, records):
+            return None
+        for request, result in zip(requests, results, strict=True):
+            request.result = result
+        return stage
+
+    def _learn_unless_known(self, transaction: WriteTransaction) -> _AppendUnlessKnown | None:
+        """The optimistic insert of ``transaction``'s class, or ``None`` when it has none
+        (asked once per class: a protocol check costs microseconds)."""
+        append_unless_known = (
+            type(transaction).append_unless_known if appends_unless_known(transaction) else None
+        )
+        self._unless_known[type(transaction)] = append_unless_known
+        return append_unless_known
 
     def _restaged(self, written: Sequence[tuple[Event, int]]) -> WriteStage:
         """A new overlay holding exactly ``written`` (refused tries undone)."""

@@ -376,3 +376,66 @@ def test_a_leader_interrupted_while_it_gathers_company_withdraws_its_append(
         assert len(store) == THREADS
         assert store.append(make_signed(1, _channel(0))) == THREADS  # waits once, then writes
         assert store.append(make_signed(2, _channel(0))) == THREADS + 1  # alone: at once
+
+
+def _one_group(
+    store: EventStore, backend: _GatedSqlite, appends: list[Callable[[], Any]]
+) -> list[Any]:
+    """Run ``appends`` as one group, in this order: a first caller keeps the lead (its
+    transaction held open) until all of them have queued behind it."""
+    gate = backend.gate = threading.Event()
+    leader, _ = _started(lambda: store.append(make_signed(900, _channel(7))))
+    assert backend.entered.wait(30)
+    started = []
+    for number, append in enumerate(appends, start=1):
+        started.append(_started(append))
+        _queued(store, number)
+    gate.set()
+    leader.join(30)
+    for thread, _ in started:
+        thread.join(30)
+    return [outcome[0] for _, outcome in started]
+
+
+def test_a_group_holding_an_id_twice_or_a_known_one_is_written_append_by_append(
+    tmp_path: Path,
+) -> None:
+    backend = _GatedSqlite(tmp_path / "log.db", durability="full")
+    # No projections: nothing refuses a repeated event, so the insert finds the repeats.
+    with EventStore(backend, projections=[]) as store:
+        _create_channels(store)
+        known = store.append(make_signed(1, _channel(3)))
+        fresh = make_signed(1, _channel(1))
+        results = _one_group(
+            store,
+            backend,
+            [
+                lambda: store.append(fresh),
+                lambda: store.append(make_signed(1, _channel(2))),
+                lambda: store.append(fresh),  # the same id twice in the group
+                lambda: store.append(make_signed(1, _channel(3))),  # already in the log
+            ],
+        )
+        after_leader = known + 2
+        assert results == [after_leader, after_leader + 1, after_leader, known]
+        assert len(store) == after_leader + 2
+        assert store.verify() == len(store)
+
+
+def test_a_group_with_a_refused_append_writes_the_others(tmp_path: Path) -> None:
+    backend = _GatedSqlite(tmp_path / "log.db", durability="full")
+    with EventStore(backend) as store:
+        _create_channels(store)
+        results = _one_group(
+            store,
+            backend,
+            [
+                lambda: store.append(make_signed(1, _channel(1))),
+                lambda: store.append(make_signed(1, "0x" + "99" * 32)),  # no such channel
+                lambda: store.append(make_signed(1, _channel(2))),
+            ],
+        )
+        assert results[0] == THREADS + 1
+        assert isinstance(results[1], InvalidTransition)
+        assert results[2] == THREADS + 2
+        assert len(store) == THREADS + 3
