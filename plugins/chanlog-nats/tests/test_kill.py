@@ -52,6 +52,20 @@ def _wait_for(process: subprocess.Popen[str], word: str) -> None:
     assert line == word, f"the relay process said {line!r}, not {word!r}"
 
 
+def _pause_before_kill(
+    chooser: random.Random, published: int, streamed: float, kills_left: int
+) -> float:
+    """How long the next run streams before its kill: random, but paced by the relay's
+    speed so far, so that the kills still to come land before the log is all out however
+    fast this machine publishes."""
+    pause = chooser.uniform(0.05, 0.3)
+    if published and streamed:
+        rate = published / streamed
+        budget = (COUNT - published) / rate / (kills_left + 1)
+        pause = min(pause, chooser.uniform(0.3, 0.9) * budget)
+    return max(pause, 0.005)
+
+
 def test_sigkills_of_the_relay_leave_every_event_once_in_order(
     tmp_path: Path, nats_url: str, streams: Any, wait_until: Callable[..., None]
 ) -> None:
@@ -64,16 +78,20 @@ def test_sigkills_of_the_relay_leave_every_event_once_in_order(
     chooser = random.Random(16)
     kills = 0
     published_at_kill: list[int] = []
+    published = 0
+    streamed = 0.0  # seconds the relay ran before its kills, to pace the next ones
     while kills < KILLS:
         # A small window: publishing is slow enough for every kill to land mid-stream.
         process = _start(database, stream, nats_url, 16)
         _wait_for(process, "streaming")
-        time.sleep(chooser.uniform(0.05, 0.3))
+        pause = _pause_before_kill(chooser, published, streamed, KILLS - kills)
+        time.sleep(pause)
         if process.poll() is not None:
             break  # it finished before the kill: the log is all out
         process.kill()
         process.wait()
         kills += 1
+        streamed += pause
         info = streams.info(stream)
         published = info.state.messages if info else 0
         published_at_kill.append(published)
