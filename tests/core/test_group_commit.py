@@ -74,16 +74,34 @@ def _create_channels(store: EventStore) -> None:
     )
 
 
+class _GatedSqlite(CountingSqlite):
+    """Holds its next write transaction open until ``gate`` is set: a leader kept busy
+    while other threads queue behind it."""
+
+    def __init__(self, *args: Any, **options: Any) -> None:
+        super().__init__(*args, **options)
+        self.gate: threading.Event | None = None
+        self.entered = threading.Event()
+
+    def write(self) -> AbstractContextManager[Any]:
+        gate = self.gate
+        if gate is not None:
+            self.gate = None
+            self.entered.set()
+            gate.wait(30)
+        return super().write()
+
+
 @pytest.fixture
-def durable(tmp_path: Path) -> Iterator[tuple[EventStore, CountingSqlite]]:
-    backend = CountingSqlite(tmp_path / "log.db", durability="full")
+def durable(tmp_path: Path) -> Iterator[tuple[EventStore, _GatedSqlite]]:
+    backend = _GatedSqlite(tmp_path / "log.db", durability="full")
     with EventStore(backend) as store:
         _create_channels(store)
         yield store, backend
 
 
 def test_threads_share_commits_and_keep_dense_offsets_and_their_order(
-    durable: tuple[EventStore, CountingSqlite],
+    durable: tuple[EventStore, _GatedSqlite],
 ) -> None:
     store, backend = durable
     per_thread = 60
@@ -108,7 +126,7 @@ def test_threads_share_commits_and_keep_dense_offsets_and_their_order(
     assert store.verify() == len(store)
 
 
-def test_a_refused_append_fails_alone(durable: tuple[EventStore, CountingSqlite]) -> None:
+def test_a_refused_append_fails_alone(durable: tuple[EventStore, _GatedSqlite]) -> None:
     store, _ = durable
     objective = "0x" + "ee" * 32
 
@@ -130,7 +148,7 @@ def test_a_refused_append_fails_alone(durable: tuple[EventStore, CountingSqlite]
     assert store.verify() == len(store) == THREADS + 20 * THREADS // 2
 
 
-def test_expected_versions_in_one_group(durable: tuple[EventStore, CountingSqlite]) -> None:
+def test_expected_versions_in_one_group(durable: tuple[EventStore, _GatedSqlite]) -> None:
     store, _ = durable
     objective = "0x" + "dd" * 32
 
@@ -149,7 +167,7 @@ def test_expected_versions_in_one_group(durable: tuple[EventStore, CountingSqlit
 
 
 def test_the_same_event_from_many_threads_goes_in_once(
-    durable: tuple[EventStore, CountingSqlite],
+    durable: tuple[EventStore, _GatedSqlite],
 ) -> None:
     store, _ = durable
     for turn in range(10):
@@ -160,7 +178,7 @@ def test_the_same_event_from_many_threads_goes_in_once(
 
 
 def test_batches_grouped_with_singles_stay_atomic(
-    durable: tuple[EventStore, CountingSqlite],
+    durable: tuple[EventStore, _GatedSqlite],
 ) -> None:
     store, _ = durable
 
@@ -237,24 +255,6 @@ def test_many_rounds_of_contention_never_lose_a_wake_up(tmp_path: Path) -> None:
         assert len(store) == THREADS + 30 * 5 * THREADS
 
 
-class _GatedSqlite(SqliteBackend):
-    """Holds its next write transaction open until ``gate`` is set: a leader kept busy
-    while other threads queue behind it."""
-
-    def __init__(self, *args: Any, **options: Any) -> None:
-        super().__init__(*args, **options)
-        self.gate: threading.Event | None = None
-        self.entered = threading.Event()
-
-    def write(self) -> AbstractContextManager[Any]:
-        gate = self.gate
-        if gate is not None:
-            self.gate = None
-            self.entered.set()
-            gate.wait(30)
-        return super().write()
-
-
 class _InterruptedWait:
     """A lock standing in for a waiting caller's own (``AppendRequest.wake``) whose wait
     is interrupted (Ctrl-C): at once, or right as it is woken (handed the lead)."""
@@ -312,48 +312,51 @@ def _started(work: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     return thread, outcome
 
 
+def _held_lead(
+    store: EventStore, backend: _GatedSqlite, event: StateSigned
+) -> tuple[threading.Event, threading.Thread, list[Any]]:
+    """A first caller appending ``event`` leads, its transaction held open until the
+    returned gate is set: the callers started meanwhile queue behind it."""
+    gate = backend.gate = threading.Event()
+    leader, led = _started(lambda: store.append(event))
+    assert backend.entered.wait(30)
+    return gate, leader, led
+
+
 def test_a_caller_interrupted_while_it_waits_withdraws_its_append(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    durable: tuple[EventStore, _GatedSqlite], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    backend = _GatedSqlite(tmp_path / "log.db", durability="full")
-    with EventStore(backend) as store:
-        _create_channels(store)
-        gate = backend.gate = threading.Event()
-        leader, led = _started(lambda: store.append(make_signed(1, _channel(0))))
-        assert backend.entered.wait(30)
-        _interrupt_the_next_wait(monkeypatch, when_woken=False)
-        waiter, waited = _started(lambda: store.append(make_signed(1, _channel(1))))
-        waiter.join(30)
-        gate.set()
-        leader.join(30)
-        assert isinstance(waited[0], KeyboardInterrupt)
-        assert led == [THREADS]
-        assert len(store) == THREADS + 1  # the interrupted append was not written
-        monkeypatch.undo()
-        assert store.append(make_signed(1, _channel(1))) == THREADS + 1  # nobody holds a lead
+    store, backend = durable
+    gate, leader, led = _held_lead(store, backend, make_signed(1, _channel(0)))
+    _interrupt_the_next_wait(monkeypatch, when_woken=False)
+    waiter, waited = _started(lambda: store.append(make_signed(1, _channel(1))))
+    waiter.join(30)
+    gate.set()
+    leader.join(30)
+    assert isinstance(waited[0], KeyboardInterrupt)
+    assert led == [THREADS]
+    assert len(store) == THREADS + 1  # the interrupted append was not written
+    monkeypatch.undo()
+    assert store.append(make_signed(1, _channel(1))) == THREADS + 1  # nobody holds a lead
 
 
 def test_a_caller_interrupted_as_it_is_handed_the_lead_passes_it_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    durable: tuple[EventStore, _GatedSqlite], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    backend = _GatedSqlite(tmp_path / "log.db", durability="full")
-    with EventStore(backend) as store:
-        _create_channels(store)
-        gate = backend.gate = threading.Event()
-        leader, led = _started(lambda: store.append(make_signed(1, _channel(0))))
-        assert backend.entered.wait(30)
-        _interrupt_the_next_wait(monkeypatch, when_woken=True)
-        first, interrupted = _started(lambda: store.append(make_signed(1, _channel(1))))
-        _queued(store, 1)
-        second, written = _started(lambda: store.append(make_signed(1, _channel(2))))
-        _queued(store, 2)
-        gate.set()
-        for thread in (leader, first, second):
-            thread.join(30)
-        assert isinstance(interrupted[0], KeyboardInterrupt)
-        assert led == [THREADS]
-        assert written == [THREADS + 1]  # the lead went on to the next caller
-        assert [r.event.channel_id for r in store.read_from(THREADS)] == [_channel(0), _channel(2)]
+    store, backend = durable
+    gate, leader, led = _held_lead(store, backend, make_signed(1, _channel(0)))
+    _interrupt_the_next_wait(monkeypatch, when_woken=True)
+    first, interrupted = _started(lambda: store.append(make_signed(1, _channel(1))))
+    _queued(store, 1)
+    second, written = _started(lambda: store.append(make_signed(1, _channel(2))))
+    _queued(store, 2)
+    gate.set()
+    for thread in (leader, first, second):
+        thread.join(30)
+    assert isinstance(interrupted[0], KeyboardInterrupt)
+    assert led == [THREADS]
+    assert written == [THREADS + 1]  # the lead went on to the next caller
+    assert [r.event.channel_id for r in store.read_from(THREADS)] == [_channel(0), _channel(2)]
 
 
 def test_a_leader_interrupted_while_it_gathers_company_withdraws_its_append(
@@ -383,9 +386,7 @@ def _one_group(
 ) -> list[Any]:
     """Run ``appends`` as one group, in this order: a first caller keeps the lead (its
     transaction held open) until all of them have queued behind it."""
-    gate = backend.gate = threading.Event()
-    leader, _ = _started(lambda: store.append(make_signed(900, _channel(7))))
-    assert backend.entered.wait(30)
+    gate, leader, _ = _held_lead(store, backend, make_signed(900, _channel(7)))
     started = []
     for number, append in enumerate(appends, start=1):
         started.append(_started(append))
@@ -422,20 +423,20 @@ def test_a_group_holding_an_id_twice_or_a_known_one_is_written_append_by_append(
         assert store.verify() == len(store)
 
 
-def test_a_group_with_a_refused_append_writes_the_others(tmp_path: Path) -> None:
-    backend = _GatedSqlite(tmp_path / "log.db", durability="full")
-    with EventStore(backend) as store:
-        _create_channels(store)
-        results = _one_group(
-            store,
-            backend,
-            [
-                lambda: store.append(make_signed(1, _channel(1))),
-                lambda: store.append(make_signed(1, "0x" + "99" * 32)),  # no such channel
-                lambda: store.append(make_signed(1, _channel(2))),
-            ],
-        )
-        assert results[0] == THREADS + 1
-        assert isinstance(results[1], InvalidTransition)
-        assert results[2] == THREADS + 2
-        assert len(store) == THREADS + 3
+def test_a_group_with_a_refused_append_writes_the_others(
+    durable: tuple[EventStore, _GatedSqlite],
+) -> None:
+    store, backend = durable
+    results = _one_group(
+        store,
+        backend,
+        [
+            lambda: store.append(make_signed(1, _channel(1))),
+            lambda: store.append(make_signed(1, "0x" + "99" * 32)),  # no such channel
+            lambda: store.append(make_signed(1, _channel(2))),
+        ],
+    )
+    assert results[0] == THREADS + 1
+    assert isinstance(results[1], InvalidTransition)
+    assert results[2] == THREADS + 2
+    assert len(store) == THREADS + 3
