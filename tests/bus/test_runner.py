@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
 import chanlog
 from bus.conftest import Recorder, fill
 from chanlog.backends.memory import MemoryBackend
+from chanlog.bus.runner import ConsumerRunner
 from chanlog.bus.subjects import subject_of
 from chanlog.errors import InvalidArgument, LeaseHeld, NotFound, StorageError
 from chanlog.events import ObjectiveApproved, ObjectiveCreated
-from chanlog.records import RecordedEvent
+from chanlog.records import RecordedEvent, StoredRecord
 
 FAST = {"backoff": [0.0], "lease_ttl": 5.0}
 
@@ -485,3 +487,71 @@ def test_a_worker_stopping_interrupts_a_handler_blocked_outside(
     assert time.monotonic() - started < 5  # did not wait out the backoff or the handler
     assert store.bus.consumers.state("c").position == 0  # the record in hand is not taken
     worker.close()
+
+
+class _FlakyMemory(MemoryBackend):
+    """Fails its next ``failures`` reads, as a database restarting would."""
+
+    failures = 0
+
+    def read(self, start: int, end: int) -> Iterator[StoredRecord]:
+        if self.failures:
+            self.failures -= 1
+            raise StorageError("the database is restarting")
+        return super().read(start, end)
+
+
+def _running(runner: ConsumerRunner) -> tuple[threading.Event, threading.Thread]:
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.run, args=(stop,))
+    thread.start()
+    return stop, thread
+
+
+def _until(condition: Callable[[], bool], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_storage_failure_is_retried_and_the_run_goes_on() -> None:
+    backend = _FlakyMemory()
+    with chanlog.EventStore(backend) as store:
+        recorder = Recorder()
+        runner = store.bus.consumer("c", recorder, **FAST)
+        stop, thread = _running(runner)
+        backend.failures = 3
+        fill(store, seed=8)
+        _until(lambda: len(recorder.offsets) == len(store))
+        assert thread.is_alive() and backend.failures == 0
+        assert runner.stats.last_error == "StorageError: the database is restarting"
+        stop.set()
+        thread.join(10)
+        assert recorder.offsets == list(range(len(store)))
+        assert store.bus.consumers.state("c").position == len(store)
+
+
+def test_a_runner_that_lost_its_lease_waits_for_it_and_goes_on(
+    store: chanlog.EventStore,
+) -> None:
+    first = Recorder()
+    runner = store.bus.consumer("c", first, lease_ttl=0.3, backoff=[0.0])
+    stop, thread = _running(runner)
+    _until(lambda: len(first.offsets) == len(store))
+    runner._stop_heartbeat.set()  # frozen: its lease runs out and another runner takes it
+    taker = store.bus.consumer("c", Recorder(), lease_ttl=0.3, backoff=[0.0])
+    assert taker.start(wait=True)
+    fill(store, seed=9)
+    taker.drain()
+    handed_by_taker = len(store)
+    taker.close()
+    fill(store, seed=10)  # the first runner takes the lease again and handles these
+    _until(lambda: first.offsets[-1] == len(store) - 1)
+    assert thread.is_alive()
+    stop.set()
+    thread.join(10)
+    assert first.offsets[-(len(store) - handed_by_taker) :] == list(
+        range(handed_by_taker, len(store))
+    )
+    assert store.bus.consumers.state("c").position == len(store)

@@ -36,6 +36,8 @@ __all__ = ["ConsumerRunner", "RunnerStats", "new_holder"]
 logger = logging.getLogger("chanlog.bus")
 
 _IDLE_WAIT = 0.5  # seconds between looks at the log while caught up (appends wake it sooner)
+_RETRY_FIRST = 0.1  # seconds before the first retry after a storage failure (then doubled)
+_RETRY_MAX = 5.0
 
 
 def new_holder() -> str:
@@ -118,6 +120,7 @@ class ConsumerRunner:
         self._pending = _Pending()
         self._position = 0
         self._started = False
+        self._bound = False
         self._lost = threading.Event()
         self._stop_heartbeat = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -169,9 +172,10 @@ class ConsumerRunner:
                 if stop is None:
                     time.sleep(pause)
         handler = self._call.handler
-        if isinstance(handler, BindsToStore):
+        if isinstance(handler, BindsToStore) and not self._bound:
             # Before its position is asked: a handler may check what it holds against the log.
             handler.bind(self.store, self.name)
+            self._bound = True
         self._position = self._resume_position(state)
         self.stats.position = self._position
         self._started = True
@@ -265,15 +269,45 @@ class ConsumerRunner:
 
     def run(self, stop: threading.Event) -> None:
         """Handle records as they come until ``stop`` is set (then finish the record in
-        hand, commit the position and give the lease up)."""
+        hand, commit the position and give the lease up).
+
+        Neither a storage failure (a database restarted, a connection dropped) nor a lost
+        lease ends the run: the first is retried with backoff (0.1 s doubling to 5 s), the
+        second waited out like a lease held at start. What was handled and not committed
+        is handed over again (at least once)."""
+        pause = _RETRY_FIRST
         try:
-            if not self.start(stop=stop):
-                return
             while not stop.is_set():
-                if self.run_once(stop=stop) == 0 and not stop.is_set():
-                    self._idle(stop)
+                try:
+                    if not self.start(stop=stop):
+                        return
+                    if self.run_once(stop=stop) == 0 and not stop.is_set():
+                        self._idle(stop)
+                    pause = _RETRY_FIRST
+                except LeaseHeld as lost:
+                    logger.warning("consumer %s: %s; waiting to take it again", self.name, lost)
+                    self._let_go()
+                except StorageError as failure:
+                    self.stats.last_error = f"StorageError: {failure}"
+                    logger.warning("consumer %s: %s; retrying in %.1f s", self.name, failure, pause)
+                    if stop.wait(pause):
+                        return
+                    pause = min(pause * 2, _RETRY_MAX)
         finally:
             self.close()
+
+    def _let_go(self) -> None:
+        """After the lease was lost: stop renewing it and forget what was not committed
+        (the runner that holds the lease now hands it over again), so :meth:`start` can
+        wait for the lease like a new runner."""
+        self._stop_heartbeat.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+            self._heartbeat = None
+        self._stop_heartbeat = threading.Event()
+        self._lost.clear()
+        self._started = False
+        self._pending = _Pending()
 
     def run_once(self, stop: threading.Event | None = None, limit: int | None = None) -> int:
         """Handle what the log holds now (at most ``limit`` records examined); return how
