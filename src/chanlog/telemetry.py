@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from chanlog.errors import ConcurrencyError, InvalidEvent, InvalidTransition
+from chanlog.backends.capabilities import ManagesSnapshots
+from chanlog.errors import ChanlogError, ConcurrencyError, InvalidEvent, InvalidTransition
 from chanlog.records import RecordedEvent, StoredSnapshot
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ __all__ = [
     "RelayTelemetry",
     "StoreTelemetry",
     "TelemetryProvider",
+    "figures",
     "opened",
     "refusal_rule",
     "telemetry_of",
@@ -125,6 +127,32 @@ def telemetry_of(store: Any) -> StoreTelemetry | None:
         return _installed.get(store)
     except TypeError:  # an object that cannot be weakly referenced has none
         return None
+
+
+def figures(store: Any) -> dict[str, Any]:
+    """What the log says now, read from the backend (so right whichever process wrote):
+    ``records`` (the log's length), ``snapshots`` (``count`` and ``bytes`` stored, where
+    the backend lists them, else ``None``) and ``consumers`` (name → ``position``,
+    ``lag``, ``handled``, ``parked``). ``chanlog stats --json`` shows them as ``metrics``;
+    ``chanlog-otel``'s gauges read them when metrics are collected."""
+    backend = store.backend
+    snapshots: dict[str, int] | None = None
+    if isinstance(backend, ManagesSnapshots):
+        sizes = backend.snapshot_sizes()
+        snapshots = {"count": len(sizes), "bytes": sum(size for _offset, size in sizes)}
+    consumers: dict[str, dict[str, int]] = {}
+    try:
+        infos = store.bus.consumers.infos()
+    except ChanlogError:  # a backend that keeps no consumers
+        infos = []
+    for info in infos:
+        consumers[info.name] = {
+            "position": info.state.position,
+            "lag": info.lag,
+            "handled": info.state.handled,
+            "parked": info.state.parked,
+        }
+    return {"records": backend.head().length, "snapshots": snapshots, "consumers": consumers}
 
 
 def refusal_rule(error: Exception) -> str | None:
