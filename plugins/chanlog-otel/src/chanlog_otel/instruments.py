@@ -144,8 +144,13 @@ class Instruments:
         self.relay_sent = meter.create_counter(
             "chanlog.relay.sent", "{message}", "Records a relay handed to its broker"
         )
+        meter.create_observable_counter(
+            "chanlog.log.records",
+            [self._records],
+            "{record}",
+            "Records in the log, whichever process appended them (its growth is the rate)",
+        )
         gauge = meter.create_observable_gauge
-        gauge("chanlog.log.records", [self._records], "{record}", "Records in the log")
         gauge("chanlog.snapshots.stored", [self._snapshots], "{snapshot}", "Snapshots stored")
         gauge("chanlog.snapshots.size", [self._snapshot_bytes], "By", "Bytes of stored snapshots")
         gauge("chanlog.consumer.lag", [self._lag], "{record}", "Matching records not yet handled")
