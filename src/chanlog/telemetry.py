@@ -19,8 +19,8 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from chanlog.backends.capabilities import ManagesSnapshots
@@ -29,7 +29,7 @@ from chanlog.records import RecordedEvent, StoredSnapshot
 
 if TYPE_CHECKING:
     from chanlog.appending import AppendPipeline, CommitResult, Encoded, Work
-    from chanlog.backends.base import Backend, WriteTransaction
+    from chanlog.backends.base import Backend
     from chanlog.reconstruct import StateReconstructor
     from chanlog.snapshots.taking import SnapshotTaker
     from chanlog.writing import Writer
@@ -197,13 +197,36 @@ class _Local(threading.local):
     commit: Span | None = None
 
 
+class _ObservedWrite:
+    """A backend's write transaction, timing its commit (the context's exit)."""
+
+    __slots__ = ("_inner", "_instruments")
+
+    def __init__(self, instruments: _Instruments, inner: AbstractContextManager[Any]) -> None:
+        self._instruments = instruments
+        self._inner = inner
+
+    def __enter__(self) -> Any:
+        return self._inner.__enter__()
+
+    def __exit__(self, kind: type[BaseException] | None, error: Any, traceback: Any) -> Any:
+        if kind is not None:
+            return self._inner.__exit__(kind, error, traceback)
+        committing = time.time_ns()
+        self._inner.__exit__(None, None, None)
+        instruments = self._instruments
+        commit = instruments.local.commit = (committing, time.time_ns())
+        instruments.telemetry.committed(commit, instruments.durable)
+        return None
+
+
 class _Instruments:
     """Wraps one store's parts, per instance, so that they report to ``telemetry``."""
 
     def __init__(self, telemetry: StoreTelemetry, durable: bool) -> None:
         self.telemetry = telemetry
         self.durable = durable
-        self._local = _Local()
+        self.local = _Local()
 
     def wrap(
         self,
@@ -216,70 +239,77 @@ class _Instruments:
         """Replace the parts' methods on these instances (not on their classes)."""
         run, append, write = writer.run, writer.append, backend.write
         encode, take, reconstruct = pipeline.encode, taker.take, reconstructor.reconstruct
+        local, telemetry = self.local, self.telemetry
 
         def observed_run(
             work: Work, encoded: list[Encoded], expected: dict[str, int] | None, batch: bool
         ) -> CommitResult:
-            return self._append(encoded, lambda: run(work, encoded, expected, batch))
+            if local.active:  # a group commit's lone append runs run(): observed once
+                return run(work, encoded, expected, batch)
+            local.active = True
+            local.commit = None
+            started = time.time_ns()
+            try:
+                result = run(work, encoded, expected, batch)
+            except Exception as exc:
+                self._failed(exc, started)
+                raise
+            finally:
+                local.active = False
+            telemetry.appended(encoded, result, (started, time.time_ns()), local.commit)
+            return result
 
         def observed_append(
             encoded: list[Encoded], expected: dict[str, int] | None, batch: bool
         ) -> CommitResult:
-            return self._append(encoded, lambda: append(encoded, expected, batch))
+            local.active = True
+            local.commit = None
+            started = time.time_ns()
+            try:
+                result = append(encoded, expected, batch)
+            except Exception as exc:
+                self._failed(exc, started)
+                raise
+            finally:
+                local.active = False
+            telemetry.appended(encoded, result, (started, time.time_ns()), local.commit)
+            return result
 
         def observed_encode(items: Sequence[object], *, batch: bool) -> list[Encoded]:
             started = time.time_ns()
             try:
                 return encode(items, batch=batch)
             except InvalidEvent as exc:
-                self.telemetry.refused(refusal_rule(exc) or "", exc, (started, time.time_ns()))
+                self._failed(exc, started)
                 raise
 
         def observed_take(offset: int | None, *, automatic: bool) -> StoredSnapshot | None:
             started = time.time_ns()
             taken = take(offset, automatic=automatic)
             if taken is not None:
-                self.telemetry.snapshot_taken(taken, (started, time.time_ns()))
+                telemetry.snapshot_taken(taken, (started, time.time_ns()))
             return taken
 
         def observed_reconstruct(kind: str, entity_id: str, at: int | None = None) -> Any:
             started = time.time_ns()
             state = reconstruct(kind, entity_id, at)
-            self.telemetry.reconstructed(kind, (started, time.time_ns()))
+            telemetry.reconstructed(kind, (started, time.time_ns()))
             return state
 
-        @contextmanager
-        def observed_write() -> Iterator[WriteTransaction]:
-            with write() as transaction:
-                yield transaction
-                committing = time.time_ns()
-            commit = (committing, time.time_ns())
-            self._local.commit = commit
-            self.telemetry.committed(commit, self.durable)
+        def observed_write() -> _ObservedWrite:
+            return _ObservedWrite(self, write())
 
         # Instance attributes shadow the class's methods for this store only.
         writer.run = observed_run  # type: ignore[method-assign]
-        writer.append = observed_append  # type: ignore[method-assign]
+        if writer.groups:  # the store appends through append() (which may call run())
+            writer.append = observed_append  # type: ignore[method-assign]
         backend.write = observed_write  # type: ignore[method-assign]
         pipeline.encode = observed_encode  # type: ignore[method-assign]
         taker.take = observed_take  # type: ignore[method-assign]
         reconstructor.reconstruct = observed_reconstruct  # type: ignore[method-assign]
 
-    def _append(self, encoded: list[Encoded], call: Callable[[], CommitResult]) -> CommitResult:
-        local = self._local
-        if local.active:  # a group commit's lone append runs run(): observed once
-            return call()
-        local.active = True
-        local.commit = None
-        started = time.time_ns()
-        try:
-            result = call()
-        except Exception as exc:
-            rule = refusal_rule(exc)
-            if rule is not None:
-                self.telemetry.refused(rule, exc, (started, time.time_ns()))
-            raise
-        finally:
-            local.active = False
-        self.telemetry.appended(encoded, result, (started, time.time_ns()), local.commit)
-        return result
+    def _failed(self, error: Exception, started: int) -> None:
+        """Report a refused append (a failing backend is no refusal: not reported)."""
+        rule = refusal_rule(error)
+        if rule is not None:
+            self.telemetry.refused(rule, error, (started, time.time_ns()))
