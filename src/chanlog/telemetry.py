@@ -19,19 +19,26 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from chanlog.backends.capabilities import ManagesSnapshots
-from chanlog.errors import ChanlogError, ConcurrencyError, InvalidEvent, InvalidTransition
-from chanlog.records import RecordedEvent, StoredSnapshot
+from chanlog.errors import (
+    ChanlogError,
+    ConcurrencyError,
+    IntegrityError,
+    InvalidEvent,
+    InvalidTransition,
+)
+from chanlog.records import RecordedEvent, StoredSnapshot, Witness
 
 if TYPE_CHECKING:
     from chanlog.appending import AppendPipeline, CommitResult, Encoded, Work
     from chanlog.backends.base import Backend
     from chanlog.reconstruct import StateReconstructor
     from chanlog.snapshots.taking import SnapshotTaker
+    from chanlog.verification import VerifyReport
     from chanlog.writing import Writer
 
 __all__ = [
@@ -85,6 +92,10 @@ class StoreTelemetry(Protocol):
 
     def reconstructed(self, kind: str, span: Span) -> None:
         """One entity's state was reconstructed."""
+
+    def verified(self, records: int, error: Exception | None, span: Span) -> None:
+        """A verify of the log ran: it checked ``records`` records and passed (``error``
+        ``None``) or failed with ``error`` (an :class:`~chanlog.errors.IntegrityError`)."""
 
     def snapshot_taken(self, snapshot: StoredSnapshot, span: Span) -> None:
         """A snapshot was taken and stored."""
@@ -184,7 +195,7 @@ def opened(
         if telemetry is not None:
             _installed[store] = telemetry
             _Instruments(telemetry, writer.groups).wrap(
-                backend, writer, pipeline, taker, reconstructor
+                store, backend, writer, pipeline, taker, reconstructor
             )
             break
     host.hook.chanlog_store_opened(store=store)
@@ -230,6 +241,7 @@ class _Instruments:
 
     def wrap(
         self,
+        store: Any,
         backend: Backend,
         writer: Writer,
         pipeline: AppendPipeline,
@@ -240,6 +252,7 @@ class _Instruments:
         run, append, write = writer.run, writer.append, backend.write
         encode, take, reconstruct = pipeline.encode, taker.take, reconstructor.reconstruct
         local, telemetry = self.local, self.telemetry
+        check_integrity = store.check_integrity
 
         def observed_run(
             work: Work, encoded: list[Encoded], expected: dict[str, int] | None, batch: bool
@@ -296,6 +309,18 @@ class _Instruments:
             telemetry.reconstructed(kind, (started, time.time_ns()))
             return state
 
+        def observed_check(
+            *, witnesses: Iterable[Witness] = (), progress: Callable[[int, int], Any] | None = None
+        ) -> VerifyReport:
+            started = time.time_ns()
+            try:
+                report: VerifyReport = check_integrity(witnesses=witnesses, progress=progress)
+            except IntegrityError as exc:
+                telemetry.verified(exc.offset, exc, (started, time.time_ns()))
+                raise
+            telemetry.verified(report.records, None, (started, time.time_ns()))
+            return report
+
         def observed_write() -> _ObservedWrite:
             return _ObservedWrite(self, write())
 
@@ -307,6 +332,7 @@ class _Instruments:
         pipeline.encode = observed_encode  # type: ignore[method-assign]
         taker.take = observed_take  # type: ignore[method-assign]
         reconstructor.reconstruct = observed_reconstruct  # type: ignore[method-assign]
+        store.check_integrity = observed_check  # what verify() runs
 
     def _failed(self, error: Exception, started: int) -> None:
         """Report a refused append (a failing backend is no refusal: not reported)."""

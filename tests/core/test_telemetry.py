@@ -4,6 +4,7 @@ wrapped) when no provider offers telemetry."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 import chanlog
-from chanlog.errors import ConcurrencyError, InvalidEvent, InvalidTransition
+from chanlog.errors import ConcurrencyError, IntegrityError, InvalidEvent, InvalidTransition
 from chanlog.plugins.hookspecs import hookimpl
 from chanlog.plugins.host import PluginHost
 from chanlog.records import RecordedEvent
@@ -75,6 +76,9 @@ class FakeTelemetry:
 
     def reconstructed(self, kind: str, span: Any) -> None:
         self._add("reconstructed", kind)
+
+    def verified(self, records: int, error: Exception | None, span: Any) -> None:
+        self._add("verified", records, None if error is None else type(error).__name__)
 
     def snapshot_taken(self, snapshot: Any, span: Any) -> None:
         self._add("snapshot", snapshot.offset, len(snapshot.data) > 0)
@@ -229,3 +233,22 @@ def test_refusal_rules() -> None:
 
 def test_an_object_without_weak_references_has_no_telemetry() -> None:
     assert telemetry_of(3) is None
+
+
+def test_verify_is_reported_passed_or_failed(tmp_path: Path) -> None:
+    fake = FakeTelemetry()
+    path = tmp_path / "log.db"
+    with chanlog.open(backend={"name": "sqlite", "path": str(path)}, projections=[]) as store:
+        store.append_batch(sample_events(5))
+    host = _host(fake=FakeProvider(fake))
+    backend = {"name": "sqlite", "path": str(path)}
+    with chanlog.open(backend=backend, projections=[], plugins=host, read_only=True) as store:
+        assert store.verify() == 5
+    with sqlite3.connect(path) as raw:
+        raw.execute("UPDATE events SET payload = CAST('{}' AS BLOB) WHERE position = 3")
+    with (
+        chanlog.open(backend=backend, projections=[], plugins=host, read_only=True) as store,
+        pytest.raises(IntegrityError),
+    ):
+        store.verify()
+    assert fake.of("verified") == [("verified", 5, None), ("verified", 3, "IntegrityError")]

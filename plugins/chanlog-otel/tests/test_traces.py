@@ -112,6 +112,10 @@ def test_commits_reconstructions_and_snapshots_are_measured(
         store.append_batch(events)
         store.snapshot()
         store.reconstruct("objective", events[0].objective_id)
+        assert store.verify() == 4
+        assert sdk.total("chanlog.verify.runs", **{"chanlog.verify.result": "ok"}) == 1
+        (last,) = sdk.points()["chanlog.verify.last_success"]
+        assert last.value > 1.7e9  # Unix time, in seconds
         assert sdk.total("chanlog.snapshots.stored") == 1
         assert sdk.total("chanlog.log.records") == 4  # the batch and snapshot-created
     points = sdk.points()

@@ -59,6 +59,8 @@ _FRESH = 0.5  # seconds the figures of one collection are reused by its other ga
 
 _SINGLE = (("chanlog.append.kind", "single"),)
 _BATCH = (("chanlog.append.kind", "batch"),)
+_OK = (("chanlog.verify.result", "ok"),)
+_FAILED = (("chanlog.verify.result", "failed"),)
 _KIND = {_SINGLE: dict(_SINGLE), _BATCH: dict(_BATCH)}
 
 Attributes = tuple[tuple[str, Any], ...]
@@ -108,6 +110,7 @@ class Instruments:
         self._lock = threading.Lock()
         self._recent: OrderedDict[str, SpanContext] = OrderedDict()
         self._figures: dict[int, tuple[float, dict[str, Any]]] = {}
+        self.last_verified: float | None = None
         if meter_provider is not None:
             self._create(meter_provider)
 
@@ -154,6 +157,21 @@ class Instruments:
             "s",
             "Time taking and storing a snapshot took",
             explicit_bucket_boundaries_advisory=_SECONDS,
+        )
+        self.verify_duration = meter.create_histogram(
+            "chanlog.verify.duration",
+            "s",
+            "Time a verify of the log took",
+            explicit_bucket_boundaries_advisory=_SECONDS,
+        )
+        self.verifies = _Counter(
+            meter, "chanlog.verify.runs", "{run}", "Verifies of the log, by result (ok, failed)"
+        )
+        meter.create_observable_gauge(
+            "chanlog.verify.last_success",
+            [self._last_verified],
+            "s",
+            "When a verify of the log last passed in this process (Unix time)",
         )
         self.snapshot_size = meter.create_histogram(
             "chanlog.snapshot.size",
@@ -281,6 +299,10 @@ class Instruments:
     def _position(self, _options: CallbackOptions) -> Iterable[Observation]:
         return self._consumer_figure("position")
 
+    def _last_verified(self, _options: CallbackOptions) -> Iterable[Observation]:
+        last = self.last_verified
+        return [] if last is None else [Observation(last)]
+
     def _relay_figure(self, read: Callable[[RelayInstruments], int]) -> Iterable[Observation]:
         with self._lock:
             relays = list(self._relays)
@@ -406,6 +428,23 @@ class StoreInstruments:
             instruments.tracer.start_span(
                 "chanlog reconstruct", attributes=attributes, start_time=span[0]
             ).end(end_time=span[1])
+
+    def verified(self, records: int, error: Exception | None, span: Span) -> None:
+        """Record the verify's result and duration (and when it last passed); a span."""
+        instruments = self._instruments
+        if instruments.metering:
+            instruments.verify_duration.record(_seconds(span))
+            instruments.verifies.add(1, _OK if error is None else _FAILED)
+            if error is None:
+                instruments.last_verified = span[1] / 1e9
+        if instruments.tracer is not None:
+            checked = instruments.tracer.start_span(
+                "chanlog verify", attributes={"chanlog.verify.records": records}, start_time=span[0]
+            )
+            if error is not None:
+                checked.set_status(Status(StatusCode.ERROR, str(error)))
+                checked.set_attribute(names.OFFSET, records)
+            checked.end(end_time=span[1])
 
     def snapshot_taken(self, snapshot: StoredSnapshot, span: Span) -> None:
         """Record the snapshot's size and duration; a span."""
