@@ -17,7 +17,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace import (
+    Link,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TracerProvider,
+    set_span_in_context,
+    use_span,
+)
 
 from chanlog.bus.subjects import subject_parts
 from chanlog.errors import ChanlogError
@@ -377,11 +386,9 @@ class StoreInstruments:
         for item in encoded:
             instruments.remember("0x" + item.raw_id.hex(), context)
         if commit is not None:
-            from opentelemetry import trace
-
             child = tracer.start_span(
                 "chanlog commit",
-                context=trace.set_span_in_context(append),
+                context=set_span_in_context(append),
                 start_time=commit[0],
                 attributes={names.SYSTEM: names.SYSTEM_NAME},
             )
@@ -509,9 +516,7 @@ class _Processing:
                 },
                 links=None if linked is None else [Link(linked)],
             )
-            from opentelemetry import trace
-
-            self._scope = trace.use_span(self._span, end_on_exit=False)
+            self._scope = use_span(self._span, end_on_exit=False)
             self._scope.__enter__()
         return self
 

@@ -44,13 +44,14 @@ def sdk_configured() -> tuple[bool, bool]:
 
 
 _lock = threading.Lock()
-_instruments: dict[tuple[int, int], Instruments] = {}
+# By the identity of the providers, which the value keeps alive (so no id is reused).
+_instruments: dict[tuple[int, int], tuple[Instruments, TracerProvider, MeterProvider]] = {}
 
 
 def forget(store: Any) -> None:
     """Stop reading ``store``'s figures (it is closing)."""
     with _lock:
-        every = list(_instruments.values())
+        every = [value[0] for value in _instruments.values()]
     for instruments in every:
         instruments.forget(store)
 
@@ -86,10 +87,11 @@ class OtelProvider:
         with _lock:
             found = _instruments.get(key)
             if found is None:
-                found = _instruments[key] = Instruments(
+                made = Instruments(
                     tracer_provider if tracing else None, meter_provider if metering else None
                 )
-        return found
+                found = _instruments[key] = (made, tracer_provider, meter_provider)
+        return found[0]
 
     def for_store(self, store: Any) -> StoreInstruments | None:
         """The telemetry of ``store``, or ``None`` when no SDK is configured."""
