@@ -19,7 +19,8 @@ from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, TracerProvider
 
 from chanlog.errors import ConfigError
-from chanlog_otel.instruments import Instruments, StoreInstruments
+from chanlog_otel.instruments import Instruments
+from chanlog_otel.reporting import StoreInstruments
 
 __all__ = ["OtelProvider", "forget", "sdk_configured"]
 
@@ -98,7 +99,8 @@ class OtelProvider:
         instruments = self.instruments()
         if instruments is None:
             return None
-        return instruments.watch(store)
+        instruments.watch(store)
+        return StoreInstruments(instruments, store)
 
     def serve_metrics(self, host: str, port: int) -> Callable[[], None]:
         """Set the global meter provider to an SDK one read by a Prometheus exporter, and
