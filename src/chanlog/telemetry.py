@@ -129,15 +129,20 @@ class TelemetryProvider(Protocol):
         """
 
 
-_installed: weakref.WeakKeyDictionary[Any, StoreTelemetry] = weakref.WeakKeyDictionary()
+# Store → its instruments, weakly both ways: the instruments live as long as the wrappers on
+# the store's parts that use them, so a telemetry that refers to its store frees it all the
+# same.
+_installed: weakref.WeakKeyDictionary[Any, weakref.ref[_Instruments]] = weakref.WeakKeyDictionary()
 
 
 def telemetry_of(store: Any) -> StoreTelemetry | None:
     """The telemetry installed in ``store`` (``None``: none, the common case)."""
     try:
-        return _installed.get(store)
+        found = _installed.get(store)
     except TypeError:  # an object that cannot be weakly referenced has none
         return None
+    instruments = None if found is None else found()
+    return None if instruments is None else instruments.telemetry
 
 
 def figures(store: Any) -> dict[str, Any]:
@@ -193,10 +198,9 @@ def opened(
     for name in sorted(providers):
         telemetry = providers[name].for_store(store)
         if telemetry is not None:
-            _installed[store] = telemetry
-            _Instruments(telemetry, writer.groups).wrap(
-                store, backend, writer, pipeline, taker, reconstructor
-            )
+            instruments = _Instruments(telemetry, writer.groups)
+            instruments.wrap(store, backend, writer, pipeline, taker, reconstructor)
+            _installed[store] = weakref.ref(instruments)
             break
     host.hook.chanlog_store_opened(store=store)
 

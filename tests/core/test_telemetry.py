@@ -4,8 +4,10 @@ wrapped) when no provider offers telemetry."""
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -252,3 +254,21 @@ def test_verify_is_reported_passed_or_failed(tmp_path: Path) -> None:
     ):
         store.verify()
     assert fake.of("verified") == [("verified", 5, None), ("verified", 3, "IntegrityError")]
+
+
+def test_an_instrumented_store_is_freed_even_when_its_telemetry_refers_to_it() -> None:
+    class Holding(FakeTelemetry):
+        def __init__(self, store: Any) -> None:
+            super().__init__()
+            self.store = store
+
+    class Provider(FakeProvider):
+        def for_store(self, store: Any) -> FakeTelemetry:
+            return Holding(store)  # kept by nobody but the store's instrumentation
+
+    with chanlog.EventStore(plugins=_host(p=Provider(None))) as store:
+        assert isinstance(telemetry_of(store), Holding)
+        freed = weakref.ref(store)
+    del store
+    gc.collect()
+    assert freed() is None

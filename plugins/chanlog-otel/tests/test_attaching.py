@@ -3,9 +3,11 @@ SDK configured, a store is not instrumented at all."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
+import weakref
 from typing import Any
 
 import pytest
@@ -90,3 +92,12 @@ def test_only_metrics_makes_no_spans(sdk: Any) -> None:
     assert instruments.tracer is None
     assert instruments.metering
     assert metrics.get_meter_provider() is not sdk.meter_provider  # globals untouched
+
+
+def test_an_instrumented_store_is_freed(host: PluginHost) -> None:
+    with chanlog.EventStore(plugins=host) as store:
+        assert telemetry_of(store) is not None
+        freed = weakref.ref(store)
+    del store
+    gc.collect()
+    assert freed() is None

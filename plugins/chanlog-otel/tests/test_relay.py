@@ -51,10 +51,12 @@ def _delete_stream(url: str, name: str) -> None:
 def test_a_relay_reports_sent_acknowledged_in_flight_and_lag(
     host: PluginHost, sdk: Any, nats_url: str
 ) -> None:
-    stream = f"TEST_OTEL_{uuid.uuid4().hex[:10].upper()}"
+    unique = uuid.uuid4().hex[:10]
+    stream = f"TEST_OTEL_{unique.upper()}"
+    prefix = f"otel{unique}"  # subjects no other test's stream captures
     relay = nats_relay.NatsRelay(stream=stream, url=nats_url, storage="memory", window=8)
     try:
-        with chanlog.EventStore(plugins=host, projections=[]) as store:
+        with chanlog.EventStore(plugins=host, projections=[], bus_prefix=prefix) as store:
             offsets = store.append_batch(sample_events(20))
             with store.bus.consumer("to-nats", relay) as runner:
                 runner.drain()
@@ -74,9 +76,9 @@ def test_a_relay_reports_sent_acknowledged_in_flight_and_lag(
         if span.attributes.get("messaging.system") == "nats"
     ]
     assert [span.attributes["chanlog.offset"] for span in publishes] == offsets
-    (batch,) = [s for s in sdk.spans.get_finished_spans() if s.name == "publish chanlog"]
+    (batch,) = [s for s in sdk.spans.get_finished_spans() if s.name == f"publish {prefix}"]
     assert all(
         [link.context.span_id for link in span.links] == [batch.context.span_id]
         for span in publishes
     )
-    assert all(span.name.startswith("publish chanlog.") for span in publishes)
+    assert all(span.name.startswith(f"publish {prefix}.") for span in publishes)

@@ -60,7 +60,7 @@ Attributes = tuple[tuple[str, Any], ...]
 class Relay(Protocol):
     """What the gauges read of a relay (:class:`~chanlog_otel.reporting.RelayInstruments`)."""
 
-    store: Any
+    store: weakref.ref[Any]
     consumer: str
     attributes: dict[str, str]
     stats: Callable[[], Mapping[str, Any]]
@@ -226,7 +226,7 @@ class Instruments:
         """Stop reading ``store`` (and its relays)."""
         with self._lock:
             self._stores.discard(store)
-            self._relays = [relay for relay in self._relays if relay.store is not store]
+            self._relays = [relay for relay in self._relays if relay.store() not in (store, None)]
             self._figures.pop(id(store), None)
 
     def add_relay(self, relay: Relay) -> None:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,7 @@ class StoreInstruments:
 
     def __init__(self, instruments: Instruments, store: Any) -> None:
         self._instruments = instruments
-        self.store = store
+        self._store = weakref.ref(store)  # the store keeps its telemetry, not the reverse
         self._prefix: str = store.bus.prefix
 
     def _subject(self, encoded: Encoded) -> str:
@@ -176,7 +177,7 @@ class StoreInstruments:
         self, consumer: str, system: str, stats: Callable[[], Mapping[str, Any]]
     ) -> RelayInstruments:
         """The telemetry of a relay run by ``consumer``, read by the gauges from now on."""
-        relay = RelayInstruments(self._instruments, self.store, consumer, system, stats)
+        relay = RelayInstruments(self._instruments, self._store, consumer, system, stats)
         self._instruments.add_relay(relay)
         return relay
 
@@ -274,13 +275,14 @@ class RelayInstruments:
     def __init__(
         self,
         instruments: Instruments,
-        store: Any,
+        store: weakref.ref[Any],
         consumer: str,
         system: str,
         stats: Callable[[], Mapping[str, Any]],
     ) -> None:
         self.instruments = instruments
         self.store = store
+        """The relay's store, weakly (the gauges forget a relay whose store closed)."""
         self.consumer = consumer
         self.system = system
         self.stats = stats
@@ -292,7 +294,10 @@ class RelayInstruments:
         stats = self.stats()
         settled = stats.get("settled")
         done = settled if settled is not None else stats.get("next_offset", 0)
-        return max(0, len(self.store) - int(done))
+        store = self.store()
+        if store is None:
+            return 0
+        return max(0, len(store) - int(done))
 
     def published(self, record: RecordedEvent, subject: str) -> None:
         """Count the hand-over; a ``publish`` span linked to the append's."""
