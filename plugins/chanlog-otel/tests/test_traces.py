@@ -81,6 +81,8 @@ def test_a_failing_handler_counts_failures_and_marks_its_span(host: PluginHost, 
     processes = _spans(sdk, "process broken")
     assert len(processes) == 4  # two records, two tries each
     assert all(span.status.status_code is StatusCode.ERROR for span in processes)
+    assert all(len(span.events) == 1 for span in processes)  # the exception, recorded once
+    assert processes[0].events[0].attributes["exception.type"] == "RuntimeError"
     assert sdk.total("chanlog.consumer.failures") == 4
     (batch,) = _spans(sdk, "publish ")
     assert batch.attributes["messaging.batch.message_count"] == 2

@@ -216,7 +216,10 @@ class _Processing:
                 },
                 links=None if linked is None else [Link(linked)],
             )
-            self._scope = use_span(self._span, end_on_exit=False)
+            # Current while the handler runs; its failure is recorded once, below.
+            self._scope = use_span(
+                self._span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+            )
             self._scope.__enter__()
         return self
 
