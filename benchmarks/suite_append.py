@@ -14,6 +14,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from benchmarks import adapters, peer_eventsourcing, workload
 from benchmarks.config import Config
@@ -40,14 +41,20 @@ one that overwrites a reused WAL (ADR 0016)."""
 
 
 def chanlog_append(
-    make_backend: Callable[[], Backend], events: int, batch: int | None
+    make_backend: Callable[[], Backend],
+    events: int,
+    batch: int | None,
+    telemetry: str | None = None,
 ) -> Callable[[], float]:
     """A trial: a fresh store on ``make_backend()`` with one subscriber appends ``events``
     events of one channel's traffic (:func:`~benchmarks.workload.channel_event`), one per
-    call (``batch=None``) or in batches."""
+    call (``batch=None``) or in batches. ``telemetry`` (``"metrics"`` or ``"traces"``):
+    the store is instrumented by chanlog-otel with an OpenTelemetry SDK (see
+    :func:`otel_host`)."""
 
     def trial() -> float:
-        store = EventStore(make_backend())
+        plugins = None if telemetry is None else otel_host(telemetry)
+        store = EventStore(make_backend(), plugins=plugins)
         delivered = itertools.count()
         store.subscribe(lambda _record: next(delivered))
         cid = workload.channel_id(10**9)
@@ -69,6 +76,38 @@ def chanlog_append(
         return elapsed
 
     return trial
+
+
+def otel_host(mode: str) -> Any:
+    """A plugin host whose telemetry provider (chanlog-otel's) reports to fresh
+    OpenTelemetry SDK providers: a meter provider read by an in-memory reader, and with
+    ``mode="traces"`` a tracer provider exporting through a batch span processor. The
+    process's global providers stay unset (they can be set only once). Raises ImportError
+    without chanlog-otel: the case is then skipped."""
+    from chanlog_otel import OtelProvider
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from chanlog.plugins.hookspecs import hookimpl
+    from chanlog.plugins.host import PluginHost
+
+    tracer_provider = None
+    if mode == "traces":
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
+    provider = OtelProvider(tracer_provider, MeterProvider([InMemoryMetricReader()]))
+
+    class Registers:
+        @hookimpl
+        def chanlog_register_telemetry(self, register: Callable[[str, Any], None]) -> None:
+            register("bench-otel", provider)
+
+    host = PluginHost()
+    host.register(Registers(), "bench-otel")
+    return host
 
 
 def eventsourcing_append(
@@ -180,6 +219,22 @@ def cases(config: Config, logs: LogCache) -> list[Case]:
             reps,
             "chanlog: default projections + 1 subscriber; eventsourcing: POPO application, "
             "aggregate command + save per event; both build their events in the loop.",
+        ),
+        Case(
+            "append.memory.telemetry",
+            "append in memory, one event per call, instrumented (chanlog-otel)",
+            "throughput",
+            single,
+            [
+                Contender("chanlog", chanlog_append(memory, single, None)),
+                Contender("otel metrics", chanlog_append(memory, single, None, "metrics")),
+                Contender("otel metrics+traces", chanlog_append(memory, single, None, "traces")),
+            ],
+            reps,
+            "append.memory.single's chanlog, uninstrumented (chanlog-otel installed, no SDK: "
+            "nothing attaches) and with an OpenTelemetry SDK configured: metrics only, and "
+            "metrics with a span per append and per commit (ADR 0035). Skipped without "
+            "chanlog-otel.",
         ),
         Case(
             "append.memory.batch",

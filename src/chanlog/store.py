@@ -32,6 +32,7 @@ from chanlog.snapshots.manager import SnapshotManager
 from chanlog.snapshots.policies import SnapshotPolicy, resolve_policy
 from chanlog.snapshots.taking import SnapshotTaker
 from chanlog.subscriptions import Subscription
+from chanlog.telemetry import opened
 from chanlog.writing import Writer
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ class EventStore(LogReader):
         )
         with self._lock:
             self._bootstrap()
-        self._host.hook.chanlog_store_opened(store=self)
+        opened(self, backend, self._writer, self._pipeline, self._taker, self._reconstructor)
 
     @property
     def snapshot_policy(self) -> SnapshotPolicy:
@@ -174,9 +175,8 @@ class EventStore(LogReader):
         return instantiate_projection(self._host, name)
 
     def _bootstrap(self) -> None:
-        """Fold what the backend already holds, so the projections describe the log: load
-        the newest snapshot whose schema versions match the projections (one that does not
-        is ignored), then fold only the tail after it."""
+        """Fold what the backend already holds: load the newest snapshot whose schema
+        versions match the projections (others are ignored), then fold the tail after it."""
         length = self._backend.head().length
         restored = self._snapshots.restore(length) if self._inline else None
         if restored is not None:

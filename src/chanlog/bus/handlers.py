@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 from chanlog.errors import InvalidArgument
 from chanlog.events.base import Event
 from chanlog.records import RecordedEvent
+from chanlog.telemetry import ConsumerTelemetry, telemetry_of
 
 __all__ = [
     "BindsToStore",
@@ -32,6 +33,7 @@ __all__ = [
     "Interruptible",
     "SettlesLater",
     "TracksPosition",
+    "handler_call",
 ]
 
 Appends = list[Event | Mapping[str, Any]]
@@ -188,3 +190,25 @@ class HandlerCall:
 def describe(handler: Callable[..., Any]) -> str:
     """A name for messages: the handler's qualified name, or its repr."""
     return str(getattr(handler, "__qualname__", None) or repr(handler))
+
+
+class _ObservedCall(HandlerCall):
+    """A handler call that reports each try to the consumer's telemetry (ADR 0035)."""
+
+    def __init__(self, handler: Handler, name: str, telemetry: ConsumerTelemetry) -> None:
+        super().__init__(handler, name)
+        self._telemetry = telemetry
+
+    def __call__(self, record: RecordedEvent) -> Appends:
+        with self._telemetry.processing(record):
+            return super().__call__(record)
+
+
+def handler_call(store: object, handler: Handler, consumer: str, name: str) -> HandlerCall:
+    """What the runner of the durable consumer ``consumer`` of ``store`` calls ``handler``
+    through: a :class:`HandlerCall` (``name``: how errors name it), which also reports
+    each try when the store has telemetry (:func:`chanlog.telemetry.telemetry_of`)."""
+    telemetry = telemetry_of(store)
+    if telemetry is None:
+        return HandlerCall(handler, name)
+    return _ObservedCall(handler, name, telemetry.consumer(consumer))

@@ -19,11 +19,11 @@ from chanlog.backends.consumer_store import KeepsConsumers
 from chanlog.bus.handlers import (
     BindsToStore,
     Handler,
-    HandlerCall,
     Interruptible,
     SettlesLater,
     TracksPosition,
     describe,
+    handler_call,
 )
 from chanlog.bus.source import BusStore
 from chanlog.bus.spec import ConsumerSpec
@@ -112,7 +112,7 @@ class ConsumerRunner:
         self.spec = spec
         self.holder = holder or new_holder()
         self._consumers: KeepsConsumers = backend
-        self._call = HandlerCall(handler, f"{spec.name} ({describe(handler)})")
+        self._call = handler_call(store, handler, spec.name, f"{spec.name} ({describe(handler)})")
         self._filter = subjects
         # Asked at every commit: a protocol check costs microseconds, so it is made once.
         self._settles = handler if isinstance(handler, SettlesLater) else None

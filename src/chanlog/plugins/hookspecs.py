@@ -114,6 +114,18 @@ def chanlog_register_ingest_sources(register: Callable[[str, Callable[..., Any]]
 
 
 @hookspec
+def chanlog_register_telemetry(register: Callable[[str, Any], None]) -> None:
+    """Register telemetry providers (ADR 0035).
+
+    Call ``register(name, provider)``; ``provider`` is a
+    :class:`chanlog.telemetry.TelemetryProvider`. Every store that opens asks the providers,
+    by name, for the telemetry to install (the first one offered is); ``chanlog run
+    --metrics`` asks the first one to serve metrics. No built-in: ``plugins/chanlog-otel``
+    registers ``otel`` (OpenTelemetry metrics and traces, a Prometheus endpoint).
+    """
+
+
+@hookspec
 def chanlog_store_opened(store: Any) -> None:
     """Called once a store (a :class:`chanlog.EventStore`) is open and its projections are
     up to date. (Typed ``Any`` here so the hook specifications import nothing of the

@@ -53,6 +53,7 @@ KINDS = (
     "brokers",
     "handlers",
     "ingest_sources",
+    "telemetry",
 )
 _SINGULAR = {
     "event_types": "event type",
@@ -63,6 +64,7 @@ _SINGULAR = {
     "brokers": "broker",
     "handlers": "handler",
     "ingest_sources": "ingest source",
+    "telemetry": "telemetry provider",
 }
 
 
@@ -213,6 +215,7 @@ class PluginHost:
         collect("brokers", "chanlog_register_brokers", _adapt_named)
         collect("handlers", "chanlog_register_handlers", _adapt_named)
         collect("ingest_sources", "chanlog_register_ingest_sources", _adapt_named)
+        collect("telemetry", "chanlog_register_telemetry", _adapt_provider)
         self._contributions = contributions
         self._registries = registries
         return registries
@@ -257,6 +260,11 @@ class PluginHost:
         """Ingest source name → factory."""
         return self._get()["ingest_sources"]
 
+    @property
+    def telemetry(self) -> Mapping[str, Any]:
+        """Telemetry provider name → :class:`chanlog.telemetry.TelemetryProvider`."""
+        return self._get()["telemetry"]
+
     def lookup(self, kind: str, name: str) -> Any:
         """Find a registered ``name`` of ``kind``; a clear :class:`PluginError` lists the
         installed names when it is missing."""
@@ -291,6 +299,15 @@ def _adapt_named(name: Any, factory: Any) -> tuple[str, Any]:
     if not callable(factory):
         raise PluginError(f"{name!r}: the registered factory must be callable, got {factory!r}")
     return name, factory
+
+
+def _adapt_provider(name: Any, provider: Any) -> tuple[str, Any]:
+    if not isinstance(name, str) or not name:
+        raise PluginError(f"a registered name must be a non-empty string, got {name!r}")
+    for method in ("for_store", "serve_metrics"):
+        if not callable(getattr(provider, method, None)):
+            raise PluginError(f"telemetry provider {name!r} has no {method}() method")
+    return name, provider
 
 
 _GROUP = re.compile(r"[A-Za-z0-9_-]+")

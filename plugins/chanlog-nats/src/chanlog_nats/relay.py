@@ -30,6 +30,7 @@ from chanlog.bus.subjects import check_prefix, subject_of
 from chanlog.errors import ChanlogError, ConfigError, IntegrityError, InvalidArgument
 from chanlog.events.base import Event
 from chanlog.records import RecordedEvent
+from chanlog.telemetry import RelayTelemetry, telemetry_of
 from chanlog_nats.client import NatsThread
 from chanlog_nats.mapping import Envelope, headers_of
 from chanlog_nats.options import (
@@ -159,6 +160,7 @@ class NatsRelay:
         self._pipeline: Pipeline | None = None
         self._next_offset = 0  # the offset after the last record handed over
         self._claimed: int | None = None  # what position() told the runner
+        self._telemetry: RelayTelemetry | None = None  # when the store has telemetry
 
     # -- the handler protocols ------------------------------------------------------------------
 
@@ -202,6 +204,9 @@ class NatsRelay:
         self._check_stream(thread, pipeline)
         self._pipeline = pipeline
         pipeline.start()
+        telemetry = telemetry_of(store)
+        if telemetry is not None:
+            self._telemetry = telemetry.relay(consumer, "nats", self._figures)
         claimed, verified = self._claimed, pipeline.tail_offset
         if (
             claimed is not None
@@ -247,16 +252,13 @@ class NatsRelay:
         if offset < self._next_offset:  # handed over before (a retry): already in the window
             return
         headers = headers_of(record)
+        subject = subject_of(record, self._prefix or "")
         pipeline.offer(
-            Entry(
-                offset,
-                headers["Nats-Msg-Id"],
-                subject_of(record, self._prefix or ""),
-                record.event.canonical_json(),
-                headers,
-            )
+            Entry(offset, headers["Nats-Msg-Id"], subject, record.event.canonical_json(), headers)
         )
         self._next_offset = offset + 1
+        if self._telemetry is not None:
+            self._telemetry.published(record, subject)
 
     def settled(self) -> int | None:
         """The oldest record handed over and not yet acknowledged (``None``: none)."""
@@ -287,6 +289,11 @@ class NatsRelay:
             "reconciliations": pipeline.reconciliations,
             "last_error": pipeline.failure,
         }
+
+    def _figures(self) -> dict[str, Any]:
+        """What the relay's telemetry reads: :meth:`stats`, with ``settled`` (the oldest
+        record handed over and not acknowledged, ``None``: none) and ``next_offset``."""
+        return {**self.stats(), "settled": self.settled(), "next_offset": self._next_offset}
 
     def close(self) -> None:
         """Stop publishing and close the connection (what is not acknowledged stays

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import signal
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import click
 from rich.live import Live
@@ -18,7 +18,7 @@ from chanlog.bus.settings import BusSettings, IngestSettings
 from chanlog.bus.worker import Worker, WorkerRow
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode
-from chanlog.errors import InvalidArgument
+from chanlog.errors import ConfigError, InvalidArgument
 from chanlog.plugins.host import default_host
 
 __all__ = ["consumers_command", "ingest_command", "run_command"]
@@ -110,12 +110,56 @@ def _watch(worker: Worker, state: CliContext, refresh: float) -> None:
     show_default=True,
     help="Seconds between updates of the table (or of the log lines when not on a terminal).",
 )
+@click.option(
+    "--metrics",
+    "metrics",
+    metavar="HOST:PORT",
+    default=None,
+    help="Serve Prometheus metrics on http://HOST:PORT/metrics (needs the chanlog-otel plugin).",
+)
 @pass_cli
-def run_command(state: CliContext, only: tuple[str, ...], refresh: float) -> None:
+def run_command(
+    state: CliContext, only: tuple[str, ...], refresh: float, metrics: str | None
+) -> None:
     """Run every durable consumer ([consumers.NAME]) and ingest ([ingest.NAME]) of the
     configuration until SIGTERM or Ctrl-C: each finishes the record in hand, stores its
     position and gives its lease up; then exit 0."""
     logging.basicConfig(level=logging.WARNING, format="chanlog: %(name)s: %(message)s")
+    # Before the store opens: a store asks for its telemetry when it opens.
+    stop_metrics = _serve_metrics(metrics) if metrics is not None else None
+    try:
+        _run(state, only, refresh)
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
+
+
+def _metrics_address(text: str) -> tuple[str, int]:
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CliError(
+            f"--metrics {text!r}: expected HOST:PORT (e.g. 127.0.0.1:9464)", ExitCode.USAGE
+        )
+    return host.strip("[]"), int(port)
+
+
+def _serve_metrics(text: str) -> Callable[[], None]:
+    """Ask the first telemetry provider (a plugin's) to serve metrics at ``text``."""
+    host, port = _metrics_address(text)
+    providers = default_host().telemetry
+    if not providers:
+        raise CliError(
+            "--metrics needs a telemetry plugin: pip install chanlog-otel "
+            "(plugins/chanlog-otel in a checkout)",
+            ExitCode.USAGE,
+        )
+    try:
+        return cast(Callable[[], None], providers[sorted(providers)[0]].serve_metrics(host, port))
+    except ConfigError as exc:
+        raise CliError(str(exc), ExitCode.USAGE) from exc
+
+
+def _run(state: CliContext, only: tuple[str, ...], refresh: float) -> None:
     settings = state.settings().bus
     names = {consumer.name for consumer in settings.consumers}
     names |= {ingest.name for ingest in settings.ingest}

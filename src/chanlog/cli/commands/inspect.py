@@ -16,6 +16,7 @@ from chanlog.config import DEFAULT_BACKEND, file_backend, file_option_of, open_s
 from chanlog.errors import ChanlogError, IntegrityError
 from chanlog.plugins import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, default_host
 from chanlog.records import Witness
+from chanlog.telemetry import figures
 from chanlog.verification import parse_witness
 
 __all__ = ["plugins_command", "stats_command", "verify_command"]
@@ -114,7 +115,9 @@ def _replica_head(backend_name: str, serializer: str, replica: Path) -> Witness:
 @json_option
 @pass_cli
 def stats_command(state: CliContext) -> None:
-    """Length, chain head, events per type, entities per projection, latest snapshot."""
+    """Length, chain head, events per type, entities per projection, latest snapshot; with
+    --json also the metrics an operator scrapes (consumers' lag and parked records,
+    snapshots stored)."""
     store = state.open_store(read_only=True)
     backend = store.backend
     head = backend.head()
@@ -143,12 +146,16 @@ def stats_command(state: CliContext) -> None:
             "snapshot_hash": "0x" + snapshot.snapshot_hash.hex(),
             "versions": snapshot.versions,
         },
+        # The figures chanlog-otel's gauges report (docs/guides/operating.md, Metrics).
+        "metrics": figures(store),
     }
     output = state.output
     if output.json_mode:
         output.json(stats)
         return
-    summary = {key: value for key, value in stats.items() if key != "events_by_type"}
+    summary = {
+        key: value for key, value in stats.items() if key not in ("events_by_type", "metrics")
+    }
     output.mapping("store", summary)
     if counts:
         output.table(
