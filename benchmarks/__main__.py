@@ -60,7 +60,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="PATTERN",
-        help="run only case ids matching this shell pattern (repeatable), e.g. 'append.*'",
+        help="run only case ids matching this shell pattern (repeatable), e.g. 'append.*'; "
+        "writes under benchmarks/results/partial/ only",
     )
     parser.add_argument(
         "--workdir",
@@ -108,9 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def write_outputs(config: Config, results: list[CaseResult], started: str, duration: float) -> None:
-    """The JSON, the plot and the markdown page (quick runs go to a scratch directory)."""
-    if config.quick:
-        out = ROOT / "benchmarks" / "results" / "quick"
+    """The JSON, the plot and the markdown page. Only a full run of every case rewrites the
+    committed table: quick runs go to ``benchmarks/results/quick/`` and runs of some cases
+    (``--only``) to ``benchmarks/results/partial/``, both ignored by git."""
+    if config.quick or config.only:
+        out = ROOT / "benchmarks" / "results" / ("quick" if config.quick else "partial")
         json_path, plot_path, page_path = (
             out / "results.json",
             out / "scaling.png",
@@ -125,8 +128,10 @@ def write_outputs(config: Config, results: list[CaseResult], started: str, durat
     meta = {
         "started": started,
         "duration_s": round(duration, 1),
-        "mode": "quick" if config.quick else "full",
-        "command": "python -m benchmarks" + (" --quick" if config.quick else ""),
+        "mode": "quick" if config.quick else "partial" if config.only else "full",
+        "command": "python -m benchmarks"
+        + (" --quick" if config.quick else "")
+        + "".join(f" --only '{pattern}'" for pattern in config.only),
         "machine": machine_info(),
     }
     write_json(json_path, meta, results)

@@ -169,3 +169,17 @@ def test_config_selects_cases_and_clears_old_files(tmp_path: Path) -> None:
     assert not config.path("a.db").exists()
     assert not (tmp_path / "a.db-wal").exists()
     assert list(itertools.islice(tmp_path.iterdir(), 1)) == []
+
+
+def test_a_partial_run_leaves_the_committed_table_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import benchmarks.__main__ as command
+
+    monkeypatch.setattr(command, "ROOT", tmp_path)
+    command.write_outputs(Config(quick=False, workdir=tmp_path, only=("append.*",)), [], "t", 1.0)
+    partial = tmp_path / "benchmarks" / "results" / "partial"
+    assert (partial / "results.json").exists()
+    assert "--only 'append.*'" in (partial / "results.json").read_text()
+    assert not (tmp_path / "docs" / "benchmarks.md").exists()
+    assert not (tmp_path / "benchmarks" / "results" / "results.json").exists()
