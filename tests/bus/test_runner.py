@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -555,3 +556,44 @@ def test_a_runner_that_lost_its_lease_waits_for_it_and_goes_on(
         range(handed_by_taker, len(store))
     )
     assert store.bus.consumers.state("c").position == len(store)
+
+
+class _FlakyWrites(MemoryBackend):
+    """Fails its next ``failures`` write transactions."""
+
+    failures = 0
+
+    def write(self) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise StorageError("the database is restarting")
+        return super().write()
+
+
+def test_a_storage_failure_committing_a_handlers_appends_is_not_the_handlers() -> None:
+    """Retried by the run, not counted as a failed try, never parked."""
+    objective = "0x" + "ef" * 32
+    backend = _FlakyWrites()
+    with chanlog.EventStore(backend) as store:
+        tries: list[int] = []
+
+        def approve(record: RecordedEvent) -> list[chanlog.Event] | None:
+            tries.append(record.offset)
+            if record.event_type == "objective-created":
+                return [ObjectiveApproved(objective_id=objective, timestamp_ms=2)]
+            return None
+
+        store.append(
+            ObjectiveCreated(objective_id=objective, objective_type="DirectFund", timestamp_ms=1)
+        )
+        runner = store.bus.consumer("approver", approve, max_deliver=1, **FAST)
+        backend.failures = 2  # the next two commits of the handler's appends
+        stop, thread = _running(runner)
+        _until(lambda: len(store) == 2 and store.bus.consumers.state("approver").position == 2)
+        stop.set()
+        thread.join(10)
+        assert runner.stats.parked == 0
+        assert runner.stats.failures == 0
+        assert store.bus.consumers.parked("approver") == []
+        assert [r.event_type for r in store] == ["objective-created", "objective-approved"]
+        assert tries.count(0) >= 2  # handed over again after each failed commit

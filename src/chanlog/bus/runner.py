@@ -40,6 +40,17 @@ _RETRY_FIRST = 0.1  # seconds before the first retry after a storage failure (th
 _RETRY_MAX = 5.0
 
 
+class _CommitFailed(Exception):
+    """Committing a handler's appends failed for a reason that is not the handler's: the
+    store failed (a database restarted) or this runner lost its lease. The record is then
+    neither retried nor parked: it stays unhandled, and :meth:`ConsumerRunner.run` retries
+    or waits for the lease."""
+
+    def __init__(self, error: StorageError | LeaseHeld) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def new_holder() -> str:
     """A runner identity unique across machines and processes: host, pid and a nonce."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -361,6 +372,8 @@ class ConsumerRunner:
                 else:
                     self._pending.handled += 1
                     stats.handled += 1
+            except _CommitFailed as failed:
+                raise failed.error from None  # unhandled yet: run() retries or waits
             except Exception as exc:  # the handler's (or its appends') failure
                 if not self._redeliver(record, exc, stop):
                     return examined - 1, True
@@ -441,6 +454,8 @@ class ConsumerRunner:
                 appends = self._call(record)
                 self._handled(record, appends, replaying=replaying)
                 return attempt, None
+            except _CommitFailed as failed:
+                raise failed.error from None
             except Exception as exc:  # the handler's failure, whatever it is
                 error = self._failed(record, exc, attempt)
         return self.spec.max_deliver, error
@@ -472,11 +487,13 @@ class ConsumerRunner:
             position = max(self._position, record.offset + 1)
             try:
                 self.store.append_batch(appends, consumer_move=self._move(position))
-            except BaseException:
+            except BaseException as exc:
                 # Nothing was committed: the record is not handled yet.
                 pending.handled -= 1
                 if replaying:
                     pending.unparked.pop()
+                if isinstance(exc, StorageError | LeaseHeld):
+                    raise _CommitFailed(exc) from exc
                 raise
             self._committed(position)
         self.stats.handled += 1
