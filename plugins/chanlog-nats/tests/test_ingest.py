@@ -12,6 +12,7 @@ import pytest
 from chanlog_nats import NatsIngest, NatsRelay, headers_of
 
 from chanlog import EventStore
+from chanlog.backends.memory import MemoryBackend
 from chanlog.bus.ingest import ingest_consumer_name
 from chanlog.errors import StorageError
 from chanlog.events import ObjectiveApproved, ObjectiveCreated
@@ -241,3 +242,36 @@ def test_a_missing_stream_is_retried_and_a_backend_without_consumers_refused(
 
     with pytest.raises(StorageError, match="keeps no consumers"):
         NatsIngest(name="x", stream="S", durable="d").run(Store(), threading.Event())  # type: ignore[arg-type]
+
+
+class _FlakyWrites(MemoryBackend):
+    """Fails its next ``failures`` write transactions, as a database restarting would."""
+
+    failures = 0
+
+    def write(self) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise StorageError("the database is restarting")
+        return super().write()
+
+
+def test_a_replica_store_failing_for_a_while_is_retried(
+    streams: Any,
+    nats_url: str,
+    ingesting: Callable[..., Ingesting],
+    wait_until: Callable[..., None],
+) -> None:
+    node, stream = _relayed(streams, nats_url, 300)
+    backend = _FlakyWrites()
+    replica = EventStore(backend, projections=[])
+    backend.failures = 3
+    run = ingesting(replica, stream)
+    wait_until(lambda: len(replica) == len(node), 60, "the replica to catch up")
+    assert backend.failures == 0
+    assert replica.backend.head() == node.backend.head()
+    assert run.thread.is_alive()
+    assert run.ingest.stats()["last_error"] == "StorageError: the database is restarting"
+    run.close()
+    assert run.errors == []
+    assert run.ingest.stats()["parked"] == 0

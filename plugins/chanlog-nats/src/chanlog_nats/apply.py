@@ -28,7 +28,7 @@ import attrs
 from chanlog import codec
 from chanlog.backends.consumer_store import KeepsConsumers
 from chanlog.bus.source import BusStore
-from chanlog.errors import ChanlogError, DecodeError, InvalidEvent
+from chanlog.errors import ChanlogError, DecodeError, InvalidEvent, StorageError
 from chanlog.events.base import Event
 from chanlog.hashing import chain_next
 from chanlog.records import ParkedRecord, PositionMove
@@ -203,6 +203,8 @@ class Applier:
             return
         try:
             self.store.append_batch(events)
+        except StorageError:
+            raise  # the store failed, it did not refuse: the ingest tries the batch again
         except ChanlogError:
             self._append_one_by_one(messages, events, indexes, outcome)
             return
@@ -220,6 +222,8 @@ class Applier:
         for event, index in zip(events, indexes, strict=True):
             try:
                 self.store.append_batch([event])
+            except StorageError:
+                raise  # what went in before is found again (by its id) when retried
             except ChanlogError as exc:
                 outcome.verdicts[index] = PARK
                 outcome.parked.append(self._parked(messages[index], f"refused by the store: {exc}"))

@@ -32,7 +32,7 @@ from chanlog.bus.ingest import ingest_consumer_name
 from chanlog.bus.runner import new_holder
 from chanlog.bus.source import BusStore
 from chanlog.errors import ChanlogError, ConfigError, LeaseHeld, StorageError
-from chanlog_nats.apply import ACK, PARK, Applier, Incoming, Outcome
+from chanlog_nats.apply import ACK, PARK, WAIT, Applier, Incoming, Outcome
 from chanlog_nats.client import NatsThread
 from chanlog_nats.options import (
     DEFAULT_URL,
@@ -65,6 +65,8 @@ INGEST_OPTIONS = (
 
 _WHAT = "nats ingest"
 _RETRY = 1.0  # seconds between attempts while NATS cannot be reached
+_STORE_RETRY_FIRST = 0.1  # seconds before retrying after the replica's store failed
+_STORE_RETRY_MAX = 5.0
 
 
 class NatsIngest:
@@ -170,10 +172,15 @@ class NatsIngest:
         subscription: Any = None
         ahead: concurrent.futures.Future[list[Msg]] | None = None
         renewed = time.monotonic()
+        failing = 0  # storage failures in a row
         while not stop.is_set():
             if time.monotonic() - renewed > self.lease_ttl / 3:
-                applier.keeper.acquire_lease(self.consumer, applier.holder, self.lease_ttl)
-                renewed = time.monotonic()
+                try:
+                    applier.keeper.acquire_lease(self.consumer, applier.holder, self.lease_ttl)
+                    renewed = time.monotonic()
+                except StorageError as exc:
+                    failing = self._storage_failed(exc, failing, stop)
+                    continue
             try:
                 if subscription is None:
                     subscription = thread.call(self._subscribe(thread), self.connect_timeout * 5)
@@ -191,9 +198,43 @@ class NatsIngest:
                 stop.wait(_RETRY)
                 continue
             if messages:
-                self._handle(thread, applier, messages)
+                failing = self._apply(thread, applier, messages, stop)
         if ahead is not None:
             ahead.cancel()
+
+    def _apply(
+        self, thread: NatsThread, applier: Applier, messages: list[Msg], stop: threading.Event
+    ) -> int:
+        """Apply ``messages``, trying again while the replica's store fails (nothing of the
+        batch is committed then, and the batch is kept, so the log's order is kept too);
+        when stopped first, hand them back to the server. Return the failures in a row."""
+        failing = 0
+        while True:
+            try:
+                self._handle(thread, applier, messages)
+                return 0
+            except StorageError as exc:
+                failing = self._storage_failed(exc, failing, stop)
+                if stop.is_set():
+                    self._redeliver(thread, messages)
+                    return failing
+
+    def _storage_failed(self, exc: StorageError, failing: int, stop: threading.Event) -> int:
+        """Note a failure of the replica's store (a database restarted) and wait before
+        the next try: 0.1 s, doubling to 5 s. Return the failures in a row."""
+        self._last_error = f"StorageError: {exc}"
+        pause = min(_STORE_RETRY_FIRST * 2**failing, _STORE_RETRY_MAX)
+        logger.warning("%s %s: %s; retrying in %.1f s", _WHAT, self.name, exc, pause)
+        stop.wait(pause)
+        return failing + 1
+
+    def _redeliver(self, thread: NatsThread, messages: list[Msg]) -> None:
+        """Ask the server to deliver ``messages`` again soon (not waiting out the ack wait);
+        if it cannot be reached, the ack wait brings them back anyway."""
+        try:
+            thread.call(_settle(messages, [WAIT] * len(messages)), self.connect_timeout * 5)
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            logger.warning("%s %s: could not hand messages back: %s", _WHAT, self.name, exc)
 
     async def _subscribe(self, thread: NatsThread) -> Puller:
         client = await thread.connect()
