@@ -11,6 +11,7 @@ import time
 from chanlog.appending import AppendPipeline, AppendRequest, CommitResult, Encoded, Work
 from chanlog.backends.base import Backend
 from chanlog.delivery import Delivery
+from chanlog.errors import StorageError
 from chanlog.folding import InlineProjections, WriteStage
 from chanlog.reading import EventDecoder
 from chanlog.signals import event_appended
@@ -194,6 +195,12 @@ class Writer:
         finally:
             self._last_write = min(time.perf_counter() - started, _MAX_GATHER)
             for member in group:
+                if member.result is None and member.error is None:
+                    # The leader was interrupted before the group was written.
+                    member.error = StorageError(
+                        "the append was not written: the thread writing its group was "
+                        "interrupted; append it again"
+                    )
                 member.done = True
             self._hand_over(group)
 

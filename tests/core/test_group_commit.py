@@ -21,6 +21,7 @@ from chanlog import (
     StateSigned,
 )
 from chanlog.backends.sqlite import SqliteBackend
+from chanlog.errors import StorageError
 from chanlog_samples import SIGNER, make_signed
 
 THREADS = 8
@@ -440,3 +441,35 @@ def test_a_group_with_a_refused_append_writes_the_others(
     assert isinstance(results[1], InvalidTransition)
     assert results[2] == THREADS + 2
     assert len(store) == THREADS + 3
+
+
+def test_a_leader_interrupted_before_writing_fails_its_group_cleanly(
+    durable: tuple[EventStore, _GatedSqlite],
+) -> None:
+    store, backend = durable
+    writer = store._writer  # the store's append lock is swapped to interrupt the next leader
+
+    class Interrupting:
+        def __enter__(self) -> None:
+            raise KeyboardInterrupt
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    gate, leader, led = _held_lead(store, backend, make_signed(1, _channel(0)))
+    first, interrupted = _started(lambda: store.append(make_signed(1, _channel(1))))
+    _queued(store, 1)
+    second, failed = _started(lambda: store.append(make_signed(1, _channel(2))))
+    _queued(store, 2)
+    real = writer._lock
+    writer._lock = Interrupting()
+    gate.set()
+    for thread in (leader, first, second):
+        thread.join(30)
+    writer._lock = real
+    assert led == [THREADS]
+    assert isinstance(interrupted[0], KeyboardInterrupt)
+    assert isinstance(failed[0], StorageError)
+    assert "interrupted" in str(failed[0])
+    assert len(store) == THREADS + 1
+    assert store.append(make_signed(1, _channel(2))) == THREADS + 1  # the store goes on
