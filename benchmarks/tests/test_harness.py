@@ -177,6 +177,10 @@ def test_a_partial_run_leaves_the_committed_table_alone(
     import benchmarks.__main__ as command
 
     monkeypatch.setattr(command, "ROOT", tmp_path)
+    # The machine description and the plot need the bench extra (psutil, matplotlib).
+    machine = {"cpu": "test", "cores": 2, "memory_gb": 1.0, "os": "os", "python": "py"}
+    monkeypatch.setattr(command, "machine_info", lambda: {**machine, "versions": {}})
+    monkeypatch.setattr(command, "plot_scaling", lambda path, results: False)
     command.write_outputs(Config(quick=False, workdir=tmp_path, only=("append.*",)), [], "t", 1.0)
     partial = tmp_path / "benchmarks" / "results" / "partial"
     assert (partial / "results.json").exists()
