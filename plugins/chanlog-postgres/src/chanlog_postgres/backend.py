@@ -44,7 +44,7 @@ from chanlog.records import (
     StoredRecord,
     StoredSnapshot,
 )
-from chanlog_postgres.connection import connect, describe_error, parse_dsn
+from chanlog_postgres.connection import connect, parse_dsn, storage_error
 from chanlog_postgres.consumers import PostgresConsumers
 from chanlog_postgres.meta import SERIALIZER, meta_value, record_meta
 from chanlog_postgres.options import (
@@ -261,12 +261,9 @@ class PostgresBackend(KeepsConsumersThrough):
             raise StorageError(f"{self._where}: opened read-only; writes are refused")
 
     def _error(self, action: str, exc: psycopg.Error) -> StorageError:
-        if isinstance(exc, psycopg.errors.LockNotAvailable):
-            return StorageError(
-                f"{self._where}: cannot {action}: another process held the writer lock for "
-                f"more than lock_timeout ({self.lock_timeout:g} s)"
-            )
-        return StorageError(f"{self._where}: cannot {action}: {describe_error(exc)}")
+        return storage_error(
+            self._where, action, exc, held="the writer lock", lock_timeout=self.lock_timeout
+        )
 
     def _fetch(self, action: str, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self._borrow(action) as connection:

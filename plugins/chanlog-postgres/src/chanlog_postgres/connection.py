@@ -14,7 +14,7 @@ from psycopg import conninfo
 
 from chanlog.errors import ConfigError, StorageError
 
-__all__ = ["KEEPALIVES", "ServerAddress", "connect", "describe_error", "parse_dsn"]
+__all__ = ["KEEPALIVES", "ServerAddress", "connect", "describe_error", "parse_dsn", "storage_error"]
 
 KEEPALIVES: dict[str, int] = {
     "keepalives": 1,
@@ -95,6 +95,19 @@ def connect(
         raise StorageError(
             f"postgres backend: cannot connect to {server}: {describe_error(exc)}"
         ) from exc
+
+
+def storage_error(
+    where: str, action: str, exc: psycopg.Error, *, held: str, lock_timeout: float
+) -> StorageError:
+    """The :class:`StorageError` for a failed ``action``: a lock another process held past
+    ``lock_timeout`` (``held`` names it), or the server's own one-line reason."""
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        return StorageError(
+            f"{where}: cannot {action}: another process held {held} for more than "
+            f"lock_timeout ({lock_timeout:g} s)"
+        )
+    return StorageError(f"{where}: cannot {action}: {describe_error(exc)}")
 
 
 def describe_error(exc: BaseException) -> str:

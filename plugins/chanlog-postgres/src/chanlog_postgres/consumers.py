@@ -31,7 +31,7 @@ import psycopg
 from chanlog.backends.consumer_store import check_move, check_position, held_elsewhere
 from chanlog.errors import NotFound, StorageError
 from chanlog.records import ConsumerState, ParkedRecord, PositionMove
-from chanlog_postgres.connection import describe_error
+from chanlog_postgres.connection import storage_error
 from chanlog_postgres.schema import quoted
 
 __all__ = ["ConsumerStatements", "PostgresConsumers", "move_in_transaction"]
@@ -238,12 +238,9 @@ class PostgresConsumers:
         self._tables = tables
 
     def _error(self, action: str, exc: psycopg.Error) -> StorageError:
-        if isinstance(exc, psycopg.errors.LockNotAvailable):
-            return StorageError(
-                f"{self._where}: cannot {action}: another process held the consumer's row "
-                f"for more than lock_timeout ({self._lock_timeout:g} s)"
-            )
-        return StorageError(f"{self._where}: cannot {action}: {describe_error(exc)}")
+        return storage_error(
+            self._where, action, exc, held="the consumer's row", lock_timeout=self._lock_timeout
+        )
 
     # -- reads -------------------------------------------------------------------------------
 
