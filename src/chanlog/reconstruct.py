@@ -82,9 +82,9 @@ class StateReconstructor:
         self._private: dict[str, Projection] = {}
         self._describes: dict[type, bool] = {}
         self._kinds: tuple[int, dict[str, str]] = (-1, {})
-        # kind -> (plugin generation, projection name, projection, folded inline, whether
-        # it describes its ids): what every call would otherwise work out again.
-        self._resolved: dict[str, tuple[int, str, Projection, bool, bool]] = {}
+        # kind -> (plugin generation, projection name, projection, folded inline): what
+        # every call would otherwise work out again.
+        self._resolved: dict[str, tuple[int, str, Projection, bool]] = {}
         self.folded_count = 0
         """Events folded by this reconstructor so far (what the cost tests count)."""
 
@@ -171,11 +171,8 @@ class StateReconstructor:
         resolved = self._resolved.get(kind) if type(kind) is str else None
         if resolved is None or resolved[0] != self._source.plugins.generation:
             resolved = self._resolve(kind)
-        _, name, projection, inline, describes = resolved
-        if type(entity_id) is not str:
-            raise InvalidArgument(f"entity_id must be a string, got {type(entity_id).__name__}")
-        if describes:
-            cast(DescribesEntities, projection).check_entity_id(entity_id)
+        _, name, projection, inline = resolved
+        self.check_entity_id(projection, entity_id)
         if at is not None and (type(at) is not int or at < 0):
             raise InvalidArgument(f"at must be a non-negative int, got {at!r}")
         key = entity_id.lower()
@@ -208,13 +205,13 @@ class StateReconstructor:
             raise NotFound(f"no {kind} {entity_id}{where}")
         return state
 
-    def _resolve(self, kind: str) -> tuple[int, str, Projection, bool, bool]:
+    def _resolve(self, kind: str) -> tuple[int, str, Projection, bool]:
         """What :meth:`reconstruct` needs to know of ``kind``, worked out and remembered
         until the plugins change (see :meth:`resolve_kind`)."""
         generation = self._source.plugins.generation
         name = self.resolve_kind(kind)
         projection, inline = self._projection(name)
-        resolved = (generation, name, projection, inline, self._describes_entities(projection))
+        resolved = (generation, name, projection, inline)
         self._resolved[kind] = resolved
         return resolved
 
