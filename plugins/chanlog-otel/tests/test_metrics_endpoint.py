@@ -71,6 +71,22 @@ def _scrape(url: str) -> dict[str, float]:
     return samples
 
 
+def _chanlog(
+    directory: Path, env: dict[str, str], *arguments: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``chanlog`` command in ``directory`` and collect what it printed."""
+    assert CHANLOG is not None
+    return subprocess.run(
+        [CHANLOG, *arguments],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def _wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -112,14 +128,11 @@ def test_run_serves_prometheus_metrics_of_appends_from_another_process(
         _wait_for(serving, "the metrics endpoint")
         before = _scrape(url)
         assert before["chanlog_log_records_total"] == 0
-        appended = subprocess.run(
-            [CHANLOG, "generate", "--channels", "1", "--turns", "2", "--batch-size", "5"],
-            cwd=directory,
-            env=env,
-            capture_output=True,
-            text=True,
+        appended = _chanlog(
+            directory,
+            env,
+            *("generate", "--channels", "1", "--turns", "2", "--batch-size", "5"),
             timeout=120,
-            check=False,
         )
         assert appended.returncode == 0, appended.stderr
 
@@ -148,9 +161,7 @@ def test_run_serves_prometheus_metrics_of_appends_from_another_process(
         _out, err = runner.communicate(timeout=60)
     assert runner.returncode == 0, err
 
-    stats = subprocess.run(
-        [CHANLOG, "stats", "--json"], cwd=directory, env=env, capture_output=True, text=True
-    )
+    stats = _chanlog(directory, env, "stats", "--json")
     assert stats.returncode == 0, stats.stderr
     metrics = json.loads(stats.stdout)["metrics"]
     assert metrics["records"] == APPENDED
@@ -164,16 +175,8 @@ def test_run_serves_prometheus_metrics_of_appends_from_another_process(
 
 
 def test_run_refuses_a_bad_metrics_address(node: tuple[Path, dict[str, str]]) -> None:
-    assert CHANLOG is not None
     directory, env = node
-    result = subprocess.run(
-        [CHANLOG, "run", "--metrics", "nowhere"],
-        cwd=directory,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _chanlog(directory, env, "run", "--metrics", "nowhere")
     assert result.returncode == 2
     assert "HOST:PORT" in result.stderr
 
@@ -181,16 +184,8 @@ def test_run_refuses_a_bad_metrics_address(node: tuple[Path, dict[str, str]]) ->
 def test_run_without_a_telemetry_plugin_names_chanlog_otel(
     node: tuple[Path, dict[str, str]],
 ) -> None:
-    assert CHANLOG is not None
     directory, env = node
     env["CHANLOG_DISABLE_PLUGINS"] = "otel"
-    result = subprocess.run(
-        [CHANLOG, "run", "--metrics", f"127.0.0.1:{_free_port()}"],
-        cwd=directory,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _chanlog(directory, env, "run", "--metrics", f"127.0.0.1:{_free_port()}")
     assert result.returncode == 2
     assert "chanlog-otel" in result.stderr
