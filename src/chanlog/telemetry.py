@@ -258,16 +258,15 @@ class _Instruments:
         local, telemetry = self.local, self.telemetry
         check_integrity = store.check_integrity
 
-        def observed_run(
-            work: Work, encoded: list[Encoded], expected: dict[str, int] | None, batch: bool
+        def observed(
+            write: Callable[..., CommitResult], encoded: list[Encoded], *arguments: Any
         ) -> CommitResult:
-            if local.active:  # a group commit's lone append runs run(): observed once
-                return run(work, encoded, expected, batch)
+            """``write(*arguments)``, one append, timed and reported once."""
             local.active = True
             local.commit = None
             started = time.time_ns()
             try:
-                result = run(work, encoded, expected, batch)
+                result = write(*arguments)
             except Exception as exc:
                 self._failed(exc, started)
                 raise
@@ -276,21 +275,17 @@ class _Instruments:
             telemetry.appended(encoded, result, (started, time.time_ns()), local.commit)
             return result
 
+        def observed_run(
+            work: Work, encoded: list[Encoded], expected: dict[str, int] | None, batch: bool
+        ) -> CommitResult:
+            if local.active:  # a group commit's lone append runs run(): observed once
+                return run(work, encoded, expected, batch)
+            return observed(run, encoded, work, encoded, expected, batch)
+
         def observed_append(
             encoded: list[Encoded], expected: dict[str, int] | None, batch: bool
         ) -> CommitResult:
-            local.active = True
-            local.commit = None
-            started = time.time_ns()
-            try:
-                result = append(encoded, expected, batch)
-            except Exception as exc:
-                self._failed(exc, started)
-                raise
-            finally:
-                local.active = False
-            telemetry.appended(encoded, result, (started, time.time_ns()), local.commit)
-            return result
+            return observed(append, encoded, encoded, expected, batch)
 
         def observed_encode(items: Sequence[object], *, batch: bool) -> list[Encoded]:
             started = time.time_ns()
