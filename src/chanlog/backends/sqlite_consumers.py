@@ -138,6 +138,21 @@ def parked_of(row: Sequence[Any], path: Path) -> ParkedRecord:
     )
 
 
+def _parked_rows(
+    connection: sqlite3.Connection,
+    name: str,
+    offsets: Sequence[int] | None,
+    every: str,
+    each: str,
+) -> int:
+    """Run ``every`` on all of ``name``'s parked records (``offsets`` is ``None``) or
+    ``each`` on those at ``offsets``; return how many rows it changed."""
+    if offsets is None:
+        return connection.execute(every, (name,)).rowcount
+    chosen = [(name, offset) for (offset,) in _offsets(offsets)]
+    return connection.executemany(each, chosen).rowcount if chosen else 0
+
+
 def _offsets(offsets: Sequence[int]) -> list[tuple[int]]:
     """Each offset that could be parked, once (others cannot match a row)."""
     chosen = {offset for offset in offsets if type(offset) is int and 0 <= offset <= MAX_POSITION}
@@ -343,10 +358,7 @@ class SqliteConsumers:
 
         def mark(connection: sqlite3.Connection, now: float) -> int:
             _existing_in(connection, name, path)
-            if offsets is None:
-                return connection.execute(REPLAY_ALL, (name,)).rowcount
-            chosen = [(name, offset) for (offset,) in _offsets(offsets)]
-            return connection.executemany(REPLAY, chosen).rowcount if chosen else 0
+            return _parked_rows(connection, name, offsets, REPLAY_ALL, REPLAY)
 
         return self._write("request a replay", mark)
 
@@ -356,11 +368,7 @@ class SqliteConsumers:
 
         def drop(connection: sqlite3.Connection, now: float) -> int:
             _existing_in(connection, name, path)
-            if offsets is None:
-                dropped = connection.execute(UNPARK_ALL, (name,)).rowcount
-            else:
-                chosen = [(name, offset) for (offset,) in _offsets(offsets)]
-                dropped = connection.executemany(UNPARK, chosen).rowcount if chosen else 0
+            dropped = _parked_rows(connection, name, offsets, UNPARK_ALL, UNPARK)
             connection.execute(TOUCH, (now, name))
             return dropped
 
