@@ -1,7 +1,8 @@
 """What ``chanlog generate --channels 1000 --turns 100`` leaves on disk with the default
 configuration (issue 17, DESIGN section 9): the file, and the snapshots' share of it. The
 command runs once per benchmark run (in a fresh process, as an operator would run it); both
-rows read its result."""
+rows read its result. And the size of a snapshot of a node whose channels are mostly idle,
+incremental (ADR 0036) and whole."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from pathlib import Path
 from benchmarks.config import Config
 from benchmarks.harness import Case, Contender
 from benchmarks.logs import LogCache
+from chanlog import EventStore
+from chanlog.snapshots import EveryNEvents
+from chanlog.workload import Workload
 
 __all__ = ["cases"]
 
@@ -66,8 +70,24 @@ class _Generated:
         return lambda: self.sizes()[1]
 
 
+def idle_node_snapshot(channels: int, busy: int, incremental: bool) -> Callable[[], float]:
+    """A trial: a store of ``channels`` channels takes a snapshot, then ``busy`` new channels
+    run their traffic and it takes another; the bytes of that second snapshot."""
+
+    def trial() -> float:
+        store = EventStore(
+            snapshot_policy=EveryNEvents(n=10**9, incremental=incremental), checkpoint_every=0
+        )
+        store.append_batch(Workload(channels=channels, turns=1, seed=1).events())
+        store.snapshot()
+        store.append_batch(Workload(channels=busy, turns=4, seed=2).events())
+        return float(len(store.snapshot().data))
+
+    return trial
+
+
 def cases(config: Config, logs: LogCache) -> list[Case]:
-    """The generated file and its snapshots."""
+    """The generated file and its snapshots; a snapshot of a mostly idle node."""
     del logs
     channels = config.size(1000, 50)
     turns = config.size(100, 20)
@@ -78,7 +98,21 @@ def cases(config: Config, logs: LogCache) -> list[Case]:
         "configuration (sqlite, durability full, every-n-events n=1000 keep=2); file = the "
         "database and its WAL after the command; snapshots = `chanlog snapshots --json`."
     )
+    idle, busy = config.size(1000, 100), config.size(20, 5)
     return [
+        Case(
+            "snapshots.idle-node",
+            f"one snapshot of {idle:,} idle channels after {busy} busy ones ran",
+            "memory",
+            1,
+            [
+                Contender("chanlog", idle_node_snapshot(idle, busy, incremental=True)),
+                Contender("whole snapshots", idle_node_snapshot(idle, busy, incremental=False)),
+            ],
+            config.reps(3),
+            "The stored bytes of the second snapshot, incremental on the first (the default, "
+            "ADR 0036) and with `incremental = false` (whole, compressed from 64 KB).",
+        ),
         Case(
             "generate.file",
             f"file written by {what}",

@@ -30,7 +30,7 @@ from chanlog.events.base import Event
 from chanlog.events.system import SnapshotCreated
 from chanlog.hashing import chain_next
 from chanlog.records import RecordedEvent, StoredSnapshot
-from chanlog.snapshots.codec import encode_snapshot
+from chanlog.snapshots.incremental import SnapshotChain, encode_incremental
 from chanlog.store import EventStore
 
 __all__ = ["ExportedRecord", "LogCopy", "export_line", "is_export_line", "parse_export_line"]
@@ -136,6 +136,7 @@ class LogCopy:
         self.appended = 0
         self.present = 0
         self.snapshots = 0
+        self._chain: SnapshotChain | None = None  # the last snapshot rebuilt
 
     def add(self, records: Sequence[ExportedRecord]) -> None:
         """Copy the next ``records`` of the export.
@@ -223,7 +224,7 @@ class LogCopy:
 
     def _append(self, piece: list[ExportedRecord]) -> None:
         store = self._store
-        rebuilt = _announced_snapshot(store, piece[0])
+        rebuilt = _announced_snapshot(store, piece[0], self._chain)
         try:
             store.append_at(piece[0].offset, [record.event for record in piece])
         except (InvalidTransition, InvalidEvent, ConcurrencyError) as exc:
@@ -240,7 +241,8 @@ class LogCopy:
         if rebuilt is not None:
             # After the event: a crash in between leaves an announced snapshot missing,
             # which readers skip, never a stored one that nothing announces.
-            store.backend.save_snapshot(rebuilt)
+            store.backend.save_snapshot(rebuilt[0])
+            self._chain = rebuilt[1]
             self.snapshots += 1
 
 
@@ -260,13 +262,20 @@ def _announces_itself(record: ExportedRecord) -> bool:
     return type(event) is SnapshotCreated and event.snapshot_offset == record.offset
 
 
-def _announced_snapshot(store: EventStore, record: ExportedRecord) -> StoredSnapshot | None:
+def _announced_snapshot(
+    store: EventStore, record: ExportedRecord, chain: SnapshotChain | None
+) -> tuple[StoredSnapshot, SnapshotChain] | None:
     """The snapshot ``record`` announces, from ``store``'s projections as they stand (the
-    log ends just before ``record``), when they encode to the announced hash; else
-    ``None`` (other projections or versions: the copy then has no snapshot there)."""
+    log ends just before ``record``), when they encode to the announced hash: incremental
+    on the snapshot rebuilt before it (``chain``), as the exporting store would have taken
+    it (ADR 0036), or whole; else ``None`` (other projections or versions: the copy then
+    has no snapshot there)."""
     event = record.event
     projections = store.projections
     if not projections or type(event) is not SnapshotCreated or not _announces_itself(record):
         return None
-    snapshot = encode_snapshot(record.offset, projections)
-    return snapshot if "0x" + snapshot.snapshot_hash.hex() == event.snapshot_hash else None
+    for previous in (chain, None) if chain is not None else (None,):
+        snapshot, rebuilt = encode_incremental(record.offset, projections, previous)
+        if "0x" + snapshot.snapshot_hash.hex() == event.snapshot_hash:
+            return snapshot, rebuilt
+    return None

@@ -9,14 +9,19 @@ import orjson
 from cli.conftest import Run
 
 
-def test_snapshots_are_listed_with_sizes_and_pruned(run: Run, demo_db: Path) -> None:
+def test_snapshots_are_listed_with_sizes_and_pruned(
+    run: Run, demo_db: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "whole.toml"
+    config.write_text('[snapshots]\npolicy = "every-n-events"\nincremental = false\n')
     for _ in range(4):
-        assert run("snapshot").exit_code == 0
+        assert run("--config", str(config), "snapshot").exit_code == 0
     listed = run("snapshots", "--json")
     assert listed.exit_code == 0, listed.output
     report = orjson.loads(listed.output)
     offsets = [entry["offset"] for entry in report["snapshots"]]
     assert offsets == [15, 16]  # the default policy keeps the latest 2 of close ones
+    assert [entry["base"] for entry in report["snapshots"]] == [None, None]
     assert report["total_bytes"] == sum(entry["bytes"] for entry in report["snapshots"])
     assert 0 < report["total_bytes"] < report["file_bytes"]
     table = run("snapshots")
@@ -28,6 +33,21 @@ def test_snapshots_are_listed_with_sizes_and_pruned(run: Run, demo_db: Path) -> 
     left = [e["offset"] for e in orjson.loads(run("snapshots", "--json").output)["snapshots"]]
     assert left == [16]
     assert run("verify").exit_code == 0  # a pruned snapshot is no damage
+
+
+def test_incremental_snapshots_name_their_base_and_keep_it(run: Run, demo_db: Path) -> None:
+    for _ in range(3):  # each in a new process: each goes on with the stored chain
+        assert run("snapshot").exit_code == 0
+    report = orjson.loads(run("snapshots", "--json").output)
+    assert [(e["offset"], e["base"]) for e in report["snapshots"]] == [
+        (13, None),
+        (14, 13),
+        (15, 14),
+    ]
+    assert "snapshot 14" in run("snapshots").output
+    pruned = run("snapshots", "prune", "--keep", "1", "--json")
+    assert orjson.loads(pruned.output)["deleted"] == []  # 15 is read through 14 and 13
+    assert run("verify").exit_code == 0
 
 
 def test_snapshots_of_a_missing_log_exit_3(run: Run, db: Path) -> None:

@@ -315,7 +315,7 @@ def test_thinning_never_wants_back_what_it_deleted(numbers: list[int], keep: int
 def test_every_n_events_keeps_what_retention_says(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="keep must be"):
         EveryNEvents(keep=-1)
-    policy = EveryNEvents(n=20, keep=1)
+    policy = EveryNEvents(n=20, keep=1, incremental=False)  # bases: test_incremental.py
     assert isinstance(policy, RetainsSnapshots)
     store = EventStore(SqliteBackend(tmp_path / "log.db"), snapshot_policy=policy)
     store.append_batch(list(Workload(WorkloadConfig(seed=5, channels=6, turns=12))))

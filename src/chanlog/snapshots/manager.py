@@ -17,14 +17,16 @@ from chanlog.backends.base import Backend
 from chanlog.errors import DecodeError, InvalidArgument
 from chanlog.projections.base import DefersStateLoading, Projection, SnapshotsPerEntity
 from chanlog.records import RecordedEvent, StoredSnapshot
-from chanlog.snapshots.codec import SnapshotView, open_snapshot
+from chanlog.snapshots.codec import base_reference
+from chanlog.snapshots.view import SnapshotView, open_snapshot
 
 __all__ = ["SnapshotManager", "SnapshotSource"]
 
 logger = logging.getLogger("chanlog.snapshots")
 
 _VIEW_CACHE_SIZE = 4
-"""Opened snapshots kept (each verified once: its hash covers every byte)."""
+"""Opened snapshots kept (each verified once: its hash covers every byte). The view of an
+incremental snapshot holds its base's, however many are cached."""
 _STATE_CACHE_SIZE = 1024
 """Entity states read out of snapshots kept for reconstruction (states are immutable)."""
 _ABSENT = object()
@@ -126,13 +128,31 @@ class SnapshotManager:
             if cached is not None:
                 self._views.move_to_end(key)
                 return cached
-        view = open_snapshot(snapshot)
+        view = open_snapshot(snapshot, self._base_view(snapshot))
         with self._cache_lock:
             self.opened_count += 1
             self._views[key] = view
             while len(self._views) > _VIEW_CACHE_SIZE:
                 self._views.popitem(last=False)
         return view
+
+    def _base_view(self, snapshot: StoredSnapshot) -> SnapshotView | None:
+        """The opened base of an incremental ``snapshot`` (``None`` for a whole one).
+
+        Raises:
+            DecodeError: the base is no longer stored, or another snapshot replaced it.
+        """
+        reference = base_reference(snapshot)
+        if reference is None:
+            return None
+        base = self._source.backend.latest_snapshot(reference[0])
+        if base is None or (base.offset, base.snapshot_hash) != reference:
+            raise DecodeError(
+                f"snapshot at offset {snapshot.offset}: incremental on the snapshot at offset "
+                f"{reference[0]}, which is no longer stored as it was",
+                path="base",
+            )
+        return self.open(base)  # its offset is lower: the recursion ends
 
     # -- reading states out of snapshots -------------------------------------------------
 

@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_KEEP",
     "DEFAULT_SNAPSHOT_EVERY",
     "EveryNEvents",
+    "IncrementalSnapshots",
     "Never",
     "PlansSnapshots",
     "RetainsSnapshots",
@@ -71,6 +72,17 @@ class RetainsSnapshots(Protocol):
         ...
 
 
+@runtime_checkable
+class IncrementalSnapshots(Protocol):
+    """An optional capability of a :class:`SnapshotPolicy`: when :attr:`incremental` is
+    true, a snapshot the store takes at the end of the log holds only the entities that
+    changed since the last one it took, and reads the others through it (ADR 0036).
+    Pruning never deletes a snapshot that a kept one is taken on."""
+
+    incremental: bool
+    """Take incremental snapshots (else every snapshot is whole)."""
+
+
 def retained(offsets: Sequence[int], keep: int, spacing: int) -> set[int]:
     """The latest ``keep`` of ``offsets`` (ascending), and a thinned set of the older ones:
     about one per doubling of age, so ``keep + log2(length / spacing)`` snapshots however
@@ -110,12 +122,18 @@ class EveryNEvents:
         n: events between snapshots (an int >= 1; default 1000).
         keep: the latest snapshots kept (default 2; ``0``: keep every snapshot); older ones
             are thinned to about one per doubling of age (:func:`retained`).
+        incremental: take incremental snapshots (default true;
+            :class:`IncrementalSnapshots`).
     """
 
     name = "every-n-events"
 
     def __init__(
-        self, n: int = DEFAULT_SNAPSHOT_EVERY, keep: int = DEFAULT_KEEP, **options: Any
+        self,
+        n: int = DEFAULT_SNAPSHOT_EVERY,
+        keep: int = DEFAULT_KEEP,
+        incremental: bool = True,
+        **options: Any,
     ) -> None:
         _reject_unknown(self.name, options)
         if type(n) is not int or n < 1:
@@ -125,8 +143,14 @@ class EveryNEvents:
                 f"every-n-events: keep must be an int >= 0 (0: keep all), got {keep!r}",
                 key="keep",
             )
+        if type(incremental) is not bool:
+            raise ConfigError(
+                f"every-n-events: incremental must be true or false, got {incremental!r}",
+                key="incremental",
+            )
         self.n = n
         self.keep = keep
+        self.incremental = incremental
 
     def retain(self, offsets: Sequence[int]) -> set[int]:
         """The latest ``keep``, and thinned older ones (:class:`RetainsSnapshots`)."""
@@ -141,7 +165,7 @@ class EveryNEvents:
         return (last_snapshot_offset or 0) + self.n
 
     def __repr__(self) -> str:
-        return f"EveryNEvents(n={self.n}, keep={self.keep})"
+        return f"EveryNEvents(n={self.n}, keep={self.keep}, incremental={self.incremental})"
 
 
 class Never:

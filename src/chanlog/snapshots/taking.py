@@ -25,10 +25,12 @@ from chanlog.events.system import SnapshotCreated
 from chanlog.folding import InlineProjections
 from chanlog.projections.base import Projection
 from chanlog.records import RecordedEvent, StoredSnapshot
-from chanlog.snapshots.codec import encode_snapshot
+from chanlog.snapshots.codec import base_reference, encode_snapshot
+from chanlog.snapshots.incremental import SnapshotChain, chain_of, encode_incremental
 from chanlog.snapshots.manager import SnapshotManager
 from chanlog.snapshots.policies import (
     EveryNEvents,
+    IncrementalSnapshots,
     PlansSnapshots,
     RetainsSnapshots,
     SnapshotPolicy,
@@ -66,6 +68,8 @@ class SnapshotTaker:
         self._read_range = read_range
         self.policy = policy
         self._plan = policy.next_snapshot_at if isinstance(policy, PlansSnapshots) else None
+        self._chain: SnapshotChain | None = None  # the last snapshot this store took
+        self._bases: dict[tuple[int, int], int | None] = {}  # (offset, size) → base offset
         self.ask_from = 0
         """The folded length from which :meth:`due` may be true: the store asks only then
         (an attribute read per commit instead of a call). 0 for a policy that does not
@@ -89,13 +93,15 @@ class SnapshotTaker:
         """Take a snapshot as of ``offset`` (``None``: the end of the log) in one write
         transaction of the store's; when ``automatic``, only if the policy still wants one
         then (``None`` when it does not)."""
-        taken: list[StoredSnapshot] = []
+        taken: list[tuple[StoredSnapshot, SnapshotChain | None]] = []
         self._transact(self._work(offset, automatic, taken), [], None, False)
+        if taken and taken[0][1] is not None:
+            self._chain = taken[0][1]  # committed: the next snapshot may be taken on it
         if taken and self._remembers is not None:
             self._remembers.remember_head(self._backend.head())
         if taken:
             self.prune()
-        return taken[0] if taken else None
+        return taken[0][0] if taken else None
 
     def prune(self, keep: int | None = None) -> list[int]:
         """Delete the stored snapshots the policy does not retain (or, with ``keep``, all
@@ -113,10 +119,36 @@ class SnapshotTaker:
             kept = policy.retain(offsets)
         else:
             return []
+        kept = self._with_bases(kept, dict(backend.snapshot_sizes()))
         doomed = [offset for offset in offsets if offset not in kept]
         if doomed:
             backend.delete_snapshots(doomed)
         return doomed
+
+    def _with_bases(self, kept: set[int], sizes: dict[int, int]) -> set[int]:
+        """``kept`` and every snapshot a kept incremental one is taken on, through its
+        chain: deleting a base would leave the snapshots on it unreadable. The base of each
+        stored snapshot is read once (from its first line) and remembered by offset and
+        size."""
+        closed = set(kept)
+        pending = list(kept)
+        while pending:
+            offset = pending.pop()
+            key = (offset, sizes.get(offset, -1))
+            if key not in self._bases:
+                snapshot = self._backend.latest_snapshot(offset)
+                reference = None
+                if snapshot is not None and snapshot.offset == offset:
+                    try:
+                        reference = base_reference(snapshot)
+                    except ChanlogError:
+                        reference = None  # unreadable anyway: it keeps nothing alive
+                self._bases[key] = None if reference is None else reference[0]
+            base = self._bases[key]
+            if base is not None and base in sizes and base not in closed:
+                closed.add(base)
+                pending.append(base)
+        return closed
 
     def maybe_take(self) -> None:
         """After a commit: take a snapshot if the policy wants one. A failure is logged,
@@ -128,9 +160,15 @@ class SnapshotTaker:
             except ChanlogError:
                 logger.exception("automatic snapshot at offset %d failed", self._inline.folded)
 
-    def _work(self, offset: int | None, automatic: bool, taken: list[StoredSnapshot]) -> Work:
+    def _work(
+        self,
+        offset: int | None,
+        automatic: bool,
+        taken: list[tuple[StoredSnapshot, SnapshotChain | None]],
+    ) -> Work:
         """The work of one snapshot as of ``offset`` (``None``: the end of the log); when
-        ``automatic``, only if the policy still wants one. The snapshot goes into ``taken``."""
+        ``automatic``, only if the policy still wants one. The snapshot, and what a next
+        incremental one may be taken on, go into ``taken``."""
 
         def take(
             transaction: WriteTransaction,
@@ -144,18 +182,66 @@ class SnapshotTaker:
             at = length if offset is None else offset
             if at > length:
                 raise InvalidArgument(f"offset {at} is beyond the end of the log ({length})")
-            states = self._inline.by_name if at == length else self._snapshots.projections_at(at)
-            snapshot = encode_snapshot(at, states)
+            backend = self._backend
+            stored = dict(backend.snapshot_sizes()) if isinstance(backend, ManagesSnapshots) else {}
+            states: Mapping[str, Projection] = (
+                self._inline.by_name if at == length else self._snapshots.projections_at(at)
+            )
+            snapshot, chain = self._encode(at, states, stored, at == length)
             if saves_snapshots_in_transaction(transaction):
                 transaction.save_snapshot(snapshot)
             else:
                 self._backend.save_snapshot(snapshot)
-            taken.append(snapshot)
+            taken.append((snapshot, chain))
             pipeline = self._pipeline
             encoded = pipeline.encode([self._announcement(snapshot, states)], batch=False)
             return pipeline.write(transaction, encoded, None, False)
 
         return take
+
+    def _encode(
+        self, at: int, states: Mapping[str, Projection], stored: dict[int, int], current: bool
+    ) -> tuple[StoredSnapshot, SnapshotChain | None]:
+        """The snapshot of ``states`` (the ``current`` ones, or as of an earlier ``at``),
+        given the offsets of the ``stored`` snapshots (empty when the backend cannot list
+        them).
+
+        A readable snapshot already stored at ``at`` with the same schema versions is taken
+        again as it is: the same states, the same bytes, and a snapshot taken on it stays
+        readable. Otherwise, when the policy asks for incremental snapshots and the backend
+        manages its snapshots, one of the current states is taken on the last snapshot this
+        store took, if that one is still stored (ADR 0036); else it is whole."""
+        chain = self._chain if self._chain is not None and self._chain.offset == at else None
+        if at in stored:
+            existing = self._backend.latest_snapshot(at)
+            if (
+                existing is not None
+                and existing.offset == at
+                and existing.versions == {n: p.schema_version for n, p in states.items()}
+            ):
+                try:
+                    self._snapshots.open(existing)
+                except ChanlogError:
+                    pass  # damaged or its base is gone: replaced below
+                else:
+                    return existing, chain
+        policy = self.policy
+        if (
+            not current
+            or not isinstance(self._backend, ManagesSnapshots)  # prune must see the bases
+            or not (isinstance(policy, IncrementalSnapshots) and policy.incremental is True)
+        ):
+            return encode_snapshot(at, states), None
+        previous = self._chain if self._chain is not None else self._resumed()
+        if previous is not None and not all(offset in stored for offset in previous.lineage):
+            previous = None  # pruned elsewhere: a snapshot on it could not be read
+        return encode_incremental(at, states, previous)
+
+    def _resumed(self) -> SnapshotChain | None:
+        """The chain of the newest readable stored snapshot, for the first snapshot this
+        store takes (a restarted node goes on with its chain); ``None`` without one."""
+        latest = self._snapshots.latest_snapshot()
+        return None if latest is None else chain_of(self._snapshots.open(latest))
 
     def _announcement(
         self, snapshot: StoredSnapshot, states: Mapping[str, Projection]

@@ -6,11 +6,27 @@ from pathlib import Path
 
 import click
 
+from chanlog.backends.base import Backend
 from chanlog.backends.capabilities import FileBacked, ManagesSnapshots
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode
+from chanlog.errors import DecodeError
+from chanlog.snapshots.codec import base_reference
 
 __all__ = ["snapshots_command"]
+
+
+def _base_of(backend: Backend, offset: int) -> int | None:
+    """The offset of the snapshot the one at ``offset`` is incremental on (``None``: it is
+    whole, or unreadable: ``verify`` says why)."""
+    snapshot = backend.latest_snapshot(offset)
+    if snapshot is None or snapshot.offset != offset:
+        return None
+    try:
+        reference = base_reference(snapshot)
+    except DecodeError:
+        return None
+    return None if reference is None else reference[0]
 
 
 def _file_size(backend: object) -> int | None:
@@ -28,8 +44,9 @@ def _file_size(backend: object) -> int | None:
 @pass_cli
 @click.pass_context
 def snapshots_command(ctx: click.Context, state: CliContext) -> None:
-    """List the stored snapshots: offset and size, their total and their share of the
-    log's file. 'prune' deletes those the snapshot policy does not keep."""
+    """List the stored snapshots: offset, size and the snapshot an incremental one is
+    taken on, their total and their share of the log's file. 'prune' deletes those the
+    snapshot policy does not keep (never one a kept snapshot is taken on)."""
     if ctx.invoked_subcommand is not None:
         return
     store = state.open_store(read_only=True, projections=[])
@@ -37,20 +54,31 @@ def snapshots_command(ctx: click.Context, state: CliContext) -> None:
     if not isinstance(backend, ManagesSnapshots):
         raise CliError(f"the {backend.name} backend cannot list its snapshots", ExitCode.USAGE)
     sizes = backend.snapshot_sizes()
+    bases = [_base_of(backend, offset) for offset, _size in sizes]
     total = sum(size for _offset, size in sizes)
     file_size = _file_size(backend)
     output = state.output
     if output.json_mode:
         output.json(
             {
-                "snapshots": [{"offset": offset, "bytes": size} for offset, size in sizes],
+                "snapshots": [
+                    {"offset": offset, "bytes": size, "base": base}
+                    for (offset, size), base in zip(sizes, bases, strict=True)
+                ],
                 "total_bytes": total,
                 "file_bytes": file_size,
                 "log_length": len(store),
             }
         )
         return
-    output.table(None, ("offset", "bytes"), [(offset, f"{size:,}") for offset, size in sizes])
+    output.table(
+        None,
+        ("offset", "bytes", "taken on"),
+        [
+            (offset, f"{size:,}", "whole" if base is None else f"snapshot {base}")
+            for (offset, size), base in zip(sizes, bases, strict=True)
+        ],
+    )
     share = "" if not file_size else f", {100 * total / file_size:.1f}% of the file's {file_size:,}"
     output.note(f"{len(sizes)} snapshot(s), {total:,} bytes{share}")
 
