@@ -34,9 +34,12 @@ from chanlog.errors import ConfigError, StorageError
 from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next, keccak256
 from chanlog.records import Head, StoredRecord, StoredSnapshot
 from chanlog.serializers import JsonSerializer
+from chanlog.snapshots.codec import base_reference
+from chanlog.snapshots.policies import EveryNEvents
 from chanlog.store import EventStore
 from chanlog.testing.conformance.fixtures import ConformanceFixtures, OpenBackend
 from chanlog.testing.events import offsets_of, sample_events, stored_records
+from chanlog.workload import Workload
 
 __all__ = [
     "AppendsUnlessKnownCases",
@@ -366,6 +369,33 @@ class ManagesSnapshotsCases(ConformanceFixtures):
         assert backend.delete_snapshots([2, 6]) == 2
         assert backend.latest_snapshot() is None
         assert list(backend.read(0, 10)) == records
+
+    def test_incremental_snapshots_are_read_through_their_base(self, opener: OpenBackend) -> None:
+        """ADR 0036 on this backend: a snapshot taken on the last one holds what changed,
+        a reopened store reads the rest through the base, and pruning keeps the base."""
+        backend = opener()
+        if not isinstance(backend, ManagesSnapshots):
+            pytest.skip("the backend is not ManagesSnapshots")
+        store = EventStore(backend, snapshot_policy=EveryNEvents(n=10**9, keep=1))
+        try:
+            store.append_batch(Workload(channels=12, turns=2, seed=31).events())
+            whole = store.snapshot()
+            store.append_batch(Workload(channels=1, turns=2, seed=32).events())
+            incremental = store.snapshot()
+            assert base_reference(incremental) == (whole.offset, whole.snapshot_hash)
+            assert len(incremental.data) < len(whole.data)
+            assert [offset for offset, _ in backend.snapshot_sizes()] == [
+                whole.offset,
+                incremental.offset,
+            ]  # keep=1, and the base of the kept one
+            expected = {name: p.dump() for name, p in store.projections.items()}
+            # A new store: on a new handle where the log outlives it, else on this one.
+            reopened = EventStore(opener() if self.durable else backend)
+            assert reopened.snapshots.latest_snapshot() == incremental
+            assert {name: p.dump() for name, p in reopened.projections.items()} == expected
+            reopened.close()
+        finally:
+            store.close()
 
 
 class _OtherSerializer(JsonSerializer):
