@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
@@ -17,7 +16,9 @@ from chanlog.bus.runner import ConsumerRunner
 from chanlog.bus.subjects import subject_of
 from chanlog.errors import InvalidArgument, LeaseHeld, NotFound, StorageError
 from chanlog.events import ObjectiveApproved, ObjectiveCreated
-from chanlog.records import RecordedEvent, StoredRecord
+from chanlog.records import RecordedEvent
+from chanlog.testing import FlakyBackend
+from chanlog.testing.flaky import WriteStage
 
 FAST = {"backoff": [0.0], "lease_ttl": 5.0}
 
@@ -490,18 +491,6 @@ def test_a_worker_stopping_interrupts_a_handler_blocked_outside(
     worker.close()
 
 
-class _FlakyMemory(MemoryBackend):
-    """Fails its next ``failures`` reads, as a database restarting would."""
-
-    failures = 0
-
-    def read(self, start: int, end: int) -> Iterator[StoredRecord]:
-        if self.failures:
-            self.failures -= 1
-            raise StorageError("the database is restarting")
-        return super().read(start, end)
-
-
 def _running(runner: ConsumerRunner) -> tuple[threading.Event, threading.Thread]:
     stop = threading.Event()
     thread = threading.Thread(target=runner.run, args=(stop,))
@@ -517,16 +506,17 @@ def _until(condition: Callable[[], bool], seconds: float = 20) -> None:
 
 
 def test_a_storage_failure_is_retried_and_the_run_goes_on() -> None:
-    backend = _FlakyMemory()
+    backend = FlakyBackend()
     with chanlog.EventStore(backend) as store:
         recorder = Recorder()
         runner = store.bus.consumer("c", recorder, **FAST)
         stop, thread = _running(runner)
-        backend.failures = 3
+        backend.fail_reads(3)
         fill(store, seed=8)
         _until(lambda: len(recorder.offsets) == len(store))
-        assert thread.is_alive() and backend.failures == 0
-        assert runner.stats.last_error == "StorageError: the database is restarting"
+        assert thread.is_alive() and backend.reads_to_fail == 0
+        assert backend.failed_reads == 3
+        assert runner.stats.last_error == f"StorageError: {backend.message}"
         stop.set()
         thread.join(10)
         assert recorder.offsets == list(range(len(store)))
@@ -558,22 +548,14 @@ def test_a_runner_that_lost_its_lease_waits_for_it_and_goes_on(
     assert store.bus.consumers.state("c").position == len(store)
 
 
-class _FlakyWrites(MemoryBackend):
-    """Fails its next ``failures`` write transactions."""
-
-    failures = 0
-
-    def write(self) -> Any:
-        if self.failures:
-            self.failures -= 1
-            raise StorageError("the database is restarting")
-        return super().write()
-
-
-def test_a_storage_failure_committing_a_handlers_appends_is_not_the_handlers() -> None:
-    """Retried by the run, not counted as a failed try, never parked."""
+@pytest.mark.parametrize("stage", ["begin", "commit"])
+def test_a_storage_failure_committing_a_handlers_appends_is_not_the_handlers(
+    stage: WriteStage,
+) -> None:
+    """Retried by the run, not counted as a failed try, never parked: whether the write
+    transaction fails to begin or is refused at its commit."""
     objective = "0x" + "ef" * 32
-    backend = _FlakyWrites()
+    backend = FlakyBackend()
     with chanlog.EventStore(backend) as store:
         tries: list[int] = []
 
@@ -587,7 +569,7 @@ def test_a_storage_failure_committing_a_handlers_appends_is_not_the_handlers() -
             ObjectiveCreated(objective_id=objective, objective_type="DirectFund", timestamp_ms=1)
         )
         runner = store.bus.consumer("approver", approve, max_deliver=1, **FAST)
-        backend.failures = 2  # the next two commits of the handler's appends
+        backend.fail_writes(2, at=stage)  # the next two commits of the handler's appends
         stop, thread = _running(runner)
         _until(lambda: len(store) == 2 and store.bus.consumers.state("approver").position == 2)
         stop.set()
@@ -596,4 +578,5 @@ def test_a_storage_failure_committing_a_handlers_appends_is_not_the_handlers() -
         assert runner.stats.failures == 0
         assert store.bus.consumers.parked("approver") == []
         assert [r.event_type for r in store] == ["objective-created", "objective-approved"]
+        assert backend.failed_writes == 2 and backend.writes_to_fail == 0
         assert tries.count(0) >= 2  # handed over again after each failed commit

@@ -12,12 +12,12 @@ import pytest
 from chanlog_nats import NatsIngest, NatsRelay, headers_of
 
 from chanlog import EventStore
-from chanlog.backends.memory import MemoryBackend
 from chanlog.bus.ingest import ingest_consumer_name
 from chanlog.errors import StorageError
 from chanlog.events import ObjectiveApproved, ObjectiveCreated
-from chanlog.testing import sample_events
+from chanlog.testing import FlakyBackend, sample_events
 from chanlog.testing.events import bytes32_of
+from chanlog.testing.flaky import WriteStage
 
 pytestmark = pytest.mark.nats
 
@@ -244,34 +244,26 @@ def test_a_missing_stream_is_retried_and_a_backend_without_consumers_refused(
         NatsIngest(name="x", stream="S", durable="d").run(Store(), threading.Event())  # type: ignore[arg-type]
 
 
-class _FlakyWrites(MemoryBackend):
-    """Fails its next ``failures`` write transactions, as a database restarting would."""
-
-    failures = 0
-
-    def write(self) -> Any:
-        if self.failures:
-            self.failures -= 1
-            raise StorageError("the database is restarting")
-        return super().write()
-
-
+@pytest.mark.parametrize("stage", ["begin", "commit"])
 def test_a_replica_store_failing_for_a_while_is_retried(
+    stage: WriteStage,
     streams: Any,
     nats_url: str,
     ingesting: Callable[..., Ingesting],
     wait_until: Callable[..., None],
 ) -> None:
+    """Writes that fail to begin, or whose commit is refused, are retried."""
     node, stream = _relayed(streams, nats_url, 300)
-    backend = _FlakyWrites()
+    backend = FlakyBackend()
     replica = EventStore(backend, projections=[])
-    backend.failures = 3
+    backend.fail_writes(3, at=stage)
     run = ingesting(replica, stream)
     wait_until(lambda: len(replica) == len(node), 60, "the replica to catch up")
-    assert backend.failures == 0
+    assert backend.writes_to_fail == 0
+    assert backend.failed_writes == 3
     assert replica.backend.head() == node.backend.head()
     assert run.thread.is_alive()
-    assert run.ingest.stats()["last_error"] == "StorageError: the database is restarting"
+    assert run.ingest.stats()["last_error"] == f"StorageError: {backend.message}"
     run.close()
     assert run.errors == []
     assert run.ingest.stats()["parked"] == 0

@@ -46,7 +46,10 @@ Helpers
 
 :mod:`chanlog.testing.events` builds deterministic, valid events and the records the store
 would write for them; :mod:`chanlog.testing.plugins` provides a projection that refuses one
-known event, to prove a refused batch leaves nothing behind.
+known event, to prove a refused batch leaves nothing behind; :class:`FlakyBackend` (in
+:mod:`chanlog.testing.flaky`) is a memory backend whose next reads or write transactions
+fail with :class:`~chanlog.errors.StorageError`, as a database restarting would, to test
+the retry paths of consumers, handlers and plugins.
 """
 
 from __future__ import annotations
@@ -58,11 +61,13 @@ from chanlog.testing.events import (
     sample_events,
     stored_records,
 )
+from chanlog.testing.flaky import FlakyBackend
 from chanlog.testing.plugins import REFUSING_PROJECTION, RefusingProjection, refusing_host
 
 __all__ = [
     "REFUSING_PROJECTION",
     "BackendConformance",
+    "FlakyBackend",
     "OpenBackend",
     "RefusingProjection",
     "message_sent",

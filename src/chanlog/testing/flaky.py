@@ -1,0 +1,223 @@
+"""A memory backend that fails on demand, as a database restarting would.
+
+Consumers, handlers, ingest sources and plugins are meant to outlast a storage failure: the
+runner retries from its committed position, a failed commit of a handler's appends is not
+the handler's failure, an ingest retries the batch. :class:`FlakyBackend` lets a test prove
+it: arm it, and its next reads or write transactions raise
+:class:`~chanlog.errors.StorageError`, then it works again::
+
+    import chanlog
+    from chanlog.testing import FlakyBackend, sample_events
+
+    backend = FlakyBackend()
+    store = chanlog.EventStore(backend, projections=[])
+    backend.fail_writes(2)  # the next two write transactions fail
+    for _ in range(3):  # the retry loop under test
+        try:
+            store.append(sample_events(1)[0])
+            break
+        except chanlog.StorageError:
+            pass
+    assert backend.failed_writes == 2 and backend.writes_to_fail == 0
+    assert len(store) == 1
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Literal
+
+from chanlog.backends.memory import MemoryBackend, MemoryTransaction
+from chanlog.errors import InvalidArgument, StorageError
+from chanlog.records import StoredRecord
+
+__all__ = ["RESTARTING", "FlakyBackend", "WriteStage"]
+
+RESTARTING = "the database is restarting (a failure simulated by FlakyBackend)"
+"""The default message of the :class:`~chanlog.errors.StorageError` a
+:class:`FlakyBackend` raises."""
+
+WriteStage = Literal["begin", "commit"]
+"""Where an armed write transaction fails: ``"begin"`` (``write()`` raises, nothing runs)
+or ``"commit"`` (the transaction runs, then its commit is refused and rolled back)."""
+
+_STAGES = ("begin", "commit")
+
+
+def _checked_count(count: object, method: str) -> int:
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise InvalidArgument(f"FlakyBackend.{method}: count must be an int >= 0, got {count!r}")
+    return count
+
+
+class _FlakyTransaction(MemoryTransaction):
+    """A memory transaction whose commit the backend may refuse."""
+
+    __slots__ = ("_flaky",)
+
+    def __init__(self, backend: FlakyBackend) -> None:
+        super().__init__(backend)
+        self._flaky = backend
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        if exc_type is None and self._flaky._take("commit"):
+            error = StorageError(self._flaky.message)
+            super().__exit__(StorageError, error, None)  # rolls back, releases the lock
+            raise error
+        super().__exit__(exc_type, exc, traceback)
+
+
+class FlakyBackend(MemoryBackend):
+    """A :class:`~chanlog.backends.memory.MemoryBackend` whose next reads or write
+    transactions fail with :class:`~chanlog.errors.StorageError`, as they would while the
+    database restarts; once the armed failures are used up it works as before.
+
+    Nothing fails until armed: :meth:`fail_reads` and :meth:`fail_writes` set how many of
+    the next calls fail (each replaces what it armed before; ``0`` disarms). Arm it after
+    the store is built, right before the code under test runs. The counters are safe to
+    read and arm from another thread than the one failing (a consumer's runner).
+
+    Only the records and the write transactions fail, the paths a database restart breaks
+    in the code that reads and appends: a *read* is a call of :meth:`read`,
+    :meth:`read_stream` or :meth:`read_stream_payloads` (it raises when called, before
+    yielding anything); a *write* is a transaction opened by :meth:`write`. The head, the
+    lookups and the consumers' bookkeeping (leases, positions moved outside a transaction)
+    keep working.
+
+    Args:
+        message: the text of every :class:`~chanlog.errors.StorageError` raised
+            (:data:`RESTARTING` by default); it is also :attr:`message`.
+        read_only: as for :class:`~chanlog.backends.memory.MemoryBackend`.
+
+    Raises:
+        InvalidArgument: ``message`` is not a non-empty string.
+    """
+
+    def __init__(self, *, message: str = RESTARTING, read_only: bool = False) -> None:
+        super().__init__(read_only=read_only)
+        if not isinstance(message, str) or not message:
+            raise InvalidArgument(f"FlakyBackend: message must be a non-empty str, got {message!r}")
+        self.message = message
+        """The text of every :class:`~chanlog.errors.StorageError` this backend raises."""
+        self._arming = threading.Lock()
+        self._armed = {"read": 0, "begin": 0, "commit": 0}
+        self._failed = {"read": 0, "write": 0}
+
+    # -- arming ------------------------------------------------------------------------
+
+    def fail_reads(self, count: int) -> None:
+        """Make the next ``count`` reads raise :class:`~chanlog.errors.StorageError`
+        (replacing any read failures still armed; ``0`` disarms).
+
+        Raises:
+            InvalidArgument: ``count`` is not an int >= 0.
+        """
+        count = _checked_count(count, "fail_reads")
+        with self._arming:
+            self._armed["read"] = count
+
+    def fail_writes(self, count: int, *, at: WriteStage = "begin") -> None:
+        """Make the next ``count`` write transactions raise
+        :class:`~chanlog.errors.StorageError` at stage ``at`` (replacing the failures still
+        armed at that stage; ``0`` disarms it).
+
+        With ``at="begin"`` (the default) :meth:`write` raises: the connection is gone
+        before the transaction starts, so nothing of it runs. With ``at="commit"`` the
+        transaction runs (the store stages its records, snapshots and consumer moves), then
+        leaving it raises instead of committing and nothing staged is kept: the connection
+        dropped as it committed. A transaction left with an exception of its own rolls back
+        as usual and does not use up an armed commit failure. Failures armed at both stages
+        are all used: a transaction refused at begin never reaches its commit.
+
+        Raises:
+            InvalidArgument: ``count`` is not an int >= 0, or ``at`` is neither
+                ``"begin"`` nor ``"commit"``.
+        """
+        count = _checked_count(count, "fail_writes")
+        if at not in _STAGES:
+            raise InvalidArgument(
+                f"FlakyBackend.fail_writes: at must be 'begin' or 'commit', got {at!r}"
+            )
+        with self._arming:
+            self._armed[at] = count
+
+    # -- counters ----------------------------------------------------------------------
+
+    @property
+    def reads_to_fail(self) -> int:
+        """How many of the next reads will still fail."""
+        return self._armed["read"]
+
+    @property
+    def writes_to_fail(self) -> int:
+        """How many of the next write transactions will still fail (at either stage)."""
+        return self._armed["begin"] + self._armed["commit"]
+
+    @property
+    def failed_reads(self) -> int:
+        """How many reads have failed so far."""
+        return self._failed["read"]
+
+    @property
+    def failed_writes(self) -> int:
+        """How many write transactions have failed so far (at either stage)."""
+        return self._failed["write"]
+
+    def _take(self, armed: str) -> bool:
+        """Use up one failure armed as ``armed`` (``"read"``, ``"begin"`` or
+        ``"commit"``): True when there was one, and the call must fail."""
+        with self._arming:
+            if not self._armed[armed]:
+                return False
+            self._armed[armed] -= 1
+            self._failed["read" if armed == "read" else "write"] += 1
+            return True
+
+    def _read_fails(self) -> None:
+        if self._take("read"):
+            raise StorageError(self.message)
+
+    # -- the failing paths -------------------------------------------------------------
+
+    def write(self) -> MemoryTransaction:
+        """A write transaction, unless a failure is armed at ``"begin"`` (see
+        :meth:`fail_writes`).
+
+        Raises:
+            StorageError: a failure armed at ``"begin"`` is used up.
+        """
+        if self._take("begin"):
+            raise StorageError(self.message)
+        return _FlakyTransaction(self)
+
+    def read(self, start: int, end: int) -> Iterator[StoredRecord]:
+        """The records in ``[start, end)``, unless a read failure is armed.
+
+        Raises:
+            StorageError: an armed read failure is used up.
+        """
+        self._read_fails()
+        return super().read(start, end)
+
+    def read_stream(
+        self, stream: str, start: int = 0, end: int | None = None
+    ) -> Iterator[StoredRecord]:
+        """The records of ``stream`` in ``[start, end)``, unless a read failure is armed.
+
+        Raises:
+            StorageError: an armed read failure is used up.
+        """
+        self._read_fails()
+        return super().read_stream(stream, start, end)
+
+    def read_stream_payloads(
+        self, stream: str, start: int = 0, end: int | None = None
+    ) -> Iterator[tuple[int, str, bytes]]:
+        """What :meth:`read_stream` reads, lean, unless a read failure is armed.
+
+        Raises:
+            StorageError: an armed read failure is used up.
+        """
+        self._read_fails()
+        return super().read_stream_payloads(stream, start, end)
