@@ -111,7 +111,8 @@ class SnapshotTaker:
         if not isinstance(backend, ManagesSnapshots):
             return []
         policy = self.policy
-        offsets = [offset for offset, _size in backend.snapshot_sizes()]
+        sizes = dict(backend.snapshot_sizes())
+        offsets = list(sizes)
         if keep is not None:
             spacing = policy.n if isinstance(policy, EveryNEvents) else 1
             kept = retained(offsets, keep, spacing)
@@ -119,7 +120,7 @@ class SnapshotTaker:
             kept = policy.retain(offsets)
         else:
             return []
-        kept = self._with_bases(kept, dict(backend.snapshot_sizes()))
+        kept = self._with_bases(kept, sizes)
         doomed = [offset for offset in offsets if offset not in kept]
         if doomed:
             backend.delete_snapshots(doomed)
