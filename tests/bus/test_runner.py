@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -26,6 +26,30 @@ FAST = {"backoff": [0.0], "lease_ttl": 5.0}
 def matching(store: chanlog.EventStore, *patterns: str) -> list[int]:
     subject_filter = store.bus.subject_filter(list(patterns))
     return [record.offset for record in store if subject_filter.matches(record)]
+
+
+Running = Callable[[ConsumerRunner], tuple[threading.Event, threading.Thread]]
+"""Starts ``runner.run(stop)`` in a thread; returns the stop event and the thread."""
+
+
+@pytest.fixture
+def running() -> Iterator[Running]:
+    """Runs consumers in threads that are stopped and joined when the test ends, passed or
+    failed: a failed assertion must fail the test, not leave a runner that keeps pytest
+    from exiting."""
+    started: list[tuple[threading.Event, threading.Thread]] = []
+
+    def start(runner: ConsumerRunner) -> tuple[threading.Event, threading.Thread]:
+        stop = threading.Event()
+        thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
+        thread.start()
+        started.append((stop, thread))
+        return stop, thread
+
+    yield start
+    for stop, thread in started:
+        stop.set()
+        thread.join(10)
 
 
 def test_every_matching_record_once_in_order(store: chanlog.EventStore) -> None:
@@ -118,15 +142,15 @@ def test_backoff_waits_between_tries(store: chanlog.EventStore) -> None:
     assert recorder.offsets == [0]
 
 
-def test_a_stop_during_a_backoff_leaves_the_record_unhandled(store: chanlog.EventStore) -> None:
+def test_a_stop_during_a_backoff_leaves_the_record_unhandled(
+    store: chanlog.EventStore, running: Running
+) -> None:
     # The record in hand is left (neither handled nor parked, its position not passed)
     # and the runner stops at once instead of waiting out its backoff.
     recorder = Recorder(fail_on={4}, fail_times=1)
-    stop = threading.Event()
     runner = store.bus.consumer("c", recorder, max_deliver=3, backoff=[30.0], lease_ttl=5.0)
-    worker = threading.Thread(target=runner.run, args=(stop,))
     started = time.monotonic()
-    worker.start()
+    stop, worker = running(runner)
     while not recorder.failed:
         time.sleep(0.01)
     stop.set()
@@ -313,13 +337,11 @@ def test_reset_and_delete_are_refused_while_a_runner_holds_the_consumer(
             store.bus.consumers.delete("c")
 
 
-def test_run_follows_live_appends_and_stops_cleanly() -> None:
+def test_run_follows_live_appends_and_stops_cleanly(running: Running) -> None:
     with chanlog.EventStore() as store:
         recorder = Recorder()
         runner = store.bus.consumer("c", recorder, **FAST)
-        stop = threading.Event()
-        thread = threading.Thread(target=runner.run, args=(stop,))
-        thread.start()
+        stop, thread = running(runner)
         fill(store, seed=5)
         deadline = time.monotonic() + 10
         while len(recorder.offsets) < len(store) and time.monotonic() < deadline:
@@ -491,13 +513,6 @@ def test_a_worker_stopping_interrupts_a_handler_blocked_outside(
     worker.close()
 
 
-def _running(runner: ConsumerRunner) -> tuple[threading.Event, threading.Thread]:
-    stop = threading.Event()
-    thread = threading.Thread(target=runner.run, args=(stop,))
-    thread.start()
-    return stop, thread
-
-
 def _until(condition: Callable[[], bool], seconds: float = 20) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -505,12 +520,12 @@ def _until(condition: Callable[[], bool], seconds: float = 20) -> None:
         time.sleep(0.01)
 
 
-def test_a_storage_failure_is_retried_and_the_run_goes_on() -> None:
+def test_a_storage_failure_is_retried_and_the_run_goes_on(running: Running) -> None:
     backend = FlakyBackend()
     with chanlog.EventStore(backend) as store:
         recorder = Recorder()
         runner = store.bus.consumer("c", recorder, **FAST)
-        stop, thread = _running(runner)
+        stop, thread = running(runner)
         backend.fail_reads(3)
         fill(store, seed=8)
         _until(lambda: len(recorder.offsets) == len(store))
@@ -524,11 +539,11 @@ def test_a_storage_failure_is_retried_and_the_run_goes_on() -> None:
 
 
 def test_a_runner_that_lost_its_lease_waits_for_it_and_goes_on(
-    store: chanlog.EventStore,
+    store: chanlog.EventStore, running: Running
 ) -> None:
     first = Recorder()
     runner = store.bus.consumer("c", first, lease_ttl=0.3, backoff=[0.0])
-    stop, thread = _running(runner)
+    stop, thread = running(runner)
     _until(lambda: len(first.offsets) == len(store))
     runner._stop_heartbeat.set()  # frozen: its lease runs out and another runner takes it
     taker = store.bus.consumer("c", Recorder(), lease_ttl=0.3, backoff=[0.0])
@@ -550,7 +565,7 @@ def test_a_runner_that_lost_its_lease_waits_for_it_and_goes_on(
 
 @pytest.mark.parametrize("stage", ["begin", "commit"])
 def test_a_storage_failure_committing_a_handlers_appends_is_not_the_handlers(
-    stage: WriteStage,
+    stage: WriteStage, running: Running
 ) -> None:
     """Retried by the run, not counted as a failed try, never parked: whether the write
     transaction fails to begin or is refused at its commit."""
@@ -570,7 +585,7 @@ def test_a_storage_failure_committing_a_handlers_appends_is_not_the_handlers(
         )
         runner = store.bus.consumer("approver", approve, max_deliver=1, **FAST)
         backend.fail_writes(2, at=stage)  # the next two commits of the handler's appends
-        stop, thread = _running(runner)
+        stop, thread = running(runner)
         _until(lambda: len(store) == 2 and store.bus.consumers.state("approver").position == 2)
         stop.set()
         thread.join(10)
