@@ -18,6 +18,7 @@ from chanlog.cli.records_io import export_line
 from chanlog.config import file_backend, open_store
 from chanlog.errors import InvalidArgument
 from chanlog.projections.base import SnapshotsPerEntity
+from chanlog.snapshots.codec import base_reference
 from chanlog.store import EventStore
 
 __all__ = ["demo_command", "show_command", "snapshot_command", "state_data"]
@@ -69,11 +70,13 @@ def snapshot_command(state: CliContext, at: int | None) -> None:
     """Snapshot the projections now (or as of --at) and append snapshot-created."""
     store = state.open_store()
     snapshot = store.snapshot(at)
+    reference = base_reference(snapshot)  # the snapshot an incremental one is taken on
     result = {
         "offset": snapshot.offset,
         "snapshot_hash": "0x" + snapshot.snapshot_hash.hex(),
         "versions": snapshot.versions,
         "bytes": len(snapshot.data),
+        "base": None if reference is None else reference[0],
         "log_length": len(store),
     }
     if state.output.json_mode:
