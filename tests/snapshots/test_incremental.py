@@ -8,6 +8,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,6 +23,7 @@ from chanlog.snapshots import EveryNEvents
 from chanlog.snapshots.codec import (
     COMPRESSED,
     INCREMENTAL,
+    DumpedProjection,
     base_reference,
     build_snapshot,
     dump_projections,
@@ -190,7 +192,11 @@ class _Ledger:
         self.balances = balances
 
     def dump(self) -> dict[str, Any]:
-        return {"states": dict(self.balances), "total": sum(self.balances.values())}
+        return {
+            "states": dict(self.balances),
+            "total": sum(self.balances.values()),
+            "owners": {entity: f"owner-{balance}" for entity, balance in self.balances.items()},
+        }
 
     def dump_state(self, state: Any) -> Any:
         return state
@@ -214,6 +220,43 @@ def test_entities_that_are_gone_are_gone_through_the_chain() -> None:
     assert view.raw_entity("ledger", "zz") is None
     assert view.entity_count("ledger") == 23
     assert view.projection_data("ledger") == ledger.dump()
+    # The index in its data is written as what changed: "c" and "d" set, "b" removed.
+    header = orjson.loads(second.data.split(b"\n")[1])
+    section = header["projections"]["ledger"]
+    assert section["patched"] == {
+        "owners": {"set": {"c": "owner-4", "d": "owner-5"}, "unset": ["b"]}
+    }
+    assert section["data"] == {"total": ledger.dump()["total"]}
+
+
+def _patched_snapshot(patched: Any, base: bool) -> tuple[StoredSnapshot, Any]:
+    whole = build_snapshot(1, [DumpedProjection("p", 1, {"index": {"a": 1}}, [])])
+    crafted = build_snapshot(
+        2,
+        [DumpedProjection("p", 1, {}, [], patched=patched)],
+        (1, whole.snapshot_hash) if base else None,
+    )
+    return crafted, open_snapshot(whole)
+
+
+@pytest.mark.parametrize(
+    ("patched", "base", "message"),
+    [
+        ({"index": {"set": {}, "unset": [1]}}, True, "bad patch of 'index'"),
+        ({"index": {"set": []}}, True, "bad patch of 'index'"),
+        ({"index": {"set": {}, "unset": []}}, False, "in an incremental snapshot only"),
+        ({"other": {"set": {"b": 2}, "unset": []}}, True, "which its base does not hold"),
+    ],
+)
+def test_a_malformed_patch_is_refused(patched: Any, base: bool, message: str) -> None:
+    crafted, whole = _patched_snapshot(patched, base)
+    with pytest.raises(DecodeError, match=message):
+        open_snapshot(crafted, whole if base else None).projection_data("p")
+
+
+def test_a_patch_sets_and_removes_entries_of_the_base() -> None:
+    crafted, whole = _patched_snapshot({"index": {"set": {"b": 2}, "unset": ["a"]}}, True)
+    assert open_snapshot(crafted, whole).data_of("p") == {"index": {"b": 2}}
 
 
 @pytest.mark.parametrize(
@@ -271,8 +314,6 @@ def test_with_incremental_snapshots_reconstruction_equals_a_full_fold(
 
 
 def test_a_copied_log_rebuilds_its_incremental_snapshots() -> None:
-    import orjson
-
     from chanlog.copying import LogCopy, export_line, parse_export_line
 
     source = EventStore(snapshot_policy=EveryNEvents(n=60, keep=0))

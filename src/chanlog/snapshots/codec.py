@@ -90,9 +90,10 @@ class DumpedProjection:
     """One projection's part of a snapshot being written: its schema version, its dump (the
     per-entity states split out as canonical JSON pieces, sorted by id, when it
     :class:`~chanlog.projections.SnapshotsPerEntity`), and, in an incremental snapshot, the
-    entities its base holds that are gone since."""
+    entities its base holds that are gone since and the changes of the objects of its data
+    (an index) since the base's."""
 
-    __slots__ = ("data", "entities", "name", "removed", "schema_version")
+    __slots__ = ("data", "entities", "name", "patched", "removed", "schema_version")
 
     def __init__(
         self,
@@ -101,13 +102,18 @@ class DumpedProjection:
         data: Any,
         entities: list[tuple[str, bytes]] | None,
         removed: list[str] | None = None,
+        patched: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.name = name
         self.schema_version = schema_version
         self.data = data
-        """The whole dump, or without its ``states`` when ``entities`` holds them."""
+        """The whole dump, or without its ``states`` when ``entities`` holds them (and
+        without the keys ``patched`` holds)."""
         self.entities = entities
         self.removed = removed
+        self.patched = patched
+        """Data key → ``{"set": {...}, "unset": [...]}``: the object at that key is the
+        base's with these entries set and these removed."""
 
 
 def dump_projections(offset: int, projections: Mapping[str, Projection]) -> list[DumpedProjection]:
@@ -166,6 +172,8 @@ def build_snapshot(
             section["entities"] = index
             if projection.removed:
                 section["removed"] = projection.removed
+            if projection.patched:
+                section["patched"] = projection.patched
         header[projection.name] = section
     body = {"format": SNAPSHOT_FORMAT, "offset": offset, "projections": header}
     try:

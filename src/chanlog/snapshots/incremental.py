@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from typing import Any
+
+import orjson
 
 from chanlog.projections.base import Projection
 from chanlog.records import StoredSnapshot
@@ -21,6 +24,8 @@ from chanlog.snapshots.codec import DumpedProjection, build_snapshot, dump_proje
 from chanlog.snapshots.view import SnapshotView
 
 __all__ = ["MAX_CHAIN", "SnapshotChain", "chain_of", "encode_incremental"]
+
+_SORTED = orjson.OPT_SORT_KEYS
 
 MAX_CHAIN = 8
 """The most incremental snapshots between two whole ones: reading an entity that no
@@ -39,6 +44,8 @@ class SnapshotChain:
         whole: bytes of entity states a whole snapshot of the same states holds.
         digests: projection name → entity id → digest of its state's bytes, for the
             projections stored per entity.
+        entries: projection name → data key → entry → digest of its value's bytes, for
+            the objects (indexes) in the data of the projections stored per entity.
         lineage: the offsets of the snapshots it is read through, its whole one first and
             its own last: a snapshot taken on it is readable while all of them are stored.
     """
@@ -47,6 +54,7 @@ class SnapshotChain:
         "chained",
         "depth",
         "digests",
+        "entries",
         "lineage",
         "offset",
         "snapshot_hash",
@@ -61,6 +69,7 @@ class SnapshotChain:
         chained: int,
         whole: int,
         digests: dict[str, dict[str, bytes]],
+        entries: dict[str, dict[str, dict[str, bytes]]],
     ) -> None:
         self.offset = snapshot.offset
         self.snapshot_hash = snapshot.snapshot_hash
@@ -70,6 +79,7 @@ class SnapshotChain:
         self.chained = chained
         self.whole = whole
         self.digests = digests
+        self.entries = entries
 
 
 def encode_incremental(
@@ -88,6 +98,11 @@ def encode_incremental(
         for projection in dumped
         if projection.entities is not None
     }
+    entries = {
+        projection.name: _entry_digests(projection.data)
+        for projection in dumped
+        if projection.entities is not None
+    }
     whole = sum(
         len(piece)
         for projection in dumped
@@ -95,7 +110,10 @@ def encode_incremental(
         for _, piece in projection.entities
     )
     if previous is not None and _extends(previous, offset, dumped):
-        changed = [_changes(projection, digests, previous.digests) for projection in dumped]
+        changed = [
+            _patched(_changes(projection, digests, previous.digests), entries, previous.entries)
+            for projection in dumped
+        ]
         size = sum(
             len(piece)
             for projection in changed
@@ -106,9 +124,10 @@ def encode_incremental(
             base = (previous.offset, previous.snapshot_hash)
             snapshot = build_snapshot(offset, changed, base)
             chained = previous.chained + size
-            return snapshot, SnapshotChain(snapshot, previous, chained, whole, digests)
+            chain = SnapshotChain(snapshot, previous, chained, whole, digests, entries)
+            return snapshot, chain
     snapshot = build_snapshot(offset, dumped)
-    return snapshot, SnapshotChain(snapshot, None, 0, whole, digests)
+    return snapshot, SnapshotChain(snapshot, None, 0, whole, digests, entries)
 
 
 def chain_of(view: SnapshotView) -> SnapshotChain:
@@ -125,7 +144,7 @@ def chain_of(view: SnapshotView) -> SnapshotChain:
     chained = 0
     for link in lineage[:-1]:
         chained += link.own_size() if chain is not None else 0
-        chain = SnapshotChain(link, chain, chained, 0, {})
+        chain = SnapshotChain(link, chain, chained, 0, {}, {})
     chained += view.own_size() if chain is not None else 0
     slices = {
         name: view.entity_slices(name) for name in view.projection_names() if view.is_indexed(name)
@@ -135,7 +154,8 @@ def chain_of(view: SnapshotView) -> SnapshotChain:
         for name, pieces in slices.items()
     }
     whole = sum(len(piece) for pieces in slices.values() for piece in pieces.values())
-    return SnapshotChain(view, chain, chained, whole, digests)
+    entries = {name: _entry_digests(view.data_of(name)) for name in slices}
+    return SnapshotChain(view, chain, chained, whole, digests, entries)
 
 
 def _extends(previous: SnapshotChain, offset: int, dumped: list[DumpedProjection]) -> bool:
@@ -166,6 +186,50 @@ def _changes(
     removed = sorted(entity_id for entity_id in known if entity_id not in current)
     return DumpedProjection(
         projection.name, projection.schema_version, projection.data, entities, removed
+    )
+
+
+def _entry_digests(data: Any) -> dict[str, dict[str, bytes]]:
+    """Data key → entry → digest, for each object (an index) in a projection's data."""
+    if not isinstance(data, dict):
+        return {}
+    return {
+        key: {entry: _digest(orjson.dumps(item, option=_SORTED)) for entry, item in value.items()}
+        for key, value in data.items()
+        if isinstance(value, dict)
+    }
+
+
+def _patched(
+    projection: DumpedProjection,
+    now: dict[str, dict[str, dict[str, bytes]]],
+    before: dict[str, dict[str, dict[str, bytes]]],
+) -> DumpedProjection:
+    """``projection`` whose data objects that its base's data also holds are written as
+    the entries set and removed since (an index of a million entities changes by a few)."""
+    if projection.entities is None:
+        return projection
+    current, known = now[projection.name], before.get(projection.name, {})
+    data = dict(projection.data)
+    patched: dict[str, dict[str, Any]] = {}
+    for key, digests in current.items():
+        was = known.get(key)
+        if was is None:
+            continue  # new since the base: written whole
+        value = data.pop(key)
+        patched[key] = {
+            "set": {
+                entry: value[entry] for entry, digest in digests.items() if was.get(entry) != digest
+            },
+            "unset": sorted(entry for entry in was if entry not in digests),
+        }
+    return DumpedProjection(
+        projection.name,
+        projection.schema_version,
+        data,
+        projection.entities,
+        projection.removed,
+        patched,
     )
 
 

@@ -24,17 +24,19 @@ __all__ = ["SnapshotView", "decode_snapshot", "open_snapshot"]
 class _Section:
     """One projection's part of an opened snapshot."""
 
-    __slots__ = ("data", "entities", "removed")
+    __slots__ = ("data", "entities", "patched", "removed")
 
     def __init__(
         self,
         data: Any,
         entities: dict[str, tuple[int, int]] | None,
         removed: frozenset[str] = frozenset(),
+        patched: dict[str, tuple[dict[str, Any], list[str]]] | None = None,
     ) -> None:
         self.data = data
         self.entities = entities
         self.removed = removed
+        self.patched = patched
 
 
 class SnapshotView:
@@ -161,6 +163,30 @@ class SnapshotView:
                 path=f"projections.{name}.entities",
             ) from exc
 
+    def data_of(self, name: str) -> Any:
+        """What projection ``name`` dumped besides its entity states (all of it, for a
+        projection not indexed per entity), through the bases: an object of its data an
+        incremental snapshot patches is its base's with the entries set and removed."""
+        section = self._section(name)
+        if not section.patched:
+            return section.data
+        assert self.base is not None  # checked when opened: patches need a base
+        underneath = self.base.data_of(name)
+        data = dict(section.data)
+        for key, (changed, removed) in section.patched.items():
+            patched = underneath.get(key) if isinstance(underneath, dict) else None
+            if not isinstance(patched, dict):
+                raise DecodeError(
+                    f"{self.where}: projection {name!r} patches {key!r}, which its base "
+                    "does not hold as an object",
+                    path=f"projections.{name}.patched",
+                )
+            gone = set(removed)
+            patched = {entry: value for entry, value in patched.items() if entry not in gone}
+            patched.update(changed)
+            data[key] = patched
+        return data
+
     def projection_data(self, name: str, *, deferred: bool = False) -> Any:
         """What projection ``name`` dumped, whole (every slice parsed, so a corrupt one is
         refused here): the argument of :meth:`~chanlog.projections.Projection.load`. With
@@ -169,12 +195,13 @@ class SnapshotView:
         section = self._section(name)
         if section.entities is None:
             return section.data
+        data = self.data_of(name)
         wrap = DeferredState if deferred else _as_is
         states = {
             entity_id: wrap(view._parse_slice(name, entity_id, span))
             for entity_id, (view, span) in sorted(self._spans(name).items())
         }
-        return {**section.data, "states": states}
+        return {**data, "states": states}
 
 
 def _as_is(data: Any) -> Any:
@@ -297,7 +324,38 @@ def _section_of(
             "incremental snapshot only",
             path=f"projections.{name}.removed",
         )
-    return _Section(entry["data"], entities, frozenset(removed))
+    patched = _patches(entry.get("patched"), base, where, name)
+    return _Section(entry["data"], entities, frozenset(removed), patched)
+
+
+def _patches(
+    raw: Any, base: SnapshotView | None, where: str, name: str
+) -> dict[str, tuple[dict[str, Any], list[str]]] | None:
+    """``patched`` of a header checked: data key → (entries set, entries removed), in an
+    incremental snapshot only."""
+    if raw is None:
+        return None
+    path = f"projections.{name}.patched"
+    if base is None or not isinstance(raw, dict):
+        raise DecodeError(
+            f"{where}: projection {name!r}: patched must be an object, in an incremental "
+            "snapshot only",
+            path=path,
+        )
+    patches: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    for key, patch in raw.items():
+        if (
+            not isinstance(patch, dict)
+            or set(patch) != {"set", "unset"}
+            or not isinstance(patch["set"], dict)
+            or not isinstance(patch["unset"], list)
+            or not all(type(entry) is str for entry in patch["unset"])
+        ):
+            raise DecodeError(
+                f"{where}: projection {name!r}: bad patch of {key!r}: {patch!r}", path=path
+            )
+        patches[key] = (patch["set"], patch["unset"])
+    return patches
 
 
 def _inflated(data: bytes, where: str) -> bytes:
