@@ -17,6 +17,7 @@ from chanlog import ConfigError, DecodeError, EventStore
 from chanlog.backends.memory import MemoryBackend
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.events import SnapshotCreated
+from chanlog.hashing import keccak256
 from chanlog.reconstruct import StateReconstructor
 from chanlog.records import StoredSnapshot
 from chanlog.snapshots import EveryNEvents
@@ -265,8 +266,6 @@ def test_a_patch_sets_and_removes_entries_of_the_base() -> None:
 )
 def test_a_malformed_base_reference_is_refused(first_line: bytes) -> None:
     data = first_line + b'{"format":2}\n'
-    from chanlog.hashing import keccak256
-
     snapshot = StoredSnapshot(9, {}, data, keccak256(data))
     with pytest.raises(DecodeError, match="malformed base reference"):
         open_snapshot(snapshot)
@@ -359,3 +358,45 @@ def test_a_restarted_store_goes_on_with_the_chain_as_if_it_had_never_stopped(
     again = EventStore(SqliteBackend(tmp_path / "restarted.db"))
     assert stored(again) == stored(straight)
     assert [base_reference(s) is not None for s in stored(again)] == [False, True, True]
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_a_damaged_incremental_header_is_refused_with_a_decode_error(
+    data: st.DataObject,
+) -> None:
+    """Whatever a header of an incremental snapshot says (re-hashed, so the hash passes),
+    reading it raises DecodeError or answers; never another exception."""
+    idle = {f"x{n}": 0 for n in range(20)}
+    first, chain = encode_incremental(5, {"ledger": _Ledger({"a": 1, **idle})}, None)  # type: ignore[dict-item]
+    second, _ = encode_incremental(9, {"ledger": _Ledger({"b": 2, **idle})}, chain)  # type: ignore[dict-item]
+    reference, header, body = second.data.split(b"\n", 2)
+    parsed = orjson.loads(header)
+    section = parsed["projections"]["ledger"]
+    key = data.draw(st.sampled_from(["data", "entities", "removed", "patched", "extra"]))
+    near_valid = st.dictionaries(  # patches of the base's data, their parts damaged
+        st.sampled_from(["owners", "total", "other"]),
+        st.fixed_dictionaries({"set": _JSON, "unset": st.lists(_JSON, max_size=2) | _JSON}),
+        min_size=1,
+        max_size=2,
+    )
+    section[key] = data.draw(near_valid if key == "patched" else _JSON, label="value")
+    damaged = reference + b"\n" + orjson.dumps(parsed) + b"\n" + body
+    snapshot = StoredSnapshot(9, second.versions, damaged, keccak256(damaged))
+    try:
+        view = open_snapshot(snapshot, open_snapshot(first))
+        view.projection_data("ledger")
+        view.data_of("ledger")
+        view.raw_entity("ledger", "b")
+        view.entity_count("ledger")
+    except DecodeError:
+        pass
