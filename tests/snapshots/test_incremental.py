@@ -400,3 +400,12 @@ def test_a_damaged_incremental_header_is_refused_with_a_decode_error(
         view.entity_count("ledger")
     except DecodeError:
         pass
+
+
+def test_a_projection_whose_data_is_not_json_is_refused_clearly() -> None:
+    class Broken(_Ledger):
+        def dump(self) -> dict[str, Any]:
+            return {**super().dump(), "owners": {"a": object()}}
+
+    with pytest.raises(DecodeError, match="dumped non-JSON"):
+        encode_incremental(3, {"ledger": Broken({"a": 1})}, None)  # type: ignore[dict-item]

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from chanlog.errors import DecodeError
 from chanlog.projections.base import Projection
 from chanlog.records import StoredSnapshot
 from chanlog.snapshots.codec import DumpedProjection, build_snapshot, dump_projections
@@ -98,11 +99,16 @@ def encode_incremental(
         for projection in dumped
         if projection.entities is not None
     }
-    entries = {
-        projection.name: _entry_digests(projection.data)
-        for projection in dumped
-        if projection.entities is not None
-    }
+    try:
+        entries = {
+            projection.name: _entry_digests(projection.data)
+            for projection in dumped
+            if projection.entities is not None
+        }
+    except TypeError as exc:
+        raise DecodeError(
+            f"snapshot at offset {offset}: a projection dumped non-JSON: {exc}"
+        ) from exc
     whole = sum(
         len(piece)
         for projection in dumped
