@@ -81,6 +81,8 @@ def render_config(*, backend: str, path: str, serializer: str, snapshot_every: i
             f"n = {snapshot_every}",
             "# Snapshots kept: the latest ones, then about one per doubling of age (0: all).",
             f"keep = {DEFAULT_KEEP}",
+            "# Write only what changed since the last snapshot (false: every snapshot whole).",
+            "incremental = true",
             "",
         ]
     )
