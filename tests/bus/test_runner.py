@@ -595,3 +595,10 @@ def test_a_storage_failure_committing_a_handlers_appends_is_not_the_handlers(
         assert [r.event_type for r in store] == ["objective-created", "objective-approved"]
         assert backend.failed_writes == 2 and backend.writes_to_fail == 0
         assert tries.count(0) >= 2  # handed over again after each failed commit
+
+
+def test_storage_failures_are_retried_after_a_doubling_pause() -> None:
+    from chanlog.bus.runner import storage_retry_pause
+
+    pauses = [storage_retry_pause(failures) for failures in range(1, 9)]
+    assert pauses == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0])

@@ -31,13 +31,18 @@ from chanlog.bus.subjects import SubjectFilter
 from chanlog.errors import ChanlogError, InvalidArgument, LeaseHeld, StorageError
 from chanlog.records import ConsumerState, ParkedRecord, PositionMove, RecordedEvent
 
-__all__ = ["ConsumerRunner", "RunnerStats", "new_holder"]
+__all__ = ["ConsumerRunner", "RunnerStats", "new_holder", "storage_retry_pause"]
 
 logger = logging.getLogger("chanlog.bus")
 
 _IDLE_WAIT = 0.5  # seconds between looks at the log while caught up (appends wake it sooner)
-_RETRY_FIRST = 0.1  # seconds before the first retry after a storage failure (then doubled)
-_RETRY_MAX = 5.0
+
+
+def storage_retry_pause(failures: int) -> float:
+    """Seconds to wait after the ``failures``-th storage failure in a row (a database
+    restarting, a connection dropped) before trying again: 0.1 s, doubling up to 5 s. The
+    backoff of a running consumer and of an ingest (``chanlog-nats``) alike."""
+    return min(0.1 * (1 << max(failures - 1, 0)), 5.0)
 
 
 class _CommitFailed(Exception):
@@ -286,7 +291,7 @@ class ConsumerRunner:
         lease ends the run: the first is retried with backoff (0.1 s doubling to 5 s), the
         second waited out like a lease held at start. What was handled and not committed
         is handed over again (at least once)."""
-        pause = _RETRY_FIRST
+        failures = 0  # storage failures in a row
         try:
             while not stop.is_set():
                 try:
@@ -294,16 +299,17 @@ class ConsumerRunner:
                         return
                     if self.run_once(stop=stop) == 0 and not stop.is_set():
                         self._idle(stop)
-                    pause = _RETRY_FIRST
+                    failures = 0
                 except LeaseHeld as lost:
                     logger.warning("consumer %s: %s; waiting to take it again", self.name, lost)
                     self._let_go()
                 except StorageError as failure:
+                    failures += 1
+                    pause = storage_retry_pause(failures)
                     self.stats.last_error = f"StorageError: {failure}"
                     logger.warning("consumer %s: %s; retrying in %.1f s", self.name, failure, pause)
                     if stop.wait(pause):
                         return
-                    pause = min(pause * 2, _RETRY_MAX)
         finally:
             self.close()
 

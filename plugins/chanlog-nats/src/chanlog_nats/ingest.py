@@ -29,7 +29,7 @@ from nats.js.errors import NotFoundError
 
 from chanlog.backends.consumer_store import KeepsConsumers
 from chanlog.bus.ingest import ingest_consumer_name
-from chanlog.bus.runner import new_holder
+from chanlog.bus.runner import new_holder, storage_retry_pause
 from chanlog.bus.source import BusStore
 from chanlog.errors import ChanlogError, ConfigError, LeaseHeld, StorageError
 from chanlog_nats.apply import ACK, PARK, WAIT, Applier, Incoming, Outcome
@@ -65,8 +65,6 @@ INGEST_OPTIONS = (
 
 _WHAT = "nats ingest"
 _RETRY = 1.0  # seconds between attempts while NATS cannot be reached
-_STORE_RETRY_FIRST = 0.1  # seconds before retrying after the replica's store failed
-_STORE_RETRY_MAX = 5.0
 
 
 class NatsIngest:
@@ -221,9 +219,10 @@ class NatsIngest:
 
     def _storage_failed(self, exc: StorageError, failing: int, stop: threading.Event) -> int:
         """Note a failure of the replica's store (a database restarted) and wait before
-        the next try: 0.1 s, doubling to 5 s. Return the failures in a row."""
+        the next try (:func:`~chanlog.bus.runner.storage_retry_pause`). Return the failures
+        in a row."""
         self._last_error = f"StorageError: {exc}"
-        pause = min(_STORE_RETRY_FIRST * 2**failing, _STORE_RETRY_MAX)
+        pause = storage_retry_pause(failing + 1)
         logger.warning("%s %s: %s; retrying in %.1f s", _WHAT, self.name, exc, pause)
         stop.wait(pause)
         return failing + 1
