@@ -602,3 +602,4 @@ def test_storage_failures_are_retried_after_a_doubling_pause() -> None:
 
     pauses = [storage_retry_pause(failures) for failures in range(1, 9)]
     assert pauses == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0])
+    assert storage_retry_pause(10**6) == 5.0  # hours of failures: still 5 s, no overflow

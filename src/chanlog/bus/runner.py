@@ -42,7 +42,8 @@ def storage_retry_pause(failures: int) -> float:
     """Seconds to wait after the ``failures``-th storage failure in a row (a database
     restarting, a connection dropped) before trying again: 0.1 s, doubling up to 5 s. The
     backoff of a running consumer and of an ingest (``chanlog-nats``) alike."""
-    return min(0.1 * (1 << max(failures - 1, 0)), 5.0)
+    # The exponent stops at 6 (6.4 s): an outage of hours never overflows a float.
+    return min(0.1 * (1 << min(max(failures - 1, 0), 6)), 5.0)
 
 
 class _CommitFailed(Exception):
