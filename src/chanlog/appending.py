@@ -210,9 +210,10 @@ class AppendPipeline:
         the end of what the group wrote so far, and ``before`` the ``(event, offset)`` of
         those records, from which the overlay is rebuilt when a try must be undone.
         """
+        # Inline: once per append (a call costs more than the lookup it would make).
         append_unless_known = self._unless_known.get(type(transaction), _UNKNOWN)
         if append_unless_known is _UNKNOWN:
-            append_unless_known = self._learn_unless_known(transaction)
+            append_unless_known = self._unless_known_of(transaction)
         if append_unless_known is not None:
             try:
                 result = self._stage(transaction, encoded, expected, batch, None, stage, head)
@@ -283,9 +284,7 @@ class AppendPipeline:
         an append with expected versions (they count what the backend holds), a refusal,
         an id the log or the group already holds. :meth:`write_group` then writes the
         group append by append, exactly."""
-        append_unless_known = self._unless_known.get(type(transaction), _UNKNOWN)
-        if append_unless_known is _UNKNOWN:
-            append_unless_known = self._learn_unless_known(transaction)
+        append_unless_known = self._unless_known_of(transaction)
         if append_unless_known is None or any(request.expected for request in requests):
             return None
         stage = WriteStage(self._inline)
@@ -310,14 +309,15 @@ class AppendPipeline:
             request.result = result
         return stage
 
-    def _learn_unless_known(self, transaction: WriteTransaction) -> _AppendUnlessKnown | None:
+    def _unless_known_of(self, transaction: WriteTransaction) -> _AppendUnlessKnown | None:
         """The optimistic insert of ``transaction``'s class, or ``None`` when it has none
-        (asked once per class: a protocol check costs microseconds)."""
-        append_unless_known = (
-            type(transaction).append_unless_known if appends_unless_known(transaction) else None
-        )
-        self._unless_known[type(transaction)] = append_unless_known
-        return append_unless_known
+        (asked once per class and remembered: a protocol check costs microseconds)."""
+        kind = type(transaction)
+        if kind in self._unless_known:
+            return self._unless_known[kind]
+        found = type(transaction).append_unless_known if appends_unless_known(transaction) else None
+        self._unless_known[kind] = found
+        return found
 
     def _restaged(self, written: Sequence[tuple[Event, int]]) -> WriteStage:
         """A new overlay holding exactly ``written`` (refused tries undone)."""

@@ -109,23 +109,13 @@ def encode_incremental(
         raise DecodeError(
             f"snapshot at offset {offset}: a projection dumped non-JSON: {exc}"
         ) from exc
-    whole = sum(
-        len(piece)
-        for projection in dumped
-        if projection.entities is not None
-        for _, piece in projection.entities
-    )
+    whole = _entity_bytes(dumped)
     if previous is not None and _extends(previous, offset, dumped):
         changed = [
             _patched(_changes(projection, digests, previous.digests), entries, previous.entries)
             for projection in dumped
         ]
-        size = sum(
-            len(piece)
-            for projection in changed
-            if projection.entities is not None
-            for _, piece in projection.entities
-        )
+        size = _entity_bytes(changed)
         if previous.chained + size <= whole // 2:
             base = (previous.offset, previous.snapshot_hash)
             snapshot = build_snapshot(offset, changed, base)
@@ -162,6 +152,16 @@ def chain_of(view: SnapshotView) -> SnapshotChain:
     whole = sum(len(piece) for pieces in slices.values() for piece in pieces.values())
     entries = {name: _entry_digests(view.data_of(name)) for name in slices}
     return SnapshotChain(view, chain, chained, whole, digests, entries)
+
+
+def _entity_bytes(dumped: list[DumpedProjection]) -> int:
+    """Bytes of the entity states ``dumped`` holds."""
+    return sum(
+        len(piece)
+        for projection in dumped
+        if projection.entities is not None
+        for _, piece in projection.entities
+    )
 
 
 def _extends(previous: SnapshotChain, offset: int, dumped: list[DumpedProjection]) -> bool:
