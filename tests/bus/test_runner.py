@@ -598,7 +598,7 @@ def test_a_storage_failure_committing_a_handlers_appends_is_not_the_handlers(
 
 
 def test_storage_failures_are_retried_after_a_doubling_pause() -> None:
-    from chanlog.bus.runner import storage_retry_pause
+    from chanlog.bus.backoff import storage_retry_pause
 
     pauses = [storage_retry_pause(failures) for failures in range(1, 9)]
     assert pauses == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0])

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from chanlog.backends.consumer_store import KeepsConsumers
+from chanlog.bus.backoff import storage_retry_pause
 from chanlog.bus.handlers import (
     BindsToStore,
     Handler,
@@ -31,19 +32,11 @@ from chanlog.bus.subjects import SubjectFilter
 from chanlog.errors import ChanlogError, InvalidArgument, LeaseHeld, StorageError
 from chanlog.records import ConsumerState, ParkedRecord, PositionMove, RecordedEvent
 
-__all__ = ["ConsumerRunner", "RunnerStats", "new_holder", "storage_retry_pause"]
+__all__ = ["ConsumerRunner", "RunnerStats", "new_holder"]
 
 logger = logging.getLogger("chanlog.bus")
 
 _IDLE_WAIT = 0.5  # seconds between looks at the log while caught up (appends wake it sooner)
-
-
-def storage_retry_pause(failures: int) -> float:
-    """Seconds to wait after the ``failures``-th storage failure in a row (a database
-    restarting, a connection dropped) before trying again: 0.1 s, doubling up to 5 s. The
-    backoff of a running consumer and of an ingest (``chanlog-nats``) alike."""
-    # The exponent stops at 6 (6.4 s): an outage of hours never overflows a float.
-    return min(0.1 * (1 << min(max(failures - 1, 0), 6)), 5.0)
 
 
 class _CommitFailed(Exception):

@@ -28,8 +28,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from chanlog.backends.consumer_store import KeepsConsumers
+from chanlog.bus.backoff import storage_retry_pause
 from chanlog.bus.ingest import ingest_consumer_name
-from chanlog.bus.runner import new_holder, storage_retry_pause
+from chanlog.bus.runner import new_holder
 from chanlog.bus.source import BusStore
 from chanlog.errors import ChanlogError, ConfigError, LeaseHeld, StorageError
 from chanlog_nats.apply import ACK, PARK, WAIT, Applier, Incoming, Outcome
@@ -219,7 +220,7 @@ class NatsIngest:
 
     def _storage_failed(self, exc: StorageError, failing: int, stop: threading.Event) -> int:
         """Note a failure of the replica's store (a database restarted) and wait before
-        the next try (:func:`~chanlog.bus.runner.storage_retry_pause`). Return the failures
+        the next try (:func:`~chanlog.bus.backoff.storage_retry_pause`). Return the failures
         in a row."""
         self._last_error = f"StorageError: {exc}"
         pause = storage_retry_pause(failing + 1)
