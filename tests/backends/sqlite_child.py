@@ -29,6 +29,7 @@ import random
 import sys
 import threading
 
+from chanlog.backends import sqlite_wal_reserve
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.errors import LeaseHeld
 from chanlog.records import PositionMove
@@ -116,7 +117,13 @@ def _lease(path: str, holder: str, rounds: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """Dispatch on the mode named by the first argument."""
+    """Dispatch on the mode named by the first argument. With ``CHANLOG_TEST_RESERVE_STEPS``
+    set to ``START,MOST`` the writer reserves its log in those steps (ADR 0037): many
+    reservations in a short run, for a kill to land in."""
+    steps = os.environ.get("CHANLOG_TEST_RESERVE_STEPS")
+    if steps:
+        start, most = (int(value) for value in steps.split(","))
+        sqlite_wal_reserve.START, sqlite_wal_reserve.MOST_AT_ONCE = start, most
     mode = argv[0]
     if mode == "append":
         _append(argv[1], argv[2], int(argv[3]))

@@ -22,20 +22,35 @@ CHILD = Path(__file__).with_name("sqlite_child.py")
 KILLS = 24
 
 
-def _spawn(*arguments: str) -> subprocess.Popen[str]:
+SMALL_RESERVE_STEPS = "8192,32768"
+"""Reserve the log from 8 KiB on, 32 KiB at most at a time (ADR 0037): a reservation every
+few commits, instead of a few per run."""
+
+
+def _spawn(*arguments: str, reserve_steps: str | None = None) -> subprocess.Popen[str]:
+    environment = dict(os.environ)
+    if reserve_steps is not None:
+        environment["CHANLOG_TEST_RESERVE_STEPS"] = reserve_steps
     return subprocess.Popen(
         [sys.executable, str(CHILD), *arguments],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=environment,
     )
 
 
-def test_three_processes_append_to_one_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("reserve_steps", [None, SMALL_RESERVE_STEPS])
+def test_three_processes_append_to_one_file(tmp_path: Path, reserve_steps: str | None) -> None:
+    """With small reserve steps, every process grows the shared log ahead of its own
+    commits, under SQLite's writer lock, between the others' commits."""
     path = tmp_path / "shared.db"
     SqliteBackend(path).close()  # created once; the children open it
     count = 60
-    children = {worker: _spawn("append", str(path), worker, str(count)) for worker in "abc"}
+    children = {
+        worker: _spawn("append", str(path), worker, str(count), reserve_steps=reserve_steps)
+        for worker in "abc"
+    }
     offsets: dict[str, list[int]] = {}
     for worker, child in children.items():
         stdout, stderr = child.communicate(timeout=120)
@@ -80,14 +95,25 @@ class _SideFile:
 
 
 @pytest.mark.slow
-def test_sigkill_while_appending_loses_no_acknowledged_event(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "reserve_steps", [None, SMALL_RESERVE_STEPS], ids=["default-reserve", "small-reserve-steps"]
+)
+def test_sigkill_while_appending_loses_no_acknowledged_event(
+    tmp_path: Path, reserve_steps: str | None
+) -> None:
+    """With small reserve steps, kills land while the log is being grown with zeros, or
+    with zeros past its last frames; every other round also deletes the shared-memory
+    index, so SQLite rebuilds it by reading the log, zeros and all."""
     path = tmp_path / "crash.db"
     side_file = tmp_path / "acknowledged.log"
     chooser = random.Random(20261124)
     log: list[str] = []  # event ids of the log as verified after the previous kill
     acknowledged_total = 0
+    reserved_tails = 0  # rounds whose kill left zeros past the log's frames
     for round_number in range(KILLS):
-        child = _spawn("crash", str(path), str(side_file), str(round_number))
+        child = _spawn(
+            "crash", str(path), str(side_file), str(round_number), reserve_steps=reserve_steps
+        )
         assert child.stdout is not None
         ready = child.stdout.readline()
         assert ready == "ready\n", child.stderr.read() if child.stderr else ready
@@ -101,6 +127,10 @@ def test_sigkill_while_appending_loses_no_acknowledged_event(tmp_path: Path) -> 
             child.stderr.close()
 
         recorded = _SideFile.read(side_file, round_number)
+        wal = Path(f"{path}-wal").read_bytes()
+        reserved_tails += len(wal) - len(wal.rstrip(b"\0")) > 4096
+        if reserve_steps is not None and round_number % 2:
+            Path(f"{path}-shm").unlink(missing_ok=True)
         with EventStore(SqliteBackend(path), projections=[]) as store:
             ids = [record.event_id for record in store.read_from(0)]
             assert store.verify() == len(ids)
@@ -116,6 +146,8 @@ def test_sigkill_while_appending_loses_no_acknowledged_event(tmp_path: Path) -> 
         acknowledged_total += len(recorded.acknowledged)
         log = ids
     assert acknowledged_total > KILLS  # the kills did land in the middle of real work
+    if reserve_steps is not None:
+        assert reserved_tails > KILLS // 2, reserved_tails
 
 
 GROUP_THREADS = 8

@@ -15,7 +15,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from chanlog.backends.sqlite_options import SqliteOptions, connect
+from chanlog.backends.sqlite_options import WAL_AUTOCHECKPOINT_PAGES, SqliteOptions, connect
+from chanlog.backends.sqlite_wal_reserve import WalReserve, log_limit
 from chanlog.errors import StorageError
 
 __all__ = ["MAX_IDLE_READERS", "SqliteConnections"]
@@ -36,6 +37,8 @@ class SqliteConnections:
         write_lock: held by a write transaction (and by :meth:`close`, which so waits for a
             write in progress): SQLite's writer lock is per connection, and this process
             has one writing connection.
+        wal_reserve: grows the write-ahead log ahead of the writer's commits when every
+            commit is synced (``durability="full"``), else ``None`` (ADR 0037).
     """
 
     def __init__(self, options: SqliteOptions) -> None:
@@ -45,7 +48,18 @@ class SqliteConnections:
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
         # A read-only backend has no writer at all: nothing can write through it.
-        self._writer = None if options.read_only else connect(options, writer=True)
+        writer = None if options.read_only else connect(options, writer=True)
+        self._writer = writer
+        self.wal_reserve: WalReserve | None = None
+        if writer is not None and options.durability == "full":
+            try:
+                page_size = int(writer.execute("PRAGMA page_size").fetchone()[0])
+            except sqlite3.Error as exc:
+                writer.close()
+                raise self.storage_error("read the page size", exc) from exc
+            self.wal_reserve = WalReserve(
+                options.path, log_limit(WAL_AUTOCHECKPOINT_PAGES, page_size)
+            )
 
     @property
     def closed(self) -> bool:
@@ -174,4 +188,6 @@ class SqliteConnections:
                 connection.close()
             if self._writer is not None:
                 self._writer.close()
+            if self.wal_reserve is not None:
+                self.wal_reserve.close()
         return True

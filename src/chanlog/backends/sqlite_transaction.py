@@ -62,6 +62,9 @@ class SqliteTransaction:
                 raise connections.storage_error("take the writer lock", exc) from exc
             try:
                 head = head_of(connection.execute(queries.SELECT_LAST).fetchone(), self._path)
+                reserve = connections.wal_reserve
+                if reserve is not None:
+                    reserve.extend()  # under the writer lock, before anything is written
             except sqlite3.Error as exc:
                 connections.roll_back(connection)
                 raise connections.storage_error("read the head", exc) from exc
