@@ -262,3 +262,30 @@ def test_a_log_with_a_reserved_tail_recovers_exactly_what_was_committed(
         assert _recovered(directory / "end" / database.name) == committed
     finally:
         sqlite_wal_reserve.START, sqlite_wal_reserve.MOST_AT_ONCE = previous
+
+
+def test_the_log_is_found_by_the_path_sqlite_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative path, then a change of directory, or a database reached through a
+    symbolic link: the reserve grows the log SQLite writes, never a file that only has the
+    same name from somewhere else."""
+    real = tmp_path / "real"
+    real.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    SqliteBackend(real / "log.db").close()
+    (tmp_path / "link.db").symlink_to(real / "log.db")
+    monkeypatch.chdir(tmp_path)
+    store = EventStore(SqliteBackend("link.db"), projections=[])
+    try:
+        monkeypatch.chdir(elsewhere)
+        decoy = elsewhere / "link.db-wal"
+        decoy.write_bytes(b"\x01" * START)
+        events = sample_events(400)
+        for event in events:
+            store.append(event)
+        assert decoy.read_bytes() == b"\x01" * START
+        assert _zero_tail(real / "log.db-wal") > 0
+    finally:
+        store.close()

@@ -75,7 +75,9 @@ class WalReserve:
     __slots__ = ("_descriptor", "_limit", "_log", "_reserved", "enabled")
 
     def __init__(self, database: Path, limit: int) -> None:
-        self._log = f"{database}-wal"
+        # Resolved now, as SQLite resolved it when the connection opened (symbolic links
+        # included): a later change of directory must not point the reserve at another log.
+        self._log = f"{os.path.realpath(database)}-wal"
         self._limit = limit
         self._descriptor = -1
         self._reserved = 0
