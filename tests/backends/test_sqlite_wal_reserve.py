@@ -4,6 +4,7 @@ zeros recovers exactly what was committed."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -101,6 +102,17 @@ def _file_of(tmp_path: Path, size: int) -> Path:
     return database
 
 
+@contextlib.contextmanager
+def _reserving(tmp_path: Path, size: int, limit: int) -> Iterator[tuple[Path, WalReserve]]:
+    """A log of ``size`` bytes (not zeros) and a reserve on it, closed afterwards."""
+    database = _file_of(tmp_path, size)
+    reserve = WalReserve(database, limit)
+    try:
+        yield _log(database), reserve
+    finally:
+        reserve.close()
+
+
 @pytest.mark.parametrize(
     ("size", "limit", "grown"),
     [
@@ -115,24 +127,17 @@ def _file_of(tmp_path: Path, size: int) -> Path:
 def test_how_far_a_reservation_grows_the_log(
     tmp_path: Path, size: int, limit: int, grown: int
 ) -> None:
-    database = _file_of(tmp_path, size)
-    reserve = WalReserve(database, limit)
-    try:
+    with _reserving(tmp_path, size, limit) as (log, reserve):
         reserve.extend()
-        assert _log(database).stat().st_size == grown
+        assert log.stat().st_size == grown
         assert reserve.reserved == grown
-        assert _zero_tail(_log(database)) == grown - size
+        assert _zero_tail(log) == grown - size
         reserve.extend()  # nothing written since: nothing more reserved
-        assert _log(database).stat().st_size == grown
-    finally:
-        reserve.close()
+        assert log.stat().st_size == grown
 
 
 def test_a_log_written_past_its_reserve_or_cut_back_is_reserved_again(tmp_path: Path) -> None:
-    database = _file_of(tmp_path, START)
-    log = _log(database)
-    reserve = WalReserve(database, 100 * START)
-    try:
+    with _reserving(tmp_path, START, 100 * START) as (log, reserve):
         reserve.extend()
         assert log.stat().st_size == 2 * START
         with log.open("r+b") as handle:  # SQLite writes frames past the reserved end
@@ -143,15 +148,10 @@ def test_a_log_written_past_its_reserve_or_cut_back_is_reserved_again(tmp_path: 
         os.truncate(log, START)  # a TRUNCATE checkpoint
         reserve.extend()
         assert log.stat().st_size == 2 * START
-    finally:
-        reserve.close()
 
 
 def test_a_log_deleted_and_begun_again_is_reopened(tmp_path: Path) -> None:
-    database = _file_of(tmp_path, START)
-    log = _log(database)
-    reserve = WalReserve(database, 100 * START)
-    try:
+    with _reserving(tmp_path, START, 100 * START) as (log, reserve):
         reserve.extend()
         log.unlink()
         log.write_bytes(b"\x01" * START)
@@ -159,8 +159,6 @@ def test_a_log_deleted_and_begun_again_is_reopened(tmp_path: Path) -> None:
         assert log.stat().st_size == START
         reserve.extend()
         assert log.stat().st_size == 2 * START
-    finally:
-        reserve.close()
 
 
 def test_no_log_yet_is_no_reservation(tmp_path: Path) -> None:
@@ -174,8 +172,6 @@ def test_a_failed_reservation_gives_its_bytes_back_and_stops_reserving(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     size = 2 * 1024 * 1024  # reserved in two writes of 1 MiB: the second fails
-    database = _file_of(tmp_path, size)
-    reserve = WalReserve(database, 100 * size)
     real_pwrite = os.pwrite
     calls = 0
 
@@ -187,12 +183,13 @@ def test_a_failed_reservation_gives_its_bytes_back_and_stops_reserving(
         return real_pwrite(descriptor, data, position)
 
     monkeypatch.setattr(os, "pwrite", disk_fills_up)
-    reserve.extend()
-    assert calls == 2
-    assert _log(database).stat().st_size == size  # the first megabyte was cut off again
-    assert not reserve.enabled and reserve._descriptor == -1
-    reserve.extend()  # off for good
-    assert calls == 2
+    with _reserving(tmp_path, size, 100 * size) as (log, reserve):
+        reserve.extend()
+        assert calls == 2
+        assert log.stat().st_size == size  # the first megabyte was cut off again
+        assert not reserve.enabled and reserve._descriptor == -1
+        reserve.extend()  # off for good
+        assert calls == 2
 
 
 def test_the_append_goes_on_when_a_reservation_fails(
