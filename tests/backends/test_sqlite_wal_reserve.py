@@ -286,3 +286,25 @@ def test_the_log_is_found_by_the_path_sqlite_opened(
         assert _zero_tail(real / "log.db-wal") > 0
     finally:
         store.close()
+
+
+def test_a_log_that_cannot_be_opened_turns_the_reserve_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not tried again on every transaction: one refusal is enough."""
+    real_open = os.open
+    calls = 0
+
+    def refused(path: str, flags: int, mode: int = 0o777) -> int:
+        nonlocal calls
+        if path.endswith("-wal"):
+            calls += 1
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_open(path, flags, mode)
+
+    with _reserving(tmp_path, START, 100 * START) as (log, reserve):
+        monkeypatch.setattr(os, "open", refused)
+        reserve.extend()
+        reserve.extend()
+        assert calls == 1 and not reserve.enabled
+        assert log.stat().st_size == START

@@ -99,7 +99,10 @@ class WalReserve:
             if descriptor < 0:
                 descriptor = self._descriptor = os.open(self._log, os.O_WRONLY | os.O_CLOEXEC)
             status = os.fstat(descriptor)
-        except OSError:  # no log yet: SQLite creates it with the first write
+        except FileNotFoundError:  # no log yet: SQLite creates it with the first write
+            return
+        except OSError:  # a log this process may not write: never try again
+            self.enabled = False
             return
         if not status.st_nlink:  # the log was deleted (and another begun): reopen next time
             self.close()
