@@ -538,6 +538,67 @@ def test_a_storage_failure_is_retried_and_the_run_goes_on(running: Running) -> N
         assert store.bus.consumers.state("c").position == len(store)
 
 
+def test_the_worker_shows_a_consumer_retrying_while_its_storage_fails() -> None:
+    """``chanlog run``'s table says "retrying" while the storage fails and the consumer
+    waits out its backoff, and "running" again once a try goes through."""
+    from chanlog.bus.settings import BusSettings, ConsumerSettings
+    from chanlog.bus.spec import ConsumerSpec
+    from chanlog.bus.worker import Worker
+
+    backend = FlakyBackend()
+    with chanlog.EventStore(backend) as store:
+        recorder = Recorder()
+        settings = BusSettings(consumers=(ConsumerSettings(ConsumerSpec("c", **FAST), "rec"),))
+        worker = Worker(store, store.bus, settings, {"rec": lambda: recorder}, {})
+        worker.start()
+        try:
+            _until(lambda: worker.rows()[0].state == "running")
+            assert not worker.runners["c"].stats.retrying
+            backend.fail_reads(4)  # 0.1 + 0.2 + 0.4 + 0.8 s of backoff
+            fill(store, seed=11)
+            _until(lambda: worker.rows()[0].state == "retrying")
+            row = worker.rows()[0]
+            assert row.last_error == f"StorageError: {backend.message}"
+            _until(lambda: len(recorder.offsets) == len(store))
+            _until(lambda: worker.rows()[0].state == "running")
+            assert not worker.runners["c"].stats.retrying
+        finally:
+            worker.stop()
+            assert worker.wait(10)
+            worker.close()
+
+
+def test_the_worker_shows_an_ingest_retrying_when_its_source_says_so(
+    store: chanlog.EventStore,
+) -> None:
+    from chanlog.bus.settings import BusSettings, IngestSettings
+    from chanlog.bus.worker import Worker
+
+    class Source:
+        def __init__(self, name: str) -> None:
+            self.name = name
+            self.retrying = True
+
+        def run(self, store: object, stop: threading.Event) -> None:
+            stop.wait(30)
+
+        def stats(self) -> dict[str, object]:
+            return {"appended": 0, "parked": 0, "retrying": self.retrying}
+
+    settings = BusSettings(ingest=(IngestSettings("feed", "fake", {}),))
+    worker = Worker(store, store.bus, settings, {}, {"fake": Source})
+    worker.start()
+    try:
+        assert worker.rows()[0].state == "retrying"
+        worker.ingests["feed"].retrying = False  # type: ignore[attr-defined]
+        assert worker.rows()[0].state == "running"
+    finally:
+        worker.stop()
+        assert worker.wait(10)
+        worker.close()
+    assert worker.rows()[0].state == "stopped"
+
+
 def test_a_runner_that_lost_its_lease_waits_for_it_and_goes_on(
     store: chanlog.EventStore, running: Running
 ) -> None:

@@ -258,12 +258,15 @@ def test_a_replica_store_failing_for_a_while_is_retried(
     replica = EventStore(backend, projections=[])
     backend.fail_writes(3, at=stage)
     run = ingesting(replica, stream)
+    # 0.1 + 0.2 + 0.4 s of backoff: chanlog run's table says "retrying" meanwhile.
+    wait_until(lambda: run.ingest.stats()["retrying"], 30, "the ingest to be retrying")
     wait_until(lambda: len(replica) == len(node), 60, "the replica to catch up")
     assert backend.writes_to_fail == 0
     assert backend.failed_writes == 3
     assert replica.backend.head() == node.backend.head()
     assert run.thread.is_alive()
     assert run.ingest.stats()["last_error"] == f"StorageError: {backend.message}"
+    assert run.ingest.stats()["retrying"] is False
     run.close()
     assert run.errors == []
     assert run.ingest.stats()["parked"] == 0

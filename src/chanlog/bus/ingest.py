@@ -46,7 +46,9 @@ class IngestSource(Protocol):
 
     def stats(self) -> dict[str, Any]:
         """Figures for ``chanlog run``'s table: at least ``appended``, ``duplicates``,
-        ``parked`` and ``lag`` (messages not yet pulled, if the source knows)."""
+        ``parked`` and ``lag`` (messages not yet pulled, if the source knows); optionally
+        ``last_error`` and ``retrying`` (true while the store fails and the source waits
+        out a backoff before it tries again)."""
         ...
 
 

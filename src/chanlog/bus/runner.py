@@ -65,6 +65,7 @@ class RunnerStats:
         parked: records it parked.
         failures: failed tries (each retry counts).
         last_error: the latest failure, as text.
+        retrying: storage is failing: the run waits out a backoff before it tries again.
     """
 
     position: int = 0
@@ -72,6 +73,7 @@ class RunnerStats:
     parked: int = 0
     failures: int = 0
     last_error: str | None = None
+    retrying: bool = False
 
 
 @attrs.define
@@ -294,6 +296,7 @@ class ConsumerRunner:
                     if self.run_once(stop=stop) == 0 and not stop.is_set():
                         self._idle(stop)
                     failures = 0
+                    self.stats.retrying = False
                 except LeaseHeld as lost:
                     logger.warning("consumer %s: %s; waiting to take it again", self.name, lost)
                     self._let_go()
@@ -301,6 +304,7 @@ class ConsumerRunner:
                     failures += 1
                     pause = storage_retry_pause(failures)
                     self.stats.last_error = f"StorageError: {failure}"
+                    self.stats.retrying = True
                     logger.warning("consumer %s: %s; retrying in %.1f s", self.name, failure, pause)
                     if stop.wait(pause):
                         return

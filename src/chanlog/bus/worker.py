@@ -36,7 +36,9 @@ class WorkerRow:
     Attributes:
         kind: ``"consumer"`` or ``"ingest"``.
         name: the table's name.
-        state: ``"waiting"`` (for a lease), ``"running"``, ``"stopped"`` or ``"failed"``.
+        state: ``"waiting"`` (for a lease), ``"running"``, ``"retrying"`` (its storage is
+            failing: it waits out a backoff before it tries again), ``"stopped"`` or
+            ``"failed"``.
         position: a consumer's committed position (``None`` for an ingest).
         lag: records not yet handled (a consumer), or messages not yet pulled (an ingest,
             when its source knows).
@@ -188,6 +190,7 @@ class Worker:
             if job.kind == "consumer":
                 runner = self.runners[job.name]
                 state = "running" if job.state == "waiting" and runner.started else job.state
+                retrying = runner.stats.retrying and state == "running"
                 try:
                     info = admin.info(job.name)
                     lag: int | None = info.lag
@@ -196,6 +199,8 @@ class Worker:
                     error = info.state.last_error
                 except ChanlogError:
                     lag, parked, position, error = None, 0, None, runner.stats.last_error
+                if retrying:  # the failure is the runner's own: the storage could not keep it
+                    state, error = "retrying", runner.stats.last_error
                 rows.append(
                     WorkerRow(
                         "consumer",
@@ -214,7 +219,9 @@ class Worker:
                     WorkerRow(
                         "ingest",
                         job.name,
-                        job.state,
+                        "retrying"
+                        if stats.get("retrying") and job.state == "running"
+                        else job.state,
                         None,
                         stats.get("lag"),
                         int(stats.get("appended", 0)),

@@ -119,11 +119,18 @@ class NatsIngest:
         self._counts = {"appended": 0, "duplicates": 0, "parked": 0}
         self._lag: int | None = None
         self._last_error: str | None = None
+        self._retrying = False
 
     def stats(self) -> dict[str, Any]:
         """``appended``, ``duplicates``, ``parked``, ``lag`` (messages the durable
-        consumer has not delivered yet) and ``last_error``."""
-        return {**self._counts, "lag": self._lag, "last_error": self._last_error}
+        consumer has not delivered yet), ``last_error`` and ``retrying`` (the replica's
+        store is failing: waiting out a backoff)."""
+        return {
+            **self._counts,
+            "lag": self._lag,
+            "last_error": self._last_error,
+            "retrying": self._retrying,
+        }
 
     # -- running ------------------------------------------------------------------------------
 
@@ -177,6 +184,7 @@ class NatsIngest:
                 try:
                     applier.keeper.acquire_lease(self.consumer, applier.holder, self.lease_ttl)
                     renewed = time.monotonic()
+                    self._retrying = False
                 except StorageError as exc:
                     failing = self._storage_failed(exc, failing, stop)
                     continue
@@ -211,6 +219,7 @@ class NatsIngest:
         while True:
             try:
                 self._handle(thread, applier, messages)
+                self._retrying = False
                 return 0
             except StorageError as exc:
                 failing = self._storage_failed(exc, failing, stop)
@@ -223,6 +232,7 @@ class NatsIngest:
         the next try (:func:`~chanlog.bus.backoff.storage_retry_pause`). Return the failures
         in a row."""
         self._last_error = f"StorageError: {exc}"
+        self._retrying = True
         pause = storage_retry_pause(failing + 1)
         logger.warning("%s %s: %s; retrying in %.1f s", _WHAT, self.name, exc, pause)
         stop.wait(pause)
