@@ -122,6 +122,7 @@ def test_ingest_flags_accept_text() -> None:
         "parked": 0,
         "lag": None,
         "last_error": None,
+        "retrying": False,
     }
 
 
