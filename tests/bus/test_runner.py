@@ -568,6 +568,39 @@ def test_the_worker_shows_a_consumer_retrying_while_its_storage_fails() -> None:
             worker.close()
 
 
+def test_the_worker_shows_a_consumer_retrying_before_it_ever_held_its_lease(
+    store: chanlog.EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chanlog.bus.settings import BusSettings, ConsumerSettings
+    from chanlog.bus.spec import ConsumerSpec
+    from chanlog.bus.worker import Worker
+
+    settings = BusSettings(consumers=(ConsumerSettings(ConsumerSpec("c", **FAST), "rec"),))
+    worker = Worker(store, store.bus, settings, {"rec": Recorder}, {})
+    runner = worker.runners["c"]
+    real_start = runner.start
+    refusals = 3  # 0.1 + 0.2 + 0.4 s of backoff
+
+    def restarting(*, wait: bool = True, stop: threading.Event | None = None) -> bool:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            raise StorageError("the database is restarting")
+        return real_start(wait=wait, stop=stop)
+
+    monkeypatch.setattr(runner, "start", restarting)
+    worker.start()
+    try:
+        _until(lambda: worker.rows()[0].state == "retrying")
+        assert not runner.started
+        assert worker.rows()[0].last_error == "StorageError: the database is restarting"
+        _until(lambda: worker.rows()[0].state == "running")
+    finally:
+        worker.stop()
+        assert worker.wait(10)
+        worker.close()
+
+
 def test_the_worker_shows_an_ingest_retrying_when_its_source_says_so(
     store: chanlog.EventStore,
 ) -> None:

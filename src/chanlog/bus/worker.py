@@ -190,7 +190,9 @@ class Worker:
             if job.kind == "consumer":
                 runner = self.runners[job.name]
                 state = "running" if job.state == "waiting" and runner.started else job.state
-                retrying = runner.stats.retrying and state == "running"
+                # Alive (a consumer's job stays "waiting" until its thread ends) and failing,
+                # whether it failed before it held the lease or after.
+                retrying = runner.stats.retrying and job.state == "waiting"
                 try:
                     info = admin.info(job.name)
                     lag: int | None = info.lag
