@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -68,6 +69,30 @@ def test_three_processes_append_to_one_file(tmp_path: Path, reserve_steps: str |
             assert worker_offsets == sorted(worker_offsets)
 
 
+def _round_lines(path: Path, round_number: int) -> list[str]:
+    """The whole lines ``round_number``'s child recorded in ``path``, then the file ended
+    with a line break: a kill can tear a child's last line (a write cut short by SIGKILL),
+    which must not run into the next round's first one. A torn line is never whole, and a
+    torn line of an earlier round is another round's."""
+    text = path.read_text() if path.exists() else ""
+    if text and not text.endswith("\n"):
+        with path.open("a") as side:
+            side.write("\n")
+    complete = text[: text.rfind("\n") + 1]
+    prefix = re.compile(rf"[IA] {round_number} \S")
+    return [line for line in complete.splitlines() if prefix.match(line)]
+
+
+def test_a_line_torn_by_a_kill_stays_out_of_every_round(tmp_path: Path) -> None:
+    side = tmp_path / "acknowledged.log"
+    side.write_text("A 0 0xaa 1\nA 0 0xbb 2\nA 0 0xc")  # the kill tore the last write
+    assert _round_lines(side, 0) == ["A 0 0xaa 1", "A 0 0xbb 2"]
+    with side.open("a") as appending:  # the next round's child
+        appending.write("A 1 0xdd 3\n")
+    assert _round_lines(side, 1) == ["A 1 0xdd 3"]
+    assert _round_lines(side, 0) == ["A 0 0xaa 1", "A 0 0xbb 2", "A 0 0xc"]
+
+
 @attrs.define
 class _SideFile:
     """What a crash child recorded: acknowledged appends, and the one it had begun."""
@@ -79,12 +104,8 @@ class _SideFile:
     def read(cls, path: Path, round_number: int) -> _SideFile:
         acknowledged: dict[str, int] = {}
         in_flight: list[str] = []
-        text = path.read_text() if path.exists() else ""
-        complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
-        for line in complete.splitlines():
-            kind, number, *values = line.split(" ")
-            if int(number) != round_number:
-                continue
+        for line in _round_lines(path, round_number):
+            kind, _number, *values = line.split(" ")
             if kind == "I":
                 in_flight = values
             else:
@@ -176,13 +197,12 @@ def test_sigkill_while_eight_threads_append_loses_no_acknowledged_event(tmp_path
         for stream in (child.stdout, child.stderr):
             if stream is not None:
                 stream.close()
-        text = side_file.read_text()
-        complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
         acknowledged = {}
-        for line in complete.splitlines():
-            _kind, number, event_id, offset = line.split(" ")
-            if int(number) == round_number:
-                acknowledged[event_id] = int(offset)
+        for line in _round_lines(side_file, round_number):
+            fields = line.split(" ")
+            # Eight threads: a line torn by the kill may have another's written after it.
+            if len(fields) == 4 and len(fields[2]) == 66 and fields[3].isdigit():
+                acknowledged[fields[2]] = int(fields[3])
         with EventStore(SqliteBackend(path), projections=[]) as store:
             ids = [record.event_id for record in store.read_from(0)]
             assert store.verify() == len(ids)
