@@ -24,7 +24,7 @@ from benchmarks.logs import LogCache
 from chanlog import EventStore
 from chanlog.backends.base import Backend
 from chanlog.backends.sqlite import WAL_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB
-from chanlog.backends.sqlite_wal_reserve import log_limit
+from chanlog.backends.sqlite_wal_reserve import fill_with_zeros, log_limit
 
 __all__ = ["RAW_PRAGMAS", "cases", "chanlog_append", "raw_sqlite_append", "reserve_log"]
 
@@ -153,11 +153,7 @@ def reserve_log(database: Path) -> None:
     limit = log_limit(WAL_AUTOCHECKPOINT_PAGES, 4096)
     descriptor = os.open(f"{database}-wal", os.O_WRONLY)
     try:
-        position = os.fstat(descriptor).st_size
-        zeros = bytes(1024 * 1024)
-        while position < limit:
-            position += os.pwrite(descriptor, zeros[: limit - position], position)
-        os.fdatasync(descriptor)
+        fill_with_zeros(descriptor, os.fstat(descriptor).st_size, limit)
     finally:
         os.close(descriptor)
 

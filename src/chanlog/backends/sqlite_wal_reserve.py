@@ -39,7 +39,7 @@ import contextlib
 import os
 from pathlib import Path
 
-__all__ = ["MOST_AT_ONCE", "START", "WalReserve", "log_limit"]
+__all__ = ["MOST_AT_ONCE", "START", "WalReserve", "fill_with_zeros", "log_limit"]
 
 START = 256 * 1024
 """The log's size (bytes) from which the writer reserves ahead of it: about 30 single
@@ -60,6 +60,19 @@ def log_limit(checkpoint_pages: int, page_size: int) -> int:
     """The size a log reaches between two checkpoints (its header and ``checkpoint_pages``
     frames of ``page_size`` pages): the most the writer reserves."""
     return _LOG_HEADER + checkpoint_pages * (_FRAME_HEADER + page_size)
+
+
+def fill_with_zeros(descriptor: int, start: int, end: int) -> None:
+    """Write zeros over bytes ``[start, end)`` of the file open as ``descriptor`` and sync
+    them (``fdatasync``: the new size and blocks are on disk once it returns).
+
+    Raises:
+        OSError: the write or the sync failed (some zeros may have been written).
+    """
+    position = start
+    while position < end:
+        position += os.pwrite(descriptor, _ZEROS[: end - position], position)
+    _sync(descriptor)
 
 
 class WalReserve:
@@ -115,10 +128,7 @@ class WalReserve:
             return
         target = min(size + min(size, MOST_AT_ONCE), self._limit)
         try:
-            position = size
-            while position < target:
-                position += os.pwrite(descriptor, _ZEROS[: target - position], position)
-            _sync(descriptor)
+            fill_with_zeros(descriptor, size, target)
         except OSError:
             self._give_back(descriptor, size)
             return
