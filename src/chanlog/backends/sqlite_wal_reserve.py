@@ -111,16 +111,15 @@ class WalReserve:
         try:
             if descriptor < 0:
                 descriptor = self._descriptor = os.open(self._log, os.O_WRONLY | os.O_CLOEXEC)
-            status = os.fstat(descriptor)
+            # The size by seeking, not by fstat: on Linux 6.13 and later a stat marks the
+            # file's times as seen, so SQLite's next write stamps them anew, which dirties the
+            # inode and costs the commit's fdatasync ~40% (ADR 0037).
+            size = os.lseek(descriptor, 0, os.SEEK_END)
         except FileNotFoundError:  # no log yet: SQLite creates it with the first write
             return
         except OSError:  # a log this process may not write: never try again
             self.enabled = False
             return
-        if not status.st_nlink:  # the log was deleted (and another begun): reopen next time
-            self.close()
-            return
-        size = status.st_size
         if size == self._reserved:
             return
         if size < START or size >= self._limit:
