@@ -22,6 +22,7 @@ Which built-in backend has what:
 | `FindsMany` | no | yes | yes |
 | `AppendsUnlessKnown` | no | yes | no |
 | `SavesSnapshotsInTransaction` | yes | yes | yes |
+| `DeletesSnapshotsInTransaction` | yes | yes | yes |
 | `ReadsStreamPayloads` | yes | yes | yes |
 | `ExposesStreamIndex` | yes | yes | yes |
 | `CountsStreams` | no | no | yes |
@@ -49,6 +50,7 @@ from chanlog.records import Head, StoredRecord, StoredSnapshot
 __all__ = [
     "AppendsUnlessKnown",
     "CountsStreams",
+    "DeletesSnapshotsInTransaction",
     "ExposesStreamIndex",
     "FileBacked",
     "FindsMany",
@@ -60,6 +62,7 @@ __all__ = [
     "SavesSnapshotsInTransaction",
     "TransactionCapabilities",
     "appends_unless_known",
+    "deletes_snapshots_in_transaction",
     "finds_many",
     "saves_snapshots_in_transaction",
     "transaction_capabilities",
@@ -120,6 +123,26 @@ class SavesSnapshotsInTransaction(Protocol):
     def save_snapshot(self, snapshot: StoredSnapshot) -> None:
         """Store ``snapshot`` (replacing one at the same offset) when the transaction
         commits; nothing of it when the transaction rolls back."""
+        ...
+
+
+@runtime_checkable
+class DeletesSnapshotsInTransaction(Protocol):
+    """A write transaction that deletes snapshot rows, so that which snapshots to delete is
+    decided under the writer lock, where no other writer can take a snapshot meanwhile.
+
+    Used by snapshot retention (``prune``, ADR 0038): it lists the stored snapshots and the
+    bases the kept incremental ones are read through inside one ``backend.write()``, and
+    deletes the others there. Fallback: the list is taken outside any lock and
+    :meth:`~chanlog.backends.capabilities.ManagesSnapshots.delete_snapshots` deletes in a
+    transaction of its own, so a snapshot another process takes in between on a base that
+    is deleted is left unreadable (reads skip it and start further back). Check it on the
+    *transaction*. The memory, SQLite and PostgreSQL transactions have it.
+    """
+
+    def delete_snapshots(self, offsets: Sequence[int]) -> int:
+        """Delete the snapshots at ``offsets`` (others are ignored) when the transaction
+        commits, none of them when it rolls back; return how many of them there were."""
         ...
 
 
@@ -321,6 +344,8 @@ class TransactionCapabilities(NamedTuple):
     """It implements :class:`AppendsUnlessKnown`."""
     saves_snapshots: bool
     """It implements :class:`SavesSnapshotsInTransaction`."""
+    deletes_snapshots: bool
+    """It implements :class:`DeletesSnapshotsInTransaction`."""
 
 
 _BY_CLASS: dict[type, TransactionCapabilities] = {}
@@ -337,6 +362,7 @@ def transaction_capabilities(transaction: object) -> TransactionCapabilities:
             finds_many=isinstance(transaction, FindsMany),
             appends_unless_known=isinstance(transaction, AppendsUnlessKnown),
             saves_snapshots=isinstance(transaction, SavesSnapshotsInTransaction),
+            deletes_snapshots=isinstance(transaction, DeletesSnapshotsInTransaction),
         )
         _BY_CLASS[kind] = found  # a racing thread computes the same value
     return found
@@ -360,3 +386,11 @@ def saves_snapshots_in_transaction(
     """Whether ``transaction`` implements :class:`SavesSnapshotsInTransaction` (cached per
     class; narrows the type for mypy)."""
     return transaction_capabilities(transaction).saves_snapshots
+
+
+def deletes_snapshots_in_transaction(
+    transaction: object,
+) -> TypeGuard[DeletesSnapshotsInTransaction]:
+    """Whether ``transaction`` implements :class:`DeletesSnapshotsInTransaction` (cached per
+    class; narrows the type for mypy)."""
+    return transaction_capabilities(transaction).deletes_snapshots

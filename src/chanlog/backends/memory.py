@@ -45,7 +45,7 @@ class MemoryTransaction:
         self._pending: list[StoredRecord] = []
         # Snapshots and consumer moves, applied in order after the records (most
         # transactions have none, so the list is made on first use).
-        self._after: list[Callable[[], None]] | None = None
+        self._after: list[Callable[[], object]] | None = None
         self._moves: list[PositionMove] = []  # staged consumer moves, to check the next ones
 
     def __enter__(self) -> MemoryTransaction:
@@ -71,7 +71,7 @@ class MemoryTransaction:
         finally:
             backend._lock.release()
 
-    def _then(self, apply: Callable[[], None]) -> None:
+    def _then(self, apply: Callable[[], object]) -> None:
         if self._after is None:
             self._after = []
         self._after.append(apply)
@@ -101,6 +101,14 @@ class MemoryTransaction:
         """Store ``snapshot`` when the transaction commits, after its records."""
         backend = self._backend
         self._then(lambda: backend._store_snapshot(snapshot))
+
+    def delete_snapshots(self, offsets: Sequence[int]) -> int:
+        """Delete the snapshots at ``offsets`` when the transaction commits; return how many
+        of them there are."""
+        backend = self._backend
+        doomed = sorted(set(offsets))
+        self._then(lambda: backend._delete_snapshots(doomed))
+        return sum(1 for offset in doomed if offset in backend._snapshots)
 
     def move_consumer(self, move: PositionMove) -> None:
         """Check ``move`` now (after the moves staged before it); apply it when the
@@ -307,11 +315,14 @@ class MemoryBackend:
         """Delete the snapshots at ``offsets``; return how many there were."""
         self._writable()
         with self._lock:
-            gone = [offset for offset in set(offsets) if offset in self._snapshots]
-            for offset in gone:
-                del self._snapshots[offset]
-                self._snapshot_offsets.remove(offset)
-            return len(gone)
+            return self._delete_snapshots(offsets)
+
+    def _delete_snapshots(self, offsets: Sequence[int]) -> int:
+        gone = [offset for offset in set(offsets) if offset in self._snapshots]
+        for offset in gone:
+            del self._snapshots[offset]
+            self._snapshot_offsets.remove(offset)
+        return len(gone)
 
     def recorded_serializer(self) -> str | None:
         """The serializer recorded by the first writable store on this log."""

@@ -5,7 +5,8 @@ the inserts, and the commit or rollback (ADRs 0010, 0018 and 0022).
 It implements :class:`~chanlog.backends.base.WriteTransaction` and the transaction
 capabilities :class:`~chanlog.backends.capabilities.FindsMany`,
 :class:`~chanlog.backends.capabilities.AppendsUnlessKnown`,
-:class:`~chanlog.backends.capabilities.SavesSnapshotsInTransaction` and
+:class:`~chanlog.backends.capabilities.SavesSnapshotsInTransaction`,
+:class:`~chanlog.backends.capabilities.DeletesSnapshotsInTransaction` and
 :class:`~chanlog.backends.consumer_store.MovesConsumersInTransaction`.
 """
 
@@ -143,6 +144,18 @@ class SqliteTransaction:
             self._connection.execute(queries.SAVE_SNAPSHOT, snapshot_row(snapshot))
         except sqlite3.Error as exc:
             raise self._connections.storage_error("save a snapshot", exc) from exc
+
+    def delete_snapshots(self, offsets: Sequence[int]) -> int:
+        """Delete the snapshots at ``offsets`` in this transaction (they are gone once it
+        commits); return how many there were."""
+        connection = self._connection
+        rows = [(offset,) for offset in sorted(set(offsets))]
+        try:
+            before = connection.total_changes
+            connection.executemany(queries.DELETE_SNAPSHOT, rows)
+        except sqlite3.Error as exc:
+            raise self._connections.storage_error("delete snapshots", exc) from exc
+        return connection.total_changes - before
 
     def move_consumer(self, move: PositionMove) -> None:
         """Check ``move`` now, under this transaction's writer lock, and apply it in this

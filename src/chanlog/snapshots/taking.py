@@ -18,6 +18,7 @@ from chanlog.backends.base import Backend, WriteTransaction
 from chanlog.backends.capabilities import (
     ManagesSnapshots,
     RemembersHead,
+    deletes_snapshots_in_transaction,
     saves_snapshots_in_transaction,
 )
 from chanlog.errors import ChanlogError, InvalidArgument
@@ -106,25 +107,52 @@ class SnapshotTaker:
     def prune(self, keep: int | None = None) -> list[int]:
         """Delete the stored snapshots the policy does not retain (or, with ``keep``, all
         but the latest ``keep`` and thinned older ones); return their offsets. Nothing is
-        deleted when the backend cannot or the policy keeps everything."""
+        deleted when the backend cannot or the policy keeps everything.
+
+        Which ones is decided again inside a write transaction of the store's, and they are
+        deleted there (where the backend's transaction
+        :class:`~chanlog.backends.capabilities.DeletesSnapshotsInTransaction`, ADR 0038):
+        no other writer can meanwhile take an incremental snapshot on one of them."""
         backend = self._backend
         if not isinstance(backend, ManagesSnapshots):
             return []
+        if keep is None and not isinstance(self.policy, RetainsSnapshots):
+            return []
+        if not self._doomed(backend, keep):
+            return []  # a snapshot taken meanwhile only dooms more: the next prune's
+        doomed: list[int] = []
+        deleted: list[bool] = []
+
+        def delete(
+            transaction: WriteTransaction,
+            _encoded: list[Encoded],
+            _expected: dict[str, int] | None,
+            _batch: bool,
+        ) -> CommitResult:
+            doomed.extend(self._doomed(backend, keep))
+            if doomed and deletes_snapshots_in_transaction(transaction):
+                transaction.delete_snapshots(doomed)
+                deleted.append(True)
+            return CommitResult([], [], [], None)
+
+        self._transact(delete, [], None, False)
+        if doomed and not deleted:
+            backend.delete_snapshots(doomed)
+        return doomed
+
+    def _doomed(self, backend: ManagesSnapshots, keep: int | None) -> list[int]:
+        """The offsets of the stored snapshots :meth:`prune` deletes now."""
         policy = self.policy
         sizes = dict(backend.snapshot_sizes())
         offsets = list(sizes)
         if keep is not None:
             spacing = policy.n if isinstance(policy, EveryNEvents) else 1
             kept = retained(offsets, keep, spacing)
-        elif isinstance(policy, RetainsSnapshots):
-            kept = policy.retain(offsets)
         else:
-            return []
+            assert isinstance(policy, RetainsSnapshots)
+            kept = policy.retain(offsets)
         kept = self._with_bases(kept, sizes)
-        doomed = [offset for offset in offsets if offset not in kept]
-        if doomed:
-            backend.delete_snapshots(doomed)
-        return doomed
+        return [offset for offset in offsets if offset not in kept]
 
     def _with_bases(self, kept: set[int], sizes: dict[int, int]) -> set[int]:
         """``kept`` and every snapshot a kept incremental one is taken on, through its

@@ -3,7 +3,8 @@ only writer of the log until it commits or rolls back (ADR 0012).
 
 It implements :class:`~chanlog.backends.base.WriteTransaction` and the capabilities
 :class:`~chanlog.backends.capabilities.FindsMany`,
-:class:`~chanlog.backends.capabilities.SavesSnapshotsInTransaction` and
+:class:`~chanlog.backends.capabilities.SavesSnapshotsInTransaction`,
+:class:`~chanlog.backends.capabilities.DeletesSnapshotsInTransaction` and
 :class:`~chanlog.backends.consumer_store.MovesConsumersInTransaction`.
 """
 
@@ -114,6 +115,12 @@ class PostgresTransaction:
         """Write ``snapshot`` (replacing one at the same offset) in this transaction: it
         commits with the records, or rolls back with them."""
         self._connection.execute(self._sql.save_snapshot, snapshot_params(snapshot))
+
+    def delete_snapshots(self, offsets: Sequence[int]) -> int:
+        """Delete the snapshots at ``offsets`` in this transaction (they are gone once it
+        commits); return how many there were."""
+        cursor = self._connection.execute(self._sql.delete_snapshots, (sorted(set(offsets)),))
+        return int(cursor.rowcount)
 
     def move_consumer(self, move: PositionMove) -> None:
         """Check ``move`` now, under the consumer's row lock, and apply it in this

@@ -31,6 +31,7 @@ from __future__ import annotations
 from chanlog.testing.conformance.capabilities import (
     AppendsUnlessKnownCases,
     CountsStreamsCases,
+    DeletesSnapshotsInTransactionCases,
     FileBackedCases,
     FindsManyCases,
     ManagesSnapshotsCases,
@@ -61,6 +62,7 @@ __all__ = [
     "ConformanceFixtures",
     "ConsumerSharingCases",
     "CountsStreamsCases",
+    "DeletesSnapshotsInTransactionCases",
     "DurableCases",
     "FileBackedCases",
     "FindsManyCases",
@@ -85,6 +87,7 @@ class CapabilityCases(
     FindsManyCases,
     AppendsUnlessKnownCases,
     SavesSnapshotsInTransactionCases,
+    DeletesSnapshotsInTransactionCases,
     ReadsStreamPayloadsCases,
     StreamIndexCases,
     CountsStreamsCases,

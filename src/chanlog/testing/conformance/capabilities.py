@@ -19,6 +19,7 @@ from chanlog.backends.base import Backend
 from chanlog.backends.capabilities import (
     AppendsUnlessKnown,
     CountsStreams,
+    DeletesSnapshotsInTransaction,
     ExposesStreamIndex,
     FileBacked,
     FindsMany,
@@ -44,6 +45,7 @@ from chanlog.workload import Workload
 __all__ = [
     "AppendsUnlessKnownCases",
     "CountsStreamsCases",
+    "DeletesSnapshotsInTransactionCases",
     "FileBackedCases",
     "FindsManyCases",
     "ManagesSnapshotsCases",
@@ -194,6 +196,62 @@ class SavesSnapshotsInTransactionCases(ConformanceFixtures):
             assert second.latest_snapshot() is None  # not before the commit
         assert second.latest_snapshot() == _snapshot(2, b"shared")
         assert second.head().length == 2
+
+
+class DeletesSnapshotsInTransactionCases(ConformanceFixtures):
+    """:class:`~chanlog.backends.capabilities.DeletesSnapshotsInTransaction`: snapshots
+    deleted in a write transaction are gone once it commits, and all there when it rolls
+    back; another handle sees them until the commit."""
+
+    def _with_snapshots(self, backend: Backend) -> list[StoredSnapshot]:
+        snapshots = [_snapshot(offset, b"at %d" % offset) for offset in (1, 2, 3)]
+        with backend.write() as transaction:
+            if not isinstance(transaction, DeletesSnapshotsInTransaction):
+                pytest.skip("the backend's transactions are not DeletesSnapshotsInTransaction")
+            transaction.append(stored_records(sample_events(3), _EMPTY))
+        for snapshot in snapshots:
+            backend.save_snapshot(snapshot)
+        return snapshots
+
+    def test_snapshots_deleted_in_a_transaction_are_gone_when_it_commits(
+        self, backend: Backend
+    ) -> None:
+        snapshots = self._with_snapshots(backend)
+        with backend.write() as transaction:
+            assert isinstance(transaction, DeletesSnapshotsInTransaction)
+            assert transaction_capabilities(transaction).deletes_snapshots
+            assert transaction.delete_snapshots([3, 1, 3, 9]) == 2  # repeats, unknown: ignored
+            assert transaction.delete_snapshots([]) == 0
+        assert backend.latest_snapshot() == snapshots[1]
+        assert backend.latest_snapshot(1) is None
+        assert backend.head().length == 3
+
+    def test_snapshots_deleted_in_a_transaction_stay_when_it_rolls_back(
+        self, backend: Backend
+    ) -> None:
+        snapshots = self._with_snapshots(backend)
+
+        def abort() -> None:
+            with backend.write() as transaction:
+                assert isinstance(transaction, DeletesSnapshotsInTransaction)
+                transaction.delete_snapshots([1, 2, 3])
+                raise RuntimeError("abort the transaction")
+
+        with pytest.raises(RuntimeError, match="abort"):
+            abort()
+        assert [backend.latest_snapshot(offset) for offset in (1, 2, 3)] == snapshots
+
+    def test_another_handle_sees_the_snapshots_until_the_commit(self, opener: OpenBackend) -> None:
+        first = opener()
+        if not first.shared:
+            pytest.skip("the backend is not shared")
+        snapshots = self._with_snapshots(first)
+        second = opener()
+        with first.write() as transaction:
+            assert isinstance(transaction, DeletesSnapshotsInTransaction)
+            transaction.delete_snapshots([3])
+            assert second.latest_snapshot() == snapshots[2]  # not before the commit
+        assert second.latest_snapshot() == snapshots[1]
 
 
 # -- backend capabilities ------------------------------------------------------------------
