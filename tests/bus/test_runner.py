@@ -601,6 +601,40 @@ def test_the_worker_shows_a_consumer_retrying_before_it_ever_held_its_lease(
         worker.close()
 
 
+def test_the_worker_names_who_holds_the_lease_of_a_consumer_it_waits_for(
+    store: chanlog.EventStore, running: Running
+) -> None:
+    """A consumer kept waiting by another runner says by which one, in the row and in
+    ``chanlog run``'s table and log lines, until it takes the lease itself."""
+    from chanlog.bus.settings import BusSettings, ConsumerSettings
+    from chanlog.bus.spec import ConsumerSpec
+    from chanlog.bus.worker import Worker
+    from chanlog.cli.commands.bus import _cells, _plain
+
+    other = store.bus.consumer("c", Recorder(), **FAST)
+    stop_other, thread = running(other)
+    _until(lambda: other.started)
+    settings = BusSettings(consumers=(ConsumerSettings(ConsumerSpec("c", **FAST), "rec"),))
+    worker = Worker(store, store.bus, settings, {"rec": Recorder}, {})
+    worker.start()
+    try:
+        row = worker.rows()[0]
+        assert (row.state, row.holder) == ("waiting", other.holder)
+        assert _cells(row)[2] == f"waiting (lease held by {other.holder})"
+        lines: dict[str, str] = {}
+        _plain([row], lines)
+        assert f"lease_holder={other.holder}" in lines["c"]
+        stop_other.set()
+        thread.join(10)  # a runner that stops lets its lease go
+        _until(lambda: worker.rows()[0].state == "running")
+        assert worker.rows()[0].holder is None
+        assert _cells(worker.rows()[0])[2] == "running"
+    finally:
+        worker.stop()
+        assert worker.wait(10)
+        worker.close()
+
+
 def test_the_worker_shows_an_ingest_retrying_when_its_source_says_so(
     store: chanlog.EventStore,
 ) -> None:

@@ -45,6 +45,8 @@ class WorkerRow:
         handled: records handled (appended, for an ingest).
         parked: records parked.
         last_error: the latest failure, as text.
+        holder: while a consumer is ``"waiting"``, who holds its lease (the runner that
+            keeps this one waiting: ``host:pid:...``), when the backend says; else ``None``.
     """
 
     kind: str
@@ -55,6 +57,7 @@ class WorkerRow:
     handled: int
     parked: int
     last_error: str | None
+    holder: str | None = None
 
 
 class _Job:
@@ -193,16 +196,19 @@ class Worker:
                 # Alive (a consumer's job stays "waiting" until its thread ends) and failing,
                 # whether it failed before it held the lease or after.
                 retrying = runner.stats.retrying and job.state == "waiting"
+                holder: str | None = None
                 try:
                     info = admin.info(job.name)
                     lag: int | None = info.lag
                     parked = info.state.parked
                     position: int | None = info.state.position
                     error = info.state.last_error
+                    if state == "waiting" and info.running:
+                        holder = info.state.lease_holder
                 except ChanlogError:
                     lag, parked, position, error = None, 0, None, runner.stats.last_error
                 if retrying:  # the failure is the runner's own: the storage could not keep it
-                    state, error = "retrying", runner.stats.last_error
+                    state, error, holder = "retrying", runner.stats.last_error, None
                 rows.append(
                     WorkerRow(
                         "consumer",
@@ -213,6 +219,7 @@ class Worker:
                         runner.stats.handled,
                         parked,
                         job.error or error,
+                        holder,
                     )
                 )
             else:

@@ -49,7 +49,7 @@ def _cells(row: WorkerRow) -> list[str]:
     return [
         row.kind,
         row.name,
-        row.state,
+        row.state if row.holder is None else f"{row.state} (lease held by {row.holder})",
         "-" if row.position is None else str(row.position),
         "-" if row.lag is None else str(row.lag),
         str(row.handled),
@@ -73,6 +73,7 @@ def _plain(rows: Sequence[WorkerRow], last: dict[str, str]) -> None:
         line = (
             f"{row.kind} {row.name}: {row.state} position={row.position} lag={row.lag} "
             f"handled={row.handled} parked={row.parked}"
+            + (f" lease_holder={row.holder}" if row.holder else "")
             + (f" last_error={row.last_error}" if row.last_error else "")
         )
         if last.get(row.name) != line:
