@@ -280,7 +280,7 @@ def test_a_second_runner_waits_or_is_refused_clearly(store: chanlog.EventStore) 
 def test_a_dead_runners_lease_expires_and_another_takes_over(store: chanlog.EventStore) -> None:
     dead = store.bus.consumer("c", Recorder(), lease_ttl=0.3, backoff=[0.0])
     dead.start()
-    dead._stop_heartbeat.set()  # a runner frozen without renewing its lease
+    dead._lease._stop.set()  # a runner frozen without renewing its lease
     taker = store.bus.consumer("c", Recorder(), lease_ttl=0.3, backoff=[0.0])
     started = time.monotonic()
     assert taker.start(wait=True)
@@ -673,7 +673,7 @@ def test_a_runner_that_lost_its_lease_waits_for_it_and_goes_on(
     runner = store.bus.consumer("c", first, lease_ttl=0.3, backoff=[0.0])
     stop, thread = running(runner)
     _until(lambda: len(first.offsets) == len(store))
-    runner._stop_heartbeat.set()  # frozen: its lease runs out and another runner takes it
+    runner._lease._stop.set()  # frozen: its lease runs out and another runner takes it
     taker = store.bus.consumer("c", Recorder(), lease_ttl=0.3, backoff=[0.0])
     assert taker.start(wait=True)
     fill(store, seed=9)

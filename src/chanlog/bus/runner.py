@@ -5,12 +5,9 @@ position, under a lease that keeps a second runner of the same name waiting (ADR
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 import traceback
-import uuid
 from typing import Any
 
 import attrs
@@ -26,10 +23,11 @@ from chanlog.bus.handlers import (
     describe,
     handler_call,
 )
+from chanlog.bus.lease import Lease, new_holder
 from chanlog.bus.source import BusStore
 from chanlog.bus.spec import ConsumerSpec
 from chanlog.bus.subjects import SubjectFilter
-from chanlog.errors import ChanlogError, InvalidArgument, LeaseHeld, StorageError
+from chanlog.errors import InvalidArgument, LeaseHeld, StorageError
 from chanlog.records import ConsumerState, ParkedRecord, PositionMove, RecordedEvent
 
 __all__ = ["ConsumerRunner", "RunnerStats", "new_holder"]
@@ -48,11 +46,6 @@ class _CommitFailed(Exception):
     def __init__(self, error: StorageError | LeaseHeld) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-def new_holder() -> str:
-    """A runner identity unique across machines and processes: host, pid and a nonce."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @attrs.define
@@ -122,7 +115,7 @@ class ConsumerRunner:
             )
         self.store = store
         self.spec = spec
-        self.holder = holder or new_holder()
+        self._lease = Lease(backend, spec.name, holder or new_holder(), spec.lease_ttl)
         self._consumers: KeepsConsumers = backend
         self._call = handler_call(store, handler, spec.name, f"{spec.name} ({describe(handler)})")
         self._filter = subjects
@@ -133,14 +126,16 @@ class ConsumerRunner:
         self._position = 0
         self._started = False
         self._bound = False
-        self._lost = threading.Event()
-        self._stop_heartbeat = threading.Event()
-        self._heartbeat: threading.Thread | None = None
 
     @property
     def name(self) -> str:
         """The consumer's name."""
         return self.spec.name
+
+    @property
+    def holder(self) -> str:
+        """This runner's identity in the lease (host, pid and a nonce by default)."""
+        return self._lease.holder
 
     @property
     def started(self) -> bool:
@@ -167,22 +162,12 @@ class ConsumerRunner:
         """
         if self._started:
             return True
-        state = self._consumers.ensure_consumer(
+        self._consumers.ensure_consumer(
             self.name, self._initial_position(), self.spec.subject_texts
         )
-        while True:
-            try:
-                state = self._consumers.acquire_lease(self.name, self.holder, self.spec.lease_ttl)
-                break
-            except LeaseHeld as held:
-                if not wait:
-                    raise
-                pause = min(self.spec.lease_ttl / 4, 1.0)
-                logger.info("consumer %s: %s; waiting", self.name, held)
-                if stop is not None and stop.wait(pause):
-                    return False
-                if stop is None:
-                    time.sleep(pause)
+        state = self._lease.take(wait=wait, stop=stop)
+        if state is None:
+            return False
         handler = self._call.handler
         if isinstance(handler, BindsToStore) and not self._bound:
             # Before its position is asked: a handler may check what it holds against the log.
@@ -191,10 +176,7 @@ class ConsumerRunner:
         self._position = self._resume_position(state)
         self.stats.position = self._position
         self._started = True
-        self._heartbeat = threading.Thread(
-            target=self._beat, name=f"chanlog-lease-{self.name}", daemon=True
-        )
-        self._heartbeat.start()
+        self._lease.keep()
         return True
 
     def _initial_position(self) -> int:
@@ -225,22 +207,10 @@ class ConsumerRunner:
                 position = own
         return position
 
-    def _beat(self) -> None:
-        interval = self.spec.lease_ttl / 3
-        while not self._stop_heartbeat.wait(interval):
-            try:
-                self._consumers.acquire_lease(self.name, self.holder, self.spec.lease_ttl)
-            except LeaseHeld:
-                logger.error("consumer %s: lost its lease; stopping", self.name)
-                self._lost.set()
-                return
-            except ChanlogError:
-                logger.exception("consumer %s: renewing the lease failed; retrying", self.name)
-
     def close(self) -> None:
         """Commit what was handled, give the lease up and close the handler. Idempotent."""
         try:
-            if self._started and not self._lost.is_set():
+            if self._started and not self._lease.lost.is_set():
                 handler = self._call.handler
                 if isinstance(handler, SettlesLater) and not handler.settle(self.spec.lease_ttl):
                     logger.warning(
@@ -250,16 +220,10 @@ class ConsumerRunner:
                     )
                 self.flush()
         finally:
-            self._stop_heartbeat.set()
-            if self._heartbeat is not None:
-                self._heartbeat.join()
-                self._heartbeat = None
+            self._lease.stop_keeping()
             if self._started:
                 self._started = False
-                try:
-                    self._consumers.release_lease(self.name, self.holder)
-                except ChanlogError:
-                    logger.exception("consumer %s: releasing the lease failed", self.name)
+                self._lease.release()
             self._call.close()
 
     def interrupt(self) -> None:
@@ -315,12 +279,7 @@ class ConsumerRunner:
         """After the lease was lost: stop renewing it and forget what was not committed
         (the runner that holds the lease now hands it over again), so :meth:`start` can
         wait for the lease like a new runner."""
-        self._stop_heartbeat.set()
-        if self._heartbeat is not None:
-            self._heartbeat.join()
-            self._heartbeat = None
-        self._stop_heartbeat = threading.Event()
-        self._lost.clear()
+        self._lease.stop_keeping()
         self._started = False
         self._pending = _Pending()
 
@@ -404,7 +363,7 @@ class ConsumerRunner:
         del stop
 
     def _check_lease(self) -> None:
-        if self._lost.is_set():
+        if self._lease.lost.is_set():
             raise LeaseHeld(
                 f"consumer {self.name!r}: this runner lost its lease",
                 consumer=self.name,

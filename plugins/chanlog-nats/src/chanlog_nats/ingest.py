@@ -30,7 +30,7 @@ from nats.js.errors import NotFoundError
 from chanlog.backends.consumer_store import KeepsConsumers
 from chanlog.bus.backoff import storage_retry_pause
 from chanlog.bus.ingest import ingest_consumer_name
-from chanlog.bus.runner import new_holder
+from chanlog.bus.lease import new_holder
 from chanlog.bus.source import BusStore
 from chanlog.errors import ChanlogError, ConfigError, LeaseHeld, StorageError
 from chanlog_nats.apply import ACK, PARK, WAIT, Applier, Incoming, Outcome
