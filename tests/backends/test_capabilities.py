@@ -57,7 +57,10 @@ def test_the_memory_backend_has_what_the_table_says() -> None:
     }
     with backend.write() as transaction:
         assert transaction_capabilities(transaction) == TransactionCapabilities(
-            finds_many=False, appends_unless_known=True, saves_snapshots=True
+            finds_many=False,
+            appends_unless_known=True,
+            saves_snapshots=True,
+            deletes_snapshots=True,
         )
         assert isinstance(transaction, MovesConsumersInTransaction)
 
@@ -76,7 +79,10 @@ def test_the_sqlite_backend_has_what_the_table_says(tmp_path: Path) -> None:
         }
         with backend.write() as transaction:
             assert transaction_capabilities(transaction) == TransactionCapabilities(
-                finds_many=True, appends_unless_known=True, saves_snapshots=True
+                finds_many=True,
+                appends_unless_known=True,
+                saves_snapshots=True,
+                deletes_snapshots=True,
             )
             assert isinstance(transaction, MovesConsumersInTransaction)
     finally:

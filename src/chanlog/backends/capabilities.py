@@ -20,7 +20,7 @@ Which built-in backend has what:
 | capability | memory | sqlite | postgres |
 |---|---|---|---|
 | `FindsMany` | no | yes | yes |
-| `AppendsUnlessKnown` | no | yes | no |
+| `AppendsUnlessKnown` | yes | yes | no |
 | `SavesSnapshotsInTransaction` | yes | yes | yes |
 | `DeletesSnapshotsInTransaction` | yes | yes | yes |
 | `ReadsStreamPayloads` | yes | yes | yes |
