@@ -4,6 +4,7 @@ the store resolves transactions with."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,7 +28,12 @@ from chanlog.backends.capabilities import (
     saves_snapshots_in_transaction,
     transaction_capabilities,
 )
-from chanlog.backends.consumer_store import KeepsConsumers, MovesConsumersInTransaction
+from chanlog.backends.consumer_store import (
+    KeepsConsumers,
+    KeepsConsumersThrough,
+    MovesConsumersInTransaction,
+    ReadsConsumerClock,
+)
 from chanlog.backends.memory import MemoryBackend
 from chanlog.backends.sqlite import SqliteBackend
 
@@ -39,6 +45,7 @@ BACKEND_CAPABILITIES = (
     FileBacked,
     MayBeReadOnly,
     KeepsConsumers,
+    ReadsConsumerClock,
     GroupsCommits,
 )
 
@@ -54,6 +61,7 @@ def test_the_memory_backend_has_what_the_table_says() -> None:
         "ExposesStreamIndex",
         "MayBeReadOnly",
         "KeepsConsumers",
+        "ReadsConsumerClock",
     }
     with backend.write() as transaction:
         assert transaction_capabilities(transaction) == TransactionCapabilities(
@@ -75,6 +83,7 @@ def test_the_sqlite_backend_has_what_the_table_says(tmp_path: Path) -> None:
             "FileBacked",
             "MayBeReadOnly",
             "KeepsConsumers",
+            "ReadsConsumerClock",
             "GroupsCommits",
         }
         with backend.write() as transaction:
@@ -98,8 +107,17 @@ def test_the_table_in_the_docstring_lists_every_protocol() -> None:
             assert protocol.__doc__ and "Fallback" in protocol.__doc__, name
     # The consumers' protocols live in consumer_store (whose docstring says what happens
     # without them); the table lists them too.
-    for protocol in (KeepsConsumers, MovesConsumersInTransaction):
+    for protocol in (KeepsConsumers, MovesConsumersInTransaction, ReadsConsumerClock):
         assert f"| `{protocol.__name__}` | yes | yes | yes |" in doc, protocol.__name__
+
+
+def test_a_consumer_table_without_a_clock_tells_the_local_time() -> None:
+    # A table written before tables told the time: its backend answers by this machine's.
+    class Backend(KeepsConsumersThrough):
+        consumer_table = object()  # type: ignore[assignment]
+
+    before = time.time()
+    assert before <= Backend().consumer_clock() <= time.time()
 
 
 class _Finder:

@@ -159,6 +159,32 @@ def test_lease_times_come_from_the_servers_clock(
     assert before + 60 <= state.lease_expires_at <= after + 60
 
 
+def test_whether_a_lease_runs_is_judged_by_the_servers_clock(
+    backend: PostgresBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``chanlog consumers`` and ``chanlog run`` ask the server what time it is: a machine
+    whose clock is an hour ahead still sees the lease running, and an hour behind does not
+    see an expired one running."""
+    from chanlog import EventStore
+
+    with EventStore(backend, projections=[]) as store:
+        backend.ensure_consumer("clock", 0, ["chanlog.>"])
+        backend.acquire_lease("clock", "h1", 60)
+        backend.ensure_consumer("expired", 0, ["chanlog.>"])
+        backend.acquire_lease("expired", "h2", 0.01)
+        time.sleep(0.05)
+        assert abs(backend.consumer_clock() - time.time()) < 5  # one machine: one clock
+        real = time.time
+        for skew in (3600.0, -3600.0):
+            monkeypatch.setattr(time, "time", lambda skew=skew: real() + skew)
+            infos = {info.name: info for info in store.bus.consumers.infos()}
+            assert infos["clock"].running
+            assert infos["clock"].as_dict()["lease_holder"] == "h1"
+            assert not infos["expired"].running
+            assert store.bus.consumers.info("clock").running
+            monkeypatch.undo()
+
+
 def test_a_consumer_row_held_by_another_transaction_times_out(open_postgres: Open) -> None:
     holder = open_postgres()
     waiter = open_postgres(lock_timeout=0.2)

@@ -34,9 +34,11 @@ Which built-in backend has what:
 | `RecordsSerializer` | yes | yes | yes |
 | `KeepsConsumers` | yes | yes | yes |
 | `MovesConsumersInTransaction` | yes | yes | yes |
+| `ReadsConsumerClock` | yes | yes | yes |
 
-The last two, durable consumers' positions, leases and parked records kept next to the log,
-are in :mod:`chanlog.backends.consumer_store`, which says what a store does without them.
+The last three, durable consumers' positions, leases and parked records kept next to the
+log and the clock their leases run by, are in :mod:`chanlog.backends.consumer_store`, which
+says what a store does without them.
 """
 
 from __future__ import annotations

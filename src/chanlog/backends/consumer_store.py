@@ -1,6 +1,6 @@
 """Durable consumers' state, kept by the backend next to the log (DESIGN section 10).
 
-Two optional capabilities, like those in :mod:`chanlog.backends.capabilities`:
+Three optional capabilities, like those in :mod:`chanlog.backends.capabilities`:
 
 - :class:`KeepsConsumers` on a backend: positions, leases and parked records. The memory,
   sqlite and postgres backends have it; without it a store has no durable consumers
@@ -10,6 +10,10 @@ Two optional capabilities, like those in :mod:`chanlog.backends.capabilities`:
   Without it, a handler's appends commit first and the position right after them: a crash
   in between hands the record to the handler again, and its appends are found to be
   already in the log (idempotent by event id), so nothing is appended twice either way.
+- :class:`ReadsConsumerClock` on a backend that keeps consumers: the clock its leases are
+  written and judged by, so that ``chanlog consumers`` and ``chanlog run`` say whether a
+  lease runs by that clock, not by the clock of the machine they run on. Without it they
+  use the local clock. The memory, sqlite and postgres backends have it.
 
 The rules every implementation follows (the conformance suite checks each of them):
 
@@ -35,6 +39,7 @@ backend keeps the consumer.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -46,6 +51,7 @@ __all__ = [
     "KeepsConsumers",
     "KeepsConsumersThrough",
     "MovesConsumersInTransaction",
+    "ReadsConsumerClock",
     "check_move",
     "check_position",
     "held_elsewhere",
@@ -115,6 +121,16 @@ class MovesConsumersInTransaction(Protocol):
         """Apply ``move`` when the transaction commits, with its records, by the rules of
         :meth:`KeepsConsumers.move_consumer` (checked now: a refused move raises here and
         the caller rolls the transaction back)."""
+        ...
+
+
+@runtime_checkable
+class ReadsConsumerClock(Protocol):
+    """A backend that tells the time by the clock its consumers' leases are written and
+    judged with (the database server's, for a shared database)."""
+
+    def consumer_clock(self) -> float:
+        """Unix seconds now, by that clock."""
         ...
 
 
@@ -211,13 +227,24 @@ class ConsumerTable(Protocol):
 
     def delete(self, name: str) -> bool: ...
 
+    def clock(self) -> float:
+        """Unix seconds now, by the clock the table writes and judges leases with."""
+        ...
+
 
 class KeepsConsumersThrough:
-    """A backend base class: :class:`KeepsConsumers` by handing every operation to its
-    :attr:`consumer_table` (set by the backend's ``__init__``)."""
+    """A backend base class: :class:`KeepsConsumers` (and :class:`ReadsConsumerClock`)
+    by handing every operation to its :attr:`consumer_table` (set by the backend's
+    ``__init__``)."""
 
     consumer_table: ConsumerTable
     """Where the consumers are kept."""
+
+    def consumer_clock(self) -> float:
+        """Unix seconds now, by the clock the consumer table judges leases with (the local
+        clock for a table that has no ``clock``: one written before tables told the time)."""
+        clock = getattr(self.consumer_table, "clock", None)
+        return time.time() if clock is None else float(clock())
 
     def consumer_state(self, name: str) -> ConsumerState | None:
         """The consumer ``name``, or ``None`` (see the module's rules)."""

@@ -351,6 +351,11 @@ class MemoryBackend:
         if self.read_only:
             raise StorageError("memory backend: opened read-only; writes are refused")
 
+    def consumer_clock(self) -> float:
+        """Unix seconds now, by the clock the consumers' leases are judged with
+        (ReadsConsumerClock)."""
+        return self._consumers.clock()
+
     def consumer_state(self, name: str) -> ConsumerState | None:
         with self._lock:
             return self._consumers.get(name)

@@ -36,6 +36,10 @@ class ConsumerTable:
         self._states: dict[str, ConsumerState] = {}
         self._parked: dict[str, dict[int, ParkedRecord]] = {}
 
+    def clock(self) -> float:
+        """Unix seconds now, by the clock leases are written and judged with."""
+        return self._clock()
+
     def get(self, name: str) -> ConsumerState | None:
         return self._states.get(name)
 

@@ -222,6 +222,11 @@ class SqliteConsumers:
         self._path: Path = connections.options.path
         self._tables = tables
 
+    def clock(self) -> float:
+        """Unix seconds now: this process's clock, which writes and judges the leases (the
+        processes sharing a file share a machine)."""
+        return time.time()
+
     # -- reads -------------------------------------------------------------------------------
 
     def _has_tables(self) -> bool:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from chanlog.backends.consumer_store import KeepsConsumers
+from chanlog.backends.consumer_store import KeepsConsumers, ReadsConsumerClock, lease_running
 from chanlog.bus.source import BusStore
 from chanlog.bus.spec import check_start
 from chanlog.bus.subjects import SubjectFilter
@@ -100,11 +100,19 @@ class ConsumerAdmin:
 
     def infos(self) -> list[ConsumerInfo]:
         """Every consumer with its lag."""
-        return [self._info(state) for state in self.states()]
+        states = self.states()
+        now = self._now()
+        return [self._info(state, now) for state in states]
 
-    def _info(self, state: ConsumerState) -> ConsumerInfo:
+    def _now(self) -> float:
+        """The time by the clock the backend judges leases with (ReadsConsumerClock: the
+        database server's, for PostgreSQL), else by this machine's."""
+        backend = self._store.backend
+        return backend.consumer_clock() if isinstance(backend, ReadsConsumerClock) else time.time()
+
+    def _info(self, state: ConsumerState, now: float | None = None) -> ConsumerInfo:
         head = len(self._store)
-        running = state.lease_expires_at is not None and state.lease_expires_at > time.time()
+        running = lease_running(state, self._now() if now is None else now)
         return ConsumerInfo(state, head, self.lag(state, head), running)
 
     def lag(self, state: ConsumerState, head: int | None = None) -> int:

@@ -242,6 +242,10 @@ class PostgresConsumers:
             self._where, action, exc, held="the consumer's row", lock_timeout=self._lock_timeout
         )
 
+    def clock(self) -> float:
+        """Unix seconds now by the server's clock, which writes and judges the leases."""
+        return float(self._query("read the server's clock", self.sql.clock, ())[0][0])
+
     # -- reads -------------------------------------------------------------------------------
 
     def _query(self, action: str, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:

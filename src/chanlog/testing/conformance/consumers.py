@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from chanlog.backends.base import Backend
-from chanlog.backends.consumer_store import KeepsConsumers
+from chanlog.backends.consumer_store import KeepsConsumers, ReadsConsumerClock
 from chanlog.errors import InvalidArgument, LeaseHeld, NotFound
 from chanlog.records import ConsumerState, ParkedRecord, PositionMove
 from chanlog.testing.conformance.fixtures import ConformanceFixtures
@@ -180,6 +180,16 @@ class KeepsConsumersCases(ConsumerFixtures):
         assert state.lease_expires_at is not None
         # A move stamps updated_at and renews the lease from the same clock.
         assert state.lease_expires_at - state.updated_at == pytest.approx(LONG_TTL, abs=1.0)
+
+    def test_the_backends_clock_is_the_one_its_leases_run_by(self, keeper: KeepsConsumers) -> None:
+        if not isinstance(keeper, ReadsConsumerClock):
+            pytest.skip("the backend is not ReadsConsumerClock")
+        keeper.ensure_consumer("clock", 0, SUBJECTS)
+        before = keeper.consumer_clock()
+        state = keeper.acquire_lease("clock", "h1", LONG_TTL)
+        after = keeper.consumer_clock()
+        assert state.lease_expires_at is not None
+        assert before + LONG_TTL <= state.lease_expires_at <= after + LONG_TTL
 
     def test_release_gives_the_lease_up_only_for_its_holder(self, keeper: KeepsConsumers) -> None:
         _held(keeper, "release")
