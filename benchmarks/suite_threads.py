@@ -1,10 +1,13 @@
 """Durable appends from 8 threads, one event per call (DESIGN section 9, issue 17): chanlog's
 group commit (ADR 0029) side by side with eventsourcing's SQLite application driven by the
 same 8 threads. Each thread appends its own channel's traffic; a call returns once its event
-is durable (``synchronous=FULL`` on both sides)."""
+is durable (``synchronous=FULL`` on both sides). The same comparison runs a second time with
+every thread of both contenders kept on one CPU (informational: how much the GIL's hand-offs
+between CPUs cost on the machine)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -13,13 +16,16 @@ from typing import Any
 
 from benchmarks import adapters, peer_eventsourcing, workload
 from benchmarks.config import Config
-from benchmarks.harness import Case, Contender
+from benchmarks.harness import Case, CaseResult, Contender, skipped_case
 from benchmarks.logs import LogCache
 from chanlog import EventStore
 
-__all__ = ["THREADS", "cases"]
+__all__ = ["THREADS", "cases", "on_one_cpu"]
 
 THREADS = 8
+THREADS_TITLE = (
+    f'durable sqlite append from {THREADS} threads, one event per call (durability "full")'
+)
 
 
 def _timed(threads: int, work: Callable[[int], None]) -> float:
@@ -99,7 +105,22 @@ def eventsourcing_threads(
     return trial
 
 
-def cases(config: Config, logs: LogCache) -> list[Case]:
+def on_one_cpu(trial: Callable[[], float]) -> Callable[[], float]:
+    """``trial`` with the threads it starts kept on one CPU (threads inherit the affinity of
+    the thread that starts them), the caller's affinity restored afterwards."""
+
+    def pinned() -> float:
+        allowed = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(allowed)})
+        try:
+            return trial()
+        finally:
+            os.sched_setaffinity(0, allowed)
+
+    return pinned
+
+
+def cases(config: Config, logs: LogCache) -> list[Case | CaseResult]:
     """The 8-thread comparison."""
     del logs
     per_thread = config.size(150, 15)
@@ -114,18 +135,43 @@ def cases(config: Config, logs: LogCache) -> list[Case]:
             "SQLITE_LOCK_TIMEOUT": "30",
         }
 
-    return [
-        Case(
-            "append.sqlite.threads",
-            f'durable sqlite append from {THREADS} threads, one event per call (durability "full")',
+    chanlog = chanlog_threads(fresh("chanlog-threads"), per_thread)
+    peer = eventsourcing_threads(es_env, per_thread)
+    one_cpu_title = f"{THREADS_TITLE}, every thread on one CPU"
+    one_cpu: Case | CaseResult
+    if hasattr(os, "sched_setaffinity"):
+        one_cpu = Case(
+            "append.sqlite.threads.one-cpu",
+            one_cpu_title,
             "throughput",
             THREADS * per_thread,
             [
-                Contender("chanlog", chanlog_threads(fresh("chanlog-threads"), per_thread)),
-                Contender("eventsourcing", eventsourcing_threads(es_env, per_thread)),
+                Contender("chanlog", on_one_cpu(chanlog)),
+                Contender("eventsourcing", on_one_cpu(peer)),
             ],
+            config.reps(5),
+            "append.sqlite.threads with both contenders' threads kept on one CPU "
+            "(sched_setaffinity): Python's threads take turns under the GIL, and on one CPU a "
+            "turn never has to wake a thread on another, halted, CPU. Informational: the "
+            "target is judged on the row above.",
+        )
+    else:
+        one_cpu = skipped_case(
+            "append.sqlite.threads.one-cpu",
+            one_cpu_title,
+            "throughput",
+            "this system cannot set a thread's CPU affinity",
+        )
+    return [
+        Case(
+            "append.sqlite.threads",
+            THREADS_TITLE,
+            "throughput",
+            THREADS * per_thread,
+            [Contender("chanlog", chanlog), Contender("eventsourcing", peer)],
             config.reps(5),
             f"{THREADS} threads, each its own channel; chanlog groups concurrent commits "
             "(ADR 0029); eventsourcing's SQLite recorder with the same threads.",
-        )
+        ),
+        one_cpu,
     ]
