@@ -30,9 +30,9 @@ from nats.js.errors import NotFoundError
 from chanlog.backends.consumer_store import KeepsConsumers
 from chanlog.bus.backoff import storage_retry_pause
 from chanlog.bus.ingest import ingest_consumer_name
-from chanlog.bus.lease import new_holder
+from chanlog.bus.lease import Lease, new_holder
 from chanlog.bus.source import BusStore
-from chanlog.errors import ChanlogError, ConfigError, LeaseHeld, StorageError
+from chanlog.errors import ConfigError, StorageError
 from chanlog_nats.apply import ACK, PARK, WAIT, Applier, Incoming, Outcome
 from chanlog_nats.client import NatsThread
 from chanlog_nats.options import (
@@ -147,32 +147,20 @@ class NatsIngest:
                 f"{_WHAT} {self.name}: the {keeper.name} backend keeps no consumers, so it "
                 "cannot keep parked messages"
             )
-        holder = new_holder()
         keeper.ensure_consumer(self.consumer, len(store), (">",))
-        if not self._take_lease(keeper, holder, stop):
+        # The pull loop renews the lease itself (between batches), so no heartbeat is kept.
+        lease = Lease(keeper, self.consumer, new_holder(), self.lease_ttl)
+        if lease.take(wait=True, stop=stop) is None:
             return
         applier = Applier(
-            store, keeper, self.consumer, holder, mirror=self.mirror, lease_ttl=self.lease_ttl
+            store, keeper, self.consumer, lease.holder, mirror=self.mirror, lease_ttl=self.lease_ttl
         )
         thread = NatsThread(self.url, f"ingest-{self.name}", connect_timeout=self.connect_timeout)
         try:
             self._pull(thread, applier, stop)
         finally:
             thread.close()
-            try:
-                keeper.release_lease(self.consumer, holder)
-            except ChanlogError:
-                logger.exception("%s %s: releasing the lease failed", _WHAT, self.name)
-
-    def _take_lease(self, keeper: KeepsConsumers, holder: str, stop: threading.Event) -> bool:
-        while True:
-            try:
-                keeper.acquire_lease(self.consumer, holder, self.lease_ttl)
-                return True
-            except LeaseHeld as held:
-                logger.info("%s %s: %s; waiting", _WHAT, self.name, held)
-                if stop.wait(min(self.lease_ttl / 4, 1.0)):
-                    return False
+            lease.release()
 
     def _pull(self, thread: NatsThread, applier: Applier, stop: threading.Event) -> None:
         subscription: Any = None
