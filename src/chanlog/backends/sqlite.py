@@ -334,23 +334,8 @@ class SqliteBackend(KeepsConsumersThrough):
     def delete_snapshots(self, offsets: Sequence[int]) -> int:
         """Delete the snapshots at ``offsets`` in one transaction; return how many there
         were. Their pages are reused by later snapshots (the file does not shrink)."""
-        connections = self._connections
-        rows = [(offset,) for offset in sorted(set(offsets))]
-        with connections.write_lock:
-            connection = connections.writer  # refuses a closed or read-only backend
-            connections.guard("take the writer lock", lambda: connection.execute("BEGIN IMMEDIATE"))
-            try:
-                before = connection.total_changes
-                connections.guard(
-                    "delete snapshots",
-                    lambda: connection.executemany(queries.DELETE_SNAPSHOT, rows),
-                )
-                deleted = connection.total_changes - before
-                connections.guard("commit", lambda: connection.execute("COMMIT"))
-            except BaseException:
-                connections.roll_back(connection)
-                raise
-        return deleted
+        with self.write() as transaction:  # refuses a closed or read-only backend
+            return transaction.delete_snapshots(offsets)
 
     def wait(self, length: int, timeout: float) -> bool:
         """Block until the log is longer than ``length`` or ``timeout`` seconds pass.
