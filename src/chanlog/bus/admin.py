@@ -96,7 +96,7 @@ class ConsumerAdmin:
 
     def info(self, name: str) -> ConsumerInfo:
         """One consumer with its lag."""
-        return self._info(self.state(name))
+        return self._info(self.state(name), self._now())
 
     def infos(self) -> list[ConsumerInfo]:
         """Every consumer with its lag."""
@@ -110,9 +110,9 @@ class ConsumerAdmin:
         backend = self._store.backend
         return backend.consumer_clock() if isinstance(backend, ReadsConsumerClock) else time.time()
 
-    def _info(self, state: ConsumerState, now: float | None = None) -> ConsumerInfo:
+    def _info(self, state: ConsumerState, now: float) -> ConsumerInfo:
         head = len(self._store)
-        running = lease_running(state, self._now() if now is None else now)
+        running = lease_running(state, now)
         return ConsumerInfo(state, head, self.lag(state, head), running)
 
     def lag(self, state: ConsumerState, head: int | None = None) -> int:
