@@ -14,7 +14,9 @@ Configuration (keyword options, ``[backend]`` in chanlog.toml)::
 - ``poll_interval``: how often :meth:`SqliteBackend.wait` looks for appends (the store
   announces its own appends; this is how it learns of other processes' appends).
 - ``read_only``: open an existing file for reading only (``mode=ro``): it is never created
-  or upgraded, and every write is refused with :class:`~chanlog.errors.StorageError`.
+  or upgraded, and every write is refused with :class:`~chanlog.errors.StorageError`. Where
+  no file may be created beside it (a read-only directory or medium), a file without a
+  write-ahead log is read as it is (ADR 0039).
 - ``create``: with ``False``, a missing file is a :class:`~chanlog.errors.NotFound`
   naming it instead of a new, empty log.
 

@@ -15,7 +15,12 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from chanlog.backends.sqlite_options import WAL_AUTOCHECKPOINT_PAGES, SqliteOptions, connect
+from chanlog.backends.sqlite_options import (
+    WAL_AUTOCHECKPOINT_PAGES,
+    FileAsIs,
+    SqliteOptions,
+    connect,
+)
 from chanlog.backends.sqlite_wal_reserve import WalReserve, log_limit
 from chanlog.errors import StorageError
 
@@ -164,7 +169,12 @@ class SqliteConnections:
             yield connection
         finally:
             with self._pool_lock:
-                if self._closed or len(self._idle) >= MAX_IDLE_READERS:
+                # A connection reading the file as it is would not see later commits.
+                if (
+                    self._closed
+                    or len(self._idle) >= MAX_IDLE_READERS
+                    or isinstance(connection, FileAsIs)
+                ):
                     connection.close()
                 else:
                     self._idle.append(connection)

@@ -22,9 +22,11 @@ __all__ = [
     "OPTION_NAMES",
     "WAL_AUTOCHECKPOINT_PAGES",
     "WRITER_CACHE_KIB",
+    "FileAsIs",
     "SqliteOptions",
     "connect",
     "read_only_uri",
+    "unreadable_log",
 ]
 
 DURABILITY_LEVELS = {"full": "FULL", "normal": "NORMAL"}
@@ -148,6 +150,18 @@ def read_only_uri(path: Path, *, immutable: bool = False) -> str:
     return "file:" + urllib.parse.quote(str(path.resolve())) + query
 
 
+_NO_SIDE_FILES = frozenset({"SQLITE_READONLY_DIRECTORY", "SQLITE_CANTOPEN"})
+"""What SQLite answers a read-only connection that cannot create the file's ``-shm`` index
+(a directory this process may not write to, or a read-only file system)."""
+
+
+class FileAsIs(sqlite3.Connection):
+    """A read-only connection that reads the main file as it is (``immutable=1``): what a
+    read-only backend opens when it may create no file beside the log and no write-ahead
+    log is there (ADR 0039). It sees the file as it was when opened, so it is used for one
+    read and closed, never pooled."""
+
+
 def connect(options: SqliteOptions, *, writer: bool) -> sqlite3.Connection:
     """Open a connection to the database: the writer (WAL, the durability's ``synchronous``,
     a large cache, a rarer autocheckpoint) or a reader (``query_only``; opened ``mode=ro``
@@ -177,11 +191,53 @@ def connect(options: SqliteOptions, *, writer: bool) -> sqlite3.Connection:
             _configure_writer(connection, options)
         else:
             connection.execute("PRAGMA query_only = 1")
+            if options.read_only:
+                # Opening is lazy: the first read is what needs the -shm index, so fail here.
+                connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except BaseException as exc:
         connection.close()
         if isinstance(exc, sqlite3.Error):
+            if options.read_only and exc.sqlite_errorname in _NO_SIDE_FILES:
+                return _connect_as_is(path, exc)
             raise StorageError(f"{path}: cannot open: {exc}") from exc
         raise
+    return connection
+
+
+def unreadable_log(path: Path, refused: sqlite3.Error) -> StorageError | None:
+    """The error for a read that SQLite refused because it may not create the ``-shm``
+    index beside ``path`` while a write-ahead log is there (its changes are not in the main
+    file yet); ``None`` when ``refused`` is another failure or no such log is there."""
+    log = Path(f"{path}-wal")
+    if refused.sqlite_errorname not in _NO_SIDE_FILES or not log.exists():
+        return None
+    if log.stat().st_size == 0:
+        return None
+    return StorageError(
+        f"{path}: cannot be read here: SQLite must create {path.name}-shm beside it to read "
+        f"its write-ahead log {log.name}, which holds changes the file does not have yet "
+        f"({refused}); open it once where it may be written (a writer folds the log into "
+        "the file when it closes), or read a copy of both files from a writable directory"
+    )
+
+
+def _connect_as_is(path: Path, refused: sqlite3.Error) -> sqlite3.Connection:
+    """A :class:`FileAsIs` connection to ``path``, for a reader that may not create its
+    ``-shm`` file; refused when a write-ahead log holds changes the main file lacks."""
+    error = unreadable_log(path, refused)
+    if error is not None:
+        raise error from refused
+    try:
+        connection = sqlite3.connect(
+            read_only_uri(path, immutable=True),
+            isolation_level=None,
+            check_same_thread=False,
+            uri=True,
+            factory=FileAsIs,
+        )
+        connection.execute("PRAGMA query_only = 1")
+    except sqlite3.Error as exc:
+        raise StorageError(f"{path}: cannot open: {exc}") from exc
     return connection
 
 

@@ -43,7 +43,7 @@ from chanlog.backends.sqlite_format import (
     check_version,
     tables_of,
 )
-from chanlog.backends.sqlite_options import read_only_uri
+from chanlog.backends.sqlite_options import read_only_uri, unreadable_log
 from chanlog.backends.sqlite_queries import SELECT_LAST
 from chanlog.backends.sqlite_rows import head_of
 from chanlog.backends.sqlite_wal import check_file_start
@@ -223,7 +223,9 @@ def _check_with_read_only_connection(path: Path) -> None:
         else:
             stream_index_block(connection, path)
     except sqlite3.Error as exc:
-        raise StorageError(f"{path}: unreadable database: {exc}") from exc
+        raise (
+            unreadable_log(path, exc) or StorageError(f"{path}: unreadable database: {exc}")
+        ) from exc
     except UnicodeDecodeError as exc:
         # A changed byte in the schema (or the meta table) can leave text that is not UTF-8,
         # which sqlite3 fails to decode into a str.

@@ -1,0 +1,180 @@
+"""A log in a directory its reader may not write to (ADR 0039): a backup on read-only media,
+or a node's log read by an auditor without write access. SQLite cannot create the ``-shm``
+index there, so a read-only backend reads the main file as it is when no write-ahead log is
+beside it, and refuses, saying what to do, when one holds changes the file lacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chanlog.backends.sqlite import SqliteBackend
+from chanlog.store import EventStore
+from chanlog.testing import sample_events
+
+CHILD = Path(__file__).with_name("sealed_reader_child.py")
+CHANLOG = shutil.which("chanlog", path=os.path.dirname(sys.executable)) or shutil.which("chanlog")
+AS_ROOT = os.geteuid() == 0
+
+WITHOUT_OVERRIDES = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+"""Root without the capabilities that let it write where the permissions say no."""
+
+READ_ONLY_MOUNT = [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"',
+]
+"""The command after it, with the directory that follows mounted read-only for it alone."""
+
+
+class Sealed:
+    """A directory whose log the reader may read but where it may create no file: made
+    read-only (``chmod 555``; as root, the reader runs without the capabilities that override
+    permissions), or a read-only mount of it in the reader's own mount namespace (root only).
+    """
+
+    def __init__(self, directory: Path, how: str) -> None:
+        self.directory = directory
+        self.how = how
+
+    def seal(self) -> None:
+        if self.how == "directory":
+            self.directory.chmod(0o555)
+
+    def unseal(self) -> None:
+        self.directory.chmod(0o755)
+
+    def _prefix(self) -> list[str]:
+        if self.how == "file system":
+            return [*READ_ONLY_MOUNT, str(self.directory)]
+        return WITHOUT_OVERRIDES if AS_ROOT else []
+
+    def reader(self, path: Path) -> subprocess.Popen[str]:
+        """The reader child on ``path``, unable to create a file beside it."""
+        return subprocess.Popen(
+            [*self._prefix(), sys.executable, str(CHILD), str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def cli(self, *arguments: str) -> subprocess.CompletedProcess[str]:
+        """``chanlog ARGUMENTS``, unable to create a file in the directory."""
+        return subprocess.run(
+            [*self._prefix(), str(CHANLOG), *arguments],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+
+@pytest.fixture(params=["directory", "file system"])
+def sealed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sealed]:
+    if request.param == "file system" and not AS_ROOT:
+        pytest.skip("a private read-only mount needs root (CI runs as root)")
+    directory = tmp_path / "sealed"
+    directory.mkdir()
+    try:
+        yield Sealed(directory, request.param)
+    finally:
+        directory.chmod(0o755)
+
+
+def _append(path: Path, count: int, start: int = 0) -> list[str]:
+    events = sample_events(count, start=start)
+    with EventStore(SqliteBackend(path), projections=[]) as store:
+        store.append_batch(events)
+    return [event.event_id for event in events]
+
+
+def _ask(reader: subprocess.Popen[str]) -> dict[str, Any]:
+    assert reader.stdin is not None and reader.stdout is not None
+    reader.stdin.write("read\n")
+    reader.stdin.flush()
+    answer: dict[str, Any] = json.loads(reader.stdout.readline())
+    return answer
+
+
+def _quit(reader: subprocess.Popen[str]) -> None:
+    _, errors = reader.communicate("quit\n", timeout=60)
+    assert reader.returncode == 0, errors
+
+
+def test_a_log_without_a_write_ahead_log_is_read_as_it_is(sealed: Sealed) -> None:
+    path = sealed.directory / "node.db"
+    ids = _append(path, 40)
+    files = sorted(os.listdir(sealed.directory))
+    sealed.seal()
+    reader = sealed.reader(path)
+    try:
+        assert _ask(reader) == {"length": 40, "verified": 40, "ids": ids}
+    finally:
+        _quit(reader)
+    assert sorted(os.listdir(sealed.directory)) == files  # no -shm, no -wal left behind
+    done = sealed.cli("--db", str(path), "verify")
+    assert done.returncode == 0, done.stderr
+    assert "40" in done.stdout
+
+
+def test_the_reader_sees_what_writers_commit_after_it_opened(sealed: Sealed) -> None:
+    path = sealed.directory / "node.db"
+    ids = _append(path, 10)
+    sealed.seal()
+    reader = sealed.reader(path)
+    try:
+        assert _ask(reader)["length"] == 10
+        # A writer that came and went: its commits are in the main file now.
+        sealed.unseal()
+        ids += _append(path, 5, start=10)
+        sealed.seal()
+        assert _ask(reader) == {"length": 15, "verified": 15, "ids": ids}
+        # A writer still open: its commits are in its write-ahead log, which the reader
+        # reads through the index the writer made.
+        sealed.unseal()
+        events = sample_events(5, start=15)
+        with EventStore(SqliteBackend(path), projections=[]) as writer:
+            writer.append_batch(events)
+            sealed.seal()
+            assert _ask(reader) == {
+                "length": 20,
+                "verified": 20,
+                "ids": ids + [event.event_id for event in events],
+            }
+            sealed.unseal()
+    finally:
+        _quit(reader)
+
+
+def test_a_write_ahead_log_it_cannot_index_is_refused_saying_what_to_do(sealed: Sealed) -> None:
+    live = sealed.directory / "live.db"
+    path = sealed.directory / "node.db"
+    with EventStore(SqliteBackend(live), projections=[]) as writer:
+        writer.append_batch(sample_events(5))
+        # What a crash leaves: the changes only in the write-ahead log, no index beside it.
+        shutil.copyfile(live, path)
+        shutil.copyfile(f"{live}-wal", f"{path}-wal")
+    sealed.seal()
+    reader = sealed.reader(path)
+    said, errors = reader.communicate("quit\n", timeout=60)
+    assert reader.returncode == 0, errors
+    message = json.loads(said)["error"]
+    assert message.startswith(f"{path}: cannot be read here")
+    assert "node.db-wal" in message
+    assert "open it once where it may be written" in message
+    done = sealed.cli("--db", str(path), "verify")
+    assert done.returncode == 5
+    assert "cannot be read here" in done.stderr
