@@ -1,7 +1,9 @@
 """A log in a directory its reader may not write to (ADR 0039): a backup on read-only media,
 or a node's log read by an auditor without write access. SQLite cannot create the ``-shm``
 index there, so a read-only backend reads the main file as it is when no write-ahead log is
-beside it, and refuses, saying what to do, when one holds changes the file lacks."""
+beside it, and refuses, saying what to do, when one holds changes the file lacks. A writer
+there, or on a file it may not write, is refused when it opens, naming what it may not
+write, and leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -178,3 +180,40 @@ def test_a_write_ahead_log_it_cannot_index_is_refused_saying_what_to_do(sealed: 
     done = sealed.cli("--db", str(path), "verify")
     assert done.returncode == 5
     assert "cannot be read here" in done.stderr
+
+
+def test_a_writer_where_it_may_not_create_files_is_refused_when_it_opens(sealed: Sealed) -> None:
+    path = sealed.directory / "node.db"
+    _append(path, 3)
+    files = sorted(os.listdir(sealed.directory))
+    sealed.seal()
+    done = sealed.cli("--db", str(path), "generate", "--channels", "1", "--turns", "1")
+    assert done.returncode == 5
+    assert f"{path}: cannot open for writing: this process may not write the directory " in (
+        done.stderr
+    )
+    assert sorted(os.listdir(sealed.directory)) == files
+
+
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm"])
+def test_a_writer_is_refused_a_file_it_may_not_write_naming_it(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / "node.db"
+    ids = _append(path, 3)
+    read_only = Path(f"{path}{suffix}")
+    read_only.touch()  # a side file left by an earlier process, as read-only as the log was
+    read_only.chmod(0o444)
+    files = sorted(os.listdir(tmp_path))
+    done = subprocess.run(
+        [*(WITHOUT_OVERRIDES if AS_ROOT else []), str(CHANLOG), "--db", str(path), "generate"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 5
+    assert f"may not write {read_only} (mode 0444, owner uid {os.geteuid()})" in done.stderr
+    assert "give it write access, or open the log read-only" in done.stderr
+    assert sorted(os.listdir(tmp_path)) == files
+    read_only.chmod(0o644)
+    with EventStore(SqliteBackend(path), projections=[]) as store:
+        assert [record.event_id for record in store.read_from(0)] == ids

@@ -1,15 +1,16 @@
-"""Durable file operations shared by the file-backed parts of the backends: publishing a
-file's directory entry, and replacing a small file so a crash leaves the old bytes or the
-new ones, never a mix."""
+"""File operations shared by the file-backed parts of the backends: publishing a file's
+directory entry, replacing a small file so a crash leaves the old bytes or the new ones,
+never a mix, and telling which files this process may not write."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import threading
 from pathlib import Path
 
-__all__ = ["fsync_directory", "replace_atomically"]
+__all__ = ["fsync_directory", "not_writable", "replace_atomically"]
 
 
 def fsync_directory(directory: Path) -> None:
@@ -55,3 +56,28 @@ def replace_atomically(path: Path, data: bytes) -> None:
             temporary.unlink()
         raise
     fsync_directory(path.parent)
+
+
+def not_writable(directory: Path, files: list[Path]) -> list[str]:
+    """Which of ``directory`` (where new files must be created) and the existing ``files``
+    this process may not write, each described for a message with its mode and owner.
+
+    Asks the kernel (``access``), which knows the process's user, groups, capabilities and
+    the file system's own rules (a read-only mount), without opening anything: closing a
+    descriptor of a database file would drop the locks SQLite holds on it in this process.
+    """
+    found: list[str] = []
+    if not os.access(directory, os.W_OK | os.X_OK):
+        found.append(f"the directory {directory}{_owner(directory)}")
+    for file in files:
+        if file.exists() and not os.access(file, os.W_OK):
+            found.append(f"{file}{_owner(file)}")
+    return found
+
+
+def _owner(path: Path) -> str:
+    try:
+        status = path.stat()
+    except OSError:  # pragma: no cover - removed meanwhile
+        return ""
+    return f" (mode {stat.S_IMODE(status.st_mode):04o}, owner uid {status.st_uid})"

@@ -29,7 +29,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from chanlog.backends.files import fsync_directory
+from chanlog.backends.files import fsync_directory, not_writable
 from chanlog.backends.sqlite_format import (
     APPLICATION_ID,
     DDL,
@@ -62,6 +62,7 @@ __all__ = [
     "prepare_file",
     "read_only_uri",
     "require_readable",
+    "require_writable",
     "stream_index_block",
     "upgrade",
 ]
@@ -163,6 +164,8 @@ def prepare_file(path: Path, *, read_only: bool = False, create: bool = True) ->
     if path.is_dir():
         raise StorageError(f"{path}: is a directory, not a chanlog database file")
     if path.exists():
+        if not read_only:
+            require_writable(path)  # first: SQLite's own opening may change the side files
         check_existing(path)
     elif read_only or not create:
         reason = "read_only" if read_only else "create = false"
@@ -171,6 +174,23 @@ def prepare_file(path: Path, *, read_only: bool = False, create: bool = True) ->
         )
     else:
         create_database(path)
+
+
+def require_writable(path: Path) -> None:
+    """Refuse to open for writing a log this process may not write, before SQLite does: it
+    would open the file read-only without a word (and create its ``-shm`` file as read-only
+    as the file), and the first append would fail.
+
+    Raises:
+        StorageError: naming each file (or the directory) it may not write.
+    """
+    blocked = not_writable(path.absolute().parent, [path, Path(f"{path}-wal"), Path(f"{path}-shm")])
+    if blocked:
+        raise StorageError(
+            f"{path}: cannot open for writing: this process may not write "
+            f"{'; '.join(blocked)}; give it write access, or open the log read-only "
+            "(read_only = true) to read it"
+        )
 
 
 def check_existing(path: Path) -> None:
