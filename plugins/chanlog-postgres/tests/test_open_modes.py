@@ -1,18 +1,23 @@
-"""Opening a PostgreSQL log read-only or without creating it, and the capabilities a verify
-pass reads (the stream index and the stored stream versions) seen against the tables."""
+"""Opening a PostgreSQL log read-only or without creating it, as a role that may not write
+it, and the capabilities a verify pass reads (the stream index and the stored stream
+versions) seen against the tables."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 import pytest
 from chanlog_postgres import PostgresBackend
+from chanlog_postgres.schema import WRITE_PRIVILEGES
+from psycopg.conninfo import make_conninfo
 
 from chanlog.backends.capabilities import CountsStreams, ExposesStreamIndex, MayBeReadOnly
 from chanlog.errors import NotFound, StorageError
 from chanlog.records import StoredSnapshot
+from chanlog.store import EventStore
 from chanlog.testing.events import sample_events, stored_records
 
 pytestmark = pytest.mark.postgres
@@ -42,6 +47,69 @@ def test_a_missing_log_is_refused_and_never_created(
     assert repr(schema) in str(error.value)
     assert reason in str(error.value)
     assert not _schema_exists(admin, schema)
+
+
+@pytest.fixture
+def role(admin: psycopg.Connection[Any], postgres_dsn: str) -> Iterator[tuple[str, str]]:
+    """A role of its own (name, and a DSN that logs in as it), dropped after the test."""
+    name = f"chanlog_role_{uuid.uuid4().hex[:12]}"
+    admin.execute(f"CREATE ROLE {name} LOGIN")
+    try:
+        yield name, make_conninfo(postgres_dsn, user=name)
+    finally:
+        admin.execute(f"DROP OWNED BY {name}")
+        admin.execute(f"DROP ROLE {name}")
+
+
+def _grant(admin: psycopg.Connection[Any], schema: str, role: str, rights: dict[str, Any]) -> None:
+    admin.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+    for table, privileges in rights.items():
+        found = admin.execute("SELECT to_regclass(%s)", (f"{schema}.{table}",)).fetchone()
+        if found is not None and found[0] is not None:  # meta exists once a store recorded
+            admin.execute(f"GRANT {', '.join(privileges)} ON {schema}.{table} TO {role}")
+
+
+def test_a_role_that_may_only_read_is_refused_a_writable_handle_when_it_opens(
+    open_postgres: Open, admin: psycopg.Connection[Any], schema: str, role: tuple[str, str]
+) -> None:
+    name, dsn = role
+    writer = open_postgres()
+    with writer.write() as transaction:
+        transaction.append(stored_records(sample_events(3), transaction.head))
+    _grant(admin, schema, name, {table: ["SELECT"] for table in WRITE_PRIVILEGES})
+    with pytest.raises(StorageError) as error:
+        PostgresBackend(dsn=dsn, schema=schema)
+    assert str(error.value) == (
+        f"postgres backend: role {name!r} may not write the log in schema {schema!r}: it "
+        "lacks UPDATE on head, INSERT on events, INSERT on streams, INSERT on stream_versions, "
+        "UPDATE on stream_versions, INSERT on snapshots, UPDATE on snapshots, DELETE on "
+        "snapshots; GRANT them, or open the log read-only (read_only = true)"
+    )
+    reader = PostgresBackend(dsn=dsn, schema=schema, read_only=True)
+    try:
+        assert reader.head() == writer.head()
+    finally:
+        reader.close()
+
+
+def test_the_rights_a_writer_needs_are_enough_and_keep_the_log_append_only(
+    open_postgres: Open, admin: psycopg.Connection[Any], schema: str, role: tuple[str, str]
+) -> None:
+    name, dsn = role
+    with EventStore(open_postgres(), projections=[]) as owner:  # records its serializer
+        owner.append_batch(sample_events(5))
+    _grant(admin, schema, name, dict(WRITE_PRIVILEGES))
+    events = sample_events(40, start=5)
+    with EventStore(PostgresBackend(dsn=dsn, schema=schema), projections=[]) as store:
+        assert store.append_batch(events) == list(range(5, 45))
+        assert store.snapshot().offset == 45
+        assert store.prune_snapshots(keep=0) == []
+        assert store.verify() == 46
+        # The role may not rewrite history: the server refuses it.
+        backend = store.backend
+        assert isinstance(backend, PostgresBackend)
+        with pytest.raises(StorageError, match="permission denied for table events"):
+            backend._fetch("rewrite a record", f"UPDATE {schema}.events SET payload = ''", ())
 
 
 def test_create_false_opens_an_existing_log_for_writing(open_postgres: Open) -> None:

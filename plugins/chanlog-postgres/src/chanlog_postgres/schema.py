@@ -34,6 +34,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "TABLES",
     "TABLES_V1",
+    "WRITE_PRIVILEGES",
     "check_schema_name",
     "ensure_schema",
     "notify_channel",
@@ -176,6 +177,8 @@ def ensure_schema(
             )
             tables = _tables(connection, schema)
             if "schema_version" in tables:
+                if not read_only:
+                    _require_write_privileges(connection, schema)
                 _check_existing(connection, schema, tables, read_only=read_only)
                 return False
             if not tables and not create:
@@ -232,6 +235,44 @@ def _check_existing(
         )
     if version == 1 and not read_only:
         _upgrade_from_v1(connection, schema)
+
+
+WRITE_PRIVILEGES = {
+    "schema_version": ("SELECT",),
+    "head": ("SELECT", "UPDATE"),
+    "events": ("SELECT", "INSERT"),
+    "streams": ("SELECT", "INSERT"),
+    "stream_versions": ("SELECT", "INSERT", "UPDATE"),
+    "snapshots": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "meta": ("SELECT",),
+}
+"""What a writable handle needs on each table of the log: it reads the layout version when
+it opens; appends lock and move the head, insert records and their stream entries, and
+count streams; the store takes snapshots and prunes them, and reads the serializer the log
+records (``meta``, where the log has one). Nothing more: a server that
+denies UPDATE and DELETE on ``events`` keeps the log append-only whoever connects. The
+consumer tables are the bus's: a role that runs no consumer needs no right on them."""
+
+
+def _require_write_privileges(connection: psycopg.Connection[Any], schema: str) -> None:
+    """Refuse, when it opens, a writable handle whose role may not append: otherwise the
+    first append would fail on the server's ``permission denied``."""
+    needed = [(table, right) for table, rights in WRITE_PRIVILEGES.items() for right in rights]
+    lacking = connection.execute(
+        "SELECT current_user, needed.p || ' on ' || needed.t"
+        " FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS needed(t, p, n)"
+        " CROSS JOIN LATERAL to_regclass(%s || '.' || needed.t) AS found(relation)"
+        # A missing table is the damage check's to report, after this one.
+        " WHERE found.relation IS NOT NULL AND NOT has_table_privilege(found.relation, needed.p)"
+        " ORDER BY needed.n",
+        ([table for table, _ in needed], [right for _, right in needed], quoted(schema)),
+    ).fetchall()
+    if lacking:
+        raise StorageError(
+            f"postgres backend: role {lacking[0][0]!r} may not write the log in schema "
+            f"{schema!r}: it lacks {', '.join(row[1] for row in lacking)}; GRANT them, or open "
+            "the log read-only (read_only = true)"
+        )
 
 
 def _upgrade_from_v1(connection: psycopg.Connection[Any], schema: str) -> None:
