@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +19,10 @@ from typing import Any
 
 import pytest
 
+from chanlog.backends import files, sqlite_options
 from chanlog.backends.sqlite import SqliteBackend
+from chanlog.backends.sqlite_options import unreadable_log
+from chanlog.errors import StorageError
 from chanlog.store import EventStore
 from chanlog.testing import sample_events
 
@@ -217,3 +221,94 @@ def test_a_writer_is_refused_a_file_it_may_not_write_naming_it(tmp_path: Path, s
     read_only.chmod(0o644)
     with EventStore(SqliteBackend(path), projections=[]) as store:
         assert [record.event_id for record in store.read_from(0)] == ids
+
+
+# -- the same decisions in this process, where SQLite's refusal is played (the children above
+# -- meet the real one, but their coverage is not measured) --------------------------------
+
+
+def _refusal(name: str) -> sqlite3.OperationalError:
+    error = sqlite3.OperationalError("attempt to write a readonly database")
+    error.sqlite_errorname = name  # what SQLite sets on the errors it raises
+    return error
+
+
+@pytest.fixture
+def no_index_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every read-only connection's first read refused as where no ``-shm`` may be made."""
+
+    def refuse(connection: sqlite3.Connection) -> None:
+        raise _refusal("SQLITE_READONLY_DIRECTORY")
+
+    monkeypatch.setattr(sqlite_options, "_first_read", refuse)
+
+
+@pytest.mark.usefixtures("no_index_here")
+def test_in_process_the_file_is_read_as_it_is_one_connection_per_read(tmp_path: Path) -> None:
+    path = tmp_path / "node.db"
+    ids = _append(path, 7)
+    backend = SqliteBackend(path, read_only=True)
+    with EventStore(backend, projections=[], read_only=True) as store:
+        assert [record.event_id for record in store.read_from(0)] == ids
+        assert store.verify() == 7
+        assert backend._connections.idle_readers() == 0  # never pooled
+        path.unlink()  # gone: the next read says so
+        with pytest.raises(StorageError, match=f"{path}: cannot open: unable to open"):
+            backend.head()
+
+
+@pytest.mark.usefixtures("no_index_here")
+def test_in_process_a_write_ahead_log_with_changes_is_refused(tmp_path: Path) -> None:
+    live = tmp_path / "live.db"
+    path = tmp_path / "node.db"
+    with EventStore(SqliteBackend(live), projections=[]) as writer:
+        writer.append_batch(sample_events(3))
+        shutil.copyfile(live, path)
+        shutil.copyfile(f"{live}-wal", f"{path}-wal")
+    with pytest.raises(StorageError, match=f"{path}: cannot be read here: SQLite must create"):
+        SqliteBackend(path, read_only=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "log", "refused"),
+    [
+        ("SQLITE_READONLY_DIRECTORY", b"frames", True),
+        ("SQLITE_CANTOPEN", b"frames", True),
+        ("SQLITE_CANTOPEN", b"", False),  # an empty log holds nothing the file lacks
+        ("SQLITE_CANTOPEN", None, False),  # no log: the file is the whole database
+        ("SQLITE_CORRUPT", b"frames", False),  # another failure: not this error's to say
+    ],
+)
+def test_which_refusals_mean_an_unreadable_log(
+    tmp_path: Path, name: str, log: bytes | None, refused: bool
+) -> None:
+    path = tmp_path / "node.db"
+    if log is not None:
+        Path(f"{path}-wal").write_bytes(log)
+    error = unreadable_log(path, _refusal(name))
+    assert (error is not None) == refused
+
+
+def test_in_process_a_writer_is_refused_what_the_kernel_says_it_may_not_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "node.db"
+    _append(path, 2)
+    Path(f"{path}-shm").touch()
+    denied = {tmp_path, Path(f"{path}-shm"), Path(f"{path}-wal")}  # the -wal does not exist
+    real_access = os.access
+    monkeypatch.setattr(
+        files.os,
+        "access",
+        lambda where, mode: Path(where) not in denied and real_access(where, mode),
+    )
+    with pytest.raises(StorageError) as error:
+        SqliteBackend(path)
+    mode = f"{Path(f'{path}-shm').stat().st_mode & 0o777:04o}"
+    assert str(error.value) == (
+        f"{path}: cannot open for writing: this process may not write the directory "
+        f"{tmp_path} (mode {tmp_path.stat().st_mode & 0o777:04o}, owner uid {os.geteuid()}); "
+        f"{path}-shm (mode {mode}, owner uid {os.geteuid()}); give it write access, or open "
+        "the log read-only (read_only = true) to read it"
+    )
+    SqliteBackend(path, read_only=True).close()  # a reader needs none of it

@@ -146,7 +146,8 @@ def read_only_uri(path: Path, *, immutable: bool = False) -> str:
     ``immutable`` reads the main file only, without locks or side files: right when there is
     no write-ahead log to read and no writer can appear.
     """
-    query = "?immutable=1" if immutable else "?mode=ro"
+    # mode=ro with immutable too: an immutable URI alone creates a file that is missing.
+    query = "?mode=ro&immutable=1" if immutable else "?mode=ro"
     return "file:" + urllib.parse.quote(str(path.resolve())) + query
 
 
@@ -192,8 +193,7 @@ def connect(options: SqliteOptions, *, writer: bool) -> sqlite3.Connection:
         else:
             connection.execute("PRAGMA query_only = 1")
             if options.read_only:
-                # Opening is lazy: the first read is what needs the -shm index, so fail here.
-                connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                _first_read(connection)
     except BaseException as exc:
         connection.close()
         if isinstance(exc, sqlite3.Error):
@@ -221,6 +221,12 @@ def unreadable_log(path: Path, refused: sqlite3.Error) -> StorageError | None:
     )
 
 
+def _first_read(connection: sqlite3.Connection) -> None:
+    """Read the schema: SQLite opens lazily, and the first read is what needs the ``-shm``
+    index, so a connection that cannot have one fails here rather than in a later read."""
+    connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
+
 def _connect_as_is(path: Path, refused: sqlite3.Error) -> sqlite3.Connection:
     """A :class:`FileAsIs` connection to ``path``, for a reader that may not create its
     ``-shm`` file; refused when a write-ahead log holds changes the main file lacks."""
@@ -236,7 +242,7 @@ def _connect_as_is(path: Path, refused: sqlite3.Error) -> sqlite3.Connection:
             factory=FileAsIs,
         )
         connection.execute("PRAGMA query_only = 1")
-    except sqlite3.Error as exc:
+    except sqlite3.Error as exc:  # pragma: no cover - the file vanished since the first try
         raise StorageError(f"{path}: cannot open: {exc}") from exc
     return connection
 
