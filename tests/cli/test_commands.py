@@ -401,9 +401,13 @@ def test_read_commands_on_an_empty_log(run: Run, db: Path, command: str) -> None
 def test_export_into_a_missing_directory_is_an_io_error(
     demo_db: Path, run: Run, tmp_path: Path
 ) -> None:
-    result = run("export", str(tmp_path / "missing" / "out.jsonl"))
+    destination = tmp_path / "missing" / "out.jsonl"
+    result = run("export", str(destination))
     assert result.exit_code == ExitCode.STORAGE
-    assert "No such file or directory" in one_line_error(result.stderr)
+    assert one_line_error(result.stderr) == (
+        f"chanlog: {destination}: cannot write the export: No such file or directory (nothing "
+        "was written there)"
+    )
     assert not (tmp_path / "missing").exists()
 
 

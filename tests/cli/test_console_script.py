@@ -4,6 +4,7 @@ its error paths: non-zero exit, one line on stderr, no traceback."""
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import sqlite3
@@ -155,6 +156,36 @@ def test_log_follow_prints_what_another_process_appends(tmp_path: Path) -> None:
         if follower.poll() is None:
             follower.kill()
             follower.wait()
+
+
+def test_an_export_that_does_not_fit_leaves_nothing_and_says_where(tmp_path: Path) -> None:
+    """A disk that fills up (a file-size limit here) while the export is written: exit 5,
+    the destination named, no file and no partial file left; an older export stays."""
+    assert chanlog("--db", "node.db", "generate", "--channels", "5", cwd=tmp_path).returncode == 0
+    destination = tmp_path / "out.jsonl"
+    destination.write_text("the previous export\n")
+
+    def small_disk() -> None:
+        # Ignored, SIGXFSZ turns a write past the limit into EFBIG, as a full disk's ENOSPC.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY))
+
+    done = subprocess.run(
+        [str(CHANLOG), "--db", "node.db", "export", str(destination)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        preexec_fn=small_disk,
+    )
+    assert done.returncode == ExitCode.STORAGE
+    assert done.stderr == (
+        f"chanlog: {destination}: cannot write the export: File too large (nothing was written "
+        "there)\n"
+    )
+    assert [path.name for path in tmp_path.iterdir() if "out.jsonl" in path.name] == ["out.jsonl"]
+    assert destination.read_text() == "the previous export\n"
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
@@ -11,6 +12,7 @@ from typing import IO
 import click
 import orjson
 
+from chanlog.backends.files import fsync_directory
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode
 from chanlog.cli.records_io import (
@@ -22,6 +24,7 @@ from chanlog.cli.records_io import (
     select_records,
 )
 from chanlog.copying import LogCopy, is_export_line, parse_export_line
+from chanlog.store import EventStore
 
 __all__ = ["append_command", "export_command", "import_command"]
 
@@ -152,26 +155,43 @@ def export_command(state: CliContext, destination: Path, start: int, end: int | 
     if start > stop and end is not None:
         raise CliError(f"--from ({start}) must not exceed --to ({end})", ExitCode.USAGE)
     total = max(stop - start, 0)
-    to_stdout = str(destination) == "-"
-    # A file appears only complete: written beside its destination, then renamed over it.
+    if str(destination) == "-":
+        _export(state, store, sys.stdout.buffer, start, stop, total)
+        sys.stdout.buffer.flush()
+        return
+    # A file appears only complete and durable: written beside its destination, synced,
+    # then renamed over it; on any failure the partial file is removed.
     partial = destination.with_name(destination.name + ".partial")
-    handle: IO[bytes] = sys.stdout.buffer if to_stdout else partial.open("wb")
-    written = 0
     try:
-        with state.output.progress("export", total) as update:
-            for record in select_records(store, start=start, end=stop):
-                handle.write(orjson.dumps(export_line(record)) + b"\n")
-                written += 1
-                if written % 1000 == 0:
-                    update(written)
-    except BaseException:
-        if not to_stdout:
-            handle.close()
-            partial.unlink(missing_ok=True)
-        raise
-    if to_stdout:
-        handle.flush()
-    else:
-        handle.close()
+        with partial.open("wb") as handle:
+            written = _export(state, store, handle, start, stop, total)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(partial, destination)
-        state.output.note(f"exported {written} events to {destination}")
+        fsync_directory(destination.parent)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise CliError(
+                f"{destination}: cannot write the export: {exc.strerror or exc} (nothing was "
+                "written there)",
+                ExitCode.STORAGE,
+            ) from exc
+        raise
+    state.output.note(f"exported {written} events to {destination}")
+
+
+def _export(
+    state: CliContext, store: EventStore, handle: IO[bytes], start: int, stop: int, total: int
+) -> int:
+    """Write the records from ``start`` to ``stop`` to ``handle`` as export lines; return
+    how many."""
+    written = 0
+    with state.output.progress("export", total) as update:
+        for record in select_records(store, start=start, end=stop):
+            handle.write(orjson.dumps(export_line(record)) + b"\n")
+            written += 1
+            if written % 1000 == 0:
+                update(written)
+    return written
