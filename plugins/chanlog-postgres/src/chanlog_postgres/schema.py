@@ -246,10 +246,10 @@ WRITE_PRIVILEGES = {
     "snapshots": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "meta": ("SELECT",),
 }
-"""What a writable handle needs on each table of the log: it reads the layout version when
-it opens; appends lock and move the head, insert records and their stream entries, and
-count streams; the store takes snapshots and prunes them, and reads the serializer the log
-records (``meta``, where the log has one). Nothing more: a server that
+"""What a writable handle needs on each table of the log (ADR 0040 of chanlog): it reads
+the layout version when it opens; appends lock and move the head, insert records and their
+stream entries, and count streams; the store takes snapshots and prunes them, and reads the
+serializer the log records (``meta``, where the log has one). Nothing more: a server that
 denies UPDATE and DELETE on ``events`` keeps the log append-only whoever connects. The
 consumer tables are the bus's: a role that runs no consumer needs no right on them."""
 
