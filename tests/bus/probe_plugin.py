@@ -12,7 +12,8 @@ lines behind (the kernel keeps what was written; only a machine crash would need
 fsync, which ``fsync = true`` adds).
 
 Options (``[consumers.NAME]`` keys): ``path`` (the side file), ``fail_on`` (offsets whose
-handling raises, every time), ``pause_ms`` (time each handling takes), ``fsync``.
+handling raises, every time), ``pause_ms`` (time each handling takes), ``fsync``,
+``fail_to_start`` (binding to the store raises: the consumer's thread dies).
 """
 
 from __future__ import annotations
@@ -36,12 +37,19 @@ class Probe:
         fail_on: list[int] | None = None,
         pause_ms: int = 0,
         fsync: bool = False,
+        fail_to_start: bool = False,
     ) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._fail_on = frozenset(fail_on or ())
         self._pause = pause_ms / 1000
         self._fsync = fsync
         self._pid = os.getpid()
+        self._fail_to_start = fail_to_start
+
+    def bind(self, store: Any, consumer: str) -> None:
+        """Refuse to start when told to."""
+        if self._fail_to_start:
+            raise RuntimeError(f"probe {consumer} refuses to start")
 
     def _line(self, kind: str, offset: int) -> None:
         os.write(self._fd, f"{kind} {offset} {self._pid} {time.monotonic():.6f}\n".encode())

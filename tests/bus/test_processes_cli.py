@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bus.processes import cli, environment, plugin_site, write_config
 from bus.scenarios import lease_takeover, park_then_replay, three_consumers_over_a_big_log
+from chanlog.cli.errors import ExitCode
 
 
 def sqlite(tmp_path: Path) -> dict[str, object]:
@@ -17,6 +19,17 @@ def sqlite(tmp_path: Path) -> dict[str, object]:
 
 def test_a_failing_record_is_parked_shown_and_replayed(tmp_path: Path) -> None:
     park_then_replay(sqlite(tmp_path), tmp_path)
+
+
+def test_a_worker_whose_threads_all_died_exits_with_their_errors(tmp_path: Path) -> None:
+    """Not 0: a worker nobody asked to stop, whose consumers all failed, has failed."""
+    probe = {"handler": "probe", "path": str(tmp_path / "probe.txt"), "fail_to_start": True}
+    write_config(tmp_path, sqlite(tmp_path), {"fragile": probe})
+    done = cli("run", cwd=tmp_path, env=environment(plugin_site(tmp_path)), timeout=60)
+    assert done.returncode == ExitCode.STORAGE, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "chanlog: consumer fragile: RuntimeError: probe fragile refuses to start"
+    )
 
 
 LEASE_TTL = 1.5

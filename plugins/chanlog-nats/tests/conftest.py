@@ -203,15 +203,14 @@ class PrivateServer:
         self.url = f"nats://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        """Start it (same port, same storage) and wait until it answers."""
+    def start(self, *, jetstream: bool = True) -> None:
+        """Start it (same port, same storage) and wait until it answers; without
+        ``jetstream``, as a server that has JetStream off."""
         assert self.process is None
         self.process = subprocess.Popen(
             [
                 SERVER_BINARY,
-                "-js",
-                "-sd",
-                str(self.directory),
+                *(["-js", "-sd", str(self.directory)] if jetstream else []),
                 "-p",
                 str(self.port),
                 "-a",

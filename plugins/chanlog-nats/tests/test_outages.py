@@ -200,6 +200,29 @@ def test_a_relay_started_while_the_server_is_down_catches_up(
     _check_stream(streams, private_server.url)
 
 
+def test_a_relay_on_a_server_without_jetstream_waits_saying_so_then_catches_up(
+    private_server: Any,
+    store: EventStore,
+    running: list[RunningRelay],
+    streams: Any,
+    wait_until: Callable[..., None],
+) -> None:
+    private_server.stop()
+    private_server.start(jetstream=False)
+    relay = RunningRelay(store, private_server.url, connect_timeout=0.5)
+    running.append(relay)
+    wait_until(lambda: relay.runner.started, 30, "the runner to start")
+    wait_until(lambda: relay.relay.stats()["last_error"] is not None, 30, "the relay to say why")
+    assert relay.thread.is_alive()  # it waits, it does not die
+    assert relay.lag() == COUNT
+    assert "JetStream does not answer" in str(relay.relay.stats()["last_error"])
+    private_server.stop()
+    private_server.start()
+    wait_until(lambda: relay.lag() == 0, 120, "the relay's lag to return to 0")
+    relay.close()
+    _check_stream(streams, private_server.url)
+
+
 def test_a_relay_waiting_out_an_outage_stops_when_interrupted(
     private_server: Any, running: list[RunningRelay], wait_until: Callable[..., None]
 ) -> None:

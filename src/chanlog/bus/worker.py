@@ -112,6 +112,7 @@ class Worker:
         self.store = store
         self.bus = bus
         self._stop = threading.Event()
+        self._asked_to_stop = False
         self.runners: dict[str, ConsumerRunner] = {}
         self.ingests: dict[str, IngestSource] = {}
         self._jobs: list[_Job] = []
@@ -164,14 +165,20 @@ class Worker:
     def stop(self) -> None:
         """Ask every thread to finish what it holds and stop (returns at once); a handler
         blocked outside the log is interrupted (:meth:`ConsumerRunner.interrupt`)."""
+        self._asked_to_stop = True
+        self._halt()
+
+    def _halt(self) -> None:
         self._stop.set()
         for runner in self.runners.values():
             runner.interrupt()
 
     @property
     def stopping(self) -> bool:
-        """True once :meth:`stop` was called."""
-        return self._stop.is_set()
+        """True once :meth:`stop` was called (not by :meth:`close`, which stops what is left
+        of threads that ended on their own: a worker whose threads all failed was not asked
+        to stop)."""
+        return self._asked_to_stop
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for every thread to end; return whether they all did."""
@@ -242,7 +249,7 @@ class Worker:
 
     def close(self) -> None:
         """Stop, wait, and close what was built."""
-        self.stop()
+        self._halt()
         for job in self._jobs:
             if job.thread.is_alive():
                 job.thread.join()

@@ -13,11 +13,13 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import nats
+import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 
 from chanlog.errors import StorageError
 
-__all__ = ["FastHeaderClient", "NatsThread"]
+__all__ = ["FastHeaderClient", "NatsThread", "describe"]
 
 logger = logging.getLogger("chanlog.nats")
 
@@ -28,6 +30,18 @@ RECONNECT_WAIT = 0.25
 
 
 _SPACE = re.compile(r"\s")
+
+
+def describe(exc: BaseException) -> str:
+    """A NATS failure in words for a log line or a status. A server that has JetStream off
+    (or a cluster that has not elected its JetStream leader yet) answers no JetStream
+    request: nats-py says ``ServiceUnavailableError: code=None ...`` or ``no responders``."""
+    if isinstance(exc, nats.js.errors.ServiceUnavailableError | nats.errors.NoRespondersError):
+        return (
+            "JetStream does not answer (no responders): is JetStream enabled on the server "
+            "(nats-server -js)?"
+        )
+    return f"{type(exc).__name__}: {exc}"
 
 
 class FastHeaderClient(Client):
@@ -147,7 +161,7 @@ class NatsThread:
         try:
             return self.call(self.connect(), timeout)
         except (OSError, TimeoutError, nats.errors.Error) as exc:
-            raise StorageError(f"cannot reach NATS at {self.url}: {exc}") from exc
+            raise StorageError(f"cannot reach NATS at {self.url}: {describe(exc)}") from exc
 
     def close(self, timeout: float = 5.0) -> None:
         """Drain nothing, close the connection and stop the loop. Idempotent."""

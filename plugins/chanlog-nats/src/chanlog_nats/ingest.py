@@ -34,7 +34,7 @@ from chanlog.bus.lease import Lease, new_holder
 from chanlog.bus.source import BusStore
 from chanlog.errors import ConfigError, StorageError
 from chanlog_nats.apply import ACK, PARK, WAIT, Applier, Incoming, Outcome
-from chanlog_nats.client import NatsThread
+from chanlog_nats.client import NatsThread, describe
 from chanlog_nats.options import (
     DEFAULT_URL,
     check_flag,
@@ -188,7 +188,7 @@ class NatsIngest:
                 raise
             except (nats.errors.Error, OSError, TimeoutError) as exc:
                 ahead = None
-                self._last_error = f"{type(exc).__name__}: {exc}"
+                self._last_error = describe(exc)
                 logger.warning("%s %s: %s; retrying", _WHAT, self.name, self._last_error)
                 stop.wait(_RETRY)
                 continue

@@ -32,7 +32,7 @@ from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 
 from chanlog.errors import ChanlogError, ConfigError
-from chanlog_nats.client import NatsThread
+from chanlog_nats.client import NatsThread, describe
 from chanlog_nats.mapping import EXPECTED_LAST_MSG_ID, EXPECTED_LAST_SEQUENCE
 from chanlog_nats.stream import Accept, StreamSettings, StreamTail, ensure_stream, read_tail
 
@@ -230,7 +230,7 @@ class Pipeline:
             logger.error("NATS relay to %s: %s", self.settings.name, exc)
             return False
         except Exception as exc:  # NATS unreachable or slow: retried with backoff
-            self.failure = f"{type(exc).__name__}: {exc}"
+            self.failure = describe(exc)
             log = logger.warning if attempt in (0, 10) or attempt % 50 == 0 else logger.debug
             log("NATS relay to %s: cannot reconcile yet (%s)", self.settings.name, self.failure)
             return False

@@ -25,13 +25,15 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import nats.errors
+
 from chanlog import codec
 from chanlog.bus.subjects import check_prefix, subject_of
 from chanlog.errors import ChanlogError, ConfigError, IntegrityError, InvalidArgument
 from chanlog.events.base import Event
 from chanlog.records import RecordedEvent
 from chanlog.telemetry import RelayTelemetry, telemetry_of
-from chanlog_nats.client import NatsThread
+from chanlog_nats.client import NatsThread, describe
 from chanlog_nats.mapping import Envelope, headers_of
 from chanlog_nats.options import (
     DEFAULT_URL,
@@ -173,8 +175,10 @@ class NatsRelay:
             tail = thread.call(
                 read_tail(client.jetstream(), self.stream), self._connect_timeout * 3
             )
-        except (ChanlogError, TimeoutError, OSError) as exc:
-            logger.warning("%s %s: cannot read the stream's end yet: %s", _WHAT, consumer, exc)
+        except (ChanlogError, TimeoutError, OSError, nats.errors.Error) as exc:
+            logger.warning(
+                "%s %s: cannot read the stream's end yet: %s", _WHAT, consumer, _said(exc)
+            )
             return None
         if tail is None or tail.offset is None:
             return None
@@ -228,12 +232,12 @@ class NatsRelay:
             thread.call(pipeline.reconcile(), self._connect_timeout * 3)
         except ConfigError:
             raise
-        except (ChanlogError, TimeoutError, OSError) as exc:
+        except (ChanlogError, TimeoutError, OSError, nats.errors.Error) as exc:
             logger.warning(
                 "%s: NATS at %s cannot be reached now (%s); records wait until it can",
                 _WHAT,
                 self.url,
-                exc,
+                _said(exc),
             )
 
     def _connection(self, consumer: str) -> NatsThread:
@@ -306,3 +310,8 @@ class NatsRelay:
 
     def __repr__(self) -> str:
         return f"NatsRelay(stream={self.stream!r}, url={self.url!r})"
+
+
+def _said(exc: BaseException) -> str:
+    """``exc`` in words: chanlog's own errors say what they mean, NATS's are described."""
+    return str(exc) if isinstance(exc, ChanlogError | OSError | TimeoutError) else describe(exc)
