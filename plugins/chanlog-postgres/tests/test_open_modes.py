@@ -112,6 +112,33 @@ def test_the_rights_a_writer_needs_are_enough_and_keep_the_log_append_only(
             backend._fetch("rewrite a record", f"UPDATE {schema}.events SET payload = ''", ())
 
 
+@pytest.mark.parametrize("exists", [True, False])
+def test_a_session_the_server_keeps_read_only_is_refused_a_writable_handle(
+    open_postgres: Open,
+    admin: psycopg.Connection[Any],
+    schema: str,
+    role: tuple[str, str],
+    exists: bool,
+) -> None:
+    name, dsn = role
+    admin.execute(f"GRANT CREATE ON DATABASE {admin.info.dbname} TO {name}")
+    if exists:
+        open_postgres().close()
+        _grant(admin, schema, name, dict(WRITE_PRIVILEGES))
+    admin.execute(f"ALTER ROLE {name} SET default_transaction_read_only = on")
+    with pytest.raises(StorageError) as error:
+        PostgresBackend(dsn=dsn, schema=schema)
+    assert str(error.value) == (
+        "postgres backend: the server keeps this session read-only, so the log in schema "
+        f"{schema!r} cannot be written (default_transaction_read_only is on for role {name!r} "
+        "or this database); or open the log read-only (read_only = true)"
+    )
+    if exists:
+        PostgresBackend(dsn=dsn, schema=schema, read_only=True).close()
+    else:
+        assert not _schema_exists(admin, schema)
+
+
 def test_create_false_opens_an_existing_log_for_writing(open_postgres: Open) -> None:
     open_postgres().close()
     backend = open_postgres(create=False)

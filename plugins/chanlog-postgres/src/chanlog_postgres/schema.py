@@ -171,6 +171,8 @@ def ensure_schema(
     """
     try:
         with connection.transaction():
+            if not read_only:
+                _require_read_write_session(connection, schema)
             connection.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                 ("chanlog-schema:" + schema,),
@@ -252,6 +254,28 @@ stream entries, and count streams; the store takes snapshots and prunes them, an
 serializer the log records (``meta``, where the log has one). Nothing more: a server that
 denies UPDATE and DELETE on ``events`` keeps the log append-only whoever connects. The
 consumer tables are the bus's: a role that runs no consumer needs no right on them."""
+
+
+def _require_read_write_session(connection: psycopg.Connection[Any], schema: str) -> None:
+    """Refuse, when it opens, a writable handle whose sessions the server keeps read-only: a
+    standby (in recovery), or ``default_transaction_read_only`` set for the role or the
+    database. Otherwise the first append would fail (or, for a new log, the DDL)."""
+    row = connection.execute(
+        "SELECT current_user, current_setting('transaction_read_only'), pg_is_in_recovery()"
+    ).fetchone()
+    assert row is not None
+    role, read_only, standby = row
+    if read_only == "on":
+        why = (
+            "the server is a standby, in recovery: point the dsn at the primary"
+            if standby
+            else f"default_transaction_read_only is on for role {role!r} or this database"
+        )
+        raise StorageError(
+            f"postgres backend: the server keeps this session read-only, so the log in schema "
+            f"{schema!r} cannot be written ({why}); or open the log read-only "
+            "(read_only = true)"
+        )
 
 
 def _require_write_privileges(connection: psycopg.Connection[Any], schema: str) -> None:
