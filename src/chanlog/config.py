@@ -159,15 +159,24 @@ def find_config(directory: PathLike | None = None) -> Path | None:
     pyproject = base / PYPROJECT_FILENAME
     if pyproject.is_file():
         try:
-            with pyproject.open("rb") as handle:
-                data = tomllib.load(handle)
-        except (OSError, tomllib.TOMLDecodeError):
+            data = _load_toml(pyproject)
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
             # A broken pyproject.toml is someone else's file: it just offers no chanlog config.
             return None
         tool = data.get("tool")
         if isinstance(tool, dict) and "chanlog" in tool:
             return pyproject
     return None
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _load_toml(file: Path) -> dict[str, Any]:
+    """``file`` parsed as TOML (UTF-8). A byte-order mark some editors put first (Windows'
+    Notepad) is dropped: tomllib would refuse the whole file at "line 1, column 1"."""
+    data = file.read_bytes()
+    return tomllib.loads(data.removeprefix(_BOM).decode("utf-8"))
 
 
 def read_settings(path: PathLike) -> dict[str, Any]:
@@ -181,8 +190,7 @@ def read_settings(path: PathLike) -> dict[str, Any]:
     file = Path(path)
     source = str(file)
     try:
-        with file.open("rb") as handle:
-            data = tomllib.load(handle)
+        data = _load_toml(file)
     except FileNotFoundError:
         raise ConfigError(f"{source}: no such configuration file", source=source) from None
     except IsADirectoryError:

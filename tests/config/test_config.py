@@ -251,6 +251,21 @@ def test_unreadable_sources(tmp_path: Path, host: PluginHost) -> None:
         load_config(42, plugins=host)  # type: ignore[arg-type]
 
 
+def test_a_byte_order_mark_first_is_read_past(tmp_path: Path, host: PluginHost) -> None:
+    """Some editors (Windows' Notepad) start a UTF-8 file with one; the rest is the config."""
+    config = tmp_path / "chanlog.toml"
+    config.write_bytes(b"\xef\xbb\xbfserializer = 'json'\n[backend]\nname = 'memory'\n")
+    assert read_settings(config) == {"serializer": "json", "backend": {"name": "memory"}}
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_bytes(b"\xef\xbb\xbf[tool.chanlog]\nbackend = 'memory'\n")
+    config.unlink()
+    assert find_config(tmp_path) == pyproject
+    # Only first: anywhere else it is a character TOML does not allow there.
+    config.write_bytes(b"[backend]\n\xef\xbb\xbfname = 'memory'\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        read_settings(config)
+
+
 def test_find_config_prefers_chanlog_toml(tmp_path: Path) -> None:
     assert find_config(tmp_path) is None
     write(tmp_path / "pyproject.toml", '[project]\nname = "x"\n')
