@@ -513,6 +513,44 @@ def test_a_worker_stopping_interrupts_a_handler_blocked_outside(
     worker.close()
 
 
+def test_a_worker_shows_why_a_handler_that_reports_its_failure_is_behind(
+    store: chanlog.EventStore,
+) -> None:
+    from chanlog.bus import ReportsFailure
+    from chanlog.bus.settings import BusSettings, ConsumerSettings
+    from chanlog.bus.spec import ConsumerSpec
+    from chanlog.bus.worker import Worker
+
+    class Waiting:
+        """Takes every record and keeps it waiting on something away, raising nothing."""
+
+        def __init__(self) -> None:
+            self.away: str | None = "the broker is away"
+
+        def __call__(self, record: RecordedEvent) -> None:
+            return None
+
+        def failure(self) -> str | None:
+            return self.away
+
+    waiting = Waiting()
+    assert isinstance(waiting, ReportsFailure)
+    settings = BusSettings(consumers=(ConsumerSettings(ConsumerSpec("c"), "waiting"),))
+    worker = Worker(store, store.bus, settings, {"waiting": lambda: waiting}, {})
+    worker.start()
+    try:
+        _until(lambda: worker.runners["c"].started)
+        assert worker.runners["c"].handler is waiting
+        [row] = worker.rows()
+        assert (row.state, row.last_error) == ("running", "the broker is away")
+        waiting.away = None
+        [row] = worker.rows()
+        assert row.last_error is None
+    finally:
+        worker.stop()
+        worker.close()
+
+
 def _until(condition: Callable[[], bool], seconds: float = 20) -> None:
     deadline = time.monotonic() + seconds
     while not condition():

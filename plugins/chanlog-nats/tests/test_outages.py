@@ -216,6 +216,7 @@ def test_a_relay_on_a_server_without_jetstream_waits_saying_so_then_catches_up(
     assert relay.thread.is_alive()  # it waits, it does not die
     assert relay.lag() == COUNT
     assert "JetStream does not answer" in str(relay.relay.stats()["last_error"])
+    assert relay.relay.failure() == relay.relay.stats()["last_error"]  # what chanlog run shows
     private_server.stop()
     private_server.start()
     wait_until(lambda: relay.lag() == 0, 120, "the relay's lag to return to 0")

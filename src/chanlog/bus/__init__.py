@@ -20,6 +20,7 @@ from chanlog.bus.handlers import (
     ClosesHandler,
     Handler,
     Interruptible,
+    ReportsFailure,
     SettlesLater,
     TracksPosition,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Handler",
     "Interruptible",
     "LiveReceiver",
+    "ReportsFailure",
     "RunnerStats",
     "SettlesLater",
     "SubjectFilter",

@@ -31,6 +31,7 @@ __all__ = [
     "HandlerCall",
     "HandlerFactory",
     "Interruptible",
+    "ReportsFailure",
     "SettlesLater",
     "TracksPosition",
     "handler_call",
@@ -97,6 +98,17 @@ class Interruptible(Protocol):
 
     def interrupt(self) -> None:
         """Stop waiting; make the current call give up."""
+        ...
+
+
+@runtime_checkable
+class ReportsFailure(Protocol):
+    """A handler that can be behind for a reason of its own while it raises nothing (a relay
+    whose broker is away, retrying in the background): ``chanlog run`` shows the reason in
+    the consumer's row, where the records' own errors would be."""
+
+    def failure(self) -> str | None:
+        """Why records are waiting now, in words (``None``: they are not)."""
         ...
 
 

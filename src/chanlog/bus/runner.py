@@ -128,6 +128,11 @@ class ConsumerRunner:
         self._bound = False
 
     @property
+    def handler(self) -> Handler:
+        """What each matching record is handed to."""
+        return self._call.handler
+
+    @property
     def name(self) -> str:
         """The consumer's name."""
         return self.spec.name

@@ -282,6 +282,11 @@ class NatsRelay:
         if self._pipeline is not None:
             self._pipeline.interrupt()
 
+    def failure(self) -> str | None:
+        """Why records wait now (NATS away, JetStream silent, a stream that conflicts), or
+        ``None`` (:class:`chanlog.bus.ReportsFailure`: ``chanlog run`` shows it)."""
+        return None if self._pipeline is None else self._pipeline.failure
+
     def stats(self) -> dict[str, Any]:
         """Published count, records in flight, reconciliations and the current failure."""
         pipeline = self._pipeline
