@@ -4,6 +4,7 @@ missing log is an error, not a new one), for the sqlite and memory backends."""
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,27 @@ def test_create_false_opens_an_existing_file_for_writing(tmp_path: Path) -> None
     _log(path)
     with EventStore(SqliteBackend(path, create=False), projections=[]) as store:
         assert store.append_batch(sample_events(2, start=5)) == [5, 6]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "socket"])
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_path_that_is_no_file_is_refused_at_once(
+    tmp_path: Path, kind: str, read_only: bool
+) -> None:
+    """Reading a named pipe's header would wait for a writer forever; a device or a socket
+    is no log either."""
+    if kind == "fifo":
+        path, said = tmp_path / "log.db", "a named pipe (FIFO)"
+        os.mkfifo(path)
+    elif kind == "device":
+        path, said = Path(os.devnull), "a character device"
+    else:
+        path, said = tmp_path / "log.db", "a socket"
+        with socket.socket(socket.AF_UNIX) as listener:
+            listener.bind(str(path))  # the socket file stays once it is closed
+    with pytest.raises(StorageError) as error:
+        SqliteBackend(path, read_only=read_only)
+    assert str(error.value) == f"{path}: is {said}, not a chanlog database file"
 
 
 def test_read_only_refuses_a_directory(tmp_path: Path) -> None:

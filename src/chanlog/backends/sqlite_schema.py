@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import threading
 from pathlib import Path
 
@@ -163,6 +164,9 @@ def prepare_file(path: Path, *, read_only: bool = False, create: bool = True) ->
     """
     if path.is_dir():
         raise StorageError(f"{path}: is a directory, not a chanlog database file")
+    if path.exists() and not path.is_file():
+        # Opening a named pipe to read its header would wait for a writer, forever.
+        raise StorageError(f"{path}: is {_special_kind(path)}, not a chanlog database file")
     if path.exists():
         if not read_only:
             require_writable(path)  # first: SQLite's own opening may change the side files
@@ -174,6 +178,19 @@ def prepare_file(path: Path, *, read_only: bool = False, create: bool = True) ->
         )
     else:
         create_database(path)
+
+
+_SPECIAL_FILES = {
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _special_kind(path: Path) -> str:
+    """What a path that exists but is neither a file nor a directory is, in words."""
+    return _SPECIAL_FILES.get(stat.S_IFMT(path.stat().st_mode), "not a regular file")
 
 
 def require_writable(path: Path) -> None:
