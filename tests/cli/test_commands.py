@@ -208,6 +208,52 @@ def test_export_then_import_reproduces_the_log(demo_db: Path, run: Run, tmp_path
     assert original["chain_hash"] == lines[-1]["chain_hash"]
 
 
+@pytest.mark.parametrize("interrupted_at", [0, 2])
+def test_an_interrupted_import_says_what_it_had_committed(
+    demo_db: Path, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interrupted_at: int
+) -> None:
+    from chanlog.cli.commands import transfer
+
+    source = tmp_path / "events.jsonl"
+    created = [
+        {
+            "type": "objective-created",
+            "payload": {
+                "objective_id": f"0x{index:064x}",
+                "objective_type": "DirectFund",
+                "timestamp_ms": 1_700_000_000_000 + index,
+            },
+        }
+        for index in range(1, 8)
+    ]
+    source.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in created))
+    batches: list[int] = []
+    real_append = transfer.append_numbered
+
+    def append_then_ctrl_c(store: object, events: list[object]) -> list[int]:
+        if len(batches) == interrupted_at:
+            raise KeyboardInterrupt
+        batches.append(len(events))
+        return real_append(store, events)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(transfer, "append_numbered", append_then_ctrl_c)
+    result = run("import", "--batch-size", "3", str(source))
+    assert result.exit_code == ExitCode.INTERRUPTED
+    assert one_line_error(result.stderr) == (
+        f"chanlog: interrupted; the {3 * interrupted_at} record(s) it had committed stay in "
+        "the log, whole; a batch it was writing, if any, was rolled back"
+    )
+    assert orjson.loads(run("verify", "--json").stdout)["records"] == 13 + 3 * interrupted_at
+    assert run("log", "--json").exit_code == 0
+    # A command that only reads says no more than that.
+    monkeypatch.setattr(
+        transfer, "select_records", lambda *_, **__: (_ for _ in ()).throw(KeyboardInterrupt())
+    )
+    assert one_line_error(run("export", str(tmp_path / "out.jsonl")).stderr) == (
+        "chanlog: interrupted"
+    )
+
+
 def test_export_range_to_stdout(demo_db: Path, run: Run) -> None:
     result = run("export", "--from", "3", "--to", "5")
     assert result.exit_code == 0

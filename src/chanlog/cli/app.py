@@ -3,6 +3,7 @@ one-line messages with meaningful exit codes (see :mod:`chanlog.cli.errors`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ class CliContext:
         self.db = db
         self.output = output
         self._store: EventStore | None = None
+        self._committed: int | None = None  # by a store opened to write, once it closed
 
     def open_store(
         self, *, read_only: bool = False, create: bool = True, **overrides: Any
@@ -78,8 +80,27 @@ class CliContext:
                 ExitCode.INTEGRITY,
             ) from exc
         self._store = store
-        click.get_current_context().call_on_close(store.close)
+        before = None if read_only else len(store)
+
+        def close() -> None:
+            # The command's context closes before its error reaches ChanlogGroup: count here.
+            if before is not None:
+                with contextlib.suppress(ChanlogError):  # say only what is certain
+                    self._committed = len(store) - before
+            store.close()
+
+        click.get_current_context().call_on_close(close)
         return store
+
+    def interrupted(self) -> str:
+        """What to say when Ctrl-C ended the command: for one that writes, how many records
+        it had committed (they stay: every batch commits whole or not at all)."""
+        if self._committed is None:
+            return "interrupted"
+        return (
+            f"interrupted; the {self._committed} record(s) it had committed stay in the log, "
+            "whole; a batch it was writing, if any, was rolled back"
+        )
 
     def _source(self, overrides: dict[str, Any]) -> tuple[Path | None, dict[str, Any]]:
         """The configuration file and the settings overriding it (``--db``)."""
@@ -145,7 +166,9 @@ class ChanlogGroup(click.Group):
                 raise
             raise CliError.from_error(exc) from exc
         except KeyboardInterrupt:
-            raise CliError("interrupted", ExitCode.INTERRUPTED) from None
+            state = ctx.find_object(CliContext)
+            said = state.interrupted() if state is not None else "interrupted"
+            raise CliError(said, ExitCode.INTERRUPTED) from None
         except BrokenPipeError:
             # stdout closed by a pager or `head`: not an error worth a message.
             _silence_stdout()
