@@ -160,24 +160,27 @@ def prepare_file(path: Path, *, read_only: bool = False, create: bool = True) ->
     Raises:
         NotFound: it is missing and may not be created (``read_only``, or ``create``
             False).
-        StorageError: ``path`` is a directory, or :func:`check_existing` refuses it.
+        StorageError: ``path`` is a directory, a named pipe, a device or a socket; a writer
+            may not write it (:func:`require_writable`); or :func:`check_existing` refuses
+            it.
     """
     if path.is_dir():
         raise StorageError(f"{path}: is a directory, not a chanlog database file")
-    if path.exists() and not path.is_file():
+    if not path.exists():
+        if read_only or not create:
+            reason = "read_only" if read_only else "create = false"
+            raise NotFound(
+                f"{path}: no such chanlog database file (opened with {reason}, which never "
+                "creates one)"
+            )
+        create_database(path)
+        return
+    if not path.is_file():
         # Opening a named pipe to read its header would wait for a writer, forever.
         raise StorageError(f"{path}: is {_special_kind(path)}, not a chanlog database file")
-    if path.exists():
-        if not read_only:
-            require_writable(path)  # first: SQLite's own opening may change the side files
-        check_existing(path)
-    elif read_only or not create:
-        reason = "read_only" if read_only else "create = false"
-        raise NotFound(
-            f"{path}: no such chanlog database file (opened with {reason}, which never creates one)"
-        )
-    else:
-        create_database(path)
+    if not read_only:
+        require_writable(path)  # first: SQLite's own opening may change the side files
+    check_existing(path)
 
 
 _SPECIAL_FILES = {
