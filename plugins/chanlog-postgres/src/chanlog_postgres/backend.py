@@ -55,6 +55,7 @@ from chanlog_postgres.options import (
     check_pool_size,
     check_seconds,
 )
+from chanlog_postgres.pooling import open_pool, take
 from chanlog_postgres.schema import (
     check_schema_name,
     ensure_schema,
@@ -198,15 +199,13 @@ class PostgresBackend(KeepsConsumersThrough):
         return connect(self._dsn, self.server, connect_timeout=self.connect_timeout)
 
     def _open_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
-        pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+        pool = open_pool(
             self._dsn,
-            min_size=1,
-            max_size=self.pool_size,
-            open=False,
             name=f"chanlog-{self.schema}",
-            kwargs={"autocommit": True, "connect_timeout": max(1, round(self.connect_timeout))},
-            configure=self._configure_connection,
+            size=self.pool_size,
+            connect_timeout=self.connect_timeout,
             timeout=self.pool_timeout,
+            configure=self._configure_connection,
         )
         try:
             pool.open(wait=True, timeout=self.connect_timeout * 2)
@@ -228,13 +227,14 @@ class PostgresBackend(KeepsConsumersThrough):
 
     @contextmanager
     def _borrow(self, action: str) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection for one operation. The pool rolls back a connection returned
-        inside a transaction and discards a broken one, so a server restart costs one
-        failed operation, not a poisoned pool."""
+        """A live pooled connection for one operation (:func:`~chanlog_postgres.pooling.take`).
+        The pool rolls back a connection returned inside a transaction and discards a broken
+        one; one the server hung up on while idle is never lent, so after a restart the
+        server's return is the only wait."""
         if self._closed:
             raise StorageError(f"{self._where}: cannot {action}: the backend is closed")
         try:
-            connection = self._pool.getconn()
+            connection = take(self._pool, self.pool_timeout)
         except PoolTimeout as exc:
             raise self._unavailable(action) from exc
         except PoolClosed as exc:

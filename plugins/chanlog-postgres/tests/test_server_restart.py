@@ -1,0 +1,135 @@
+"""A PostgreSQL server that stops and comes back, on a server of the test's own.
+
+While it is down, every operation fails with a :class:`StorageError` naming the server, in
+bounded time, and nothing of a refused append is written. Once it is back, the first
+operation works, whatever the outage lasted, and after a restart while the node was idle no
+operation fails at all (ADR 0041). Stopped cleanly (``fast``) or as in a crash
+(``immediate``), the log holds every acknowledged append and the state folds the same.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from chanlog_postgres import PostgresBackend
+
+from chanlog import EventStore
+from chanlog.errors import StorageError
+from chanlog.workload import Workload
+
+pytestmark = pytest.mark.postgres
+
+OUTAGE = 9.0
+"""Seconds the server stays down in the long outage: longer than the pool's reconnection
+window, and long enough that a pool whose retry delay keeps doubling (1, 2, 4, 8 s) would
+not try again until well after the server is back."""
+
+
+def _open(server: Any, **options: Any) -> EventStore:
+    options = {"pool_timeout": 2.0, "connect_timeout": 1.0, "schema": "node", **options}
+    return EventStore(PostgresBackend(dsn=server.dsn, **options))
+
+
+def _states(store: EventStore, channels: list[str]) -> list[Any]:
+    return [store.state("channel", channel) for channel in channels]
+
+
+@pytest.mark.parametrize(("mode", "outage"), [("fast", OUTAGE), ("immediate", 1.0)])
+def test_a_store_comes_back_with_the_server(
+    private_postgres: Any, mode: str, outage: float
+) -> None:
+    workload = Workload(channels=3, turns=6, seed=7)
+    events = workload.events()
+    channels = sorted({plan.channel_id for plan in workload.plans})
+    store = _open(private_postgres)
+    try:
+        for event in events[:20]:
+            store.append(event)
+        private_postgres.stop(mode)
+        refusals = 0
+        stopped = time.monotonic()
+        while time.monotonic() - stopped < outage:
+            began = time.monotonic()
+            with pytest.raises(StorageError) as refused:
+                store.append(events[20])
+            # Bounded: the pool's wait, then one connection attempt to say why.
+            assert time.monotonic() - began < 2.0 + 1.0 + 5.0
+            assert f"127.0.0.1:{private_postgres.port}" in str(refused.value)
+            assert "cannot append" in str(refused.value)
+            refusals += 1
+        assert refusals >= 1
+        private_postgres.start()
+        # The first append after the server's return works, and takes the next offset.
+        assert store.append(events[20]) == 20
+        for event in events[21:]:
+            store.append(event)
+        live = _states(store, channels)
+        assert [record.event_id for record in store] == [event.event_id for event in events]
+        assert store.verify() == len(events)
+    finally:
+        store.close()
+    with _open(private_postgres) as replayed:
+        assert _states(replayed, channels) == live
+        assert len(replayed) == len(events)
+
+
+def test_a_restart_while_the_node_is_idle_fails_no_operation(private_postgres: Any) -> None:
+    events = Workload(channels=2, turns=4, seed=3).events()
+    with _open(private_postgres) as store:
+        # Several threads at once, so that the pool holds more than one connection.
+        threads = [threading.Thread(target=store.append, args=(event,)) for event in events[:8]]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        store.backend.ensure_consumer("audit", 0, ["chanlog.>"])  # type: ignore[attr-defined]
+        for mode in ("fast", "immediate"):
+            private_postgres.stop(mode)
+            private_postgres.start()
+            # Each kind of operation, once, with no retry: none may fail.
+            assert len(store) >= 8
+            store.append(events[8 if mode == "fast" else 9])
+            assert store.bus.consumers.state("audit").position == 0
+            assert len(list(store.read_from(0))) == len(store)
+        assert len(store) == 10
+        assert store.verify() == 10
+
+
+def test_a_running_consumer_rides_out_the_server_stopping(private_postgres: Any) -> None:
+    """A consumer waiting for records when the server stops (cleanly, then as in a crash)
+    keeps running through the outages, and hands over every record appended by another
+    process's store after each return, once each in offset order."""
+    events = Workload(channels=4, turns=5, seed=11).events()
+    handled: list[int] = []
+    with _open(private_postgres) as node, _open(private_postgres) as writer:
+        runner = node.bus.consumer("riding", lambda record: handled.append(record.offset))
+        stop = threading.Event()
+        thread = threading.Thread(target=runner.run, args=(stop,))
+        thread.start()
+        try:
+            third = len(events) // 3
+            parts = [events[:third], events[third : 2 * third], events[2 * third :]]
+            writer.append_batch(parts[0])
+            _wait_for(lambda: len(set(handled)) == third, "the first records")
+            for mode, part in (("fast", parts[1]), ("immediate", parts[2])):
+                private_postgres.stop(mode)
+                time.sleep(2.0)  # the runner meets the outage while it waits
+                private_postgres.start()
+                writer.append_batch(part)
+                _wait_for(lambda: len(set(handled)) == len(writer), f"the records after {mode}")
+            assert thread.is_alive()
+        finally:
+            stop.set()
+            thread.join(30)
+        assert list(dict.fromkeys(handled)) == list(range(len(events)))
+        assert node.bus.consumers.state("riding").position == len(events)
+
+
+def _wait_for(check: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
