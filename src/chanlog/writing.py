@@ -75,6 +75,19 @@ class Writer:
             self._backend, self._decoder, end, delivery.enqueue if deliver else None
         )
 
+    def _reconcile(self) -> None:
+        """After a write failed in the storage (call under the lock): what it committed all
+        the same, when the connection was lost as the database committed, is folded and
+        queued for delivery now, as another process's records would be, so that the
+        store's state and length agree with the log at once (ADR 0042). Left to the next
+        write while the storage cannot even say where the log ends."""
+        try:
+            length = self._backend.head().length
+            if length > self._inline.folded:
+                self.catch_up(length, notify=True)
+        except StorageError:
+            pass
+
     def run(
         self,
         work: Work,
@@ -86,21 +99,32 @@ class Writer:
         after folding whatever others committed; once the backend has committed, make its
         result current and deliver it. (Fixed arguments, not ``*arguments``: a call that
         unpacks costs more than the rest of this method on every append.)"""
-        with self._lock:
-            # What Delivery.wanted says, without a call on every append. Nobody subscribes
-            # while this lock is held (subscribe() connects under it), so a subscriber gets
-            # these records from the log or from the outbox, never neither.
-            self._pipeline.recording = bool(event_appended.receivers or self._delivery.publishes)
-            with self._backend.write() as transaction:
-                if transaction.head.length != self._inline.folded:
-                    self.catch_up(transaction.head.length, notify=True)
-                result = work(transaction, encoded, expected, batch)
-            if result.stage is not None:
-                result.stage.commit()
-                if result.records:
-                    self._inline.folded = result.records[-1].offset + 1
-                    if result.recorded:
-                        self._delivery.outbox.extend(result.recorded)
+        try:
+            with self._lock:
+                # What Delivery.wanted says, without a call on every append. Nobody subscribes
+                # while this lock is held (subscribe() connects under it), so a subscriber
+                # gets these records from the log or from the outbox, never neither.
+                self._pipeline.recording = bool(
+                    event_appended.receivers or self._delivery.publishes
+                )
+                try:
+                    with self._backend.write() as transaction:
+                        if transaction.head.length != self._inline.folded:
+                            self.catch_up(transaction.head.length, notify=True)
+                        result = work(transaction, encoded, expected, batch)
+                except StorageError:
+                    self._reconcile()
+                    raise
+                if result.stage is not None:
+                    result.stage.commit()
+                    if result.records:
+                        self._inline.folded = result.records[-1].offset + 1
+                        if result.recorded:
+                            self._delivery.outbox.extend(result.recorded)
+        except StorageError:
+            if self._delivery.outbox:  # what the failed write committed all the same
+                self._delivery.deliver()
+            raise
         if self._delivery.outbox:
             self._delivery.deliver()
         return result
@@ -241,6 +265,8 @@ class Writer:
                     self.catch_up(transaction.head.length, notify=True)
                 stage = pipeline.write_group(transaction, group)
         except BaseException as exc:
+            if isinstance(exc, StorageError):
+                self._reconcile()
             for request in group:
                 if request.error is None:
                     request.result = None

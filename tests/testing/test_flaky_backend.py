@@ -146,6 +146,43 @@ def test_a_write_failing_at_commit_runs_and_keeps_nothing() -> None:
     assert store.verify() == 4
 
 
+def test_a_write_failing_at_acknowledgement_commits_then_raises() -> None:
+    """The connection dropped after the commit reached the database: everything staged is
+    kept, and the caller is told it failed all the same."""
+    backend = FlakyBackend()
+    _store(backend)
+    head = backend.head()
+    backend.ensure_consumer("c", 0, [])
+    backend.acquire_lease("c", "me", 30)
+    backend.fail_writes(1, at="acknowledgement")
+    assert backend.writes_to_fail == 1
+    records = stored_records(sample_events(1, start=3), head)
+
+    def stage_everything() -> None:
+        with backend.write() as transaction:
+            transaction.append(records)
+            transaction.save_snapshot(StoredSnapshot(4, {"p": 1}, b"x", b"\0" * 32))
+            transaction.move_consumer(PositionMove("c", "me", 4, handled=4))
+
+    with pytest.raises(StorageError, match=r"^the database is restarting"):
+        stage_everything()
+    assert backend.head().length == 4
+    assert backend.find(records[0].event_id) == 3
+    snapshot = backend.latest_snapshot()
+    assert snapshot is not None
+    assert snapshot.offset == 4
+    consumer = backend.consumer_state("c")
+    assert consumer is not None
+    assert consumer.position == 4
+    assert (backend.writes_to_fail, backend.failed_writes) == (0, 1)
+    with backend.write():  # the lock was released
+        pass
+    backend.fail_writes(1, at="acknowledgement")
+    with pytest.raises(RuntimeError, match="abort"), backend.write():
+        raise RuntimeError("abort")  # rolled back: an armed acknowledgement is not used up
+    assert backend.writes_to_fail == 1
+
+
 def test_a_transaction_failing_on_its_own_does_not_use_up_a_commit_failure() -> None:
     backend = FlakyBackend()
     backend.fail_writes(1, at="commit")
@@ -245,7 +282,7 @@ def test_a_count_that_is_not_a_natural_number_is_refused(count: Any) -> None:
 @pytest.mark.parametrize("stage", ["enter", "Commit", "", None])
 def test_an_unknown_stage_is_refused(stage: Any) -> None:
     backend = FlakyBackend()
-    with pytest.raises(InvalidArgument, match="at must be 'begin' or 'commit'"):
+    with pytest.raises(InvalidArgument, match="at must be 'begin', 'commit' or 'acknowledgement'"):
         backend.fail_writes(1, at=stage)
     assert backend.writes_to_fail == 0
 

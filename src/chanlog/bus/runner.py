@@ -24,6 +24,7 @@ from chanlog.bus.handlers import (
     handler_call,
 )
 from chanlog.bus.lease import Lease, new_holder
+from chanlog.bus.settling import UnsettledMove
 from chanlog.bus.source import BusStore
 from chanlog.bus.spec import ConsumerSpec
 from chanlog.bus.subjects import SubjectFilter
@@ -124,6 +125,8 @@ class ConsumerRunner:
         self.stats = RunnerStats()
         self._pending = _Pending()
         self._position = 0
+        # A move whose commit failed may have landed all the same (ADR 0042).
+        self._unsettled = UnsettledMove(backend, spec.name)
         self._started = False
         self._bound = False
 
@@ -287,12 +290,14 @@ class ConsumerRunner:
         self._lease.stop_keeping()
         self._started = False
         self._pending = _Pending()
+        self._unsettled.clear()  # start() reads the stored position again
 
     def run_once(self, stop: threading.Event | None = None, limit: int | None = None) -> int:
         """Handle what the log holds now (at most ``limit`` records examined); return how
         many records were examined. Commits the position as its policy says."""
         self.start()
         self._check_lease()
+        self._settle()
         self._replay_parked(stop)
         examined = 0
         head = len(self.store)
@@ -454,15 +459,18 @@ class ConsumerRunner:
         if appends:
             position = max(self._position, record.offset + 1)
             try:
+                self._unsettled.expect(position, self.stats.position)
                 self.store.append_batch(appends, consumer_move=self._move(position))
             except BaseException as exc:
-                # Nothing was committed: the record is not handled yet.
+                # Not committed, as far as this runner knows: the record is not handled yet.
                 pending.handled -= 1
                 if replaying:
                     pending.unparked.pop()
-                if isinstance(exc, StorageError | LeaseHeld):
+                if not isinstance(exc, StorageError | LeaseHeld):
+                    self._unsettled.clear()  # refused before the commit: nothing landed
+                    raise
+                if not (isinstance(exc, StorageError) and self._settled_if_known()):
                     raise _CommitFailed(exc) from exc
-                raise
             self._committed(position)
         self.stats.handled += 1
 
@@ -515,6 +523,7 @@ class ConsumerRunner:
         self._commit_due(force=True)
 
     def _commit_due(self, *, force: bool) -> None:
+        self._settle()
         pending = self._pending
         position = self._committable()
         if not pending and position == self.stats.position:
@@ -525,6 +534,7 @@ class ConsumerRunner:
             or time.monotonic() - pending.since >= self.spec.commit_interval
         )
         if due:
+            self._unsettled.expect(position, self.stats.position)
             self._consumers.move_consumer(self._move(position))
             self._committed(position)
 
@@ -555,6 +565,29 @@ class ConsumerRunner:
     def _committed(self, position: int) -> None:
         self.stats.position = position
         self._pending = _Pending()
+        self._unsettled.clear()
+
+    def _settle(self) -> bool:
+        """If a move whose commit failed landed all the same, take it as committed, so
+        that the records it covered are not handed over again nor counted twice; return
+        whether it had landed. Raises :class:`StorageError` while the storage cannot tell."""
+        landed = self._unsettled.landed()
+        if landed is None:
+            return False
+        logger.warning(
+            "consumer %s: a commit reported as failed had landed (position %d): going on",
+            self.name,
+            landed,
+        )
+        self._position = max(self._position, landed)
+        self._committed(landed)
+        return True
+
+    def _settled_if_known(self) -> bool:
+        try:
+            return self._settle()
+        except StorageError:
+            return False  # asked again before the runner goes on
 
 
 def _describe_failure(exc: BaseException) -> str:

@@ -38,11 +38,12 @@ RESTARTING = "the database is restarting (a failure simulated by FlakyBackend)"
 """The default message of the :class:`~chanlog.errors.StorageError` a
 :class:`FlakyBackend` raises."""
 
-WriteStage = Literal["begin", "commit"]
-"""Where an armed write transaction fails: ``"begin"`` (``write()`` raises, nothing runs)
-or ``"commit"`` (the transaction runs, then its commit is refused and rolled back)."""
+WriteStage = Literal["begin", "commit", "acknowledgement"]
+"""Where an armed write transaction fails: ``"begin"`` (``write()`` raises, nothing runs),
+``"commit"`` (the transaction runs, then its commit is refused and rolled back) or
+``"acknowledgement"`` (the transaction commits, then the caller is told it failed)."""
 
-_STAGES = ("begin", "commit")
+_STAGES = ("begin", "commit", "acknowledgement")
 
 
 def _checked_count(count: object, method: str) -> int:
@@ -66,6 +67,8 @@ class _FlakyTransaction(MemoryTransaction):
             super().__exit__(StorageError, error, None)  # rolls back, releases the lock
             raise error
         super().__exit__(exc_type, exc, traceback)
+        if exc_type is None and self._flaky._take("acknowledgement"):
+            raise StorageError(self._flaky.message)  # committed all the same
 
 
 class FlakyBackend(MemoryBackend):
@@ -101,7 +104,7 @@ class FlakyBackend(MemoryBackend):
         self.message = message
         """The text of every :class:`~chanlog.errors.StorageError` this backend raises."""
         self._arming = threading.Lock()
-        self._armed = {"read": 0, "begin": 0, "commit": 0}
+        self._armed = {"read": 0, "begin": 0, "commit": 0, "acknowledgement": 0}
         self._failed = {"read": 0, "write": 0}
 
     # -- arming ------------------------------------------------------------------------
@@ -127,17 +130,21 @@ class FlakyBackend(MemoryBackend):
         transaction runs (the store stages its records, snapshots and consumer moves), then
         leaving it raises instead of committing and nothing staged is kept: the connection
         dropped as it committed. A transaction left with an exception of its own rolls back
-        as usual and does not use up an armed commit failure. Failures armed at both stages
-        are all used: a transaction refused at begin never reaches its commit.
+        as usual and does not use up an armed commit failure. With ``at="acknowledgement"``
+        the transaction commits, then leaving it raises all the same: the connection dropped
+        after the commit reached the database, so the caller cannot know it happened (what a
+        networked database leaves a client with). Failures armed at several stages are all
+        used, earliest stage first: a transaction refused at begin never reaches its commit.
 
         Raises:
-            InvalidArgument: ``count`` is not an int >= 0, or ``at`` is neither
-                ``"begin"`` nor ``"commit"``.
+            InvalidArgument: ``count`` is not an int >= 0, or ``at`` is not one of
+                ``"begin"``, ``"commit"`` and ``"acknowledgement"``.
         """
         count = _checked_count(count, "fail_writes")
         if at not in _STAGES:
             raise InvalidArgument(
-                f"FlakyBackend.fail_writes: at must be 'begin' or 'commit', got {at!r}"
+                "FlakyBackend.fail_writes: at must be 'begin', 'commit' or 'acknowledgement', "
+                f"got {at!r}"
             )
         with self._arming:
             self._armed[at] = count
@@ -151,8 +158,8 @@ class FlakyBackend(MemoryBackend):
 
     @property
     def writes_to_fail(self) -> int:
-        """How many of the next write transactions will still fail (at either stage)."""
-        return self._armed["begin"] + self._armed["commit"]
+        """How many of the next write transactions will still fail (at any stage)."""
+        return self._armed["begin"] + self._armed["commit"] + self._armed["acknowledgement"]
 
     @property
     def failed_reads(self) -> int:
@@ -161,12 +168,12 @@ class FlakyBackend(MemoryBackend):
 
     @property
     def failed_writes(self) -> int:
-        """How many write transactions have failed so far (at either stage)."""
+        """How many write transactions have failed so far (at any stage)."""
         return self._failed["write"]
 
     def _take(self, armed: str) -> bool:
-        """Use up one failure armed as ``armed`` (``"read"``, ``"begin"`` or
-        ``"commit"``): True when there was one, and the call must fail."""
+        """Use up one failure armed as ``armed`` (``"read"`` or a write stage): True when
+        there was one, and the call must fail."""
         with self._arming:
             if not self._armed[armed]:
                 return False

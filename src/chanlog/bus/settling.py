@@ -1,0 +1,60 @@
+"""A runner's move whose commit failed, and whether it landed all the same.
+
+A database can commit a transaction and lose the connection before it says so: a
+PostgreSQL server stopping or crashing during ``COMMIT``, a network cut at that moment. The
+runner then gets a :class:`~chanlog.errors.StorageError` for a move that may be committed.
+Handing the records it covered over again would run a handler twice for one record, and a
+handler that returns events would append a second set (their timestamps, hence their ids,
+differ), which is what committing the appends with the position is there to prevent. The
+stored position settles it: the runner holds the lease, so nobody else moves it (ADR 0042).
+"""
+
+from __future__ import annotations
+
+from chanlog.backends.consumer_store import KeepsConsumers
+
+__all__ = ["UnsettledMove"]
+
+
+class UnsettledMove:
+    """The one move of a consumer's runner that is being committed, or whose commit failed.
+
+    Args:
+        keeper: the backend keeping the consumer.
+        consumer: the consumer's name.
+    """
+
+    __slots__ = ("_consumer", "_keeper", "position")
+
+    def __init__(self, keeper: KeepsConsumers, consumer: str) -> None:
+        self._keeper = keeper
+        self._consumer = consumer
+        self.position: int | None = None
+        """The position the move goes to; ``None`` when no move is in doubt."""
+
+    def expect(self, position: int, committed: int) -> None:
+        """A move from ``committed`` to ``position`` is about to be committed. A move that
+        does not advance the position cannot be told apart from none, so it is not kept:
+        should it fail, it is committed again (at least once)."""
+        self.position = position if position > committed else None
+
+    def clear(self) -> None:
+        """The move is settled: committed as far as the runner knows, or given up."""
+        self.position = None
+
+    def landed(self) -> int | None:
+        """The stored position when the move in doubt is in it, else ``None`` (no move in
+        doubt, or it did not land: what it covered is still to commit). Either way nothing
+        is in doubt afterwards.
+
+        Raises:
+            StorageError: the storage cannot tell yet; the move stays in doubt.
+        """
+        position = self.position
+        if position is None:
+            return None
+        state = self._keeper.consumer_state(self._consumer)
+        self.position = None
+        if state is None or state.position < position:
+            return None
+        return state.position

@@ -1,0 +1,235 @@
+"""A consumer's commit that the storage reports as failed although it landed (a connection
+lost as the database committed): the runner settles it from the stored position, so no
+record is handed over twice, no handler's appends are made twice and nothing is counted
+twice (ADR 0042). FlakyBackend's ``at="acknowledgement"`` commits, then raises."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import chanlog
+from chanlog.errors import StorageError
+from chanlog.events import MessageSent, ObjectiveCreated
+from chanlog.records import PositionMove, RecordedEvent
+from chanlog.testing import FlakyBackend
+
+FAST = {"backoff": [0.0], "lease_ttl": 5.0, "max_deliver": 1}
+OBJECTIVES = ["0x" + f"{index:02x}" * 32 for index in range(1, 5)]
+
+
+@pytest.fixture
+def run_in_thread() -> Iterator[Callable[[Any], threading.Event]]:
+    """Runs a runner in a thread; stops and joins it when the test ends."""
+    started: list[tuple[threading.Event, threading.Thread]] = []
+
+    def start(runner: Any) -> threading.Event:
+        stop = threading.Event()
+        thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
+        thread.start()
+        started.append((stop, thread))
+        return stop
+
+    yield start
+    for stop, thread in started:
+        stop.set()
+        thread.join(10)
+
+
+def _until(condition: Callable[[], bool], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def _created_objectives(store: chanlog.EventStore) -> None:
+    for objective in OBJECTIVES:
+        store.append(ObjectiveCreated(objective_id=objective, objective_type="DirectFund"))
+
+
+class Messenger:
+    """Sends a message for every objective created, as a node's engine would: the event
+    carries the time it was made, so a second call for one record makes a different
+    event (a second message), not a redelivery the log would recognise."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.made = 0
+
+    def __call__(self, record: RecordedEvent) -> list[chanlog.Event] | None:
+        self.calls.append(record.offset)
+        if record.event_type != "objective-created":
+            return None
+        self.made += 1
+        return [
+            MessageSent(
+                message_id="0x" + f"{self.made:064x}",
+                objective_id=record.event.objective_id,
+                peer_id="peer-1",
+            )
+        ]
+
+
+def test_a_handlers_commit_that_landed_unacknowledged_runs_the_handler_once(
+    run_in_thread: Callable[[Any], threading.Event],
+) -> None:
+    backend = FlakyBackend()
+    with chanlog.EventStore(backend) as store:
+        _created_objectives(store)
+        messenger = Messenger()
+        runner = store.bus.consumer(
+            "messenger", messenger, subjects=["chanlog.objective.>"], **FAST
+        )
+        backend.fail_writes(2, at="acknowledgement")  # the first two commits: landed, "failed"
+        run_in_thread(runner)
+        _until(lambda: store.bus.consumers.state("messenger").position == len(store) == 8)
+        assert messenger.calls == [0, 1, 2, 3]  # each record once, though two commits "failed"
+        sent = [r.event.objective_id for r in store if r.event_type == "message-sent"]
+        assert sent == OBJECTIVES  # one message per objective, not two
+        assert backend.failed_writes == 2
+        assert runner.stats.failures == 0
+        assert store.bus.consumers.parked("messenger") == []
+        assert store.bus.consumers.state("messenger").handled == 4
+
+
+def test_while_the_storage_cannot_tell_the_runner_waits_and_asks_again(
+    run_in_thread: Callable[[Any], threading.Event], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = FlakyBackend()
+    with chanlog.EventStore(backend) as store:
+        _created_objectives(store)
+        messenger = Messenger()
+        runner = store.bus.consumer(
+            "messenger", messenger, subjects=["chanlog.objective.>"], **FAST
+        )
+        asked = {"count": 0}
+        consumer_state = backend.consumer_state
+
+        def cannot_tell_three_times(name: str) -> Any:
+            asked["count"] += 1
+            if asked["count"] <= 3:
+                raise StorageError("the database is restarting")
+            return consumer_state(name)
+
+        monkeypatch.setattr(backend, "consumer_state", cannot_tell_three_times)
+        backend.fail_writes(1, at="acknowledgement")
+        run_in_thread(runner)
+        _until(lambda: consumer_state("messenger").position == len(store) == 8)  # type: ignore[union-attr]
+        assert asked["count"] >= 4
+        assert messenger.calls == [0, 1, 2, 3]
+        assert runner.stats.failures == 0
+        assert (runner.stats.last_error or "").startswith("StorageError")
+
+
+def test_a_commit_that_did_not_land_hands_the_record_over_again(
+    run_in_thread: Callable[[Any], threading.Event],
+) -> None:
+    backend = FlakyBackend()
+    with chanlog.EventStore(backend) as store:
+        _created_objectives(store)
+        messenger = Messenger()
+        runner = store.bus.consumer(
+            "messenger", messenger, subjects=["chanlog.objective.>"], **FAST
+        )
+        backend.fail_writes(1, at="commit")  # refused and rolled back: it did not land
+        run_in_thread(runner)
+        _until(lambda: store.bus.consumers.state("messenger").position == len(store) == 8)
+        assert messenger.calls == [0, 0, 1, 2, 3]
+        sent = [r.event.objective_id for r in store if r.event_type == "message-sent"]
+        assert sent == OBJECTIVES
+
+
+def test_a_position_move_that_landed_unacknowledged_is_not_counted_twice(
+    run_in_thread: Callable[[Any], threading.Event], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = FlakyBackend()
+    with chanlog.EventStore(backend) as store:
+        _created_objectives(store)
+        seen: list[int] = []
+        runner = store.bus.consumer("audit", lambda record: seen.append(record.offset), **FAST)
+        move_consumer = backend.move_consumer
+        lost = {"left": 1}
+
+        def lose_the_acknowledgement(move: PositionMove) -> None:
+            move_consumer(move)
+            if lost["left"]:
+                lost["left"] -= 1
+                raise StorageError("the connection dropped as the server committed")
+
+        monkeypatch.setattr(backend, "move_consumer", lose_the_acknowledgement)
+        run_in_thread(runner)
+        _until(lambda: lost["left"] == 0 and store.bus.consumers.state("audit").position == 4)
+        store.append(ObjectiveCreated(objective_id="0x" + "99" * 32, objective_type="DirectFund"))
+        _until(lambda: store.bus.consumers.state("audit").position == 5)
+        assert seen == [0, 1, 2, 3, 4]
+        assert store.bus.consumers.state("audit").handled == 5  # not 9
+
+
+def test_the_store_takes_in_an_append_that_landed_unacknowledged() -> None:
+    """At once: its length, its state and its subscribers agree with the log, and
+    appending the event again returns its offset."""
+    backend = FlakyBackend()
+    with chanlog.EventStore(backend) as store:
+        delivered: list[int] = []
+        store.subscribe(lambda record: delivered.append(record.offset))
+        store.append(ObjectiveCreated(objective_id=OBJECTIVES[0], objective_type="DirectFund"))
+        landed = ObjectiveCreated(objective_id=OBJECTIVES[1], objective_type="DirectFund")
+        backend.fail_writes(1, at="acknowledgement")
+        with pytest.raises(StorageError):
+            store.append(landed)
+        assert len(store) == 2
+        assert store.state("objective", OBJECTIVES[1]) is not None
+        assert delivered == [0, 1]
+        assert store.append(landed) == 1  # idempotent: the caller's retry finds it
+        assert delivered == [0, 1]
+        with chanlog.EventStore(backend) as replayed:
+            assert replayed.state("objective", OBJECTIVES[1]) == store.state(
+                "objective", OBJECTIVES[1]
+            )
+
+
+def test_grouped_appends_that_landed_unacknowledged_are_each_found_again() -> None:
+    backend = FlakyBackend()
+    events = [
+        ObjectiveCreated(objective_id="0x" + f"{index:064x}", objective_type="DirectFund")
+        for index in range(1, 65)
+    ]
+    with chanlog.EventStore(backend) as store:
+        delivered: list[int] = []
+        store.subscribe(lambda record: delivered.append(record.offset))
+        backend.fail_writes(3, at="acknowledgement")
+        offsets: dict[int, int] = {}
+        refused: list[int] = []
+        lock = threading.Lock()
+
+        def append(index: int) -> None:
+            while True:  # the caller's retries
+                try:
+                    offset = store.append(events[index])
+                    break
+                except StorageError:
+                    with lock:
+                        refused.append(index)
+            with lock:
+                offsets[index] = offset
+
+        threads = [
+            threading.Thread(target=lambda start=start: [append(i) for i in range(start, 64, 8)])
+            for start in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert refused  # some appends were told they failed...
+        assert len(store) == 64  # ...and every event is in the log once
+        assert {record.event_id: record.offset for record in store} == {
+            events[index].event_id: offset for index, offset in offsets.items()
+        }
+        assert delivered == list(range(64))
+        assert store.verify() == 64
