@@ -11,7 +11,7 @@ import time
 from chanlog.appending import AppendPipeline, AppendRequest, CommitResult, Encoded, Work
 from chanlog.backends.base import Backend
 from chanlog.delivery import Delivery
-from chanlog.errors import StorageError
+from chanlog.errors import ChanlogError, StorageError
 from chanlog.folding import InlineProjections, WriteStage
 from chanlog.reading import EventDecoder
 from chanlog.signals import event_appended
@@ -80,12 +80,13 @@ class Writer:
         the same, when the connection was lost as the database committed, is folded and
         queued for delivery now, as another process's records would be, so that the
         store's state and length agree with the log at once (ADR 0042). Left to the next
-        write while the storage cannot even say where the log ends."""
+        write, which folds the same records or fails the same way, when this fails (the
+        storage cannot even say where the log ends): the caller gets the write's error."""
         try:
             length = self._backend.head().length
             if length > self._inline.folded:
                 self.catch_up(length, notify=True)
-        except StorageError:
+        except ChanlogError:
             pass
 
     def run(

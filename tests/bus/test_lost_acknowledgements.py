@@ -233,3 +233,28 @@ def test_grouped_appends_that_landed_unacknowledged_are_each_found_again() -> No
         }
         assert delivered == list(range(64))
         assert store.verify() == 64
+
+
+def test_when_the_head_cannot_be_read_the_next_write_takes_in_what_landed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backend = FlakyBackend()
+    with chanlog.EventStore(backend) as store:
+        store.append(ObjectiveCreated(objective_id=OBJECTIVES[0], objective_type="DirectFund"))
+        head = backend.head
+
+        def unreadable() -> Any:
+            raise StorageError("the server went away")
+
+        monkeypatch.setattr(backend, "head", unreadable)
+        backend.fail_writes(1, at="acknowledgement")
+        landed = ObjectiveCreated(objective_id=OBJECTIVES[1], objective_type="DirectFund")
+        with pytest.raises(StorageError, match=r"^the database is restarting"):
+            store.append(landed)  # the write's own error, not the head's
+        monkeypatch.setattr(backend, "head", head)
+        assert store.append(landed) == 1
+        assert (
+            store.append(ObjectiveCreated(objective_id=OBJECTIVES[2], objective_type="DirectFund"))
+            == 2
+        )
+        assert store.verify() == 3
