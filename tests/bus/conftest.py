@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -16,6 +17,14 @@ def fill(store: chanlog.EventStore, seed: int = 1, channels: int = 3, turns: int
     """Append a small realistic workload."""
     for batch in Workload(WorkloadConfig(seed=seed, channels=channels, turns=turns)).batches(64):
         store.append_batch(batch)
+
+
+def until(condition: Callable[[], bool], seconds: float = 20) -> None:
+    """Wait until ``condition()`` holds; fail after ``seconds`` (a bound, not a timing)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 class Recorder:

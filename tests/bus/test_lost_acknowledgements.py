@@ -6,13 +6,13 @@ twice (ADR 0042). FlakyBackend's ``at="acknowledgement"`` commits, then raises."
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 import chanlog
+from bus.conftest import until
 from chanlog.errors import StorageError
 from chanlog.events import MessageSent, ObjectiveCreated
 from chanlog.records import PositionMove, RecordedEvent
@@ -38,13 +38,6 @@ def run_in_thread() -> Iterator[Callable[[Any], threading.Event]]:
     for stop, thread in started:
         stop.set()
         thread.join(10)
-
-
-def _until(condition: Callable[[], bool], seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def _created_objectives(store: chanlog.EventStore) -> None:
@@ -87,7 +80,7 @@ def test_a_handlers_commit_that_landed_unacknowledged_runs_the_handler_once(
         )
         backend.fail_writes(2, at="acknowledgement")  # the first two commits: landed, "failed"
         run_in_thread(runner)
-        _until(lambda: store.bus.consumers.state("messenger").position == len(store) == 8)
+        until(lambda: store.bus.consumers.state("messenger").position == len(store) == 8)
         assert messenger.calls == [0, 1, 2, 3]  # each record once, though two commits "failed"
         sent = [r.event.objective_id for r in store if r.event_type == "message-sent"]
         assert sent == OBJECTIVES  # one message per objective, not two
@@ -119,7 +112,7 @@ def test_while_the_storage_cannot_tell_the_runner_waits_and_asks_again(
         monkeypatch.setattr(backend, "consumer_state", cannot_tell_three_times)
         backend.fail_writes(1, at="acknowledgement")
         run_in_thread(runner)
-        _until(lambda: consumer_state("messenger").position == len(store) == 8)  # type: ignore[union-attr]
+        until(lambda: consumer_state("messenger").position == len(store) == 8)  # type: ignore[union-attr]
         assert asked["count"] >= 4
         assert messenger.calls == [0, 1, 2, 3]
         assert runner.stats.failures == 0
@@ -138,7 +131,7 @@ def test_a_commit_that_did_not_land_hands_the_record_over_again(
         )
         backend.fail_writes(1, at="commit")  # refused and rolled back: it did not land
         run_in_thread(runner)
-        _until(lambda: store.bus.consumers.state("messenger").position == len(store) == 8)
+        until(lambda: store.bus.consumers.state("messenger").position == len(store) == 8)
         assert messenger.calls == [0, 0, 1, 2, 3]
         sent = [r.event.objective_id for r in store if r.event_type == "message-sent"]
         assert sent == OBJECTIVES
@@ -163,9 +156,9 @@ def test_a_position_move_that_landed_unacknowledged_is_not_counted_twice(
 
         monkeypatch.setattr(backend, "move_consumer", lose_the_acknowledgement)
         run_in_thread(runner)
-        _until(lambda: lost["left"] == 0 and store.bus.consumers.state("audit").position == 4)
+        until(lambda: lost["left"] == 0 and store.bus.consumers.state("audit").position == 4)
         store.append(ObjectiveCreated(objective_id="0x" + "99" * 32, objective_type="DirectFund"))
-        _until(lambda: store.bus.consumers.state("audit").position == 5)
+        until(lambda: store.bus.consumers.state("audit").position == 5)
         assert seen == [0, 1, 2, 3, 4]
         assert store.bus.consumers.state("audit").handled == 5  # not 9
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import chanlog
-from bus.conftest import Recorder, fill
+from bus.conftest import Recorder, fill, until
 from chanlog.backends.memory import MemoryBackend
 from chanlog.bus.runner import ConsumerRunner
 from chanlog.bus.subjects import subject_of
@@ -539,7 +539,7 @@ def test_a_worker_shows_why_a_handler_that_reports_its_failure_is_behind(
     worker = Worker(store, store.bus, settings, {"waiting": lambda: waiting}, {})
     worker.start()
     try:
-        _until(lambda: worker.runners["c"].started)
+        until(lambda: worker.runners["c"].started)
         assert worker.runners["c"].handler is waiting
         [row] = worker.rows()
         assert (row.state, row.last_error) == ("running", "the broker is away")
@@ -551,13 +551,6 @@ def test_a_worker_shows_why_a_handler_that_reports_its_failure_is_behind(
         worker.close()
 
 
-def _until(condition: Callable[[], bool], seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_a_storage_failure_is_retried_and_the_run_goes_on(running: Running) -> None:
     backend = FlakyBackend()
     with chanlog.EventStore(backend) as store:
@@ -566,7 +559,7 @@ def test_a_storage_failure_is_retried_and_the_run_goes_on(running: Running) -> N
         stop, thread = running(runner)
         backend.fail_reads(3)
         fill(store, seed=8)
-        _until(lambda: len(recorder.offsets) == len(store))
+        until(lambda: len(recorder.offsets) == len(store))
         assert thread.is_alive() and backend.reads_to_fail == 0
         assert backend.failed_reads == 3
         assert runner.stats.last_error == f"StorageError: {backend.message}"
@@ -590,15 +583,15 @@ def test_the_worker_shows_a_consumer_retrying_while_its_storage_fails() -> None:
         worker = Worker(store, store.bus, settings, {"rec": lambda: recorder}, {})
         worker.start()
         try:
-            _until(lambda: worker.rows()[0].state == "running")
+            until(lambda: worker.rows()[0].state == "running")
             assert not worker.runners["c"].stats.retrying
             backend.fail_reads(4)  # 0.1 + 0.2 + 0.4 + 0.8 s of backoff
             fill(store, seed=11)
-            _until(lambda: worker.rows()[0].state == "retrying")
+            until(lambda: worker.rows()[0].state == "retrying")
             row = worker.rows()[0]
             assert row.last_error == f"StorageError: {backend.message}"
-            _until(lambda: len(recorder.offsets) == len(store))
-            _until(lambda: worker.rows()[0].state == "running")
+            until(lambda: len(recorder.offsets) == len(store))
+            until(lambda: worker.rows()[0].state == "running")
             assert not worker.runners["c"].stats.retrying
         finally:
             worker.stop()
@@ -629,10 +622,10 @@ def test_the_worker_shows_a_consumer_retrying_before_it_ever_held_its_lease(
     monkeypatch.setattr(runner, "start", restarting)
     worker.start()
     try:
-        _until(lambda: worker.rows()[0].state == "retrying")
+        until(lambda: worker.rows()[0].state == "retrying")
         assert not runner.started
         assert worker.rows()[0].last_error == "StorageError: the database is restarting"
-        _until(lambda: worker.rows()[0].state == "running")
+        until(lambda: worker.rows()[0].state == "running")
     finally:
         worker.stop()
         assert worker.wait(10)
@@ -651,7 +644,7 @@ def test_the_worker_names_who_holds_the_lease_of_a_consumer_it_waits_for(
 
     other = store.bus.consumer("c", Recorder(), **FAST)
     stop_other, thread = running(other)
-    _until(lambda: other.started)
+    until(lambda: other.started)
     settings = BusSettings(consumers=(ConsumerSettings(ConsumerSpec("c", **FAST), "rec"),))
     worker = Worker(store, store.bus, settings, {"rec": Recorder}, {})
     worker.start()
@@ -664,7 +657,7 @@ def test_the_worker_names_who_holds_the_lease_of_a_consumer_it_waits_for(
         assert f"lease_holder={other.holder}" in lines["c"]
         stop_other.set()
         thread.join(10)  # a runner that stops lets its lease go
-        _until(lambda: worker.rows()[0].state == "running")
+        until(lambda: worker.rows()[0].state == "running")
         assert worker.rows()[0].holder is None
         assert _cells(worker.rows()[0])[2] == "running"
     finally:
@@ -710,7 +703,7 @@ def test_a_runner_that_lost_its_lease_waits_for_it_and_goes_on(
     first = Recorder()
     runner = store.bus.consumer("c", first, lease_ttl=0.3, backoff=[0.0])
     stop, thread = running(runner)
-    _until(lambda: len(first.offsets) == len(store))
+    until(lambda: len(first.offsets) == len(store))
     runner._lease._stop.set()  # frozen: its lease runs out and another runner takes it
     taker = store.bus.consumer("c", Recorder(), lease_ttl=0.3, backoff=[0.0])
     assert taker.start(wait=True)
@@ -719,7 +712,7 @@ def test_a_runner_that_lost_its_lease_waits_for_it_and_goes_on(
     handed_by_taker = len(store)
     taker.close()
     fill(store, seed=10)  # the first runner takes the lease again and handles these
-    _until(lambda: first.offsets[-1] == len(store) - 1)
+    until(lambda: first.offsets[-1] == len(store) - 1)
     assert thread.is_alive()
     stop.set()
     thread.join(10)
@@ -752,7 +745,7 @@ def test_a_storage_failure_committing_a_handlers_appends_is_not_the_handlers(
         runner = store.bus.consumer("approver", approve, max_deliver=1, **FAST)
         backend.fail_writes(2, at=stage)  # the next two commits of the handler's appends
         stop, thread = running(runner)
-        _until(lambda: len(store) == 2 and store.bus.consumers.state("approver").position == 2)
+        until(lambda: len(store) == 2 and store.bus.consumers.state("approver").position == 2)
         stop.set()
         thread.join(10)
         assert runner.stats.parked == 0

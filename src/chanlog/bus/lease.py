@@ -12,7 +12,7 @@ import time
 import uuid
 
 from chanlog.backends.consumer_store import KeepsConsumers
-from chanlog.errors import ChanlogError, LeaseHeld
+from chanlog.errors import ChanlogError, LeaseHeld, StorageError
 from chanlog.records import ConsumerState
 
 __all__ = ["Lease", "new_holder"]
@@ -85,6 +85,12 @@ class Lease:
         lease then runs out by itself)."""
         try:
             self.consumers.release_lease(self.name, self.holder)
+        except StorageError as failure:  # the storage is away: no traceback to read
+            logger.warning(
+                "consumer %s: releasing the lease failed (%s); it runs out by itself",
+                self.name,
+                failure,
+            )
         except ChanlogError:
             logger.exception("consumer %s: releasing the lease failed", self.name)
 
@@ -98,5 +104,9 @@ class Lease:
                 logger.error("consumer %s: lost its lease; stopping", self.name)
                 self.lost.set()
                 return
+            except StorageError as failure:  # the storage is away: no traceback to read
+                logger.warning(
+                    "consumer %s: renewing the lease failed (%s); retrying", self.name, failure
+                )
             except ChanlogError:
                 logger.exception("consumer %s: renewing the lease failed; retrying", self.name)

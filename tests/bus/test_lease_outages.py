@@ -1,0 +1,51 @@
+"""A consumer's lease while its storage is away: the heartbeat keeps trying and says what
+failed in one line, without a traceback (an outage is expected, not a bug)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bus.conftest import until
+from chanlog.bus.lease import Lease
+from chanlog.errors import StorageError
+from chanlog.testing import FlakyBackend
+
+
+def test_a_lease_the_storage_cannot_renew_or_release_is_one_line_each_time(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database outage is expected: the heartbeat says what failed in one line, without
+    a traceback, and keeps trying; the runner's lease survives a short outage."""
+    backend = FlakyBackend()
+    backend.ensure_consumer("c", 0, [])
+    lease = Lease(backend, "c", "me", ttl=0.06)
+    assert lease.take(wait=False, stop=None) is not None
+    acquire = backend.acquire_lease
+    failures = {"left": 3}
+
+    def away(name: str, holder: str, ttl: float) -> Any:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise StorageError("the server went away")
+        return acquire(name, holder, ttl)
+
+    monkeypatch.setattr(backend, "acquire_lease", away)
+    monkeypatch.setattr(
+        backend, "release_lease", lambda name, holder: away(name, holder, 0) and None
+    )
+    with caplog.at_level("WARNING", logger="chanlog.bus"):
+        lease.keep()
+        until(lambda: failures["left"] == 0)
+        lease.stop_keeping()
+        failures["left"] = 1
+        lease.release()
+    renewals = [r for r in caplog.records if "renewing the lease failed" in r.getMessage()]
+    assert len(renewals) >= 1
+    assert all("the server went away" in r.getMessage() and not r.exc_info for r in renewals)
+    released = [r for r in caplog.records if "releasing the lease failed" in r.getMessage()]
+    assert len(released) == 1
+    assert not released[0].exc_info
+    assert "runs out by itself" in released[0].getMessage()
+    assert not lease.lost.is_set()
