@@ -98,14 +98,20 @@ def test_a_restart_while_the_node_is_idle_fails_no_operation(private_postgres: A
         assert store.verify() == 10
 
 
-def test_a_running_consumer_rides_out_the_server_stopping(private_postgres: Any) -> None:
+@pytest.mark.parametrize("lease_ttl", [15.0, 1.0], ids=["lease-kept", "lease-ran-out"])
+def test_a_running_consumer_rides_out_the_server_stopping(
+    private_postgres: Any, lease_ttl: float
+) -> None:
     """A consumer waiting for records when the server stops (cleanly, then as in a crash)
     keeps running through the outages, and hands over every record appended by another
-    process's store after each return, once each in offset order."""
+    process's store after each return, once each in offset order; also when its lease ran
+    out while the server was away (it takes it again)."""
     events = Workload(channels=4, turns=5, seed=11).events()
     handled: list[int] = []
     with _open(private_postgres) as node, _open(private_postgres) as writer:
-        runner = node.bus.consumer("riding", lambda record: handled.append(record.offset))
+        runner = node.bus.consumer(
+            "riding", lambda record: handled.append(record.offset), lease_ttl=lease_ttl
+        )
         stop = threading.Event()
         thread = threading.Thread(target=runner.run, args=(stop,))
         thread.start()
