@@ -16,7 +16,7 @@ from typing import Any
 from chanlog.backends.base import Backend
 from chanlog.bus.brokers import Broker
 from chanlog.bus.subjects import SubjectFilter
-from chanlog.errors import ChanlogError
+from chanlog.errors import ChanlogError, StorageError
 from chanlog.records import RecordedEvent
 from chanlog.signals import event_appended
 from chanlog.subscriptions import RangeReader, Subscription
@@ -81,6 +81,18 @@ class Delivery:
         for record in records:
             self._foreign.add(record.offset)
             self.outbox.append(record)
+
+    def rewound(self, length: int) -> None:
+        """The log lost its records from offset ``length`` on (call under the append lock):
+        those still queued are dropped, and subscriptions that were handed them will be
+        handed the records that take their offsets (ADR 0043)."""
+        if any(record.offset >= length for record in self.outbox):
+            kept = [record for record in self.outbox if record.offset < length]
+            self.outbox.clear()
+            self.outbox.extend(kept)
+        for subscription in list(self._subscriptions):
+            if subscription.next_offset > length:
+                subscription.next_offset = length
 
     def deliver(self) -> None:
         """Drain the outbox in offset order. Whichever thread holds the delivery lock
@@ -196,6 +208,11 @@ class Delivery:
             try:
                 if backend.wait(self._length(), 0.1):
                     refresh()
+            except StorageError as failure:  # the storage is away: no traceback to read
+                if self._closing.is_set():
+                    return
+                logger.warning("watching the shared log failed (%s); retrying", failure)
+                self._closing.wait(1.0)
             except ChanlogError:
                 if self._closing.is_set():
                     return

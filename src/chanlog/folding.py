@@ -108,6 +108,13 @@ class InlineProjections:
         self._install(projections)
         self.folded = folded
 
+    def reset(self) -> None:
+        """Forget every fold: fresh projections, no entity checkpoints, nothing folded."""
+        self._install({name: instantiate_projection(self._host, name) for name in self.by_name})
+        self.checkpoints.clear()
+        self.folded = 0
+        self.last_snapshot_offset = None
+
     def get(self, name: str) -> Projection:
         """The projection ``name``; :class:`~chanlog.errors.NotFound` when not enabled."""
         found = self.by_name.get(name)

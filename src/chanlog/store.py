@@ -175,20 +175,17 @@ class EventStore(LogReader):
         return instantiate_projection(self._host, name)
 
     def _bootstrap(self) -> None:
-        """Fold what the backend already holds: load the newest snapshot whose schema
-        versions match the projections (others are ignored), then fold the tail after it."""
-        length = self._backend.head().length
-        restored = self._snapshots.restore(length) if self._inline else None
-        if restored is not None:
-            self._inline.replace(*restored)
-            self._inline.last_snapshot_offset = restored[1]
-        self._writer.catch_up(length, notify=False)
+        """Fold what the backend already holds: from the newest snapshot whose schema
+        versions match the projections (others are ignored), then the tail after it."""
+        self._writer.restore = self._snapshots.restore
+        self._writer.refold(self._backend.head().length)
 
     def refresh(self) -> int:
-        """Fold and deliver records other processes appended to a shared backend; return
-        the new length. A no-op for a backend only this store writes to."""
+        """Fold and deliver records other processes appended to a shared backend, or fold
+        the log again when it lost records this store folded (ADR 0043); return the new
+        length. A no-op for a backend only this store writes to."""
         with self._lock:
-            self._writer.catch_up(self._backend.head().length, notify=True)
+            self._writer.align(self._backend.head().length)
             known = self._inline.folded
         self._delivery.deliver()
         return known

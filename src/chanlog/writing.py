@@ -5,18 +5,27 @@ are costly share one transaction and one commit: group commit (ADR 0029)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 
 from chanlog.appending import AppendPipeline, AppendRequest, CommitResult, Encoded, Work
 from chanlog.backends.base import Backend
 from chanlog.delivery import Delivery
 from chanlog.errors import ChanlogError, StorageError
 from chanlog.folding import InlineProjections, WriteStage
+from chanlog.projections.base import Projection
 from chanlog.reading import EventDecoder
 from chanlog.signals import event_appended
 
-__all__ = ["Writer"]
+__all__ = ["Restore", "Writer"]
+
+logger = logging.getLogger("chanlog.store")
+
+Restore = Callable[[int], tuple[dict[str, Projection], int] | None]
+"""Fresh projections from the newest usable snapshot at or before an offset, and its offset
+(:meth:`chanlog.snapshots.manager.SnapshotManager.restore`)."""
 
 _MAX_GATHER = 0.002
 """The longest a leader waits for company (seconds), however long the last write took."""
@@ -54,6 +63,8 @@ class Writer:
         self._decoder = decoder
         self._lock = lock
         self.groups = groups
+        self.restore: Restore | None = None
+        """Where folding the log afresh starts from (set by the store: its snapshots)."""
         self._waiting: list[AppendRequest] = []
         # Guards the queue and who leads; each waiting caller blocks on a lock of its own
         # (AppendRequest.wake), so a hand-over wakes exactly the threads it concerns.
@@ -65,6 +76,38 @@ class Writer:
         self._gathering = 0
         self._last_group = 1
         self._last_write = 0.0
+
+    def refold(self, length: int) -> None:
+        """Fold the log's first ``length`` records into projections that hold nothing yet:
+        from the newest usable snapshot, then the records after it (call under the lock)."""
+        inline = self._inline
+        restored = self.restore(length) if inline and self.restore is not None else None
+        if restored is not None:
+            inline.replace(*restored)
+            inline.last_snapshot_offset = restored[1]
+        self.catch_up(length, notify=False)
+
+    def align(self, length: int) -> None:
+        """Bring the projections to a log of ``length`` records (call under the lock): fold
+        and queue for delivery what others appended, or, when the log no longer holds
+        records this store folded, fold it again from the log (ADR 0043)."""
+        folded = self._inline.folded
+        if length >= folded:
+            self.catch_up(length, notify=True)
+            return
+        logger.error(
+            "the log holds %d records but this store had folded %d: acknowledged records "
+            "%d to %d are no longer in it (a database that lost commits: a crash with "
+            'durability "normal", a failover to a replica behind it, a backup restored '
+            "under a running node); folding the store's state again from the log",
+            length,
+            folded,
+            length,
+            folded - 1,
+        )
+        self._inline.reset()
+        self.refold(length)
+        self._delivery.rewound(length)
 
     def catch_up(self, end: int, *, notify: bool) -> None:
         """Fold records ``[folded, end)`` written by someone else (another process, or an
@@ -84,8 +127,8 @@ class Writer:
         storage cannot even say where the log ends): the caller gets the write's error."""
         try:
             length = self._backend.head().length
-            if length > self._inline.folded:
-                self.catch_up(length, notify=True)
+            if length != self._inline.folded:
+                self.align(length)
         except ChanlogError:
             pass
 
@@ -111,7 +154,7 @@ class Writer:
                 try:
                     with self._backend.write() as transaction:
                         if transaction.head.length != self._inline.folded:
-                            self.catch_up(transaction.head.length, notify=True)
+                            self.align(transaction.head.length)
                         result = work(transaction, encoded, expected, batch)
                 except StorageError:
                     self._reconcile()
@@ -263,7 +306,7 @@ class Writer:
             pipeline.recording = bool(event_appended.receivers or self._delivery.publishes)
             with self._backend.write() as transaction:
                 if transaction.head.length != self._inline.folded:
-                    self.catch_up(transaction.head.length, notify=True)
+                    self.align(transaction.head.length)
                 stage = pipeline.write_group(transaction, group)
         except BaseException as exc:
             if isinstance(exc, StorageError):

@@ -144,3 +144,36 @@ def test_lifecycle_hooks() -> None:
     with EventStore(plugins=host, projections=[]):
         assert calls == ["hook-opened"]
     assert calls == ["hook-opened", "hook-closing"]
+
+
+def test_the_watcher_of_a_shared_log_says_a_storage_failure_in_one_line(
+    tmp_path: object, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database away is expected, not a bug: one warning line naming it, no traceback,
+    and the watcher goes on."""
+    import threading
+    from pathlib import Path
+
+    from chanlog.backends.sqlite import SqliteBackend
+    from chanlog.errors import StorageError
+
+    backend = SqliteBackend(Path(str(tmp_path)) / "shared.db")
+    asked = threading.Event()
+    waits = {"count": 0}
+    wait = backend.wait
+
+    def away_once(length: int, timeout: float) -> bool:
+        waits["count"] += 1
+        if waits["count"] == 1:
+            raise StorageError("the database is away")
+        asked.set()
+        return wait(length, timeout)
+
+    monkeypatch.setattr(backend, "wait", away_once)
+    with caplog.at_level(logging.WARNING, logger="chanlog"), EventStore(backend) as store:
+        store.subscribe(lambda record: None)
+        assert asked.wait(30)
+    said = [r for r in caplog.records if "watching the shared log failed" in r.getMessage()]
+    assert len(said) == 1
+    assert "the database is away" in said[0].getMessage()
+    assert said[0].exc_info is None

@@ -168,6 +168,21 @@ class PrivateServer:
         start). Waits until it is gone."""
         self._run("pg_ctl", "stop", "-w", "-D", str(self.cluster), "-m", mode)
 
+    def copy_cluster(self, to: str) -> None:
+        """Copy the (stopped) cluster aside, owner and modes kept: a cold backup."""
+        subprocess.run(
+            ["cp", "-a", str(self.cluster), str(self.directory / to)], check=True, timeout=60
+        )
+
+    def restore_cluster(self, copy: str) -> None:
+        """Put a copy made by :meth:`copy_cluster` back in place of the (stopped) cluster:
+        the server comes back without what was committed since (a restored backup, or a
+        failover to a replica that was behind)."""
+        shutil.rmtree(self.cluster)
+        subprocess.run(
+            ["cp", "-a", str(self.directory / copy), str(self.cluster)], check=True, timeout=60
+        )
+
     def remove(self) -> None:
         """Stop it if it runs and delete its directory."""
         subprocess.run(

@@ -17,7 +17,7 @@ import pytest
 from chanlog_postgres import PostgresBackend
 
 from chanlog import EventStore
-from chanlog.errors import StorageError
+from chanlog.errors import NotFound, StorageError
 from chanlog.workload import Workload
 
 pytestmark = pytest.mark.postgres
@@ -34,7 +34,13 @@ def _open(server: Any, **options: Any) -> EventStore:
 
 
 def _states(store: EventStore, channels: list[str]) -> list[Any]:
-    return [store.state("channel", channel) for channel in channels]
+    states: list[Any] = []
+    for channel in channels:
+        try:
+            states.append(store.state("channel", channel))
+        except NotFound:
+            states.append(None)
+    return states
 
 
 @pytest.mark.parametrize(("mode", "outage"), [("fast", OUTAGE), ("immediate", 1.0)])
@@ -139,3 +145,47 @@ def _wait_for(check: Any, what: str, timeout: float = 30.0) -> None:
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def test_a_server_back_without_acknowledged_commits_is_folded_again(
+    private_postgres: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server comes back from a backup taken before the last appends (a failover to a
+    replica that was behind does the same): the store notices at its next refresh or
+    write, says which records the log lost, and folds its state again from the log, so
+    that it stays what a replay gives; a consumer's runner goes on from the stored
+    position, which was lost with them, so it skips none of the records that take the lost
+    offsets (ADR 0043)."""
+    workload = Workload(channels=3, turns=6, seed=5)
+    events = workload.events()
+    channels = sorted(plan.channel_id for plan in workload.plans)
+    handled: list[int] = []
+    with _open(private_postgres) as store:
+        store.append_batch(events[:20])
+        runner = store.bus.consumer("audit", lambda record: handled.append(record.offset))
+        runner.drain()
+        private_postgres.stop()
+        private_postgres.copy_cluster("backup")
+        private_postgres.start()
+        store.append_batch(events[20:40])  # acknowledged, handled, then lost
+        runner.drain()
+        private_postgres.stop()
+        private_postgres.restore_cluster("backup")
+        private_postgres.start()
+        with caplog.at_level("ERROR"):
+            assert store.refresh() == 20
+            assert runner.drain() == 0
+        said = [record.getMessage() for record in caplog.records]
+        assert any("the log holds 20 records but this store had folded 40" in s for s in said)
+        assert any("the log holds 20 records but this runner had passed 40" in s for s in said)
+        with _open(private_postgres) as replayed:
+            assert _states(store, channels) == _states(replayed, channels)
+        assert store.append_batch(events[20:])[0] == 20  # from their sources again
+        runner.drain()
+        runner.close()
+        # The consumer is handed the records that took the lost offsets: none skipped.
+        assert handled == list(range(40)) + list(range(20, len(events)))
+        assert store.bus.consumers.state("audit").position == len(events)
+        assert store.verify() == len(events)
+        with _open(private_postgres) as replayed:
+            assert _states(store, channels) == _states(replayed, channels)

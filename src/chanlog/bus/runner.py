@@ -24,7 +24,7 @@ from chanlog.bus.handlers import (
     handler_call,
 )
 from chanlog.bus.lease import Lease, new_holder
-from chanlog.bus.settling import UnsettledMove
+from chanlog.bus.settling import UnsettledMove, resumed_position
 from chanlog.bus.source import BusStore
 from chanlog.bus.spec import ConsumerSpec
 from chanlog.bus.subjects import SubjectFilter
@@ -301,6 +301,9 @@ class ConsumerRunner:
         self._replay_parked(stop)
         examined = 0
         head = len(self.store)
+        if head < self._position:
+            self._committed(resumed_position(self._consumers, self.name, self._position, head))
+            self._position = self.stats.position
         while self._position < head and (limit is None or examined < limit):
             end = min(head, self._position + self.spec.batch_size)
             if limit is not None:

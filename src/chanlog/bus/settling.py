@@ -7,13 +7,19 @@ Handing the records it covered over again would run a handler twice for one reco
 handler that returns events would append a second set (their timestamps, hence their ids,
 differ), which is what committing the appends with the position is there to prevent. The
 stored position settles it: the runner holds the lease, so nobody else moves it (ADR 0042).
+The stored position also says where to go on when the log lost records the runner had
+passed (ADR 0043).
 """
 
 from __future__ import annotations
 
+import logging
+
 from chanlog.backends.consumer_store import KeepsConsumers
 
-__all__ = ["UnsettledMove"]
+__all__ = ["UnsettledMove", "resumed_position"]
+
+logger = logging.getLogger("chanlog.bus")
 
 
 class UnsettledMove:
@@ -58,3 +64,26 @@ class UnsettledMove:
         if state is None or state.position < position:
             return None
         return state.position
+
+
+def resumed_position(keeper: KeepsConsumers, consumer: str, position: int, length: int) -> int:
+    """Where a runner at ``position`` goes on when the log holds only ``length`` records,
+    fewer than it passed: the log lost records (ADR 0043). The consumer's stored position
+    was lost with them (the database writes in commit order), so the runner starts again
+    from it, and never past the log's end: the records that take the lost offsets are
+    handed over, none skipped.
+
+    Raises:
+        StorageError: the stored position cannot be read; the runner retries.
+    """
+    state = keeper.consumer_state(consumer)
+    resumed = length if state is None else min(length, state.position)
+    logger.error(
+        "consumer %s: the log holds %d records but this runner had passed %d (the log lost "
+        "records); going on from %d",
+        consumer,
+        length,
+        position,
+        resumed,
+    )
+    return resumed

@@ -1,0 +1,88 @@
+"""A log that no longer holds records a running store folded: a database that lost
+acknowledged commits (a crash with ``durability = "normal"``, a failover to a replica that
+was behind, a backup restored under a running node). The store notices at its next write
+or refresh, says so, and folds its state again from the log, so that its state stays what
+a replay of the log gives (ADR 0043)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import chanlog
+from chanlog.backends.memory import MemoryBackend
+from chanlog.workload import Workload
+
+WORKLOAD = Workload(channels=4, turns=6, seed=21)
+EVENTS = WORKLOAD.events()
+CHANNELS = sorted(plan.channel_id for plan in WORKLOAD.plans)
+KEPT = 40
+
+
+def _backup(backend: MemoryBackend, length: int) -> MemoryBackend:
+    """A backup taken when the log held ``length`` records: those records and the latest
+    snapshot before them, verbatim."""
+    backup = MemoryBackend()
+    with backup.write() as transaction:
+        transaction.append(list(backend.read(0, length)))
+        snapshot = backend.latest_snapshot(before=length)
+        if snapshot is not None:
+            transaction.save_snapshot(snapshot)
+    return backup
+
+
+def _restore(backend: MemoryBackend, backup: MemoryBackend) -> None:
+    """What restoring a backup under a running node does to the backend: it now holds the
+    backup's records, and nothing after them."""
+    vars(backend).update(vars(backup))
+
+
+def _states(store: chanlog.EventStore) -> list[object]:
+    return [store.state("channel", channel) for channel in CHANNELS]
+
+
+@pytest.mark.parametrize("noticed_by", ["refresh", "append"])
+def test_a_store_folds_its_state_again_when_the_log_lost_records(
+    noticed_by: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = MemoryBackend()
+    with chanlog.EventStore(backend) as store:
+        delivered: list[int] = []
+        store.subscribe(lambda record: delivered.append(record.offset))
+        store.append_batch(EVENTS[:30])
+        store.snapshot()  # folding again starts from it: it is in the backup
+        store.append_batch(EVENTS[30:50])
+        backup = _backup(backend, KEPT)
+        store.append_batch(EVENTS[50:60])
+        store.snapshot()  # lost with the records after the backup
+        folded = len(store)
+        _restore(backend, backup)
+        with caplog.at_level(logging.ERROR, logger="chanlog.store"):
+            if noticed_by == "refresh":
+                assert store.refresh() == KEPT
+            else:
+                # The first event the log lost (the backup holds 39 events and a snapshot's
+                # record): judged against the log as it is, it takes the next offset.
+                assert store.append(EVENTS[39]) == KEPT
+        [said] = [r.getMessage() for r in caplog.records if r.name == "chanlog.store"]
+        assert f"the log holds {KEPT} records but this store had folded {folded}" in said
+        assert f"records {KEPT} to {folded - 1} are no longer in it" in said
+        assert len(store) == KEPT + (noticed_by == "append")
+        with chanlog.EventStore(backend) as replayed:
+            assert _states(store) == _states(replayed)
+        for event in EVENTS:  # what was lost, from its sources again (the rest is known)
+            store.append(event)
+        assert delivered == list(range(folded)) + list(range(KEPT, len(store)))
+        assert store.verify() == len(store)
+        with chanlog.EventStore(backend) as replayed:
+            assert _states(store) == _states(replayed)
+
+
+def test_a_store_without_projections_goes_on_from_the_shorter_log() -> None:
+    backend = MemoryBackend()
+    with chanlog.EventStore(backend, projections=[]) as store:
+        store.append_batch(EVENTS[:60])
+        _restore(backend, _backup(backend, KEPT))
+        assert store.append(EVENTS[KEPT]) == KEPT
+        assert store.verify() == KEPT + 1
