@@ -68,73 +68,79 @@ class Messenger:
         ]
 
 
-def test_a_handlers_commit_that_landed_unacknowledged_runs_the_handler_once(
-    run_in_thread: Callable[[Any], threading.Event],
-) -> None:
+class Node:
+    """A store whose four objectives a messenger consumer is about to handle."""
+
+    def __init__(self, backend: FlakyBackend, store: chanlog.EventStore) -> None:
+        self.backend = backend
+        self.store = store
+        self.stored = backend.consumer_state  # the backend's own, whatever a test replaces
+        self.messenger = Messenger()
+        self.runner = store.bus.consumer(
+            "messenger", self.messenger, subjects=["chanlog.objective.>"], **FAST
+        )
+
+    def run_until_handled(self, run_in_thread: Callable[[Any], threading.Event]) -> None:
+        """Run the consumer until it has handled the four objectives and its messages."""
+        run_in_thread(self.runner)
+        until(lambda: self.stored("messenger").position == len(self.store) == 8)  # type: ignore[union-attr]
+
+    def messages(self) -> list[str]:
+        """The objective of each message the log holds, in order."""
+        return [r.event.objective_id for r in self.store if r.event_type == "message-sent"]
+
+
+@pytest.fixture
+def node() -> Iterator[Node]:
     backend = FlakyBackend()
     with chanlog.EventStore(backend) as store:
         _created_objectives(store)
-        messenger = Messenger()
-        runner = store.bus.consumer(
-            "messenger", messenger, subjects=["chanlog.objective.>"], **FAST
-        )
-        backend.fail_writes(2, at="acknowledgement")  # the first two commits: landed, "failed"
-        run_in_thread(runner)
-        until(lambda: store.bus.consumers.state("messenger").position == len(store) == 8)
-        assert messenger.calls == [0, 1, 2, 3]  # each record once, though two commits "failed"
-        sent = [r.event.objective_id for r in store if r.event_type == "message-sent"]
-        assert sent == OBJECTIVES  # one message per objective, not two
-        assert backend.failed_writes == 2
-        assert runner.stats.failures == 0
-        assert store.bus.consumers.parked("messenger") == []
-        assert store.bus.consumers.state("messenger").handled == 4
+        yield Node(backend, store)
+
+
+def test_a_handlers_commit_that_landed_unacknowledged_runs_the_handler_once(
+    node: Node, run_in_thread: Callable[[Any], threading.Event]
+) -> None:
+    node.backend.fail_writes(2, at="acknowledgement")  # the first two: landed, "failed"
+    node.run_until_handled(run_in_thread)
+    assert node.messenger.calls == [0, 1, 2, 3]  # each record once, though two commits "failed"
+    assert node.messages() == OBJECTIVES  # one message per objective, not two
+    assert node.backend.failed_writes == 2
+    assert node.runner.stats.failures == 0
+    assert node.store.bus.consumers.parked("messenger") == []
+    assert node.store.bus.consumers.state("messenger").handled == 4
 
 
 def test_while_the_storage_cannot_tell_the_runner_waits_and_asks_again(
-    run_in_thread: Callable[[Any], threading.Event], monkeypatch: pytest.MonkeyPatch
+    node: Node,
+    run_in_thread: Callable[[Any], threading.Event],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    backend = FlakyBackend()
-    with chanlog.EventStore(backend) as store:
-        _created_objectives(store)
-        messenger = Messenger()
-        runner = store.bus.consumer(
-            "messenger", messenger, subjects=["chanlog.objective.>"], **FAST
-        )
-        asked = {"count": 0}
-        consumer_state = backend.consumer_state
+    asked = {"count": 0}
+    consumer_state = node.backend.consumer_state
 
-        def cannot_tell_three_times(name: str) -> Any:
-            asked["count"] += 1
-            if asked["count"] <= 3:
-                raise StorageError("the database is restarting")
-            return consumer_state(name)
+    def cannot_tell_three_times(name: str) -> Any:
+        asked["count"] += 1
+        if asked["count"] <= 3:
+            raise StorageError("the database is restarting")
+        return consumer_state(name)
 
-        monkeypatch.setattr(backend, "consumer_state", cannot_tell_three_times)
-        backend.fail_writes(1, at="acknowledgement")
-        run_in_thread(runner)
-        until(lambda: consumer_state("messenger").position == len(store) == 8)  # type: ignore[union-attr]
-        assert asked["count"] >= 4
-        assert messenger.calls == [0, 1, 2, 3]
-        assert runner.stats.failures == 0
-        assert (runner.stats.last_error or "").startswith("StorageError")
+    node.backend.fail_writes(1, at="acknowledgement")
+    monkeypatch.setattr(node.backend, "consumer_state", cannot_tell_three_times)
+    node.run_until_handled(run_in_thread)
+    assert asked["count"] >= 4
+    assert node.messenger.calls == [0, 1, 2, 3]
+    assert node.runner.stats.failures == 0
+    assert (node.runner.stats.last_error or "").startswith("StorageError")
 
 
 def test_a_commit_that_did_not_land_hands_the_record_over_again(
-    run_in_thread: Callable[[Any], threading.Event],
+    node: Node, run_in_thread: Callable[[Any], threading.Event]
 ) -> None:
-    backend = FlakyBackend()
-    with chanlog.EventStore(backend) as store:
-        _created_objectives(store)
-        messenger = Messenger()
-        runner = store.bus.consumer(
-            "messenger", messenger, subjects=["chanlog.objective.>"], **FAST
-        )
-        backend.fail_writes(1, at="commit")  # refused and rolled back: it did not land
-        run_in_thread(runner)
-        until(lambda: store.bus.consumers.state("messenger").position == len(store) == 8)
-        assert messenger.calls == [0, 0, 1, 2, 3]
-        sent = [r.event.objective_id for r in store if r.event_type == "message-sent"]
-        assert sent == OBJECTIVES
+    node.backend.fail_writes(1, at="commit")  # refused and rolled back: it did not land
+    node.run_until_handled(run_in_thread)
+    assert node.messenger.calls == [0, 0, 1, 2, 3]
+    assert node.messages() == OBJECTIVES
 
 
 def test_a_position_move_that_landed_unacknowledged_is_not_counted_twice(
