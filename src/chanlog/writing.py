@@ -65,6 +65,8 @@ class Writer:
         self.groups = groups
         self.restore: Restore | None = None
         """Where folding the log afresh starts from (set by the store: its snapshots)."""
+        self.on_rewind: Callable[[], None] | None = None
+        """Called once the log was folded again after it lost records (set by the store)."""
         self._waiting: list[AppendRequest] = []
         # Guards the queue and who leads; each waiting caller blocks on a lock of its own
         # (AppendRequest.wake), so a hand-over wakes exactly the threads it concerns.
@@ -108,6 +110,8 @@ class Writer:
         self._inline.reset()
         self.refold(length)
         self._delivery.rewound(length)
+        if self.on_rewind is not None:
+            self.on_rewind()
 
     def catch_up(self, end: int, *, notify: bool) -> None:
         """Fold records ``[folded, end)`` written by someone else (another process, or an

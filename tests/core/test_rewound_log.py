@@ -12,6 +12,7 @@ import pytest
 
 import chanlog
 from chanlog.backends.memory import MemoryBackend
+from chanlog.snapshots.policies import EveryNEvents
 from chanlog.workload import Workload
 
 WORKLOAD = Workload(channels=4, turns=6, seed=21)
@@ -21,14 +22,15 @@ KEPT = 40
 
 
 def _backup(backend: MemoryBackend, length: int) -> MemoryBackend:
-    """A backup taken when the log held ``length`` records: those records and the latest
-    snapshot before them, verbatim."""
+    """A backup taken when the log held ``length`` records: those records and the snapshots
+    before them, verbatim."""
     backup = MemoryBackend()
     with backup.write() as transaction:
         transaction.append(list(backend.read(0, length)))
-        snapshot = backend.latest_snapshot(before=length)
-        if snapshot is not None:
-            transaction.save_snapshot(snapshot)
+        for offset, _size in backend.snapshot_sizes():
+            snapshot = backend.latest_snapshot(before=offset)
+            if snapshot is not None and offset <= length:
+                transaction.save_snapshot(snapshot)
     return backup
 
 
@@ -86,3 +88,43 @@ def test_a_store_without_projections_goes_on_from_the_shorter_log() -> None:
         _restore(backend, _backup(backend, KEPT))
         assert store.append(EVENTS[KEPT]) == KEPT
         assert store.verify() == KEPT + 1
+
+
+def test_incremental_snapshots_after_the_loss_stay_readable() -> None:
+    """The last snapshot the store took was lost with the records: the next incremental
+    ones are based on what the log still holds, and every snapshot reads back as what a
+    replay gives."""
+    backend = MemoryBackend()
+    policy = EveryNEvents(n=8, incremental=True)
+    with chanlog.EventStore(backend, snapshot_policy=policy) as store:
+        store.append_batch(EVENTS[:30])
+        for event in EVENTS[30:60]:
+            store.append(event)
+        kept = 36
+        _restore(backend, _backup(backend, kept))
+        assert store.refresh() == kept
+        for event in EVENTS:
+            store.append(event)
+        offsets = [offset for offset, _size in backend.snapshot_sizes()]
+        assert [o for o in offsets if o > kept]  # taken after the loss
+        assert store.verify() == len(store)  # snapshots included
+        for channel in CHANNELS:
+            for at in offsets:
+                with chanlog.EventStore(MemoryBackend()) as replay:
+                    replay.append_batch([r.event for r in store.read_range(0, at)])
+                    expected = _state_or_none(replay, channel)
+                assert _state_at(store, channel, at) == expected
+
+
+def _state_or_none(store: chanlog.EventStore, channel: str) -> object:
+    try:
+        return store.state("channel", channel)
+    except chanlog.NotFound:
+        return None
+
+
+def _state_at(store: chanlog.EventStore, channel: str, at: int) -> object:
+    try:
+        return store.reconstruct_channel(channel, at)
+    except chanlog.NotFound:
+        return None

@@ -76,6 +76,14 @@ class SnapshotTaker:
         (an attribute read per commit instead of a call). 0 for a policy that does not
         :class:`~chanlog.snapshots.policies.PlansSnapshots`: it is asked after every commit."""
 
+    def rewound(self) -> None:
+        """The log lost records this store folded (ADR 0043): the last snapshot it took may
+        be gone, or another may come to stand at its offset, so the next snapshot is based
+        on what is stored then, and the policy is asked again."""
+        self._chain = None
+        self._bases.clear()
+        self.ask_from = 0
+
     def due(self) -> bool:
         """Whether the policy wants a snapshot of what the store has folded."""
         inline = self._inline
