@@ -90,6 +90,8 @@ class Delivery:
             kept = [record for record in self.outbox if record.offset < length]
             self.outbox.clear()
             self.outbox.extend(kept)
+            # Dropped unpublished: this store's own records at those offsets are published.
+            self._foreign.difference_update([o for o in self._foreign if o >= length])
         for subscription in list(self._subscriptions):
             if subscription.next_offset > length:
                 subscription.next_offset = length

@@ -128,3 +128,37 @@ def _state_at(store: chanlog.EventStore, channel: str, at: int) -> object:
         return store.reconstruct_channel(channel, at)
     except chanlog.NotFound:
         return None
+
+
+def test_records_lost_before_they_were_delivered_are_never_delivered() -> None:
+    """A subscriber busy with the first record while the rest wait in the queue, and the
+    log loses most of them meanwhile: it is handed the kept ones, then those that take the
+    lost offsets, each offset once."""
+    import threading
+
+    backend = MemoryBackend()
+    with chanlog.EventStore(backend, projections=[]) as store:
+        delivered: list[tuple[int, str]] = []
+        busy, gate = threading.Event(), threading.Event()
+
+        def slow_on_the_first(record: chanlog.RecordedEvent) -> None:
+            if record.offset == 0:
+                busy.set()
+                assert gate.wait(30)
+            delivered.append((record.offset, record.event_id))
+
+        store.subscribe(slow_on_the_first)
+        first = threading.Thread(target=store.append, args=(EVENTS[0],))
+        first.start()
+        assert busy.wait(30)
+        store.append_batch(EVENTS[1:30])  # committed; queued behind the busy subscriber
+        _restore(backend, _backup(backend, 10))
+        assert store.refresh() == 10
+        gate.set()
+        first.join(30)
+        store.append_batch(EVENTS[40:60])  # other events take the lost offsets
+        log = [(r.offset, r.event_id) for r in store]
+        assert [event_id for _offset, event_id in log] == [
+            e.event_id for e in EVENTS[:10] + EVENTS[40:60]
+        ]
+        assert delivered == log  # the kept, then the new: never a lost one
