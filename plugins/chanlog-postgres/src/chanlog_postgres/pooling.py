@@ -62,10 +62,15 @@ def take(pool: ConnectionPool[psycopg.Connection[Any]], timeout: float) -> psyco
     the next one is taken: after a restart the first operation runs on a new connection
     instead of failing on an old one.
 
+    Once more connections than the pool holds were dropped this way, the next one is lent
+    as it is: one that is readable then has not been hung up on (a server, or a proxy in
+    front of it, that speaks first), and what the operation meets is its answer.
+
     Raises:
         PoolTimeout: no live connection came within ``timeout`` seconds.
     """
     deadline = time.monotonic() + timeout
+    dropped = 0
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -74,8 +79,9 @@ def take(pool: ConnectionPool[psycopg.Connection[Any]], timeout: float) -> psyco
             connection = pool.getconn(timeout=min(left, ASK_AGAIN))
         except PoolTimeout:
             continue
-        if not hung_up(connection):
+        if dropped > pool.max_size or not hung_up(connection):
             return connection
+        dropped += 1
         connection.close()
         pool.putconn(connection)
 
