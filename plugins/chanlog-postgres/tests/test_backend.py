@@ -362,3 +362,52 @@ def test_a_closed_backend_refuses_every_operation(backend: PostgresBackend) -> N
             operation()
     backend.close()
     assert "schema=" in repr(backend)
+
+
+@pytest.mark.parametrize("isolation", ["read committed", "repeatable read", "serializable"])
+def test_handles_opening_and_appending_to_one_new_log_at_once_all_succeed(
+    postgres_dsn: str, schema: str, isolation: str
+) -> None:
+    """Three handles open one new log at once, append at once and ask for one consumer's
+    lease: all succeed, with dense offsets, and one gets the lease. Before, opening at once
+    refused all but one handle in most trials (a duplicate serializer row in ``meta``).
+
+    A DBA may also set ``default_transaction_isolation`` for the database or the role (here
+    through the DSN's options, as it would reach the session). chanlog's locks need READ
+    COMMITTED and set it: under a default of REPEATABLE READ or SERIALIZABLE, about half of
+    the concurrent appends failed with "could not serialize access"."""
+    escaped = isolation.replace(" ", "\\ ")
+    dsn = make_conninfo(postgres_dsn, options=f"-c default_transaction_isolation={escaped}")
+    opened: list[PostgresBackend] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def open_and_append(index: int) -> None:
+        try:
+            backend = PostgresBackend(dsn=dsn, schema=schema)
+            with lock:
+                opened.append(backend)
+            store = EventStore(backend, projections=[])
+            for event in sample_events(60, start=index * 60):
+                store.append(event)
+            backend.ensure_consumer("shared", 0, ["chanlog.>"])
+            backend.acquire_lease("shared", f"runner-{index}", 30)
+        except BaseException as exc:  # collected: the lease is one runner's
+            with lock:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=open_and_append, args=(index,)) for index in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    try:
+        # Only the lease is refused, and only to the runners that came second and third.
+        assert all(type(error).__name__ == "LeaseHeld" for error in errors), errors
+        assert len(errors) == 2
+        assert [record.offset for record in opened[0].read(0, 1000)] == list(range(180))
+        with opened[0].write() as transaction:
+            assert transaction.head.length == 180
+    finally:
+        for backend in opened:
+            backend.close()

@@ -44,7 +44,7 @@ from chanlog.records import (
     StoredRecord,
     StoredSnapshot,
 )
-from chanlog_postgres.connection import connect, parse_dsn, storage_error
+from chanlog_postgres.connection import connect, parse_dsn, read_committed, storage_error
 from chanlog_postgres.consumers import PostgresConsumers
 from chanlog_postgres.meta import SERIALIZER, meta_value, record_meta
 from chanlog_postgres.options import (
@@ -220,6 +220,7 @@ class PostgresBackend(KeepsConsumersThrough):
         # A session setting: every write transaction on this connection gives up waiting for
         # another process's writer lock after lock_timeout rather than hanging.
         connection.execute(f"SET lock_timeout = {round(self.lock_timeout * 1000)}")
+        read_committed(connection)  # the writer lock needs it, whatever the default
         connection.execute(f"SET synchronous_commit = {DURABILITY_LEVELS[self.durability]}")
         if self.read_only:
             # The server itself refuses writes on these sessions, whatever the code does.

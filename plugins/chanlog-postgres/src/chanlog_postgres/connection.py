@@ -14,7 +14,15 @@ from psycopg import conninfo
 
 from chanlog.errors import ConfigError, StorageError
 
-__all__ = ["KEEPALIVES", "ServerAddress", "connect", "describe_error", "parse_dsn", "storage_error"]
+__all__ = [
+    "KEEPALIVES",
+    "ServerAddress",
+    "connect",
+    "describe_error",
+    "parse_dsn",
+    "read_committed",
+    "storage_error",
+]
 
 KEEPALIVES: dict[str, int] = {
     "keepalives": 1,
@@ -88,13 +96,31 @@ def connect(
             names the host, port and database.
     """
     try:
-        return psycopg.connect(
+        connection = psycopg.connect(
             dsn, autocommit=True, connect_timeout=max(1, round(connect_timeout)), **kwargs
         )
     except psycopg.Error as exc:
         raise StorageError(
             f"postgres backend: cannot connect to {server}: {describe_error(exc)}"
         ) from exc
+    try:
+        read_committed(connection)
+    except psycopg.Error as exc:
+        connection.close()
+        raise StorageError(
+            f"postgres backend: cannot set up a session on {server}: {describe_error(exc)}"
+        ) from exc
+    return connection
+
+
+def read_committed(connection: psycopg.Connection[Any]) -> None:
+    """Make READ COMMITTED the session's isolation, whatever the database or role default.
+
+    chanlog's locks need it: a writer that waited for the head row, or an opener that
+    waited for the schema lock, must then see what was committed meanwhile. Under a default
+    of REPEATABLE READ or SERIALIZABLE it would fail instead ("could not serialize access").
+    """
+    connection.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
 
 def storage_error(

@@ -34,7 +34,14 @@ def meta_value(connection: psycopg.Connection[Any], schema: str, key: str) -> st
 def record_meta(connection: psycopg.Connection[Any], schema: str, key: str, value: str) -> str:
     """Store ``key`` = ``value`` unless the log records ``key`` already; return the value
     stored now. Run inside a transaction: the transaction-level advisory lock that schema
-    creation takes serializes the processes that record at once, so the first one wins."""
+    creation takes serializes the processes that record at once, so the first one wins.
+
+    The insert gives way to a row already there and the value is read back, rather than
+    trusting :func:`meta_value` after the wait: a session that looked for the table before
+    another created it may still find it missing (PostgreSQL caches that a name resolved to
+    nothing until the session next takes a lock on a table), and it would insert a second
+    row (seen: several processes opening one new log at once, one of them refused).
+    """
     connection.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("chanlog-schema:" + schema,)
     )
@@ -45,5 +52,10 @@ def record_meta(connection: psycopg.Connection[Any], schema: str, key: str, valu
     connection.execute(
         f"CREATE TABLE IF NOT EXISTS {table} (key text PRIMARY KEY, value text NOT NULL)"
     )
-    connection.execute(f"INSERT INTO {table} (key, value) VALUES (%s, %s)", (key, value))
-    return value
+    connection.execute(
+        f"INSERT INTO {table} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
+        (key, value),
+    )
+    row = connection.execute(f"SELECT value FROM {table} WHERE key = %s", (key,)).fetchone()
+    assert row is not None  # inserted now, or found in the way
+    return str(row[0])
