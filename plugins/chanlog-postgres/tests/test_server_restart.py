@@ -61,8 +61,9 @@ def test_a_store_comes_back_with_the_server(
             began = time.monotonic()
             with pytest.raises(StorageError) as refused:
                 store.append(events[20])
-            # Bounded: the pool's wait, then one connection attempt to say why.
-            assert time.monotonic() - began < 2.0 + 1.0 + 5.0
+            # It must not hang (the pool's wait, then one connection attempt to say why, about
+            # 2 s here): a bound, not a timing.
+            assert time.monotonic() - began < 30.0
             assert f"127.0.0.1:{private_postgres.port}" in str(refused.value)
             assert "cannot append" in str(refused.value)
             refusals += 1
