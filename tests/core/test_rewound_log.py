@@ -12,6 +12,7 @@ import pytest
 
 import chanlog
 from chanlog.backends.memory import MemoryBackend
+from chanlog.records import PositionMove
 from chanlog.snapshots.policies import EveryNEvents
 from chanlog.workload import Workload
 
@@ -162,3 +163,53 @@ def test_records_lost_before_they_were_delivered_are_never_delivered() -> None:
             e.event_id for e in EVENTS[:10] + EVENTS[40:60]
         ]
         assert delivered == log  # the kept, then the new: never a lost one
+
+
+class _Mirror:
+    """A handler that applies records outside the log and keeps its own position."""
+
+    def __init__(self) -> None:
+        self.applied: list[int] = []
+
+    def __call__(self, record: chanlog.RecordedEvent) -> None:
+        self.applied.append(record.offset)
+
+    def position(self, consumer: str) -> int | None:
+        return len(self.applied) or None
+
+
+def _consumer_at(backend: MemoryBackend, name: str, holder: str, position: int) -> None:
+    backend.ensure_consumer(name, 0, ["chanlog.>"])
+    backend.acquire_lease(name, holder, 30)
+    backend.move_consumer(PositionMove(name, holder, position, handled=position))
+
+
+def test_a_runner_goes_on_from_the_stored_position_or_refuses_for_a_handler_that_keeps_its_own(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend = MemoryBackend()
+    with chanlog.EventStore(backend, projections=[]) as store:
+        store.append_batch(EVENTS[:30])
+        seen: list[int] = []
+        plain = store.bus.consumer("plain", lambda record: seen.append(record.offset))
+        mirror = _Mirror()
+        outside = store.bus.consumer("outside", mirror)
+        assert plain.drain() == outside.drain() == 30
+        _restore(backend, _backup(backend, 10))
+        for runner in (plain, outside):  # their rows as the backup holds them
+            _consumer_at(backend, runner.name, runner.holder, 10)
+        store.refresh()
+        with caplog.at_level(logging.ERROR, logger="chanlog.bus"):
+            assert plain.run_once() == 0
+        assert "the log holds 10 records but this runner had passed 30" in caplog.text
+        store.append_batch(EVENTS[40:45])  # other records take the lost offsets
+        plain.drain()
+        assert seen == list(range(30)) + list(range(10, 15))
+        with pytest.raises(chanlog.IntegrityError, match="rebuild what it feeds") as refused:
+            outside.run_once()
+        assert refused.value.offset == 10
+        assert "chanlog consumers reset outside --to 10" in str(refused.value)
+        assert mirror.applied == list(range(30))  # nothing more applied
+        outside.close()
+        plain.close()
+        assert store.bus.consumers.state("outside").position == 10  # not moved past the end

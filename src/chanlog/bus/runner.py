@@ -24,7 +24,7 @@ from chanlog.bus.handlers import (
     handler_call,
 )
 from chanlog.bus.lease import Lease, new_holder
-from chanlog.bus.settling import UnsettledMove, resumed_position
+from chanlog.bus.settling import StoredPosition
 from chanlog.bus.source import BusStore
 from chanlog.bus.spec import ConsumerSpec
 from chanlog.bus.subjects import SubjectFilter
@@ -126,7 +126,7 @@ class ConsumerRunner:
         self._pending = _Pending()
         self._position = 0
         # A move whose commit failed may have landed all the same (ADR 0042).
-        self._unsettled = UnsettledMove(backend, spec.name)
+        self._stored = StoredPosition(backend, spec.name)
         self._started = False
         self._bound = False
 
@@ -290,7 +290,7 @@ class ConsumerRunner:
         self._lease.stop_keeping()
         self._started = False
         self._pending = _Pending()
-        self._unsettled.clear()  # start() reads the stored position again
+        self._stored.clear()  # start() reads the stored position again
 
     def run_once(self, stop: threading.Event | None = None, limit: int | None = None) -> int:
         """Handle what the log holds now (at most ``limit`` records examined); return how
@@ -301,8 +301,9 @@ class ConsumerRunner:
         self._replay_parked(stop)
         examined = 0
         head = len(self.store)
-        if head < self._position:
-            self._committed(resumed_position(self._consumers, self.name, self._position, head))
+        if head < self._position:  # the log lost records (ADR 0043)
+            self._pending = _Pending()  # so that nothing past the log's end is committed
+            self._committed(self._stored.resumed(self._position, head, self._call.handler))
             self._position = self.stats.position
         while self._position < head and (limit is None or examined < limit):
             end = min(head, self._position + self.spec.batch_size)
@@ -462,7 +463,7 @@ class ConsumerRunner:
         if appends:
             position = max(self._position, record.offset + 1)
             try:
-                self._unsettled.expect(position, self.stats.position)
+                self._stored.expect(position, self.stats.position)
                 self.store.append_batch(appends, consumer_move=self._move(position))
             except BaseException as exc:
                 # Not committed, as far as this runner knows: the record is not handled yet.
@@ -470,7 +471,7 @@ class ConsumerRunner:
                 if replaying:
                     pending.unparked.pop()
                 if not isinstance(exc, StorageError | LeaseHeld):
-                    self._unsettled.clear()  # refused before the commit: nothing landed
+                    self._stored.clear()  # refused before the commit: nothing landed
                     raise
                 if not (isinstance(exc, StorageError) and self._settled_if_known()):
                     raise _CommitFailed(exc) from exc
@@ -537,7 +538,7 @@ class ConsumerRunner:
             or time.monotonic() - pending.since >= self.spec.commit_interval
         )
         if due:
-            self._unsettled.expect(position, self.stats.position)
+            self._stored.expect(position, self.stats.position)
             self._consumers.move_consumer(self._move(position))
             self._committed(position)
 
@@ -568,13 +569,12 @@ class ConsumerRunner:
     def _committed(self, position: int) -> None:
         self.stats.position = position
         self._pending = _Pending()
-        self._unsettled.clear()
+        self._stored.clear()
 
     def _settle(self) -> bool:
-        """If a move whose commit failed landed all the same, take it as committed, so
-        that the records it covered are not handed over again nor counted twice; return
-        whether it had landed. Raises :class:`StorageError` while the storage cannot tell."""
-        landed = self._unsettled.landed()
+        """Take a move whose commit failed as committed if it landed all the same; return
+        whether it had (:class:`StorageError` while the storage cannot tell)."""
+        landed = self._stored.landed()
         if landed is None:
             return False
         logger.warning(

@@ -16,14 +16,19 @@ from __future__ import annotations
 import logging
 
 from chanlog.backends.consumer_store import KeepsConsumers
+from chanlog.bus.handlers import TracksPosition
+from chanlog.errors import IntegrityError
 
-__all__ = ["UnsettledMove", "resumed_position"]
+__all__ = ["StoredPosition"]
 
 logger = logging.getLogger("chanlog.bus")
 
 
-class UnsettledMove:
-    """The one move of a consumer's runner that is being committed, or whose commit failed.
+class StoredPosition:
+    """What a runner asks its consumer's stored position: whether a move whose commit
+    failed landed all the same (ADR 0042), and where to go on when the log lost records
+    the runner had passed (ADR 0043). It also keeps the one move being committed, or whose
+    commit failed.
 
     Args:
         keeper: the backend keeping the consumer.
@@ -65,25 +70,37 @@ class UnsettledMove:
             return None
         return state.position
 
+    def resumed(self, position: int, length: int, handler: object) -> int:
+        """Where a runner at ``position`` goes on when the log holds only ``length`` records,
+        fewer than it passed: the log lost records (ADR 0043). The consumer's stored position
+        was lost with them (the database writes in commit order), so the runner starts again
+        from it, and never past the log's end: the records that take the lost offsets are
+        handed over, none skipped.
 
-def resumed_position(keeper: KeepsConsumers, consumer: str, position: int, length: int) -> int:
-    """Where a runner at ``position`` goes on when the log holds only ``length`` records,
-    fewer than it passed: the log lost records (ADR 0043). The consumer's stored position
-    was lost with them (the database writes in commit order), so the runner starts again
-    from it, and never past the log's end: the records that take the lost offsets are
-    handed over, none skipped.
-
-    Raises:
-        StorageError: the stored position cannot be read; the runner retries.
-    """
-    state = keeper.consumer_state(consumer)
-    resumed = length if state is None else min(length, state.position)
-    logger.error(
-        "consumer %s: the log holds %d records but this runner had passed %d (the log lost "
-        "records); going on from %d",
-        consumer,
-        length,
-        position,
-        resumed,
-    )
-    return resumed
+        Raises:
+            StorageError: the stored position cannot be read; the runner retries.
+            IntegrityError: the handler keeps its own position
+                (:class:`~chanlog.bus.handlers.TracksPosition`: a relay, a read model), so what it
+                did with the lost records is outside the log, where the runner cannot undo it
+                (a relay would also take the records that replace them for ones it published).
+        """
+        consumer = self._consumer
+        state = self._keeper.consumer_state(consumer)
+        resumed = length if state is None else min(length, state.position)
+        if isinstance(handler, TracksPosition):
+            raise IntegrityError(
+                f"consumer {consumer!r}: the log holds {length} records but this runner had "
+                f"passed {position}: the log lost records its handler had applied outside it "
+                f"(it keeps its own position); rebuild what it feeds from offset {resumed} on, "
+                f"then reset the consumer (chanlog consumers reset {consumer} --to {resumed})",
+                offset=resumed,
+            )
+        logger.error(
+            "consumer %s: the log holds %d records but this runner had passed %d (the log lost "
+            "records); going on from %d",
+            consumer,
+            length,
+            position,
+            resumed,
+        )
+        return resumed
