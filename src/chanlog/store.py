@@ -177,7 +177,8 @@ class EventStore(LogReader):
     def _bootstrap(self) -> None:
         """Fold what the backend already holds: from the newest snapshot whose schema
         versions match the projections (others are ignored), then the tail after it."""
-        self._writer.restore, self._writer.on_rewind = self._snapshots.restore, self._taker.rewound
+        self._writer.restore = self._snapshots.restore
+        self._writer.on_rewind = self._taker.rewound
         self._writer.refold(self._backend.head().length)
 
     def refresh(self) -> int:

@@ -125,7 +125,7 @@ class ConsumerRunner:
         self.stats = RunnerStats()
         self._pending = _Pending()
         self._position = 0
-        # A move whose commit failed may have landed all the same (ADR 0042).
+        # Asked when this runner's own position cannot be trusted (ADR 0042, ADR 0043).
         self._stored = StoredPosition(backend, spec.name)
         self._started = False
         self._bound = False
