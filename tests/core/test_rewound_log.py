@@ -12,6 +12,7 @@ import pytest
 
 import chanlog
 from chanlog.backends.memory import MemoryBackend
+from chanlog.bus.read_model import ChannelReadModel
 from chanlog.records import PositionMove
 from chanlog.snapshots.policies import EveryNEvents
 from chanlog.workload import Workload
@@ -213,3 +214,34 @@ def test_a_runner_goes_on_from_the_stored_position_or_refuses_for_a_handler_that
         outside.close()
         plain.close()
         assert store.bus.consumers.state("outside").position == 10  # not moved past the end
+
+
+def test_a_read_model_started_after_the_loss_refuses_instead_of_skipping(
+    tmp_path: pytest.TempPathFactory,
+) -> None:
+    """The node restarted after the loss: the new runner's handler already applied records
+    past the log's end. Resuming from its offset would skip the records that take the lost
+    offsets, so the runner refuses at start, naming where to rebuild from."""
+    backend = MemoryBackend()
+    path = f"{tmp_path}/read-model.sqlite"
+    with chanlog.EventStore(backend, projections=[]) as store:
+        store.append_batch(EVENTS[:30])
+        model = ChannelReadModel(path=path)
+        with store.bus.consumer("latest", model) as runner:
+            assert runner.drain() == 30
+        backup = _backup(backend, 10)
+    _restore(backend, backup)
+    _consumer_at(backend, "latest", "an earlier run", 10)
+    backend.release_lease("latest", "an earlier run")
+    with chanlog.EventStore(backend, projections=[]) as store:
+        store.append_batch(EVENTS[40:45])  # other records take offsets 10 to 14
+        runner = store.bus.consumer("latest", ChannelReadModel(path=path))
+        with pytest.raises(chanlog.IntegrityError, match="rebuild what it feeds") as refused:
+            runner.start()
+        assert refused.value.offset == 10
+        assert "chanlog consumers reset latest --to 10" in str(refused.value)
+        assert store.bus.consumers.state("latest").position == 10  # not moved past the end
+        assert not runner.started
+        assert "its handler had reached offset 30" in str(refused.value)
+        assert backend.consumer_state("latest").lease_holder is None  # given up, not held
+        runner.close()

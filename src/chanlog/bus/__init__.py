@@ -24,7 +24,8 @@ from chanlog.bus.handlers import (
     SettlesLater,
     TracksPosition,
 )
-from chanlog.bus.runner import ConsumerRunner, RunnerStats
+from chanlog.bus.progress import RunnerStats
+from chanlog.bus.runner import ConsumerRunner
 from chanlog.bus.spec import ConsumerSpec
 from chanlog.bus.subjects import SubjectFilter, SubjectPattern, subject_of
 

@@ -24,6 +24,7 @@ from chanlog.bus.handlers import (
     handler_call,
 )
 from chanlog.bus.lease import Lease, new_holder
+from chanlog.bus.progress import Pending, RunnerStats
 from chanlog.bus.settling import StoredPosition
 from chanlog.bus.source import BusStore
 from chanlog.bus.spec import ConsumerSpec
@@ -31,7 +32,7 @@ from chanlog.bus.subjects import SubjectFilter
 from chanlog.errors import InvalidArgument, LeaseHeld, StorageError
 from chanlog.records import ConsumerState, ParkedRecord, PositionMove, RecordedEvent
 
-__all__ = ["ConsumerRunner", "RunnerStats", "new_holder"]
+__all__ = ["ConsumerRunner", "new_holder"]
 
 logger = logging.getLogger("chanlog.bus")
 
@@ -47,41 +48,6 @@ class _CommitFailed(Exception):
     def __init__(self, error: StorageError | LeaseHeld) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-@attrs.define
-class RunnerStats:
-    """What one runner did since it started.
-
-    Attributes:
-        position: the position it last committed.
-        handled: records its handler handled.
-        parked: records it parked.
-        failures: failed tries (each retry counts).
-        last_error: the latest failure, as text.
-        retrying: storage is failing: the run waits out a backoff before it tries again.
-    """
-
-    position: int = 0
-    handled: int = 0
-    parked: int = 0
-    failures: int = 0
-    last_error: str | None = None
-    retrying: bool = False
-
-
-@attrs.define
-class _Pending:
-    """Handled since the last commit: committed together."""
-
-    handled: int = 0
-    parked: list[ParkedRecord] = attrs.Factory(list)
-    unparked: list[int] = attrs.Factory(list)
-    error: str | None = None
-    since: float = attrs.Factory(time.monotonic)
-
-    def __bool__(self) -> bool:
-        return bool(self.handled or self.parked or self.unparked or self.error)
 
 
 class _Stopped(Exception):
@@ -123,7 +89,7 @@ class ConsumerRunner:
         # Asked at every commit: a protocol check costs microseconds, so it is made once.
         self._settles = handler if isinstance(handler, SettlesLater) else None
         self.stats = RunnerStats()
-        self._pending = _Pending()
+        self._pending = Pending()
         self._position = 0
         # Asked when this runner's own position cannot be trusted (ADR 0042, ADR 0043).
         self._stored = StoredPosition(backend, spec.name)
@@ -176,12 +142,16 @@ class ConsumerRunner:
         state = self._lease.take(wait=wait, stop=stop)
         if state is None:
             return False
-        handler = self._call.handler
-        if isinstance(handler, BindsToStore) and not self._bound:
-            # Before its position is asked: a handler may check what it holds against the log.
-            handler.bind(self.store, self.name)
-            self._bound = True
-        self._position = self._resume_position(state)
+        try:
+            handler = self._call.handler
+            if isinstance(handler, BindsToStore) and not self._bound:
+                # Before its position is asked: a handler may check what it holds against the log.
+                handler.bind(self.store, self.name)
+                self._bound = True
+            self._position = self._resume_position(state)
+        except BaseException:
+            self._lease.release()  # refused: the next runner need not wait out the lease
+            raise
         self.stats.position = self._position
         self._started = True
         self._lease.keep()
@@ -207,6 +177,8 @@ class ConsumerRunner:
         position = state.position
         if isinstance(handler, TracksPosition):
             own = handler.position(self.name)
+            if own is not None and own > (length := len(self.store)):
+                self._stored.refuse(own, length)  # the log lost records it applied (ADR 0043)
             if own is not None and own > position:
                 # The handler applied records whose position commit was lost: skip them.
                 self._consumers.move_consumer(
@@ -289,7 +261,7 @@ class ConsumerRunner:
         wait for the lease like a new runner."""
         self._lease.stop_keeping()
         self._started = False
-        self._pending = _Pending()
+        self._pending = Pending()
         self._stored.clear()  # start() reads the stored position again
 
     def run_once(self, stop: threading.Event | None = None, limit: int | None = None) -> int:
@@ -302,7 +274,7 @@ class ConsumerRunner:
         examined = 0
         head = len(self.store)
         if head < self._position:  # the log lost records (ADR 0043)
-            self._pending = _Pending()  # so that nothing past the log's end is committed
+            self._pending = Pending()  # so that nothing past the log's end is committed
             self._committed(self._stored.resumed(self._position, head, self._call.handler))
             self._position = self.stats.position
         while self._position < head and (limit is None or examined < limit):
@@ -568,7 +540,7 @@ class ConsumerRunner:
 
     def _committed(self, position: int) -> None:
         self.stats.position = position
-        self._pending = _Pending()
+        self._pending = Pending()
         self._stored.clear()
 
     def _settle(self) -> bool:

@@ -14,6 +14,7 @@ passed (ADR 0043).
 from __future__ import annotations
 
 import logging
+from typing import NoReturn
 
 from chanlog.backends.consumer_store import KeepsConsumers
 from chanlog.bus.handlers import TracksPosition
@@ -80,21 +81,13 @@ class StoredPosition:
         Raises:
             StorageError: the stored position cannot be read; the runner retries.
             IntegrityError: the handler keeps its own position
-                (:class:`~chanlog.bus.handlers.TracksPosition`: a relay, a read model), so what it
-                did with the lost records is outside the log, where the runner cannot undo it
-                (a relay would also take the records that replace them for ones it published).
+                (:class:`~chanlog.bus.handlers.TracksPosition`: a relay, a read model); see
+                :meth:`refuse`.
         """
         consumer = self._consumer
-        state = self._keeper.consumer_state(consumer)
-        resumed = length if state is None else min(length, state.position)
         if isinstance(handler, TracksPosition):
-            raise IntegrityError(
-                f"consumer {consumer!r}: the log holds {length} records but this runner had "
-                f"passed {position}: the log lost records its handler had applied outside it "
-                f"(it keeps its own position); rebuild what it feeds from offset {resumed} on, "
-                f"then reset the consumer (chanlog consumers reset {consumer} --to {resumed})",
-                offset=resumed,
-            )
+            self.refuse(position, length)
+        resumed = self._within(length)
         logger.error(
             "consumer %s: the log holds %d records but this runner had passed %d (the log lost "
             "records); going on from %d",
@@ -104,3 +97,29 @@ class StoredPosition:
             resumed,
         )
         return resumed
+
+    def refuse(self, reached: int, length: int) -> NoReturn:
+        """Refuse to go on for a handler that keeps its own position and had reached
+        ``reached``, past the ``length`` records the log holds now: what it did with the lost
+        records is outside the log, where the runner cannot undo it (a relay would also take
+        the records that replace them for ones it published).
+
+        Raises:
+            IntegrityError: always, naming the offset to rebuild from (the stored position, or
+                the log's end when that is lower) and the reset to run.
+            StorageError: the stored position cannot be read.
+        """
+        consumer = self._consumer
+        resumed = self._within(length)
+        raise IntegrityError(
+            f"consumer {consumer!r}: the log holds {length} records but its handler had "
+            f"reached offset {reached}: the log lost records its handler had applied outside it "
+            f"(it keeps its own position); rebuild what it feeds from offset {resumed} on, "
+            f"then reset the consumer (chanlog consumers reset {consumer} --to {resumed})",
+            offset=resumed,
+        )
+
+    def _within(self, length: int) -> int:
+        """The stored position, or ``length`` when that is lower or nothing is stored."""
+        state = self._keeper.consumer_state(self._consumer)
+        return length if state is None else min(length, state.position)
