@@ -347,12 +347,13 @@ def park_then_replay(backend: Backend, workdir: Path) -> None:
 
 
 def _holder_pid(store: chanlog.EventStore, name: str) -> int | None:
-    """The pid in the lease holder's identity (``host:pid:nonce``), while a lease runs."""
+    """The pid in the lease holder's identity (``host:pid:nonce:scope``), while a lease
+    runs."""
     infos = {info.name: info for info in store.bus.consumers.infos()}
     info = infos.get(name)
     if info is None or not info.running or info.state.lease_holder is None:
         return None
-    return int(info.state.lease_holder.split(":")[-2])
+    return int(info.state.lease_holder.split(":")[1])
 
 
 @attrs.frozen
@@ -366,8 +367,9 @@ class Takeover:
 
 def lease_takeover(backend: Backend, workdir: Path, lease_ttl: float = 1.5) -> Takeover:
     """Two ``chanlog run`` on one consumer: one runs, the other waits (however long) and
-    takes over within ``lease_ttl`` (plus slack) once the first is killed with SIGKILL; no
-    moment sees both handling a record; no record is skipped across the takeover."""
+    takes over once the first is killed with SIGKILL (at its next look: the first's process
+    is gone, ADR 0045; within ``lease_ttl`` for a holder on another machine); no moment sees
+    both handling a record; no record is skipped across the takeover."""
     env = environment(plugin_site(workdir))
     write_config(
         workdir,

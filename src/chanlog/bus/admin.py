@@ -9,10 +9,11 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from chanlog.backends.consumer_store import KeepsConsumers, ReadsConsumerClock, lease_running
+from chanlog.bus.lease import release_if_gone
 from chanlog.bus.source import BusStore
 from chanlog.bus.spec import check_start
 from chanlog.bus.subjects import SubjectFilter
-from chanlog.errors import InvalidArgument, NotFound, StorageError
+from chanlog.errors import InvalidArgument, LeaseHeld, NotFound, StorageError
 from chanlog.records import ConsumerState, ParkedRecord
 
 __all__ = ["ConsumerAdmin", "ConsumerInfo"]
@@ -153,7 +154,17 @@ class ConsumerAdmin:
                     f"cannot reset {name!r} to {start}: beyond the end of the log ({head})"
                 )
             position = start
-        return self.keeper().reset_consumer(name, position)
+        return self._reset(name, position)
+
+    def _reset(self, name: str, position: int) -> ConsumerState:
+        """Reset, taking the lease over from a runner whose process is gone (ADR 0045)."""
+        keeper = self.keeper()
+        try:
+            return keeper.reset_consumer(name, position)
+        except LeaseHeld as held:
+            if not release_if_gone(keeper, name, held.holder):
+                raise
+        return keeper.reset_consumer(name, position)
 
     def parked(self, name: str) -> list[ParkedRecord]:
         """The consumer's parked records, by offset."""
@@ -181,5 +192,5 @@ class ConsumerAdmin:
         state = self.state(name)
         # A reset to where it is changes nothing but is refused, by the backend's own clock,
         # while a runner's lease runs.
-        self.keeper().reset_consumer(name, state.position)
+        self._reset(name, state.position)
         self.keeper().delete_consumer(name)

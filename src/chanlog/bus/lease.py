@@ -1,28 +1,89 @@
 """A durable consumer's lease, as one runner holds it: taken (waiting while another runner
 holds it), renewed every third of its time to live by a heartbeat thread, and given up; so
-that one runner of a name runs at a time (ADR 0026)."""
+that one runner of a name runs at a time (ADR 0026). A lease whose holder's process is gone
+(killed on this machine) is taken over at once instead of waited out (ADR 0045)."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
+from pathlib import Path
 
 from chanlog.backends.consumer_store import KeepsConsumers
 from chanlog.errors import ChanlogError, LeaseHeld, StorageError
 from chanlog.records import ConsumerState
 
-__all__ = ["Lease", "new_holder"]
+__all__ = ["Lease", "holder_gone", "new_holder", "release_if_gone"]
 
 logger = logging.getLogger("chanlog.bus")
 
 
 def new_holder() -> str:
-    """A runner identity unique across machines and processes: host, pid and a nonce."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A runner identity unique across machines and processes: host, pid and a nonce, then
+    the scope its pid means something in (:func:`holder_gone`), where the system says."""
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    scope = _pid_scope()
+    return holder if scope is None else f"{holder}:{scope}"
+
+
+@functools.cache
+def _pid_scope() -> str | None:
+    """The kernel boot and pid namespace this process's pids are numbers in, as 12 hex
+    digits; ``None`` where the system does not say (no ``/proc``). Two containers may share
+    a host name but not both, so a pid is only ever looked up where it means the same
+    process."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return hashlib.sha256(f"{boot} {namespace}".encode()).hexdigest()[:12]
+
+
+def holder_gone(holder: str) -> bool:
+    """Whether ``holder`` (a :func:`new_holder` identity) names a process that no longer
+    runs: one of this boot and pid namespace whose pid is free or a zombie. Anything else
+    (another machine, another namespace, a pid taken again by another process, an identity
+    of another form) is not known to be gone: its lease is waited out."""
+    parts = holder.rsplit(":", 3)
+    scope = _pid_scope()
+    if len(parts) != 4 or scope is None or parts[3] != scope or not parts[1].isdecimal():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it runs, as another user
+        return False
+    try:  # killed, not yet reaped by its parent
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True  # gone between the two looks
+    return stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] in ("Z", "X")
+
+
+def release_if_gone(consumers: KeepsConsumers, name: str, holder: str | None) -> bool:
+    """Give up the lease of consumer ``name`` on behalf of ``holder`` when that holder's
+    process is gone (:func:`holder_gone`); return whether it was. The backend clears the
+    lease only while ``holder`` still holds it, so a runner that took it meanwhile keeps it."""
+    if holder is None or not holder_gone(holder):
+        return False
+    logger.warning(
+        "consumer %s: the process holding its lease (%s) no longer runs; taking the lease over",
+        name,
+        holder,
+    )
+    consumers.release_lease(name, holder)
+    return True
 
 
 class Lease:
@@ -49,10 +110,16 @@ class Lease:
         """Take the lease and return the consumer's state; while another runner holds it,
         wait for it (looking a few times per lease period) when ``wait``, else raise
         :class:`~chanlog.errors.LeaseHeld`. ``None`` when ``stop`` was set meanwhile."""
-        while True:
+        released: set[str | None] = set()  # each gone holder once: a backend that does not
+        while True:  # clear it is then waited out like a running one
             try:
                 return self.consumers.acquire_lease(self.name, self.holder, self.ttl)
             except LeaseHeld as held:
+                if held.holder not in released and release_if_gone(
+                    self.consumers, self.name, held.holder
+                ):
+                    released.add(held.holder)
+                    continue
                 if not wait:
                     raise
                 pause = min(self.ttl / 4, 1.0)
