@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from chanlog_postgres import PostgresBackend
 
+from bus.processes import Worker, cli, environment, workers, write_config
 from chanlog import EventStore
 from chanlog.errors import NotFound, StorageError
 from chanlog.workload import Workload
@@ -190,3 +192,30 @@ def test_a_server_back_without_acknowledged_commits_is_folded_again(
         assert store.verify() == len(events)
         with _open(private_postgres) as replayed:
             assert _states(store, channels) == _states(replayed, channels)
+
+
+def test_a_worker_started_before_its_server_waits_for_it(
+    private_postgres: Any, tmp_path: Path
+) -> None:
+    """``chanlog run --wait-for-store``: a node and its database started together (a fresh
+    deployment, a machine booting) need no ordering: the worker says it waits, then runs
+    once the server is up. Without the option it exits 5 at once, naming the server."""
+    backend = {"name": "postgres", "dsn": private_postgres.dsn, "schema": "node"}
+    backend |= {"connect_timeout": 1.0, "pool_timeout": 2.0}
+    with _open(private_postgres) as store:
+        store.append_batch(Workload(channels=2, turns=3, seed=4).events())
+        length = len(store)
+    tap = tmp_path / "tap.jsonl"
+    write_config(tmp_path, backend, {"tap": {"handler": "jsonl", "path": str(tap)}})
+    private_postgres.stop()
+    refused = cli("run", cwd=tmp_path, env=environment(), timeout=60)
+    assert refused.returncode == 5, refused.stderr
+    assert f"127.0.0.1:{private_postgres.port}" in refused.stderr
+    with workers() as started:
+        worker = Worker(tmp_path, environment(), "--wait-for-store", "120")
+        started.append(worker)
+        _wait_for(lambda: "the store cannot be opened yet" in worker.output(), "a retry")
+        assert worker.process.poll() is None
+        private_postgres.start()
+        _wait_for(lambda: tap.exists() and len(tap.read_bytes().splitlines()) == length, "tap")
+        assert worker.terminate() == 0, worker.output()

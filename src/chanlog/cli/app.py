@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from chanlog.bus.backoff import storage_retry_pause
 from chanlog.cli.errors import CliError, ExitCode
 from chanlog.cli.output import Output
 from chanlog.config import (
@@ -23,7 +26,7 @@ from chanlog.config import (
     load_config,
     open_store,
 )
-from chanlog.errors import ChanlogError, DecodeError, InvalidTransition
+from chanlog.errors import ChanlogError, DecodeError, InvalidTransition, StorageError
 from chanlog.plugins.host import default_host
 from chanlog.store import EventStore
 
@@ -49,7 +52,12 @@ class CliContext:
         self._committed: int | None = None  # by a store opened to write, once it closed
 
     def open_store(
-        self, *, read_only: bool = False, create: bool = True, **overrides: Any
+        self,
+        *,
+        read_only: bool = False,
+        create: bool = True,
+        wait: float = 0.0,
+        **overrides: Any,
     ) -> EventStore:
         """Open the configured store once; it is closed when the command ends.
 
@@ -63,6 +71,10 @@ class CliContext:
                 can (see :func:`chanlog.config.build_store`).
             create: with ``False``, a command that writes to a log that must already exist
                 (not one that starts a log) is refused the same way when it does not.
+            wait: seconds to keep trying while the store cannot be opened for a reason of
+                its storage (a database server not up yet: a
+                :class:`~chanlog.errors.StorageError`), saying so on stderr at each try;
+                0 fails at once. Any other error fails at once either way.
             overrides: top-level settings replacing the configured ones (``verify``, ``log``
                 and ``export`` open with ``projections=[]``: checking hashes and showing
                 records must not depend on folding them).
@@ -70,8 +82,13 @@ class CliContext:
         if self._store is not None:
             return self._store
         source, settings = self._source(overrides)
+        deadline = time.monotonic() + wait
         try:
-            store = open_store(source, read_only=read_only, create=create, **settings)
+            store = _open_waiting(
+                lambda: open_store(source, read_only=read_only, create=create, **settings),
+                deadline,
+                self.output,
+            )
         except (InvalidTransition, DecodeError) as exc:
             # Nothing the user typed is decoded or folded while opening: the stored log is.
             raise CliError(
@@ -120,6 +137,23 @@ class CliContext:
         """The validated configuration the store is opened from (``--db`` applied)."""
         source, settings = self._source({})
         return load_config(source, **settings)
+
+
+def _open_waiting(opener: Callable[[], EventStore], deadline: float, output: Output) -> EventStore:
+    """``opener()``, tried again after a :class:`~chanlog.errors.StorageError` until
+    ``deadline`` (the bus's backoff: 0.1 s doubling to 5 s)."""
+    failures = 0
+    while True:
+        try:
+            return opener()
+        except StorageError as exc:
+            failures += 1
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            pause = min(storage_retry_pause(failures), left)
+            output.note(f"the store cannot be opened yet ({exc}); trying again in {pause:.1f} s")
+            time.sleep(pause)
 
 
 def _db_backend(db: Path, source: Path | None) -> dict[str, Any]:

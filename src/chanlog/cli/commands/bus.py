@@ -96,6 +96,19 @@ def _watch(worker: Worker, state: CliContext, refresh: float) -> None:
     _plain(worker.rows(), last)
 
 
+_wait_for_store = click.option(
+    "--wait-for-store",
+    "wait",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    metavar="SECONDS",
+    envvar="CHANLOG_WAIT_FOR_STORE",
+    show_envvar=True,
+    help="Keep trying this long while the store cannot be opened for a reason of its storage "
+    "(a database server not up yet) [default: 0, fail at once].",
+)
+
+
 @click.command("run")
 @click.option(
     "--only",
@@ -118,9 +131,10 @@ def _watch(worker: Worker, state: CliContext, refresh: float) -> None:
     default=None,
     help="Serve Prometheus metrics on http://HOST:PORT/metrics (needs the chanlog-otel plugin).",
 )
+@_wait_for_store
 @pass_cli
 def run_command(
-    state: CliContext, only: tuple[str, ...], refresh: float, metrics: str | None
+    state: CliContext, only: tuple[str, ...], refresh: float, metrics: str | None, wait: float
 ) -> None:
     """Run every durable consumer ([consumers.NAME]) and ingest ([ingest.NAME]) of the
     configuration until SIGTERM or Ctrl-C: each finishes the record in hand, stores its
@@ -129,7 +143,7 @@ def run_command(
     # Before the store opens: a store asks for its telemetry when it opens.
     stop_metrics = _serve_metrics(metrics) if metrics is not None else None
     try:
-        _run(state, only, refresh)
+        _run(state, only, refresh, wait)
     finally:
         if stop_metrics is not None:
             stop_metrics()
@@ -160,7 +174,7 @@ def _serve_metrics(text: str) -> Callable[[], None]:
         raise CliError(str(exc), ExitCode.USAGE) from exc
 
 
-def _run(state: CliContext, only: tuple[str, ...], refresh: float) -> None:
+def _run(state: CliContext, only: tuple[str, ...], refresh: float, wait: float) -> None:
     settings = state.settings().bus
     names = {consumer.name for consumer in settings.consumers}
     names |= {ingest.name for ingest in settings.ingest}
@@ -171,7 +185,7 @@ def _run(state: CliContext, only: tuple[str, ...], refresh: float) -> None:
             f"configuration (configured: {', '.join(sorted(names)) or 'none'})",
             ExitCode.USAGE,
         )
-    store = state.open_store()
+    store = state.open_store(wait=wait)
     host = store.plugins
     worker = Worker(
         store,
@@ -354,9 +368,12 @@ def _extra_options(args: Sequence[str]) -> dict[str, Any]:
 )
 @click.argument("source")
 @click.option("--name", default=None, help="The ingest's name [default: the source's name].")
+@_wait_for_store
 @pass_cli
 @click.pass_context
-def ingest_command(ctx: click.Context, state: CliContext, source: str, name: str | None) -> None:
+def ingest_command(
+    ctx: click.Context, state: CliContext, source: str, name: str | None, wait: float
+) -> None:
     """Feed the log from an external durable stream (an ingest source a plugin registered,
     e.g. 'nats'); further '--key value' options go to the source. Runs until SIGTERM or
     Ctrl-C."""
@@ -369,7 +386,7 @@ def ingest_command(ctx: click.Context, state: CliContext, source: str, name: str
         )
     options = _extra_options(ctx.args)
     settings = BusSettings(ingest=(IngestSettings(name or source, source, options),))
-    store = state.open_store()
+    store = state.open_store(wait=wait)
     worker = Worker(store, store.bus, settings, {}, store.plugins.ingest_sources)
     ingest: IngestSource = worker.ingests[name or source]
     try:
