@@ -1,0 +1,173 @@
+"""A node's life on a log, killed (SIGKILL, by itself) at one chosen point: the child
+process of :mod:`backends.crash_points`.
+
+Usage::
+
+    python crash_points_child.py BACKEND_JSON SIDE_FILE KILL_AT
+
+BACKEND_JSON is the ``[backend]`` table, as JSON. The points are counted in order: every
+SQL statement the process starts (SQLite's trace hook, called before the statement runs;
+for PostgreSQL, each ``execute``, ``executemany``, ``copy`` and ``commit`` of psycopg,
+before it is sent), and every call that changes files from Python (``os.write``,
+``os.fsync``, ``os.replace``, ``os.rename``, ``os.unlink``, ``os.ftruncate``). At point
+``KILL_AT`` the process kills itself before the call, as an OOM kill would. ``KILL_AT = -1``
+kills nothing and prints how many points the life passed.
+
+The life: a new log is created; single appends, batches, grouped appends from four
+threads; snapshots taken by the policy and by hand, then pruned; a durable consumer drained
+with commits every few records; the store closed (the head witness written) and opened
+again, and more appended. SIDE_FILE gets, fsync'd with functions that count no point, "I"
+and the ids of each append before it starts, and "A" and its ids once acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import chanlog
+from chanlog.workload import Workload, WorkloadConfig
+
+_write = os.write
+_fsync = os.fsync
+_lock = threading.Lock()
+_passed = 0
+_kill_at = -1
+
+
+def _point(what: str) -> None:
+    global _passed
+    with _lock:
+        _passed += 1
+        if _passed == _kill_at:
+            _write(2, f"killed at point {_passed}: {what}\n".encode())
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _counted(function: Callable[..., Any]) -> Callable[..., Any]:
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        _point(f"os.{function.__name__}{args[:1]!r}")
+        return function(*args, **kwargs)
+
+    return counted
+
+
+def _count_points() -> None:
+    for name in ("write", "fsync", "replace", "rename", "unlink", "ftruncate"):
+        setattr(os, name, _counted(getattr(os, name)))
+    connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        connection = connect(*args, **kwargs)
+        connection.set_trace_callback(_point)
+        return connection
+
+    sqlite3.connect = traced  # type: ignore[assignment]
+    try:
+        import psycopg
+    except ImportError:
+        return
+    for owner, names in (
+        (psycopg.Connection, ("execute", "commit")),
+        (psycopg.Cursor, ("execute", "executemany", "copy")),
+    ):
+        for name in names:
+            original = getattr(owner, name)
+            setattr(owner, name, _counted_method(original, f"psycopg {name}"))
+
+
+def _counted_method(function: Callable[..., Any], what: str) -> Callable[..., Any]:
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _point(f"{what} {str(args[:1])[:160]}")
+        return function(self, *args, **kwargs)
+
+    return counted
+
+
+class _Side:
+    """What was asked and what was acknowledged, durably, outside the counted points."""
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._lock = threading.Lock()
+
+    def line(self, kind: str, ids: list[str]) -> None:
+        with self._lock:
+            _write(self._fd, f"{kind} {' '.join(ids)}\n".encode())
+            _fsync(self._fd)
+
+
+def _append(store: chanlog.EventStore, side: _Side, events: list[Any]) -> None:
+    ids = [event.event_id for event in events]
+    side.line("I", ids)
+    if len(events) == 1:
+        store.append(events[0])
+    else:
+        store.append_batch(events)
+    side.line("A", ids)
+
+
+def config(backend: dict[str, Any]) -> dict[str, Any]:
+    """The node's configuration on ``backend`` (the ``[backend]`` table)."""
+    return {
+        "backend": backend,
+        "snapshots": {"policy": "every-n-events", "n": 12, "keep": 2},
+    }
+
+
+def life(backend: dict[str, Any], side_path: str) -> None:
+    """The node's life (see the module's docstring)."""
+    side = _Side(side_path)
+    events = Workload(WorkloadConfig(seed=5, channels=3, turns=6)).events()
+    first, later = events[:30], events[30:]
+    # One channel per thread: the threads' order across channels does not matter.
+    grouped = [
+        Workload(WorkloadConfig(seed=50 + n, channels=1, turns=1)).events() for n in range(4)
+    ]
+    with chanlog.open(config(backend)) as store:
+        for event in first[:10]:
+            _append(store, side, [event])
+        for start in range(10, len(first), 5):
+            _append(store, side, first[start : start + 5])
+        threads = [
+            threading.Thread(
+                target=lambda part=part: [_append(store, side, [e]) for e in part]  # type: ignore[misc]
+            )
+            for part in grouped
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        store.snapshot()
+        store.prune_snapshots(1)
+        with store.bus.consumer(
+            "audit", lambda record: None, commit_every=4, lease_ttl=0.5
+        ) as runner:
+            runner.drain()
+    with chanlog.open(config(backend)) as store:
+        for start in range(0, len(later), 7):
+            _append(store, side, later[start : start + 7])
+        with store.bus.consumer(
+            "audit", lambda record: None, commit_every=4, lease_ttl=0.5
+        ) as runner:
+            runner.drain()
+
+
+def main() -> None:
+    global _kill_at
+    backend, side_path, kill_at = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    _kill_at = kill_at
+    _count_points()
+    life(backend, side_path)
+    print(_passed)
+
+
+if __name__ == "__main__":
+    main()
