@@ -113,6 +113,8 @@ def test_reset_and_delete_take_a_gone_runners_lease_over(dead_pid: int, live_pid
         backend.acquire_lease("gone", _holder(dead_pid), LONG)
         backend.acquire_lease("running", _holder(live_pid), LONG)
         admin = store.bus.consumers
+        assert not admin.info("gone").running  # what chanlog consumers shows
+        assert admin.info("running").running
         assert admin.reset("gone", "earliest").lease_holder is None
         with pytest.raises(LeaseHeld):
             admin.reset("running", "earliest")

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from chanlog.backends.consumer_store import KeepsConsumers, ReadsConsumerClock, lease_running
-from chanlog.bus.lease import release_if_gone
+from chanlog.bus.lease import holder_gone, release_if_gone
 from chanlog.bus.source import BusStore
 from chanlog.bus.spec import check_start
 from chanlog.bus.subjects import SubjectFilter
@@ -27,7 +27,8 @@ class ConsumerInfo:
         state: as its backend keeps it.
         head: the length of the log when this was read.
         lag: records at or after its position that match its subjects (not yet handled).
-        running: whether a runner's lease is live.
+        running: whether a runner's lease is live (not when its holder's process is gone:
+            a runner on this machine killed without giving it up, ADR 0045).
     """
 
     state: ConsumerState
@@ -113,7 +114,9 @@ class ConsumerAdmin:
 
     def _info(self, state: ConsumerState, now: float) -> ConsumerInfo:
         head = len(self._store)
-        running = lease_running(state, now)
+        holder = state.lease_holder
+        # A lease whose holder is gone is taken over at once (ADR 0045): it runs no more.
+        running = lease_running(state, now) and not (holder is not None and holder_gone(holder))
         return ConsumerInfo(state, head, self.lag(state, head), running)
 
     def lag(self, state: ConsumerState, head: int | None = None) -> int:
