@@ -273,3 +273,30 @@ def test_a_replica_store_failing_for_a_while_is_retried(
     run.close()
     assert run.errors == []
     assert run.ingest.stats()["parked"] == 0
+
+
+def test_a_mirror_behind_what_its_consumer_acknowledged_takes_delivery_again(
+    streams: Any,
+    nats_url: str,
+    ingesting: Callable[..., Ingesting],
+    wait_until: Callable[..., None],
+) -> None:
+    """A replica restored from an older backup under its durable consumer: the messages
+    it lost were acknowledged, so JetStream never delivers them again by itself. At the
+    next message the mirror sees the gap and takes delivery again from the message that
+    holds its next offset (ADR 0046), instead of waiting for ever."""
+    node, stream = _relayed(streams, nats_url, 300)
+    first = EventStore(projections=[])
+    run = ingesting(first, stream, ack_wait=1)
+    wait_until(lambda: len(first) == 300, 60, "the replica to catch up")
+    run.close()
+    restored = EventStore(projections=[])  # the backup: the first 100 records
+    restored.append_batch([record.event for record in node.read_range(0, 100)])
+    run = ingesting(restored, stream, ack_wait=1)
+    node.append_batch(sample_events(5, salt="later"))
+    _relay(node, stream, nats_url)
+    wait_until(lambda: len(restored) == len(node), 60, "the mirror to take delivery again")
+    assert restored.backend.head() == node.backend.head()
+    run.close()
+    assert run.errors == []
+    assert run.ingest.stats()["parked"] == 0

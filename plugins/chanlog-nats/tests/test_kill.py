@@ -4,7 +4,10 @@ head (issue 16, "done when")."""
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -14,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chanlog_nats import NatsIngest, read_envelope
+from chanlog_nats import NatsIngest, NatsRelay, read_envelope
 
 from chanlog import EventStore
 from chanlog.backends.sqlite import SqliteBackend
+from chanlog.bus.ingest import ingest_consumer_name
 from chanlog.testing import sample_events
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
@@ -126,3 +130,77 @@ def test_sigkills_of_the_relay_leave_every_event_once_in_order(
     replica.verify()
     assert ingest.stats()["parked"] == 0
     replica.close()
+
+
+INGEST_COUNT = 40_000
+INGEST_KILLS = 8
+
+
+def _replica_length(database: Path) -> int:
+    if not database.exists():
+        return 0
+    backend = SqliteBackend(database, read_only=True)
+    try:
+        return backend.head().length
+    finally:
+        backend.close()
+
+
+def test_sigkills_of_the_ingest_leave_a_replica_with_the_nodes_head(
+    tmp_path: Path, nats_url: str, streams: Any, wait_until: Callable[..., None]
+) -> None:
+    """``chanlog ingest nats`` killed with SIGKILL mid-stream, again and again: after each
+    kill the replica is a verified prefix of the node's log (nothing appended twice, nothing
+    skipped); started again, it resumes at once (its dead predecessor's lease is taken
+    over, ADR 0045) and ends with the node's chain head."""
+    node = EventStore(projections=[])
+    node.append_batch(sample_events(INGEST_COUNT))
+    stream = streams.name()
+    relay = NatsRelay(stream=stream, url=nats_url, storage="memory")
+    with node.bus.consumer("relay", relay) as runner:
+        runner.drain()
+        assert relay.settle(60)
+    workdir = tmp_path / "replica"
+    workdir.mkdir()
+    (workdir / "chanlog.toml").write_text(
+        'projections = []\n[backend]\nname = "sqlite"\npath = "replica.db"\n'
+        '[snapshots]\npolicy = "never"\n'
+    )
+    database = workdir / "replica.db"
+    chooser = random.Random(17)
+    arguments = ["ingest", "nats", "--stream", stream, "--durable", "replica", "--url", nats_url]
+    arguments += ["--batch", "256"]
+    kills = 0
+    while kills < INGEST_KILLS:
+        before = _replica_length(database)
+        ingest = _chanlog(workdir, *arguments)
+        wait_until(lambda b=before: _replica_length(database) > b, 60, "the ingest to append")
+        time.sleep(chooser.uniform(0.0, 0.2))
+        if ingest.poll() is not None or _replica_length(database) == INGEST_COUNT:
+            break
+        ingest.kill()
+        assert ingest.wait(30) == -9
+        kills += 1
+        with EventStore(SqliteBackend(database), projections=[]) as replica:
+            length = replica.verify()
+            assert 0 < length < INGEST_COUNT
+            (last,) = node.backend.read(length - 1, length)
+            assert replica.backend.head().chain_hash == last.chain_hash  # the node's prefix
+    assert kills == INGEST_KILLS, f"the ingest finished after {kills} kills"
+    ingest = _chanlog(workdir, *arguments)
+    wait_until(lambda: _replica_length(database) == INGEST_COUNT, 180, "the replica")
+    ingest.send_signal(signal.SIGTERM)
+    assert ingest.wait(60) == 0
+    with EventStore(SqliteBackend(database), projections=[]) as replica:
+        assert replica.verify() == INGEST_COUNT
+        assert replica.backend.head() == node.backend.head()
+        state = replica.bus.consumers.state(ingest_consumer_name("nats"))  # the source's name
+        assert (state.position, state.parked) == (INGEST_COUNT, 0)
+
+
+def _chanlog(cwd: Path, *arguments: str) -> subprocess.Popen[bytes]:
+    """The console script, its output to files (a pipe nobody reads would stall it)."""
+    chanlog = shutil.which("chanlog", path=os.path.dirname(sys.executable))
+    assert chanlog is not None, "the chanlog console script is not installed"
+    with (cwd / "out.txt").open("ab") as out:
+        return subprocess.Popen([chanlog, *arguments], cwd=cwd, stdout=out, stderr=out)

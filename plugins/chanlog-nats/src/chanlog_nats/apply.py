@@ -73,6 +73,9 @@ class Outcome:
         duplicates: messages whose event was already in the log.
         parked: the parked records kept.
         waiting: why a message waits (the latest), if one does.
+        resume_at: for a mirror that found a gap, the stream message that holds the
+            replica's next offset if the stream holds one message per offset from there
+            (the lowest such guess of the batch); ``None`` without a gap.
     """
 
     verdicts: list[str]
@@ -80,6 +83,7 @@ class Outcome:
     duplicates: int = 0
     parked: list[ParkedRecord] = attrs.Factory(list)
     waiting: str | None = None
+    resume_at: int | None = None
 
 
 class _Refused(Exception):
@@ -145,6 +149,8 @@ class Applier:
                             f"stream message {message.stream_seq} is offset {envelope.offset}, "
                             f"the replica's next is {next_offset}: waiting for what comes before"
                         )
+                        guess = max(message.stream_seq - (envelope.offset - next_offset), 1)
+                        outcome.resume_at = min(outcome.resume_at or guess, guess)
                         continue
                     chain = self._follows(envelope, next_offset, chain, raw_id)
                     next_offset += 1

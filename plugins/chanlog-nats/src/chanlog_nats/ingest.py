@@ -24,8 +24,6 @@ from typing import Any
 
 import nats.errors
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 
 from chanlog.backends.consumer_store import KeepsConsumers
 from chanlog.bus.backoff import storage_retry_pause
@@ -35,6 +33,7 @@ from chanlog.bus.source import BusStore
 from chanlog.errors import ConfigError, StorageError
 from chanlog_nats.apply import ACK, PARK, WAIT, Applier, Incoming, Outcome
 from chanlog_nats.client import NatsThread, describe
+from chanlog_nats.durable import DurableSettings, open_durable
 from chanlog_nats.options import (
     DEFAULT_URL,
     check_flag,
@@ -163,10 +162,13 @@ class NatsIngest:
             lease.release()
 
     def _pull(self, thread: NatsThread, applier: Applier, stop: threading.Event) -> None:
-        subscription: Any = None
+        puller: Puller | None = None
         ahead: concurrent.futures.Future[list[Msg]] | None = None
         renewed = time.monotonic()
         failing = 0  # storage failures in a row
+        # At start: what a predecessor held when it died is delivered again at once.
+        rewind, start = True, None
+        rewound = -float("inf")
         while not stop.is_set():
             if time.monotonic() - renewed > self.lease_ttl / 3:
                 try:
@@ -177,13 +179,16 @@ class NatsIngest:
                     failing = self._storage_failed(exc, failing, stop)
                     continue
             try:
-                if subscription is None:
-                    subscription = thread.call(self._subscribe(thread), self.connect_timeout * 5)
+                if puller is None:
+                    subscribing = self._subscribe(thread, rewind, start)
+                    puller = thread.call(subscribing, self.connect_timeout * 5)
+                    if rewind:
+                        rewind, start, rewound = False, None, time.monotonic()
                 if ahead is None:
-                    ahead = thread.submit(self._fetch(subscription))
+                    ahead = thread.submit(self._fetch(puller))
                 messages = ahead.result(self.fetch_timeout + 10)
                 # The next pull travels while this batch is applied.
-                ahead = thread.submit(self._fetch(subscription)) if messages else None
+                ahead = thread.submit(self._fetch(puller)) if messages else None
             except ConfigError:
                 raise
             except (nats.errors.Error, OSError, TimeoutError) as exc:
@@ -192,28 +197,50 @@ class NatsIngest:
                 logger.warning("%s %s: %s; retrying", _WHAT, self.name, self._last_error)
                 stop.wait(_RETRY)
                 continue
-            if messages:
-                failing = self._apply(thread, applier, messages, stop)
+            if not messages:
+                continue
+            failing, resume_at = self._apply(thread, applier, messages, stop)
+            # A mirror's gap: delivery again from what it needs, at most once per ack wait
+            # (a gap the stream itself has is waited on, not taken again and again).
+            if resume_at is not None and time.monotonic() - rewound > self.ack_wait:
+                self._drop(thread, puller, ahead)
+                puller, ahead, rewind, start = None, None, True, resume_at
         if ahead is not None:
             ahead.cancel()
 
+    def _drop(
+        self,
+        thread: NatsThread,
+        puller: Puller,
+        ahead: concurrent.futures.Future[list[Msg]] | None,
+    ) -> None:
+        """Stop pulling through ``puller``: what it delivered and was not acknowledged is
+        delivered again once the consumer is taken from its floor."""
+        if ahead is not None:
+            ahead.cancel()
+        try:
+            thread.call(puller.stop(), self.connect_timeout * 5)
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            logger.warning("%s %s: could not stop pulling: %s", _WHAT, self.name, exc)
+
     def _apply(
         self, thread: NatsThread, applier: Applier, messages: list[Msg], stop: threading.Event
-    ) -> int:
+    ) -> tuple[int, int | None]:
         """Apply ``messages``, trying again while the replica's store fails (nothing of the
         batch is committed then, and the batch is kept, so the log's order is kept too);
-        when stopped first, hand them back to the server. Return the failures in a row."""
+        when stopped first, hand them back to the server. Return the failures in a row, and
+        where a mirror that found a gap wants delivery from (:attr:`Outcome.resume_at`)."""
         failing = 0
         while True:
             try:
-                self._handle(thread, applier, messages)
+                outcome = self._handle(thread, applier, messages)
                 self._retrying = False
-                return 0
+                return 0, outcome.resume_at
             except StorageError as exc:
                 failing = self._storage_failed(exc, failing, stop)
                 if stop.is_set():
                     self._redeliver(thread, messages)
-                    return failing
+                    return failing, None
 
     def _storage_failed(self, exc: StorageError, failing: int, stop: threading.Event) -> int:
         """Note a failure of the replica's store (a database restarted) and wait before
@@ -234,27 +261,16 @@ class NatsIngest:
         except (nats.errors.Error, OSError, TimeoutError) as exc:
             logger.warning("%s %s: could not hand messages back: %s", _WHAT, self.name, exc)
 
-    async def _subscribe(self, thread: NatsThread) -> Puller:
+    async def _subscribe(self, thread: NatsThread, rewind: bool, start: int | None) -> Puller:
         client = await thread.connect()
-        js = client.jetstream()
-        try:
-            await js.consumer_info(self.stream, self.durable)
-        except NotFoundError:
-            try:
-                await js.stream_info(self.stream)
-            except NotFoundError:
-                raise nats.errors.Error(f"no JetStream stream named {self.stream}") from None
-            await js.add_consumer(
-                self.stream,
-                ConsumerConfig(
-                    durable_name=self.durable,
-                    deliver_policy=DeliverPolicy.ALL,
-                    ack_policy=AckPolicy.EXPLICIT,
-                    ack_wait=self.ack_wait,
-                    filter_subject=self.filter_subject,
-                    max_ack_pending=max(self.batch * 4, 1000),
-                ),
-            )
+        settings = DurableSettings(
+            self.stream,
+            self.durable,
+            self.ack_wait,
+            self.filter_subject,
+            max(self.batch * 4, 1000),
+        )
+        await open_durable(client.jetstream(), settings, rewind=rewind, start=start)
         puller = Puller(client, self.stream, self.durable)
         await puller.start()
         return puller
@@ -264,7 +280,7 @@ class NatsIngest:
         self._lag = puller.pending if messages else 0
         return messages
 
-    def _handle(self, thread: NatsThread, applier: Applier, messages: list[Msg]) -> None:
+    def _handle(self, thread: NatsThread, applier: Applier, messages: list[Msg]) -> Outcome:
         incoming = [
             Incoming(
                 dict(message.headers) if message.headers else None,
@@ -278,6 +294,7 @@ class NatsIngest:
         self._count(outcome)
         # Only now, with the appends and the parked records committed, tell the server.
         thread.call(_settle(messages, outcome.verdicts), self.connect_timeout * 5)
+        return outcome
 
     def _count(self, outcome: Outcome) -> None:
         self._counts["appended"] += outcome.appended

@@ -16,6 +16,7 @@ import contextlib
 import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 __all__ = ["Puller"]
 
@@ -38,12 +39,21 @@ class Puller:
         self._messages: list[Msg] = []
         self._want = 0
         self._done = asyncio.Event()
+        self._subscription: Subscription | None = None
         self.pending: int | None = None
         """Messages the consumer had not delivered yet, as of the last one received."""
 
     async def start(self) -> None:
         """Subscribe the inbox."""
-        await self._client.subscribe(self._inbox, cb=self._receive)
+        self._subscription = await self._client.subscribe(self._inbox, cb=self._receive)
+
+    async def stop(self) -> None:
+        """Unsubscribe the inbox: what arrives after is dropped (never acknowledged)."""
+        if self._subscription is not None:
+            await self._subscription.unsubscribe()
+            self._subscription = None
+        self._messages = []
+        self._done.set()
 
     async def fetch(self, batch: int, timeout: float) -> list[Msg]:
         """Up to ``batch`` messages, waiting at most about ``timeout`` seconds for them."""

@@ -1,0 +1,112 @@
+"""The ingest's JetStream durable consumer: created when missing, and taken again from its
+acknowledgement floor when messages it delivered are still unacknowledged, or from the
+message a mirror needs next when it finds a gap (ADR 0046).
+
+JetStream redelivers an unacknowledged message only once its ack wait has passed, and
+then among newer messages, not before them. Two things leave messages unacknowledged: an
+ingest killed with a batch in hand (its successor would wait out the ack wait, and a mirror
+would meanwhile be handed the messages after the gap), and a mirror that finds a gap and
+hands back what follows it. A mirror appends only in offset order, so messages arriving out
+of order were handed back again and again, and a replica ingested a few records a second.
+Taking delivery again from the floor (the last message below which every one is
+acknowledged) delivers what was pending at once and in stream order; what was already
+acknowledged above the floor comes again and is recognised as a duplicate. A mirror that
+finds a gap takes delivery again from the message that should hold its next offset, found
+from the message after the gap when the stream holds one message per offset; that also
+brings back what a replica lost after acknowledging it (a replica restored from a backup
+under its durable consumer). Where the guess lands past a message the stream lacks, the
+next gap guesses lower, so the mirror gets there in a few tries.
+
+A durable consumer belongs to one ingest: the ingest's lease (``ingest:<name>``) keeps a
+second one of its name away, so no other puller holds its messages when it is taken again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import nats.errors
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError
+
+__all__ = ["DurableSettings", "open_durable"]
+
+logger = logging.getLogger("chanlog.nats")
+
+
+@dataclasses.dataclass(frozen=True)
+class DurableSettings:
+    """What a durable consumer the ingest creates is made of.
+
+    Attributes:
+        stream: the stream.
+        durable: the consumer's name.
+        ack_wait: seconds before the server redelivers an unacknowledged message.
+        filter_subject: the subjects it delivers (``None``: all).
+        max_ack_pending: messages delivered and not yet acknowledged, at most.
+    """
+
+    stream: str
+    durable: str
+    ack_wait: float
+    filter_subject: str | None
+    max_ack_pending: int
+
+    def new(self) -> ConsumerConfig:
+        """A consumer delivering the stream from its first message."""
+        return ConsumerConfig(
+            durable_name=self.durable,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait,
+            filter_subject=self.filter_subject,
+            max_ack_pending=self.max_ack_pending,
+        )
+
+
+async def open_durable(
+    js: JetStreamContext, settings: DurableSettings, *, rewind: bool, start: int | None = None
+) -> None:
+    """Make sure the durable consumer exists; with ``rewind``, take it again from stream
+    message ``start``, or, without one, from its acknowledgement floor when it has
+    unacknowledged messages (the module's docs). Its configuration is kept.
+
+    Raises:
+        nats.errors.Error: the stream does not exist (the ingest waits for it), or NATS
+            failed.
+    """
+    stream, durable = settings.stream, settings.durable
+    try:
+        info = await js.consumer_info(stream, durable)
+    except NotFoundError:
+        try:
+            await js.stream_info(stream)
+        except NotFoundError:
+            raise nats.errors.Error(f"no JetStream stream named {stream}") from None
+        await js.add_consumer(stream, settings.new())
+        return
+    if not rewind or (start is None and not info.num_ack_pending):
+        return
+    if start is None:
+        floor = info.ack_floor.stream_seq if info.ack_floor is not None else 0
+        start = (floor or 0) + 1
+    config = dataclasses.replace(
+        info.config,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=start,
+        opt_start_time=None,
+    )
+    logger.info(
+        "nats ingest: durable consumer %s of %s (%d unacknowledged message(s)): taking "
+        "delivery again from stream message %d",
+        durable,
+        stream,
+        info.num_ack_pending,
+        start,
+    )
+    # A crash between the two leaves no consumer: the next start creates it from the
+    # first message, and the replica recognises what it holds.
+    await js.delete_consumer(stream, durable)
+    await js.add_consumer(stream, config)
