@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from chanlog_nats import NatsRelay, read_envelope
+from chanlog_nats import NatsIngest, NatsRelay, read_envelope
 
 from chanlog import EventStore
 from chanlog.bus import ConsumerRunner
@@ -226,3 +226,44 @@ def test_a_relay_waiting_out_an_outage_stops_when_interrupted(
     assert not relay.thread.is_alive()
     state = small.bus.consumers.state("relay")
     assert (state.position, state.parked) == (0, 0)  # nothing skipped, nothing parked
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["restarted", "crashed"])
+def test_a_server_restarted_mid_ingest_leaves_a_replica_with_the_nodes_head(
+    private_server: Any,
+    store: EventStore,
+    running: list[RunningRelay],
+    wait_until: Callable[..., None],
+    kill: bool,
+) -> None:
+    """The ingest's side of an outage: the server stops (cleanly, or killed, so that
+    acknowledgements it had not written are lost and messages come again) while a mirror
+    ingests; it waits, then goes on, and ends with the node's head, nothing parked."""
+    relay = RunningRelay(store, private_server.url)
+    running.append(relay)
+    wait_until(lambda: relay.lag() == 0, 120, "the stream to fill")
+    relay.close()
+    replica = EventStore(projections=[])
+    ingest = NatsIngest(
+        name="replica", stream=STREAM, durable="replica", url=private_server.url, batch=128
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=ingest.run, args=(replica, stop), daemon=True)
+    thread.start()
+    try:
+        for round_number in range(2):
+            wait_until(
+                lambda n=round_number: len(replica) > (n + 1) * 5000, 60, "records to come in"
+            )
+            private_server.stop(kill=kill)
+            time.sleep(1.0)
+            assert thread.is_alive()  # it waits, it does not die
+            private_server.start()
+        wait_until(lambda: len(replica) == COUNT, 120, "the replica to catch up")
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert replica.backend.head() == store.backend.head()
+    replica.verify()
+    assert ingest.stats()["parked"] == 0
