@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import chanlog
-from backends.crash_points_child import config
+from backends.crash_points_child import DROP_REASON, config, drop_for
 from chanlog.backends.memory import MemoryBackend
 
 CHILD = Path(__file__).with_name("crash_points_child.py")
@@ -95,6 +95,26 @@ def check(backend: dict[str, Any], side: Path, chooser: random.Random) -> list[s
         for consumer in store.bus.consumers.states():
             if consumer.position > len(store):
                 problems.append(f"consumer {consumer.name} past the log's end")
+        problems += _dropped_once(store, records)
+    return problems
+
+
+def _dropped_once(store: chanlog.EventStore, records: list[chanlog.RecordedEvent]) -> list[str]:
+    """The ``dropper`` consumer's appends are committed with its position: exactly one drop
+    for every record it passed that asks for one, none for a record it has not passed."""
+    state = next((s for s in store.bus.consumers.states() if s.name == "dropper"), None)
+    passed = 0 if state is None else state.position
+    wanted = {drop.message_id for r in records[:passed] for drop in drop_for(r)}
+    dropped = [  # the workload drops messages of its own, for other reasons
+        r.event.message_id
+        for r in records
+        if r.event_type == "message-dropped" and r.event.reason == DROP_REASON
+    ]
+    problems = []
+    if len(dropped) != len(set(dropped)):
+        problems.append("a record was handled twice: two drops of one message")
+    if set(dropped) != wanted:
+        problems.append(f"drops {sorted(set(dropped) ^ wanted)[:3]}... do not match the position")
     return problems
 
 
@@ -106,7 +126,7 @@ def kill_at_every_point(fresh: Callable[[str], dict[str, Any]], workdir: Path, e
     dry = live(fresh("dry"), workdir / "dry.side", -1)
     assert dry.returncode == 0, dry.stderr
     points = int(dry.stdout)
-    assert points > 1000, points  # the life reached every part
+    assert points > 2000, points  # the life reached every part
     chooser = random.Random()
     failures: list[str] = []
     tried = range(1 + chooser.randrange(every), points + 1, every)

@@ -28,11 +28,18 @@ import signal
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import chanlog
+from chanlog.events import MessageDropped
+from chanlog.records import RecordedEvent
+from chanlog.testing.events import bytes32_of
 from chanlog.workload import Workload, WorkloadConfig
+
+DROP_REASON = "dropped by the crash points' consumer"
+"""The reason of the ``dropper`` consumer's drops (the workload drops messages of its own)."""
 
 _write = os.write
 _fsync = os.fsync
@@ -147,16 +154,35 @@ def life(backend: dict[str, Any], side_path: str) -> None:
             thread.join()
         store.snapshot()
         store.prune_snapshots(1)
-        with store.bus.consumer(
-            "audit", lambda record: None, commit_every=4, lease_ttl=0.5
-        ) as runner:
-            runner.drain()
+        _consume(store)
     with chanlog.open(config(backend)) as store:
         for start in range(0, len(later), 7):
             _append(store, side, later[start : start + 7])
-        with store.bus.consumer(
-            "audit", lambda record: None, commit_every=4, lease_ttl=0.5
-        ) as runner:
+        _consume(store)
+
+
+def drop_for(record: RecordedEvent) -> list[MessageDropped]:
+    """What the ``dropper`` consumer appends for ``record``: for every fifth record that is
+    not one of its own, a drop whose timestamp (hence id) differs at each call, so that a
+    record handled twice would leave two drops of one message id."""
+    if record.offset % 5 or record.event_type == "message-dropped":
+        return []
+    return [
+        MessageDropped(
+            message_id=bytes32_of(f"drop:{record.offset}"),
+            peer_id="peer-1",
+            reason=DROP_REASON,
+            error_code="payload_invalid",
+            timestamp_ms=time.time_ns() // 1000,
+        )
+    ]
+
+
+def _consume(store: chanlog.EventStore) -> None:
+    """Drain the ``audit`` consumer (a position commit every four records) and the
+    ``dropper`` (its appends committed with its position)."""
+    for name, handler in (("audit", lambda record: None), ("dropper", drop_for)):
+        with store.bus.consumer(name, handler, commit_every=4, lease_ttl=0.5) as runner:
             runner.drain()
 
 

@@ -22,11 +22,11 @@ pytestmark = pytest.mark.postgres
 def test_a_kill_at_any_point_of_a_nodes_life_leaves_a_log_that_opens_whole(
     postgres_dsn: str, new_schema: Callable[[], str], tmp_path: Path
 ) -> None:
-    """About 2,400 points, 3 s each: CI kills at every 30th, from a random start."""
+    """About 4,000 points, 3 s each: CI kills at every 50th, from a random start."""
 
     def fresh(name: str) -> dict[str, Any]:
         del name
         return {"name": "postgres", "dsn": postgres_dsn, "schema": new_schema()}
 
-    every = stride(30)
-    assert kill_at_every_point(fresh, tmp_path, every) >= 2000 // every
+    every = stride(50)
+    assert kill_at_every_point(fresh, tmp_path, every) >= 3000 // every
