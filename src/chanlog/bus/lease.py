@@ -110,8 +110,10 @@ class Lease:
         """Take the lease and return the consumer's state; while another runner holds it,
         wait for it (looking a few times per lease period) when ``wait``, else raise
         :class:`~chanlog.errors.LeaseHeld`. ``None`` when ``stop`` was set meanwhile."""
-        released: set[str | None] = set()  # each gone holder once: a backend that does not
-        while True:  # clear it is then waited out like a running one
+        # Each gone holder is released once: one that a backend does not clear is then
+        # waited out like a running one, not released again in a loop.
+        released: set[str | None] = set()
+        while True:
             try:
                 return self.consumers.acquire_lease(self.name, self.holder, self.ttl)
             except LeaseHeld as held:

@@ -54,11 +54,12 @@ class DurableSettings:
     filter_subject: str | None
     max_ack_pending: int
 
-    def new(self) -> ConsumerConfig:
-        """A consumer delivering the stream from its first message."""
+    def new(self, start: int | None = None) -> ConsumerConfig:
+        """A consumer delivering the stream from message ``start`` (``None``: the first)."""
         return ConsumerConfig(
             durable_name=self.durable,
-            deliver_policy=DeliverPolicy.ALL,
+            deliver_policy=DeliverPolicy.ALL if start is None else DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=start,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait,
             filter_subject=self.filter_subject,
@@ -69,9 +70,10 @@ class DurableSettings:
 async def open_durable(
     js: JetStreamContext, settings: DurableSettings, *, rewind: bool, start: int | None = None
 ) -> None:
-    """Make sure the durable consumer exists; with ``rewind``, take it again from stream
-    message ``start``, or, without one, from its acknowledgement floor when it has
-    unacknowledged messages (the module's docs). Its configuration is kept.
+    """Make sure the durable consumer exists (created from stream message ``start``, or
+    the first); with ``rewind``, take it again from ``start``, or, without one, from its
+    acknowledgement floor when it has unacknowledged messages (the module's docs),
+    keeping its configuration.
 
     Raises:
         nats.errors.Error: the stream does not exist (the ingest waits for it), or NATS
@@ -85,7 +87,7 @@ async def open_durable(
             await js.stream_info(stream)
         except NotFoundError:
             raise nats.errors.Error(f"no JetStream stream named {stream}") from None
-        await js.add_consumer(stream, settings.new())
+        await js.add_consumer(stream, settings.new(start))
         return
     if not rewind or (start is None and not info.num_ack_pending):
         return
@@ -106,7 +108,7 @@ async def open_durable(
         info.num_ack_pending,
         start,
     )
-    # A crash between the two leaves no consumer: the next start creates it from the
-    # first message, and the replica recognises what it holds.
+    # A failure between the two leaves no consumer: the next try creates it (from the
+    # first message after a crash), and the replica recognises what it holds.
     await js.delete_consumer(stream, durable)
     await js.add_consumer(stream, config)

@@ -215,7 +215,7 @@ class NatsIngest:
         ahead: concurrent.futures.Future[list[Msg]] | None,
     ) -> None:
         """Stop pulling through ``puller``: what it delivered and was not acknowledged is
-        delivered again once the consumer is taken from its floor."""
+        delivered again by the consumer taken again from where the mirror needs it."""
         if ahead is not None:
             ahead.cancel()
         try:
