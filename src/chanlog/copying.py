@@ -9,7 +9,7 @@ original's head passes. It appends through :meth:`~chanlog.EventStore.append_at`
 importing store's snapshot policy adds nothing of its own; the exported log's own
 ``snapshot-created`` events are copied like any other record, and the snapshot each one
 announces is rebuilt and stored when the importing store's projections encode to the hash
-it announces.
+it announces (and the importing store's retention applies, as after its own snapshots).
 
 The importing log must be empty, or hold a prefix of the export (an earlier, interrupted
 import, or the copy made before ``export --from N``): its records are compared with the
@@ -244,6 +244,9 @@ class LogCopy:
             store.backend.save_snapshot(rebuilt[0])
             self._chain = rebuilt[1]
             self.snapshots += 1
+            # The importing store's retention, as after a snapshot it takes itself: a copy
+            # of a long log would otherwise keep every snapshot the export announces.
+            store.prune_snapshots()
 
 
 def _pieces(records: list[ExportedRecord]) -> list[list[ExportedRecord]]:

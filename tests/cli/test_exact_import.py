@@ -83,8 +83,12 @@ def test_the_copy_gets_the_snapshots_back(original: tuple[Path, str, str], tmp_p
         for where, which in ((directory, config), (tmp_path, copy))
     ]
     assert stats[0] == stats[1]
-    verified = orjson.loads(run_ok(tmp_path, "--config", copy, "verify", "--json"))
-    assert verified["snapshots"] == announced
+    # The same snapshots as the original keeps: both apply the same retention.
+    kept = [
+        orjson.loads(run_ok(where, "--config", which, "verify", "--json"))["snapshots"]
+        for where, which in ((directory, config), (tmp_path, copy))
+    ]
+    assert kept[0] == kept[1] <= announced
 
 
 def test_an_interrupted_import_resumes(original: tuple[Path, str, str], tmp_path: Path) -> None:
@@ -140,3 +144,26 @@ def test_a_changed_export_is_refused_at_its_line(
     fresh = configure(tmp_path, "fresh")
     result = chanlog("--config", fresh, "import", "-", cwd=tmp_path, input=gap)
     assert_user_error(result, ExitCode.INVALID_INPUT, "<stdin>:6:", "offset 6 follows offset 4")
+
+
+def test_the_copy_keeps_the_snapshots_its_policy_retains(
+    original: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    """Snapshots are the importing store's: its retention applies to those the copy rebuilds,
+    as it does to those it takes (the records are copied exactly either way)."""
+    directory = original[0]
+    dense = configure(directory, "dense", '[snapshots]\npolicy = "every-n-events"\nn = 100\n')
+    generate = ["generate", "--channels", "60", "--turns", "10", "--batch-size", "50"]
+    run_ok(directory, "--config", dense, *generate)
+    exported = run_ok(directory, "--config", dense, "export")
+    announced = sum('"type":"snapshot-created"' in line for line in exported.splitlines())
+    kept = orjson.loads(run_ok(directory, "--config", dense, "snapshots", "--json"))
+    copy = configure(tmp_path, "copy", '[snapshots]\npolicy = "every-n-events"\nn = 100\n')
+    imported = orjson.loads(
+        run_ok(tmp_path, "--config", copy, "import", "--json", "-", input=exported)
+    )
+    assert imported["snapshots_rebuilt"] == announced > 20
+    copied = orjson.loads(run_ok(tmp_path, "--config", copy, "snapshots", "--json"))
+    assert [s["offset"] for s in copied["snapshots"]] == [s["offset"] for s in kept["snapshots"]]
+    assert len(copied["snapshots"]) < announced
+    assert run_ok(tmp_path, "--config", copy, "export") == exported
