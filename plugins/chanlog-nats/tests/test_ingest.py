@@ -5,6 +5,7 @@ redeliveries are no-ops (issue 16, "done when")."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -300,3 +301,26 @@ def test_a_mirror_behind_what_its_consumer_acknowledged_takes_delivery_again(
     run.close()
     assert run.errors == []
     assert run.ingest.stats()["parked"] == 0
+
+
+def test_a_message_parked_again_after_a_take_over_counts_once(
+    streams: Any,
+    nats_url: str,
+    ingesting: Callable[..., Ingesting],
+    wait_until: Callable[..., None],
+) -> None:
+    """A mirror one record off parks what it cannot place and waits on the rest; each take
+    over from where it needs (once per ack wait, ADR 0046) delivers the parked message
+    again. It is parked again (its record replaced), and counted once."""
+    _, stream = _relayed(streams, nats_url, 5)
+    replica = EventStore(projections=[])
+    replica.append_batch(sample_events(1, salt="own"))
+    run = ingesting(replica, stream, ack_wait=0.2)
+    parked = replica.bus.consumers.parked
+    wait_until(lambda: len(parked(ingest_consumer_name("replica"))) == 2, 30, "two parked")
+    time.sleep(1.0)  # several takes over, each delivering the parked message again
+    run.close()
+    rows = parked(ingest_consumer_name("replica"))
+    assert [row.offset for row in rows] == [1, 2]
+    assert run.ingest.stats()["parked"] == len(rows)
+    assert len(replica) == 1

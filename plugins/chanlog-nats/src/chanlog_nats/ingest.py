@@ -116,6 +116,9 @@ class NatsIngest:
         check_no_more(_WHAT, options, INGEST_OPTIONS)
         self.consumer = ingest_consumer_name(name)
         self._counts = {"appended": 0, "duplicates": 0, "parked": 0}
+        # Stream sequences parked: a message parked again after the consumer was taken
+        # again from an earlier message (ADR 0046) replaces its record, and counts once.
+        self._parked: set[int] = set()
         self._lag: int | None = None
         self._last_error: str | None = None
         self._retrying = False
@@ -299,7 +302,8 @@ class NatsIngest:
     def _count(self, outcome: Outcome) -> None:
         self._counts["appended"] += outcome.appended
         self._counts["duplicates"] += outcome.duplicates
-        self._counts["parked"] += len(outcome.parked)
+        self._parked.update(parked.offset for parked in outcome.parked)
+        self._counts["parked"] = len(self._parked)
         if outcome.parked:
             self._last_error = outcome.parked[-1].error
         if outcome.waiting is not None:
