@@ -210,15 +210,13 @@ class Delivery:
             try:
                 if backend.wait(self._length(), 0.1):
                     refresh()
-            except StorageError as failure:  # the storage is away: no traceback to read
+            except ChanlogError as failure:
                 if self._closing.is_set():
                     return
-                logger.warning("watching the shared log failed (%s); retrying", failure)
-                self._closing.wait(1.0)
-            except ChanlogError:
-                if self._closing.is_set():
-                    return
-                logger.exception("watching the shared log failed; retrying")
+                if isinstance(failure, StorageError):  # the storage is away: no traceback
+                    logger.warning("watching the shared log failed (%s); retrying", failure)
+                else:
+                    logger.exception("watching the shared log failed; retrying")
                 self._closing.wait(1.0)
 
     def close(self) -> None:
