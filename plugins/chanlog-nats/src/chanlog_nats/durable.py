@@ -93,7 +93,7 @@ async def open_durable(
         return
     if start is None:
         floor = info.ack_floor.stream_seq if info.ack_floor is not None else 0
-        start = (floor or 0) + 1
+        start = floor + 1
     config = dataclasses.replace(
         info.config,
         deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
