@@ -82,11 +82,10 @@ class CliContext:
         if self._store is not None:
             return self._store
         source, settings = self._source(overrides)
-        deadline = time.monotonic() + wait
         try:
             store = _open_waiting(
                 lambda: open_store(source, read_only=read_only, create=create, **settings),
-                deadline,
+                wait,
                 self.output,
             )
         except (InvalidTransition, DecodeError) as exc:
@@ -139,9 +138,10 @@ class CliContext:
         return load_config(source, **settings)
 
 
-def _open_waiting(opener: Callable[[], EventStore], deadline: float, output: Output) -> EventStore:
-    """``opener()``, tried again after a :class:`~chanlog.errors.StorageError` until
-    ``deadline`` (the bus's backoff: 0.1 s doubling to 5 s)."""
+def _open_waiting(opener: Callable[[], EventStore], wait: float, output: Output) -> EventStore:
+    """``opener()``, tried again after a :class:`~chanlog.errors.StorageError` for up to
+    ``wait`` seconds (the bus's backoff: 0.1 s doubling to 5 s)."""
+    deadline = time.monotonic() + wait
     failures = 0
     while True:
         try:
