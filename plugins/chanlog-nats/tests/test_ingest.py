@@ -78,6 +78,14 @@ def _relayed(streams: Any, url: str, count: int) -> tuple[EventStore, str]:
     return node, stream
 
 
+def _one_record_off(streams: Any, url: str) -> tuple[EventStore, str]:
+    """A stream of 5 records, and a replica holding one record of its own: one off."""
+    _, stream = _relayed(streams, url, 5)
+    replica = EventStore(projections=[])
+    replica.append_batch(sample_events(1, salt="own"))
+    return replica, stream
+
+
 def _channel_events() -> list[Any]:
     """Events the built-in projections accept (so the replica validates them too)."""
     events: list[Any] = []
@@ -207,9 +215,7 @@ def test_a_mirror_waits_for_a_missing_offset(
     ingesting: Callable[..., Ingesting],
     wait_until: Callable[..., None],
 ) -> None:
-    _, stream = _relayed(streams, nats_url, 5)
-    replica = EventStore(projections=[])
-    replica.append_batch(sample_events(1, salt="own"))  # the replica is one record off
+    replica, stream = _one_record_off(streams, nats_url)
     run = ingesting(replica, stream)
     wait_until(lambda: run.ingest.stats()["parked"] >= 1, 30, "offset 0 to be parked")
     parked = replica.bus.consumers.parked(ingest_consumer_name("replica"))
@@ -312,9 +318,7 @@ def test_a_message_parked_again_after_a_take_over_counts_once(
     """A mirror one record off parks what it cannot place and waits on the rest; each take
     over from where it needs (once per ack wait, ADR 0046) delivers the parked message
     again. It is parked again (its record replaced), and counted once."""
-    _, stream = _relayed(streams, nats_url, 5)
-    replica = EventStore(projections=[])
-    replica.append_batch(sample_events(1, salt="own"))
+    replica, stream = _one_record_off(streams, nats_url)
     run = ingesting(replica, stream, ack_wait=0.2)
     parked = replica.bus.consumers.parked
     wait_until(lambda: len(parked(ingest_consumer_name("replica"))) == 2, 30, "two parked")
