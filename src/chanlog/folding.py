@@ -23,6 +23,8 @@ from chanlog.errors import (
 )
 from chanlog.events.base import Event
 from chanlog.events.system import SnapshotCreated
+from chanlog.folded_chain import FoldedChain
+from chanlog.hashing import GENESIS_CHAIN_HASH
 from chanlog.plugins.host import PluginHost
 from chanlog.projections.base import (
     PROJECTION_MEMBERS,
@@ -32,7 +34,7 @@ from chanlog.projections.base import (
     RoutedProjection,
 )
 from chanlog.reading import EventDecoder
-from chanlog.records import RecordedEvent
+from chanlog.records import Head, RecordedEvent, StoredRecord
 
 __all__ = ["InlineProjections", "WriteStage", "instantiate_projection"]
 
@@ -81,6 +83,8 @@ class InlineProjections:
         self.checkpoints = checkpoints
         self.folded = 0
         """How many records of the log the projections describe (offsets ``< folded``)."""
+        self.chain = FoldedChain()
+        """Where the fold ends in the log's hash chain (ADR 0047)."""
         self.last_snapshot_offset: int | None = None
         """The offset of the latest snapshot the folded records announce."""
         self._install({name: instantiate_projection(host, name) for name in names})
@@ -107,13 +111,20 @@ class InlineProjections:
         """Fold from ``projections`` on (restored from a snapshot at ``folded``)."""
         self._install(projections)
         self.folded = folded
+        self.chain.restart(None if folded else GENESIS_CHAIN_HASH)
 
     def reset(self) -> None:
         """Forget every fold: fresh projections, no entity checkpoints, nothing folded."""
         self._install({name: instantiate_projection(self._host, name) for name in self.by_name})
         self.checkpoints.clear()
         self.folded = 0
+        self.chain.restart(GENESIS_CHAIN_HASH)
         self.last_snapshot_offset = None
+
+    def passed(self, record: StoredRecord) -> None:
+        """A write committed records up to ``record``, folded by its stage."""
+        self.folded = record.offset + 1
+        self.chain.passed(record.offset, record.chain_hash)
 
     def get(self, name: str) -> Projection:
         """The projection ``name``; :class:`~chanlog.errors.NotFound` when not enabled."""
@@ -127,21 +138,42 @@ class InlineProjections:
         self,
         backend: Backend,
         decoder: EventDecoder,
-        end: int,
+        head: Head,
         delivered: Callable[[Iterable[RecordedEvent]], Any] | None,
-    ) -> None:
-        """Fold the records ``[folded, end)`` the backend holds (written by another
-        process, or an earlier run), handing each to ``delivered`` when given."""
+    ) -> bool:
+        """Fold the records ``[folded, head.length)`` the backend holds (written by another
+        process, or an earlier run), handing each to ``delivered`` when given.
+
+        Returns:
+            False, having folded nothing, when the log no longer holds the record folded
+            last: it is shorter, or its chain hash there differs (ADR 0043, ADR 0047).
+        """
+        end, chain = head.length, self.chain
         if end <= self.folded:
-            return
+            if end == self.folded and chain.hash is None:  # nothing folded since a refold
+                if end:
+                    chain.passed(end - 1, head.chain_hash)
+                else:
+                    chain.restart(head.chain_hash)
+            return end == self.folded and chain.hash == head.chain_hash
         if not self._list and delivered is None:
             self.folded = end  # nobody needs these records decoded
-            return
+            chain.passed(end - 1, head.chain_hash)
+            return True
+        last: StoredRecord | None = None
         for stored in backend.read(self.folded, end):
+            if last is None:
+                if not chain.continued_by(stored):
+                    return False
+                chain.hash = None  # until the last record is folded
             record = decoder.committed(stored)
             self.fold_committed(record.offset, record.event)
             if delivered is not None:
                 delivered((record,))
+            last = stored
+        if last is not None:
+            chain.passed(last.offset, last.chain_hash)
+        return True
 
     def versions(self) -> dict[str, int]:
         """Projection name → schema version."""

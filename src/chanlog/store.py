@@ -179,14 +179,14 @@ class EventStore(LogReader):
         versions match the projections (others are ignored), then the tail after it."""
         self._writer.restore = self._snapshots.restore
         self._writer.on_rewind = self._taker.rewound
-        self._writer.refold(self._backend.head().length)
+        self._writer.refold(self._backend.head())
 
     def refresh(self) -> int:
         """Fold and deliver records other processes appended to a shared backend, or fold
         the log again when it lost records this store folded (ADR 0043); return the new
         length. A no-op for a backend only this store writes to."""
         with self._lock:
-            self._writer.align(self._backend.head().length)
+            self._writer.align(self._backend.head())
             known = self._inline.folded
         self._delivery.deliver()
         return known

@@ -17,6 +17,7 @@ from chanlog.errors import ChanlogError, StorageError
 from chanlog.folding import InlineProjections, WriteStage
 from chanlog.projections.base import Projection
 from chanlog.reading import EventDecoder
+from chanlog.records import Head
 from chanlog.signals import event_appended
 
 __all__ = ["Restore", "Writer"]
@@ -79,48 +80,83 @@ class Writer:
         self._last_group = 1
         self._last_write = 0.0
 
-    def refold(self, length: int) -> None:
-        """Fold the log's first ``length`` records into projections that hold nothing yet:
-        from the newest usable snapshot, then the records after it (call under the lock)."""
+    def refold(self, head: Head) -> None:
+        """Fold the log up to ``head`` into projections that hold nothing yet: from the
+        newest usable snapshot, then the records after it (call under the lock)."""
         inline = self._inline
-        restored = self.restore(length) if inline and self.restore is not None else None
+        restored = self.restore(head.length) if inline and self.restore is not None else None
         if restored is not None:
             inline.replace(*restored)
             inline.last_snapshot_offset = restored[1]
-        self.catch_up(length, notify=False)
+        inline.chain.restart(None)  # the log as it is: there is nothing folded to compare
+        self.catch_up(head, notify=False)
 
-    def align(self, length: int) -> None:
-        """Bring the projections to a log of ``length`` records (call under the lock): fold
-        and queue for delivery what others appended, or, when the log no longer holds
-        records this store folded, fold it again from the log (ADR 0043)."""
-        folded = self._inline.folded
-        if length >= folded:
-            self.catch_up(length, notify=True)
+    def align(self, head: Head) -> None:
+        """Bring the projections to the log that ends at ``head`` (call under the lock):
+        fold and queue for delivery what others appended, or, when the log no longer holds
+        the records this store folded, fold it again from the log (ADR 0043, ADR 0047)."""
+        if self.catch_up(head, notify=True):
             return
-        logger.error(
-            "the log holds %d records but this store had folded %d: acknowledged records "
-            "%d to %d are no longer in it (a database that lost commits: a crash with "
-            'durability "normal", a failover to a replica behind it, a backup restored '
-            "under a running node); folding the store's state again from the log",
-            length,
-            folded,
-            length,
-            folded - 1,
-        )
-        self._inline.reset()
-        self.refold(length)
-        self._delivery.rewound(length)
+        inline = self._inline
+        folded, length = inline.folded, head.length
+        shared = inline.chain.shared(self._chain_at)
+        if shared == folded:  # the record folded last is there: the next does not link to it
+            logger.error(
+                "offset %d: the log's record does not link to the one before it (its chain "
+                "hash is not keccak256(previous chain hash || event id)); the log was changed "
+                "outside chanlog: folding on, run `chanlog verify`",
+                folded,
+            )
+            inline.chain.hash = None
+            self.catch_up(head, notify=True)
+            return
+        if length < folded:
+            logger.error(
+                "the log holds %d records but this store had folded %d: acknowledged "
+                "records %d to %d are no longer in it (a database that lost commits: a "
+                'crash with durability "normal", a failover to a replica behind it, a backup '
+                "restored under a running node); folding the store's state again from the "
+                "log; subscribers are handed the records from offset %d on again",
+                length,
+                folded,
+                length,
+                folded - 1,
+                shared,
+            )
+        else:
+            logger.error(
+                "the log holds %d records, but not the ones this store had folded: its "
+                "record at offset %d is another (its chain hash differs); the log lost "
+                "records this store had folded and others took their offsets, from offset "
+                "%d on at the latest (a database that lost commits, then appends by another "
+                "process); folding the store's state again from the log; subscribers are "
+                "handed the records from offset %d on again",
+                length,
+                folded - 1,
+                shared,
+                shared,
+            )
+        inline.reset()
+        self.refold(head)
+        self._delivery.rewound(shared)
         if self.on_rewind is not None:
             self.on_rewind()
 
-    def catch_up(self, end: int, *, notify: bool) -> None:
-        """Fold records ``[folded, end)`` written by someone else (another process, or an
-        earlier run); queue them for delivery when ``notify`` (call under the lock)."""
+    def catch_up(self, head: Head, *, notify: bool) -> bool:
+        """Fold records ``[folded, head.length)`` written by someone else (another process,
+        or an earlier run); queue them for delivery when ``notify`` (call under the lock).
+        False, folding nothing, when the log no longer holds what this store folded."""
         delivery = self._delivery
         deliver = notify and delivery.wanted
-        self._inline.catch_up(
-            self._backend, self._decoder, end, delivery.enqueue if deliver else None
+        return self._inline.catch_up(
+            self._backend, self._decoder, head, delivery.enqueue if deliver else None
         )
+
+    def _chain_at(self, offset: int) -> bytes | None:
+        """The chain hash of the log's record at ``offset``; ``None`` past its end."""
+        for stored in self._backend.read(offset, offset + 1):
+            return stored.chain_hash
+        return None
 
     def _reconcile(self) -> None:
         """After a write failed in the storage (call under the lock): what it committed all
@@ -130,9 +166,9 @@ class Writer:
         write, which folds the same records or fails the same way, when this fails (the
         storage cannot even say where the log ends): the caller gets the write's error."""
         try:
-            length = self._backend.head().length
-            if length != self._inline.folded:
-                self.align(length)
+            head = self._backend.head()
+            if head.length != self._inline.folded or head.chain_hash != self._inline.chain.hash:
+                self.align(head)
         except ChanlogError:
             pass
 
@@ -157,8 +193,9 @@ class Writer:
                 )
                 try:
                     with self._backend.write() as transaction:
-                        if transaction.head.length != self._inline.folded:
-                            self.align(transaction.head.length)
+                        head, inline = transaction.head, self._inline
+                        if head.length != inline.folded or head.chain_hash != inline.chain.hash:
+                            self.align(head)
                         result = work(transaction, encoded, expected, batch)
                 except StorageError:
                     self._reconcile()
@@ -166,7 +203,7 @@ class Writer:
                 if result.stage is not None:
                     result.stage.commit()
                     if result.records:
-                        self._inline.folded = result.records[-1].offset + 1
+                        self._inline.passed(result.records[-1])
                         if result.recorded:
                             self._delivery.outbox.extend(result.recorded)
         except StorageError:
@@ -309,8 +346,9 @@ class Writer:
         try:
             pipeline.recording = bool(event_appended.receivers or self._delivery.publishes)
             with self._backend.write() as transaction:
-                if transaction.head.length != self._inline.folded:
-                    self.align(transaction.head.length)
+                head, inline = transaction.head, self._inline
+                if head.length != inline.folded or head.chain_hash != inline.chain.hash:
+                    self.align(head)
                 stage = pipeline.write_group(transaction, group)
         except BaseException as exc:
             if isinstance(exc, StorageError):
@@ -328,6 +366,6 @@ class Writer:
         for request in group:
             result = request.result
             if result is not None and result.records:
-                self._inline.folded = result.records[-1].offset + 1
+                self._inline.passed(result.records[-1])
                 if result.recorded:
                     outbox.extend(result.recorded)

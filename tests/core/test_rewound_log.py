@@ -16,30 +16,12 @@ from chanlog.bus.read_model import ChannelReadModel
 from chanlog.records import PositionMove
 from chanlog.snapshots.policies import EveryNEvents
 from chanlog.workload import Workload
+from core.lost_records import Mirror, backup, restore
 
 WORKLOAD = Workload(channels=4, turns=6, seed=21)
 EVENTS = WORKLOAD.events()
 CHANNELS = sorted(plan.channel_id for plan in WORKLOAD.plans)
 KEPT = 40
-
-
-def _backup(backend: MemoryBackend, length: int) -> MemoryBackend:
-    """A backup taken when the log held ``length`` records: those records and the snapshots
-    before them, verbatim."""
-    backup = MemoryBackend()
-    with backup.write() as transaction:
-        transaction.append(list(backend.read(0, length)))
-        for offset, _size in backend.snapshot_sizes():
-            snapshot = backend.latest_snapshot(before=offset)
-            if snapshot is not None and offset <= length:
-                transaction.save_snapshot(snapshot)
-    return backup
-
-
-def _restore(backend: MemoryBackend, backup: MemoryBackend) -> None:
-    """What restoring a backup under a running node does to the backend: it now holds the
-    backup's records, and nothing after them."""
-    vars(backend).update(vars(backup))
 
 
 def _states(store: chanlog.EventStore) -> list[object]:
@@ -56,12 +38,13 @@ def test_a_store_folds_its_state_again_when_the_log_lost_records(
         store.subscribe(lambda record: delivered.append(record.offset))
         store.append_batch(EVENTS[:30])
         store.snapshot()  # folding again starts from it: it is in the backup
-        store.append_batch(EVENTS[30:50])
-        backup = _backup(backend, KEPT)
+        for event in EVENTS[30:50]:  # a database loses whole commits: these are one each
+            store.append(event)
+        kept = backup(backend, KEPT)
         store.append_batch(EVENTS[50:60])
         store.snapshot()  # lost with the records after the backup
         folded = len(store)
-        _restore(backend, backup)
+        restore(backend, kept)
         with caplog.at_level(logging.ERROR, logger="chanlog.store"):
             if noticed_by == "refresh":
                 assert store.refresh() == KEPT
@@ -72,6 +55,7 @@ def test_a_store_folds_its_state_again_when_the_log_lost_records(
         [said] = [r.getMessage() for r in caplog.records if r.name == "chanlog.store"]
         assert f"the log holds {KEPT} records but this store had folded {folded}" in said
         assert f"records {KEPT} to {folded - 1} are no longer in it" in said
+        assert f"handed the records from offset {KEPT} on again" in said
         assert len(store) == KEPT + (noticed_by == "append")
         with chanlog.EventStore(backend) as replayed:
             assert _states(store) == _states(replayed)
@@ -87,7 +71,7 @@ def test_a_store_without_projections_goes_on_from_the_shorter_log() -> None:
     backend = MemoryBackend()
     with chanlog.EventStore(backend, projections=[]) as store:
         store.append_batch(EVENTS[:60])
-        _restore(backend, _backup(backend, KEPT))
+        restore(backend, backup(backend, KEPT))
         assert store.append(EVENTS[KEPT]) == KEPT
         assert store.verify() == KEPT + 1
 
@@ -103,7 +87,7 @@ def test_incremental_snapshots_after_the_loss_stay_readable() -> None:
         for event in EVENTS[30:60]:
             store.append(event)
         kept = 36
-        _restore(backend, _backup(backend, kept))
+        restore(backend, backup(backend, kept))
         assert store.refresh() == kept
         for event in EVENTS:
             store.append(event)
@@ -154,7 +138,7 @@ def test_records_lost_before_they_were_delivered_are_never_delivered() -> None:
         first.start()
         assert busy.wait(30)
         store.append_batch(EVENTS[1:30])  # committed; queued behind the busy subscriber
-        _restore(backend, _backup(backend, 10))
+        restore(backend, backup(backend, 10))
         assert store.refresh() == 10
         gate.set()
         first.join(30)
@@ -164,19 +148,6 @@ def test_records_lost_before_they_were_delivered_are_never_delivered() -> None:
             e.event_id for e in EVENTS[:10] + EVENTS[40:60]
         ]
         assert delivered == log  # the kept, then the new: never a lost one
-
-
-class _Mirror:
-    """A handler that applies records outside the log and keeps its own position."""
-
-    def __init__(self) -> None:
-        self.applied: list[int] = []
-
-    def __call__(self, record: chanlog.RecordedEvent) -> None:
-        self.applied.append(record.offset)
-
-    def position(self, consumer: str) -> int | None:
-        return len(self.applied) or None
 
 
 def _consumer_at(backend: MemoryBackend, name: str, holder: str, position: int) -> None:
@@ -193,10 +164,10 @@ def test_a_runner_goes_on_from_the_stored_position_or_refuses_for_a_handler_that
         store.append_batch(EVENTS[:30])
         seen: list[int] = []
         plain = store.bus.consumer("plain", lambda record: seen.append(record.offset))
-        mirror = _Mirror()
+        mirror = Mirror()
         outside = store.bus.consumer("outside", mirror)
         assert plain.drain() == outside.drain() == 30
-        _restore(backend, _backup(backend, 10))
+        restore(backend, backup(backend, 10))
         for runner in (plain, outside):  # their rows as the backup holds them
             _consumer_at(backend, runner.name, runner.holder, 10)
         store.refresh()
@@ -229,8 +200,8 @@ def test_a_read_model_started_after_the_loss_refuses_instead_of_skipping(
         model = ChannelReadModel(path=path)
         with store.bus.consumer("latest", model) as runner:
             assert runner.drain() == 30
-        backup = _backup(backend, 10)
-    _restore(backend, backup)
+        kept = backup(backend, 10)
+    restore(backend, kept)
     _consumer_at(backend, "latest", "an earlier run", 10)
     backend.release_lease("latest", "an earlier run")
     with chanlog.EventStore(backend, projections=[]) as store:

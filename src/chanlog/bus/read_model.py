@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from chanlog.errors import ConfigError, StorageError
+from chanlog.errors import ConfigError, IntegrityError, StorageError
 from chanlog.events.channel import StateSupportedUpdated
 from chanlog.records import RecordedEvent
 
@@ -35,7 +35,8 @@ _DDL = (
     )""",
     """CREATE TABLE IF NOT EXISTS tracking (
         consumer TEXT PRIMARY KEY,
-        next_offset INTEGER NOT NULL
+        next_offset INTEGER NOT NULL,
+        chain_hash BLOB
     )""",
 )
 
@@ -84,14 +85,39 @@ class ChannelReadModel:
             self._db.execute("PRAGMA synchronous = FULL")
             for statement in _DDL:
                 self._db.execute(statement)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(tracking)")}
+            if "chain_hash" not in columns:  # a read model written before ADR 0047
+                self._db.execute("ALTER TABLE tracking ADD COLUMN chain_hash BLOB")
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot open the read model: {exc}") from exc
         self._consumer = "default"
 
     def bind(self, store: Any, consumer: str) -> None:
-        """Remember which consumer's offset to track."""
-        del store
+        """Remember which consumer's offset to track, once the log still holds the record
+        this read model applied last for it.
+
+        Raises:
+            IntegrityError: the log's record at that offset is another (its chain hash
+                differs): the log lost records the read model applied and others took
+                their offsets (ADR 0047). The rows it holds cannot be taken back: rebuild it.
+        """
         self._consumer = consumer
+        row = self._db.execute(
+            "SELECT next_offset, chain_hash FROM tracking WHERE consumer = ?", (consumer,)
+        ).fetchone()
+        if row is None or row[1] is None:
+            return
+        offset, applied = int(row[0]) - 1, bytes(row[1])
+        found = next(iter(store.backend.read(offset, offset + 1)), None)
+        if found is not None and found.chain_hash != applied:
+            raise IntegrityError(
+                f"{self.path}: the read model applied the record at offset {offset} for "
+                f"consumer {consumer!r}, but the log's record there is another (its chain hash "
+                "differs): the log lost records it had applied and others took their offsets; "
+                "rebuild the read model (a new file) and reset the consumer (chanlog "
+                f"consumers reset {consumer} --to 0)",
+                offset=offset,
+            )
 
     def position(self, consumer: str) -> int | None:
         """The offset after the last record applied for ``consumer``."""
@@ -124,9 +150,9 @@ class ChannelReadModel:
                     ),
                 )
             db.execute(
-                "INSERT INTO tracking VALUES (?, ?) "
-                "ON CONFLICT (consumer) DO UPDATE SET next_offset = excluded.next_offset",
-                (self._consumer, record.offset + 1),
+                "INSERT INTO tracking VALUES (?, ?, ?) ON CONFLICT (consumer) DO UPDATE SET "
+                "next_offset = excluded.next_offset, chain_hash = excluded.chain_hash",
+                (self._consumer, record.offset + 1, bytes.fromhex(record.chain_hash[2:])),
             )
             db.execute("COMMIT")
         except BaseException:

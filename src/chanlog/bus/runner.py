@@ -14,6 +14,7 @@ import attrs
 
 from chanlog.backends.consumer_store import KeepsConsumers
 from chanlog.bus.backoff import storage_retry_pause
+from chanlog.bus.continuity import ReadContinuity
 from chanlog.bus.handlers import (
     BindsToStore,
     Handler,
@@ -93,6 +94,7 @@ class ConsumerRunner:
         self._position = 0
         # Asked when this runner's own position cannot be trusted (ADR 0042, ADR 0043).
         self._stored = StoredPosition(backend, spec.name)
+        self._continuity = ReadContinuity()
         self._started = False
         self._bound = False
 
@@ -281,11 +283,14 @@ class ConsumerRunner:
             end = min(head, self._position + self.spec.batch_size)
             if limit is not None:
                 end = min(end, self._position + limit - examined)
-            done, stopped = self._examine_batch(self._position, end, stop)
+            before = self._position
+            done, stopped = self._examine_batch(before, end, stop)
             examined += done
             if stopped:
                 self._commit_due(force=True)
                 return examined
+            if not done and self._position == before:
+                break  # the log holds fewer records than it did: the next pass sees why
             self._commit_due(force=False)
         self._commit_due(force=self._position >= head)
         return examined
@@ -306,10 +311,19 @@ class ConsumerRunner:
         every = self.spec.commit_every
         stats = self.stats
         examined = 0
-        for stored in self.store.backend.read(start, end):
+        rows = self._continuity.read(self.store.backend, start, end)
+        if rows is None:  # records it passed were lost, others took their offsets (ADR 0047)
+            self._pending = Pending()  # so that nothing past them is committed
+            self._committed(self._stored.parted(start, start - 1, self._call.handler))
+            self._position = self.stats.position
+            return 0, False
+        last = None
+        for stored in rows:
             if stop is not None and stop.is_set():
+                self._continuity.examined(None)
                 return examined, True
             examined += 1
+            last = stored
             if not accepts(stored.event_type, stored.streams):
                 self._position = stored.offset + 1
                 continue
@@ -325,10 +339,12 @@ class ConsumerRunner:
                 raise failed.error from None  # unhandled yet: run() retries or waits
             except Exception as exc:  # the handler's (or its appends') failure
                 if not self._redeliver(record, exc, stop):
+                    self._continuity.examined(None)
                     return examined - 1, True
             self._position = record.offset + 1
             if self._pending.handled >= every:
                 self._commit_due(force=True)
+        self._continuity.examined(last)
         return examined, False
 
     def drain(self) -> int:

@@ -8,7 +8,7 @@ handler that returns events would append a second set (their timestamps, hence t
 differ), which is what committing the appends with the position is there to prevent. The
 stored position settles it: the runner holds the lease, so nobody else moves it (ADR 0042).
 The stored position also says where to go on when the log lost records the runner had
-passed (ADR 0043).
+passed (ADR 0043), or others took their offsets (ADR 0047).
 """
 
 from __future__ import annotations
@@ -98,24 +98,52 @@ class StoredPosition:
         )
         return resumed
 
-    def refuse(self, reached: int, length: int) -> NoReturn:
+    def parted(self, position: int, offset: int, handler: object) -> int:
+        """Where a runner at ``position`` goes on when the log's record at ``offset`` is not
+        the one it examined there (its chain hash differs): the log lost records the runner
+        had passed and others took their offsets (ADR 0047). The stored position was lost
+        with them, as in :meth:`resumed`; the runner starts again from it, and never past
+        ``offset``.
+
+        Raises:
+            StorageError: the stored position cannot be read; the runner retries.
+            IntegrityError: the handler keeps its own position; see :meth:`refuse`.
+        """
+        if isinstance(handler, TracksPosition):
+            why = f"the log's record at offset {offset} is not the one it was handed,"
+            self.refuse(position, offset, why=why)
+        resumed = self._within(offset)
+        logger.error(
+            "consumer %s: the log's record at offset %d is not the one this runner examined "
+            "there (its chain hash differs): the log lost records it had passed and others "
+            "took their offsets; going on from %d",
+            self._consumer,
+            offset,
+            resumed,
+        )
+        return resumed
+
+    def refuse(self, reached: int, length: int, *, why: str = "") -> NoReturn:
         """Refuse to go on for a handler that keeps its own position and had reached
-        ``reached``, past the ``length`` records the log holds now: what it did with the lost
-        records is outside the log, where the runner cannot undo it (a relay would also take
-        the records that replace them for ones it published).
+        ``reached``, past the first ``length`` records, the most the log still holds as the
+        handler saw them: what it did with the lost records is outside the log, where the
+        runner cannot undo it (a relay would also take the records that replace them for
+        ones it published).
 
         Raises:
             IntegrityError: always, naming the offset to rebuild from (the stored position, or
-                the log's end when that is lower) and the reset to run.
+                ``length`` when that is lower), the reset to run, and ``why`` (by default:
+                the log holds ``length`` records).
             StorageError: the stored position cannot be read.
         """
         consumer = self._consumer
         resumed = self._within(length)
         raise IntegrityError(
-            f"consumer {consumer!r}: the log holds {length} records but its handler had "
-            f"reached offset {reached}: the log lost records its handler had applied outside it "
-            f"(it keeps its own position); rebuild what it feeds from offset {resumed} on, "
-            f"then reset the consumer (chanlog consumers reset {consumer} --to {resumed})",
+            f"consumer {consumer!r}: {why or f'the log holds {length} records'} but its "
+            f"handler had reached offset {reached}: the log lost records its handler had "
+            "applied outside it (it keeps its own position); rebuild what it feeds from "
+            f"offset {resumed} on, then reset the consumer (chanlog consumers reset "
+            f"{consumer} --to {resumed})",
             offset=resumed,
         )
 
