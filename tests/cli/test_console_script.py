@@ -138,6 +138,9 @@ def test_log_follow_prints_what_another_process_appends(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as at a terminal, whatever the test run inherited: a run started in the
+        # background by a shell without job control ignores SIGINT, and so would the follower.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert follower.stdout is not None
