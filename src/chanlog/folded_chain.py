@@ -12,14 +12,22 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
+from chanlog.backends.base import Backend
 from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next
 from chanlog.records import StoredRecord
 
-__all__ = ["MARKS", "FoldedChain", "links_to"]
+__all__ = ["MARKS", "FoldedChain", "chain_hash_at", "links_to"]
 
 MARKS = 64
 """How many recent ends a store keeps: the writes and catch-ups back to which it can tell
 where the log parted from what it folded."""
+
+
+def chain_hash_at(backend: Backend, offset: int) -> bytes | None:
+    """The chain hash of the log's record at ``offset``; ``None`` past its end."""
+    for stored in backend.read(offset, offset + 1):
+        return stored.chain_hash
+    return None
 
 
 def links_to(previous: bytes, record: StoredRecord) -> bool:

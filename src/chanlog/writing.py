@@ -9,11 +9,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 
 from chanlog.appending import AppendPipeline, AppendRequest, CommitResult, Encoded, Work
 from chanlog.backends.base import Backend
 from chanlog.delivery import Delivery
 from chanlog.errors import ChanlogError, StorageError
+from chanlog.folded_chain import chain_hash_at
 from chanlog.folding import InlineProjections, WriteStage
 from chanlog.projections.base import Projection
 from chanlog.reading import EventDecoder
@@ -99,7 +101,7 @@ class Writer:
             return
         inline = self._inline
         folded, length = inline.folded, head.length
-        shared = inline.chain.shared(self._chain_at)
+        shared = inline.chain.shared(partial(chain_hash_at, self._backend))
         if shared == folded:  # the record folded last is there: the next does not link to it
             logger.error(
                 "offset %d: the log's record does not link to the one before it (its chain "
@@ -151,12 +153,6 @@ class Writer:
         return self._inline.catch_up(
             self._backend, self._decoder, head, delivery.enqueue if deliver else None
         )
-
-    def _chain_at(self, offset: int) -> bytes | None:
-        """The chain hash of the log's record at ``offset``; ``None`` past its end."""
-        for stored in self._backend.read(offset, offset + 1):
-            return stored.chain_hash
-        return None
 
     def _reconcile(self) -> None:
         """After a write failed in the storage (call under the lock): what it committed all
