@@ -50,7 +50,7 @@ def _lose_and_replace(backend: MemoryBackend, kept: int, others: list[chanlog.Ev
         other.append_batch(others)
 
 
-def _node(backend: MemoryBackend, store: chanlog.EventStore, delivered: list[int]) -> None:
+def _node(store: chanlog.EventStore, delivered: list[int]) -> None:
     """A node's life up to FOLDED records, a commit each past the first 20."""
     store.subscribe(lambda record: delivered.append(record.offset))
     store.append_batch(EVENTS[:20])
@@ -66,7 +66,7 @@ def test_a_store_notices_records_others_appended_in_place_of_lost_ones(
     backend = MemoryBackend()
     with chanlog.EventStore(backend) as store:
         delivered: list[int] = []
-        _node(backend, store, delivered)
+        _node(store, delivered)
         others = OTHERS[:replaced]  # as long a log as before, or longer
         _lose_and_replace(backend, KEPT, others)
         with caplog.at_level(logging.ERROR, logger="chanlog.store"):
@@ -121,7 +121,7 @@ def test_a_record_that_does_not_link_is_named_and_folded_on(
     backend = MemoryBackend()
     with chanlog.EventStore(backend) as store:
         delivered: list[int] = []
-        _node(backend, store, delivered)
+        _node(store, delivered)
         with chanlog.EventStore(backend) as other:
             other.append_batch(EVENTS[FOLDED:40])
         backend._chains[FOLDED * 32 : FOLDED * 32 + 32] = bytes(32)
