@@ -84,9 +84,11 @@ class Proxy:
 class RunningRelay:
     """A relay consumer of a memory store running on a thread."""
 
-    def __init__(self, store: EventStore, url: str, **options: Any) -> None:
+    def __init__(
+        self, store: EventStore, url: str, lease_ttl: float = 15.0, **options: Any
+    ) -> None:
         self.relay = NatsRelay(stream=STREAM, url=url, storage="file", window=64, **options)
-        self.runner: ConsumerRunner = store.bus.consumer("relay", self.relay)
+        self.runner: ConsumerRunner = store.bus.consumer("relay", self.relay, lease_ttl=lease_ttl)
         self.store = store
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.runner.run, args=(self.stop,), daemon=True)
@@ -192,13 +194,18 @@ def test_a_relay_started_during_an_outage_waits_saying_why_then_catches_up(
     private_server.stop()
     if outage == "JetStream off":
         private_server.start(jetstream=False)
-    relay = RunningRelay(store, private_server.url, connect_timeout=0.5)
+    relay = RunningRelay(store, private_server.url, lease_ttl=1.5, connect_timeout=0.5)
     running.append(relay)
     wait_until(lambda: relay.runner.started, 30, "the runner to start")
     wait_until(lambda: relay.relay.failure() is not None, 30, "the relay to say why")
     assert relay.thread.is_alive()  # it waits, it does not die
     assert relay.lag() == COUNT
     assert relay.relay.failure() == relay.relay.stats()["last_error"]  # what chanlog run shows
+    wait_until(  # what chanlog consumers shows, in any process (ADR 0048)
+        lambda: store.bus.consumers.info("relay").state.last_error == relay.relay.failure(),
+        30,
+        "the consumer's last error to say why",
+    )
     if outage == "JetStream off":
         assert "JetStream does not answer" in str(relay.relay.failure())
         private_server.stop()

@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from chanlog.backends.consumer_store import KeepsConsumers
@@ -131,11 +132,16 @@ class Lease:
                 if stop is None:
                     time.sleep(pause)
 
-    def keep(self) -> None:
+    def keep(self, after_renewal: Callable[[], None] | None = None) -> None:
         """Renew the lease every third of its time to live, in a thread, until
-        :meth:`stop_keeping` (or until a renewal finds another holder: then :attr:`lost`)."""
+        :meth:`stop_keeping` (or until a renewal finds another holder: then :attr:`lost`).
+        ``after_renewal`` is called in that thread after each renewal; what it raises is
+        handled as a failed renewal's error."""
         self._heartbeat = threading.Thread(
-            target=self._beat, name=f"chanlog-lease-{self.name}", daemon=True
+            target=self._beat,
+            args=(after_renewal,),
+            name=f"chanlog-lease-{self.name}",
+            daemon=True,
         )
         self._heartbeat.start()
 
@@ -163,12 +169,14 @@ class Lease:
         except ChanlogError:
             logger.exception("consumer %s: releasing the lease failed", self.name)
 
-    def _beat(self) -> None:
+    def _beat(self, after_renewal: Callable[[], None] | None) -> None:
         interval = self.ttl / 3
         stop = self._stop
         while not stop.wait(interval):
             try:
                 self.consumers.acquire_lease(self.name, self.holder, self.ttl)
+                if after_renewal is not None:
+                    after_renewal()
             except LeaseHeld:
                 logger.error("consumer %s: lost its lease; stopping", self.name)
                 self.lost.set()

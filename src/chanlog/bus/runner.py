@@ -15,6 +15,7 @@ import attrs
 from chanlog.backends.consumer_store import KeepsConsumers
 from chanlog.bus.backoff import storage_retry_pause
 from chanlog.bus.continuity import ReadContinuity
+from chanlog.bus.failure_report import FailureRecorder
 from chanlog.bus.handlers import (
     BindsToStore,
     Handler,
@@ -97,6 +98,8 @@ class ConsumerRunner:
         self._continuity = ReadContinuity()
         self._started = False
         self._bound = False
+        # Written at each lease renewal: chanlog consumers then says why records wait.
+        self._record_failure = FailureRecorder.of(self._call.handler, self._lease, self.stats)
 
     @property
     def handler(self) -> Handler:
@@ -156,7 +159,7 @@ class ConsumerRunner:
             raise
         self.stats.position = self._position
         self._started = True
-        self._lease.keep()
+        self._lease.keep(self._record_failure)
         return True
 
     def _initial_position(self) -> int:

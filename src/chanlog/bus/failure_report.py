@@ -1,0 +1,62 @@
+"""Why a handler's records wait, written where another process reads it (ADR 0048).
+
+A handler that is behind for a reason of its own while it raises nothing (a relay whose
+broker is away, :class:`chanlog.bus.ReportsFailure`) says so through ``failure()``.
+``chanlog run`` shows it, being in the same process; ``chanlog consumers`` reads only what
+the backend keeps. So the runner's lease heartbeat, right after each renewal, records a new
+reason as the consumer's last error with a move that does not advance the position. The
+heartbeat, not the runner's own thread, because that thread may be the one waiting inside
+the handler (a relay's window full while its broker is away) for as long as the outage lasts.
+"""
+
+from __future__ import annotations
+
+from chanlog.bus.handlers import Handler, ReportsFailure
+from chanlog.bus.lease import Lease
+from chanlog.bus.progress import RunnerStats
+from chanlog.errors import InvalidArgument
+from chanlog.records import PositionMove
+
+__all__ = ["FailureRecorder"]
+
+
+class FailureRecorder:
+    """Records ``handler``'s failure as the last error of the consumer whose lease is
+    ``lease``, when it changes.
+
+    Args:
+        handler: the handler whose ``failure()`` is recorded.
+        lease: the runner's lease (the consumer, the holder the move must come from).
+        stats: the runner's figures (the move stays at their committed position).
+    """
+
+    def __init__(self, handler: ReportsFailure, lease: Lease, stats: RunnerStats) -> None:
+        self._handler = handler
+        self._lease = lease
+        self._stats = stats
+        self._recorded: str | None = None
+
+    @classmethod
+    def of(cls, handler: Handler, lease: Lease, stats: RunnerStats) -> FailureRecorder | None:
+        """The recorder for ``handler``, or ``None`` when it reports no failures."""
+        return cls(handler, lease, stats) if isinstance(handler, ReportsFailure) else None
+
+    def __call__(self) -> None:
+        """Record the handler's failure if it is new. A failure that went away is not
+        erased (the last error is the latest failure, as for a record's); once it is gone,
+        the same failure coming back is recorded again. Raises what the backend raises
+        (:class:`~chanlog.errors.LeaseHeld`, :class:`~chanlog.errors.StorageError`), for the
+        heartbeat to handle as it handles a failed renewal."""
+        failure = self._handler.failure()
+        if failure is None or failure == self._recorded:
+            self._recorded = failure
+            return
+        lease = self._lease
+        move = PositionMove(
+            lease.name, lease.holder, self._stats.position, lease_ttl=lease.ttl, error=failure
+        )
+        try:
+            lease.consumers.move_consumer(move)
+        except InvalidArgument:
+            return  # the runner committed a later position meanwhile: at the next beat
+        self._recorded = failure
