@@ -10,6 +10,7 @@ is given or finds (a head the backend remembered, the stored snapshots).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
@@ -168,6 +169,15 @@ class _Scan:
         snapshot_hash = bytes.fromhex(str(fields.get("snapshot_hash", "")).removeprefix("0x"))
         self.announced[int(fields.get("snapshot_offset", -1))] = (offset, snapshot_hash)
 
+    def announce_since(self, backend: Backend, length: int) -> None:
+        """Take in the announcements of the snapshot-created events committed since verify
+        read the log's ``length``: a snapshot taken meanwhile (by a writer of the same log)
+        is stored with its event, in one transaction, so the log holds the event once the
+        snapshot is seen. Those records are not verified by this pass."""
+        for stored in backend.read(length, backend.head().length):
+            if self.decoder.types.get(stored.event_type) is SnapshotCreated:
+                self._announce(self._loads(stored.payload), stored.offset)
+
     def _next_entry(self, index: Iterator[tuple[str, int]]) -> tuple[str, int] | None:
         """The next index entry: the one put back by the previous offset, or a new one."""
         entry = self._pending if self._pending is not None else next(index, None)
@@ -208,16 +218,25 @@ class _Scan:
         if isinstance(index, Generator):
             index.close()
 
-    def finish(self, length: int) -> None:
-        """Index entries beyond the last record point at records that do not exist."""
+    def finish(self, backend: Backend) -> None:
+        """Index entries beyond the last record checked point at records that do not exist,
+        unless they were committed since verify read the log's length: the index is read as
+        of when its iteration began, later, so it may hold records a writer appended
+        meanwhile, but none past the log's length once it has begun."""
         if self._index is None:
             return
         entry = self._next_entry(self._index)
-        if entry is not None:
+        if entry is None:
+            return
+        now = backend.head().length
+        beyond = next(
+            (later for later in itertools.chain((entry,), self._index) if later[1] >= now), None
+        )
+        if beyond is not None:
             raise IntegrityError(
-                f"offset {entry[1]}: the stream index holds {entry[0]!r} at an offset the "
-                f"log ({length} records) does not have: records were cut",
-                offset=min(entry[1], length),
+                f"offset {beyond[1]}: the stream index holds {beyond[0]!r} at an offset the "
+                f"log ({now} records) does not have: records were cut",
+                offset=min(beyond[1], now),
             )
 
 
@@ -227,11 +246,16 @@ def _check_snapshots(backend: Backend, scan: _Scan, length: int) -> int:
     tail (or of a snapshot added outside chanlog)."""
     checked = 0
     before: int | None = None
+    caught_up = False
     while before is None or before >= 0:
         snapshot = backend.latest_snapshot(before)
         if snapshot is None:
             break
         announced = scan.announced.get(snapshot.offset)
+        if announced is None and not caught_up:
+            scan.announce_since(backend, length)  # taken by a writer while verify read
+            caught_up = True
+            announced = scan.announced.get(snapshot.offset)
         if announced is None:
             raise IntegrityError(
                 f"offset {min(snapshot.offset, length)}: a snapshot of the first "
@@ -302,7 +326,7 @@ def verify_log(
             raise IntegrityError(
                 f"offset {offset}: log ends early ({offset} of {total} records)", offset=offset
             )
-        scan.finish(total)
+        scan.finish(backend)
     finally:
         scan.close()
     snapshots = _check_snapshots(backend, scan, total)

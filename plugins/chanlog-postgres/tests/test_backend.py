@@ -21,6 +21,7 @@ from chanlog.errors import InvalidTransition, StorageError
 from chanlog.hashing import GENESIS_CHAIN_HASH
 from chanlog.records import Head
 from chanlog.testing.events import sample_events, stored_records
+from integrity.beside_a_writer import verify_beside_a_writer
 
 pytestmark = pytest.mark.postgres
 
@@ -411,3 +412,10 @@ def test_handles_opening_and_appending_to_one_new_log_at_once_all_succeed(
     finally:
         for backend in opened:
             backend.close()
+
+
+def test_verify_beside_a_writer_of_the_same_log(open_postgres: Open) -> None:
+    """The stream index and the snapshots verify reads after the log's length may hold what
+    another handle committed since: no trace of a cut (tests/integrity/beside_a_writer.py)."""
+    with EventStore(open_postgres()) as writer:
+        verify_beside_a_writer(writer, open_postgres())
