@@ -21,7 +21,7 @@ from chanlog.backends.capabilities import (
     deletes_snapshots_in_transaction,
     saves_snapshots_in_transaction,
 )
-from chanlog.errors import ChanlogError, InvalidArgument
+from chanlog.errors import ChanlogError, InvalidArgument, StorageError
 from chanlog.events.system import SnapshotCreated
 from chanlog.folding import InlineProjections
 from chanlog.projections.base import Projection
@@ -106,11 +106,25 @@ class SnapshotTaker:
         self._transact(self._work(offset, automatic, taken), [], None, False)
         if taken and taken[0][1] is not None:
             self._chain = taken[0][1]  # committed: the next snapshot may be taken on it
-        if taken and self._remembers is not None:
-            self._remembers.remember_head(self._backend.head())
         if taken:
-            self.prune()
+            self._follow_up()
         return taken[0][0] if taken else None
+
+    def _follow_up(self) -> None:
+        """After a snapshot committed: remember the head it ends, then apply the retention.
+        A storage failure in either (a disk full: the commit went into the log's reserve,
+        a new witness file does not fit) is logged, not raised: the snapshot and its event
+        are in the log, so a caller told otherwise would take another. The older witness
+        stands meanwhile, and the next snapshot or ``chanlog snapshots prune`` prunes."""
+        try:
+            if self._remembers is not None:
+                self._remembers.remember_head(self._backend.head())
+        except StorageError as exc:
+            logger.warning("the head after a snapshot was not remembered: %s", exc)
+        try:
+            self.prune()
+        except StorageError as exc:
+            logger.warning("snapshots were not pruned after a snapshot: %s", exc)
 
     def prune(self, keep: int | None = None) -> list[int]:
         """Delete the stored snapshots the policy does not retain (or, with ``keep``, all
