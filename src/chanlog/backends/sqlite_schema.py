@@ -31,6 +31,7 @@ import threading
 from pathlib import Path
 
 from chanlog.backends.files import fsync_directory, not_writable
+from chanlog.backends.head_file import HEAD_FILE_SUFFIX
 from chanlog.backends.sqlite_format import (
     APPLICATION_ID,
     DDL,
@@ -154,6 +155,36 @@ def _publish(temporary: Path, path: Path) -> bool:
     return True
 
 
+SIDE_FILE_SUFFIXES = ("-wal", "-shm", "-journal", HEAD_FILE_SUFFIX)
+"""The files a chanlog database has beside it: SQLite's write-ahead log, its index and a
+rollback journal, and chanlog's remembered head."""
+
+
+def _left_beside(path: Path) -> bool:
+    """Whether side files of a log are at ``path``'s name while ``path`` is missing (False
+    when ``path`` exists again: another process created it meanwhile).
+
+    A new database is never made among them: SQLite would take a leftover write-ahead log or
+    journal for the new file's own and bring the deleted log back, or make the new file
+    unreadable, and a leftover remembered head would have every verify report a cut.
+
+    Raises:
+        StorageError: naming them, and what to do.
+    """
+    found = [
+        side.name
+        for side in (path.with_name(path.name + suffix) for suffix in SIDE_FILE_SUFFIXES)
+        if side.exists()
+    ]
+    if not found or path.exists():
+        return bool(found)
+    raise StorageError(
+        f"{path}: no database file, but {', '.join(found)} beside it: the side files of a log "
+        "deleted or moved without them. Put the log back, or remove them to start a new log "
+        "there (chanlog never creates one among them: SQLite would take them for its own)"
+    )
+
+
 def prepare_file(path: Path, *, read_only: bool = False, create: bool = True) -> None:
     """Create the database file, or check the existing one, before any connection opens.
 
@@ -173,8 +204,10 @@ def prepare_file(path: Path, *, read_only: bool = False, create: bool = True) ->
                 f"{path}: no such chanlog database file (opened with {reason}, which never "
                 "creates one)"
             )
-        create_database(path)
-        return
+        if not _left_beside(path):
+            create_database(path)
+            return
+        # Side files: another process may just have created the log (they come with it).
     if not path.is_file():
         # Opening a named pipe to read its header would wait for a writer, forever.
         raise StorageError(f"{path}: is {_special_kind(path)}, not a chanlog database file")
