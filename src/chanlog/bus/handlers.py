@@ -31,6 +31,7 @@ __all__ = [
     "HandlerCall",
     "HandlerFactory",
     "Interruptible",
+    "ReplaysBelowPosition",
     "ReportsFailure",
     "SettlesLater",
     "TracksPosition",
@@ -66,6 +67,22 @@ class TracksPosition(Protocol):
     def position(self, consumer: str) -> int | None:
         """The next offset this handler has not applied for ``consumer`` (``None``:
         none yet)."""
+        ...
+
+
+@runtime_checkable
+class ReplaysBelowPosition(Protocol):
+    """A handler that keeps its own position (:class:`TracksPosition`) and can apply a
+    record below it when an operator asks to replay that record, parked earlier: the
+    runner hands a replayed record to :meth:`replay` instead of calling the handler, which
+    would take any record below its position for one it applied. Without it, a replayed
+    record is handed to the handler as any record (ADR 0052)."""
+
+    def replay(self, record: RecordedEvent, /) -> Any:
+        """Apply ``record``, which the handler never applied (it was parked), as the
+        handler would have; returns what a handler returns. Called once per replay that
+        succeeds, but again if the process dies before the runner records it: a replay
+        must be applied once whatever it is handed."""
         ...
 
 
@@ -144,17 +161,22 @@ class HandlerCall:
     def __init__(self, handler: Handler, name: str) -> None:
         self.handler = handler
         self.name = name
+        self._replay: Callable[[RecordedEvent], Any] = (
+            handler.replay if isinstance(handler, ReplaysBelowPosition) else handler
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
-    def __call__(self, record: RecordedEvent) -> Appends:
-        """The events to append after handling ``record`` (``[]``: none).
+    def __call__(self, record: RecordedEvent, replaying: bool = False) -> Appends:
+        """The events to append after handling ``record`` (``[]``: none); ``replaying``:
+        a parked record an operator asked to replay (given to a
+        :class:`ReplaysBelowPosition` handler's ``replay``).
 
         Raises:
             InvalidArgument: the handler returned something other than ``None`` or events.
             Exception: whatever the handler raised.
         """
-        result = self.handler(record)
+        result = self._replay(record) if replaying else self.handler(record)
         if result is None:  # the common case first: a handler with nothing to append
             return []
         if inspect.isawaitable(result):
@@ -213,9 +235,9 @@ class _ObservedCall(HandlerCall):
         super().__init__(handler, name)
         self._telemetry = telemetry
 
-    def __call__(self, record: RecordedEvent) -> Appends:
+    def __call__(self, record: RecordedEvent, replaying: bool = False) -> Appends:
         with self._telemetry.processing(record):
-            return super().__call__(record)
+            return super().__call__(record, replaying)
 
 
 def handler_call(store: object, handler: Handler, consumer: str, name: str) -> HandlerCall:

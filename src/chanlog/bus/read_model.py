@@ -39,6 +39,26 @@ _DDL = (
         next_offset INTEGER NOT NULL,
         chain_hash BLOB
     )""",
+    # Records below a consumer's tracked offset applied by a replay: each once.
+    """CREATE TABLE IF NOT EXISTS replayed (
+        consumer TEXT NOT NULL,
+        offset INTEGER NOT NULL,
+        PRIMARY KEY (consumer, offset)
+    )""",
+)
+
+# A record sets the row's state only if no later record did (a replayed one is older than
+# what was applied after it was parked); it counts either way.
+_APPLY = (
+    "INSERT INTO channel_latest VALUES (?, ?, ?, ?, ?, 1) "
+    "ON CONFLICT (channel_id) DO UPDATE SET "
+    "supported_turn = CASE WHEN excluded.offset > offset "
+    "THEN excluded.supported_turn ELSE supported_turn END, "
+    "state_hash = CASE WHEN excluded.offset > offset "
+    "THEN excluded.state_hash ELSE state_hash END, "
+    "timestamp_ms = CASE WHEN excluded.offset > offset "
+    "THEN excluded.timestamp_ms ELSE timestamp_ms END, "
+    "offset = max(offset, excluded.offset), updates = updates + 1"
 )
 
 
@@ -131,17 +151,33 @@ class ChannelReadModel:
         done = self.position(self._consumer)
         if done is not None and record.offset < done:
             return  # applied before a crash lost the runner's position commit
+        self._write(record, replayed=False)
+
+    def replay(self, record: RecordedEvent) -> None:
+        """Apply a record parked earlier, below the tracked offset, that an operator asked
+        to replay (:class:`~chanlog.bus.handlers.ReplaysBelowPosition`): the channel's row
+        takes its state unless a later record set it, and counts it. The offset is recorded
+        as replayed in the same transaction, so a replay handed over again (the process died
+        before the runner recorded it) changes nothing."""
+        self._write(record, replayed=True)
+
+    def _write(self, record: RecordedEvent, *, replayed: bool) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
+            if (
+                replayed
+                and db.execute(
+                    "SELECT 1 FROM replayed WHERE consumer = ? AND offset = ?",
+                    (self._consumer, record.offset),
+                ).fetchone()
+            ):
+                db.execute("ROLLBACK")
+                return
             event = record.event
             if isinstance(event, StateSupportedUpdated):
                 db.execute(
-                    "INSERT INTO channel_latest VALUES (?, ?, ?, ?, ?, 1) "
-                    "ON CONFLICT (channel_id) DO UPDATE SET "
-                    "supported_turn = excluded.supported_turn, "
-                    "state_hash = excluded.state_hash, offset = excluded.offset, "
-                    "timestamp_ms = excluded.timestamp_ms, updates = updates + 1",
+                    _APPLY,
                     (
                         event.channel_id.lower(),
                         event.supported_turn,
@@ -150,11 +186,14 @@ class ChannelReadModel:
                         event.timestamp_ms,
                     ),
                 )
-            db.execute(
-                "INSERT INTO tracking VALUES (?, ?, ?) ON CONFLICT (consumer) DO UPDATE SET "
-                "next_offset = excluded.next_offset, chain_hash = excluded.chain_hash",
-                (self._consumer, record.offset + 1, bytes.fromhex(record.chain_hash[2:])),
-            )
+            if replayed:
+                db.execute("INSERT INTO replayed VALUES (?, ?)", (self._consumer, record.offset))
+            else:
+                db.execute(
+                    "INSERT INTO tracking VALUES (?, ?, ?) ON CONFLICT (consumer) DO UPDATE SET "
+                    "next_offset = excluded.next_offset, chain_hash = excluded.chain_hash",
+                    (self._consumer, record.offset + 1, bytes.fromhex(record.chain_hash[2:])),
+                )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

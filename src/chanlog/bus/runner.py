@@ -186,6 +186,7 @@ class ConsumerRunner:
                 self._stored.refuse(own, length)  # the log lost records it applied (ADR 0043)
             if own is not None and own > position:
                 # The handler applied records whose position commit was lost: skip them.
+                self._stored.overtaken(own, position)
                 self._consumers.move_consumer(
                     PositionMove(self.name, self.holder, own, lease_ttl=self.spec.lease_ttl)
                 )
@@ -419,7 +420,7 @@ class ConsumerRunner:
                 if stop is None:
                     time.sleep(delay)
             try:
-                appends = self._call(record)
+                appends = self._call(record, replaying)
                 self._handled(record, appends, replaying=replaying)
                 return attempt, None
             except _CommitFailed as failed:

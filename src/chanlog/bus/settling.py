@@ -147,6 +147,23 @@ class StoredPosition:
             offset=resumed,
         )
 
+    def overtaken(self, own: int, position: int) -> None:
+        """Say that the handler, which keeps its own position, has applied the records up
+        to ``own``, past the stored ``position``, and that the runner goes on from ``own``.
+        A crash that lost the runner's position commit leaves that; so does a reset of the
+        consumer while what the handler feeds was kept, which going on from ``own`` undoes:
+        the warning says so, since nothing else would."""
+        logger.warning(
+            "consumer %s: its handler keeps its own position and has applied the records up "
+            "to offset %d, past the stored position %d; going on from %d (expected after a "
+            "crash lost a position commit; after a reset, the reset is undone: rebuild what "
+            "the handler feeds, a new read-model file or stream, before resetting)",
+            self._consumer,
+            own,
+            position,
+            own,
+        )
+
     def _within(self, length: int) -> int:
         """The stored position, or ``length`` when that is lower or nothing is stored."""
         state = self._keeper.consumer_state(self._consumer)
