@@ -220,3 +220,37 @@ def test_a_read_only_backend_never_writes_the_witness(tmp_path: Path) -> None:
         reader.remember_head(head)
     reader.close()
     assert not _witness(path).exists()
+
+
+@pytest.mark.parametrize("durability", ["normal", "full"])
+def test_a_witness_never_remembers_commits_a_power_cut_may_take(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durability: str
+) -> None:
+    # With durability "normal" the last commits are not synced, and a power cut may take
+    # them (as documented): the witness is written only once the write-ahead log is synced,
+    # or verify would take that loss for records cut from the log.
+    from chanlog.backends import sqlite as sqlite_module
+
+    steps: list[str] = []
+    synced = sqlite_module.fsync_file
+    written = HeadFile.write
+
+    def fsync_file(path: Path) -> None:
+        steps.append(f"sync {path.name}")
+        synced(path)
+
+    def write(head_file: HeadFile, head: Head) -> None:
+        steps.append(f"witness {head.length}")
+        written(head_file, head)
+
+    monkeypatch.setattr(sqlite_module, "fsync_file", fsync_file)
+    monkeypatch.setattr(HeadFile, "write", write)
+    path = tmp_path / "node.db"
+    with EventStore(SqliteBackend(path, durability=durability), projections=[]) as store:
+        store.append_batch(sample_events(10))
+        store.backend.remember_head(store.backend.head())  # type: ignore[attr-defined]
+        store.append_batch(sample_events(5, start=10))
+    if durability == "full":  # every commit was synced: nothing more to do
+        assert steps == ["witness 10", "witness 15"]
+    else:
+        assert steps == ["sync node.db-wal", "witness 10", "sync node.db-wal", "witness 15"]

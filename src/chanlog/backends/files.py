@@ -10,7 +10,7 @@ import stat
 import threading
 from pathlib import Path
 
-__all__ = ["fsync_directory", "not_writable", "replace_atomically"]
+__all__ = ["fsync_directory", "fsync_file", "not_writable", "replace_atomically"]
 
 
 def fsync_directory(directory: Path) -> None:
@@ -27,6 +27,23 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(descriptor)
     except OSError:  # pragma: no cover - filesystems that refuse directory fsync
         pass
+    finally:
+        os.close(descriptor)
+
+
+def fsync_file(path: Path) -> None:
+    """Make what was written to ``path`` (by any descriptor: the page cache is the file's)
+    survive a power loss; a missing file has nothing to sync.
+
+    Raises:
+        OSError: the file cannot be opened or synced.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(descriptor)
     finally:
         os.close(descriptor)
 

@@ -8,7 +8,9 @@ Configuration (keyword options, ``[backend]`` in chanlog.toml)::
 - ``durability = "full"`` (default): ``synchronous = FULL``, the write-ahead log is fsync'd at
   every commit, so an acknowledged append survives power loss. ``"normal"``:
   ``synchronous = NORMAL``, an acknowledged append survives a crash of the process (not of the
-  machine) and commits cost no fsync.
+  machine) and commits cost no fsync; the write-ahead log is synced before the head is
+  remembered (after a snapshot, at close), so a power loss of the last commits is never taken
+  for records cut from the log.
 - ``timeout``: seconds a writer waits for another process to release the writer lock before
   :class:`~chanlog.errors.StorageError`.
 - ``poll_interval``: how often :meth:`SqliteBackend.wait` looks for appends (the store
@@ -47,10 +49,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from chanlog.backends import sqlite_queries as queries
 from chanlog.backends.consumer_store import KeepsConsumersThrough
+from chanlog.backends.files import fsync_file
 from chanlog.backends.head_file import HeadFile
 from chanlog.backends.sqlite_connections import SqliteConnections
 from chanlog.backends.sqlite_consumers import SqliteConsumers
@@ -449,6 +453,18 @@ class SqliteBackend(KeepsConsumersThrough):
             raise InvalidArgument(f"not a head: {head!r}")
         if self.read_only:
             raise StorageError(f"{self.path}: opened read-only; writes are refused")
+        self._write_witness(head)
+
+    def _write_witness(self, head: Head) -> None:
+        """Write the witness of ``head``, after syncing the write-ahead log when commits are
+        not synced one by one (``durability = "normal"``): a witness must never remember
+        commits a power cut may take, or verify would report that documented loss of the
+        last commits as records cut from the log."""
+        if self.durability != "full":
+            try:
+                fsync_file(Path(f"{self.path}-wal"))
+            except OSError as exc:
+                raise StorageError(f"{self.path}: cannot sync the write-ahead log: {exc}") from exc
         self._head_file.write(head)
 
     def _remember_at_close(self) -> None:
@@ -473,7 +489,7 @@ class SqliteBackend(KeepsConsumersThrough):
                     remembered.length,
                 )
                 return
-            self._head_file.write(head)
+            self._write_witness(head)
         except (ChanlogError, sqlite3.Error) as exc:
             logger.warning("%s: the head was not remembered at close: %s", self.path, exc)
 
