@@ -31,7 +31,7 @@ from chanlog.bus.settling import StoredPosition
 from chanlog.bus.source import BusStore
 from chanlog.bus.spec import ConsumerSpec
 from chanlog.bus.subjects import SubjectFilter
-from chanlog.errors import InvalidArgument, LeaseHeld, StorageError
+from chanlog.errors import LeaseHeld, StorageError
 from chanlog.records import ConsumerState, ParkedRecord, PositionMove, RecordedEvent
 
 __all__ = ["ConsumerRunner", "new_holder"]
@@ -98,6 +98,9 @@ class ConsumerRunner:
         self._continuity = ReadContinuity()
         self._started = False
         self._bound = False
+        # Parked records the runner will examine again (a reset moved it below them): one
+        # handled now leaves the parked list, or a replay would hand it over a second time.
+        self._parked_ahead: set[int] = set()
         # Written at each lease renewal: chanlog consumers then says why records wait.
         self._record_failure = FailureRecorder.of(self._call.handler, self._lease, self.stats)
 
@@ -142,7 +145,7 @@ class ConsumerRunner:
         if self._started:
             return True
         self._consumers.ensure_consumer(
-            self.name, self._initial_position(), self.spec.subject_texts
+            self.name, self.spec.first_position(len(self.store)), self.spec.subject_texts
         )
         state = self._lease.take(wait=wait, stop=stop)
         if state is None:
@@ -154,6 +157,7 @@ class ConsumerRunner:
                 handler.bind(self.store, self.name)
                 self._bound = True
             self._position = self._resume_position(state)
+            self._parked_ahead = self._parked_from(self._position) if state.parked else set()
         except BaseException:
             self._lease.release()  # refused: the next runner need not wait out the lease
             raise
@@ -162,20 +166,9 @@ class ConsumerRunner:
         self._lease.keep(self._record_failure)
         return True
 
-    def _initial_position(self) -> int:
-        start = self.spec.start
-        length = len(self.store)
-        if start == "earliest":
-            return 0
-        if start == "latest":
-            return length
-        assert isinstance(start, int)
-        if start > length:
-            raise InvalidArgument(
-                f"consumer {self.name!r}: start {start} is beyond the end of the log "
-                f"(length {length})"
-            )
-        return start
+    def _parked_from(self, position: int) -> set[int]:
+        parked = self._consumers.parked_records(self.name)
+        return {record.offset for record in parked if record.offset >= position}
 
     def _resume_position(self, state: ConsumerState) -> int:
         handler = self._call.handler
@@ -314,6 +307,7 @@ class ConsumerRunner:
         call = self._call
         every = self.spec.commit_every
         stats = self.stats
+        parked_ahead = self._parked_ahead
         examined = 0
         rows = self._continuity.read(self.store.backend, start, end)
         if rows is None:  # records it passed were lost, others took their offsets (ADR 0047)
@@ -339,6 +333,8 @@ class ConsumerRunner:
                 else:
                     self._pending.handled += 1
                     stats.handled += 1
+                    if parked_ahead and record.offset in parked_ahead:
+                        self._pending.unparked.append(record.offset)
             except _CommitFailed as failed:
                 raise failed.error from None  # unhandled yet: run() retries or waits
             except Exception as exc:  # the handler's (or its appends') failure
@@ -450,7 +446,8 @@ class ConsumerRunner:
         transaction with everything pending and the position past the record."""
         pending = self._pending
         pending.handled += 1
-        if replaying:
+        unparks = replaying or record.offset in self._parked_ahead
+        if unparks:
             pending.unparked.append(record.offset)
         if appends:
             position = max(self._position, record.offset + 1)
@@ -460,7 +457,7 @@ class ConsumerRunner:
             except BaseException as exc:
                 # Not committed, as far as this runner knows: the record is not handled yet.
                 pending.handled -= 1
-                if replaying:
+                if unparks:
                     pending.unparked.pop()
                 if not isinstance(exc, StorageError | LeaseHeld):
                     self._stored.clear()  # refused before the commit: nothing landed

@@ -128,6 +128,25 @@ class ConsumerSpec:
         """The patterns as written."""
         return tuple(pattern.text for pattern in self.subjects)
 
+    def first_position(self, length: int) -> int:
+        """Where the consumer starts when it is created on a log of ``length`` records.
+
+        Raises:
+            InvalidArgument: ``start`` is an offset beyond the end of the log.
+        """
+        start = self.start
+        if start == "earliest":
+            return 0
+        if start == "latest":
+            return length
+        assert isinstance(start, int)
+        if start > length:
+            raise InvalidArgument(
+                f"consumer {self.name!r}: start {start} is beyond the end of the log "
+                f"(length {length})"
+            )
+        return start
+
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before try number ``attempt`` (2, 3, ...)."""
         return self.backoff[min(attempt - 2, len(self.backoff) - 1)]
