@@ -15,6 +15,11 @@ A failure (a refused or lost acknowledgement, a timeout, a reconnection) marks t
 record, drops what the stream already holds from the window and resends the rest, in order,
 under a new guard. It retries with backoff while NATS is unreachable; the runner's thread
 waits while the window is full, so the consumer's lag grows and nothing is lost.
+
+A stream that does not continue what was relayed to it (gone or made anew, ending below
+what the pipeline stored, or ending with a record that is not this log's) is a failure like
+an outage, retried with backoff and said once, and never gone on from
+(:class:`~chanlog_nats.tail_check.TailCheck`, ADR 0049).
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 
-from chanlog.errors import ChanlogError, ConfigError
+from chanlog.errors import ChanlogError, ConfigError, IntegrityError
 from chanlog_nats.client import NatsThread, describe
 from chanlog_nats.mapping import EXPECTED_LAST_MSG_ID, EXPECTED_LAST_SEQUENCE
 from chanlog_nats.stream import Accept, StreamSettings, StreamTail, ensure_stream, read_tail
+from chanlog_nats.tail_check import TailCheck
 
 __all__ = ["Entry", "Pipeline"]
 
@@ -70,8 +76,10 @@ class Pipeline:
         window: the most messages in flight (sent, not yet acknowledged), and the most
             entries handed over and not yet durable.
         ack_timeout: seconds after which an unacknowledged message counts as lost.
-        accept: what a stream's last message must pass to count as this log's record
-            (a message that does not is looked past).
+        accept: what a stream's last message must pass to count as a record at all (a
+            message that does not is looked past).
+        check: what the stream's last record must pass to be gone on from (``None``:
+            anything; a missing stream is then created whenever it is found missing).
     """
 
     def __init__(
@@ -81,9 +89,11 @@ class Pipeline:
         window: int,
         ack_timeout: float,
         accept: Accept | None = None,
+        check: TailCheck | None = None,
     ) -> None:
         self._thread = thread
         self._accept = accept
+        self._check = check
         self.settings = settings
         self.window = window
         self.ack_timeout = ack_timeout
@@ -225,9 +235,11 @@ class Pipeline:
     async def _try_reconcile(self, attempt: int) -> bool:
         try:
             await self.reconcile()
-        except ConfigError as exc:
+        except (ConfigError, IntegrityError) as exc:
+            # Retried (someone may fix the stream), but said once: not at every attempt.
+            if self.failure != str(exc):
+                logger.error("NATS relay to %s: %s", self.settings.name, exc)
             self.failure = str(exc)
-            logger.error("NATS relay to %s: %s", self.settings.name, exc)
             return False
         except Exception as exc:  # NATS unreachable or slow: retried with backoff
             self.failure = describe(exc)
@@ -247,16 +259,31 @@ class Pipeline:
         return client, client.jetstream(timeout=self.ack_timeout)
 
     async def reconcile(self) -> None:
+        """Read where the stream ends and go on from there (creating the stream when it is
+        missing and :class:`~chanlog_nats.tail_check.TailCheck` allows it).
+
+        Raises:
+            ConfigError: the stream exists with other subjects or storage.
+            IntegrityError: the stream does not continue what was relayed to it.
+            Exception: NATS does not answer (the pump retries with backoff).
+        """
         client, js = await self._client()
         if not client.is_connected:
             raise ConnectionError("not connected")
         # Whatever this connection sent before has reached the server.
         await client.flush(timeout=max(1, round(self.ack_timeout)))
-        if not self._stream_checked:
-            await ensure_stream(js, self.settings)
-            self._stream_checked = True
         tail = await read_tail(js, self.settings.name, self._accept)
-        self.reset(tail or StreamTail(0))
+        if tail is None:
+            if self._check is not None:
+                self._check.missing(self.tail_offset)
+            await ensure_stream(js, self.settings)
+            tail = StreamTail(0)
+        elif not self._stream_checked:
+            await ensure_stream(js, self.settings)
+        self._stream_checked = True
+        if self._check is not None:
+            self._check.check(tail, self.tail_offset)
+        self.reset(tail)
 
     def reset(self, tail: StreamTail) -> None:
         """Go on from ``tail``: drop what the stream holds, resend the rest under a new

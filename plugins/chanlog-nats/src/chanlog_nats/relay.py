@@ -16,7 +16,8 @@ own (:class:`~chanlog_nats.client.NatsThread`) and publishes them pipelined
 the oldest record not yet acknowledged. It *tracks its position*
 (:class:`~chanlog.bus.TracksPosition`): at start it reads the stream's last record, so a
 record published just before a crash, whose position was not committed, is not published
-again, however long the relay was down.
+again, however long the relay was down. It goes on from the stream's end only when that end
+continues what this log relayed (:class:`~chanlog_nats.tail_check.TailCheck`, ADR 0049).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import nats.errors
 
 from chanlog import codec
 from chanlog.bus.subjects import check_prefix, subject_of
-from chanlog.errors import ChanlogError, ConfigError, IntegrityError, InvalidArgument
+from chanlog.errors import ChanlogError, ConfigError, IntegrityError, InvalidArgument, NotFound
 from chanlog.events.base import Event
 from chanlog.records import RecordedEvent
 from chanlog.telemetry import RelayTelemetry, telemetry_of
@@ -46,6 +47,7 @@ from chanlog_nats.options import (
 )
 from chanlog_nats.pipeline import Entry, Pipeline
 from chanlog_nats.stream import StreamSettings, read_tail
+from chanlog_nats.tail_check import TailCheck
 
 __all__ = ["RELAY_OPTIONS", "BodyCheck", "LogCheck", "NatsRelay"]
 
@@ -102,8 +104,11 @@ class LogCheck(BodyCheck):
 
     def __call__(self, envelope: Envelope, body: bytes) -> str | None:
         problem = super().__call__(envelope, body)
-        if problem is not None:
-            return problem
+        return problem if problem is not None else self.holds(envelope)
+
+    def holds(self, envelope: Envelope) -> str | None:
+        """Why the log does not hold the record ``envelope`` claims at its offset
+        (``None``: it does, with that id and chain hash)."""
         offset = envelope.offset
         record = next(iter(self._store.read_range(offset, offset + 1)), None)
         if record is None:
@@ -161,14 +166,20 @@ class NatsRelay:
         self._thread: NatsThread | None = None
         self._pipeline: Pipeline | None = None
         self._next_offset = 0  # the offset after the last record handed over
-        self._claimed: int | None = None  # what position() told the runner
         self._telemetry: RelayTelemetry | None = None  # when the store has telemetry
 
     # -- the handler protocols ------------------------------------------------------------------
 
     def position(self, consumer: str) -> int | None:
         """The offset after the stream's last record (``None``: the stream is empty or
-        missing, or NATS cannot be reached now; the pipeline reconciles once it can)."""
+        missing, or NATS cannot be reached now; the pipeline reconciles once it can).
+
+        Once bound (a runner binds first), the record :meth:`bind` checked against the log;
+        before, the last message that claims to be a record, unchecked."""
+        pipeline = self._pipeline
+        if pipeline is not None:
+            stored = pipeline.tail_offset
+            return None if stored is None else stored + 1
         thread = self._connection(consumer)
         try:
             client = thread.connect_now(self._connect_timeout)
@@ -180,19 +191,18 @@ class NatsRelay:
                 "%s %s: cannot read the stream's end yet: %s", _WHAT, consumer, _said(exc)
             )
             return None
-        if tail is None or tail.offset is None:
-            return None
-        self._claimed = tail.offset + 1
-        return self._claimed
+        return None if tail is None or tail.offset is None else tail.offset + 1
 
     def bind(self, store: Any, consumer: str) -> None:
         """Learn the store's prefix, create or check the stream, and start publishing.
 
         Raises:
             ConfigError: the stream exists with other subjects or storage.
-            IntegrityError: :meth:`position` read a last message whose body is a real
-                event but which is not this log's record at the offset it claims (someone
-                else wrote to the stream); the runner already moved past it.
+            IntegrityError: the stream does not continue what this log relayed to it: its
+                last record is not this log's record at the offset it claims (the log lost
+                records and others took their offsets, or someone else wrote to the
+                stream), or it is gone or holds none of the records the consumer relayed
+                (ADR 0049). Nothing is published.
         """
         if self._prefix is None:
             self._prefix = store.bus.prefix
@@ -204,33 +214,25 @@ class NatsRelay:
             self._storage,
             self._replicas,
         )
-        pipeline = Pipeline(thread, settings, self.window, self._ack_timeout, LogCheck(store))
+        # A message that is not a record at all is looked past; a record that is not this
+        # log's stops the relay (TailCheck), since going on after it would skip records.
+        records = BodyCheck(store.plugins.event_types)
+        in_log = LogCheck(store).holds
+        check = TailCheck(consumer, self.stream, in_log, _relayed(store, consumer))
+        pipeline = Pipeline(thread, settings, self.window, self._ack_timeout, records, check)
         self._check_stream(thread, pipeline)
         self._pipeline = pipeline
         pipeline.start()
         telemetry = telemetry_of(store)
         if telemetry is not None:
             self._telemetry = telemetry.relay(consumer, "nats", self._figures)
-        claimed, verified = self._claimed, pipeline.tail_offset
-        if (
-            claimed is not None
-            and pipeline.reconciliations
-            and (verified is None or verified + 1 < claimed)
-        ):
-            raise IntegrityError(
-                f"{_WHAT} {consumer}: the stream {self.stream} ends with a message claiming "
-                f"offset {claimed - 1}, which is not this log's record there (the last one "
-                f"it holds is {verified}); the consumer was moved past records never "
-                f"published: reset it to {0 if verified is None else verified + 1}",
-                offset=claimed - 1,
-            )
 
     def _check_stream(self, thread: NatsThread, pipeline: Pipeline) -> None:
         """Reconcile now, if NATS answers: a stream that conflicts fails the start."""
         try:
             thread.connect_now(self._connect_timeout)
             thread.call(pipeline.reconcile(), self._connect_timeout * 3)
-        except ConfigError:
+        except (ConfigError, IntegrityError):
             raise
         except (ChanlogError, TimeoutError, OSError, nats.errors.Error) as exc:
             logger.warning(
@@ -315,6 +317,17 @@ class NatsRelay:
 
     def __repr__(self) -> str:
         return f"NatsRelay(stream={self.stream!r}, url={self.url!r})"
+
+
+def _relayed(store: Any, consumer: str) -> int | None:
+    """The consumer's committed position when it has relayed records (``None``: it has
+    not, or there is no such consumer: its stream may begin where it starts)."""
+    try:
+        state = store.bus.consumers.state(consumer)
+    except NotFound:
+        return None
+    # A consumer that starts at "latest" is past offset 0 without having relayed anything.
+    return state.position if state.position > 0 and state.handled > 0 else None
 
 
 def _said(exc: BaseException) -> str:

@@ -50,11 +50,16 @@ class StreamTail:
         last_seq: the stream sequence of its last message (0: empty).
         offset: the offset of the last chanlog record in it (``None``: none).
         msg_id: that record's ``Nats-Msg-Id``.
+        envelope: that record's claims (its offset, event id and chain hash), for a check
+            against the log.
+        seq: that record's stream sequence (0: none).
     """
 
     last_seq: int
     offset: int | None = None
     msg_id: str | None = None
+    envelope: Envelope | None = None
+    seq: int = 0
 
 
 async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> None:
@@ -140,5 +145,5 @@ async def read_tail(
                 exc,
             )
             continue
-        return StreamTail(last_seq, envelope.offset, (message.headers or {})[MSG_ID])
+        return StreamTail(last_seq, envelope.offset, (message.headers or {})[MSG_ID], envelope, seq)
     return StreamTail(last_seq)
