@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 from chanlog_nats import NatsIngest, NatsRelay, headers_of
+from chanlog_nats.pull import Puller
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from chanlog import EventStore
 from chanlog.bus.ingest import ingest_consumer_name
-from chanlog.errors import StorageError
+from chanlog.errors import LeaseHeld, StorageError
 from chanlog.events import ObjectiveApproved, ObjectiveCreated
 from chanlog.testing import FlakyBackend, sample_events
 from chanlog.testing.events import bytes32_of
@@ -62,8 +64,10 @@ def ingesting(nats_url: str) -> Iterator[Callable[..., Ingesting]]:
             run.close()
 
 
-def _relay(store: EventStore, stream: str, url: str, name: str = "relay") -> None:
-    relay = NatsRelay(stream=stream, url=url, storage="memory")
+def _relay(
+    store: EventStore, stream: str, url: str, name: str = "relay", prefix: str | None = None
+) -> None:
+    relay = NatsRelay(stream=stream, url=url, storage="memory", prefix=prefix)
     with store.bus.consumer(name, relay) as runner:
         runner.drain()
         assert relay.settle(30)
@@ -328,3 +332,156 @@ def test_a_message_parked_again_after_a_take_over_counts_once(
     assert [row.offset for row in rows] == [1, 2]
     assert run.ingest.stats()["parked"] == len(rows)
     assert len(replica) == 1
+
+
+def _delete_stream(streams: Any, stream: str) -> None:
+    async def delete(js: Any) -> None:
+        await js.delete_stream(stream)
+
+    streams.call(delete)
+
+
+def _delete_consumer(streams: Any, stream: str, durable: str) -> None:
+    async def delete(js: Any) -> None:
+        await js.delete_consumer(stream, durable)
+
+    streams.call(delete)
+
+
+def test_a_pull_from_a_missing_consumer_raises_a_doubt_an_idle_ones_does_not(
+    streams: Any,
+) -> None:
+    """A pull from a consumer that does not exist gets no answer at all, not even "no
+    responders": the puller says it is in doubt, for the ingest to ask the server. An idle
+    consumer's pull ends with a status ("request expired"): no doubt, nothing to ask."""
+    stream = streams.name()
+    streams.add(stream, [f"{stream.lower()}.>"])
+
+    async def pull(js: Any) -> tuple[str | None, str | None]:
+        await js.add_consumer(
+            stream, ConsumerConfig(durable_name="idle", ack_policy=AckPolicy.EXPLICIT)
+        )
+        idle, missing = Puller(js._nc, stream, "idle"), Puller(js._nc, stream, "missing")
+        await idle.start()
+        await missing.start()
+        assert await idle.fetch(10, 0.2) == []
+        assert await missing.fetch(10, 0.2) == []
+        return idle.in_doubt, missing.in_doubt
+
+    assert streams.call(pull) == (None, "a pull got no answer at all")
+
+
+def test_a_stream_deleted_and_created_again_is_followed(
+    streams: Any,
+    nats_url: str,
+    ingesting: Callable[..., Ingesting],
+    wait_until: Callable[..., None],
+) -> None:
+    """The node's stream is deleted (the durable consumer with it) and created again, its
+    relay reset to 0 publishing the log again. A pull from a consumer that no longer exists
+    gets no answer at all, which once looked like an idle stream: the replica stopped for
+    good, saying lag 0 and no error. Now the ingest says the stream is missing, creates its
+    consumer again once the stream is back, from the message that holds the replica's next
+    offset, and follows."""
+    node = EventStore(projections=[])
+    node.append_batch(sample_events(10))
+    stream = streams.name()
+    prefix = stream.lower()  # subjects of this test's own
+    _relay(node, stream, nats_url, prefix=prefix)
+    replica = EventStore(projections=[])
+    run = ingesting(replica, stream)
+    wait_until(lambda: len(replica) == 10, 60, "the replica to catch up")
+    _delete_stream(streams, stream)
+    wait_until(
+        lambda: f"no JetStream stream named {stream}" in (run.ingest.stats()["last_error"] or ""),
+        30,
+        "the missing stream to be reported",
+    )
+    assert run.ingest.stats()["lag"] is None  # not 0: nothing is known to be delivered
+    node.bus.consumers.reset("relay", 0)
+    node.append_batch(sample_events(5, start=10))
+    _relay(node, stream, nats_url, prefix=prefix)
+    wait_until(lambda: len(replica) == 15, 30, "the replica to follow the new stream")
+    assert replica.backend.head() == node.backend.head()
+    # Taken from the replica's position: the ten records it held did not come again.
+    assert run.ingest.stats()["duplicates"] == 0
+    assert run.ingest.stats()["appended"] == 15
+    run.close()
+    assert run.errors == []
+
+
+def test_a_durable_consumer_deleted_under_the_ingest_is_created_again(
+    streams: Any,
+    nats_url: str,
+    ingesting: Callable[..., Ingesting],
+    wait_until: Callable[..., None],
+) -> None:
+    """Only the durable consumer is deleted (by an operator, or a stream's limits): the
+    ingest creates it again from the replica's position and follows what comes next."""
+    node = EventStore(projections=[])
+    node.append_batch(sample_events(10))
+    stream = streams.name()
+    prefix = stream.lower()
+    _relay(node, stream, nats_url, prefix=prefix)
+    replica = EventStore(projections=[])
+    run = ingesting(replica, stream)
+    wait_until(lambda: len(replica) == 10, 60, "the replica to catch up")
+    _delete_consumer(streams, stream, "replica")
+    wait_until(
+        lambda: "durable consumer replica" in (run.ingest.stats()["last_error"] or ""),
+        30,
+        "the missing consumer to be reported",
+    )
+    node.append_batch(sample_events(5, start=10))
+    _relay(node, stream, nats_url, prefix=prefix)
+    wait_until(lambda: len(replica) == 15, 30, "the replica to follow")
+    assert replica.backend.head() == node.backend.head()
+    assert run.ingest.stats()["duplicates"] == 0
+    run.close()
+    assert run.errors == []
+
+
+def test_an_ingest_that_lost_its_lease_in_a_storage_outage_waits_for_it(
+    streams: Any,
+    nats_url: str,
+    ingesting: Callable[..., Ingesting],
+    wait_until: Callable[..., None],
+) -> None:
+    """The replica's store fails for longer than the lease's time to live while a second
+    ingest of the same name waits: the second takes the lease over. The first, its store
+    back, finds the lease another's; it used to die of ``LeaseHeld`` (its thread gone, the
+    replica fed by nobody once the second stops). Now it waits for the lease, as a
+    consumer's runner does, and takes over when the second stops."""
+    node = EventStore(projections=[])
+    node.append_batch(sample_events(20))
+    stream = streams.name()
+    prefix = stream.lower()
+    _relay(node, stream, nats_url, prefix=prefix)
+    backend = FlakyBackend()
+    replica = EventStore(backend, projections=[])
+    first = ingesting(replica, stream, lease_ttl=1)
+    wait_until(lambda: len(replica) == 20, 60, "the replica to catch up")
+    second = ingesting(replica, stream, lease_ttl=1)  # waits for the lease
+    # 0.1 + 0.2 + ... + 1.6 s of retrying: the first's lease runs out meanwhile.
+    backend.fail_writes(6)
+    node.append_batch(sample_events(10, start=20))
+    _relay(node, stream, nats_url, prefix=prefix)
+    wait_until(lambda: backend.writes_to_fail == 0, 60, "the outage to end")
+    wait_until(lambda: len(replica) == 30, 60, "the replica to catch up again")
+    wait_until(
+        lambda: first.errors or "LeaseHeld" in (first.ingest.stats()["last_error"] or ""),
+        30,
+        "the first ingest to find its lease lost",
+    )
+    assert first.errors == []
+    assert first.thread.is_alive()
+    second.close()
+    assert second.errors == []
+    # The first takes the lease again and feeds the replica.
+    node.append_batch(sample_events(5, start=30))
+    _relay(node, stream, nats_url, prefix=prefix)
+    wait_until(lambda: len(replica) == 35, 60, "the first ingest to follow again")
+    assert replica.backend.head() == node.backend.head()
+    first.close()
+    assert first.errors == []
+    assert not any(isinstance(error, LeaseHeld) for error in first.errors)

@@ -1,6 +1,8 @@
-"""The ingest's JetStream durable consumer: created when missing, and taken again from its
-acknowledgement floor when messages it delivered are still unacknowledged, or from the
-message a mirror needs next when it finds a gap (ADR 0046).
+"""The ingest's JetStream durable consumer: created when missing (from the stream's first
+message; a mirror's that vanished under the ingest, from the message that holds the
+replica's next offset), and taken again from its acknowledgement floor when messages it
+delivered are still unacknowledged, or from the message a mirror needs next when it finds
+a gap (ADR 0046).
 
 JetStream redelivers an unacknowledged message only once its ack wait has passed, and
 then among newer messages, not before them. Two things leave messages unacknowledged: an
@@ -17,6 +19,15 @@ brings back what a replica lost after acknowledging it (a replica restored from 
 under its durable consumer). Where the guess lands past a message the stream lacks, the
 next gap guesses lower, so the mirror gets there in a few tries.
 
+A consumer vanishes under a running ingest when it is deleted, or its stream is (a node's
+stream deleted and created again, its relay publishing the log anew): created again from
+the first message, it would deliver everything the replica holds once more, each a
+duplicate to look up. A mirror's is created again from the message that should hold the
+replica's next offset, guessed from the stream's first message as a gap's is (one message
+per offset from there): a guess too low brings duplicates, one too high a gap, which takes
+delivery again lower. (A consumer missing at start is created from the first message: a
+new durable consumer replays the whole stream, as documented.)
+
 A durable consumer belongs to one ingest: the ingest's lease (``ingest:<name>``) keeps a
 second one of its name away, so no other puller holds its messages when it is taken again.
 """
@@ -27,9 +38,11 @@ import dataclasses
 import logging
 
 import nats.errors
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamState
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
+
+from chanlog_nats.mapping import OFFSET
 
 __all__ = ["DurableSettings", "open_durable"]
 
@@ -68,11 +81,17 @@ class DurableSettings:
 
 
 async def open_durable(
-    js: JetStreamContext, settings: DurableSettings, *, rewind: bool, start: int | None = None
+    js: JetStreamContext,
+    settings: DurableSettings,
+    *,
+    rewind: bool,
+    start: int | None = None,
+    needed: int | None = None,
 ) -> None:
-    """Make sure the durable consumer exists (created from stream message ``start``, or
-    the first); with ``rewind``, take it again from ``start``, or, without one, from its
-    acknowledgement floor when it has unacknowledged messages (the module's docs),
+    """Make sure the durable consumer exists (created from stream message ``start``; else,
+    given the offset a mirror ``needed`` next, from the message that should hold it; else
+    from the first); with ``rewind``, take it again from ``start``, or, without one, from
+    its acknowledgement floor when it has unacknowledged messages (the module's docs),
     keeping its configuration.
 
     Raises:
@@ -84,10 +103,18 @@ async def open_durable(
         info = await js.consumer_info(stream, durable)
     except NotFoundError:
         try:
-            await js.stream_info(stream)
+            state = (await js.stream_info(stream)).state
         except NotFoundError:
             raise nats.errors.Error(f"no JetStream stream named {stream}") from None
+        if start is None and needed is not None:
+            start = await _holding(js, stream, state, needed)
         await js.add_consumer(stream, settings.new(start))
+        logger.info(
+            "nats ingest: created durable consumer %s of %s, delivering from stream message %d",
+            durable,
+            stream,
+            start or state.first_seq,
+        )
         return
     if not rewind or (start is None and not info.num_ack_pending):
         return
@@ -112,3 +139,21 @@ async def open_durable(
     # first message after a crash), and the replica recognises what it holds.
     await js.delete_consumer(stream, durable)
     await js.add_consumer(stream, config)
+
+
+async def _holding(
+    js: JetStreamContext, stream: str, state: StreamState, offset: int
+) -> int | None:
+    """The stream message that holds record ``offset`` if the stream holds one message per
+    offset from its first (a guess, the module's docs); ``None`` (from the first message)
+    when the stream is empty or its first message names no offset."""
+    if not state.messages:
+        return None
+    try:
+        first = await js.get_msg(stream, state.first_seq)
+    except NotFoundError:  # removed meanwhile (a limit, a purge)
+        return None
+    first_offset = (first.headers or {}).get(OFFSET, "")
+    if not isinstance(first_offset, str) or not first_offset.isdecimal():
+        return None
+    return state.first_seq + max(offset - int(first_offset), 0)

@@ -16,6 +16,7 @@ the consumer ``ingest:<name>`` (one ingest of a name per store at a time).
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import logging
 import threading
 import time
@@ -24,13 +25,14 @@ from typing import Any
 
 import nats.errors
 from nats.aio.msg import Msg
+from nats.js.errors import NotFoundError
 
 from chanlog.backends.consumer_store import KeepsConsumers
 from chanlog.bus.backoff import storage_retry_pause
 from chanlog.bus.ingest import ingest_consumer_name
 from chanlog.bus.lease import Lease, new_holder
 from chanlog.bus.source import BusStore
-from chanlog.errors import ConfigError, StorageError
+from chanlog.errors import ConfigError, LeaseHeld, StorageError
 from chanlog_nats.apply import ACK, PARK, WAIT, Applier, Incoming, Outcome
 from chanlog_nats.client import NatsThread, describe
 from chanlog_nats.durable import DurableSettings, open_durable
@@ -67,6 +69,32 @@ _WHAT = "nats ingest"
 _RETRY = 1.0  # seconds between attempts while NATS cannot be reached
 
 
+@dataclasses.dataclass
+class _Pulling:
+    """Where the pull loop stands with its durable consumer.
+
+    Attributes:
+        puller: pulls from the consumer (``None``: subscribe first, creating the consumer
+            when missing).
+        ahead: the next pull, travelling while a batch is applied.
+        rewind: take delivery again when subscribing (ADR 0046): at start, what a
+            predecessor held when it died is delivered again at once.
+        start: the stream message to take delivery again from (``None``: the consumer's
+            acknowledgement floor).
+        rewound: when delivery was last taken again (monotonic seconds).
+        vanished: the consumer went missing under this ingest (deleted, or its stream
+            was): a mirror's is created again from the replica's next record, which it
+            had reached, not from the stream's first message.
+    """
+
+    puller: Puller | None = None
+    ahead: concurrent.futures.Future[list[Msg]] | None = None
+    rewind: bool = True
+    start: int | None = None
+    rewound: float = -float("inf")
+    vanished: bool = False
+
+
 class NatsIngest:
     """Feeds a store from a JetStream stream (see the module docs).
 
@@ -78,7 +106,8 @@ class NatsIngest:
 
         stream: the stream to pull from.
         durable: the JetStream durable consumer (created, pulling from the first
-            message, when missing).
+            message, when missing; a mirror's deleted under it, or with its stream, is
+            created again from the replica's next record).
         url: the NATS server (default ``nats://127.0.0.1:4222``).
         mirror: keep the node's offsets and chain head (default true; false appends every
             valid event wherever it lands, e.g. from a relay filtered by subject).
@@ -121,12 +150,14 @@ class NatsIngest:
         self._parked: set[int] = set()
         self._lag: int | None = None
         self._last_error: str | None = None
+        self._logged: str | None = None  # the NATS failure last logged (said once, not each retry)
         self._retrying = False
 
     def stats(self) -> dict[str, Any]:
         """``appended``, ``duplicates``, ``parked``, ``lag`` (messages the durable
-        consumer has not delivered yet), ``last_error`` and ``retrying`` (the replica's
-        store is failing: waiting out a backoff)."""
+        consumer has not delivered yet; ``None`` while not known, e.g. while the consumer
+        or its stream is missing), ``last_error`` and ``retrying`` (the replica's store is
+        failing: waiting out a backoff)."""
         return {
             **self._counts,
             "lag": self._lag,
@@ -152,75 +183,149 @@ class NatsIngest:
         keeper.ensure_consumer(self.consumer, len(store), (">",))
         # The pull loop renews the lease itself (between batches), so no heartbeat is kept.
         lease = Lease(keeper, self.consumer, new_holder(), self.lease_ttl)
-        if lease.take(wait=True, stop=stop) is None:
-            return
         applier = Applier(
             store, keeper, self.consumer, lease.holder, mirror=self.mirror, lease_ttl=self.lease_ttl
         )
         thread = NatsThread(self.url, f"ingest-{self.name}", connect_timeout=self.connect_timeout)
         try:
-            self._pull(thread, applier, stop)
+            while lease.take(wait=True, stop=stop) is not None:
+                try:
+                    self._pull(thread, applier, stop)
+                    return
+                except LeaseHeld as lost:
+                    # The store was away longer than the lease lasts and another ingest of
+                    # this name took it over: wait for it as at start, as a consumer's
+                    # runner does, rather than end (no ingest would feed the replica once
+                    # the other stops).
+                    self._lag = None
+                    self._last_error = f"LeaseHeld: {lost}"
+                    logger.warning(
+                        "%s %s: lost its lease (%s); waiting to take it again",
+                        _WHAT,
+                        self.name,
+                        lost,
+                    )
         finally:
             thread.close()
             lease.release()
 
     def _pull(self, thread: NatsThread, applier: Applier, stop: threading.Event) -> None:
-        puller: Puller | None = None
-        ahead: concurrent.futures.Future[list[Msg]] | None = None
+        """Pull and apply until ``stop`` is set.
+
+        Raises:
+            LeaseHeld: another ingest of this name holds the lease now (this one stopped
+                pulling).
+        """
+        pulling = _Pulling()
         renewed = time.monotonic()
         failing = 0  # storage failures in a row
-        # At start: what a predecessor held when it died is delivered again at once.
-        rewind, start = True, None
-        rewound = -float("inf")
-        while not stop.is_set():
-            if time.monotonic() - renewed > self.lease_ttl / 3:
-                try:
-                    applier.keeper.acquire_lease(self.consumer, applier.holder, self.lease_ttl)
-                    renewed = time.monotonic()
-                    self._retrying = False
-                except StorageError as exc:
-                    failing = self._storage_failed(exc, failing, stop)
+        try:
+            while not stop.is_set():
+                if time.monotonic() - renewed > self.lease_ttl / 3:
+                    try:
+                        applier.keeper.acquire_lease(self.consumer, applier.holder, self.lease_ttl)
+                        renewed = time.monotonic()
+                        self._retrying = False
+                    except StorageError as exc:
+                        failing = self._storage_failed(exc, failing, stop)
+                        continue
+                messages = self._next_batch(thread, pulling, applier.store, stop)
+                if not messages:
                     continue
-            try:
-                if puller is None:
-                    subscribing = self._subscribe(thread, rewind, start)
-                    puller = thread.call(subscribing, self.connect_timeout * 5)
-                    if rewind:
-                        rewind, start, rewound = False, None, time.monotonic()
-                if ahead is None:
-                    ahead = thread.submit(self._fetch(puller))
-                messages = ahead.result(self.fetch_timeout + 10)
-                # The next pull travels while this batch is applied.
-                ahead = thread.submit(self._fetch(puller)) if messages else None
-            except ConfigError:
-                raise
-            except (nats.errors.Error, OSError, TimeoutError) as exc:
-                ahead = None
-                self._last_error = describe(exc)
-                logger.warning("%s %s: %s; retrying", _WHAT, self.name, self._last_error)
-                stop.wait(_RETRY)
-                continue
-            if not messages:
-                continue
-            failing, resume_at = self._apply(thread, applier, messages, stop)
-            # A mirror's gap: delivery again from what it needs, at most once per ack wait
-            # (a gap the stream itself has is waited on, not taken again and again).
-            if resume_at is not None and time.monotonic() - rewound > self.ack_wait:
-                self._drop(thread, puller, ahead)
-                puller, ahead, rewind, start = None, None, True, resume_at
-        if ahead is not None:
-            ahead.cancel()
+                failing, resume_at = self._apply(thread, applier, messages, stop)
+                # A mirror's gap: delivery again from what it needs, at most once per ack
+                # wait (a gap the stream itself has is waited on, not taken again and again).
+                if resume_at is not None and time.monotonic() - pulling.rewound > self.ack_wait:
+                    self._drop(thread, pulling)
+                    pulling.rewind, pulling.start = True, resume_at
+        except LeaseHeld:
+            self._drop(thread, pulling)  # the lease's new holder takes delivery again
+            raise
+        if pulling.ahead is not None:
+            pulling.ahead.cancel()
 
-    def _drop(
-        self,
-        thread: NatsThread,
-        puller: Puller,
-        ahead: concurrent.futures.Future[list[Msg]] | None,
-    ) -> None:
-        """Stop pulling through ``puller``: what it delivered and was not acknowledged is
-        delivered again by the consumer taken again from where the mirror needs it."""
+    def _next_batch(
+        self, thread: NatsThread, pulling: _Pulling, store: BusStore, stop: threading.Event
+    ) -> list[Msg]:
+        """The next messages (subscribing first when needed), or none: none came, the
+        consumer turned out to be missing (then the next call subscribes again), or NATS
+        failed (then after a pause)."""
+        try:
+            if pulling.puller is None:
+                needed = self._needed(store) if pulling.vanished else None
+                subscribing = self._subscribe(thread, pulling.rewind, pulling.start, needed)
+                pulling.puller = thread.call(subscribing, self.connect_timeout * 5)
+                pulling.vanished = False
+                if pulling.rewind:
+                    pulling.rewind, pulling.start = False, None
+                    pulling.rewound = time.monotonic()
+            puller = pulling.puller
+            if pulling.ahead is None:
+                pulling.ahead = thread.submit(self._fetch(puller))
+            messages: list[Msg] = pulling.ahead.result(self.fetch_timeout + 10)
+            # The next pull travels while this batch is applied.
+            pulling.ahead = thread.submit(self._fetch(puller)) if messages else None
+            if not messages and puller.in_doubt is not None:
+                if self._consumer_gone(thread, puller.in_doubt):
+                    self._drop(thread, pulling)
+                    pulling.vanished = True
+            else:
+                self._logged = None  # NATS answers: its next failure is logged anew
+        except ConfigError:
+            raise
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            pulling.ahead = None
+            self._nats_failed(exc)
+            stop.wait(_RETRY)
+            return []
+        return messages
+
+    def _consumer_gone(self, thread: NatsThread, doubt: str) -> bool:
+        """Whether the durable consumer is missing, asked after a pull that raised a
+        doubt (:attr:`Puller.in_doubt`): only then, so an idle stream costs no more than its
+        pulls. A missing consumer is said in ``last_error`` and the log.
+
+        Raises:
+            nats.errors.Error: NATS failed (the question is asked again after the next
+                doubtful pull).
+        """
+
+        async def ask() -> None:
+            client = await thread.connect()
+            await client.jetstream().consumer_info(self.stream, self.durable)
+
+        try:
+            thread.call(ask(), self.connect_timeout * 5)
+        except NotFoundError:
+            self._lag = None
+            self._last_error = (
+                f"the durable consumer {self.durable} of stream {self.stream} no longer "
+                f"exists ({doubt}): deleted, or its stream was; creating it again once "
+                "the stream is there"
+            )
+            logger.warning("%s %s: %s", _WHAT, self.name, self._last_error)
+            self._logged = None
+            return True
+        return False
+
+    def _nats_failed(self, exc: BaseException) -> None:
+        """Note a NATS failure in ``last_error``; log it when it differs from the last one
+        logged (a stream missing for an hour is one line, not one per retry)."""
+        self._last_error = describe(exc)
+        if self._last_error != self._logged:
+            logger.warning("%s %s: %s; retrying", _WHAT, self.name, self._last_error)
+            self._logged = self._last_error
+
+    def _drop(self, thread: NatsThread, pulling: _Pulling) -> None:
+        """Stop pulling through ``pulling``'s puller, if any: what it delivered and was not
+        acknowledged is delivered again by the consumer subscribed next (taken again from
+        where the mirror needs it, or created again)."""
+        puller, ahead = pulling.puller, pulling.ahead
+        pulling.puller, pulling.ahead = None, None
         if ahead is not None:
             ahead.cancel()
+        if puller is None:
+            return
         try:
             thread.call(puller.stop(), self.connect_timeout * 5)
         except (nats.errors.Error, OSError, TimeoutError) as exc:
@@ -264,7 +369,9 @@ class NatsIngest:
         except (nats.errors.Error, OSError, TimeoutError) as exc:
             logger.warning("%s %s: could not hand messages back: %s", _WHAT, self.name, exc)
 
-    async def _subscribe(self, thread: NatsThread, rewind: bool, start: int | None) -> Puller:
+    async def _subscribe(
+        self, thread: NatsThread, rewind: bool, start: int | None, needed: int | None
+    ) -> Puller:
         client = await thread.connect()
         settings = DurableSettings(
             self.stream,
@@ -273,14 +380,30 @@ class NatsIngest:
             self.filter_subject,
             max(self.batch * 4, 1000),
         )
-        await open_durable(client.jetstream(), settings, rewind=rewind, start=start)
+        await open_durable(client.jetstream(), settings, rewind=rewind, start=start, needed=needed)
         puller = Puller(client, self.stream, self.durable)
         await puller.start()
         return puller
 
+    def _needed(self, store: BusStore) -> int | None:
+        """Where a durable consumer that vanished is created again, for a mirror of a
+        whole stream: at the replica's next offset
+        (:func:`~chanlog_nats.durable.open_durable`). ``None`` (the stream's first
+        message) otherwise, or when the store cannot say: the replica recognises what it
+        holds."""
+        if not self.mirror or self.filter_subject is not None:
+            return None
+        try:
+            return len(store)
+        except StorageError:
+            return None
+
     async def _fetch(self, puller: Puller) -> list[Msg]:
         messages = await puller.fetch(self.batch, self.fetch_timeout)
-        self._lag = puller.pending if messages else 0
+        if messages:
+            self._lag = puller.pending
+        elif puller.in_doubt is None:  # an idle consumer: it has nothing left
+            self._lag = 0
         return messages
 
     def _handle(self, thread: NatsThread, applier: Applier, messages: list[Msg]) -> Outcome:
