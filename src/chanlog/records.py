@@ -171,7 +171,8 @@ class PositionMove:
         lease_ttl: seconds the lease is renewed for by this move.
         parked: records parked on the way (replacing a parked record at the same offset).
         unparked: offsets of parked records that were replayed successfully (removed).
-        error: the latest error on the way (``None`` leaves the last one as it is).
+        error: the latest error on the way (``None`` leaves the last one as it is; ``""``
+            clears it).
     """
 
     consumer: str

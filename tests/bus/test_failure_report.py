@@ -83,8 +83,7 @@ def test_a_reason_given_while_the_runner_waits_in_the_handler_is_recorded(
     handler.away.clear()
     handler.back.set()
     until(lambda: store.bus.consumers.info("relay").lag == 0)
-    # The last error is the latest failure: it stays once the records flow again.
-    assert _last_error(store) == "NATS away: connection refused"
+    until(lambda: _last_error(store) is None)  # the reason is gone: so is what it wrote
     stop.set()
     thread.join(10)
     assert handler.handled == list(range(len(store)))
@@ -115,11 +114,29 @@ def test_a_reason_coming_back_is_recorded_again_over_a_records_error(
     record_failure()  # the same reason, already recorded: not again
     assert _last_error(store) == "ValueError: a record's"
     handler.reason = None
-    record_failure()
+    record_failure()  # gone, but what it wrote was written over: left as it is
+    assert _last_error(store) == "ValueError: a record's"
     handler.reason = "JetStream does not answer"
     record_failure()
     state = store.bus.consumers.info("relay").state
     assert (state.last_error, state.position, state.handled) == ("JetStream does not answer", 3, 3)
+
+
+def test_a_reason_gone_is_cleared_from_the_consumer(store: chanlog.EventStore) -> None:
+    handler = Waiting()
+    record_failure, stats = _recorder(store, handler)
+    handler.reason = "NATS away"
+    record_failure()
+    assert _last_error(store) == "NATS away"
+    handler.reason = None
+    # The runner's commit of 5 meanwhile: clearing at 0 is refused, and tried again.
+    store.backend.move_consumer(PositionMove("relay", "runner-1", 5))  # type: ignore[attr-defined]
+    record_failure()
+    assert _last_error(store) == "NATS away"
+    stats.position = 5
+    record_failure()
+    state = store.bus.consumers.info("relay").state
+    assert (state.last_error, state.position) == (None, 5)
 
 
 def test_a_position_committed_meanwhile_postpones_the_record_to_the_next_beat(

@@ -211,6 +211,11 @@ def test_a_relay_started_during_an_outage_waits_saying_why_then_catches_up(
         private_server.stop()
     private_server.start()
     wait_until(lambda: relay.lag() == 0, 120, "the relay's lag to return to 0")
+    wait_until(
+        lambda: store.bus.consumers.info("relay").state.last_error is None,
+        30,
+        "the reason to be cleared once NATS is back",
+    )
     relay.close()
     _check_stream(streams, private_server.url)
 

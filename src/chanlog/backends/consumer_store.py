@@ -24,8 +24,9 @@ The rules every implementation follows (the conformance suite checks each of the
   already ours succeeds (and renews it); taking it while another holder's lease runs
   raises :class:`~chanlog.errors.LeaseHeld` naming that holder and its expiry.
 - A position moves only by its lease holder, only forward, and atomically with what the
-  move carries (the handled count, parked records, replayed ones removed, the last error):
-  all of it or none. A move by anyone else raises :class:`~chanlog.errors.LeaseHeld`.
+  move carries (the handled count, parked records, replayed ones removed, the last error,
+  which an error of ``""`` clears): all of it or none. A move by anyone else raises
+  :class:`~chanlog.errors.LeaseHeld`.
 - Resetting a consumer is refused while another holder's lease runs (stop it first).
 - Every method that writes raises :class:`~chanlog.errors.StorageError` on a backend
   opened read-only, and :class:`~chanlog.errors.NotFound` for a consumer that does not

@@ -111,7 +111,7 @@ class ConsumerTable:
             handled=state.handled + move.handled,
             parked=len(parked),
             lease_expires_at=now + move.lease_ttl,
-            last_error=state.last_error if move.error is None else move.error,
+            last_error=state.last_error if move.error is None else (move.error or None),
             updated_at=now,
         )
 

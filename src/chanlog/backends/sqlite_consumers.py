@@ -59,7 +59,7 @@ SET_SUBJECTS = "UPDATE consumers SET subjects = ?, updated_at = ? WHERE name = ?
 SET_LEASE = "UPDATE consumers SET lease_holder = ?, lease_expires_at = ? WHERE name = ?"
 MOVE = (
     "UPDATE consumers SET position = ?, handled = handled + ?, lease_expires_at = ?,"
-    " last_error = coalesce(?, last_error), updated_at = ? WHERE name = ?"
+    " last_error = nullif(coalesce(?, last_error), ''), updated_at = ? WHERE name = ?"
 )
 RESET = "UPDATE consumers SET position = ?, updated_at = ? WHERE name = ?"
 TOUCH = "UPDATE consumers SET updated_at = ? WHERE name = ?"

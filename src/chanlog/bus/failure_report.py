@@ -4,9 +4,10 @@ A handler that is behind for a reason of its own while it raises nothing (a rela
 broker is away, :class:`chanlog.bus.ReportsFailure`) says so through ``failure()``.
 ``chanlog run`` shows it, being in the same process; ``chanlog consumers`` reads only what
 the backend keeps. So the runner's lease heartbeat, right after each renewal, records a new
-reason as the consumer's last error with a move that does not advance the position. The
-heartbeat, not the runner's own thread, because that thread may be the one waiting inside
-the handler (a relay's window full while its broker is away) for as long as the outage lasts.
+reason as the consumer's last error with a move that does not advance the position, and
+clears it once the handler says it is gone. The heartbeat, not the runner's own thread,
+because that thread may be the one waiting inside the handler (a relay's window full while
+its broker is away) for as long as the outage lasts.
 """
 
 from __future__ import annotations
@@ -42,21 +43,35 @@ class FailureRecorder:
         return cls(handler, lease, stats) if isinstance(handler, ReportsFailure) else None
 
     def __call__(self) -> None:
-        """Record the handler's failure if it is new. A failure that went away is not
-        erased (the last error is the latest failure, as for a record's); once it is gone,
-        the same failure coming back is recorded again. Raises what the backend raises
-        (:class:`~chanlog.errors.LeaseHeld`, :class:`~chanlog.errors.StorageError`), for the
-        heartbeat to handle as it handles a failed renewal."""
+        """Record the handler's failure if it is new; once it is gone, clear the one
+        recorded (unless another error was written over it meanwhile: a record's). Raises
+        what the backend raises (:class:`~chanlog.errors.LeaseHeld`,
+        :class:`~chanlog.errors.StorageError`), for the heartbeat to handle as it handles a
+        failed renewal."""
         failure = self._handler.failure()
-        if failure is None or failure == self._recorded:
-            self._recorded = failure
+        recorded = self._recorded
+        if failure == recorded:
             return
+        if failure is None:
+            lease = self._lease
+            assert recorded is not None
+            state = lease.consumers.consumer_state(lease.name)
+            if state is not None and state.last_error == recorded and not self._move(""):
+                return
+        elif not self._move(failure):
+            return
+        self._recorded = failure
+
+    def _move(self, error: str) -> bool:
+        """Write ``error`` as the last error (``""``: clear it), the position kept; False
+        when the runner committed a later position meanwhile (tried again at the next
+        beat)."""
         lease = self._lease
         move = PositionMove(
-            lease.name, lease.holder, self._stats.position, lease_ttl=lease.ttl, error=failure
+            lease.name, lease.holder, self._stats.position, lease_ttl=lease.ttl, error=error
         )
         try:
             lease.consumers.move_consumer(move)
         except InvalidArgument:
-            return  # the runner committed a later position meanwhile: at the next beat
-        self._recorded = failure
+            return False
+        return True

@@ -123,8 +123,9 @@ class ReportsFailure(Protocol):
     """A handler that can be behind for a reason of its own while it raises nothing (a relay
     whose broker is away, retrying in the background): ``chanlog run`` shows the reason in
     the consumer's row, where the records' own errors would be, and the runner's lease
-    heartbeat writes a new reason as the consumer's last error, so that ``chanlog
-    consumers`` shows it in any process (ADR 0048). Called from the heartbeat's thread."""
+    heartbeat writes a new reason as the consumer's last error (cleared once it is gone), so
+    that ``chanlog consumers`` shows it in any process (ADR 0048). Called from the
+    heartbeat's thread."""
 
     def failure(self) -> str | None:
         """Why records are waiting now, in words (``None``: they are not)."""

@@ -95,7 +95,8 @@ class ConsumerStatements:
         )
         self.move = (
             f"UPDATE {s}.consumers SET position = %s, handled = handled + %s,"
-            " lease_expires_at = %s, last_error = coalesce(%s, last_error), updated_at = %s"
+            " lease_expires_at = %s, last_error = nullif(coalesce(%s, last_error), ''),"
+            " updated_at = %s"
             " WHERE name = %s"
         )
         self.reset = f"UPDATE {s}.consumers SET position = %s, updated_at = %s WHERE name = %s"

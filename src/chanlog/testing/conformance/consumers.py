@@ -230,6 +230,8 @@ class KeepsConsumersCases(ConsumerFixtures):
         state = _state(keeper, "move")
         assert (state.position, state.handled) == (7, 5)
         assert state.last_error == "ValueError: boom"  # error=None keeps the last one
+        keeper.move_consumer(PositionMove("move", "h1", 7, error=""))
+        assert _state(keeper, "move").last_error is None  # error="" clears it
 
     def test_a_parked_record_at_the_same_offset_is_replaced(self, keeper: KeepsConsumers) -> None:
         _held(keeper, "upsert")
