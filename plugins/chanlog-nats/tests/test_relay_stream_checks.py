@@ -243,3 +243,38 @@ def test_a_consumer_that_starts_at_latest_begins_its_stream_there(
     store.append_batch(sample_events(2, start=13))
     _relay_all(store, NatsRelay(stream=stream, url=nats_url, storage="memory"))
     assert _offsets(streams, stream) == [10, 11, 12, 13, 14]
+
+
+def test_a_stream_that_lost_its_last_messages_is_refused_and_the_reset_it_names_works(
+    streams: Any, nats_url: str
+) -> None:
+    store = EventStore(projections=[])
+    store.append_batch(sample_events(20))
+    stream = streams.name()
+    _relay_all(store, NatsRelay(stream=stream, url=nats_url, storage="memory"))
+    assert store.bus.consumers.state(NAME).position == 20
+
+    # What a server that lost its last writes holds: the stream as it was at offset 14 (made
+    # again from a copy of the log's first 15 records, so that the server does not remember
+    # the lost messages' ids either).
+    _delete(streams, stream)
+    copy = EventStore(projections=[])
+    copy.append_batch(sample_events(15))
+    _relay_all(copy, NatsRelay(stream=stream, url=nats_url, storage="memory"))
+    assert _offsets(streams, stream) == list(range(15))
+    store.append_batch(sample_events(5, start=20))
+    runner = store.bus.consumer(NAME, NatsRelay(stream=stream, url=nats_url, storage="memory"))
+    try:
+        with pytest.raises(
+            IntegrityError, match=r"ends with offset 14, .*position \(20\)"
+        ) as error:
+            runner.start()
+    finally:
+        runner.close()
+    assert f"chanlog consumers reset {NAME} --to 15" in str(error.value)
+    assert store.bus.consumers.state(NAME).position == 20
+    assert _offsets(streams, stream) == list(range(15))  # nothing published past the gap
+
+    store.bus.consumers.reset(NAME, 15)  # the remedy the error names
+    _relay_all(store, NatsRelay(stream=stream, url=nats_url, storage="memory"))
+    assert _offsets(streams, stream) == list(range(25))

@@ -70,3 +70,27 @@ def test_a_stream_emptied_by_its_limits_or_a_purge_is_gone_on_from() -> None:
 def test_a_stream_that_ends_below_what_was_stored_in_it_is_refused() -> None:
     with pytest.raises(IntegrityError, match=r"ends at offset 4, but it had stored .* up to 9"):
         _check(relayed=3).check(_tail(4, 5), stored=9)
+
+
+def test_a_stream_that_lost_its_last_messages_is_refused_at_start() -> None:
+    asked: list[tuple[int, int]] = []
+
+    def first_relayed(start: int, end: int) -> int | None:
+        asked.append((start, end))
+        return start + 1  # the record at the stream's end + 1 is not the consumer's
+
+    check = TailCheck("to-nats", "NODE_A", lambda envelope: None, 20, first_relayed)
+    with pytest.raises(IntegrityError, match=r"ends with offset 14, .*position \(20\)") as error:
+        check.check(_tail(14, 15), stored=None)
+    assert asked == [(15, 20)]
+    assert error.value.offset == 16
+    assert "chanlog consumers reset to-nats --to 15" in str(error.value)
+    check.check(_tail(19, 20), stored=None)  # the stream holds all it relayed
+    check.check(_tail(14, 15), stored=14)  # while running: what it stored is the judge
+
+
+def test_a_stream_ending_below_the_position_past_records_the_consumer_skips_goes_on() -> None:
+    # A relay whose subjects skip the records after the stream's end: nothing was lost.
+    TailCheck("to-nats", "NODE_A", lambda envelope: None, 20, lambda start, end: None).check(
+        _tail(14, 15), stored=None
+    )

@@ -22,6 +22,7 @@ continues what this log relayed (:class:`~chanlog_nats.tail_check.TailCheck`, AD
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -218,7 +219,13 @@ class NatsRelay:
         # log's stops the relay (TailCheck), since going on after it would skip records.
         records = BodyCheck(store.plugins.event_types)
         in_log = LogCheck(store).holds
-        check = TailCheck(consumer, self.stream, in_log, _relayed(store, consumer))
+        check = TailCheck(
+            consumer,
+            self.stream,
+            in_log,
+            _relayed(store, consumer),
+            functools.partial(_first_relayed, store, consumer),
+        )
         pipeline = Pipeline(thread, settings, self.window, self._ack_timeout, records, check)
         self._check_stream(thread, pipeline)
         self._pipeline = pipeline
@@ -328,6 +335,15 @@ def _relayed(store: Any, consumer: str) -> int | None:
         return None
     # A consumer that starts at "latest" is past offset 0 without having relayed anything.
     return state.position if state.position > 0 and state.handled > 0 else None
+
+
+def _first_relayed(store: Any, consumer: str, start: int, end: int) -> int | None:
+    """The first offset in ``[start, end)`` whose record the consumer's subjects match."""
+    subjects = store.bus.subject_filter(list(store.bus.consumers.state(consumer).subjects))
+    for stored in store.backend.read(start, end):
+        if subjects.accepts(stored.event_type, stored.streams):
+            return int(stored.offset)
+    return None
 
 
 def _said(exc: BaseException) -> str:

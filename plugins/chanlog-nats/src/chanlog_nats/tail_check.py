@@ -23,6 +23,10 @@ InLog = Callable[[Envelope], str | None]
 """Why a message's claims are not this log's record at the offset it claims (``None``:
 they are)."""
 
+FirstRelayed = Callable[[int, int], int | None]
+"""The first offset in ``[start, end)`` whose record the consumer relays (its subjects
+match it), or ``None``."""
+
 
 class TailCheck:
     """Refuses a stream that does not continue what this log relayed to it.
@@ -34,13 +38,23 @@ class TailCheck:
         relayed: the consumer's committed position when it had relayed records before
             this run (``None``: it had not, so a stream may begin where it starts, as a
             consumer that starts at ``latest`` asks).
+        first_relayed: finds a record the consumer relays between the stream's end and
+            ``relayed`` (``None``: not looked for).
     """
 
-    def __init__(self, consumer: str, stream: str, in_log: InLog, relayed: int | None) -> None:
+    def __init__(
+        self,
+        consumer: str,
+        stream: str,
+        in_log: InLog,
+        relayed: int | None,
+        first_relayed: FirstRelayed | None = None,
+    ) -> None:
         self.consumer = consumer
         self.stream = stream
         self._in_log = in_log
         self.relayed = relayed
+        self._first_relayed = first_relayed
 
     def missing(self, stored: int | None) -> None:
         """Allow creating the stream, which does not exist, unless records were relayed to
@@ -82,6 +96,8 @@ class TailCheck:
                     offset=envelope.offset,
                 )
         ends = tail.offset
+        if ends is not None and stored is None:
+            self._lost_tail(ends)
         held = self._held(stored)
         # A stream emptied by its limits or a purge keeps its sequence: it goes on. One
         # whose sequence starts again was made anew.
@@ -101,6 +117,28 @@ class TailCheck:
                 f"{self._remedy()}",
                 offset=ends + 1,
             )
+
+    def _lost_tail(self, ends: int) -> None:
+        """Refuse a stream that ends below records the consumer's position says were
+        relayed (the position moves only past what the stream acknowledged): the server
+        lost its last writes, or the stream was restored from an older copy. Going on from
+        the position would leave them out for good; the stream's end, which is this log's
+        record, is where the relay can go on from."""
+        relayed, first_relayed = self.relayed, self._first_relayed
+        if relayed is None or first_relayed is None or ends + 1 >= relayed:
+            return
+        missing = first_relayed(ends + 1, relayed)
+        if missing is None:
+            return  # nothing between is the consumer's: the stream holds all it relayed
+        raise IntegrityError(
+            f"nats-relay {self.consumer}: the JetStream stream {self.stream} ends with offset "
+            f"{ends}, but the consumer's position ({relayed}) says records after it were "
+            f"relayed, offset {missing} among them: the stream lost messages it had "
+            f"acknowledged (a server that lost its last writes, a stream restored from an "
+            f"older copy); going on would leave them out of it, so nothing is published. "
+            f"Publish them again: chanlog consumers reset {self.consumer} --to {ends + 1}",
+            offset=missing,
+        )
 
     def _held(self, stored: int | None) -> str | None:
         """What says the stream held records, in words (``None``: nothing does)."""
