@@ -63,3 +63,15 @@ def test_an_appending_handler_after_a_reset_unparks_with_its_appends() -> None:
         runner.drain()
     assert _parked(store) == []
     assert len(store) == 7  # one append, once
+
+
+def test_a_replay_asked_with_a_reset_below_hands_each_record_once() -> None:
+    store = chanlog.EventStore(projections=[])
+    store.append_batch(sample_events(8))
+    _pass(store, Recorder(fail_on={3, 5}))
+    store.bus.consumers.replay("c")  # both, and a reset below 5 only
+    store.bus.consumers.reset("c", 4)
+    again = Recorder()
+    _pass(store, again)
+    assert again.offsets == [3, 4, 5, 6, 7]  # 3 replayed; 5 in order, not a second time
+    assert _parked(store) == []

@@ -479,6 +479,48 @@ def test_a_handler_is_bound_before_it_is_asked_its_position(store: chanlog.Event
     assert calls == ["bind", "position"]
 
 
+def test_a_worker_interrupts_again_a_handler_that_blocked_after_the_first_interrupt(
+    store: chanlog.EventStore,
+) -> None:
+    # The interrupt lands while the handler is between the runner's stop check and its
+    # wait, which forgets interrupts that came before it (as a relay's offer does): waiting
+    # for the worker interrupts it again.
+    from chanlog.bus.settings import BusSettings, ConsumerSettings
+    from chanlog.bus.spec import ConsumerSpec
+    from chanlog.bus.worker import Worker
+
+    class Late:
+        def __init__(self) -> None:
+            self.entered = threading.Event()
+            self.blocking = threading.Event()
+            self._woken = threading.Event()
+
+        def __call__(self, record: RecordedEvent) -> None:
+            self.entered.set()
+            time.sleep(0.3)  # not waiting yet: an interrupt now finds nothing to stop
+            self._woken.clear()
+            self.blocking.set()
+            if not self._woken.wait(30):
+                raise TimeoutError("never interrupted")
+            raise RuntimeError("interrupted: not handled")
+
+        def interrupt(self) -> None:
+            self._woken.set()
+
+    late = Late()
+    settings = BusSettings(consumers=(ConsumerSettings(ConsumerSpec("c", backoff=[5.0]), "late"),))
+    worker = Worker(store, store.bus, settings, {"late": lambda: late}, {})
+    worker.start()
+    assert late.entered.wait(10)
+    worker.stop()  # lost: the handler clears it when it starts waiting
+    assert late.blocking.wait(10)
+    started = time.monotonic()
+    while not worker.wait(0.2):
+        assert time.monotonic() - started < 10, "the handler was never interrupted again"
+    assert store.bus.consumers.state("c").position == 0
+    worker.close()
+
+
 def test_a_worker_stopping_interrupts_a_handler_blocked_outside(
     store: chanlog.EventStore,
 ) -> None:

@@ -491,7 +491,12 @@ class ConsumerRunner:
     def _replay_parked(self, stop: threading.Event | None) -> None:
         """Hand the parked records whose replay was requested to the handler again: on
         success they leave the parked list, otherwise they stay with the new error."""
-        wanted = [p for p in self._consumers.parked_records(self.name) if p.replay]
+        # One at or past the position is handed over in order anyway (a reset moved it back).
+        wanted = [
+            p
+            for p in self._consumers.parked_records(self.name)
+            if p.replay and p.offset < self._position
+        ]
         for parked in wanted:
             record = next(self.store.read_range(parked.offset, parked.offset + 1), None)
             if record is None:  # pragma: no cover - a parked offset is always in the log

@@ -181,7 +181,13 @@ class Worker:
         return self._asked_to_stop
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for every thread to end; return whether they all did."""
+        """Wait for every thread to end; return whether they all did. Once stopping, the
+        handlers are interrupted again first: an interrupt that came between two records,
+        before the handler blocked on the next (a relay's window full while NATS is away),
+        found nothing to interrupt, and ``chanlog run`` waits here until every thread ended."""
+        if self._stop.is_set():
+            for runner in self.runners.values():
+                runner.interrupt()
         for job in self._jobs:
             job.thread.join(timeout)
         return not any(job.thread.is_alive() for job in self._jobs)
