@@ -170,6 +170,10 @@ class Worker:
 
     def _halt(self) -> None:
         self._stop.set()
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        """Interrupt every handler blocked outside the log (:meth:`ConsumerRunner.interrupt`)."""
         for runner in self.runners.values():
             runner.interrupt()
 
@@ -186,8 +190,7 @@ class Worker:
         before the handler blocked on the next (a relay's window full while NATS is away),
         found nothing to interrupt, and ``chanlog run`` waits here until every thread ended."""
         if self._stop.is_set():
-            for runner in self.runners.values():
-                runner.interrupt()
+            self._interrupt()
         for job in self._jobs:
             job.thread.join(timeout)
         return not any(job.thread.is_alive() for job in self._jobs)
