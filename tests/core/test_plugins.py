@@ -220,8 +220,13 @@ def test_broken_entry_point_is_a_plugin_error(
 ) -> None:
     broken = [EntryPoint(name="broken", value="chanlog_test_broken", group="chanlog")]
     monkeypatch.setattr(host_module, "entry_points", lambda group: broken)
-    with pytest.raises(PluginError, match=r"'broken'.*failed to load: missing dependency"):
+    with pytest.raises(
+        PluginError,
+        match=r"'broken'.*failed to load: missing dependency; .*CHANLOG_DISABLE_PLUGINS=broken",
+    ):
         PluginHost()
+    monkeypatch.setenv("CHANLOG_DISABLE_PLUGINS", "broken")  # the advice the error gives
+    assert "broken" not in PluginHost().plugin_names()
 
 
 def test_default_host_is_shared_and_resettable(fake_entry_points: list[str]) -> None:

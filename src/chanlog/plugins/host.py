@@ -122,8 +122,11 @@ class PluginHost:
             try:
                 plugin = entry_point.load()
             except Exception as exc:
+                # The operator may need chanlog working before the plugin is mended: name
+                # the switch that skips it.
                 raise PluginError(
-                    f"plugin {entry_point.name!r} ({entry_point.value}) failed to load: {exc}"
+                    f"plugin {entry_point.name!r} ({entry_point.value}) failed to load: {exc}; "
+                    f"to run without it, set CHANLOG_DISABLE_PLUGINS={entry_point.name}"
                 ) from exc
             self.register(plugin, name=entry_point.name)
 
