@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import chanlog
 from chanlog.backends.memory import MemoryBackend
 from chanlog.bus.read_model import ChannelReadModel
-from chanlog.folded_chain import MARKS, FoldedChain
+from chanlog.folded_chain import MARKS, OLDER_MARKS, FoldedChain
 from chanlog.hashing import chain_next
 from chanlog.records import PositionMove
 from chanlog.workload import Workload
@@ -91,15 +91,18 @@ def test_a_store_notices_records_others_appended_in_place_of_lost_ones(
             assert _states(store) == _states(replayed)
 
 
-def test_a_parting_older_than_the_kept_ends_hands_subscribers_the_whole_log_again(
+def test_a_parting_older_than_every_kept_end_hands_subscribers_the_whole_log_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """A store that opened on a log others wrote keeps the chain hash at its end only: a
+    parting before it is one it cannot place, and subscribers are handed all again."""
     backend = MemoryBackend()
+    with chanlog.EventStore(backend, projections=[]) as writer:
+        writer.append_batch(EVENTS[: MARKS + 10])
     with chanlog.EventStore(backend, projections=[]) as store:
         delivered: list[int] = []
         store.subscribe(lambda record: delivered.append(record.offset))
-        for event in EVENTS[: MARKS + 10]:
-            store.append(event)
+        store.append(EVENTS[MARKS + 10])
         folded = len(store)
         restore(backend, backup(backend, 5))
         with chanlog.EventStore(backend, projections=[]) as other:
@@ -107,9 +110,37 @@ def test_a_parting_older_than_the_kept_ends_hands_subscribers_the_whole_log_agai
         with caplog.at_level(logging.ERROR, logger="chanlog.store"):
             store.refresh()
         assert "handed the records from offset 0 on again" in caplog.text
-        store.append(EVENTS[0])  # known: the subscribers are handed what they missed first
-        store.append(EVENTS[5])
-        assert delivered == list(range(folded)) + list(range(len(store)))
+        store.append(EVENTS[0])  # known: nothing is delivered yet
+        store.append(EVENTS[5])  # the subscribers are handed what they missed first
+        assert delivered == [folded - 1, *range(len(store))]
+
+
+@pytest.mark.parametrize("parted", [150, 1_000, 2_500, 2_990])
+def test_a_parting_far_back_in_a_long_life_is_handed_again_from_near_it(
+    parted: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A node that wrote for long keeps thinned chain hashes of its older writes: a log
+    that parted thousands of writes back (a failover to a replica minutes behind) is handed
+    to subscribers again from a kept end at most the parting's age before it, not from 0
+    (before: from 0 once the parting was more than 64 writes back)."""
+    events = Workload(channels=40, turns=80, seed=49).events()[:3_000]
+    backend = MemoryBackend()
+    with chanlog.EventStore(backend, projections=[]) as store:
+        delivered: list[int] = []
+        store.subscribe(lambda record: delivered.append(record.offset))
+        for event in events:
+            store.append(event)
+        restore(backend, backup(backend, parted))
+        with chanlog.EventStore(backend, projections=[]) as other:
+            other.append_batch(OTHERS)
+        with caplog.at_level(logging.ERROR, logger="chanlog.store"):
+            store.refresh()
+        rewound = int(caplog.text.split("handed the records from offset ")[1].split()[0])
+        assert parted - (len(events) - parted) <= rewound <= parted
+        assert rewound > 0
+        store.append(OTHER.events()[0])  # known: nothing is delivered yet
+        store.append(events[parted])  # the subscribers are handed what they missed first
+        assert delivered == list(range(len(events))) + list(range(rewound, len(store)))
 
 
 def test_a_record_that_does_not_link_is_named_and_folded_on(
@@ -191,7 +222,7 @@ def _chain(ids: list[bytes]) -> list[bytes]:
 
 
 @given(
-    length=st.integers(1, 200),
+    length=st.integers(1, 500),
     data=st.data(),
 )
 def test_the_shared_prefix_is_the_newest_kept_end_the_log_still_has(
@@ -204,7 +235,7 @@ def test_the_shared_prefix_is_the_newest_kept_end_the_log_still_has(
     kept = data.draw(st.integers(0, length + 20), label="log length")
     theirs = ours[:parted] + _chain([b"x" * 32] * length)[parted:kept]
     theirs = theirs[:kept]
-    ends = sorted(set(data.draw(st.lists(st.integers(0, length - 1), max_size=2 * MARKS))))
+    ends = sorted(set(data.draw(st.lists(st.integers(0, length - 1), max_size=5 * MARKS))))
     chain = FoldedChain()
     for offset in ends:
         chain.passed(offset, ours[offset])
@@ -214,10 +245,12 @@ def test_the_shared_prefix_is_the_newest_kept_end_the_log_still_has(
         asked.append(offset)
         return theirs[offset] if offset < len(theirs) else None
 
-    kept_ends = ends[-MARKS:]
-    still = [o for o in kept_ends if o < len(theirs) and theirs[o] == ours[o]]
+    kept = chain.kept()
+    assert set(ends[-MARKS:]) <= set(kept) <= set(ends)
+    assert len(kept) <= 2 * MARKS + OLDER_MARKS
+    still = [o for o in kept if o < len(theirs) and theirs[o] == ours[o]]
     assert chain.shared(chain_at) == (still[-1] + 1 if still else 0)
-    assert len(asked) <= MARKS.bit_length()
+    assert len(asked) <= len(kept).bit_length()
 
 
 def test_a_read_model_started_after_others_took_the_offsets_it_applied_refuses(
