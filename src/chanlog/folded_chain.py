@@ -15,7 +15,14 @@ from chanlog.backends.base import Backend
 from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next
 from chanlog.records import StoredRecord
 
-__all__ = ["MARKS", "OLDER_MARKS", "FoldedChain", "chain_hash_at", "links_to"]
+__all__ = [
+    "CATCH_UP_MARK_EVERY",
+    "MARKS",
+    "OLDER_MARKS",
+    "FoldedChain",
+    "chain_hash_at",
+    "links_to",
+]
 
 MARKS = 64
 """How many recent ends a store keeps whole: the writes and catch-ups back to which it can
@@ -25,6 +32,11 @@ OLDER_MARKS = 32
 """How many older ends a store keeps, thinned so that the gaps between them grow with their
 age: a log that parted further back is handed to subscribers again from a kept end at most
 about half its age before the parting, not from offset 0 (ADR 0047)."""
+
+
+CATCH_UP_MARK_EVERY = 1_024
+"""A catch-up keeps the chain hash of each record whose offset is a multiple of this too, so
+that a store that opened on a long log can place a parting older than its opening."""
 
 
 def chain_hash_at(backend: Backend, offset: int) -> bytes | None:
@@ -56,6 +68,11 @@ class FoldedChain:
     def passed(self, offset: int, chain_hash: bytes) -> None:
         """The fold ends at the record at ``offset``, whose chain hash is ``chain_hash``."""
         self.hash = chain_hash
+        self.mark(offset, chain_hash)
+
+    def mark(self, offset: int, chain_hash: bytes) -> None:
+        """Keep ``chain_hash``, the log's at ``offset``, as one the store folded there
+        (offsets only grow)."""
         marks = self._marks
         marks.append((offset, chain_hash))
         if len(marks) > 2 * MARKS:  # once per MARKS ends: the hot path only appends

@@ -23,7 +23,7 @@ from chanlog.errors import (
 )
 from chanlog.events.base import Event
 from chanlog.events.system import SnapshotCreated
-from chanlog.folded_chain import FoldedChain
+from chanlog.folded_chain import CATCH_UP_MARK_EVERY, FoldedChain
 from chanlog.hashing import GENESIS_CHAIN_HASH
 from chanlog.plugins.host import PluginHost
 from chanlog.projections.base import (
@@ -170,6 +170,9 @@ class InlineProjections:
             self.fold_committed(record.offset, record.event)
             if delivered is not None:
                 delivered((record,))
+            if not record.offset % CATCH_UP_MARK_EVERY:
+                # a long first fold leaves ends to place a parting older than the store
+                chain.mark(stored.offset, stored.chain_hash)
             last = stored
         if last is not None:
             chain.passed(last.offset, last.chain_hash)

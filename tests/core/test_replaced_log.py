@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import chanlog
 from chanlog.backends.memory import MemoryBackend
 from chanlog.bus.read_model import ChannelReadModel
-from chanlog.folded_chain import MARKS, OLDER_MARKS, FoldedChain
+from chanlog.folded_chain import CATCH_UP_MARK_EVERY, MARKS, OLDER_MARKS, FoldedChain
 from chanlog.hashing import chain_next
 from chanlog.records import PositionMove
 from chanlog.workload import Workload
@@ -94,49 +94,61 @@ def test_a_store_notices_records_others_appended_in_place_of_lost_ones(
 def test_a_parting_older_than_every_kept_end_hands_subscribers_the_whole_log_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A store that opened on a log others wrote keeps the chain hash at its end only: a
-    parting before it is one it cannot place, and subscribers are handed all again."""
+    """A log that lost every record before others appended to it: no kept end places the
+    parting, and subscribers are handed all again."""
     backend = MemoryBackend()
-    with chanlog.EventStore(backend, projections=[]) as writer:
-        writer.append_batch(EVENTS[: MARKS + 10])
     with chanlog.EventStore(backend, projections=[]) as store:
         delivered: list[int] = []
         store.subscribe(lambda record: delivered.append(record.offset))
-        store.append(EVENTS[MARKS + 10])
-        folded = len(store)
-        restore(backend, backup(backend, 5))
+        store.append_batch(EVENTS[:20])
+        store.append(EVENTS[20])
+        restore(backend, backup(backend, 0))
         with chanlog.EventStore(backend, projections=[]) as other:
             other.append_batch(OTHERS)
         with caplog.at_level(logging.ERROR, logger="chanlog.store"):
             store.refresh()
         assert "handed the records from offset 0 on again" in caplog.text
-        store.append(EVENTS[0])  # known: nothing is delivered yet
-        store.append(EVENTS[5])  # the subscribers are handed what they missed first
-        assert delivered == [folded - 1, *range(len(store))]
+        store.append(EVENTS[0])  # the subscribers are handed what they missed first
+        assert delivered == [*range(21), *range(len(store))]
 
 
+@pytest.mark.parametrize("written_by", ["itself", "another store"])
 @pytest.mark.parametrize("parted", [150, 1_000, 2_500, 2_990])
 def test_a_parting_far_back_in_a_long_life_is_handed_again_from_near_it(
-    parted: int, caplog: pytest.LogCaptureFixture
+    parted: int, written_by: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A node that wrote for long keeps thinned chain hashes of its older writes: a log
-    that parted thousands of writes back (a failover to a replica minutes behind) is handed
-    to subscribers again from a kept end at most the parting's age before it, not from 0
-    (before: from 0 once the parting was more than 64 writes back)."""
+    """A node that wrote for long keeps thinned chain hashes of its older writes, and one
+    that opened on a long log keeps some of its first fold's: a log that parted thousands
+    of records back (a failover to a replica minutes behind) is handed to subscribers again
+    from a kept end at most the parting's age before it, not from 0 (before: from 0 once
+    the parting was more than 64 writes back, or before the store opened)."""
     events = Workload(channels=40, turns=80, seed=49).events()[:3_000]
     backend = MemoryBackend()
-    with chanlog.EventStore(backend, projections=[]) as store:
-        delivered: list[int] = []
+    delivered: list[int] = []
+    if written_by == "another store":
+        with chanlog.EventStore(backend, projections=[]) as writer:
+            writer.append_batch(events)
+    # the opener folds the log (default projections): a store that neither folds nor has
+    # subscribers when it opens reads nothing, and has nobody to hand records to again
+    projections = [] if written_by == "itself" else None
+    with chanlog.EventStore(backend, projections=projections) as store:
         store.subscribe(lambda record: delivered.append(record.offset))
-        for event in events:
-            store.append(event)
+        if written_by == "itself":
+            for event in events:
+                store.append(event)
+        else:
+            store.refresh()
+            delivered.extend(range(len(events)))  # folded before it subscribed
         restore(backend, backup(backend, parted))
         with chanlog.EventStore(backend, projections=[]) as other:
             other.append_batch(OTHERS)
         with caplog.at_level(logging.ERROR, logger="chanlog.store"):
             store.refresh()
         rewound = int(caplog.text.split("handed the records from offset ")[1].split()[0])
-        assert parted - (len(events) - parted) <= rewound <= parted
+        reach = len(events) - parted  # the parting's age
+        if written_by == "another store":  # the first fold kept an end every so often
+            reach = max(reach, CATCH_UP_MARK_EVERY)
+        assert parted - reach <= rewound <= parted
         assert rewound > 0
         store.append(OTHER.events()[0])  # known: nothing is delivered yet
         store.append(events[parted])  # the subscribers are handed what they missed first
