@@ -190,6 +190,22 @@ def test_import_refused_transition_names_the_line(run: Run, tmp_path: Path) -> N
     assert f"{source}:2" in line and "objective-completed" in line
 
 
+def test_an_export_line_after_envelopes_is_refused_not_appended_as_new(
+    demo_db: Path, run: Run, tmp_path: Path
+) -> None:
+    # A file is an export (copied exactly) or envelopes (appended as new events), as its
+    # first line says; an export line further down would lose its offset and chain hash.
+    exported = run("export", "--from", "3", "--to", "4").stdout
+    source = tmp_path / "mixed.jsonl"
+    source.write_text(jsonl(range(3)) + exported)
+    copy = tmp_path / "copy.db"
+    result = run("--db", str(copy), "import", str(source), use_db=False)
+    assert result.exit_code == ExitCode.INVALID_INPUT
+    line = one_line_error(result.stderr)
+    assert f"{source}:4: an export line (it has an offset), though the lines before it" in line
+    assert not copy.exists() or run("--db", str(copy), "log", use_db=False).stdout == ""
+
+
 def test_export_then_import_reproduces_the_log(demo_db: Path, run: Run, tmp_path: Path) -> None:
     exported = tmp_path / "log.jsonl"
     result = run("export", str(exported))
