@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -268,6 +269,32 @@ def test_an_interrupted_import_says_what_it_had_committed(
     assert one_line_error(run("export", str(tmp_path / "out.jsonl")).stderr) == (
         "chanlog: interrupted"
     )
+
+
+def test_two_exports_to_one_file_at_once_each_leave_a_whole_file(
+    demo_db: Path, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A backup job that overlaps the previous run: each export writes a file of its own
+    # and renames it whole, so the destination is always one complete export.
+    from chanlog.cli.commands import transfer
+
+    destination = tmp_path / "backup.jsonl"
+    real_select = transfer.select_records
+    other: list[Any] = []
+
+    def select_then_another_export(*arguments: Any, **keywords: Any) -> Any:
+        for count, record in enumerate(real_select(*arguments, **keywords)):
+            if count == 8 and not other:
+                other.append(run("export", "--to", "3", str(destination)))
+            yield record
+
+    monkeypatch.setattr(transfer, "select_records", select_then_another_export)
+    first = run("export", str(destination))
+    assert other[0].exit_code == 0, other[0].output
+    assert first.exit_code == 0, first.output
+    monkeypatch.setattr(transfer, "select_records", real_select)
+    assert destination.read_bytes() == run("export").stdout_bytes  # the last one renamed
+    assert [path.name for path in tmp_path.iterdir() if "backup" in path.name] == ["backup.jsonl"]
 
 
 def test_export_range_to_stdout(demo_db: Path, run: Run) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import secrets
 import sys
 from pathlib import Path
 from typing import IO
@@ -176,10 +177,13 @@ def export_command(state: CliContext, destination: Path, start: int, end: int | 
         sys.stdout.buffer.flush()
         return
     # A file appears only complete and durable: written beside its destination, synced,
-    # then renamed over it; on any failure the partial file is removed.
-    partial = destination.with_name(destination.name + ".partial")
+    # then renamed over it; on any failure the partial file is removed. The partial file's
+    # name is its own: two exports to one destination at once (a backup job overlapping
+    # the last run) would otherwise write into one file, and rename a mix of both.
+    # (Not mkstemp: its file is private to the user; an export gets the umask's mode.)
+    partial = destination.with_name(f"{destination.name}.{secrets.token_hex(6)}.partial")
     try:
-        with partial.open("wb") as handle:
+        with partial.open("xb") as handle:
             written = _export(state, store, handle, start, stop, total)
             handle.flush()
             os.fsync(handle.fileno())
