@@ -8,13 +8,14 @@ record: the same offsets, ids and chain hashes, so ``verify --expect-head`` with
 original's head passes. It appends through :meth:`~chanlog.EventStore.append_at`, so the
 importing store's snapshot policy adds nothing of its own; the exported log's own
 ``snapshot-created`` events are copied like any other record, and the snapshot each one
-announces is rebuilt and stored when the importing store's projections encode to the hash
-it announces (and the importing store's retention applies, as after its own snapshots).
+announces is rebuilt and stored, in the transaction of its announcement, when the
+importing store's projections encode to the hash it announces (and the importing store's
+retention applies, as after its own snapshots).
 
 The importing log must be empty, or hold a prefix of the export (an earlier, interrupted
 import, or the copy made before ``export --from N``): its records are compared with the
-export's, and the rest is appended after them. Anything else is refused before it is
-written.
+export's, and the rest is appended after them, the snapshots rebuilt on the newest one the
+earlier import stored (ADR 0055). Anything else is refused before it is written.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from chanlog.events.base import Event
 from chanlog.events.system import SnapshotCreated
 from chanlog.hashing import chain_next
 from chanlog.records import RecordedEvent, StoredSnapshot
-from chanlog.snapshots.incremental import SnapshotChain, encode_incremental
+from chanlog.snapshots.incremental import SnapshotChain, chain_of, encode_incremental
 from chanlog.store import EventStore
 
 __all__ = ["ExportedRecord", "LogCopy", "export_line", "is_export_line", "parse_export_line"]
@@ -150,6 +151,8 @@ class LogCopy:
                 event (the message names the line; nothing of its piece was written).
         """
         head = self._store.backend.head()
+        if self._previous is None and head.length:
+            self._chain = self._resumed(head.length)
         held = self._held(records, head.length)
         chain = head.chain_hash
         new: list[ExportedRecord] = []
@@ -165,6 +168,16 @@ class LogCopy:
         self.present += len(records) - len(new)
         for piece in _pieces(new):
             self._append(piece)
+
+    def _resumed(self, length: int) -> SnapshotChain | None:
+        """The chain of the newest snapshot stored in a log holding the export's first
+        ``length`` records (``None`` without one): an earlier, interrupted import rebuilt it,
+        and the export's next snapshot may be incremental on it (ADR 0055)."""
+        store = self._store
+        if not store.projections:
+            return None
+        latest = store.snapshots.latest_snapshot(length)
+        return None if latest is None else chain_of(store.snapshots.open(latest))
 
     def _held(
         self, records: Sequence[ExportedRecord], length: int
@@ -225,8 +238,9 @@ class LogCopy:
     def _append(self, piece: list[ExportedRecord]) -> None:
         store = self._store
         rebuilt = _announced_snapshot(store, piece[0], self._chain)
+        snapshot = None if rebuilt is None else rebuilt[0]
         try:
-            store.append_at(piece[0].offset, [record.event for record in piece])
+            store.append_at(piece[0].offset, [record.event for record in piece], snapshot)
         except (InvalidTransition, InvalidEvent, ConcurrencyError) as exc:
             # Name the line of the record refused, as the CLI names lines everywhere else.
             if isinstance(exc, ConcurrencyError):
@@ -239,9 +253,8 @@ class LogCopy:
             raise
         self.appended += len(piece)
         if rebuilt is not None:
-            # After the event: a crash in between leaves an announced snapshot missing,
-            # which readers skip, never a stored one that nothing announces.
-            store.backend.save_snapshot(rebuilt[0])
+            # Stored with its announcement (ADR 0055): a kill between two commits would
+            # leave it missing, and the incremental snapshots after it unrebuildable.
             self._chain = rebuilt[1]
             self.snapshots += 1
             # The importing store's retention, as after a snapshot it takes itself: a copy

@@ -14,8 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 from chanlog.appending import AppendPipeline, CommitResult, Encoded
-from chanlog.backends.base import WriteTransaction
+from chanlog.backends.base import Backend, WriteTransaction
+from chanlog.backends.capabilities import saves_snapshots_in_transaction
 from chanlog.errors import ConcurrencyError
+from chanlog.reading import check_offset
+from chanlog.records import StoredSnapshot
 
 __all__ = ["write_at"]
 
@@ -23,10 +26,24 @@ Work = Callable[[WriteTransaction, list[Encoded], Any, bool], CommitResult]
 """The store's write-transaction work: ``(transaction, encoded, expected, batch)``."""
 
 
-def write_at(pipeline: AppendPipeline, offset: int) -> Work:
+def write_at(
+    pipeline: AppendPipeline,
+    offset: int,
+    snapshot: StoredSnapshot | None = None,
+    backend: Backend | None = None,
+) -> Work:
     """The write-transaction work appending encoded events at ``offset``, ``offset + 1``,
     ... or raising :class:`~chanlog.errors.ConcurrencyError` (``stream`` is ``""``: the log
-    as a whole), which rolls the transaction back."""
+    as a whole), which rolls the transaction back.
+
+    ``snapshot`` (the one the first event announces) is stored in the same transaction,
+    or, where ``backend``'s transactions cannot store snapshots, through ``backend`` just
+    before the events are written (ADR 0055): the announcement never commits without it.
+
+    Raises:
+        InvalidArgument: ``offset`` is not an int >= 0.
+    """
+    check_offset("offset", offset)
 
     def write(
         transaction: WriteTransaction, encoded: list[Encoded], _expected: Any, _batch: bool
@@ -40,6 +57,11 @@ def write_at(pipeline: AppendPipeline, offset: int) -> Work:
                 expected=offset,
                 actual=length,
             )
+        if snapshot is not None:
+            if saves_snapshots_in_transaction(transaction):
+                transaction.save_snapshot(snapshot)
+            elif backend is not None:
+                backend.save_snapshot(snapshot)
         result = pipeline.write(transaction, encoded, None, True)
         for index, placed in enumerate(result.offsets):
             if placed != offset + index:

@@ -281,13 +281,15 @@ class EventStore(LogReader):
         """The record a backend returned, decoded (its event id taken from it)."""
         return self._decoder.record(stored)
 
-    def append_at(self, offset: int, events: Sequence[Event]) -> list[int]:
-        """Append ``events`` atomically at ``offset``, ``offset + 1``, ... or write nothing
-        (:class:`~chanlog.errors.ConcurrencyError`); no automatic snapshot (ADR 0032)."""
+    def append_at(
+        self, offset: int, events: Sequence[Event], snapshot: StoredSnapshot | None = None
+    ) -> list[int]:
+        """Append ``events``, and the ``snapshot`` the first announces, atomically at ``offset``,
+        ``offset + 1``, ... or nothing (ConcurrencyError); no automatic snapshot (ADR 0032)."""
         self._writable()
-        check_offset("offset", offset)
+        work = write_at(self._pipeline, offset, snapshot, self._backend)
         encoded = self._pipeline.encode(list(events), batch=True)
-        return self._writer.run(write_at(self._pipeline, offset), encoded, None, True).offsets
+        return self._writer.run(work, encoded, None, True).offsets
 
     def snapshot(self, offset: int | None = None) -> StoredSnapshot:
         """Snapshot the projection states as of ``offset`` (default: the end of the log),

@@ -46,12 +46,15 @@ _fsync = os.fsync
 _lock = threading.Lock()
 _passed = 0
 _kill_at = -1
+_trail: list[str] | None = None
 
 
 def _point(what: str) -> None:
     global _passed
     with _lock:
         _passed += 1
+        if _trail is not None:
+            _trail.append(what[:160])
         if _passed == _kill_at:
             _write(2, f"killed at point {_passed}: {what}\n".encode())
             os.kill(os.getpid(), signal.SIGKILL)
@@ -65,7 +68,11 @@ def _counted(function: Callable[..., Any]) -> Callable[..., Any]:
     return counted
 
 
-def _count_points() -> None:
+def count_points(kill_at: int, trail: list[str] | None = None) -> None:
+    """Count the points this process passes from now on, and kill it at point ``kill_at``
+    (-1: never); ``trail`` gets what each point is (for a child that picks its points)."""
+    global _kill_at, _trail
+    _kill_at, _trail = kill_at, trail
     for name in ("write", "fsync", "replace", "rename", "unlink", "ftruncate"):
         setattr(os, name, _counted(getattr(os, name)))
     connect = sqlite3.connect
@@ -187,10 +194,8 @@ def _consume(store: chanlog.EventStore) -> None:
 
 
 def main() -> None:
-    global _kill_at
     backend, side_path, kill_at = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-    _kill_at = kill_at
-    _count_points()
+    count_points(kill_at)
     life(backend, side_path)
     print(_passed)
 

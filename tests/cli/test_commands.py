@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -190,6 +191,22 @@ def test_import_refused_transition_names_the_line(run: Run, tmp_path: Path) -> N
     assert f"{source}:2" in line and "objective-completed" in line
 
 
+def test_an_export_line_after_envelopes_is_refused_not_appended_as_new(
+    demo_db: Path, run: Run, tmp_path: Path
+) -> None:
+    # A file is an export (copied exactly) or envelopes (appended as new events), as its
+    # first line says; an export line further down would lose its offset and chain hash.
+    exported = run("export", "--from", "3", "--to", "4").stdout
+    source = tmp_path / "mixed.jsonl"
+    source.write_text(jsonl(range(3)) + exported)
+    copy = tmp_path / "copy.db"
+    result = run("--db", str(copy), "import", str(source), use_db=False)
+    assert result.exit_code == ExitCode.INVALID_INPUT
+    line = one_line_error(result.stderr)
+    assert f"{source}:4: an export line (it has an offset), though the lines before it" in line
+    assert not copy.exists() or run("--db", str(copy), "log", use_db=False).stdout == ""
+
+
 def test_export_then_import_reproduces_the_log(demo_db: Path, run: Run, tmp_path: Path) -> None:
     exported = tmp_path / "log.jsonl"
     result = run("export", str(exported))
@@ -252,6 +269,32 @@ def test_an_interrupted_import_says_what_it_had_committed(
     assert one_line_error(run("export", str(tmp_path / "out.jsonl")).stderr) == (
         "chanlog: interrupted"
     )
+
+
+def test_two_exports_to_one_file_at_once_each_leave_a_whole_file(
+    demo_db: Path, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A backup job that overlaps the previous run: each export writes a file of its own
+    # and renames it whole, so the destination is always one complete export.
+    from chanlog.cli.commands import transfer
+
+    destination = tmp_path / "backup.jsonl"
+    real_select = transfer.select_records
+    other: list[Any] = []
+
+    def select_then_another_export(*arguments: Any, **keywords: Any) -> Any:
+        for count, record in enumerate(real_select(*arguments, **keywords)):
+            if count == 8 and not other:
+                other.append(run("export", "--to", "3", str(destination)))
+            yield record
+
+    monkeypatch.setattr(transfer, "select_records", select_then_another_export)
+    first = run("export", str(destination))
+    assert other[0].exit_code == 0, other[0].output
+    assert first.exit_code == 0, first.output
+    monkeypatch.setattr(transfer, "select_records", real_select)
+    assert destination.read_bytes() == run("export").stdout_bytes  # the last one renamed
+    assert [path.name for path in tmp_path.iterdir() if "backup" in path.name] == ["backup.jsonl"]
 
 
 def test_export_range_to_stdout(demo_db: Path, run: Run) -> None:

@@ -86,6 +86,42 @@ def test_a_copy_resumes_after_its_beginning() -> None:
     assert lines(copy) == lines(source)
 
 
+def incremental_original() -> EventStore:
+    """A log whose later snapshots are incremental (ADR 0036): twelve channels, then a few
+    busy ones while the others stay idle."""
+    store = EventStore(snapshot_policy=EveryNEvents(n=60, keep=0))
+    store.append_batch(Workload(channels=12, turns=2, seed=21).events())
+    for seed in range(4):
+        for event in Workload(channels=1, turns=2, seed=40 + seed).events():
+            store.append(event)
+    return store
+
+
+def stored_snapshots(store: EventStore) -> list[Any]:
+    backend: Any = store.backend
+    return [backend.latest_snapshot(offset) for offset, _size in backend.snapshot_sizes()]
+
+
+def test_a_resumed_copy_rebuilds_every_snapshot_an_uninterrupted_one_does() -> None:
+    # The snapshots after an interruption are incremental on the last one rebuilt before
+    # it: a copier that starts with no chain can rebuild none of them.
+    source = incremental_original()
+    records = exported(source)
+    announced = [r.offset for r in records if r.event.event_type == "snapshot-created"]
+    assert len(announced) >= 3
+    straight = EventStore(snapshot_policy="never")
+    LogCopy(straight).add(records)
+    assert len(stored_snapshots(straight)) == len(announced)
+    for cut in (announced[0] + 1, announced[1] - 3, announced[1] + 1, len(records) - 1):
+        copy = EventStore(snapshot_policy="never")
+        before = LogCopy(copy)
+        before.add(records[:cut])
+        resumed = LogCopy(copy)
+        resumed.add(records)
+        assert before.snapshots + resumed.snapshots == len(announced), cut
+        assert stored_snapshots(copy) == stored_snapshots(straight), cut
+
+
 def test_a_log_that_is_not_a_beginning_of_the_export_is_refused() -> None:
     records = exported(original())
     other = EventStore()

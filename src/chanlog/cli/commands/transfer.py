@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import secrets
 import sys
 from pathlib import Path
 from typing import IO
@@ -24,6 +25,7 @@ from chanlog.cli.records_io import (
     select_records,
 )
 from chanlog.copying import LogCopy, is_export_line, parse_export_line
+from chanlog.errors import DecodeError
 from chanlog.store import EventStore
 
 __all__ = ["append_command", "export_command", "import_command"]
@@ -81,8 +83,9 @@ def import_command(state: CliContext, source: IO[bytes], batch_size: int) -> Non
     Lines written by 'chanlog export' (they carry offset, event_id and chain_hash) are
     copied exactly: every record at its exported offset with its exported chain hash, into
     an empty log or one holding the beginning of the export, whatever the snapshot policy
-    (the export's own snapshot-created events come along). Other lines are appended as new
-    events, skipping those already in the log.
+    (the export's own snapshot-created events come along). A file whose first line is a
+    plain {"type", "payload"} envelope is appended as new events, skipping those already in
+    the log; an export line in it is refused.
 
     Each batch of --batch-size lines is atomic. On a bad line or a refused event nothing of
     its batch is written, the error names the line, and earlier batches stay committed;
@@ -104,6 +107,7 @@ def import_command(state: CliContext, source: IO[bytes], batch_size: int) -> Non
                 copy.add([parse_export_line(value, types, where) for where, value in batch])
                 appended = copy.appended
             else:
+                _refuse_export_lines(batch)
                 # Counted per batch: a snapshot policy may append snapshot-created in between.
                 before = len(store)
                 offsets = append_numbered(store, decode_numbered(store, batch))
@@ -125,6 +129,19 @@ def import_command(state: CliContext, source: IO[bytes], batch_size: int) -> Non
         f"imported {read} events from {name}: {appended} {how}, {read - appended} already "
         f"present; log length {len(store)}"
     )
+
+
+def _refuse_export_lines(batch: list[tuple[str, object]]) -> None:
+    """Refuse an export line among envelopes: appended as a new event, it would lose the
+    offset and chain hash it says it has (the first line decides what a file is)."""
+    for where, value in batch:
+        if is_export_line(value):
+            raise DecodeError(
+                f"{where}: an export line (it has an offset), though the lines before it are "
+                "not: an export is imported alone, as an exact copy; to append its events as "
+                'new ones, remove "offset" from every line (nothing of this batch was written)',
+                path="offset",
+            )
 
 
 def _count_lines(source: IO[bytes]) -> int | None:
@@ -160,10 +177,13 @@ def export_command(state: CliContext, destination: Path, start: int, end: int | 
         sys.stdout.buffer.flush()
         return
     # A file appears only complete and durable: written beside its destination, synced,
-    # then renamed over it; on any failure the partial file is removed.
-    partial = destination.with_name(destination.name + ".partial")
+    # then renamed over it; on any failure the partial file is removed. The partial file's
+    # name is its own: two exports to one destination at once (a backup job overlapping
+    # the last run) would otherwise write into one file, and rename a mix of both.
+    # (Not mkstemp: its file is private to the user; an export gets the umask's mode.)
+    partial = destination.with_name(f"{destination.name}.{secrets.token_hex(6)}.partial")
     try:
-        with partial.open("wb") as handle:
+        with partial.open("xb") as handle:
             written = _export(state, store, handle, start, stop, total)
             handle.flush()
             os.fsync(handle.fileno())
