@@ -26,6 +26,9 @@ def test_snapshots_are_listed_with_sizes_and_pruned(
     assert 0 < report["total_bytes"] < report["file_bytes"]
     table = run("snapshots")
     assert table.exit_code == 0 and "2 snapshot(s)" in table.output
+    kept_all = run("snapshots", "prune", "--keep", "0", "--json")  # 0: keep every one
+    assert orjson.loads(kept_all.output)["deleted"] == []
+    assert "0 keeps every snapshot" in " ".join(run("snapshots", "prune", "--help").output.split())
     pruned = run("snapshots", "prune", "--keep", "1", "--json")
     assert pruned.exit_code == 0, pruned.output
     deleted = orjson.loads(pruned.output)["deleted"]

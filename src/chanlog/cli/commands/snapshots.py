@@ -88,8 +88,8 @@ def snapshots_command(ctx: click.Context, state: CliContext) -> None:
     "--keep",
     type=click.IntRange(min=0),
     default=None,
-    help="Keep the latest KEEP and thinned older ones [default: what the configured "
-    "snapshot policy keeps].",
+    help="Keep the latest KEEP and thinned older ones; 0 keeps every snapshot (as the "
+    "policy's keep = 0 does) [default: what the configured snapshot policy keeps].",
 )
 @json_option
 @pass_cli
