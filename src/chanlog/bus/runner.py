@@ -144,9 +144,7 @@ class ConsumerRunner:
         """
         if self._started:
             return True
-        self._consumers.ensure_consumer(
-            self.name, self.spec.first_position(len(self.store)), self.spec.subject_texts
-        )
+        self.spec.ensure(self._consumers, len(self.store))
         state = self._lease.take(wait=wait, stop=stop)
         if state is None:
             return False
