@@ -121,8 +121,10 @@ class ConsumerRunner:
 
     @property
     def started(self) -> bool:
-        """True while the runner holds the consumer's lease."""
-        return self._started
+        """True while the runner holds the consumer's lease: not once a renewal found it
+        taken by another runner, though this runner's thread, inside a handler, has not
+        seen it yet (``chanlog run`` then shows the consumer waiting, and who holds it)."""
+        return self._started and not self._lease.lost.is_set()
 
     @property
     def position(self) -> int:
