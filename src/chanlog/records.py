@@ -117,7 +117,9 @@ class ConsumerState:
         parked: how many parked records it keeps.
         lease_holder: the runner that holds its lease, or ``None``.
         lease_expires_at: when that lease expires (unix seconds, the backend's clock).
-        last_error: the error of the latest record that failed, if any.
+        last_error: the latest failure that still stands, if any: the error of a record
+            still parked, or the reason a handler gave for its records waiting; a record's
+            error ends when it leaves the parked list (ADR 0054).
         updated_at: when it last changed (unix seconds, the backend's clock).
     """
 
@@ -171,8 +173,10 @@ class PositionMove:
         lease_ttl: seconds the lease is renewed for by this move.
         parked: records parked on the way (replacing a parked record at the same offset).
         unparked: offsets of parked records that were replayed successfully (removed).
-        error: the latest error on the way (``None`` leaves the last one as it is; ``""``
-            clears it).
+        error: the latest error on the way (``None`` leaves the last one as it is, unless
+            it is the error of a record ``unparked`` takes off the parked list; ``""`` ends
+            it). An ended last error gives way to the error of the record parked most
+            recently among those still parked, or to none (ADR 0054).
     """
 
     consumer: str

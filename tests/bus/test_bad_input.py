@@ -184,7 +184,9 @@ def test_the_cli_refuses_a_start_beyond_the_log_and_unknown_consumers(tmp_path: 
     assert result.returncode == ExitCode.USAGE
     assert result.stderr == (
         "chanlog: configuration error: consumers.tap.start = 1000 is beyond the end of the "
-        f"log ({length} records)\n"
+        f'log ({length} records); start it at "earliest", "latest" or an offset up to '
+        f"{length} (a log shorter than its start was chosen for may have lost records: a "
+        "backup restored, a failover to a replica that was behind)\n"
     )
     # Neither handler was built (no tap file, no read model), no consumer was created.
     assert _files(tmp_path) == before

@@ -188,3 +188,23 @@ def test_chanlog_consumers_in_another_process_says_why_a_relay_waits(
         stop.set()
         thread.join(10)
         store.close()
+
+
+def test_an_empty_reason_is_no_failure_and_clears_nothing(store: chanlog.EventStore) -> None:
+    # A handler that builds its reason as text ("" when all is well) says "no failure", not
+    # "clear the last error": a record's error recorded by the runner must stay.
+    handler = Waiting()
+    record_failure, stats = _recorder(store, handler)
+    store.backend.move_consumer(  # type: ignore[attr-defined]
+        PositionMove("relay", "runner-1", 3, handled=3, error="ValueError: a record's")
+    )
+    stats.position = 3
+    handler.reason = ""
+    record_failure()
+    assert _last_error(store) == "ValueError: a record's"
+    handler.reason = "NATS away"
+    record_failure()
+    assert _last_error(store) == "NATS away"
+    handler.reason = ""  # gone, as None would say: what it wrote is cleared
+    record_failure()
+    assert _last_error(store) is None

@@ -24,9 +24,14 @@ The rules every implementation follows (the conformance suite checks each of the
   already ours succeeds (and renews it); taking it while another holder's lease runs
   raises :class:`~chanlog.errors.LeaseHeld` naming that holder and its expiry.
 - A position moves only by its lease holder, only forward, and atomically with what the
-  move carries (the handled count, parked records, replayed ones removed, the last error,
-  which an error of ``""`` clears): all of it or none. A move by anyone else raises
-  :class:`~chanlog.errors.LeaseHeld`.
+  move carries (the handled count, parked records, replayed ones removed, the last error):
+  all of it or none. A move by anyone else raises :class:`~chanlog.errors.LeaseHeld`.
+- The last error is a failure that still stands (ADR 0054): a move's error becomes it; a
+  move whose error is ``""`` (a handler's reason gone) ends it, and so does a move without
+  an error (``None``) or :meth:`KeepsConsumers.drop_parked` that takes off the parked list
+  a record whose error it is. An ended last error becomes the error of the record parked
+  most recently (``parked_at``, then the highest offset) among those still parked, or
+  ``None`` (:func:`ends_last_error`).
 - Resetting a consumer is refused while another holder's lease runs (stop it first).
 - Every method that writes raises :class:`~chanlog.errors.StorageError` on a backend
   opened read-only, and :class:`~chanlog.errors.NotFound` for a consumer that does not
@@ -41,7 +46,7 @@ backend keeps the consumer.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol, runtime_checkable
 
 from chanlog.errors import InvalidArgument, LeaseHeld, NotFound
@@ -55,6 +60,7 @@ __all__ = [
     "ReadsConsumerClock",
     "check_move",
     "check_position",
+    "ends_last_error",
     "held_elsewhere",
     "lease_running",
 ]
@@ -145,6 +151,17 @@ def lease_running(state: ConsumerState, now: float) -> bool:
         and state.lease_expires_at is not None
         and state.lease_expires_at > now
     )
+
+
+def ends_last_error(last_error: str | None, error: str | None, removed: Collection[str]) -> bool:
+    """Whether a write ends the failure a consumer's ``last_error`` describes: it carries
+    the error ``""`` (a reason withdrawn), or carries none (``error`` is ``None``) and takes
+    off the parked list records whose errors are ``removed``, one of them the last error.
+    The last error is then the error of the record parked most recently among those still
+    parked, or ``None`` (see the module's rules)."""
+    if error is not None:
+        return error == ""
+    return last_error is not None and last_error in removed
 
 
 def check_position(name: str, position: object) -> int:

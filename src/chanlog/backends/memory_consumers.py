@@ -9,7 +9,12 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from chanlog.backends.consumer_store import check_move, check_position, held_elsewhere
+from chanlog.backends.consumer_store import (
+    check_move,
+    check_position,
+    ends_last_error,
+    held_elsewhere,
+)
 from chanlog.errors import NotFound
 from chanlog.records import ConsumerState, ParkedRecord, PositionMove
 
@@ -22,6 +27,14 @@ def _chosen(parked: dict[int, ParkedRecord], offsets: Sequence[int] | None) -> l
     if offsets is None:
         return sorted(parked)
     return sorted({offset for offset in offsets if offset in parked})
+
+
+def _latest_error(parked: dict[int, ParkedRecord]) -> str | None:
+    """The error of the record parked most recently (the highest offset among those parked
+    at once), or ``None`` when nothing is parked: what a last error that ended falls back to."""
+    if not parked:
+        return None
+    return max(parked.values(), key=lambda record: (record.parked_at, record.offset)).error
 
 
 class ConsumerTable:
@@ -103,15 +116,17 @@ class ConsumerTable:
         for record in move.parked:
             # Stamped with this backend's clock, like every time it keeps (the rules).
             parked[record.offset] = attrs.evolve(record, consumer=move.consumer, parked_at=now)
-        for offset in move.unparked:
-            parked.pop(offset, None)
+        removed = [parked.pop(offset).error for offset in move.unparked if offset in parked]
+        last_error = move.error or state.last_error
+        if ends_last_error(state.last_error, move.error, removed):
+            last_error = _latest_error(parked)
         self._states[move.consumer] = attrs.evolve(
             state,
             position=move.position,
             handled=state.handled + move.handled,
             parked=len(parked),
             lease_expires_at=now + move.lease_ttl,
-            last_error=state.last_error if move.error is None else (move.error or None),
+            last_error=last_error,
             updated_at=now,
         )
 
@@ -142,11 +157,14 @@ class ConsumerTable:
     def drop(self, name: str, offsets: Sequence[int] | None) -> int:
         state = self._existing(name)
         parked = self._parked[name]
-        chosen = _chosen(parked, offsets)
-        for offset in chosen:
-            del parked[offset]
-        self._states[name] = attrs.evolve(state, parked=len(parked), updated_at=self._clock())
-        return len(chosen)
+        removed = [parked.pop(offset).error for offset in _chosen(parked, offsets)]
+        last_error = state.last_error
+        if ends_last_error(last_error, None, removed):
+            last_error = _latest_error(parked)
+        self._states[name] = attrs.evolve(
+            state, parked=len(parked), last_error=last_error, updated_at=self._clock()
+        )
+        return len(removed)
 
     def delete(self, name: str) -> bool:
         existed = self._states.pop(name, None) is not None

@@ -26,7 +26,12 @@ from typing import Any, TypeVar
 import attrs
 import orjson
 
-from chanlog.backends.consumer_store import check_move, check_position, held_elsewhere
+from chanlog.backends.consumer_store import (
+    check_move,
+    check_position,
+    ends_last_error,
+    held_elsewhere,
+)
 from chanlog.backends.sqlite_connections import SqliteConnections
 from chanlog.backends.sqlite_queries import MAX_POSITION
 from chanlog.backends.sqlite_rows import short
@@ -61,6 +66,13 @@ MOVE = (
     "UPDATE consumers SET position = ?, handled = handled + ?, lease_expires_at = ?,"
     " last_error = nullif(coalesce(?, last_error), ''), updated_at = ? WHERE name = ?"
 )
+# What an ended last error falls back to (ADR 0054): the latest failure still parked, or none.
+FALL_BACK = (
+    "UPDATE consumers SET last_error = (SELECT p.error FROM parked_records AS p"
+    " WHERE p.consumer = ? ORDER BY p.parked_at DESC, p.position DESC LIMIT 1) WHERE name = ?"
+)
+PARKED_ERROR = "SELECT error FROM parked_records WHERE consumer = ? AND position = ?"
+PARKED_ERRORS = "SELECT error FROM parked_records WHERE consumer = ?"
 RESET = "UPDATE consumers SET position = ?, updated_at = ? WHERE name = ?"
 TOUCH = "UPDATE consumers SET updated_at = ? WHERE name = ?"
 PARK = (
@@ -174,9 +186,38 @@ def _existing_in(connection: sqlite3.Connection, name: str, path: Path) -> Consu
     return state
 
 
-def _apply(connection: sqlite3.Connection, move: PositionMove, now: float) -> None:
+def _errors(connection: sqlite3.Connection, name: str, offsets: Sequence[int] | None) -> list[str]:
+    """The errors of ``name``'s parked records at ``offsets`` (``None``: all of them)."""
+    if offsets is None:
+        return [error for (error,) in connection.execute(PARKED_ERRORS, (name,))]
+    found = (
+        connection.execute(PARKED_ERROR, (name, offset)).fetchone()
+        for (offset,) in _offsets(offsets)
+    )
+    return [row[0] for row in found if row is not None]
+
+
+def _ends(
+    connection: sqlite3.Connection,
+    name: str,
+    last_error: str | None,
+    error: str | None,
+    offsets: Sequence[int] | None,
+) -> bool:
+    """Whether a write carrying ``error`` and removing the parked records at ``offsets``
+    ends the last error (:func:`~chanlog.backends.consumer_store.ends_last_error`); asked
+    before the records are removed, and only of those when it could be."""
+    if error is not None or last_error is None:
+        return ends_last_error(last_error, error, ())
+    return offsets != () and ends_last_error(last_error, None, _errors(connection, name, offsets))
+
+
+def _apply(
+    connection: sqlite3.Connection, move: PositionMove, now: float, last_error: str | None
+) -> None:
     """Apply a checked move: parked rows (replacing one at the same offset, stamped ``now``),
-    replayed ones removed, then the position, count, lease and error."""
+    replayed ones removed, then the position, count, lease and error (``last_error``: the
+    consumer's before the move)."""
     name = move.consumer
     if move.parked:
         connection.executemany(
@@ -186,11 +227,14 @@ def _apply(connection: sqlite3.Connection, move: PositionMove, now: float) -> No
                 for r in move.parked
             ],
         )
+    ended = _ends(connection, name, last_error, move.error, move.unparked)
     if move.unparked:
         connection.executemany(UNPARK, [(name, offset) for (offset,) in _offsets(move.unparked)])
     connection.execute(
         MOVE, (move.position, move.handled, now + move.lease_ttl, move.error, now, name)
     )
+    if ended:
+        connection.execute(FALL_BACK, (name, name))
 
 
 def move_in_transaction(
@@ -204,8 +248,8 @@ def move_in_transaction(
         sqlite3.Error: for the caller to translate.
     """
     now = time.time() if now is None else now
-    check_move(move, _state_in(connection, move.consumer, path), now)
-    _apply(connection, move, now)
+    state = check_move(move, _state_in(connection, move.consumer, path), now)
+    _apply(connection, move, now, state.last_error)
 
 
 class SqliteConsumers:
@@ -372,9 +416,12 @@ class SqliteConsumers:
         path = self._path
 
         def drop(connection: sqlite3.Connection, now: float) -> int:
-            _existing_in(connection, name, path)
+            state = _existing_in(connection, name, path)
+            ended = _ends(connection, name, state.last_error, None, offsets)
             dropped = _parked_rows(connection, name, offsets, UNPARK_ALL, UNPARK)
             connection.execute(TOUCH, (now, name))
+            if ended:
+                connection.execute(FALL_BACK, (name, name))
             return dropped
 
         return self._write("drop parked records", drop)

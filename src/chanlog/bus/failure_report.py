@@ -43,12 +43,13 @@ class FailureRecorder:
         return cls(handler, lease, stats) if isinstance(handler, ReportsFailure) else None
 
     def __call__(self) -> None:
-        """Record the handler's failure if it is new; once it is gone, clear the one
-        recorded (unless another error was written over it meanwhile: a record's). Raises
-        what the backend raises (:class:`~chanlog.errors.LeaseHeld`,
+        """Record the handler's failure if it is new; once it is gone (``None`` or ``""``),
+        clear the one recorded (unless another error was written over it meanwhile: a
+        record's). Raises what the backend raises (:class:`~chanlog.errors.LeaseHeld`,
         :class:`~chanlog.errors.StorageError`), for the heartbeat to handle as it handles a
         failed renewal."""
-        failure = self._handler.failure()
+        # "" is no reason: written, it would clear a record's error as if it were a reason gone.
+        failure = self._handler.failure() or None
         recorded = self._recorded
         if failure == recorded:
             return

@@ -128,7 +128,7 @@ class ReportsFailure(Protocol):
     heartbeat's thread."""
 
     def failure(self) -> str | None:
-        """Why records are waiting now, in words (``None``: they are not)."""
+        """Why records are waiting now, in words (``None``, or ``""``: they are not)."""
         ...
 
 

@@ -121,8 +121,10 @@ class ConsumerRunner:
 
     @property
     def started(self) -> bool:
-        """True while the runner holds the consumer's lease."""
-        return self._started
+        """True while the runner holds the consumer's lease: not once a renewal found it
+        taken by another runner, though this runner's thread, inside a handler, has not
+        seen it yet (``chanlog run`` then shows the consumer waiting, and who holds it)."""
+        return self._started and not self._lease.lost.is_set()
 
     @property
     def position(self) -> int:
@@ -144,9 +146,7 @@ class ConsumerRunner:
         """
         if self._started:
             return True
-        self._consumers.ensure_consumer(
-            self.name, self.spec.first_position(len(self.store)), self.spec.subject_texts
-        )
+        self.spec.ensure(self._consumers, len(self.store))
         state = self._lease.take(wait=wait, stop=stop)
         if state is None:
             return False

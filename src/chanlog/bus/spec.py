@@ -8,8 +8,10 @@ from typing import Any
 
 import attrs
 
+from chanlog.backends.consumer_store import KeepsConsumers
 from chanlog.bus.subjects import SubjectPattern, parse_patterns
 from chanlog.errors import InvalidArgument
+from chanlog.records import ConsumerState
 
 __all__ = [
     "DEFAULT_BACKOFF",
@@ -19,6 +21,7 @@ __all__ = [
     "DEFAULT_MAX_DELIVER",
     "ConsumerSpec",
     "Start",
+    "beyond_the_end",
     "check_start",
 ]
 
@@ -52,6 +55,15 @@ def check_start(start: object) -> Start:
     if type(start) is int and start >= 0:
         return start
     raise InvalidArgument(f'start must be "earliest", "latest" or an offset >= 0, got {start!r}')
+
+
+def beyond_the_end(length: int) -> str:
+    """What to do about a new consumer's start beyond the end of a log of ``length`` records."""
+    return (
+        f'start it at "earliest", "latest" or an offset up to {length} (a log shorter than '
+        "its start was chosen for may have lost records: a backup restored, a failover to a "
+        "replica that was behind)"
+    )
 
 
 def _name(_instance: Any, _attribute: Any, value: Any) -> None:
@@ -143,9 +155,30 @@ class ConsumerSpec:
         if start > length:
             raise InvalidArgument(
                 f"consumer {self.name!r}: start {start} is beyond the end of the log "
-                f"(length {length})"
+                f"(length {length}); {beyond_the_end(length)}"
             )
         return start
+
+    def ensure(self, keeper: KeepsConsumers, length: int) -> ConsumerState:
+        """Create the consumer in ``keeper`` at :meth:`first_position` on a log of
+        ``length`` records unless it exists; record its subjects either way.
+
+        ``start`` matters only when the consumer is created: one that exists resumes from its
+        stored position even when ``start`` lies past the end of the log (a log that lost
+        records, ADR 0043), rather than wait, refused, for the log to grow past it.
+
+        Raises:
+            InvalidArgument: the consumer is new and ``start`` is beyond the end of the log.
+        """
+        try:
+            position = self.first_position(length)
+        except InvalidArgument:
+            if keeper.consumer_state(self.name) is None:
+                raise
+            # Not used, the consumer exists; were it deleted meanwhile, it would start at the
+            # end, before its start: nothing skipped.
+            position = length
+        return keeper.ensure_consumer(self.name, position, self.subject_texts)
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before try number ``attempt`` (2, 3, ...)."""

@@ -22,6 +22,7 @@ from chanlog.bus.ingest import IngestSource
 from chanlog.bus.runner import ConsumerRunner
 from chanlog.bus.settings import BusSettings, ConsumerSettings, IngestSettings
 from chanlog.bus.source import BusStore
+from chanlog.bus.spec import beyond_the_end
 from chanlog.errors import ChanlogError, ConfigError, PluginError
 
 __all__ = ["Worker", "WorkerRow"]
@@ -283,7 +284,7 @@ def _check_starts(store: BusStore, bus: Bus, consumers: list[ConsumerSettings]) 
         if start > length and consumer.name not in existing:
             raise ConfigError(
                 f"consumers.{consumer.name}.start = {start} is beyond the end of the log "
-                f"({length} records)",
+                f"({length} records); {beyond_the_end(length)}",
                 key=f"consumers.{consumer.name}.start",
             )
 

@@ -28,7 +28,12 @@ from typing import Any, TypeVar
 import attrs
 import psycopg
 
-from chanlog.backends.consumer_store import check_move, check_position, held_elsewhere
+from chanlog.backends.consumer_store import (
+    check_move,
+    check_position,
+    ends_last_error,
+    held_elsewhere,
+)
 from chanlog.errors import NotFound, StorageError
 from chanlog.records import ConsumerState, ParkedRecord, PositionMove
 from chanlog_postgres.connection import storage_error
@@ -49,6 +54,9 @@ class ConsumerStatements:
     __slots__ = (
         "clock",
         "delete",
+        "errors",
+        "errors_all",
+        "fall_back",
         "has_tables",
         "insert",
         "lock",
@@ -99,6 +107,14 @@ class ConsumerStatements:
             " updated_at = %s"
             " WHERE name = %s"
         )
+        # What an ended last error falls back to (ADR 0054): the latest failure still parked.
+        self.fall_back = (
+            f"UPDATE {s}.consumers SET last_error = (SELECT p.error FROM {s}.parked_records AS p"
+            " WHERE p.consumer = %s ORDER BY p.parked_at DESC, p.position DESC LIMIT 1)"
+            " WHERE name = %s"
+        )
+        self.errors_all = f"SELECT error FROM {s}.parked_records WHERE consumer = %s"
+        self.errors = self.errors_all + " AND position = ANY(%s::bigint[])"
         self.reset = f"UPDATE {s}.consumers SET position = %s, updated_at = %s WHERE name = %s"
         self.touch = f"UPDATE {s}.consumers SET updated_at = %s WHERE name = %s"
         self.park = (
@@ -177,6 +193,27 @@ def _existing(
     return state, now
 
 
+def _ends(
+    connection: psycopg.Connection[Any],
+    sql: ConsumerStatements,
+    state: ConsumerState,
+    error: str | None,
+    offsets: Sequence[int] | None,
+) -> bool:
+    """Whether a write carrying ``error`` and removing the parked records at ``offsets``
+    (``None``: all) ends ``state``'s last error
+    (:func:`~chanlog.backends.consumer_store.ends_last_error`); asked before the records are
+    removed, and only of those when it could be."""
+    last_error = state.last_error
+    if error is not None or last_error is None or offsets == ():
+        return ends_last_error(last_error, error, ())
+    if offsets is None:
+        rows = connection.execute(sql.errors_all, (state.name,)).fetchall()
+    else:
+        rows = connection.execute(sql.errors, (state.name, _offsets(offsets))).fetchall()
+    return ends_last_error(last_error, None, [row[0] for row in rows])
+
+
 def move_in_transaction(
     connection: psycopg.Connection[Any], sql: ConsumerStatements, move: PositionMove
 ) -> None:
@@ -187,8 +224,8 @@ def move_in_transaction(
         NotFound, LeaseHeld, InvalidArgument: the rules refuse it (nothing was changed).
         psycopg.Error: for the caller to translate.
     """
-    state, now = _locked(connection, sql, move.consumer)
-    check_move(move, state, now)
+    locked, now = _locked(connection, sql, move.consumer)
+    state = check_move(move, locked, now)
     name = move.consumer
     with connection.cursor() as cursor:
         if move.parked:
@@ -199,11 +236,14 @@ def move_in_transaction(
                     for r in move.parked
                 ],
             )
+        ended = _ends(connection, sql, state, move.error, move.unparked)
         if move.unparked:
             cursor.execute(sql.unpark, (name, _offsets(move.unparked)))
         cursor.execute(
             sql.move, (move.position, move.handled, now + move.lease_ttl, move.error, now, name)
         )
+        if ended:
+            cursor.execute(sql.fall_back, (name, name))
 
 
 class PostgresConsumers:
@@ -379,12 +419,15 @@ class PostgresConsumers:
         """Forget parked records (``None``: all); return how many."""
 
         def drop(connection: psycopg.Connection[Any], sql: ConsumerStatements) -> int:
-            _, now = _existing(connection, sql, name)
+            state, now = _existing(connection, sql, name)
+            ended = _ends(connection, sql, state, None, offsets)
             if offsets is None:
                 dropped = connection.execute(sql.unpark_all, (name,)).rowcount
             else:
                 dropped = connection.execute(sql.unpark, (name, _offsets(offsets))).rowcount
             connection.execute(sql.touch, (now, name))
+            if ended:
+                connection.execute(sql.fall_back, (name, name))
             return dropped
 
         return self._write("drop parked records", drop)

@@ -230,8 +230,65 @@ class KeepsConsumersCases(ConsumerFixtures):
         state = _state(keeper, "move")
         assert (state.position, state.handled) == (7, 5)
         assert state.last_error == "ValueError: boom"  # error=None keeps the last one
+        keeper.move_consumer(PositionMove("move", "h1", 7, error="NATS away"))
+        assert _state(keeper, "move").last_error == "NATS away"
         keeper.move_consumer(PositionMove("move", "h1", 7, error=""))
-        assert _state(keeper, "move").last_error is None  # error="" clears it
+        # error="" ends it: the latest failure still standing, a parked record's, is shown.
+        assert _state(keeper, "move").last_error == "ValueError: boom"
+
+    # -- the last error ----------------------------------------------------------------------
+
+    def test_a_records_error_ends_when_its_record_leaves_the_parked_list(
+        self, keeper: KeepsConsumers
+    ) -> None:
+        _held(keeper, "ends")
+        five = parked_record("ends", 5, error="KeyError: 5")
+        keeper.move_consumer(PositionMove("ends", "h1", 6, parked=(five,), error=five.error))
+        three = parked_record("ends", 3, error="KeyError: 3")  # replayed, failed again: latest
+        keeper.move_consumer(PositionMove("ends", "h1", 6, parked=(three,), error=three.error))
+        eight = parked_record("ends", 8, error="KeyError: 8")
+        keeper.move_consumer(PositionMove("ends", "h1", 9, parked=(eight,), error=eight.error))
+        keeper.move_consumer(PositionMove("ends", "h1", 9, unparked=(5,)))
+        assert _state(keeper, "ends").last_error == "KeyError: 8"  # another record's: stays
+        keeper.move_consumer(PositionMove("ends", "h1", 9, unparked=(8,)))
+        # The latest failure still standing: 3, parked after 5.
+        assert _state(keeper, "ends").last_error == "KeyError: 3"
+        keeper.move_consumer(PositionMove("ends", "h1", 9, handled=1, unparked=(3,)))
+        state = _state(keeper, "ends")
+        assert (state.last_error, state.parked, state.handled) == (None, 0, 1)
+
+    def test_a_move_with_an_error_of_its_own_keeps_it(self, keeper: KeepsConsumers) -> None:
+        _held(keeper, "own")
+        one = parked_record("own", 1, error="KeyError: 1")
+        keeper.move_consumer(PositionMove("own", "h1", 2, parked=(one,), error=one.error))
+        keeper.move_consumer(PositionMove("own", "h1", 2, unparked=(1,), error="NATS away"))
+        assert _state(keeper, "own").last_error == "NATS away"
+
+    def test_a_reason_stays_when_a_record_leaves_the_parked_list(
+        self, keeper: KeepsConsumers
+    ) -> None:
+        _held(keeper, "reason")
+        one = parked_record("reason", 1, error="KeyError: 1")
+        keeper.move_consumer(PositionMove("reason", "h1", 2, parked=(one,), error=one.error))
+        keeper.move_consumer(PositionMove("reason", "h1", 2, error="NATS away"))
+        keeper.move_consumer(PositionMove("reason", "h1", 2, unparked=(1,)))
+        assert _state(keeper, "reason").last_error == "NATS away"
+        keeper.move_consumer(PositionMove("reason", "h1", 2, error=""))
+        assert _state(keeper, "reason").last_error is None  # nothing parked stands after it
+
+    def test_a_records_error_ends_when_its_record_is_dropped(self, keeper: KeepsConsumers) -> None:
+        _held(keeper, "dropped")
+        records = tuple(parked_record("dropped", o, error=f"KeyError: {o}") for o in (1, 4))
+        keeper.move_consumer(
+            PositionMove("dropped", "h1", 5, parked=records, error=records[-1].error)
+        )
+        assert keeper.drop_parked("dropped", [4]) == 1
+        assert _state(keeper, "dropped").last_error == "KeyError: 1"
+        keeper.move_consumer(PositionMove("dropped", "h1", 5, error="NATS away"))
+        assert keeper.drop_parked("dropped") == 1
+        assert _state(keeper, "dropped").last_error == "NATS away"  # not a record's: stays
+        keeper.move_consumer(PositionMove("dropped", "h1", 5, error=""))
+        assert _state(keeper, "dropped").last_error is None
 
     def test_a_parked_record_at_the_same_offset_is_replaced(self, keeper: KeepsConsumers) -> None:
         _held(keeper, "upsert")
