@@ -193,40 +193,69 @@ def free_port() -> int:
         return port
 
 
+class PortTaken(RuntimeError):
+    """A private server exited at start: another process holds its port."""
+
+
 class PrivateServer:
     """A nats-server with JetStream of this test's own, on a free port, with its storage
-    in a temporary directory, that the test may stop and start again."""
+    in a temporary directory, that the test may stop and start again.
+
+    It has a unique server name, checked when it answers: between :func:`free_port` and the
+    server's start, another run's server may take the port, and this test must not go on
+    with (and stop, and restart) a server it does not own."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.port = free_port()
-        self.url = f"nats://127.0.0.1:{self.port}"
+        self.name = f"chanlog-test-{uuid.uuid4().hex[:12]}"
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The server's URL."""
+        return f"nats://127.0.0.1:{self.port}"
 
     def start(self, *, jetstream: bool = True) -> None:
         """Start it (same port, same storage) and wait until it answers; without
-        ``jetstream``, as a server that has JetStream off."""
+        ``jetstream``, as a server that has JetStream off.
+
+        Raises:
+            PortTaken: it exited at start (another process holds the port).
+        """
         assert self.process is None
         self.process = subprocess.Popen(
             [
                 SERVER_BINARY,
                 *(["-js", "-sd", str(self.directory)] if jetstream else []),
-                "-p",
-                str(self.port),
-                "-a",
-                "127.0.0.1",
+                *("-p", str(self.port), "-a", "127.0.0.1", "-n", self.name),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
+            code = self.process.poll()
+            if code is not None:
+                self.process = None
+                raise PortTaken(f"nats-server on port {self.port} exited at start ({code})")
+            if self._answers():
+                return
+            time.sleep(0.05)
+        self.stop(kill=True)
         raise RuntimeError(f"nats-server on port {self.port} did not start")
+
+    def _answers(self) -> bool:
+        """Whether this server (not another that holds the port) greets a client."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as connection:
+                connection.settimeout(2)
+                greeting = connection.makefile("rb").readline()
+        except OSError:
+            return False
+        if not greeting.startswith(b"INFO "):
+            return False
+        return bool(orjson.loads(greeting[5:]).get("server_name") == self.name)
 
     def stop(self, *, kill: bool = False) -> None:
         """Stop it (SIGKILL with ``kill``, else SIGTERM) and wait until it is gone."""
@@ -247,9 +276,18 @@ def private_server(tmp_path: Path, nats_url: str) -> Iterator[PrivateServer]:
     if shutil.which(SERVER_BINARY) is None:
         _unavailable(f"the nats-server binary ({SERVER_BINARY}) is not installed")
     server = PrivateServer(tmp_path / "jetstream")
-    server.start()
-    yield server
-    server.stop(kill=True)
+    try:
+        for attempt in range(3):
+            try:
+                server.start()
+                break
+            except PortTaken:
+                if attempt == 2:
+                    raise
+                server.port = free_port()
+        yield server
+    finally:
+        server.stop(kill=True)
 
 
 def _wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
