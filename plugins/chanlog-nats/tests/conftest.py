@@ -1,5 +1,6 @@
 """Fixtures for the NATS tests: the server to use, unique streams deleted afterwards, a
-private server to stop and restart, and a synchronous view of a stream.
+private server to stop and restart, a synchronous view of a stream, and the processes a test
+starts, stopped afterwards.
 
 The tests read ``CHANLOG_TEST_NATS_URL`` (default ``nats://127.0.0.1:4222``, where these
 machines run nats-server with JetStream). When it cannot be reached they are skipped, saying
@@ -288,6 +289,52 @@ def private_server(tmp_path: Path, nats_url: str) -> Iterator[PrivateServer]:
         yield server
     finally:
         server.stop(kill=True)
+
+
+def stop_process(process: subprocess.Popen[Any], grace: float = 10) -> None:
+    """SIGTERM (a worker's clean stop), SIGKILL if it is still there after ``grace``
+    seconds, and wait until it is gone. Its pipes are read meanwhile (a child blocked
+    writing to a full pipe would not get to its exit) and closed."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.communicate(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+class Children:
+    """Starts the processes of a test (``chanlog run``, ``chanlog ingest``, child
+    scripts) and stops every one still running when the test ends, passed or failed."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[Any]] = []
+
+    def start(self, arguments: list[str], **options: Any) -> subprocess.Popen[Any]:
+        """``subprocess.Popen(arguments, **options)``, remembered."""
+        process = subprocess.Popen(arguments, **options)
+        self.started.append(process)
+        return process
+
+    def stop_all(self, grace: float = 10) -> None:
+        """:func:`stop_process` each of them."""
+        for process in self.started:
+            stop_process(process, grace)
+
+
+@pytest.fixture
+def children(streams: Streams) -> Iterator[Children]:
+    """Processes stopped when the test ends. It asks for ``streams`` so that they stop
+    before the test's streams are deleted: a relay still running could otherwise create
+    one again, and a process left running would publish into a later test's."""
+    del streams
+    started = Children()
+    yield started
+    started.stop_all()
 
 
 def _wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:

@@ -49,7 +49,9 @@ class Ingesting:
 
 
 @pytest.fixture
-def ingesting(nats_url: str) -> Iterator[Callable[..., Ingesting]]:
+def ingesting(nats_url: str, streams: Any) -> Iterator[Callable[..., Ingesting]]:
+    """Starts ingests; they are stopped before the streams are deleted."""
+    del streams
     started: list[Ingesting] = []
 
     def start(replica: EventStore, stream: str, **options: Any) -> Ingesting:

@@ -17,8 +17,9 @@ pytestmark = pytest.mark.nats
 
 
 @pytest.fixture
-def make_relay(nats_url: str) -> Iterator[Callable[..., NatsRelay]]:
-    """Builds relays on the test server (closed after the test)."""
+def make_relay(nats_url: str, streams: Any) -> Iterator[Callable[..., NatsRelay]]:
+    """Builds relays on the test server; they are closed before the streams are deleted."""
+    del streams
     made: list[NatsRelay] = []
 
     def make(stream: str, **options: Any) -> NatsRelay:

@@ -66,7 +66,10 @@ class Running:
 
 
 @pytest.fixture
-def running() -> Iterator[list[Running]]:
+def running(streams: Any) -> Iterator[list[Running]]:
+    """Relays on threads, stopped before the streams are deleted (a relay that has
+    relayed nothing yet would create its stream again)."""
+    del streams
     started: list[Running] = []
     yield started
     for run in started:
