@@ -7,6 +7,13 @@ machines run nats-server with JetStream). When it cannot be reached they are ski
 so; with ``CHANLOG_REQUIRE_NATS=1`` (set by CI) they fail instead, so CI cannot pass by
 skipping. Tests that stop or restart a server start their own (``nats-server -js`` on a free
 port, in a temporary directory): the machine's shared server is never touched.
+
+The shared server is shared with other runs (CI and developers on one machine, two runs at
+once) and may keep streams a killed run left behind. JetStream refuses a stream whose
+subjects overlap another's, so every stream a test makes on it has subjects of its own:
+``<prefix>.>``, the prefix being the stream's unique name in lower case
+(:meth:`Streams.prefix`), never the default ``chanlog``. The one test of the default prefix
+runs on a private server.
 """
 
 from __future__ import annotations
@@ -79,6 +86,17 @@ class StoredMessage:
     data: bytes
 
 
+def subjects_overlap(one: str, two: str) -> bool:
+    """Whether some subject matches both patterns (``*``: one token, ``>``: the rest)."""
+    left, right = one.split("."), two.split(".")
+    for mine, theirs in zip(left, right, strict=False):
+        if ">" in (mine, theirs):
+            return True
+        if mine != theirs and "*" not in (mine, theirs):
+            return False
+    return len(left) == len(right)
+
+
 class Streams:
     """Makes unique stream names on one server, reads and edits streams, and deletes every
     stream it named when the test ends."""
@@ -88,10 +106,44 @@ class Streams:
         self.names: list[str] = []
 
     def name(self) -> str:
-        """A stream name no other test uses."""
+        """A stream name no other test uses; no stream on the server captures its subjects
+        (:meth:`prefix`) yet."""
         name = f"TEST_{uuid.uuid4().hex[:12].upper()}"
+        self.check_free([f"{self.prefix(name)}.>"])
         self.names.append(name)
         return name
+
+    @staticmethod
+    def prefix(stream: str) -> str:
+        """The subject prefix of the records a test puts in ``stream``: its unique name in
+        lower case (a token of letters, digits and ``_``), so that no other test's stream,
+        in this run or another, and no stream left behind by a killed run, captures them."""
+        return stream.lower()
+
+    def check_free(self, subjects: list[str]) -> None:
+        """Fail, naming the stream and how to delete it, when a stream on the server already
+        captures some of ``subjects``: the server would refuse the test's stream, and a
+        relay would wait for ever for a stream it cannot create rather than fail."""
+
+        async def work(js: Any) -> list[Any]:
+            return list(await js.streams_info())
+
+        for info in self.call(work):
+            taken = [
+                subject
+                for subject in info.config.subjects or []
+                if any(subjects_overlap(subject, wanted) for wanted in subjects)
+            ]
+            if taken:
+                name = info.config.name
+                pytest.fail(
+                    f"the JetStream stream {name} on {self.url} captures {taken}, which "
+                    f"overlaps the subjects {subjects} this test needs. Left behind by a "
+                    f"killed run? Delete it if nothing uses it: nats --server {self.url} "
+                    f"stream rm {name} -f (or, with nats-py: "
+                    f"(await nats.connect({self.url!r})).jetstream().delete_stream({name!r}))",
+                    pytrace=False,
+                )
 
     def call(self, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
         """Run ``work(js)`` with a fresh connection."""
@@ -117,7 +169,8 @@ class Streams:
         return self.call(work)
 
     def add(self, name: str, subjects: list[str]) -> None:
-        """Create a stream."""
+        """Create a stream (after :meth:`check_free`, to fail saying why)."""
+        self.check_free(subjects)
 
         async def work(js: Any) -> None:
             await js.add_stream(name=name, subjects=subjects, storage="memory")

@@ -59,6 +59,7 @@ def test_chanlog_run_relays_and_chanlog_ingest_replicates(
         head = node.backend.head()
     (node_dir / "chanlog.toml").write_text(
         'projections = []\n[backend]\nname = "sqlite"\npath = "node.db"\n'
+        f'[bus]\nprefix = "{streams.prefix(stream)}"\n'  # subjects of the stream's own
         '[consumers.to-nats]\nhandler = "nats-relay"\n'
         f'stream = "{stream}"\nurl = "{nats_url}"\nstorage = "memory"\n'
     )
@@ -74,6 +75,7 @@ def test_chanlog_run_relays_and_chanlog_ingest_replicates(
     )
     code, output = _stop(relay)
     assert code == 0, output
+    assert streams.info(stream).config.subjects == [f"{streams.prefix(stream)}.>"]
     ingest = _chanlog(
         children, "ingest", "nats", "--stream", stream, "--durable", "replica", "--url", nats_url,
         cwd=replica_dir,

@@ -33,10 +33,11 @@ KILLS = 25
 
 
 def _start(
-    children: Any, database: Path, stream: str, url: str, window: int
+    children: Any, database: Path, streams: Any, stream: str, window: int
 ) -> subprocess.Popen[str]:
+    prefix = streams.prefix(stream)
     return children.start(
-        [sys.executable, str(CHILD), str(database), stream, url, str(window)],
+        [sys.executable, str(CHILD), str(database), stream, streams.url, str(window), prefix],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -93,7 +94,7 @@ def test_sigkills_of_the_relay_leave_every_event_once_in_order(
     streamed = 0.0  # seconds the relay ran before its kills, to pace the next ones
     while kills < KILLS:
         # A small window: publishing is slow enough for every kill to land mid-stream.
-        process = _start(children, database, stream, nats_url, 16)
+        process = _start(children, database, streams, stream, 16)
         _wait_for(process, "streaming")
         pause = _pause_before_kill(chooser, published, streamed, KILLS - kills)
         time.sleep(pause)
@@ -111,7 +112,7 @@ def test_sigkills_of_the_relay_leave_every_event_once_in_order(
     assert kills == KILLS, f"the relay finished after {kills} kills (kills must hit mid-stream)"
     assert published_at_kill[-1] < COUNT
     # A last, unkilled run finishes the job.
-    process = _start(children, database, stream, nats_url, 256)
+    process = _start(children, database, streams, stream, 256)
     _wait_for(process, "streaming")
     _wait_for(process, "done")
     assert process.wait(60) == 0
@@ -167,7 +168,7 @@ def test_sigkills_of_the_ingest_leave_a_replica_with_the_nodes_head(
     node = EventStore(projections=[])
     node.append_batch(sample_events(INGEST_COUNT))
     stream = streams.name()
-    relay = NatsRelay(stream=stream, url=nats_url, storage="memory")
+    relay = NatsRelay(stream=stream, url=nats_url, storage="memory", prefix=streams.prefix(stream))
     with node.bus.consumer("relay", relay) as runner:
         runner.drain()
         assert relay.settle(60)
