@@ -65,9 +65,14 @@ def test_a_private_server_does_not_take_another_on_its_port_for_itself(
 ) -> None:
     other = type(private_server)(tmp_path / "other")
     other.port = private_server.port
-    with pytest.raises(RuntimeError, match=f"on port {other.port} exited at start"):
-        other.start()
-    assert other.process is None
+    try:
+        with pytest.raises(RuntimeError, match=f"on port {other.port} exited at start"):
+            other.start()
+        assert other.process is None  # seen to exit
+    finally:
+        # Should the check fail, the second server is running (and may bind the port once
+        # the first is stopped): it must not outlive the test.
+        other.stop(kill=True)
     assert private_server.process.poll() is None  # the first one is left alone
 
 
