@@ -1,11 +1,19 @@
 """Fixtures for the NATS tests: the server to use, unique streams deleted afterwards, a
-private server to stop and restart, and a synchronous view of a stream.
+private server to stop and restart, a synchronous view of a stream, and the processes a test
+starts, stopped afterwards.
 
 The tests read ``CHANLOG_TEST_NATS_URL`` (default ``nats://127.0.0.1:4222``, where these
 machines run nats-server with JetStream). When it cannot be reached they are skipped, saying
 so; with ``CHANLOG_REQUIRE_NATS=1`` (set by CI) they fail instead, so CI cannot pass by
 skipping. Tests that stop or restart a server start their own (``nats-server -js`` on a free
 port, in a temporary directory): the machine's shared server is never touched.
+
+The shared server is shared with other runs (CI and developers on one machine, two runs at
+once) and may keep streams a killed run left behind. JetStream refuses a stream whose
+subjects overlap another's, so every stream a test makes on it has subjects of its own:
+``<prefix>.>``, the prefix being the stream's unique name in lower case
+(:meth:`Streams.prefix`), never the default ``chanlog``. The one test of the default prefix
+runs on a private server.
 """
 
 from __future__ import annotations
@@ -78,6 +86,17 @@ class StoredMessage:
     data: bytes
 
 
+def subjects_overlap(one: str, two: str) -> bool:
+    """Whether some subject matches both patterns (``*``: one token, ``>``: the rest)."""
+    left, right = one.split("."), two.split(".")
+    for mine, theirs in zip(left, right, strict=False):
+        if ">" in (mine, theirs):
+            return True
+        if mine != theirs and "*" not in (mine, theirs):
+            return False
+    return len(left) == len(right)
+
+
 class Streams:
     """Makes unique stream names on one server, reads and edits streams, and deletes every
     stream it named when the test ends."""
@@ -87,10 +106,44 @@ class Streams:
         self.names: list[str] = []
 
     def name(self) -> str:
-        """A stream name no other test uses."""
+        """A stream name no other test uses; no stream on the server captures its subjects
+        (:meth:`prefix`) yet."""
         name = f"TEST_{uuid.uuid4().hex[:12].upper()}"
+        self.check_free([f"{self.prefix(name)}.>"])
         self.names.append(name)
         return name
+
+    @staticmethod
+    def prefix(stream: str) -> str:
+        """The subject prefix of the records a test puts in ``stream``: its unique name in
+        lower case (a token of letters, digits and ``_``), so that no other test's stream,
+        in this run or another, and no stream left behind by a killed run, captures them."""
+        return stream.lower()
+
+    def check_free(self, subjects: list[str]) -> None:
+        """Fail, naming the stream and how to delete it, when a stream on the server already
+        captures some of ``subjects``: the server would refuse the test's stream, and a
+        relay would wait for ever for a stream it cannot create rather than fail."""
+
+        async def work(js: Any) -> list[Any]:
+            return list(await js.streams_info())
+
+        for info in self.call(work):
+            taken = [
+                subject
+                for subject in info.config.subjects or []
+                if any(subjects_overlap(subject, wanted) for wanted in subjects)
+            ]
+            if taken:
+                name = info.config.name
+                pytest.fail(
+                    f"the JetStream stream {name} on {self.url} captures {taken}, which "
+                    f"overlaps the subjects {subjects} this test needs. Left behind by a "
+                    f"killed run? Delete it if nothing uses it: nats --server {self.url} "
+                    f"stream rm {name} -f (or, with nats-py: "
+                    f"(await nats.connect({self.url!r})).jetstream().delete_stream({name!r}))",
+                    pytrace=False,
+                )
 
     def call(self, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
         """Run ``work(js)`` with a fresh connection."""
@@ -116,7 +169,8 @@ class Streams:
         return self.call(work)
 
     def add(self, name: str, subjects: list[str]) -> None:
-        """Create a stream."""
+        """Create a stream (after :meth:`check_free`, to fail saying why)."""
+        self.check_free(subjects)
 
         async def work(js: Any) -> None:
             await js.add_stream(name=name, subjects=subjects, storage="memory")
@@ -193,40 +247,69 @@ def free_port() -> int:
         return port
 
 
+class PortTaken(RuntimeError):
+    """A private server exited at start: another process holds its port."""
+
+
 class PrivateServer:
     """A nats-server with JetStream of this test's own, on a free port, with its storage
-    in a temporary directory, that the test may stop and start again."""
+    in a temporary directory, that the test may stop and start again.
+
+    It has a unique server name, checked when it answers: between :func:`free_port` and the
+    server's start, another run's server may take the port, and this test must not go on
+    with (and stop, and restart) a server it does not own."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.port = free_port()
-        self.url = f"nats://127.0.0.1:{self.port}"
+        self.name = f"chanlog-test-{uuid.uuid4().hex[:12]}"
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The server's URL."""
+        return f"nats://127.0.0.1:{self.port}"
 
     def start(self, *, jetstream: bool = True) -> None:
         """Start it (same port, same storage) and wait until it answers; without
-        ``jetstream``, as a server that has JetStream off."""
+        ``jetstream``, as a server that has JetStream off.
+
+        Raises:
+            PortTaken: it exited at start (another process holds the port).
+        """
         assert self.process is None
         self.process = subprocess.Popen(
             [
                 SERVER_BINARY,
                 *(["-js", "-sd", str(self.directory)] if jetstream else []),
-                "-p",
-                str(self.port),
-                "-a",
-                "127.0.0.1",
+                *("-p", str(self.port), "-a", "127.0.0.1", "-n", self.name),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
+            code = self.process.poll()
+            if code is not None:
+                self.process = None
+                raise PortTaken(f"nats-server on port {self.port} exited at start ({code})")
+            if self._answers():
+                return
+            time.sleep(0.05)
+        self.stop(kill=True)
         raise RuntimeError(f"nats-server on port {self.port} did not start")
+
+    def _answers(self) -> bool:
+        """Whether this server (not another that holds the port) greets a client."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as connection:
+                connection.settimeout(2)
+                greeting = connection.makefile("rb").readline()
+        except OSError:
+            return False
+        if not greeting.startswith(b"INFO "):
+            return False
+        return bool(orjson.loads(greeting[5:]).get("server_name") == self.name)
 
     def stop(self, *, kill: bool = False) -> None:
         """Stop it (SIGKILL with ``kill``, else SIGTERM) and wait until it is gone."""
@@ -247,9 +330,64 @@ def private_server(tmp_path: Path, nats_url: str) -> Iterator[PrivateServer]:
     if shutil.which(SERVER_BINARY) is None:
         _unavailable(f"the nats-server binary ({SERVER_BINARY}) is not installed")
     server = PrivateServer(tmp_path / "jetstream")
-    server.start()
-    yield server
-    server.stop(kill=True)
+    try:
+        for attempt in range(3):
+            try:
+                server.start()
+                break
+            except PortTaken:
+                if attempt == 2:
+                    raise
+                server.port = free_port()
+        yield server
+    finally:
+        server.stop(kill=True)
+
+
+def stop_process(process: subprocess.Popen[Any], grace: float = 10) -> None:
+    """SIGTERM (a worker's clean stop), SIGKILL if it is still there after ``grace``
+    seconds, and wait until it is gone. Its pipes are read meanwhile (a child blocked
+    writing to a full pipe would not get to its exit) and closed."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.communicate(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+class Children:
+    """Starts the processes of a test (``chanlog run``, ``chanlog ingest``, child
+    scripts) and stops every one still running when the test ends, passed or failed."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[Any]] = []
+
+    def start(self, arguments: list[str], **options: Any) -> subprocess.Popen[Any]:
+        """``subprocess.Popen(arguments, **options)``, remembered."""
+        process = subprocess.Popen(arguments, **options)
+        self.started.append(process)
+        return process
+
+    def stop_all(self, grace: float = 10) -> None:
+        """:func:`stop_process` each of them."""
+        for process in self.started:
+            stop_process(process, grace)
+
+
+@pytest.fixture
+def children(streams: Streams) -> Iterator[Children]:
+    """Processes stopped when the test ends. It asks for ``streams`` so that they stop
+    before the test's streams are deleted: a relay still running could otherwise create
+    one again, and a process left running would publish into a later test's."""
+    del streams
+    started = Children()
+    yield started
+    started.stop_all()
 
 
 def _wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:

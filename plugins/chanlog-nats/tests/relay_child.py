@@ -1,8 +1,9 @@
 """A relay in a process of its own, to be killed:
-``python relay_child.py DB STREAM URL WINDOW``.
+``python relay_child.py DB STREAM URL WINDOW PREFIX``.
 
 It opens the SQLite log ``DB`` and runs the durable consumer ``relay`` (handler
-``nats-relay``, stream ``STREAM``, ``WINDOW`` publishes in flight) up to the end of the log,
+``nats-relay``, stream ``STREAM`` on subjects ``PREFIX.>``, ``WINDOW`` publishes in flight)
+up to the end of the log,
 printing ``streaming`` once its runner holds the lease and ``done`` once everything is
 acknowledged and the position committed.
 """
@@ -17,9 +18,9 @@ from chanlog import EventStore
 from chanlog.backends.sqlite import SqliteBackend
 
 
-def main(path: str, stream: str, url: str, window: str) -> None:
+def main(path: str, stream: str, url: str, window: str, prefix: str) -> None:
     store = EventStore(SqliteBackend(path, durability="normal"), projections=[])
-    relay = NatsRelay(stream=stream, url=url, storage="memory", window=int(window))
+    relay = NatsRelay(stream=stream, url=url, storage="memory", window=int(window), prefix=prefix)
     # A short lease: the killed predecessor's lease must not hold this run up for long.
     runner = store.bus.consumer("relay", relay, commit_every=50, lease_ttl=0.5)
     with runner:
@@ -31,4 +32,4 @@ def main(path: str, stream: str, url: str, window: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:6])

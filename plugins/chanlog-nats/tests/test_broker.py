@@ -1,4 +1,5 @@
-"""The ``nats`` broker: live subscriptions across processes, by subject pattern."""
+"""The ``nats`` broker: live subscriptions across processes, by subject pattern. Each test
+has a prefix of its own; the subscriber processes are stopped when the test ends."""
 
 from __future__ import annotations
 
@@ -26,11 +27,13 @@ def _prefix() -> str:
     return f"node-{uuid.uuid4().hex[:8]}"
 
 
-def _subscriber(url: str, prefix: str, count: int, pattern: str | None = None) -> Any:
+def _subscriber(
+    children: Any, url: str, prefix: str, count: int, pattern: str | None = None
+) -> Any:
     arguments = [sys.executable, str(CHILD), url, prefix, str(count)]
     if pattern is not None:
         arguments.append(pattern)
-    process = subprocess.Popen(arguments, stdout=subprocess.PIPE, text=True)
+    process = children.start(arguments, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "ready"
     return process
@@ -42,9 +45,11 @@ def _lines(process: Any) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines()]
 
 
-def test_a_subscriber_in_another_process_receives_every_record_in_order(nats_url: str) -> None:
+def test_a_subscriber_in_another_process_receives_every_record_in_order(
+    nats_url: str, children: Any
+) -> None:
     prefix = _prefix()
-    child = _subscriber(nats_url, prefix, 2000)
+    child = _subscriber(children, nats_url, prefix, 2000)
     with EventStore(
         projections=[], broker="nats", bus_prefix=prefix, broker_options={"url": nats_url}
     ) as store:
@@ -60,7 +65,7 @@ def test_a_subscriber_in_another_process_receives_every_record_in_order(nats_url
     assert [line["chain"] for line in received] == [r.chain_hash for r in records]
 
 
-def test_a_remote_subscriber_gets_only_its_pattern(nats_url: str) -> None:
+def test_a_remote_subscriber_gets_only_its_pattern(nats_url: str, children: Any) -> None:
     prefix = _prefix()
     with EventStore(
         projections=[], broker="nats", bus_prefix=prefix, broker_options={"url": nats_url}
@@ -71,7 +76,8 @@ def test_a_remote_subscriber_gets_only_its_pattern(nats_url: str) -> None:
         subject = probe.bus.subject_of(next(iter(probe.read_range(0, 1))))
         entity = subject.rsplit(".", 1)[1]
         wanted = [r.offset for r in probe.read_range(0, 40) if r.event.streams[0] == entity]
-        child = _subscriber(nats_url, prefix, len(wanted), f"{prefix}.messaging.*.{entity}")
+        pattern = f"{prefix}.messaging.*.{entity}"
+        child = _subscriber(children, nats_url, prefix, len(wanted), pattern)
         store.append_batch(events)
     assert [line["offset"] for line in _lines(child)] == wanted
 

@@ -1,6 +1,7 @@
 """The plugin through the command line: ``chanlog run`` with a ``nats-relay`` consumer on the
 node, ``chanlog ingest nats --stream S --durable NAME`` on the replica, both stopped by
-SIGTERM (exit 0), and the replica's head equal to the node's."""
+SIGTERM (exit 0), and the replica's head equal to the node's. Both processes are stopped
+when the test ends, also when it fails."""
 
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ COUNT = 300
 CHANLOG = shutil.which("chanlog", path=os.path.dirname(sys.executable)) or shutil.which("chanlog")
 
 
-def _chanlog(*arguments: str, cwd: Path) -> subprocess.Popen[str]:
+def _chanlog(children: Any, *arguments: str, cwd: Path) -> subprocess.Popen[str]:
     assert CHANLOG is not None, "the chanlog console script is not installed"
-    return subprocess.Popen(
+    return children.start(
         [CHANLOG, *arguments],
         cwd=cwd,
         stdout=subprocess.PIPE,
@@ -43,7 +44,11 @@ def _stop(process: subprocess.Popen[str]) -> tuple[int, str]:
 
 
 def test_chanlog_run_relays_and_chanlog_ingest_replicates(
-    tmp_path: Path, nats_url: str, streams: Any, wait_until: Callable[..., None]
+    tmp_path: Path,
+    nats_url: str,
+    streams: Any,
+    children: Any,
+    wait_until: Callable[..., None],
 ) -> None:
     stream = streams.name()
     node_dir, replica_dir = tmp_path / "node", tmp_path / "replica"
@@ -54,6 +59,7 @@ def test_chanlog_run_relays_and_chanlog_ingest_replicates(
         head = node.backend.head()
     (node_dir / "chanlog.toml").write_text(
         'projections = []\n[backend]\nname = "sqlite"\npath = "node.db"\n'
+        f'[bus]\nprefix = "{streams.prefix(stream)}"\n'  # subjects of the stream's own
         '[consumers.to-nats]\nhandler = "nats-relay"\n'
         f'stream = "{stream}"\nurl = "{nats_url}"\nstorage = "memory"\n'
     )
@@ -61,7 +67,7 @@ def test_chanlog_run_relays_and_chanlog_ingest_replicates(
         'projections = []\n[backend]\nname = "sqlite"\npath = "replica.db"\n'
         '[snapshots]\npolicy = "never"\n'
     )
-    relay = _chanlog("run", "--refresh", "0.2", cwd=node_dir)
+    relay = _chanlog(children, "run", "--refresh", "0.2", cwd=node_dir)
     wait_until(
         lambda: (info := streams.info(stream)) is not None and info.state.messages == COUNT,
         60,
@@ -69,8 +75,9 @@ def test_chanlog_run_relays_and_chanlog_ingest_replicates(
     )
     code, output = _stop(relay)
     assert code == 0, output
+    assert streams.info(stream).config.subjects == [f"{streams.prefix(stream)}.>"]
     ingest = _chanlog(
-        "ingest", "nats", "--stream", stream, "--durable", "replica", "--url", nats_url,
+        children, "ingest", "nats", "--stream", stream, "--durable", "replica", "--url", nats_url,
         cwd=replica_dir,
     )  # fmt: skip
 

@@ -16,6 +16,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 from chanlog import EventStore
 from chanlog.bus.ingest import ingest_consumer_name
+from chanlog.bus.subjects import subject_of
 from chanlog.errors import LeaseHeld, StorageError
 from chanlog.events import ObjectiveApproved, ObjectiveCreated
 from chanlog.testing import FlakyBackend, sample_events
@@ -49,7 +50,9 @@ class Ingesting:
 
 
 @pytest.fixture
-def ingesting(nats_url: str) -> Iterator[Callable[..., Ingesting]]:
+def ingesting(nats_url: str, streams: Any) -> Iterator[Callable[..., Ingesting]]:
+    """Starts ingests; they are stopped before the streams are deleted."""
+    del streams
     started: list[Ingesting] = []
 
     def start(replica: EventStore, stream: str, **options: Any) -> Ingesting:
@@ -64,27 +67,28 @@ def ingesting(nats_url: str) -> Iterator[Callable[..., Ingesting]]:
             run.close()
 
 
-def _relay(
-    store: EventStore, stream: str, url: str, name: str = "relay", prefix: str | None = None
-) -> None:
-    relay = NatsRelay(stream=stream, url=url, storage="memory", prefix=prefix)
+def _relay(store: EventStore, streams: Any, stream: str, name: str = "relay") -> None:
+    """Relay the store's log to ``stream``, on subjects of its own."""
+    relay = NatsRelay(
+        stream=stream, url=streams.url, storage="memory", prefix=streams.prefix(stream)
+    )
     with store.bus.consumer(name, relay) as runner:
         runner.drain()
         assert relay.settle(30)
 
 
-def _relayed(streams: Any, url: str, count: int) -> tuple[EventStore, str]:
+def _relayed(streams: Any, count: int) -> tuple[EventStore, str]:
     """A node of ``count`` sample events (unvalidated) and a stream its relay filled."""
     node = EventStore(projections=[])
     node.append_batch(sample_events(count))
     stream = streams.name()
-    _relay(node, stream, url)
+    _relay(node, streams, stream)
     return node, stream
 
 
-def _one_record_off(streams: Any, url: str) -> tuple[EventStore, str]:
+def _one_record_off(streams: Any) -> tuple[EventStore, str]:
     """A stream of 5 records, and a replica holding one record of its own: one off."""
-    _, stream = _relayed(streams, url, 5)
+    _, stream = _relayed(streams, 5)
     replica = EventStore(projections=[])
     replica.append_batch(sample_events(1, salt="own"))
     return replica, stream
@@ -106,7 +110,6 @@ def _channel_events() -> list[Any]:
 
 def test_a_replica_ends_with_the_nodes_offsets_and_chain_head(
     streams: Any,
-    nats_url: str,
     ingesting: Callable[..., Ingesting],
     wait_until: Callable[..., None],
 ) -> None:
@@ -114,7 +117,7 @@ def test_a_replica_ends_with_the_nodes_offsets_and_chain_head(
     node.append_batch(_channel_events())
     node.snapshot()  # a snapshot-created record travels as-is
     stream = streams.name()
-    _relay(node, stream, nats_url)
+    _relay(node, streams, stream)
     replica = EventStore(snapshot_policy="never")
     run = ingesting(replica, stream)
     wait_until(lambda: len(replica) == len(node), 60, "the replica to catch up")
@@ -132,7 +135,7 @@ def test_a_replica_ends_with_the_nodes_offsets_and_chain_head(
             )
         ]
     )
-    _relay(node, stream, nats_url)
+    _relay(node, streams, stream)
     wait_until(lambda: len(replica) == len(node), 60, "the replica to follow")
     assert replica.backend.head() == node.backend.head()
     run.close()
@@ -144,11 +147,10 @@ def test_a_replica_ends_with_the_nodes_offsets_and_chain_head(
 
 def test_a_body_that_does_not_match_its_msg_id_is_parked_and_never_appended(
     streams: Any,
-    nats_url: str,
     ingesting: Callable[..., Ingesting],
     wait_until: Callable[..., None],
 ) -> None:
-    node, stream = _relayed(streams, nats_url, 10)
+    node, stream = _relayed(streams, 10)
     replica = EventStore(projections=[])
     run = ingesting(replica, stream)
     wait_until(lambda: len(replica) == 10, 60, "the replica to catch up")
@@ -159,7 +161,7 @@ def test_a_body_that_does_not_match_its_msg_id_is_parked_and_never_appended(
     record = next(iter(node.read_range(10, 11)))
     tampered = sample_events(1, start=11)[0]
     answer = streams.publish(
-        node.bus.subject_of(record), tampered.canonical_json(), headers_of(record)
+        subject_of(record, streams.prefix(stream)), tampered.canonical_json(), headers_of(record)
     )
     assert "seq" in answer
     wait_until(lambda: run.ingest.stats()["parked"] == 1, 30, "the message to be parked")
@@ -177,14 +179,13 @@ def test_a_body_that_does_not_match_its_msg_id_is_parked_and_never_appended(
 
 def test_an_event_the_replicas_rules_refuse_is_parked(
     streams: Any,
-    nats_url: str,
     ingesting: Callable[..., Ingesting],
     wait_until: Callable[..., None],
 ) -> None:
     node = EventStore(projections=[])  # the node does not validate; the replica does
     node.append_batch(sample_events(2))  # message-sent for objectives nobody created
     stream = streams.name()
-    _relay(node, stream, nats_url)
+    _relay(node, streams, stream)
     replica = EventStore()
     run = ingesting(replica, stream, mirror=False)
     wait_until(lambda: run.ingest.stats()["parked"] == 2, 30, "both to be parked")
@@ -196,11 +197,10 @@ def test_an_event_the_replicas_rules_refuse_is_parked(
 
 def test_messages_delivered_again_are_not_appended_twice(
     streams: Any,
-    nats_url: str,
     ingesting: Callable[..., Ingesting],
     wait_until: Callable[..., None],
 ) -> None:
-    node, stream = _relayed(streams, nats_url, 50)
+    node, stream = _relayed(streams, 50)
     replica = EventStore(projections=[])
     first = ingesting(replica, stream, durable="one", name="one")
     wait_until(lambda: len(replica) == 50, 60, "the replica to catch up")
@@ -215,11 +215,10 @@ def test_messages_delivered_again_are_not_appended_twice(
 
 def test_a_mirror_waits_for_a_missing_offset(
     streams: Any,
-    nats_url: str,
     ingesting: Callable[..., Ingesting],
     wait_until: Callable[..., None],
 ) -> None:
-    replica, stream = _one_record_off(streams, nats_url)
+    replica, stream = _one_record_off(streams)
     run = ingesting(replica, stream)
     wait_until(lambda: run.ingest.stats()["parked"] >= 1, 30, "offset 0 to be parked")
     parked = replica.bus.consumers.parked(ingest_consumer_name("replica"))
@@ -234,10 +233,10 @@ def test_a_mirror_waits_for_a_missing_offset(
 
 
 def test_a_missing_stream_is_retried_and_a_backend_without_consumers_refused(
-    nats_url: str, ingesting: Callable[..., Ingesting], wait_until: Callable[..., None]
+    streams: Any, ingesting: Callable[..., Ingesting], wait_until: Callable[..., None]
 ) -> None:
     replica = EventStore(projections=[])
-    run = ingesting(replica, "NO_SUCH_STREAM_EVER")
+    run = ingesting(replica, streams.name())  # a name nobody made a stream of
     wait_until(
         lambda: "no JetStream stream" in (run.ingest.stats()["last_error"] or ""),
         30,
@@ -259,13 +258,12 @@ def test_a_missing_stream_is_retried_and_a_backend_without_consumers_refused(
 def test_a_replica_store_failing_for_a_while_is_retried(
     stage: WriteStage,
     streams: Any,
-    nats_url: str,
     ingesting: Callable[..., Ingesting],
     wait_until: Callable[..., None],
 ) -> None:
     """Writes that fail to begin, or whose commit is refused, are retried; one whose commit
     landed although it was reported as failed is not appended twice."""
-    node, stream = _relayed(streams, nats_url, 300)
+    node, stream = _relayed(streams, 300)
     backend = FlakyBackend()
     replica = EventStore(backend, projections=[])
     armed = 1 if stage == "acknowledgement" else 3  # a landed batch is not written again
@@ -288,7 +286,6 @@ def test_a_replica_store_failing_for_a_while_is_retried(
 
 def test_a_mirror_behind_what_its_consumer_acknowledged_takes_delivery_again(
     streams: Any,
-    nats_url: str,
     ingesting: Callable[..., Ingesting],
     wait_until: Callable[..., None],
 ) -> None:
@@ -296,7 +293,7 @@ def test_a_mirror_behind_what_its_consumer_acknowledged_takes_delivery_again(
     it lost were acknowledged, so JetStream never delivers them again by itself. At the
     next message the mirror sees the gap and takes delivery again from the message that
     holds its next offset (ADR 0046), instead of waiting for ever."""
-    node, stream = _relayed(streams, nats_url, 300)
+    node, stream = _relayed(streams, 300)
     first = EventStore(projections=[])
     run = ingesting(first, stream, ack_wait=1)
     wait_until(lambda: len(first) == 300, 60, "the replica to catch up")
@@ -305,7 +302,7 @@ def test_a_mirror_behind_what_its_consumer_acknowledged_takes_delivery_again(
     restored.append_batch([record.event for record in node.read_range(0, 100)])
     run = ingesting(restored, stream, ack_wait=1)
     node.append_batch(sample_events(5, salt="later"))
-    _relay(node, stream, nats_url)
+    _relay(node, streams, stream)
     wait_until(lambda: len(restored) == len(node), 60, "the mirror to take delivery again")
     assert restored.backend.head() == node.backend.head()
     run.close()
@@ -315,14 +312,13 @@ def test_a_mirror_behind_what_its_consumer_acknowledged_takes_delivery_again(
 
 def test_a_message_parked_again_after_a_take_over_counts_once(
     streams: Any,
-    nats_url: str,
     ingesting: Callable[..., Ingesting],
     wait_until: Callable[..., None],
 ) -> None:
     """A mirror one record off parks what it cannot place and waits on the rest; each take
     over from where it needs (once per ack wait, ADR 0046) delivers the parked message
     again. It is parked again (its record replaced), and counted once."""
-    replica, stream = _one_record_off(streams, nats_url)
+    replica, stream = _one_record_off(streams)
     run = ingesting(replica, stream, ack_wait=0.2)
     parked = replica.bus.consumers.parked
     wait_until(lambda: len(parked(ingest_consumer_name("replica"))) == 2, 30, "two parked")
@@ -355,7 +351,7 @@ def test_a_pull_from_a_missing_consumer_raises_a_doubt_an_idle_ones_does_not(
     responders": the puller says it is in doubt, for the ingest to ask the server. An idle
     consumer's pull ends with a status ("request expired"): no doubt, nothing to ask."""
     stream = streams.name()
-    streams.add(stream, [f"{stream.lower()}.>"])
+    streams.add(stream, [f"{streams.prefix(stream)}.>"])
 
     async def pull(js: Any) -> tuple[str | None, str | None]:
         await js.add_consumer(
@@ -373,7 +369,6 @@ def test_a_pull_from_a_missing_consumer_raises_a_doubt_an_idle_ones_does_not(
 
 def test_a_stream_deleted_and_created_again_is_followed(
     streams: Any,
-    nats_url: str,
     ingesting: Callable[..., Ingesting],
     wait_until: Callable[..., None],
 ) -> None:
@@ -386,8 +381,7 @@ def test_a_stream_deleted_and_created_again_is_followed(
     node = EventStore(projections=[])
     node.append_batch(sample_events(10))
     stream = streams.name()
-    prefix = stream.lower()  # subjects of this test's own
-    _relay(node, stream, nats_url, prefix=prefix)
+    _relay(node, streams, stream)
     replica = EventStore(projections=[])
     run = ingesting(replica, stream)
     wait_until(lambda: len(replica) == 10, 60, "the replica to catch up")
@@ -400,7 +394,7 @@ def test_a_stream_deleted_and_created_again_is_followed(
     assert run.ingest.stats()["lag"] is None  # not 0: nothing is known to be delivered
     node.bus.consumers.reset("relay", 0)
     node.append_batch(sample_events(5, start=10))
-    _relay(node, stream, nats_url, prefix=prefix)
+    _relay(node, streams, stream)
     wait_until(lambda: len(replica) == 15, 30, "the replica to follow the new stream")
     assert replica.backend.head() == node.backend.head()
     # Taken from the replica's position: the ten records it held did not come again.
@@ -412,7 +406,6 @@ def test_a_stream_deleted_and_created_again_is_followed(
 
 def test_a_durable_consumer_deleted_under_the_ingest_is_created_again(
     streams: Any,
-    nats_url: str,
     ingesting: Callable[..., Ingesting],
     wait_until: Callable[..., None],
 ) -> None:
@@ -421,8 +414,7 @@ def test_a_durable_consumer_deleted_under_the_ingest_is_created_again(
     node = EventStore(projections=[])
     node.append_batch(sample_events(10))
     stream = streams.name()
-    prefix = stream.lower()
-    _relay(node, stream, nats_url, prefix=prefix)
+    _relay(node, streams, stream)
     replica = EventStore(projections=[])
     run = ingesting(replica, stream)
     wait_until(lambda: len(replica) == 10, 60, "the replica to catch up")
@@ -433,7 +425,7 @@ def test_a_durable_consumer_deleted_under_the_ingest_is_created_again(
         "the missing consumer to be reported",
     )
     node.append_batch(sample_events(5, start=10))
-    _relay(node, stream, nats_url, prefix=prefix)
+    _relay(node, streams, stream)
     wait_until(lambda: len(replica) == 15, 30, "the replica to follow")
     assert replica.backend.head() == node.backend.head()
     assert run.ingest.stats()["duplicates"] == 0
@@ -443,7 +435,6 @@ def test_a_durable_consumer_deleted_under_the_ingest_is_created_again(
 
 def test_an_ingest_that_lost_its_lease_in_a_storage_outage_waits_for_it(
     streams: Any,
-    nats_url: str,
     ingesting: Callable[..., Ingesting],
     wait_until: Callable[..., None],
 ) -> None:
@@ -455,8 +446,7 @@ def test_an_ingest_that_lost_its_lease_in_a_storage_outage_waits_for_it(
     node = EventStore(projections=[])
     node.append_batch(sample_events(20))
     stream = streams.name()
-    prefix = stream.lower()
-    _relay(node, stream, nats_url, prefix=prefix)
+    _relay(node, streams, stream)
     backend = FlakyBackend()
     replica = EventStore(backend, projections=[])
     first = ingesting(replica, stream, lease_ttl=1)
@@ -465,7 +455,7 @@ def test_an_ingest_that_lost_its_lease_in_a_storage_outage_waits_for_it(
     # 0.1 + 0.2 + ... + 1.6 s of retrying: the first's lease runs out meanwhile.
     backend.fail_writes(6)
     node.append_batch(sample_events(10, start=20))
-    _relay(node, stream, nats_url, prefix=prefix)
+    _relay(node, streams, stream)
     wait_until(lambda: backend.writes_to_fail == 0, 60, "the outage to end")
     wait_until(lambda: len(replica) == 30, 60, "the replica to catch up again")
     wait_until(
@@ -479,7 +469,7 @@ def test_an_ingest_that_lost_its_lease_in_a_storage_outage_waits_for_it(
     assert second.errors == []
     # The first takes the lease again and feeds the replica.
     node.append_batch(sample_events(5, start=30))
-    _relay(node, stream, nats_url, prefix=prefix)
+    _relay(node, streams, stream)
     wait_until(lambda: len(replica) == 35, 60, "the first ingest to follow again")
     assert replica.backend.head() == node.backend.head()
     first.close()

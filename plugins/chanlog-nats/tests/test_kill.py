@@ -1,6 +1,7 @@
 """SIGKILLs of the relay while it streams a 50,000-event log: the stream ends with every
 event exactly once, in offset order, and a replica ingested from it has the node's chain
-head (issue 16, "done when")."""
+head (issue 16, "done when"). Every process a test starts is stopped when it ends, also when it
+fails."""
 
 from __future__ import annotations
 
@@ -31,9 +32,12 @@ COUNT = 50_000
 KILLS = 25
 
 
-def _start(database: Path, stream: str, url: str, window: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(CHILD), str(database), stream, url, str(window)],
+def _start(
+    children: Any, database: Path, streams: Any, stream: str, window: int
+) -> subprocess.Popen[str]:
+    prefix = streams.prefix(stream)
+    return children.start(
+        [sys.executable, str(CHILD), str(database), stream, streams.url, str(window), prefix],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -71,7 +75,11 @@ def _pause_before_kill(
 
 
 def test_sigkills_of_the_relay_leave_every_event_once_in_order(
-    tmp_path: Path, nats_url: str, streams: Any, wait_until: Callable[..., None]
+    tmp_path: Path,
+    nats_url: str,
+    streams: Any,
+    children: Any,
+    wait_until: Callable[..., None],
 ) -> None:
     database = tmp_path / "node.db"
     with EventStore(SqliteBackend(database, durability="normal"), projections=[]) as node:
@@ -86,7 +94,7 @@ def test_sigkills_of_the_relay_leave_every_event_once_in_order(
     streamed = 0.0  # seconds the relay ran before its kills, to pace the next ones
     while kills < KILLS:
         # A small window: publishing is slow enough for every kill to land mid-stream.
-        process = _start(database, stream, nats_url, 16)
+        process = _start(children, database, streams, stream, 16)
         _wait_for(process, "streaming")
         pause = _pause_before_kill(chooser, published, streamed, KILLS - kills)
         time.sleep(pause)
@@ -104,7 +112,7 @@ def test_sigkills_of_the_relay_leave_every_event_once_in_order(
     assert kills == KILLS, f"the relay finished after {kills} kills (kills must hit mid-stream)"
     assert published_at_kill[-1] < COUNT
     # A last, unkilled run finishes the job.
-    process = _start(database, stream, nats_url, 256)
+    process = _start(children, database, streams, stream, 256)
     _wait_for(process, "streaming")
     _wait_for(process, "done")
     assert process.wait(60) == 0
@@ -147,7 +155,11 @@ def _replica_length(database: Path) -> int:
 
 
 def test_sigkills_of_the_ingest_leave_a_replica_with_the_nodes_head(
-    tmp_path: Path, nats_url: str, streams: Any, wait_until: Callable[..., None]
+    tmp_path: Path,
+    nats_url: str,
+    streams: Any,
+    children: Any,
+    wait_until: Callable[..., None],
 ) -> None:
     """``chanlog ingest nats`` killed with SIGKILL mid-stream, again and again: after each
     kill the replica is a verified prefix of the node's log (nothing appended twice, nothing
@@ -156,7 +168,7 @@ def test_sigkills_of_the_ingest_leave_a_replica_with_the_nodes_head(
     node = EventStore(projections=[])
     node.append_batch(sample_events(INGEST_COUNT))
     stream = streams.name()
-    relay = NatsRelay(stream=stream, url=nats_url, storage="memory")
+    relay = NatsRelay(stream=stream, url=nats_url, storage="memory", prefix=streams.prefix(stream))
     with node.bus.consumer("relay", relay) as runner:
         runner.drain()
         assert relay.settle(60)
@@ -173,7 +185,7 @@ def test_sigkills_of_the_ingest_leave_a_replica_with_the_nodes_head(
     kills = 0
     while kills < INGEST_KILLS:
         before = _replica_length(database)
-        ingest = _chanlog(workdir, *arguments)
+        ingest = _chanlog(children, workdir, *arguments)
         wait_until(lambda b=before: _replica_length(database) > b, 60, "the ingest to append")
         time.sleep(chooser.uniform(0.0, 0.2))
         if ingest.poll() is not None or _replica_length(database) == INGEST_COUNT:
@@ -187,7 +199,7 @@ def test_sigkills_of_the_ingest_leave_a_replica_with_the_nodes_head(
             (last,) = node.backend.read(length - 1, length)
             assert replica.backend.head().chain_hash == last.chain_hash  # the node's prefix
     assert kills == INGEST_KILLS, f"the ingest finished after {kills} kills"
-    ingest = _chanlog(workdir, *arguments)
+    ingest = _chanlog(children, workdir, *arguments)
     wait_until(lambda: _replica_length(database) == INGEST_COUNT, 180, "the replica")
     ingest.send_signal(signal.SIGTERM)
     assert ingest.wait(60) == 0
@@ -198,9 +210,9 @@ def test_sigkills_of_the_ingest_leave_a_replica_with_the_nodes_head(
         assert (state.position, state.parked) == (INGEST_COUNT, 0)
 
 
-def _chanlog(cwd: Path, *arguments: str) -> subprocess.Popen[bytes]:
+def _chanlog(children: Any, cwd: Path, *arguments: str) -> subprocess.Popen[bytes]:
     """The console script, its output to files (a pipe nobody reads would stall it)."""
     chanlog = shutil.which("chanlog", path=os.path.dirname(sys.executable))
     assert chanlog is not None, "the chanlog console script is not installed"
     with (cwd / "out.txt").open("ab") as out:
-        return subprocess.Popen([chanlog, *arguments], cwd=cwd, stdout=out, stderr=out)
+        return children.start([chanlog, *arguments], cwd=cwd, stdout=out, stderr=out)

@@ -1,5 +1,8 @@
 """The ``nats-relay`` handler against the test server: order, headers, the stream's
-configuration, reconciliation at start, the order guard and duplicates."""
+configuration, reconciliation at start, the order guard and duplicates.
+
+Each stream has subjects of its own (``make_relay`` gives each relay its stream's prefix);
+the default prefix is tested on a server of the test's own."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import pytest
 from chanlog_nats import NatsRelay, read_envelope
 
 from chanlog import EventStore
+from chanlog.bus.subjects import subject_of
 from chanlog.errors import ConfigError, IntegrityError
 from chanlog.testing import sample_events
 
@@ -17,12 +21,14 @@ pytestmark = pytest.mark.nats
 
 
 @pytest.fixture
-def make_relay(nats_url: str) -> Iterator[Callable[..., NatsRelay]]:
-    """Builds relays on the test server (closed after the test)."""
+def make_relay(nats_url: str, streams: Any) -> Iterator[Callable[..., NatsRelay]]:
+    """Builds relays on the test server, with their stream's prefix unless told otherwise
+    (``prefix=None``: the store's); they are closed before the streams are deleted."""
     made: list[NatsRelay] = []
 
     def make(stream: str, **options: Any) -> NatsRelay:
         options.setdefault("storage", "memory")
+        options.setdefault("prefix", streams.prefix(stream))
         relay = NatsRelay(stream=stream, url=nats_url, **options)
         made.append(relay)
         return relay
@@ -53,7 +59,8 @@ def test_every_record_once_in_offset_order_with_its_headers(
     relay = make_relay(stream, window=16)
     _relay_all(store, relay)
     info = streams.info(stream)
-    assert info.config.subjects == ["chanlog.>"]
+    prefix = streams.prefix(stream)
+    assert info.config.subjects == [f"{prefix}.>"]
     assert info.config.duplicate_window == 120
     messages = streams.messages(stream)
     assert [m.seq for m in messages] == list(range(1, 301))
@@ -64,7 +71,7 @@ def test_every_record_once_in_offset_order_with_its_headers(
         assert envelope.event_id == record.event_id
         assert envelope.chain_hash == record.chain_hash
         assert message.data == record.event.canonical_json()
-        assert message.subject == store.bus.subject_of(record)
+        assert message.subject == subject_of(record, prefix)
     assert store.bus.consumers.info("relay").lag == 0
     assert relay.stats()["published"] == 300
     assert relay.stats()["in_flight"] == 0
@@ -125,9 +132,10 @@ def test_a_stream_with_other_subjects_fails_the_start(
     streams: Any, make_relay: Callable[..., NatsRelay]
 ) -> None:
     stream = streams.name()
-    streams.add(stream, ["elsewhere.>"])
+    elsewhere = f"elsewhere.{streams.prefix(stream)}.>"
+    streams.add(stream, [elsewhere])
     relay = make_relay(stream)
-    with pytest.raises(ConfigError, match=r"exists with subjects \['elsewhere.>'\]"):
+    with pytest.raises(ConfigError, match=rf"exists with subjects \['{elsewhere}'\]"):
         relay.bind(_store(1), "relay")
 
 
@@ -135,7 +143,7 @@ def test_a_stream_in_other_storage_fails_the_start(
     streams: Any, make_relay: Callable[..., NatsRelay]
 ) -> None:
     stream = streams.name()
-    streams.add(stream, ["chanlog.>"])  # memory storage
+    streams.add(stream, [f"{streams.prefix(stream)}.>"])  # memory storage
     relay = make_relay(stream, storage="file")
     with pytest.raises(ConfigError, match="memory storage, not file"):
         relay.bind(_store(1), "relay")
@@ -145,7 +153,7 @@ def test_an_existing_streams_duplicate_window_is_updated(
     streams: Any, make_relay: Callable[..., NatsRelay]
 ) -> None:
     stream = streams.name()
-    streams.add(stream, ["chanlog.>"])
+    streams.add(stream, [f"{streams.prefix(stream)}.>"])
     make_relay(stream, duplicate_window=30).bind(_store(1), "relay")
     assert streams.info(stream).config.duplicate_window == 30
 
@@ -153,15 +161,38 @@ def test_an_existing_streams_duplicate_window_is_updated(
 def test_the_prefix_comes_from_the_store_or_the_options(
     streams: Any, make_relay: Callable[..., NatsRelay]
 ) -> None:
-    store = EventStore(projections=[], bus_prefix="node-a")
-    store.append_batch(sample_events(3))
     stream = streams.name()
-    _relay_all(store, make_relay(stream))
-    assert streams.info(stream).config.subjects == ["node-a.>"]
-    assert all(m.subject.startswith("node-a.messaging.") for m in streams.messages(stream))
+    node = streams.prefix(stream)
+    store = EventStore(projections=[], bus_prefix=node)
+    store.append_batch(sample_events(3))
+    _relay_all(store, make_relay(stream, prefix=None))
+    assert streams.info(stream).config.subjects == [f"{node}.>"]
+    assert all(m.subject.startswith(f"{node}.messaging.") for m in streams.messages(stream))
     other = streams.name()
-    _relay_all(store, make_relay(other, prefix="custom.x"), name="custom")
-    assert streams.info(other).config.subjects == ["custom.x.>"]
+    custom = f"{streams.prefix(other)}.x"  # several tokens
+    _relay_all(store, make_relay(other, prefix=custom), name="custom")
+    assert streams.info(other).config.subjects == [f"{custom}.>"]
+    assert all(m.subject.startswith(f"{custom}.messaging.") for m in streams.messages(other))
+
+
+def test_without_a_prefix_anywhere_the_stream_takes_the_default_one(
+    private_server: Any, streams: Any
+) -> None:
+    # On a server of its own: on the shared one, a stream on "chanlog.>" would collide with
+    # another run's, or with one a killed run left behind.
+    streams.url = private_server.url
+    streams.check_free(["chanlog.>"])
+    store = _store(3)
+    stream = streams.name()
+    relay = NatsRelay(stream=stream, url=private_server.url, storage="memory")
+    try:
+        _relay_all(store, relay)
+    finally:
+        relay.close()
+    assert streams.info(stream).config.subjects == ["chanlog.>"]
+    subjects = [m.subject for m in streams.messages(stream)]
+    assert subjects == [subject_of(record) for record in store.read_range(0, 3)]
+    assert all(subject.startswith("chanlog.messaging.") for subject in subjects)
 
 
 def test_a_subject_filtered_relay_publishes_only_its_records(
@@ -172,6 +203,8 @@ def test_a_subject_filtered_relay_publishes_only_its_records(
     # sample events belong to four objectives; keep one of them
     first = next(iter(store.read_range(0, 1)))
     entity = store.bus.subject_of(first).rsplit(".", 1)[1]
+    # The consumer's patterns select in the store's subjects (prefix "chanlog"), whatever
+    # prefix the relay publishes under.
     _relay_all(store, make_relay(stream), subjects=f"chanlog.messaging.message-sent.{entity}")
     offsets = [read_envelope(m.headers).offset for m in streams.messages(stream)]
     assert offsets == sorted(offsets)
@@ -186,7 +219,7 @@ def test_a_foreign_message_at_the_streams_end_is_looked_past(
     store = _store(20)
     stream = streams.name()
     _relay_all(store, make_relay(stream), name="first")
-    answer = streams.publish("chanlog.other.thing._", b"not a record", {"X": "y"})
+    answer = streams.publish(f"{streams.prefix(stream)}.other.thing._", b"not a record", {"X": "y"})
     assert answer["seq"] == 21
     relay = make_relay(stream)
     assert relay.position("next") == 20

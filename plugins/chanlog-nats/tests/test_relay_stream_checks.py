@@ -40,6 +40,12 @@ def _delete(streams: Any, stream: str) -> None:
     streams.call(work)
 
 
+def _relay(streams: Any, stream: str, **options: Any) -> NatsRelay:
+    """A relay to ``stream`` on the streams' server, on the stream's own subjects."""
+    prefix = streams.prefix(stream)
+    return NatsRelay(stream=stream, url=streams.url, storage="memory", prefix=prefix, **options)
+
+
 def _relay_all(store: EventStore, relay: NatsRelay) -> None:
     """What one run of ``chanlog run`` does with a log it catches up with."""
     with store.bus.consumer(NAME, relay) as runner:
@@ -66,7 +72,10 @@ class Running:
 
 
 @pytest.fixture
-def running() -> Iterator[list[Running]]:
+def running(streams: Any) -> Iterator[list[Running]]:
+    """Relays on threads, stopped before the streams are deleted (a relay that has
+    relayed nothing yet would create its stream again)."""
+    del streams
     started: list[Running] = []
     yield started
     for run in started:
@@ -101,24 +110,24 @@ def _restore(path: Path, backup: Path) -> None:
 
 
 def test_a_relay_started_by_a_runner_refuses_a_log_that_lost_records_and_grew_past_it(
-    tmp_path: Path, streams: Any, nats_url: str
+    tmp_path: Path, streams: Any
 ) -> None:
     log, backup = tmp_path / "log.sqlite", tmp_path / "backup.sqlite"
     stream = streams.name()
     with EventStore(SqliteBackend(log), projections=[]) as store:
         store.append_batch(sample_events(20))
-        _relay_all(store, NatsRelay(stream=stream, url=nats_url, storage="memory"))
+        _relay_all(store, _relay(streams, stream))
     with sqlite3.connect(log) as source, sqlite3.connect(backup) as copy:
         source.backup(copy)  # the log of 20 records, relayed up to 20
     with EventStore(SqliteBackend(log), projections=[]) as store:
         store.append_batch(sample_events(10, start=20))
-        _relay_all(store, NatsRelay(stream=stream, url=nats_url, storage="memory"))
+        _relay_all(store, _relay(streams, stream))
     assert _offsets(streams, stream) == list(range(30))
     _restore(log, backup)
     with EventStore(SqliteBackend(log), projections=[]) as store:
         # Others take the lost offsets 20..29, and the log grows past the stream's end.
         store.append_batch(sample_events(20, start=20, salt="other"))
-        relay = NatsRelay(stream=stream, url=nats_url, storage="memory")
+        relay = _relay(streams, stream)
         runner = store.bus.consumer(NAME, relay)
         try:
             with pytest.raises(
@@ -135,7 +144,7 @@ def test_a_relay_started_by_a_runner_refuses_a_log_that_lost_records_and_grew_pa
         # The remedy the error names: a fresh stream, the log republished from offset 0.
         _delete(streams, stream)
         store.bus.consumers.reset(NAME, "earliest")
-        _relay_all(store, NatsRelay(stream=stream, url=nats_url, storage="memory"))
+        _relay_all(store, _relay(streams, stream))
         messages = streams.messages(stream, headers_only=True)
         ids = [read_envelope(m.headers).event_id for m in messages]
         assert ids == [record.event_id for record in store.read_range(0, 40)]
@@ -167,7 +176,6 @@ def _backs_off(run: Running, lines: Lines) -> None:
 
 def test_a_stream_deleted_under_a_running_relay_is_a_failure_it_backs_off_on_not_a_new_stream(
     streams: Any,
-    nats_url: str,
     running: list[Running],
     relay_lines: Lines,
     wait_until: Callable[..., None],
@@ -175,7 +183,7 @@ def test_a_stream_deleted_under_a_running_relay_is_a_failure_it_backs_off_on_not
     store = EventStore(projections=[])
     store.append_batch(sample_events(10))
     stream = streams.name()
-    run = Running(store, NatsRelay(stream=stream, url=nats_url, storage="memory"))
+    run = Running(store, _relay(streams, stream))
     running.append(run)
     wait_until(lambda: store.bus.consumers.info(NAME).lag == 0, 30, "the records to go out")
     _delete(streams, stream)
@@ -187,7 +195,7 @@ def test_a_stream_deleted_under_a_running_relay_is_a_failure_it_backs_off_on_not
     run.close()
 
     # chanlog run started again: refused at start, not a stream begun at offset 10.
-    relay = NatsRelay(stream=stream, url=nats_url, storage="memory")
+    relay = _relay(streams, stream)
     runner = store.bus.consumer(NAME, relay)
     try:
         with pytest.raises(IntegrityError, match=rf"stream {stream} is gone.*its position is 10"):
@@ -197,7 +205,7 @@ def test_a_stream_deleted_under_a_running_relay_is_a_failure_it_backs_off_on_not
     assert streams.info(stream) is None
 
     store.bus.consumers.reset(NAME, "earliest")
-    _relay_all(store, NatsRelay(stream=stream, url=nats_url, storage="memory"))
+    _relay_all(store, _relay(streams, stream))
     assert _offsets(streams, stream) == list(range(15))
 
 
@@ -214,7 +222,7 @@ def test_a_memory_stream_lost_with_its_server_is_refused_not_begun_again_mid_log
     stream = streams.name()
     run = Running(
         store,
-        NatsRelay(stream=stream, url=private_server.url, storage="memory", connect_timeout=0.5),
+        _relay(streams, stream, connect_timeout=0.5),
     )
     running.append(run)
     wait_until(lambda: store.bus.consumers.info(NAME).lag == 0, 30, "the records to go out")
@@ -226,13 +234,11 @@ def test_a_memory_stream_lost_with_its_server_is_refused_not_begun_again_mid_log
     assert streams.info(stream) is None
 
 
-def test_a_consumer_that_starts_at_latest_begins_its_stream_there(
-    streams: Any, nats_url: str
-) -> None:
+def test_a_consumer_that_starts_at_latest_begins_its_stream_there(streams: Any) -> None:
     store = EventStore(projections=[])
     store.append_batch(sample_events(10))
     stream = streams.name()
-    relay = NatsRelay(stream=stream, url=nats_url, storage="memory")
+    relay = _relay(streams, stream)
     with store.bus.consumer(NAME, relay, start="latest") as runner:
         store.append_batch(sample_events(3, start=10))
         runner.drain()
@@ -241,17 +247,17 @@ def test_a_consumer_that_starts_at_latest_begins_its_stream_there(
     assert _offsets(streams, stream) == [10, 11, 12]
     # Started again, it goes on: the stream holds what the consumer relayed.
     store.append_batch(sample_events(2, start=13))
-    _relay_all(store, NatsRelay(stream=stream, url=nats_url, storage="memory"))
+    _relay_all(store, _relay(streams, stream))
     assert _offsets(streams, stream) == [10, 11, 12, 13, 14]
 
 
 def test_a_stream_that_lost_its_last_messages_is_refused_and_the_reset_it_names_works(
-    streams: Any, nats_url: str
+    streams: Any,
 ) -> None:
     store = EventStore(projections=[])
     store.append_batch(sample_events(20))
     stream = streams.name()
-    _relay_all(store, NatsRelay(stream=stream, url=nats_url, storage="memory"))
+    _relay_all(store, _relay(streams, stream))
     assert store.bus.consumers.state(NAME).position == 20
 
     # What a server that lost its last writes holds: the stream as it was at offset 14 (made
@@ -260,10 +266,10 @@ def test_a_stream_that_lost_its_last_messages_is_refused_and_the_reset_it_names_
     _delete(streams, stream)
     copy = EventStore(projections=[])
     copy.append_batch(sample_events(15))
-    _relay_all(copy, NatsRelay(stream=stream, url=nats_url, storage="memory"))
+    _relay_all(copy, _relay(streams, stream))
     assert _offsets(streams, stream) == list(range(15))
     store.append_batch(sample_events(5, start=20))
-    runner = store.bus.consumer(NAME, NatsRelay(stream=stream, url=nats_url, storage="memory"))
+    runner = store.bus.consumer(NAME, _relay(streams, stream))
     try:
         with pytest.raises(
             IntegrityError, match=r"ends with offset 14, .*position \(20\)"
@@ -276,5 +282,5 @@ def test_a_stream_that_lost_its_last_messages_is_refused_and_the_reset_it_names_
     assert _offsets(streams, stream) == list(range(15))  # nothing published past the gap
 
     store.bus.consumers.reset(NAME, 15)  # the remedy the error names
-    _relay_all(store, NatsRelay(stream=stream, url=nats_url, storage="memory"))
+    _relay_all(store, _relay(streams, stream))
     assert _offsets(streams, stream) == list(range(25))
