@@ -139,6 +139,18 @@ def test_a_stream_with_other_subjects_fails_the_start(
         relay.bind(_store(1), "relay")
 
 
+def test_a_stream_whose_subjects_another_stream_captures_fails_the_start(
+    streams: Any, make_relay: Callable[..., NatsRelay]
+) -> None:
+    """Before, the server's refusal (subjects overlap) was taken for NATS being away: the
+    relay waited for ever, saying NATS could not be reached."""
+    other = streams.name()
+    streams.add(other, [f"{streams.prefix(other)}.>"])
+    relay = make_relay(streams.name(), prefix=streams.prefix(other))
+    with pytest.raises(ConfigError, match=rf"the stream {other} on the server already captures"):
+        relay.bind(_store(1), "relay")
+
+
 def test_a_stream_in_other_storage_fails_the_start(
     streams: Any, make_relay: Callable[..., NatsRelay]
 ) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import attrs
 from nats.js.api import StorageType, StreamConfig
 from nats.js.client import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from chanlog.errors import ConfigError, DecodeError
 from chanlog_nats.mapping import MSG_ID, Envelope, read_envelope
@@ -17,6 +17,9 @@ from chanlog_nats.mapping import MSG_ID, Envelope, read_envelope
 __all__ = ["StreamSettings", "StreamTail", "ensure_stream", "read_tail"]
 
 logger = logging.getLogger("chanlog.nats")
+
+SUBJECTS_OVERLAP = 10065
+"""JetStream's error code for a stream whose subjects overlap another stream's."""
 
 SCAN_BACK = 1000
 """How many messages :func:`read_tail` looks back, past messages chanlog did not publish,
@@ -68,22 +71,14 @@ async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> None:
 
     Raises:
         ConfigError: the existing stream does not capture the subjects, or keeps its
-            messages in another storage.
+            messages in another storage; or the stream cannot be created because another
+            stream captures some of its subjects.
     """
     storage = StorageType(settings.storage)
     try:
         info = await js.stream_info(settings.name)
     except NotFoundError:
-        await js.add_stream(
-            StreamConfig(
-                name=settings.name,
-                subjects=list(settings.subjects),
-                duplicate_window=settings.duplicate_window,
-                storage=storage,
-                num_replicas=settings.replicas,
-            )
-        )
-        logger.info("created the JetStream stream %s (%s)", settings.name, settings.subjects)
+        await _create(js, settings, storage)
         return
     config = info.config
     missing = [subject for subject in settings.subjects if subject not in (config.subjects or [])]
@@ -108,6 +103,43 @@ async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> None:
             settings.name,
             settings.duplicate_window,
         )
+
+
+async def _create(js: JetStreamContext, settings: StreamSettings, storage: StorageType) -> None:
+    try:
+        await js.add_stream(
+            StreamConfig(
+                name=settings.name,
+                subjects=list(settings.subjects),
+                duplicate_window=settings.duplicate_window,
+                storage=storage,
+                num_replicas=settings.replicas,
+            )
+        )
+    except BadRequestError as exc:
+        if exc.err_code != SUBJECTS_OVERLAP:
+            raise
+        # Not NATS being away: retrying cannot help until an operator acts, so say who.
+        other = await _capturing(js, settings.subjects)
+        raise ConfigError(
+            f"the JetStream stream {settings.name} cannot be created: {other} on the server "
+            f"already captures some of its subjects {list(settings.subjects)} (a stream of "
+            "another node, or one left behind): delete that stream if nothing uses it, or "
+            "give this node another subject prefix ([bus] prefix, or the relay's prefix "
+            "option)",
+            key="stream",
+        ) from exc
+    logger.info("created the JetStream stream %s (%s)", settings.name, settings.subjects)
+
+
+async def _capturing(js: JetStreamContext, subjects: tuple[str, ...]) -> str:
+    """The stream that captures some of ``subjects``, in words."""
+    for subject in subjects:
+        try:
+            return f"the stream {await js.find_stream_name_by_subject(subject)}"
+        except Exception:  # only for the message: any failure says less
+            continue
+    return "another stream"
 
 
 Accept = Callable[[Envelope, bytes], str | None]
