@@ -12,13 +12,30 @@ its broker is away) for as long as the outage lasts.
 
 from __future__ import annotations
 
+import traceback
+
 from chanlog.bus.handlers import Handler, ReportsFailure
 from chanlog.bus.lease import Lease
 from chanlog.bus.progress import RunnerStats
 from chanlog.errors import InvalidArgument
 from chanlog.records import PositionMove
 
-__all__ = ["FailureRecorder"]
+__all__ = ["FailureRecorder", "describe_failure", "record_error"]
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for a failed try: the exception and where it was raised."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def record_error(offset: int, error: str) -> str:
+    """A record's error as the runner writes it (a parked record's, the consumer's last
+    error): it begins with the record's offset, so ``chanlog consumers`` says which record
+    failed without a look at the parked list, and a handler's reason (which names none) is
+    told apart from it (ADR 0058)."""
+    return f"offset {offset}: {error}"
 
 
 class FailureRecorder:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import traceback
 from typing import Any
 
 import attrs
@@ -15,7 +14,7 @@ import attrs
 from chanlog.backends.consumer_store import KeepsConsumers
 from chanlog.bus.backoff import storage_retry_pause
 from chanlog.bus.continuity import ReadContinuity
-from chanlog.bus.failure_report import FailureRecorder
+from chanlog.bus.failure_report import FailureRecorder, describe_failure, record_error
 from chanlog.bus.handlers import (
     BindsToStore,
     Handler,
@@ -426,10 +425,12 @@ class ConsumerRunner:
         return self.spec.max_deliver, error
 
     def _failed(self, record: RecordedEvent, exc: Exception, attempt: int) -> str:
-        """Count and log a failed try; return its description."""
-        error = _describe_failure(exc)
+        """Count and log a failed try; return its description, which names the record's
+        offset (ADR 0058)."""
+        error = describe_failure(exc)
+        described = record_error(record.offset, error)
         self.stats.failures += 1
-        self.stats.last_error = error
+        self.stats.last_error = described
         logger.warning(
             "consumer %s: offset %d (%s) failed (try %d of %d): %s",
             self.name,
@@ -439,7 +440,7 @@ class ConsumerRunner:
             self.spec.max_deliver,
             error,
         )
-        return error
+        return described
 
     def _handled(self, record: RecordedEvent, appends: list[Any], *, replaying: bool) -> None:
         """Count ``record`` as handled; with ``appends``, commit them now, in one
@@ -471,9 +472,8 @@ class ConsumerRunner:
         self._pending.error = error
         self.stats.parked += 1
         logger.error(
-            "consumer %s: parked offset %d (%s) after %d tries: %s",
+            "consumer %s: parked a %s record after %d tries: %s",
             self.name,
-            record.offset,
             record.event_type,
             attempts,
             error,
@@ -585,10 +585,3 @@ class ConsumerRunner:
             return self._settle()
         except StorageError:
             return False  # asked again before the runner goes on
-
-
-def _describe_failure(exc: BaseException) -> str:
-    """One line for the parked record: the exception and where it was raised."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"
