@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from chanlog.bus.facade import Bus
-from chanlog.bus.handlers import Handler, ReportsFailure
+from chanlog.bus.handlers import Handler
 from chanlog.bus.ingest import IngestSource
 from chanlog.bus.runner import ConsumerRunner
 from chanlog.bus.settings import BusSettings, ConsumerSettings, IngestSettings
@@ -226,8 +226,8 @@ class Worker:
                     lag, parked, position, error = None, 0, None, runner.stats.last_error
                 if retrying:  # the failure is the runner's own: the storage could not keep it
                     state, error, holder = "retrying", runner.stats.last_error, None
-                elif isinstance(runner.handler, ReportsFailure):
-                    error = runner.handler.failure() or error
+                else:  # in this process before the lease heartbeat writes it (ADR 0058)
+                    error = runner.failure() or error
                 rows.append(
                     WorkerRow(
                         "consumer",
