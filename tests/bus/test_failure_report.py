@@ -15,7 +15,6 @@ import pytest
 import chanlog
 from bus.conftest import fill, until
 from bus.processes import cli
-from chanlog.backends.memory import MemoryBackend
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.bus.failure_report import FailureRecorder
 from chanlog.bus.lease import Lease
@@ -155,11 +154,22 @@ def test_a_position_committed_meanwhile_postpones_the_record_to_the_next_beat(
     assert (state.last_error, state.position) == ("NATS away", 5)
 
 
-def test_a_handler_that_reports_no_failures_gets_no_recorder() -> None:
-    store = chanlog.EventStore(MemoryBackend(), projections=[])
-    lease = Lease(store.backend, "c", "runner-1", 15.0)  # type: ignore[arg-type]
-    assert FailureRecorder.of(lambda record: None, lease, RunnerStats()) is None
-    assert isinstance(FailureRecorder.of(Waiting(), lease, RunnerStats()), FailureRecorder)
+def test_a_handlers_reason_comes_before_the_record_it_makes_fail(
+    store: chanlog.EventStore,
+) -> None:
+    # The relay's broker away makes the record in hand raise: the reason says why.
+    handler = Waiting()
+    record_failure, stats = _recorder(store, handler)
+    stats.retry = "offset 0, try 1 of 5 failed, retrying: Interrupted: the window is full"
+    handler.reason = "NATS away"
+    record_failure()
+    assert _last_error(store) == "NATS away"
+    handler.reason = None
+    record_failure()
+    assert _last_error(store) == stats.retry
+    stats.retry = None
+    record_failure()
+    assert _last_error(store) is None
 
 
 def test_chanlog_consumers_in_another_process_says_why_a_relay_waits(

@@ -42,7 +42,8 @@ class ConsumerInfo:
         return self.state.name
 
     def as_dict(self) -> dict[str, object]:
-        """Plain values (what ``chanlog consumers --json`` prints)."""
+        """Plain values (what ``chanlog consumers --json`` prints); ``handled`` is the
+        consumer's total, by every runner since it was created."""
         state = self.state
         return {
             "name": state.name,

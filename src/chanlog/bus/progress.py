@@ -23,6 +23,9 @@ class RunnerStats:
         failures: failed tries (each retry counts).
         last_error: the latest failure, as text.
         retrying: storage is failing: the run waits out a backoff before it tries again.
+        retry: the record that failed and will be tried again, as
+            ``offset N, try K of M failed, retrying: <error>``; ``None`` once it is
+            handled or parked (the lease heartbeat writes it for other processes).
     """
 
     position: int = 0
@@ -31,6 +34,7 @@ class RunnerStats:
     failures: int = 0
     last_error: str | None = None
     retrying: bool = False
+    retry: str | None = None
 
 
 @attrs.define

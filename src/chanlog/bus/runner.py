@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import traceback
 from typing import Any
 
 import attrs
@@ -15,7 +14,13 @@ import attrs
 from chanlog.backends.consumer_store import KeepsConsumers
 from chanlog.bus.backoff import storage_retry_pause
 from chanlog.bus.continuity import ReadContinuity
-from chanlog.bus.failure_report import FailureRecorder
+from chanlog.bus.failure_report import (
+    FailureRecorder,
+    describe_failure,
+    parked_record,
+    record_error,
+    retry_error,
+)
 from chanlog.bus.handlers import (
     BindsToStore,
     Handler,
@@ -102,12 +107,17 @@ class ConsumerRunner:
         # handled now leaves the parked list, or a replay would hand it over a second time.
         self._parked_ahead: set[int] = set()
         # Written at each lease renewal: chanlog consumers then says why records wait.
-        self._record_failure = FailureRecorder.of(self._call.handler, self._lease, self.stats)
+        self._record_failure = FailureRecorder(self._call.handler, self._lease, self.stats)
 
     @property
     def handler(self) -> Handler:
         """What each matching record is handed to."""
         return self._call.handler
+
+    def failure(self) -> str | None:
+        """The failure that stands now: the handler's reason, else the record being retried
+        (what the lease heartbeat writes as the last error, ADR 0058)."""
+        return self._record_failure.standing()
 
     @property
     def name(self) -> str:
@@ -157,7 +167,9 @@ class ConsumerRunner:
                 handler.bind(self.store, self.name)
                 self._bound = True
             self._position = self._resume_position(state)
-            self._parked_ahead = self._parked_from(self._position) if state.parked else set()
+            parked = self._consumers.parked_records(self.name) if state.parked else []
+            self._parked_ahead = {p.offset for p in parked if p.offset >= self._position}
+            self._record_failure.adopt(state.last_error, parked)
         except BaseException:
             self._lease.release()  # refused: the next runner need not wait out the lease
             raise
@@ -165,10 +177,6 @@ class ConsumerRunner:
         self._started = True
         self._lease.keep(self._record_failure)
         return True
-
-    def _parked_from(self, position: int) -> set[int]:
-        parked = self._consumers.parked_records(self.name)
-        return {record.offset for record in parked if record.offset >= position}
 
     def _resume_position(self, state: ConsumerState) -> int:
         handler = self._call.handler
@@ -381,6 +389,9 @@ class ConsumerRunner:
         """After the first try of ``record`` failed: the further tries, then parking;
         False when ``stop`` was set while waiting out a backoff (the record stays
         unhandled, its position not passed)."""
+        # What was handled before it is committed first: the lag then counts from the
+        # record that waits out its backoff, which its standing error names (ADR 0058).
+        self._commit_due(force=True)
         try:
             attempts, error = self._deliver(record, stop, replaying=False, failed=failure)
         except _Stopped:
@@ -405,31 +416,41 @@ class ConsumerRunner:
         raised that."""
         error = None
         first = 1
-        if failed is not None:
-            error = self._failed(record, failed, 1)
-            first = 2
-        for attempt in range(first, self.spec.max_deliver + 1):
-            if attempt > 1:
-                delay = self.spec.delay_before(attempt)
-                if stop is not None and stop.wait(delay):
-                    raise _Stopped
-                if stop is None:
-                    time.sleep(delay)
-            try:
-                appends = self._call(record, replaying)
-                self._handled(record, appends, replaying=replaying)
-                return attempt, None
-            except _CommitFailed as failed:
-                raise failed.error from None
-            except Exception as exc:  # the handler's failure, whatever it is
-                error = self._failed(record, exc, attempt)
-        return self.spec.max_deliver, error
+        try:
+            if failed is not None:
+                error = self._failed(record, failed, 1)
+                first = 2
+            for attempt in range(first, self.spec.max_deliver + 1):
+                if attempt > 1:
+                    delay = self.spec.delay_before(attempt)
+                    if stop is not None and stop.wait(delay):
+                        raise _Stopped
+                    if stop is None:
+                        time.sleep(delay)
+                try:
+                    appends = self._call(record, replaying)
+                    self._handled(record, appends, replaying=replaying)
+                    return attempt, None
+                except _CommitFailed as failed:
+                    raise failed.error from None
+                except Exception as exc:  # the handler's failure, whatever it is
+                    error = self._failed(record, exc, attempt)
+            return self.spec.max_deliver, error
+        finally:
+            # Over before the caller commits a park: the heartbeat, seeing it gone, cannot
+            # then write it over the parked record's error (ADR 0058).
+            self.stats.retry = None
 
     def _failed(self, record: RecordedEvent, exc: Exception, attempt: int) -> str:
-        """Count and log a failed try; return its description."""
-        error = _describe_failure(exc)
-        self.stats.failures += 1
-        self.stats.last_error = error
+        """Count and log a failed try; return its description, which names the record's
+        offset (ADR 0058)."""
+        error = describe_failure(exc)
+        described = record_error(record.offset, error)
+        stats = self.stats
+        stats.failures += 1
+        stats.last_error = described
+        if attempt < self.spec.max_deliver:
+            stats.retry = retry_error(record.offset, attempt, self.spec.max_deliver, error)
         logger.warning(
             "consumer %s: offset %d (%s) failed (try %d of %d): %s",
             self.name,
@@ -439,7 +460,7 @@ class ConsumerRunner:
             self.spec.max_deliver,
             error,
         )
-        return error
+        return described
 
     def _handled(self, record: RecordedEvent, appends: list[Any], *, replaying: bool) -> None:
         """Count ``record`` as handled; with ``appends``, commit them now, in one
@@ -470,23 +491,7 @@ class ConsumerRunner:
     def _parked(self, record: RecordedEvent, attempts: int, error: str) -> ParkedRecord:
         self._pending.error = error
         self.stats.parked += 1
-        logger.error(
-            "consumer %s: parked offset %d (%s) after %d tries: %s",
-            self.name,
-            record.offset,
-            record.event_type,
-            attempts,
-            error,
-        )
-        return ParkedRecord(
-            self.name,
-            record.offset,
-            record.event_id,
-            record.event_type,
-            attempts,
-            error,
-            time.time(),
-        )
+        return parked_record(self.name, record, attempts, error)
 
     def _replay_parked(self, stop: threading.Event | None) -> None:
         """Hand the parked records whose replay was requested to the handler again: on
@@ -585,10 +590,3 @@ class ConsumerRunner:
             return self._settle()
         except StorageError:
             return False  # asked again before the runner goes on
-
-
-def _describe_failure(exc: BaseException) -> str:
-    """One line for the parked record: the exception and where it was raised."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from chanlog.bus.facade import Bus
-from chanlog.bus.handlers import Handler, ReportsFailure
+from chanlog.bus.handlers import Handler
 from chanlog.bus.ingest import IngestSource
 from chanlog.bus.runner import ConsumerRunner
 from chanlog.bus.settings import BusSettings, ConsumerSettings, IngestSettings
@@ -43,11 +43,15 @@ class WorkerRow:
         position: a consumer's committed position (``None`` for an ingest).
         lag: records not yet handled (a consumer), or messages not yet pulled (an ingest,
             when its source knows).
-        handled: records handled (appended, for an ingest).
+        handled: records this process handled since it started (appended, for an
+            ingest): ``chanlog run``'s "handled (this run)".
         parked: records parked.
         last_error: the latest failure, as text.
         holder: while a consumer is ``"waiting"``, who holds its lease (the runner that
             keeps this one waiting: ``host:pid:...``), when the backend says; else ``None``.
+        handled_total: a consumer's records handled in all, by every runner since it was
+            created, as the backend keeps it (what ``chanlog consumers`` shows); ``None``
+            for an ingest, or when the backend could not be read.
     """
 
     kind: str
@@ -59,6 +63,7 @@ class WorkerRow:
     parked: int
     last_error: str | None
     holder: str | None = None
+    handled_total: int | None = None
 
 
 class _Job:
@@ -214,8 +219,10 @@ class Worker:
                 # whether it failed before it held the lease or after.
                 retrying = runner.stats.retrying and job.state == "waiting"
                 holder: str | None = None
+                total: int | None = None
                 try:
                     info = admin.info(job.name)
+                    total = info.state.handled
                     lag: int | None = info.lag
                     parked = info.state.parked
                     position: int | None = info.state.position
@@ -226,8 +233,8 @@ class Worker:
                     lag, parked, position, error = None, 0, None, runner.stats.last_error
                 if retrying:  # the failure is the runner's own: the storage could not keep it
                     state, error, holder = "retrying", runner.stats.last_error, None
-                elif isinstance(runner.handler, ReportsFailure):
-                    error = runner.handler.failure() or error
+                else:  # in this process before the lease heartbeat writes it (ADR 0058)
+                    error = runner.failure() or error
                 rows.append(
                     WorkerRow(
                         "consumer",
@@ -239,6 +246,7 @@ class Worker:
                         parked,
                         job.error or error,
                         holder,
+                        total,
                     )
                 )
             else:

@@ -25,7 +25,19 @@ __all__ = ["consumers_command", "ingest_command", "run_command"]
 
 logger = logging.getLogger("chanlog.worker")
 
-_COLUMNS = ("kind", "name", "state", "position", "lag", "handled", "parked", "last error")
+# "this run": this process's count since it started; "total": the consumer's, by every
+# runner, as chanlog consumers shows it. Both once were "handled", and differed.
+_COLUMNS = (
+    "kind",
+    "name",
+    "state",
+    "position",
+    "lag",
+    "handled (this run)",
+    "handled (total)",
+    "parked",
+    "last error",
+)
 
 
 @contextmanager
@@ -53,6 +65,7 @@ def _cells(row: WorkerRow) -> list[str]:
         "-" if row.position is None else str(row.position),
         "-" if row.lag is None else str(row.lag),
         str(row.handled),
+        "-" if row.handled_total is None else str(row.handled_total),
         str(row.parked),
         row.last_error or "",
     ]
@@ -72,7 +85,8 @@ def _plain(rows: Sequence[WorkerRow], last: dict[str, str]) -> None:
     for row in rows:
         line = (
             f"{row.kind} {row.name}: {row.state} position={row.position} lag={row.lag} "
-            f"handled={row.handled} parked={row.parked}"
+            f"handled_this_run={row.handled} handled_total={row.handled_total} "
+            f"parked={row.parked}"
             + (f" lease_holder={row.holder}" if row.holder else "")
             + (f" last_error={row.last_error}" if row.last_error else "")
         )
@@ -228,7 +242,16 @@ def consumers_command(ctx: click.Context, state: CliContext) -> None:
         return
     output.table(
         None,
-        ("name", "position", "lag", "handled", "parked", "runner", "subjects", "last error"),
+        (
+            "name",
+            "position",
+            "lag",
+            "handled (total)",
+            "parked",
+            "runner",
+            "subjects",
+            "last error",
+        ),
         [
             (
                 info.name,
