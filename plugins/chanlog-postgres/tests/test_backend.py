@@ -21,7 +21,7 @@ from chanlog.errors import InvalidTransition, StorageError
 from chanlog.hashing import GENESIS_CHAIN_HASH
 from chanlog.records import Head
 from chanlog.testing.events import sample_events, stored_records
-from integrity.beside_a_writer import verify_beside_a_writer
+from integrity.beside_a_writer import verify_beside_a_retake, verify_beside_a_writer
 
 pytestmark = pytest.mark.postgres
 
@@ -419,3 +419,9 @@ def test_verify_beside_a_writer_of_the_same_log(open_postgres: Open) -> None:
     another handle committed since: no trace of a cut (tests/integrity/beside_a_writer.py)."""
     with EventStore(open_postgres()) as writer:
         verify_beside_a_writer(writer, open_postgres())
+
+
+def test_verify_beside_a_snapshot_taken_again(open_postgres: Open) -> None:
+    """A snapshot taken again at an offset whose announcement verify read is announced past
+    the length verify read: no change outside chanlog (ADR 0056)."""
+    verify_beside_a_retake(open_postgres(), open_postgres(), open_postgres())
