@@ -102,3 +102,31 @@ def test_writers_at_two_schema_versions_keep_their_chains_apart(
     for store in writers:
         store.close()
     backend.close()
+
+
+def test_a_chain_whose_snapshot_another_version_took_again_is_not_built_on(
+    tmp_path: Path,
+) -> None:
+    """An upgraded operator's `chanlog snapshot --at` the offset of the node's last snapshot
+    replaces it there (it holds other schema versions). Before ADR 0057 the node's next
+    snapshot was taken on the one it had stored, checked by offset only, and could not be
+    read; now it is taken on the newest one of its versions still stored."""
+    path = tmp_path / "log.db"
+    policy = EveryNEvents(n=10**9, keep=0)
+    node = EventStore(SqliteBackend(path), plugins=_host(upgraded=False), snapshot_policy=policy)
+    upgraded = EventStore(SqliteBackend(path), plugins=_host(upgraded=True))
+    traffic = Workload(channels=2, turns=10, seed=4).events()
+    node.append_batch(Workload(channels=30, turns=1, seed=8).events())  # idle channels
+    first = node.snapshot()
+    node.append_batch(traffic[:5])
+    tip = node.snapshot()
+    assert base_reference(tip) is not None
+    replaced = upgraded.snapshot(tip.offset)
+    assert replaced.snapshot_hash != tip.snapshot_hash
+    node.append_batch(traffic[5:10])
+    taken = node.snapshot()
+    with EventStore(SqliteBackend(path), plugins=_host(upgraded=False)) as restarted:
+        assert restarted.snapshots.latest_snapshot() == taken  # readable
+    assert base_reference(taken) == (first.offset, first.snapshot_hash)
+    for store in (node, upgraded):
+        store.close()
