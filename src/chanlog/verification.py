@@ -24,7 +24,7 @@ from chanlog.errors import DecodeError, IntegrityError, InvalidArgument
 from chanlog.events.base import Event
 from chanlog.events.system import SnapshotCreated
 from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next, event_digest, keccak256
-from chanlog.records import Head, StoredRecord, Witness
+from chanlog.records import Head, StoredRecord, StoredSnapshot, Witness
 from chanlog.serializers import Serializer
 
 __all__ = ["VerifyReport", "parse_witness", "verify_log"]
@@ -169,14 +169,17 @@ class _Scan:
         snapshot_hash = bytes.fromhex(str(fields.get("snapshot_hash", "")).removeprefix("0x"))
         self.announced[int(fields.get("snapshot_offset", -1))] = (offset, snapshot_hash)
 
-    def announce_since(self, backend: Backend, length: int) -> None:
-        """Take in the announcements of the snapshot-created events committed since verify
-        read the log's ``length``: a snapshot taken meanwhile (by a writer of the same log)
-        is stored with its event, in one transaction, so the log holds the event once the
-        snapshot is seen. Those records are not verified by this pass."""
-        for stored in backend.read(length, backend.head().length):
+    def announce_since(self, backend: Backend, start: int) -> int:
+        """Take in the announcements of the snapshot-created events committed from offset
+        ``start`` (the log's length when verify read it, or where the previous call ended)
+        to the log's end now, and return that end. A snapshot a writer took meanwhile is
+        stored with its event, in one transaction, so once the snapshot is seen the log
+        holds its event. Those records are not verified by this pass."""
+        end = backend.head().length
+        for stored in backend.read(start, end):
             if self.decoder.types.get(stored.event_type) is SnapshotCreated:
                 self._announce(self._loads(stored.payload), stored.offset)
+        return max(start, end)
 
     def _next_entry(self, index: Iterator[tuple[str, int]]) -> tuple[str, int] | None:
         """The next index entry: the one put back by the previous offset, or a new one."""
@@ -241,20 +244,22 @@ class _Scan:
 
 
 def _check_snapshots(backend: Backend, scan: _Scan, length: int) -> int:
-    """Every stored snapshot must match the hash its ``snapshot-created`` event announced,
-    and be announced by one: a snapshot the log does not announce is the trace of a cut
-    tail (or of a snapshot added outside chanlog)."""
+    """Every stored snapshot must match the hash its latest ``snapshot-created`` event
+    announced, and be announced by one: a snapshot the log does not announce is the trace
+    of a cut tail (or of a snapshot added outside chanlog)."""
     checked = 0
     before: int | None = None
-    caught_up = False
+    read_to = length  # the announcements are those of the records before it
     while before is None or before >= 0:
         snapshot = backend.latest_snapshot(before)
         if snapshot is None:
             break
         announced = scan.announced.get(snapshot.offset)
-        if announced is None and not caught_up:
-            scan.announce_since(backend, length)  # taken by a writer while verify read
-            caught_up = True
+        if not _announced_as(snapshot, announced) and backend.head().length > read_to:
+            # A writer took it while verify read, or took it again at an offset whose
+            # earlier announcement verify read (a snapshot replaces the one stored there):
+            # its announcement is among the records committed since (ADR 0050, ADR 0056).
+            read_to = scan.announce_since(backend, read_to)
             announced = scan.announced.get(snapshot.offset)
         if announced is None:
             raise IntegrityError(
@@ -263,16 +268,24 @@ def _check_snapshots(backend: Backend, scan: _Scan, length: int) -> int:
                 f"log ({length} records) announces it: the log's tail was cut",
                 offset=min(snapshot.offset, length),
             )
-        event_offset, announced_hash = announced
-        if keccak256(snapshot.data) != announced_hash or snapshot.snapshot_hash != announced_hash:
+        if not _announced_as(snapshot, announced):
             raise IntegrityError(
-                f"offset {event_offset}: the snapshot at offset {snapshot.offset} does not "
+                f"offset {announced[0]}: the snapshot at offset {snapshot.offset} does not "
                 "match the hash its snapshot-created event announced (changed outside chanlog)",
-                offset=event_offset,
+                offset=announced[0],
             )
         checked += 1
         before = snapshot.offset - 1
     return checked
+
+
+def _announced_as(snapshot: StoredSnapshot, announced: tuple[int, bytes] | None) -> bool:
+    """Whether ``snapshot``'s bytes and hash are those ``announced`` (event offset, hash)."""
+    return (
+        announced is not None
+        and snapshot.snapshot_hash == announced[1]
+        and keccak256(snapshot.data) == announced[1]
+    )
 
 
 def _hold_against(witness: Witness, length: int, chain_at: dict[int, bytes]) -> None:

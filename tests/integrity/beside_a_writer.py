@@ -9,10 +9,18 @@ from typing import Any
 
 from chanlog.backends.base import Backend
 from chanlog.records import Head
+from chanlog.snapshots import EveryNEvents
+from chanlog.snapshots.codec import base_reference
 from chanlog.store import EventStore
 from chanlog.workload import Workload
 
-__all__ = ["Interleaved", "events", "verify_beside_a_writer", "write_meanwhile"]
+__all__ = [
+    "Interleaved",
+    "events",
+    "verify_beside_a_retake",
+    "verify_beside_a_writer",
+    "write_meanwhile",
+]
 
 
 class Interleaved:
@@ -74,3 +82,30 @@ def verify_beside_a_writer(writer: EventStore, backend: Backend) -> None:
         assert reader.verify() == 61  # the log as long as it was when verify began
         assert len(writer) == 61 + 60 + 2
         assert reader.verify() == len(writer)  # and all of it the next time
+
+
+def verify_beside_a_retake(first: Backend, second: Backend, reader: Backend) -> None:
+    """Verify the log through ``reader`` while a writer takes again a snapshot at an offset
+    whose announcement verify has read (``chanlog snapshot --at``): the snapshot there is
+    another (whole, where the pruned one was incremental), announced past the length
+    verify read. ``first`` and ``second`` are two writers' handles on the log (ADR 0056)."""
+    keep_all = EveryNEvents(n=10**9, keep=0)
+    node = EventStore(first, snapshot_policy=keep_all)
+    other = EventStore(second, snapshot_policy=EveryNEvents(n=10**9, keep=0, incremental=False))
+    traffic = events()
+    node.append_batch(Workload(channels=30, turns=1, seed=9).events())  # idle channels
+    node.snapshot()
+    node.append_batch(traffic[:10])
+    pruned = node.snapshot()
+    assert base_reference(pruned) is not None  # incremental: a whole one differs
+    other.append_batch(traffic[10:20])
+    other.snapshot()
+    assert pruned.offset in other.prune_snapshots(keep=1)
+    interleaved = Interleaved(reader)
+    with EventStore(interleaved, projections=[], read_only=True) as verifier:  # type: ignore[arg-type]
+        length = reader.head().length
+        retaken: list[bytes] = []
+        interleaved.arm(lambda: retaken.append(node.snapshot(pruned.offset).snapshot_hash))
+        assert verifier.verify() == length
+        assert retaken and retaken[0] != pruned.snapshot_hash  # it ran, and differs
+        assert verifier.verify() == length + 1

@@ -15,7 +15,7 @@ from chanlog.backends.base import Backend
 from chanlog.backends.memory import MemoryBackend
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.store import EventStore
-from integrity.beside_a_writer import events, verify_beside_a_writer
+from integrity.beside_a_writer import events, verify_beside_a_retake, verify_beside_a_writer
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -40,6 +40,25 @@ def test_what_a_writer_commits_while_verify_reads_is_no_cut(
     writer_and_reader: tuple[EventStore, Backend],
 ) -> None:
     verify_beside_a_writer(*writer_and_reader)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_snapshot_taken_again_while_verify_reads_is_no_change_outside_chanlog(
+    kind: str, tmp_path: Path
+) -> None:
+    """Before ADR 0056 verify compared the snapshot stored there with the announcement it
+    had read, and said "changed outside chanlog"."""
+    if kind == "memory":
+        backend = MemoryBackend()
+        verify_beside_a_retake(backend, backend, backend)
+        return
+    path = tmp_path / "node.db"
+    handles = [SqliteBackend(path), SqliteBackend(path), SqliteBackend(path, read_only=True)]
+    try:
+        verify_beside_a_retake(*handles)
+    finally:
+        for handle in handles:
+            handle.close()
 
 
 def test_verify_again_and_again_while_a_node_appends_and_snapshots(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from chanlog.backends.sqlite import SqliteBackend
 from chanlog.snapshots import EveryNEvents
 from chanlog.snapshots.codec import base_reference
 from chanlog.workload import Workload
+from snapshots.pruned_between_reads import read_while_pruned
 
 ONE_SECOND = 1.0
 
@@ -119,3 +120,21 @@ def test_the_prune_decides_inside_a_write_transaction(tmp_path: Path) -> None:
     assert in_transaction == [False, True]  # a look first, then the decision under the lock
     assert pruned and not set(pruned) & {offset for offset, _ in listing()}
     backend.close()
+
+
+@pytest.mark.parametrize("opening", [False, True], ids=["reconstruct", "open"])
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_a_reader_whose_base_is_pruned_between_its_reads_folds_what_a_replay_does(
+    kind: str, opening: bool, tmp_path: Path
+) -> None:
+    if kind == "memory":
+        backend = MemoryBackend()
+        read_while_pruned(backend, backend, backend, opening=opening)
+        return
+    path = tmp_path / "log.db"
+    handles = [SqliteBackend(path), SqliteBackend(path), SqliteBackend(path, read_only=True)]
+    try:
+        read_while_pruned(*handles, opening=opening)
+    finally:
+        for handle in handles:
+            handle.close()

@@ -21,7 +21,8 @@ from chanlog.errors import InvalidTransition, StorageError
 from chanlog.hashing import GENESIS_CHAIN_HASH
 from chanlog.records import Head
 from chanlog.testing.events import sample_events, stored_records
-from integrity.beside_a_writer import verify_beside_a_writer
+from integrity.beside_a_writer import verify_beside_a_retake, verify_beside_a_writer
+from snapshots.pruned_between_reads import read_while_pruned
 
 pytestmark = pytest.mark.postgres
 
@@ -419,3 +420,18 @@ def test_verify_beside_a_writer_of_the_same_log(open_postgres: Open) -> None:
     another handle committed since: no trace of a cut (tests/integrity/beside_a_writer.py)."""
     with EventStore(open_postgres()) as writer:
         verify_beside_a_writer(writer, open_postgres())
+
+
+def test_verify_beside_a_snapshot_taken_again(open_postgres: Open) -> None:
+    """A snapshot taken again at an offset whose announcement verify read is announced past
+    the length verify read: no change outside chanlog (ADR 0056)."""
+    verify_beside_a_retake(open_postgres(), open_postgres(), open_postgres())
+
+
+@pytest.mark.parametrize("opening", [False, True], ids=["reconstruct", "open"])
+def test_a_reader_whose_base_is_pruned_between_its_reads_folds_what_a_replay_does(
+    open_postgres: Open, opening: bool
+) -> None:
+    """Read committed: the reader's read of an incremental snapshot and of its base are two
+    statements, and a prune commits between them. It falls back, as on SQLite."""
+    read_while_pruned(open_postgres(), open_postgres(), open_postgres(), opening=opening)

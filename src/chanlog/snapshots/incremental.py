@@ -47,8 +47,9 @@ class SnapshotChain:
             projections stored per entity.
         entries: projection name → data key → entry → digest of its value's bytes, for
             the objects (indexes) in the data of the projections stored per entity.
-        lineage: the offsets of the snapshots it is read through, its whole one first and
-            its own last: a snapshot taken on it is readable while all of them are stored.
+        lineage: the offsets and stored sizes (bytes) of the snapshots it is read through,
+            its whole one first and its own last: a snapshot taken on it is readable while
+            all of them are stored as they were (:meth:`stored_in`, ADR 0057).
     """
 
     __slots__ = (
@@ -75,12 +76,25 @@ class SnapshotChain:
         self.offset = snapshot.offset
         self.snapshot_hash = snapshot.snapshot_hash
         self.versions = dict(snapshot.versions)
-        self.lineage: tuple[int, ...] = (*(base.lineage if base else ()), snapshot.offset)
+        link = (snapshot.offset, _stored_size(snapshot))
+        self.lineage: tuple[tuple[int, int], ...] = (*(base.lineage if base else ()), link)
         self.depth = len(self.lineage) - 1
         self.chained = chained
         self.whole = whole
         self.digests = digests
         self.entries = entries
+
+    def stored_in(self, sizes: Mapping[int, int]) -> bool:
+        """Whether every snapshot of the chain is still stored as it was, given the stored
+        snapshots' ``sizes`` (offset → bytes). Another writer may have pruned one, or taken a
+        snapshot again at its offset (one of other schema versions replaces it there): a
+        snapshot taken on the chain would then be unreadable. A replacement of exactly the
+        same size goes unseen here; readers still refuse it by its hash (ADR 0057)."""
+        return all(sizes.get(offset) == size for offset, size in self.lineage)
+
+
+def _stored_size(snapshot: StoredSnapshot | SnapshotView) -> int:
+    return len(snapshot.data) if isinstance(snapshot, StoredSnapshot) else snapshot.stored_size
 
 
 def encode_incremental(

@@ -261,7 +261,8 @@ class SnapshotTaker:
         again as it is: the same states, the same bytes, and a snapshot taken on it stays
         readable. Otherwise, when the policy asks for incremental snapshots and the backend
         manages its snapshots, one of the current states is taken on the last snapshot this
-        store took, if that one is still stored (ADR 0036); else it is whole."""
+        store took, if its chain is still stored as it was, else on the newest readable
+        stored one (ADR 0036, ADR 0057); else it is whole."""
         chain = self._chain if self._chain is not None and self._chain.offset == at else None
         if at in stored:
             existing = self._backend.latest_snapshot(at)
@@ -283,14 +284,17 @@ class SnapshotTaker:
             or not (isinstance(policy, IncrementalSnapshots) and policy.incremental is True)
         ):
             return encode_snapshot(at, states), None
-        previous = self._chain if self._chain is not None else self._resumed()
-        if previous is not None and not all(offset in stored for offset in previous.lineage):
-            previous = None  # pruned elsewhere: a snapshot on it could not be read
+        previous = self._chain
+        if previous is None or not previous.stored_in(stored):
+            # The first snapshot of this store, or its chain was pruned or replaced by another
+            # writer (a snapshot on it could not be read): go on from what is stored now.
+            previous = self._resumed()
         return encode_incremental(at, states, previous)
 
     def _resumed(self) -> SnapshotChain | None:
         """The chain of the newest readable stored snapshot, for the first snapshot this
-        store takes (a restarted node goes on with its chain); ``None`` without one."""
+        store takes (a restarted node goes on with its chain) or one whose chain another
+        writer pruned or replaced; ``None`` without one."""
         latest = self._snapshots.latest_snapshot()
         return None if latest is None else chain_of(self._snapshots.open(latest))
 

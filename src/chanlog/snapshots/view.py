@@ -54,6 +54,7 @@ class SnapshotView:
         "base",
         "offset",
         "snapshot_hash",
+        "stored_size",
         "versions",
         "where",
     )
@@ -70,6 +71,9 @@ class SnapshotView:
         """Events ``[0, offset)`` are folded into it."""
         self.snapshot_hash = snapshot.snapshot_hash
         """keccak256 of the snapshot's bytes."""
+        self.stored_size = len(snapshot.data)
+        """How many bytes are stored (compressed, and with the first line of an incremental
+        snapshot): what a backend's ``snapshot_sizes()`` reports for it."""
         self.versions = dict(snapshot.versions)
         """Projection name → the schema version its state was written with."""
         self.base = base
