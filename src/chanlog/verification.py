@@ -255,12 +255,14 @@ def _check_snapshots(backend: Backend, scan: _Scan, length: int) -> int:
         if snapshot is None:
             break
         announced = scan.announced.get(snapshot.offset)
-        if not _announced_as(snapshot, announced) and backend.head().length > read_to:
+        matches = _announced_as(snapshot, announced)
+        if not matches and backend.head().length > read_to:
             # A writer took it while verify read, or took it again at an offset whose
             # earlier announcement verify read (a snapshot replaces the one stored there):
             # its announcement is among the records committed since (ADR 0050, ADR 0056).
             read_to = scan.announce_since(backend, read_to)
             announced = scan.announced.get(snapshot.offset)
+            matches = _announced_as(snapshot, announced)
         if announced is None:
             raise IntegrityError(
                 f"offset {min(snapshot.offset, length)}: a snapshot of the first "
@@ -268,7 +270,7 @@ def _check_snapshots(backend: Backend, scan: _Scan, length: int) -> int:
                 f"log ({length} records) announces it: the log's tail was cut",
                 offset=min(snapshot.offset, length),
             )
-        if not _announced_as(snapshot, announced):
+        if not matches:
             raise IntegrityError(
                 f"offset {announced[0]}: the snapshot at offset {snapshot.offset} does not "
                 "match the hash its snapshot-created event announced (changed outside chanlog)",
