@@ -25,13 +25,14 @@ __all__ = [
 ]
 
 MARKS = 64
-"""How many recent ends a store keeps whole: the writes and catch-ups back to which it can
-tell exactly where the log parted from what it folded."""
+"""How many recent ends a store keeps at least (up to twice as many, retired 64 at a time):
+the writes and catch-ups back to which it can tell exactly where the log parted from what
+it folded."""
 
 OLDER_MARKS = 32
 """How many older ends a store keeps, thinned so that the gaps between them grow with their
 age: a log that parted further back is handed to subscribers again from a kept end at most
-about half its age before the parting, not from offset 0 (ADR 0047)."""
+about the parting's age before it (0.55-0.8 of it, measured), not from offset 0 (ADR 0047)."""
 
 
 CATCH_UP_MARK_EVERY = 1_024
