@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -544,3 +546,33 @@ def test_log_follow_catches_up_then_prints_live_records(
     assert result.exit_code == 0, result.output
     assert printed == [12, 13]
     assert [orjson.loads(line)["offset"] for line in result.stdout.splitlines()] == [12, 13]
+
+
+def test_an_export_removes_what_a_killed_export_left_and_nothing_else(
+    demo_db: Path, run: Run, tmp_path: Path
+) -> None:
+    # An export killed before its rename leaves its partial file: the next export to the
+    # same destination removes it, but not a live export's (locked) nor a file just made
+    # (its export may not have locked it yet), nor anything not named like one.
+    import fcntl
+
+    destination = tmp_path / "backup.jsonl"
+    old = time.time() - 3_600
+
+    def partial(name: str, *, age: float = old) -> Path:
+        path = tmp_path / name
+        path.write_bytes(b'{"offset": 0}\n')
+        os.utime(path, (age, age))
+        return path
+
+    abandoned = partial("backup.jsonl.0123456789ab.partial")
+    live = partial("backup.jsonl.aaaaaaaaaaaa.partial")
+    fresh = partial("backup.jsonl.bbbbbbbbbbbb.partial", age=time.time())
+    unrelated = [partial("backup.jsonl.partial"), partial("other.jsonl.cccccccccccc.partial")]
+    with live.open("rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = run("export", str(destination))
+    assert result.exit_code == 0, result.output
+    assert not abandoned.exists()
+    assert live.exists() and fresh.exists() and all(path.exists() for path in unrelated)
+    assert destination.read_bytes() == run("export").stdout_bytes

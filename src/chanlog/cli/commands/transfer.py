@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
-import secrets
 import sys
 from pathlib import Path
 from typing import IO
@@ -16,6 +14,7 @@ import orjson
 from chanlog.backends.files import fsync_directory
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode
+from chanlog.cli.partial_files import partial_file
 from chanlog.cli.records_io import (
     append_numbered,
     decode_numbered,
@@ -180,25 +179,19 @@ def export_command(state: CliContext, destination: Path, start: int, end: int | 
     # then renamed over it; on any failure the partial file is removed. The partial file's
     # name is its own: two exports to one destination at once (a backup job overlapping
     # the last run) would otherwise write into one file, and rename a mix of both.
-    # (Not mkstemp: its file is private to the user; an export gets the umask's mode.)
-    partial = destination.with_name(f"{destination.name}.{secrets.token_hex(6)}.partial")
     try:
-        with partial.open("xb") as handle:
+        with partial_file(destination) as (partial, handle):
             written = _export(state, store, handle, start, stop, total)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(partial, destination)
+            os.replace(partial, destination)
         fsync_directory(destination.parent)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise CliError(
-                f"{destination}: cannot write the export: {exc.strerror or exc} (nothing was "
-                "written there)",
-                ExitCode.STORAGE,
-            ) from exc
-        raise
+    except OSError as exc:
+        raise CliError(
+            f"{destination}: cannot write the export: {exc.strerror or exc} (nothing was "
+            "written there)",
+            ExitCode.STORAGE,
+        ) from exc
     state.output.note(f"exported {written} events to {destination}")
 
 
