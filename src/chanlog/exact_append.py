@@ -15,7 +15,7 @@ from typing import Any
 
 from chanlog.appending import AppendPipeline, CommitResult, Encoded
 from chanlog.backends.base import Backend, WriteTransaction
-from chanlog.backends.capabilities import saves_snapshots_in_transaction
+from chanlog.backends.capabilities import save_snapshot_with
 from chanlog.errors import ConcurrencyError
 from chanlog.reading import check_offset
 from chanlog.records import StoredSnapshot
@@ -58,10 +58,7 @@ def write_at(
                 actual=length,
             )
         if snapshot is not None:
-            if saves_snapshots_in_transaction(transaction):
-                transaction.save_snapshot(snapshot)
-            elif backend is not None:
-                backend.save_snapshot(snapshot)
+            save_snapshot_with(transaction, backend, snapshot)
         result = pipeline.write(transaction, encoded, None, True)
         for index, placed in enumerate(result.offsets):
             if placed != offset + index:

@@ -66,6 +66,7 @@ __all__ = [
     "appends_unless_known",
     "deletes_snapshots_in_transaction",
     "finds_many",
+    "save_snapshot_with",
     "saves_snapshots_in_transaction",
     "transaction_capabilities",
 ]
@@ -388,6 +389,21 @@ def saves_snapshots_in_transaction(
     """Whether ``transaction`` implements :class:`SavesSnapshotsInTransaction` (cached per
     class; narrows the type for mypy)."""
     return transaction_capabilities(transaction).saves_snapshots
+
+
+def save_snapshot_with(
+    transaction: object, backend: _SavesSnapshots | None, snapshot: StoredSnapshot
+) -> None:
+    """Store ``snapshot`` in ``transaction`` where it can hold it (committed with what the
+    transaction writes), else through ``backend`` right away (when one is given)."""
+    if saves_snapshots_in_transaction(transaction):
+        transaction.save_snapshot(snapshot)
+    elif backend is not None:
+        backend.save_snapshot(snapshot)
+
+
+class _SavesSnapshots(Protocol):
+    def save_snapshot(self, snapshot: StoredSnapshot) -> None: ...
 
 
 def deletes_snapshots_in_transaction(

@@ -19,7 +19,7 @@ from chanlog.backends.capabilities import (
     ManagesSnapshots,
     RemembersHead,
     deletes_snapshots_in_transaction,
-    saves_snapshots_in_transaction,
+    save_snapshot_with,
 )
 from chanlog.errors import ChanlogError, InvalidArgument, StorageError
 from chanlog.events.system import SnapshotCreated
@@ -239,10 +239,7 @@ class SnapshotTaker:
                 self._inline.by_name if at == length else self._snapshots.projections_at(at)
             )
             snapshot, chain = self._encode(at, states, stored, at == length)
-            if saves_snapshots_in_transaction(transaction):
-                transaction.save_snapshot(snapshot)
-            else:
-                self._backend.save_snapshot(snapshot)
+            save_snapshot_with(transaction, self._backend, snapshot)
             taken.append((snapshot, chain))
             pipeline = self._pipeline
             encoded = pipeline.encode([self._announcement(snapshot, states)], batch=False)
