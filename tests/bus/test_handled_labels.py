@@ -58,3 +58,8 @@ def test_an_ingests_row_has_no_total_to_show() -> None:
     row = WorkerRow("ingest", "nats", "running", None, 0, 5, 0, None)
     cells = dict(zip(_COLUMNS, _cells(row), strict=True))
     assert (cells["handled (this run)"], cells["handled (total)"]) == ("5", "-")
+    lines: dict[str, str] = {}
+    _plain([row], lines)
+    assert lines["nats"] == (
+        "ingest nats: running position=- lag=0 handled_this_run=5 handled_total=- parked=0"
+    )

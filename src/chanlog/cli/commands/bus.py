@@ -57,15 +57,21 @@ def _stopping_on_signals(stop: Any) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _figure(value: int | None) -> str:
+    """A figure the row may not have (an ingest has no position), as the table and the log
+    lines show it."""
+    return "-" if value is None else str(value)
+
+
 def _cells(row: WorkerRow) -> list[str]:
     return [
         row.kind,
         row.name,
         row.state if row.holder is None else f"{row.state} (lease held by {row.holder})",
-        "-" if row.position is None else str(row.position),
-        "-" if row.lag is None else str(row.lag),
+        _figure(row.position),
+        _figure(row.lag),
         str(row.handled),
-        "-" if row.handled_total is None else str(row.handled_total),
+        _figure(row.handled_total),
         str(row.parked),
         row.last_error or "",
     ]
@@ -84,8 +90,9 @@ def _plain(rows: Sequence[WorkerRow], last: dict[str, str]) -> None:
     """Log a line per consumer or ingest whose figures changed (for logs, not terminals)."""
     for row in rows:
         line = (
-            f"{row.kind} {row.name}: {row.state} position={row.position} lag={row.lag} "
-            f"handled_this_run={row.handled} handled_total={row.handled_total} "
+            f"{row.kind} {row.name}: {row.state} position={_figure(row.position)} "
+            f"lag={_figure(row.lag)} handled_this_run={row.handled} "
+            f"handled_total={_figure(row.handled_total)} "
             f"parked={row.parked}"
             + (f" lease_holder={row.holder}" if row.holder else "")
             + (f" last_error={row.last_error}" if row.last_error else "")
