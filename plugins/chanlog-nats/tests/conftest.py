@@ -9,18 +9,22 @@ skipping. Tests that stop or restart a server start their own (``nats-server -js
 port, in a temporary directory): the machine's shared server is never touched.
 
 The shared server is shared with other runs (CI and developers on one machine, two runs at
-once) and may keep streams a killed run left behind. JetStream refuses a stream whose
-subjects overlap another's, so every stream a test makes on it has subjects of its own:
-``<prefix>.>``, the prefix being the stream's unique name in lower case
-(:meth:`Streams.prefix`), never the default ``chanlog``. The one test of the default prefix
-runs on a private server.
+once) and may keep streams a killed run left behind: the first fixture to reach it deletes
+the test streams made over two hours before (:meth:`Streams.sweep`; no run of the suite
+lasts that long), which would otherwise hold the server's memory for good. JetStream
+refuses a stream whose subjects overlap another's, so every stream a test makes on it has
+subjects of its own: ``<prefix>.>``, the prefix being the stream's unique name in lower
+case (:meth:`Streams.prefix`), never the default ``chanlog``. The one test of the default
+prefix runs on a private server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -41,6 +45,9 @@ URL_VARIABLE = "CHANLOG_TEST_NATS_URL"
 REQUIRE_VARIABLE = "CHANLOG_REQUIRE_NATS"
 DEFAULT_URL = "nats://127.0.0.1:4222"
 SERVER_BINARY = os.environ.get("CHANLOG_NATS_SERVER", "/usr/sbin/nats-server")
+TEST_STREAM = re.compile(r"TEST_[0-9A-F]{12}")
+"""The names :meth:`Streams.name` makes (and nothing else chanlog or a user would name)."""
+ABANDONED_AFTER = datetime.timedelta(hours=2)
 
 T = TypeVar("T")
 
@@ -73,6 +80,7 @@ def nats_url() -> str:
         run(probe())
     except Exception as exc:
         _unavailable(f"NATS with JetStream at {url} ({URL_VARIABLE}) cannot be reached: {exc!r}")
+    Streams(url).sweep(datetime.datetime.now(datetime.UTC) - ABANDONED_AFTER)
     return url
 
 
@@ -144,6 +152,25 @@ class Streams:
                     f"(await nats.connect({self.url!r})).jetstream().delete_stream({name!r}))",
                     pytrace=False,
                 )
+
+    def sweep(self, before: datetime.datetime) -> list[str]:
+        """Delete the test streams (named as :meth:`name` names them) created before
+        ``before``: what killed runs left behind. Return their names."""
+
+        async def work(js: Any) -> list[str]:
+            swept = [
+                info.config.name
+                for info in await js.streams_info()
+                if TEST_STREAM.fullmatch(info.config.name or "")
+                and info.created is not None
+                and info.created < before
+            ]
+            for name in swept:
+                with contextlib.suppress(NotFoundError):  # another run swept it first
+                    await js.delete_stream(name)
+            return swept
+
+        return self.call(work)
 
     def call(self, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
         """Run ``work(js)`` with a fresh connection."""

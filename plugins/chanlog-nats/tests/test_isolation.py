@@ -5,6 +5,7 @@ a test's processes are stopped however they take SIGTERM."""
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 import sys
 import time
@@ -58,6 +59,23 @@ def test_the_check_that_subjects_are_free_agrees_with_the_server(
             assert "stream rm TEST_" in said
         else:
             assert not _server_refuses(streams, pattern), f"{pattern}: the check saw no overlap"
+
+
+def test_streams_a_killed_run_left_behind_are_swept_and_nothing_else(
+    private_server: Any, streams: Any
+) -> None:
+    streams.url = private_server.url
+    test_stream = streams.name()
+    streams.add(test_stream, [f"{streams.prefix(test_stream)}.>"])
+    streams.add("NODE_EVENTS", ["node.>"])  # not a test's: kept however old
+    streams.add("TEST_OF_A_USER", ["user.>"])  # not named as a test names its streams
+    created = streams.info(test_stream).created
+
+    assert streams.sweep(created) == []  # made at that moment: in use
+    assert streams.sweep(created + datetime.timedelta(seconds=1)) == [test_stream]
+    assert streams.info(test_stream) is None
+    assert streams.info("NODE_EVENTS") is not None
+    assert streams.info("TEST_OF_A_USER") is not None
 
 
 def test_a_private_server_does_not_take_another_on_its_port_for_itself(
