@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 
+from chanlog.backends.sqlite import SqliteBackend
 from cli.conftest import Run
 
 
@@ -57,3 +59,21 @@ def test_snapshots_of_a_missing_log_exit_3(run: Run, db: Path) -> None:
     result = run("snapshots")
     assert result.exit_code == 3
     assert not db.exists()
+
+
+def test_a_snapshot_pruned_while_they_are_listed_is_not_shown(
+    run: Run, demo_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert [orjson.loads(run("snapshot", "--json").output)["base"] for _ in range(2)] == [None, 13]
+    read = SqliteBackend.latest_snapshot
+
+    def pruned_meanwhile(backend: SqliteBackend, offset: int) -> object:
+        # What the backend answers once another process has deleted snapshot 13 (after
+        # the listing): the newest one at or before 13 is no longer 13.
+        return None if offset == 13 else read(backend, offset)
+
+    monkeypatch.setattr(SqliteBackend, "latest_snapshot", pruned_meanwhile)
+    report = orjson.loads(run("snapshots", "--json").output)
+    assert [(e["offset"], e["base"]) for e in report["snapshots"]] == [(14, 13)]
+    assert report["total_bytes"] == report["snapshots"][0]["bytes"]
+    assert "1 snapshot(s)" in run("snapshots").output

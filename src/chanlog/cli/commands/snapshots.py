@@ -16,12 +16,17 @@ from chanlog.snapshots.codec import base_reference
 __all__ = ["snapshots_command"]
 
 
+_GONE = -1
+"""What :func:`_base_of` says of a snapshot deleted since it was listed."""
+
+
 def _base_of(backend: Backend, offset: int) -> int | None:
     """The offset of the snapshot the one at ``offset`` is incremental on (``None``: it is
-    whole, or unreadable: ``verify`` says why)."""
+    whole, or unreadable: ``verify`` says why; :data:`_GONE`: it was pruned since it was
+    listed, by another process)."""
     snapshot = backend.latest_snapshot(offset)
     if snapshot is None or snapshot.offset != offset:
-        return None
+        return _GONE
     try:
         reference = base_reference(snapshot)
     except DecodeError:
@@ -53,8 +58,14 @@ def snapshots_command(ctx: click.Context, state: CliContext) -> None:
     backend = store.backend
     if not isinstance(backend, ManagesSnapshots):
         raise CliError(f"the {backend.name} backend cannot list its snapshots", ExitCode.USAGE)
-    sizes = backend.snapshot_sizes()
-    bases = [_base_of(backend, offset) for offset, _size in sizes]
+    listed = [
+        (offset, size, _base_of(backend, offset)) for offset, size in backend.snapshot_sizes()
+    ]
+    # A snapshot pruned between the listing and the read of its first line is not shown: it
+    # is no longer stored (and it is not whole, as it would otherwise seem).
+    kept = [(offset, size, base) for offset, size, base in listed if base != _GONE]
+    sizes = [(offset, size) for offset, size, _base in kept]
+    bases = [base for _offset, _size, base in kept]
     total = sum(size for _offset, size in sizes)
     file_size = _file_size(backend)
     output = state.output
