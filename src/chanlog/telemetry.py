@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConsumerTelemetry",
+    "ContinuesTraces",
     "RelayTelemetry",
     "StoreTelemetry",
     "TelemetryProvider",
@@ -69,8 +70,25 @@ class ConsumerTelemetry(Protocol):
 class RelayTelemetry(Protocol):
     """What a relay (a handler publishing records to a broker) reports."""
 
-    def published(self, record: RecordedEvent, subject: str) -> None:
-        """``record`` was handed to the broker under ``subject``."""
+    def published(self, record: RecordedEvent, subject: str) -> Mapping[str, str] | None:
+        """``record`` is handed to the broker under ``subject``. Returns the headers its
+        message is to carry besides the relay's own, so that the process that receives it
+        can continue the trace (for example W3C ``traceparent``; ADR 0062), or ``None``."""
+
+
+@runtime_checkable
+class ContinuesTraces(Protocol):
+    """A :class:`StoreTelemetry` that continues the traces of records received from a
+    relay of another process (ADR 0062). Optional: an ingest asks for it."""
+
+    def received(
+        self, system: str, source: str, carriers: Sequence[Mapping[str, str] | None]
+    ) -> AbstractContextManager[object]:
+        """Entered around the append of messages an ingest received from ``system`` (e.g.
+        ``"nats"``) out of ``source`` (its stream), one per appended message, with each
+        message's headers (``carriers``: what the sending relay's
+        :meth:`RelayTelemetry.published` returned, among others); an exception leaving it
+        is a failed append (it propagates)."""
 
 
 @runtime_checkable

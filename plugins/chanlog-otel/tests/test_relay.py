@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -82,3 +84,74 @@ def test_a_relay_reports_sent_acknowledged_in_flight_and_lag(
         for span in publishes
     )
     assert all(span.name.startswith(f"publish {prefix}.") for span in publishes)
+
+
+def _ingest_into(replica: Any, stream: str, url: str, batch: int, until: int) -> None:
+    """Run a ``nats`` ingest into ``replica`` until it holds ``until`` records."""
+    ingest = nats_relay.NatsIngest(
+        name="replica", stream=stream, durable=f"replica{batch}", url=url, batch=batch
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=ingest.run, args=(replica, stop), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(replica) < until and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert len(replica) == until, ingest.stats()
+    assert ingest.stats()["parked"] == 0, ingest.stats()
+
+
+@pytest.mark.parametrize("batch", [1, 16])
+def test_a_records_trace_goes_on_in_the_process_that_ingests_it(
+    host: PluginHost, sdk: Any, nats_url: str, batch: int
+) -> None:
+    unique = uuid.uuid4().hex[:10]
+    stream = f"TEST_OTEL_{unique.upper()}"
+    relay = nats_relay.NatsRelay(
+        stream=stream, url=nats_url, storage="memory", prefix=f"otel{unique}"
+    )
+    try:
+        with chanlog.EventStore(plugins=host, projections=[]) as node:
+            node.append_batch(sample_events(5))
+            with node.bus.consumer("to-nats", relay) as runner:
+                runner.drain()
+                assert relay.settle(30)
+        sent = {
+            span.attributes["messaging.message.id"]: span
+            for span in sdk.spans.get_finished_spans()
+            if span.name.startswith(f"publish otel{unique}.")
+        }
+        assert len(sent) == 5
+        sdk.spans.clear()
+        with chanlog.EventStore(plugins=host, projections=[]) as replica:
+            _ingest_into(replica, stream, nats_url, batch, 5)
+    finally:
+        relay.close()
+        _delete_stream(nats_url, stream)
+
+    spans = sdk.spans.get_finished_spans()
+    processed = [span for span in spans if span.name == f"process {stream}"]
+    appends = [span for span in spans if span.name == "publish chanlog"]
+    assert processed
+    assert len(appends) == len(processed)
+    by_id = {span.context.span_id: span for span in processed}
+    for append in appends:  # each append of the replica is in the span of what it received
+        assert append.parent is not None
+        assert append.parent.span_id in by_id
+        assert append.context.trace_id == by_id[append.parent.span_id].context.trace_id
+    if batch == 1:  # one message at a time: its trace goes on
+        continued = {span.parent.span_id for span in processed if span.parent is not None}
+        assert continued == {span.context.span_id for span in sent.values()}
+        assert {span.context.trace_id for span in processed} == {
+            span.context.trace_id for span in sent.values()
+        }
+        assert all(span.parent.is_remote for span in processed if span.parent is not None)
+    else:  # a batch: linked to each message it holds
+        linked = {link.context.span_id for span in processed for link in span.links}
+        assert linked == {span.context.span_id for span in sent.values()}
+        assert sum(span.attributes["messaging.batch.message_count"] for span in processed) == 5
+    assert all(span.attributes["messaging.system"] == "nats" for span in processed)

@@ -19,9 +19,11 @@ sequence as their offset; the consumer's position is the replica's length.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 
 import attrs
 
@@ -32,6 +34,7 @@ from chanlog.errors import ChanlogError, DecodeError, InvalidEvent, StorageError
 from chanlog.events.base import Event
 from chanlog.hashing import chain_next
 from chanlog.records import ParkedRecord, PositionMove
+from chanlog.telemetry import ContinuesTraces, telemetry_of
 from chanlog_nats.mapping import EVENT_TYPE, MSG_ID, Envelope, read_envelope
 
 __all__ = ["ACK", "PARK", "WAIT", "Applier", "Incoming", "Outcome"]
@@ -99,6 +102,8 @@ class Applier:
         holder: the ingest's lease holder identity.
         mirror: check offsets and chain hashes (see the module docs).
         lease_ttl: seconds each move renews the lease for.
+        source: the stream the messages come from (named in the telemetry that continues
+            their senders' traces, when the store has one: ADR 0062).
     """
 
     def __init__(
@@ -110,6 +115,7 @@ class Applier:
         *,
         mirror: bool,
         lease_ttl: float,
+        source: str = "",
     ) -> None:
         self.store = store
         self.keeper = keeper
@@ -117,7 +123,19 @@ class Applier:
         self.holder = holder
         self.mirror = mirror
         self.lease_ttl = lease_ttl
+        self.source = source
         self._types = store.plugins.event_types
+        telemetry = telemetry_of(store)
+        self._tracing = telemetry if isinstance(telemetry, ContinuesTraces) else None
+
+    def _received(
+        self, carriers: Sequence[Mapping[str, str] | None]
+    ) -> AbstractContextManager[object]:
+        """Around an append of received messages: their senders' traces continued, when
+        the store's telemetry does that."""
+        if self._tracing is None:
+            return contextlib.nullcontext()
+        return self._tracing.received("nats", self.source, carriers)
 
     def apply(self, messages: Sequence[Incoming]) -> Outcome:
         """Decide, append and park; return the verdicts (acknowledge only after this
@@ -208,7 +226,8 @@ class Applier:
         if not events:
             return
         try:
-            self.store.append_batch(events)
+            with self._received([messages[index].headers for index in indexes]):
+                self.store.append_batch(events)
         except StorageError:
             raise  # the store failed, it did not refuse: the ingest tries the batch again
         except ChanlogError:
@@ -227,7 +246,8 @@ class Applier:
     ) -> None:
         for event, index in zip(events, indexes, strict=True):
             try:
-                self.store.append_batch([event])
+                with self._received([messages[index].headers]):
+                    self.store.append_batch([event])
             except StorageError:
                 raise  # what went in before is found again (by its id) when retried
             except ChanlogError as exc:

@@ -184,7 +184,13 @@ class NatsIngest:
         # The pull loop renews the lease itself (between batches), so no heartbeat is kept.
         lease = Lease(keeper, self.consumer, new_holder(), self.lease_ttl)
         applier = Applier(
-            store, keeper, self.consumer, lease.holder, mirror=self.mirror, lease_ttl=self.lease_ttl
+            store,
+            keeper,
+            self.consumer,
+            lease.holder,
+            mirror=self.mirror,
+            lease_ttl=self.lease_ttl,
+            source=self.stream,
         )
         thread = NatsThread(self.url, f"ingest-{self.name}", connect_timeout=self.connect_timeout)
         try:

@@ -266,12 +266,14 @@ class NatsRelay:
             return
         headers = headers_of(record)
         subject = subject_of(record, self._prefix or "")
+        if self._telemetry is not None:
+            carried = self._telemetry.published(record, subject)
+            if carried:  # a trace to continue (ADR 0062); chanlog's own headers win
+                headers = {**carried, **headers}
         pipeline.offer(
             Entry(offset, headers["Nats-Msg-Id"], subject, record.event.canonical_json(), headers)
         )
         self._next_offset = offset + 1
-        if self._telemetry is not None:
-            self._telemetry.published(record, subject)
 
     def settled(self) -> int | None:
         """The oldest record handed over and not yet acknowledged (``None``: none)."""

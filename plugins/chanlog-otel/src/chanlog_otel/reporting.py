@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, set_span_in_context, use_span
@@ -16,6 +18,7 @@ from chanlog.records import RecordedEvent, StoredSnapshot
 from chanlog.telemetry import Span
 from chanlog_otel import names
 from chanlog_otel.instruments import Instruments
+from chanlog_otel.propagation import Received, carrier_of
 
 if TYPE_CHECKING:
     from chanlog.appending import CommitResult, Encoded
@@ -169,6 +172,16 @@ class StoreInstruments:
                 start_time=span[0],
             ).end(end_time=span[1])
 
+    def received(
+        self, system: str, source: str, carriers: Sequence[Mapping[str, str] | None]
+    ) -> AbstractContextManager[object]:
+        """Around the append of messages an ingest received: a ``process`` span that
+        continues their senders' traces (ADR 0062)."""
+        tracer = self._instruments.tracer
+        if tracer is None:
+            return contextlib.nullcontext()
+        return Received(tracer, system, source, carriers)
+
     def consumer(self, name: str) -> ConsumerInstruments:
         """The telemetry of consumer ``name``."""
         return ConsumerInstruments(self._instruments, name, self._prefix)
@@ -302,16 +315,17 @@ class RelayInstruments:
             return 0
         return max(0, len(store) - int(done))
 
-    def published(self, record: RecordedEvent, subject: str) -> None:
-        """Count the hand-over; a ``publish`` span linked to the append's."""
+    def published(self, record: RecordedEvent, subject: str) -> dict[str, str] | None:
+        """Count the hand-over; a ``publish`` span linked to the append's, whose context
+        the message carries (ADR 0062)."""
         instruments = self.instruments
         if instruments.metering:
             instruments.relay_sent.add(1, self.key)
         tracer = instruments.tracer
         if tracer is None:
-            return
+            return None
         linked = instruments.append_span(record.event_id)
-        tracer.start_span(
+        span = tracer.start_span(
             f"publish {subject}",
             kind=SpanKind.PRODUCER,
             attributes={
@@ -323,4 +337,6 @@ class RelayInstruments:
                 names.OFFSET: record.offset,
             },
             links=None if linked is None else [Link(linked)],
-        ).end()
+        )
+        span.end()
+        return carrier_of(span)
