@@ -4,12 +4,28 @@ tests run the same scenarios)."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 
-from bus.processes import cli, environment, plugin_site, write_config
-from bus.scenarios import lease_takeover, park_then_replay, three_consumers_over_a_big_log
+from bus.processes import (
+    Worker,
+    cli,
+    environment,
+    open_store,
+    plugin_site,
+    states,
+    wait_for,
+    workers,
+    write_config,
+)
+from bus.scenarios import (
+    lease_takeover,
+    park_then_replay,
+    three_consumers_over_a_big_log,
+    workload,
+)
 from chanlog.cli.errors import ExitCode
 
 
@@ -45,3 +61,23 @@ def test_a_second_worker_waits_then_takes_over_within_the_lease(tmp_path: Path) 
 @pytest.mark.slow
 def test_chanlog_run_with_three_consumers_over_100k_events_then_live(tmp_path: Path) -> None:
     three_consumers_over_a_big_log(sqlite(tmp_path), tmp_path, 100_000)
+
+
+def test_sighup_stops_chanlog_run_cleanly(tmp_path: Path) -> None:
+    """The terminal ``chanlog run`` ran in closing (SIGHUP) stops it as SIGTERM does: each
+    consumer stores its position and gives its lease up, and it exits 0 (before, the
+    process ended on the spot, its lease held until it expired)."""
+    backend = sqlite(tmp_path)
+    probe = {"handler": "probe", "path": str(tmp_path / "probe.txt"), "lease_ttl": 600}
+    write_config(tmp_path, backend, {"audit": probe})
+    with open_store(backend) as store, workers() as started:
+        store.append_batch(workload(1, channels=2, turns=2))
+        head = len(store)
+        worker = Worker(tmp_path, environment(plugin_site(tmp_path)))
+        started.append(worker)
+        wait_for(
+            lambda: getattr(states(store).get("audit"), "position", 0) == head, 60, worker.output
+        )
+        worker.process.send_signal(signal.SIGHUP)
+        assert worker.process.wait(timeout=60) == 0, worker.output()
+        assert states(store)["audit"].lease_holder is None

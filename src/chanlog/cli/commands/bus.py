@@ -40,10 +40,19 @@ _COLUMNS = (
 )
 
 
+_STOPPING_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
+)
+"""What stops ``chanlog run`` after the record in hand: a service manager's stop, Ctrl-C,
+and the terminal it ran in closing (SIGHUP, which would otherwise end it on the spot, its
+leases held until they expire)."""
+
+
 @contextmanager
 def _stopping_on_signals(stop: Any) -> Iterator[None]:
-    """SIGTERM and Ctrl-C ask ``stop()`` instead of killing the process."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    """The signals of :data:`_STOPPING_SIGNALS` ask ``stop()`` instead of killing the
+    process."""
+    previous = {sig: signal.getsignal(sig) for sig in _STOPPING_SIGNALS}
 
     def handle(_signum: int, _frame: Any) -> None:
         stop()
@@ -78,7 +87,7 @@ def _cells(row: WorkerRow) -> list[str]:
 
 
 def _table(rows: Sequence[WorkerRow]) -> Table:
-    table = Table(title="chanlog run (Ctrl-C or SIGTERM stops after the record in hand)")
+    table = Table(title="chanlog run (Ctrl-C, SIGTERM or SIGHUP stops after the record in hand)")
     for column in _COLUMNS:
         table.add_column(column, no_wrap=column != "last error", overflow="fold")
     for row in rows:
@@ -158,8 +167,8 @@ def run_command(
     state: CliContext, only: tuple[str, ...], refresh: float, metrics: str | None, wait: float
 ) -> None:
     """Run every durable consumer ([consumers.NAME]) and ingest ([ingest.NAME]) of the
-    configuration until SIGTERM or Ctrl-C: each finishes the record in hand, stores its
-    position and gives its lease up; then exit 0."""
+    configuration until SIGTERM, Ctrl-C or SIGHUP: each finishes the record in hand,
+    stores its position and gives its lease up; then exit 0."""
     logging.basicConfig(level=logging.WARNING, format="chanlog: %(name)s: %(message)s")
     # Before the store opens: a store asks for its telemetry when it opens.
     stop_metrics = _serve_metrics(metrics) if metrics is not None else None
@@ -405,8 +414,8 @@ def ingest_command(
     ctx: click.Context, state: CliContext, source: str, name: str | None, wait: float
 ) -> None:
     """Feed the log from an external durable stream (an ingest source a plugin registered,
-    e.g. 'nats'); further '--key value' options go to the source. Runs until SIGTERM or
-    Ctrl-C."""
+    e.g. 'nats'); further '--key value' options go to the source. Runs until SIGTERM,
+    Ctrl-C or SIGHUP."""
     sources = default_host().ingest_sources
     if source not in sources:
         raise CliError(
