@@ -217,9 +217,8 @@ def test_a_handler_factory_returning_no_callable_is_refused_before_any_record(
     from chanlog.bus.worker import Worker
 
     config = chanlog.load_config(tmp_path / "chanlog.toml")
-    with (
-        chanlog.open(tmp_path / "chanlog.toml") as store,
-        pytest.raises(PluginError, match=r"handler 'wrong-handler'.*plugin 'fault'.*not callable"),
+    with chanlog.open(tmp_path / "chanlog.toml") as store, pytest.raises(
+        PluginError, match=r"handler 'wrong-handler'.*plugin 'fault'.*not callable"
     ):
         Worker(store, store.bus, config.bus, store.plugins.handlers, {})
 
@@ -369,3 +368,73 @@ def test_built_ins_meet_the_checks() -> None:
     for kind, name in [("serializers", "json"), ("snapshot_policies", "never")]:
         value: Any = host.lookup(kind, name)()
         assert host.checked(kind, name, value) is value
+
+
+TIPS = (
+    EVENT_MODULE
+    + """
+
+class TipsStage:
+    def __init__(self, projection):
+        self.projection = projection
+        self.pending = {}
+
+    def apply(self, event, offset):
+        for channel in self.projection.entity_ids(event):
+            current = self.pending.get(channel, self.projection.get(channel))
+            self.pending[channel] = self.projection.fold(current, event, channel, offset)
+
+    def commit(self):
+        self.projection.totals.update(self.pending)
+
+
+class Tips:
+    name = "tips"
+    schema_version = 1
+
+    def __init__(self):
+        self.totals = {}
+
+    def stage(self):
+        return TipsStage(self)
+
+    def get(self, entity_id):
+        return self.totals.get(entity_id.lower())
+
+    def entity_ids(self, event):
+        return event.streams if isinstance(event, TipPaid) else ()
+
+    def fold(self, state, event, entity_id, offset):
+        return (state or 0) + event.amount
+
+    def dump(self):
+        return {channel: str(total) for channel, total in self.totals.items()}
+
+    def load(self, data):
+        self.totals = {channel: int(total) for channel, total in data.items()}
+
+    def __len__(self):
+        return len(self.totals)
+
+
+@chanlog.hookimpl
+def chanlog_register_projections(register):
+    register("tips", Tips)
+"""
+)
+
+
+def test_chanlog_show_prints_a_projection_state_that_is_not_a_mapping(
+    install_plugin: InstallPlugin, tmp_path: Path
+) -> None:
+    install_plugin(TIPS)  # the guide's projection shape: the state is a plain int
+    (tmp_path / "chanlog.toml").write_text('[backend]\nname = "sqlite"\npath = "node.db"\n')
+    assert chanlog_cli("append", tip(5), tip(7, 2), cwd=tmp_path).exit_code == 0
+    result = chanlog_cli("show", "tips", CHANNEL, cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "12" in result.output and "Traceback" not in result.output
+    result = chanlog_cli("show", "tips", CHANNEL, "--at", "1", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "5" in result.output and "before offset 1" in result.output
+    result = chanlog_cli("show", "tips", CHANNEL, "--json", cwd=tmp_path)
+    assert orjson.loads(result.output)["state"] == 12
