@@ -217,8 +217,9 @@ def test_a_handler_factory_returning_no_callable_is_refused_before_any_record(
     from chanlog.bus.worker import Worker
 
     config = chanlog.load_config(tmp_path / "chanlog.toml")
-    with chanlog.open(tmp_path / "chanlog.toml") as store, pytest.raises(
-        PluginError, match=r"handler 'wrong-handler'.*plugin 'fault'.*not callable"
+    with (
+        chanlog.open(tmp_path / "chanlog.toml") as store,
+        pytest.raises(PluginError, match=r"handler 'wrong-handler'.*plugin 'fault'.*not callable"),
     ):
         Worker(store, store.bus, config.bus, store.plugins.handlers, {})
 
