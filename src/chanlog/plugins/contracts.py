@@ -71,11 +71,11 @@ def check_built(kind: str, what: str, value: Any, *, plugin: str | None = None) 
         return value
     built = type(value).__qualname__
     if missing == ["__call__"]:
-        problem = f"its factory returned a {built}, which is not callable (a handler is)"
+        problem = f"its factory returned a {built} value, which is not callable (a handler is)"
     else:
         protocol = PROTOCOLS[kind].replace(":", ".")
         problem = (
-            f"its factory returned a {built}, which lacks {', '.join(missing)} "
+            f"its factory returned a {built} value, which lacks {', '.join(missing)} "
             f"(see the protocol {protocol})"
         )
     raise PluginError(f"{what}: {problem}", plugin=plugin)
