@@ -494,14 +494,17 @@ def build_store(
             raise missing
     policy = None
     if config.snapshot_policy is not None:
-        policy = _construct(
+        built = _construct(
             host.snapshot_policies[config.snapshot_policy],
             config.snapshot_options,
             source,
             "snapshots",
             f"snapshot policy {config.snapshot_policy!r}",
         )
-    backend = _open_backend(factory, options, config, missing)
+        policy = host.checked("snapshot_policies", config.snapshot_policy, built)
+    backend = host.checked(
+        "backends", config.backend, _open_backend(factory, options, config, missing)
+    )
     extra: dict[str, Any] = {} if policy is None else {"snapshot_policy": policy}
     if not read_only:  # a store opened to look at the log needs no network broker
         extra.update(

@@ -158,7 +158,17 @@ class StorageError(ChanlogError):
 
 
 class PluginError(ChanlogError):
-    """A plugin could not be loaded, or two plugins claimed the same name."""
+    """A plugin could not be loaded, two plugins claimed the same name, a hook raised, or
+    what a plugin's factory built does not implement its protocol.
+
+    Attributes:
+        plugin: the plugin at fault, when known (its entry point's name, for an installed
+            one).
+    """
+
+    def __init__(self, message: str, *, plugin: str | None = None) -> None:
+        super().__init__(message)
+        self.plugin = plugin
 
 
 class ConfigError(ChanlogError):

@@ -27,7 +27,6 @@ from chanlog.folded_chain import CATCH_UP_MARK_EVERY, FoldedChain
 from chanlog.hashing import GENESIS_CHAIN_HASH
 from chanlog.plugins.host import PluginHost
 from chanlog.projections.base import (
-    PROJECTION_MEMBERS,
     LeavesCheckpoints,
     Projection,
     ProjectionStage,
@@ -53,14 +52,9 @@ def instantiate_projection(host: PluginHost, name: str) -> Projection:
     except ChanlogError:
         raise
     except Exception as exc:
-        raise PluginError(f"projection {name!r}: its factory raised {exc!r}") from exc
-    present = set(dir(projection))
-    missing = [member for member in PROJECTION_MEMBERS if member not in present]
-    if missing:
-        raise PluginError(
-            f"projection {name!r} ({type(projection).__qualname__}) lacks "
-            f"{', '.join(missing)}: see the Projection protocol in the plugin guide"
-        )
+        what = host.describe("projections", name)
+        raise PluginError(f"{what}: its factory raised {exc!r}") from exc
+    host.checked("projections", name, projection)
     checked: Projection = projection
     return checked
 
@@ -209,6 +203,18 @@ class InlineProjections:
             offset = event.snapshot_offset
             self.last_snapshot_offset = offset if last is None else max(last, offset)
 
+    def failed(self, position: int, event: Event, offset: int, exc: Exception) -> PluginError:
+        """The error for a projection that raised something other than a chanlog error
+        (a fold refuses an event with :class:`InvalidTransition`; anything else is a bug):
+        it names the projection, its plugin, the event and the offset."""
+        name = self._list[position].name
+        return PluginError(
+            f"{self._host.describe('projections', name)} failed on {event.event_type} at "
+            f"offset {offset}: {type(exc).__name__}: {exc} (a projection refuses an event "
+            "by raising chanlog.InvalidTransition; anything else is a bug in it)",
+            plugin=self._host.owner("projections", name),
+        )
+
     def fold_committed(self, offset: int, event: Event) -> None:
         """Fold a record already in the log, at ``offset``.
 
@@ -280,7 +286,12 @@ class WriteStage:
             stage = stages.get(position)
             if stage is None:
                 stage = stages[position] = inline._list[position].stage()
-            stage.apply(event, offset)
+            try:
+                stage.apply(event, offset)
+            except ChanlogError:
+                raise
+            except Exception as exc:  # a bug in the projection, not a refusal
+                raise inline.failed(position, event, offset, exc) from exc
         watched = inline._watched
         if watched:
             if self._touched is None:

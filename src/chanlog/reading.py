@@ -70,8 +70,9 @@ class EventDecoder:
         cls = self.types.get(event_type)
         if cls is None:
             raise DecodeError(
-                f"offset {offset}: event type {event_type!r} is not registered "
-                "(is the plugin that defines it installed?)",
+                f"offset {offset}: event type {event_type!r} is not registered (is the "
+                "plugin that defines it installed, and not skipped by CHANLOG_DISABLE_PLUGINS "
+                "or CHANLOG_LOAD_PLUGINS?)",
                 event_type=event_type,
                 offset=offset,
             )

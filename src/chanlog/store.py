@@ -32,7 +32,7 @@ from chanlog.snapshots.manager import SnapshotManager
 from chanlog.snapshots.policies import SnapshotPolicy, resolve_policy
 from chanlog.snapshots.taking import SnapshotTaker
 from chanlog.subscriptions import Subscription
-from chanlog.telemetry import opened
+from chanlog.telemetry import closing, opened
 from chanlog.writing import Writer
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class EventStore(LogReader):
         self._checkpoints = EntityCheckpoints(checkpoint_every)
         self._host = plugins or default_host()
         backend = backend if backend is not None else MemoryBackend()
-        serializer = resolve_serializer(serializer, self._host.lookup)
+        serializer = resolve_serializer(serializer, self._host.checked_lookup)
         super().__init__(backend, EventDecoder(self._host, serializer))
         check_serializer(backend, serializer, writable=not read_only)
         names = list(self._host.projections) if projections is None else list(projections)
@@ -116,12 +116,12 @@ class EventStore(LogReader):
             self._pipeline,
             self._snapshots,
             self.read_range,
-            resolve_policy(snapshot_policy, self._host.lookup),
+            resolve_policy(snapshot_policy, self._host.checked_lookup),
             self._writer.run,
         )
         with self._lock:
             self._bootstrap()
-        opened(self, backend, self._writer, self._pipeline, self._taker, self._reconstructor)
+        opened(self, self._writer, self._pipeline, self._taker, self._reconstructor, self._release)
 
     @property
     def snapshot_policy(self) -> SnapshotPolicy:
@@ -377,15 +377,15 @@ class EventStore(LogReader):
         return self._closed
 
     def close(self) -> None:
-        """Close subscriptions and the backend. Idempotent."""
-        if self._closed:
-            return
-        self._host.hook.chanlog_store_closing(store=self)
+        """Close subscriptions and the backend, whatever the closing hooks raise. Idempotent."""
+        if not self._closed:
+            closing(self, self._release)
+
+    def _release(self) -> None:
         with self._lock:
             self._closed = True
-        self._delivery.close()
-        self._bus.close()
-        self._backend.close()
+        for part in (self._delivery, self._bus, self._backend):
+            part.close()
 
     def __enter__(self) -> EventStore:
         return self

@@ -47,6 +47,7 @@ __all__ = [
     "RelayTelemetry",
     "StoreTelemetry",
     "TelemetryProvider",
+    "closing",
     "figures",
     "opened",
     "refusal_rule",
@@ -203,24 +204,40 @@ def refusal_rule(error: Exception) -> str | None:
 
 def opened(
     store: Any,
-    backend: Backend,
     writer: Writer,
     pipeline: AppendPipeline,
     taker: SnapshotTaker,
     reconstructor: StateReconstructor,
+    release: Callable[[], None],
 ) -> None:
     """The last step of opening ``store``: install the telemetry the first provider (by
-    name) offers, if any, then call the ``chanlog_store_opened`` hook."""
+    name) offers, if any, then call the ``chanlog_store_opened`` hook; when a plugin's hook
+    raises (a :class:`~chanlog.errors.PluginError`), ``release`` what the store holds
+    first: it never opened."""
     host = store.plugins
     providers = host.telemetry
     for name in sorted(providers):
         telemetry = providers[name].for_store(store)
         if telemetry is not None:
             instruments = _Instruments(telemetry, writer.groups)
-            instruments.wrap(store, backend, writer, pipeline, taker, reconstructor)
+            instruments.wrap(store, store.backend, writer, pipeline, taker, reconstructor)
             _installed[store] = weakref.ref(instruments)
             break
-    host.hook.chanlog_store_opened(store=store)
+    try:
+        host.notify("chanlog_store_opened", store=store)
+    except BaseException:
+        release()
+        raise
+
+
+def closing(store: Any, release: Callable[[], None]) -> None:
+    """Close ``store``: call the ``chanlog_store_closing`` hook, then ``release`` what it
+    holds, even when a plugin's hook raises (its :class:`~chanlog.errors.PluginError` is
+    raised after)."""
+    try:
+        store.plugins.notify("chanlog_store_closing", store=store)
+    finally:
+        release()
 
 
 class _Local(threading.local):

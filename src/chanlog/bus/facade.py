@@ -97,7 +97,7 @@ class Bus:
             sender=store, prefix=self.prefix, group_of=self.group_of, decode=self.decode_remote
         )
         self.broker: Broker = open_broker(
-            broker, self.context, self._host.lookup, dict(options or {})
+            broker, self.context, self._host.checked_lookup, dict(options or {})
         )
         """The broker live subscriptions go through."""
         self._admin = ConsumerAdmin(store, self.subject_filter)

@@ -24,6 +24,7 @@ from chanlog.bus.settings import BusSettings, ConsumerSettings, IngestSettings
 from chanlog.bus.source import BusStore
 from chanlog.bus.spec import beyond_the_end
 from chanlog.errors import ChanlogError, ConfigError, PluginError
+from chanlog.plugins.contracts import check_built
 
 __all__ = ["Worker", "WorkerRow"]
 
@@ -148,6 +149,8 @@ class Worker:
         handler = _build(
             handlers[consumer.handler], consumer.handler_options, consumer.name, "consumers"
         )
+        what = self.store.plugins.describe("handlers", consumer.handler)
+        check_built("handlers", f"[consumers.{consumer.name}] {what}", handler)
         runner = self.bus.consumer_of(consumer.spec, handler)
         self.runners[consumer.name] = runner
         self._jobs.append(_Job("consumer", consumer.name, runner.run, self._stop))

@@ -20,9 +20,10 @@ from typing import Any
 import attrs
 import pluggy
 
-from chanlog.errors import PluginError
+from chanlog.errors import ChanlogError, PluginError
 from chanlog.events.base import Event
 from chanlog.plugins import hookspecs
+from chanlog.plugins.contracts import check_built
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -102,6 +103,9 @@ class PluginHost:
         self._lock = threading.RLock()
         self._registries: dict[str, dict[str, Any]] | None = None
         self._contributions: list[Contribution] = []
+        self._owners: dict[tuple[str, str], str] = {}
+        self._installed: set[str] = set()
+        """Plugins loaded from entry points (``CHANLOG_DISABLE_PLUGINS`` can skip those)."""
         self.generation = 0
         """Incremented whenever a plugin is added or removed, so holders of registry
         snapshots (stores) can tell theirs is stale without rebuilding it per call."""
@@ -126,9 +130,15 @@ class PluginHost:
                 # the switch that skips it.
                 raise PluginError(
                     f"plugin {entry_point.name!r} ({entry_point.value}) failed to load: {exc}; "
-                    f"to run without it, set CHANLOG_DISABLE_PLUGINS={entry_point.name}"
+                    f"to run without it, set CHANLOG_DISABLE_PLUGINS={entry_point.name}",
+                    plugin=entry_point.name,
                 ) from exc
-            self.register(plugin, name=entry_point.name)
+            self._installed.add(entry_point.name)
+            try:
+                self.register(plugin, name=entry_point.name)
+            except PluginError:
+                self._installed.discard(entry_point.name)
+                raise
 
     def register(self, plugin: object, name: str | None = None) -> str:
         """Register a plugin object or module at runtime; return its name.
@@ -203,12 +213,19 @@ class PluginHost:
                         raise PluginError(
                             f"{_SINGULAR[kind]} {name!r} is registered twice: "
                             f"by plugin {owner!r} and by plugin {_plugin!r}"
+                            + self._advice(_plugin, owner),
+                            plugin=_plugin,
                         )
                     owners[(kind, name)] = _plugin
                     registries[kind][name] = value
                     contributions.append(Contribution(_plugin, kind, name))
 
-                impl.function(register=register)
+                try:
+                    impl.function(register=register)
+                except PluginError:
+                    raise
+                except Exception as exc:
+                    raise self._failed(plugin_name, hook_name, exc) from exc
 
         collect("event_types", "chanlog_register_event_types", _adapt_event_type)
         collect("projections", "chanlog_register_projections", _adapt_named)
@@ -220,8 +237,82 @@ class PluginHost:
         collect("ingest_sources", "chanlog_register_ingest_sources", _adapt_named)
         collect("telemetry", "chanlog_register_telemetry", _adapt_provider)
         self._contributions = contributions
+        self._owners = owners
         self._registries = registries
         return registries
+
+    def _advice(self, *plugins: str) -> str:
+        """How to run without the installed ones of ``plugins`` (``""``: none is)."""
+        names = [name for name in plugins if name in self._installed]
+        if not names:
+            return ""
+        settings = " or ".join(f"CHANLOG_DISABLE_PLUGINS={name}" for name in names)
+        return f"; to run without {'it' if len(names) == 1 else 'one'}, set {settings}"
+
+    def _failed(self, plugin: str, hook: str, exc: Exception) -> PluginError:
+        return PluginError(
+            f"plugin {plugin!r}: {hook} raised {type(exc).__name__}: {exc}" + self._advice(plugin),
+            plugin=plugin,
+        )
+
+    def owner(self, kind: str, name: str) -> str | None:
+        """The plugin that registered ``name`` of ``kind`` (``None``: nothing did)."""
+        self._get()
+        return self._owners.get((kind, name))
+
+    def describe(self, kind: str, name: str) -> str:
+        """How errors name a registered part: ``"serializer 'zjson' (registered by plugin
+        'example'; ...)"``, with the switch that skips an installed plugin."""
+        what = f"{_SINGULAR.get(kind, kind)} {name!r}"
+        plugin = self.owner(kind, name)
+        if plugin is None:
+            return what
+        return f"{what} (registered by plugin {plugin!r}{self._advice(plugin)})"
+
+    def checked(self, kind: str, name: str, value: Any) -> Any:
+        """``value``, built by the factory registered as ``name`` of ``kind``, once it
+        implements the protocol of that kind (:mod:`chanlog.plugins.contracts`).
+
+        Raises:
+            PluginError: it does not, naming the part, its plugin and what is missing.
+        """
+        return check_built(kind, self.describe(kind, name), value, plugin=self.owner(kind, name))
+
+    def checked_lookup(self, kind: str, name: str) -> Callable[..., Any]:
+        """Like :meth:`lookup`, but what the returned factory builds is :meth:`checked`."""
+        factory = self.lookup(kind, name)
+
+        def build(*args: Any, **kwargs: Any) -> Any:
+            return self.checked(kind, name, factory(*args, **kwargs))
+
+        return build
+
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call the lifecycle hook ``hook_name`` (``chanlog_store_opened``,
+        ``chanlog_store_closing``) of every plugin, in pluggy's order, each with the
+        arguments it names.
+
+        Raises:
+            PluginError: an implementation raised; it names the plugin and the hook (the
+                implementations after it are not called).
+        """
+        hook = getattr(self.manager.hook, hook_name)
+        impls = hook.get_hookimpls()
+        if any(impl.hookwrapper or impl.wrapper for impl in impls):
+            try:  # wrappers need pluggy's own call; the error then names the hook only
+                hook(**kwargs)
+            except ChanlogError:
+                raise
+            except Exception as exc:
+                raise PluginError(f"{hook_name} raised {type(exc).__name__}: {exc}") from exc
+            return
+        for impl in reversed(impls):
+            try:
+                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise self._failed(impl.plugin_name, hook_name, exc) from exc
 
     @property
     def event_types(self) -> Mapping[str, type[Event]]:

@@ -57,7 +57,10 @@ def show_command(state: CliContext, kind: str, entity_id: str, at: int | None) -
         output.json({"kind": kind, "id": entity_id, "at": at, "state": data})
         return
     when = "now" if at is None else f"before offset {at}"
-    output.mapping(f"{kind} {entity_id} ({when})", data)
+    # A projection's state may be anything it folds to (a plugin's total is an int).
+    output.mapping(
+        f"{kind} {entity_id} ({when})", data if isinstance(data, Mapping) else {kind: data}
+    )
 
 
 @click.command("snapshot")
