@@ -219,6 +219,11 @@ class Delivery:
                     logger.exception("watching the shared log failed; retrying")
                 self._closing.wait(1.0)
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` began (the store is closing)."""
+        return self._closing.is_set()
+
     def close(self) -> None:
         """Close every subscription and stop the watcher."""
         self._closing.set()

@@ -9,7 +9,7 @@ long the log is. Without ``at`` it answers from the live projection in O(1).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol, cast
 
 from chanlog.checkpoints import EntityCheckpoints
@@ -87,6 +87,9 @@ class StateReconstructor:
         self._resolved: dict[str, tuple[int, str, Projection, bool]] = {}
         self.folded_count = 0
         """Events folded by this reconstructor so far (what the cost tests count)."""
+        self.before_now: Callable[[], None] | None = None
+        """Called before a state is answered from the inline projection ("now"): a store on
+        a shared log folds what other processes appended (ADR 0060)."""
 
     def resolve_kind(self, kind: str) -> str:
         """The name of the projection whose entities ``kind`` names: a registered
@@ -178,10 +181,7 @@ class StateReconstructor:
         key = entity_id.lower()
         source = self._source
         if at is None and inline:
-            state = projection.get(key)
-            if state is None:
-                raise NotFound(f"no {kind} {entity_id}")
-            return state
+            return self.now(projection, kind, entity_id)
         length = len(source)
         if at is not None and at > length:
             raise InvalidArgument(f"at {at} is beyond the end of the log ({length} events)")
@@ -203,6 +203,22 @@ class StateReconstructor:
         if state is None:
             where = "" if at is None else f" before offset {at}"
             raise NotFound(f"no {kind} {entity_id}{where}")
+        return state
+
+    def now(self, projection: Projection, kind: str, entity_id: str) -> Any:
+        """The state of ``entity_id`` in ``projection``, folded inline, as it is now (after
+        :attr:`before_now`); :class:`NotFound` when it does not exist.
+
+        Raises:
+            InvalidArgument: ``entity_id`` is not an id of that kind.
+            StorageError: :attr:`before_now` cannot read the log's head.
+        """
+        self.check_entity_id(projection, entity_id)
+        if self.before_now is not None:
+            self.before_now()
+        state = projection.get(entity_id.lower())
+        if state is None:
+            raise NotFound(f"no {kind} {entity_id}")
         return state
 
     def _resolve(self, kind: str) -> tuple[int, str, Projection, bool]:

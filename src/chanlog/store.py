@@ -17,7 +17,7 @@ from chanlog.bus.brokers import Broker
 from chanlog.bus.facade import Bus
 from chanlog.checkpoints import DEFAULT_CHECKPOINT_EVERY, EntityCheckpoints
 from chanlog.delivery import Delivery
-from chanlog.errors import ChanlogError, NotFound, StorageError
+from chanlog.errors import ChanlogError, StorageError
 from chanlog.events.base import Event
 from chanlog.exact_append import write_at
 from chanlog.folding import InlineProjections, instantiate_projection
@@ -110,6 +110,7 @@ class EventStore(LogReader):
         self._closed = False
         self._snapshots = SnapshotManager(self)
         self._reconstructor = StateReconstructor(self)
+        self._reconstructor.before_now = self._writer.see_others  # ADR 0060
         self._taker = SnapshotTaker(
             backend,
             self._inline,
@@ -316,7 +317,8 @@ class EventStore(LogReader):
     def reconstruct(self, kind: str, entity_id: str, at: int | None = None) -> Any:
         """The state of one entity after its events at offsets ``< at`` (default: the whole
         log); :class:`NotFound` when it does not exist by then, :class:`InvalidArgument` for
-        a bad argument. See :class:`~chanlog.reconstruct.StateReconstructor`."""
+        a bad argument. See :class:`~chanlog.reconstruct.StateReconstructor`; "now" on a
+        shared backend includes what other processes appended (ADR 0060)."""
         return self._reconstructor.reconstruct(kind, entity_id, at)
 
     def reconstruct_objective(self, objective_id: str, at: int | None = None) -> ObjectiveState:
@@ -328,18 +330,15 @@ class EventStore(LogReader):
         return cast("ChannelState", self.reconstruct("channel", channel_id, at))
 
     def state(self, kind: str, entity_id: str) -> Any:
-        """The current state of one entity from the inline projection ``kind`` (O(1)).
+        """The current state of one entity from the inline projection ``kind`` (O(1); on a
+        shared backend after folding what other processes appended, ADR 0060).
 
         Raises:
             InvalidArgument: ``kind`` or ``entity_id`` refused as :meth:`reconstruct` does.
             NotFound: the projection is not enabled, or the entity does not exist.
         """
-        projection = self.projection(self._reconstructor.resolve_kind(kind))
-        self._reconstructor.check_entity_id(projection, entity_id)
-        found = projection.get(entity_id.lower())
-        if found is None:
-            raise NotFound(f"no {kind} {entity_id}")
-        return found
+        name = self._reconstructor.resolve_kind(kind)
+        return self._reconstructor.now(self.projection(name), kind, entity_id)
 
     def subscribe(
         self,

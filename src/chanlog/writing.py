@@ -144,6 +144,23 @@ class Writer:
         if self.on_rewind is not None:
             self.on_rewind()
 
+    def see_others(self) -> None:
+        """On a shared backend, fold and deliver what other processes appended since the
+        store last looked (or fold again after a lost tail), so that "now" is the log the
+        head says (ADR 0060): one head read, and the lock only when the log moved.
+
+        Raises:
+            StorageError: the head cannot be read (as ``len(store)`` raises then).
+        """
+        backend = self._backend
+        if not backend.shared or self._delivery.closed:
+            return
+        head, inline = backend.head(), self._inline
+        if head.length != inline.folded or head.chain_hash != inline.chain.hash:
+            with self._lock:
+                self.align(backend.head())
+            self._delivery.deliver()
+
     def catch_up(self, head: Head, *, notify: bool) -> bool:
         """Fold records ``[folded, head.length)`` written by someone else (another process,
         or an earlier run); queue them for delivery when ``notify`` (call under the lock).
