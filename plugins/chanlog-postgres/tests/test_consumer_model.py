@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bus.consumer_model import Faults, machine, model_settings
 from chanlog_postgres import PostgresBackend, drop_schema
 from hypothesis.stateful import run_state_machine_as_test
 
 import chanlog
+from bus.consumer_model import Faults, machine, model_settings
 
 
 def test_durable_consumers_never_skip_a_record_on_postgres(
