@@ -295,6 +295,7 @@ class ConsumerModel(RuleBasedStateMachine):
         self.matching: list[bool] = []
         self.successes = 0  # handlings the consumer's count should hold
         self.violations: list[str] = []  # found inside the handler
+        self.replayed: set[int] = set()  # replayed with success, no commit failed since
         self.lossy = False  # a runner died or failed to close: what it had not committed is lost
         self.ids: set[str] = set()
         self.used_faults = 0
@@ -342,6 +343,8 @@ class ConsumerModel(RuleBasedStateMachine):
                 self.parkable.add(offset)
             raise RuntimeError(f"the model's handler fails on {offset}")
         self.failed_in_a_row[offset] = 0
+        if replaying:
+            self.replayed.add(offset)
         if plan.behaviour == "appends":
             self.appended += 1
             ack = MessageAcked(
@@ -387,6 +390,7 @@ class ConsumerModel(RuleBasedStateMachine):
         assert state is not None and state.lease_holder == runner.holder
         self.in_order[self.runner_number] = state.position
         self.failed_in_a_row.clear()  # a new delivery counts its tries from 1
+        self.replayed.clear()
         return runner
 
     def _active(self) -> ConsumerRunner:
@@ -409,6 +413,7 @@ class ConsumerModel(RuleBasedStateMachine):
             used = self.faults.used() > before
             assert used, f"a StorageError no failure was armed for: {raised[0]}"
             self.failed_in_a_row.clear()
+            self.replayed.clear()
             # A replay whose commit failed is made again, not committed again (ADR 0059): the
             # handler's count no longer tells handlings apart from counted ones.
             self.lossy = self.lossy or any(call.replaying for call in self.calls[calls:])
@@ -716,6 +721,9 @@ class ConsumerModel(RuleBasedStateMachine):
                 latest[call.offset] = call.ok
         for row in self._rows():
             if row.replay:  # still to replay: a replay whose commit failed is made again
+                assert row.offset not in self.replayed, (
+                    f"offset {row.offset} replayed, still marked"
+                )
                 continue
             assert latest.get(row.offset, False) is False or row.offset in self.awaiting, (
                 f"offset {row.offset} is still parked though it was handled"

@@ -33,7 +33,7 @@ def open_sqlite() -> tuple[chanlog.EventStore, Faults, Callable[[], None]]:
 
 
 def test_durable_consumers_never_skip_a_record_on_memory() -> None:
-    run_state_machine_as_test(machine(open_memory), settings=model_settings(300, 50))
+    run_state_machine_as_test(machine(open_memory), settings=model_settings(200, 50))
 
 
 def test_durable_consumers_never_skip_a_record_on_sqlite() -> None:
