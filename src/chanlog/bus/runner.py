@@ -496,12 +496,10 @@ class ConsumerRunner:
     def _replay_parked(self, stop: threading.Event | None) -> None:
         """Hand the parked records whose replay was requested to the handler again: on
         success they leave the parked list, otherwise they stay with the new error."""
-        # One at or past the position is handed over in order anyway (a reset moved it back).
-        wanted = [
-            p
-            for p in self._consumers.parked_records(self.name)
-            if p.replay and p.offset < self._position
-        ]
+        wanted = self._replays_wanted()
+        if wanted and self._pending:  # first: each replay's move then holds its result alone
+            self._commit_due(force=True)  # (ADR 0059); what it commits may park one again
+            wanted = self._replays_wanted()
         for parked in wanted:
             record = next(self.store.read_range(parked.offset, parked.offset + 1), None)
             if record is None:  # pragma: no cover - a parked offset is always in the log
@@ -517,7 +515,17 @@ class ConsumerRunner:
                         parked, attempts=parked.attempts + attempts, error=error, replay=False
                     )
                 )
-            self._commit_due(force=True)
+            try:
+                self._commit_due(force=True)
+            except StorageError:  # not settled by the position but by the row (ADR 0059)
+                if self._stored.position is None:
+                    self._pending = Pending()
+                raise
+
+    def _replays_wanted(self) -> list[ParkedRecord]:
+        """Below the position: one at or past it is handed over in order (reset back)."""
+        rows = self._consumers.parked_records(self.name)
+        return [p for p in rows if p.replay and p.offset < self._position]
 
     # -- commits ---------------------------------------------------------------------------
 
