@@ -53,3 +53,15 @@ def test_the_store_on_memory_agrees_with_its_model() -> None:
 
 def test_the_store_on_sqlite_agrees_with_its_model() -> None:
     run_state_machine_as_test(SqliteStoreModel, settings=SETTINGS)
+
+
+def test_a_prefix_longer_than_its_script_appends_the_whole_script() -> None:
+    """Seed 12's script holds 18 events; a prefix of 40 drawn with it once hung the run."""
+    machine = MemoryStoreModel()
+    try:
+        machine.configure(seed=12, n=3, keep=1, incremental=False, every=2, prefix=40, chunk=8)
+        assert machine.cursor == len(machine.script) == 18
+        machine.lengths_agree()
+        machine.folded_state_agrees()
+    finally:
+        machine.teardown()
