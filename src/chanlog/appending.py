@@ -14,7 +14,13 @@ from typing import Any, NamedTuple
 from chanlog import codec, payloads
 from chanlog.backends.base import WriteTransaction
 from chanlog.backends.capabilities import appends_unless_known, finds_many
-from chanlog.errors import ConcurrencyError, DecodeError, InvalidEvent, InvalidTransition
+from chanlog.errors import (
+    ConcurrencyError,
+    DecodeError,
+    InvalidEvent,
+    InvalidTransition,
+    PluginError,
+)
 from chanlog.events.base import Event
 from chanlog.folding import InlineProjections, WriteStage
 from chanlog.hashing import chain_next
@@ -237,8 +243,10 @@ class AppendPipeline:
         """Write several appends in one transaction, in order, each as :meth:`write` would
         on its own: a request the projections or its expected versions refuse gets its
         error (:attr:`AppendRequest.error`) and leaves nothing behind, and the others go
-        in. Return the overlay of the ones that went in (their :attr:`AppendRequest.result`
-        is set). Any other error (the backend failing) fails the whole group."""
+        in. A projection that fails on a request's event (a bug in it: a
+        :class:`~chanlog.errors.PluginError`) fails that request alone, in the same way.
+        Return the overlay of the ones that went in (their :attr:`AppendRequest.result` is
+        set). Any other error (the backend failing) fails the whole group."""
         at_once = self._write_group_at_once(transaction, requests)
         if at_once is not None:
             return at_once
@@ -257,7 +265,7 @@ class AppendPipeline:
                     head,
                     written,
                 )
-            except (InvalidTransition, ConcurrencyError) as exc:
+            except (InvalidTransition, ConcurrencyError, PluginError) as exc:
                 request.error = exc
                 stage = self._restaged(written)  # its refused events may be in the overlay
                 continue
@@ -296,7 +304,7 @@ class AppendPipeline:
                 result = self._stage(
                     transaction, request.encoded, None, request.batch, None, stage, head
                 )
-            except (InvalidTransition, ConcurrencyError):
+            except (InvalidTransition, ConcurrencyError, PluginError):
                 return None
             results.append(result)
             if result.records:

@@ -21,7 +21,9 @@ from chanlog import (
     StateSigned,
 )
 from chanlog.backends.sqlite import SqliteBackend
-from chanlog.errors import StorageError
+from chanlog.errors import PluginError, StorageError
+from chanlog.plugins.hookspecs import hookimpl
+from chanlog.plugins.host import PluginHost
 from chanlog_samples import SIGNER, make_signed
 
 THREADS = 8
@@ -473,3 +475,71 @@ def test_a_leader_interrupted_before_writing_fails_its_group_cleanly(
     assert "interrupted" in str(failed[0])
     assert len(store) == THREADS + 1
     assert store.append(make_signed(1, _channel(2))) == THREADS + 1  # the store goes on
+
+
+class _FailsOnTurn13:
+    """A projection with a bug: it raises on every state signed at turn 13."""
+
+    name = "fails-on-turn-13"
+    schema_version = 1
+
+    def stage(self) -> Any:
+        class Stage:
+            def apply(self, event: Any, offset: int) -> None:
+                if getattr(event, "turn_num", None) == 13:
+                    raise ZeroDivisionError("turn 13")
+
+            def commit(self) -> None:
+                pass
+
+        return Stage()
+
+    def get(self, entity_id: str) -> None:
+        return None
+
+    def entity_ids(self, event: Any) -> tuple[str, ...]:
+        return tuple(event.streams) if event.event_type == "state-signed" else ()
+
+    def fold(self, state: Any, event: Any, entity_id: str, offset: int) -> None:
+        return None
+
+    def dump(self) -> dict[str, Any]:
+        return {}
+
+    def load(self, data: Any) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return 0
+
+
+class _FaultyProjectionPlugin:
+    @hookimpl
+    def chanlog_register_projections(self, register: Any) -> None:
+        register("fails-on-turn-13", _FailsOnTurn13)
+
+
+def test_a_projection_failing_on_one_append_of_a_group_fails_that_append_alone(
+    tmp_path: Path,
+) -> None:
+    host = PluginHost(load_entry_points=False)
+    host.register(_FaultyProjectionPlugin(), name="faulty")
+    backend = _GatedSqlite(tmp_path / "log.db", durability="full")
+    with EventStore(backend, plugins=host) as store:
+        _create_channels(store)
+        results = _one_group(
+            store,
+            backend,
+            [
+                lambda: store.append(make_signed(1, _channel(1))),
+                lambda: store.append(make_signed(13, _channel(2))),  # the projection's bug
+                lambda: store.append(make_signed(1, _channel(3))),
+            ],
+        )
+        assert results[0] == THREADS + 1
+        assert isinstance(results[1], PluginError)
+        assert "fails-on-turn-13" in str(results[1]) and "ZeroDivisionError" in str(results[1])
+        assert results[2] == THREADS + 2
+        assert len(store) == THREADS + 3
+        assert store.stream_version(_channel(2)) == 1  # its channel-created only
+        assert store.verify() == len(store)
