@@ -11,18 +11,10 @@ from typing import Any
 
 from opentelemetry import propagate
 from opentelemetry.context import Context
-from opentelemetry.trace import (
-    Link,
-    Span,
-    SpanKind,
-    Status,
-    StatusCode,
-    get_current_span,
-    set_span_in_context,
-    use_span,
-)
+from opentelemetry.trace import Link, Span, SpanKind, get_current_span, set_span_in_context
 
 from chanlog_otel import names
+from chanlog_otel.spans import CurrentSpan
 
 __all__ = ["Received", "carrier_of"]
 
@@ -48,7 +40,7 @@ class Received:
     """Around the append of messages received from another process's relay: a ``process``
     span, current while they are appended (so the append's span is its child)."""
 
-    __slots__ = ("_attributes", "_carriers", "_scope", "_span", "_tracer")
+    __slots__ = ("_attributes", "_carriers", "_current", "_tracer")
 
     def __init__(
         self,
@@ -67,8 +59,7 @@ class Received:
         }
         if len(carriers) != 1:
             self._attributes[names.BATCH_COUNT] = len(carriers)
-        self._span: Any = None
-        self._scope: Any = None
+        self._current: CurrentSpan | None = None
 
     def __enter__(self) -> object:
         senders = [context for context in map(_sent_from, self._carriers) if context is not None]
@@ -78,26 +69,18 @@ class Received:
             parent = senders[0]
         elif senders:  # a batch: one link per message that carried a trace
             links = [Link(get_current_span(context).get_span_context()) for context in senders]
-        self._span = self._tracer.start_span(
+        span = self._tracer.start_span(
             f"process {self._attributes[names.DESTINATION]}",
             context=parent,
             kind=SpanKind.CONSUMER,
             attributes=self._attributes,
             links=links,
         )
-        self._scope = use_span(
-            self._span, end_on_exit=False, record_exception=False, set_status_on_exception=False
-        )
-        self._scope.__enter__()
+        self._current = CurrentSpan(span)
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any
     ) -> None:
-        span = self._span
-        if error is not None:
-            span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, str(error)))
-            span.set_attribute(names.ERROR_TYPE, type(error).__name__)
-        self._scope.__exit__(kind, error, traceback)
-        span.end()
+        if self._current is not None:
+            self._current.end(kind, error, traceback)

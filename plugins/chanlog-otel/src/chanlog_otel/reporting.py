@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode, set_span_in_context, use_span
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode, set_span_in_context
 
 from chanlog.bus.subjects import subject_parts
 from chanlog.records import RecordedEvent, StoredSnapshot
@@ -19,6 +19,7 @@ from chanlog.telemetry import Span
 from chanlog_otel import names
 from chanlog_otel.instruments import Instruments
 from chanlog_otel.propagation import Received, carrier_of
+from chanlog_otel.spans import CurrentSpan
 
 if TYPE_CHECKING:
     from chanlog.appending import CommitResult, Encoded
@@ -199,13 +200,12 @@ class _Processing:
     """The context of one try of a consumer's handler: a ``process`` span (current, so
     the handler's own spans are its children), its duration, handled or failed."""
 
-    __slots__ = ("_attributes", "_consumer", "_record", "_scope", "_span", "_started")
+    __slots__ = ("_consumer", "_current", "_record", "_started")
 
     def __init__(self, consumer: ConsumerInstruments, record: RecordedEvent) -> None:
         self._consumer = consumer
         self._record = record
-        self._span: Any = None
-        self._scope: Any = None
+        self._current: CurrentSpan | None = None
         self._started = 0
 
     def __enter__(self) -> object:
@@ -215,7 +215,7 @@ class _Processing:
         if tracer is not None:
             record = self._record
             linked = consumer.instruments.append_span(record.event_id)
-            self._span = tracer.start_span(
+            span = tracer.start_span(
                 f"process {consumer.name}",
                 kind=SpanKind.CONSUMER,
                 attributes={
@@ -229,11 +229,7 @@ class _Processing:
                 },
                 links=None if linked is None else [Link(linked)],
             )
-            # Current while the handler runs; its failure is recorded once, below.
-            self._scope = use_span(
-                self._span, end_on_exit=False, record_exception=False, set_status_on_exception=False
-            )
-            self._scope.__enter__()
+            self._current = CurrentSpan(span)  # while the handler runs
         return self
 
     def __exit__(
@@ -252,14 +248,8 @@ class _Processing:
                 instruments.failures.add(
                     1, (*consumer.key, (names.ERROR_TYPE, type(error).__name__))
                 )
-        span = self._span
-        if span is not None:
-            if error is not None:
-                span.record_exception(error)
-                span.set_status(Status(StatusCode.ERROR, str(error)))
-                span.set_attribute(names.ERROR_TYPE, type(error).__name__)
-            self._scope.__exit__(kind, error, _tb)
-            span.end()
+        if self._current is not None:
+            self._current.end(kind, error, _tb)
 
 
 class ConsumerInstruments:
