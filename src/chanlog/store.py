@@ -21,6 +21,7 @@ from chanlog.errors import ChanlogError, StorageError
 from chanlog.events.base import Event
 from chanlog.exact_append import write_at
 from chanlog.folding import InlineProjections, instantiate_projection
+from chanlog.lifecycle import closing, opened
 from chanlog.plugins.host import PluginHost, default_host
 from chanlog.projections.base import Projection
 from chanlog.reading import EventDecoder, LogReader, check_offset
@@ -32,7 +33,6 @@ from chanlog.snapshots.manager import SnapshotManager
 from chanlog.snapshots.policies import SnapshotPolicy, resolve_policy
 from chanlog.snapshots.taking import SnapshotTaker
 from chanlog.subscriptions import Subscription
-from chanlog.telemetry import closing, opened
 from chanlog.writing import Writer
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ The core depends on no telemetry library. A plugin registers a :class:`Telemetry
 for a :class:`StoreTelemetry` for it, and the first one offered is installed. A provider
 offers one only when telemetry is wanted (``chanlog-otel``: when an OpenTelemetry SDK is
 configured), so a store normally gets none and its appends run exactly the code they ran
-before: installing wraps the store's parts per instance (:func:`opened`), and nothing is
+before: installing wraps the store's parts per instance (:func:`install`), and nothing is
 checked on the way of an append when nothing is installed.
 
 What the protocols receive is plain data (records, offsets, ``time.time_ns()`` stamps), so an
@@ -47,9 +47,8 @@ __all__ = [
     "RelayTelemetry",
     "StoreTelemetry",
     "TelemetryProvider",
-    "closing",
     "figures",
-    "opened",
+    "install",
     "refusal_rule",
     "telemetry_of",
 ]
@@ -202,42 +201,23 @@ def refusal_rule(error: Exception) -> str | None:
     return None
 
 
-def opened(
+def install(
     store: Any,
     writer: Writer,
     pipeline: AppendPipeline,
     taker: SnapshotTaker,
     reconstructor: StateReconstructor,
-    release: Callable[[], None],
 ) -> None:
-    """The last step of opening ``store``: install the telemetry the first provider (by
-    name) offers, if any, then call the ``chanlog_store_opened`` hook; when a plugin's hook
-    raises (a :class:`~chanlog.errors.PluginError`), ``release`` what the store holds
-    first: it never opened."""
-    host = store.plugins
-    providers = host.telemetry
+    """Install on ``store`` the telemetry the first provider (by name) offers, if any: its
+    parts are wrapped per instance, so a store with none runs its plain code."""
+    providers = store.plugins.telemetry
     for name in sorted(providers):
         telemetry = providers[name].for_store(store)
         if telemetry is not None:
             instruments = _Instruments(telemetry, writer.groups)
             instruments.wrap(store, store.backend, writer, pipeline, taker, reconstructor)
             _installed[store] = weakref.ref(instruments)
-            break
-    try:
-        host.notify("chanlog_store_opened", store=store)
-    except BaseException:
-        release()
-        raise
-
-
-def closing(store: Any, release: Callable[[], None]) -> None:
-    """Close ``store``: call the ``chanlog_store_closing`` hook, then ``release`` what it
-    holds, even when a plugin's hook raises (its :class:`~chanlog.errors.PluginError` is
-    raised after)."""
-    try:
-        store.plugins.notify("chanlog_store_closing", store=store)
-    finally:
-        release()
+            return
 
 
 class _Local(threading.local):
