@@ -135,8 +135,7 @@ class Lease:
     def keep(self, after_renewal: Callable[[], None] | None = None) -> None:
         """Renew the lease every third of its time to live, in a thread, until
         :meth:`stop_keeping` (or until a renewal finds another holder: then :attr:`lost`).
-        ``after_renewal`` is called in that thread after each renewal; what it raises is
-        handled as a failed renewal's error."""
+        ``after_renewal`` is called in that thread after each renewal (see :meth:`beat`)."""
         self._heartbeat = threading.Thread(
             target=self._beat,
             args=(after_renewal,),
@@ -173,17 +172,41 @@ class Lease:
         interval = self.ttl / 3
         stop = self._stop
         while not stop.wait(interval):
-            try:
-                self.consumers.acquire_lease(self.name, self.holder, self.ttl)
-                if after_renewal is not None:
-                    after_renewal()
-            except LeaseHeld:
-                logger.error("consumer %s: lost its lease; stopping", self.name)
-                self.lost.set()
+            if not self.beat(after_renewal):
                 return
-            except StorageError as failure:  # the storage is away: no traceback to read
-                logger.warning(
-                    "consumer %s: renewing the lease failed (%s); retrying", self.name, failure
-                )
-            except ChanlogError:
-                logger.exception("consumer %s: renewing the lease failed; retrying", self.name)
+
+    def beat(self, after_renewal: Callable[[], None] | None = None) -> bool:
+        """One beat of the heartbeat: renew the lease, then call ``after_renewal``. A
+        storage failure of either is logged, naming which failed, and tried again at the
+        next beat; False when the renewal found another holder (:attr:`lost` is set)."""
+        try:
+            self.consumers.acquire_lease(self.name, self.holder, self.ttl)
+        except LeaseHeld:
+            logger.error("consumer %s: lost its lease; stopping", self.name)
+            self.lost.set()
+            return False
+        except StorageError as failure:  # the storage is away: no traceback to read
+            logger.warning(
+                "consumer %s: renewing the lease failed (%s); retrying", self.name, failure
+            )
+            return True
+        except ChanlogError:
+            logger.exception("consumer %s: renewing the lease failed; retrying", self.name)
+            return True
+        if after_renewal is None:
+            return True
+        try:
+            after_renewal()
+        except LeaseHeld:
+            logger.error("consumer %s: lost its lease; stopping", self.name)
+            self.lost.set()
+            return False
+        except StorageError as failure:
+            logger.warning(
+                "consumer %s: recording its last error failed (%s); retrying",
+                self.name,
+                failure,
+            )
+        except ChanlogError:
+            logger.exception("consumer %s: recording its last error failed; retrying", self.name)
+        return True
