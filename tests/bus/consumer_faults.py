@@ -409,6 +409,38 @@ def test_a_move_to_the_handlers_own_position_that_fails(node: Node, stage: Write
     runner.close()
 
 
+class Pipelining(Handler):
+    """A handler whose effects become durable later (a relay waiting for acknowledgements,
+    :class:`~chanlog.bus.handlers.SettlesLater`): durable up to :attr:`durable`."""
+
+    durable: int | None = 0
+
+    def settled(self) -> int | None:
+        return self.durable
+
+    def settle(self, timeout: float) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_commit_that_does_not_move_the_position_fails(node: Node, stage: WriteStage) -> None:
+    """A handler that settles later has made nothing durable yet: the runner commits what it
+    counted without moving the position. That commit fails; landed or not, each handling
+    is counted once."""
+    node.handler = Pipelining()
+    runner = node.new_runner()
+    assert node.step(lambda: runner.run_once(limit=PARKED))  # 0..3, none durable
+    node.faults.fail(1, writes=["move"], at=stage, matching=plain_commit)
+    assert not node.step(runner.flush)
+    assert node.step(runner.flush)
+    state = node.state()
+    assert (state.position, state.handled) == (0, PARKED)
+    node.handler.durable = None  # all durable now
+    node.drain(runner)
+    runner.close()
+    node.check()
+
+
 def expire(node: Node, runner: ConsumerRunner | None = None) -> None:
     """Make the runner's lease run out now (as when its heartbeat could not renew it)."""
     holder = (runner or node.runner).holder
@@ -424,6 +456,7 @@ __all__ = [
     "park",
     "plain_commit",
     "test_a_commit_at_close_that_fails",
+    "test_a_commit_that_does_not_move_the_position_fails",
     "test_a_handlers_appends_whose_commit_fails",
     "test_a_lease_whose_release_fails",
     "test_a_move_to_the_handlers_own_position_that_fails",

@@ -359,10 +359,7 @@ class ConsumerRunner:
         """Handle everything up to the end of the log (what the handler appends included)
         and commit; return how many records were examined."""
         examined = 0
-        while True:
-            more = self.run_once()
-            if not more:
-                break
+        while more := self.run_once():
             examined += more
         self.flush()
         return examined
@@ -545,8 +542,9 @@ class ConsumerRunner:
             or time.monotonic() - pending.since >= self.spec.commit_interval
         )
         if due:
-            self._stored.expect(position, self.stats.position)
-            self._consumers.move_consumer(self._move(position))
+            move = self._move(position)
+            self._stored.expect(position, self.stats.position, move)
+            self._consumers.move_consumer(move)
             self._committed(position)
 
     def _committable(self) -> int:
