@@ -13,6 +13,7 @@ its lease is long, so no heartbeat beats unless a test makes one beat (``beat``)
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,8 +22,9 @@ from typing import Any
 import pytest
 
 import chanlog
+from bus.conftest import until
 from chanlog.bus.runner import ConsumerRunner
-from chanlog.errors import LeaseHeld, StorageError
+from chanlog.errors import LeaseHeld, NotFound, StorageError
 from chanlog.events import MessageAcked, MessageReceived, ObjectiveCreated
 from chanlog.events.base import Event
 from chanlog.records import PositionMove, RecordedEvent
@@ -107,13 +109,22 @@ class Handler:
 class TransactionFaults:
     """Failures armed at a backend's write transactions (a handler's appends committed with
     the consumer's move), at ``"begin"``, ``"commit"`` (rolled back) or
-    ``"acknowledgement"`` (committed, then reported failed); wrapped on the instance."""
+    ``"acknowledgement"`` (committed, then reported failed), and at its reads of the log;
+    wrapped on the instance."""
 
     def __init__(self, backend: Any) -> None:
         self._write = backend.write
+        self._read = backend.read
         self.count = 0
         self.stage: WriteStage = "begin"
+        self.reading = True  # False: every read of the log fails
         backend.write = self._writing
+        backend.read = self._reading
+
+    def _reading(self, start: int, end: int) -> Any:
+        if not self.reading:
+            raise StorageError("the database cannot read the log")
+        return self._read(start, end)
 
     def fail(self, count: int, at: WriteStage) -> None:
         self.count, self.stage = count, at
@@ -155,8 +166,11 @@ class Node:
         return self.store.bus.consumers.state(NAME)
 
     def info(self) -> dict[str, object]:
-        """What ``chanlog consumers --json`` shows of the consumer."""
-        return self.store.bus.consumers.info(NAME).as_dict()
+        """What ``chanlog consumers --json`` shows of the consumer (``{}`` before it exists)."""
+        try:
+            return self.store.bus.consumers.info(NAME).as_dict()
+        except NotFound:
+            return {}
 
     def step(self, operation: Callable[[], object]) -> bool:
         """Run ``operation``; True when it went through, False when it raised a
@@ -441,6 +455,32 @@ def test_a_commit_that_does_not_move_the_position_fails(node: Node, stage: Write
     node.check()
 
 
+def test_a_storage_failure_the_run_waits_out_is_shown_by_chanlog_consumers(node: Node) -> None:
+    """The runner cannot read the log (its commits and lease work): ``run()`` retries with
+    backoff, and the heartbeat writes the storage failure as the consumer's last error, so
+    ``chanlog consumers`` in another process says why the lag grows; once the run goes on,
+    it is ended (ADR 0064)."""
+    node.transactions.reading = False
+    runner = node.new_runner(lease_ttl=0.3)  # a beat every 0.1 s
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        failure = "StorageError: the database cannot read the log"
+        until(lambda: node.info().get("last_error") == failure)
+        assert runner.stats.retrying and node.info()["running"] is True
+        assert node.handler.calls == []
+        node.transactions.reading = True
+        until(lambda: node.state().position == len(node.store) and not runner.stats.retrying)
+        until(lambda: node.info()["last_error"] == node.store.bus.consumers.parked(NAME)[0].error)
+    finally:
+        stop.set()
+        thread.join(20)
+    assert not thread.is_alive()
+    node.check()
+    node.check_released()
+
+
 def expire(node: Node, runner: ConsumerRunner | None = None) -> None:
     """Make the runner's lease run out now (as when its heartbeat could not renew it)."""
     holder = (runner or node.runner).holder
@@ -466,5 +506,6 @@ __all__ = [
     "test_a_reset_whose_write_fails",
     "test_a_retry_the_heartbeat_wrote_is_ended_once_its_record_is_handled",
     "test_a_start_whose_write_fails",
+    "test_a_storage_failure_the_run_waits_out_is_shown_by_chanlog_consumers",
     "test_renewals_that_fail_until_the_lease_runs_out",
 ]

@@ -93,10 +93,13 @@ class FailureRecorder:
     def standing(self) -> str | None:
         """The failure that stands now: the handler's reason (it says why, where a retry's
         error may only be what that cause made the record raise), else the record being
-        retried; ``None`` for neither."""
+        retried, else the storage failure the run waits out (a write of it succeeds when
+        only some of the storage fails: a read, the runner's commits; ADR 0064); ``None``
+        for none."""
         # "" is no reason: written, it would clear a record's error as if it were a reason gone.
         reason = self._reports.failure() if self._reports is not None else None
-        return reason or self._stats.retry
+        stats = self._stats
+        return reason or stats.retry or stats.storage_failure
 
     def adopt(self, last_error: str | None, parked: Iterable[ParkedRecord]) -> None:
         """Take as this recorder's own a last error that no parked record has (a reason or

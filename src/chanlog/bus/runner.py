@@ -247,14 +247,14 @@ class ConsumerRunner:
                     if self.run_once(stop=stop) == 0 and not stop.is_set():
                         self._idle(stop)
                     failures = 0
-                    self.stats.retrying = False
+                    self.stats.retrying, self.stats.storage_failure = False, None
                 except LeaseHeld as lost:
                     logger.warning("consumer %s: %s; waiting to take it again", self.name, lost)
                     self._let_go()
                 except StorageError as failure:
                     failures += 1
                     pause = storage_retry_pause(failures)
-                    self.stats.last_error = f"StorageError: {failure}"
+                    self.stats.last_error = self.stats.storage_failure = f"StorageError: {failure}"
                     self.stats.retrying = True
                     logger.warning("consumer %s: %s; retrying in %.1f s", self.name, failure, pause)
                     if stop.wait(pause):
