@@ -481,10 +481,30 @@ def test_a_storage_failure_the_run_waits_out_is_shown_by_chanlog_consumers(node:
     node.check_released()
 
 
+def test_a_reset_made_while_the_lease_had_run_out_is_not_undone(node: Node) -> None:
+    """The heartbeat could not renew the lease until it ran out, and an operator reset the
+    consumer meanwhile (allowed: nobody held it). The next renewal takes the lease again;
+    the runner must not then commit its old position over the reset: it goes on from the
+    stored position, as after a lease lost to another runner."""
+    assert node.step(lambda: node.runner.run_once(limit=PARKED))  # 0..2 committed, 3 pending
+    expire(node)
+    node.store.bus.consumers.reset(NAME, 0)
+    node.beat()  # the storage is back: the lease is taken again
+    with pytest.raises(LeaseHeld):
+        node.runner.flush()
+    assert node.state().position == 0
+    node.runner._let_go()  # what run() does on LeaseHeld
+    node.drain()
+    assert node.handler.calls[:PARKED] == list(range(PARKED))
+    assert node.handler.calls.count(0) == 2  # handed over again, as the reset asked
+    assert node.state().position == len(node.store)
+
+
 def expire(node: Node, runner: ConsumerRunner | None = None) -> None:
     """Make the runner's lease run out now (as when its heartbeat could not renew it)."""
-    holder = (runner or node.runner).holder
-    expires = node.backend.acquire_lease(NAME, holder, 0.001).lease_expires_at
+    lease = (runner or node.runner)._lease
+    expires = node.backend.acquire_lease(NAME, lease.holder, 0.001).lease_expires_at
+    lease.expires_at = expires
     while node.backend.consumer_clock() <= expires:  # a millisecond: nothing to wait on
         time.sleep(0.001)
 
@@ -503,6 +523,7 @@ __all__ = [
     "test_a_park_whose_commit_fails",
     "test_a_plain_position_commit_that_fails",
     "test_a_replay_whose_commit_fails",
+    "test_a_reset_made_while_the_lease_had_run_out_is_not_undone",
     "test_a_reset_whose_write_fails",
     "test_a_retry_the_heartbeat_wrote_is_ended_once_its_record_is_handled",
     "test_a_start_whose_write_fails",

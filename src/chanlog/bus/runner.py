@@ -542,6 +542,7 @@ class ConsumerRunner:
             or time.monotonic() - pending.since >= self.spec.commit_interval
         )
         if due:
+            self._check_lease()  # not over what another did while the lease had run out
             move = self._move(position)
             self._stored.expect(position, self.stats.position, move)
             self._consumers.move_consumer(move)
