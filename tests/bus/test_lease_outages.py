@@ -49,3 +49,25 @@ def test_a_lease_the_storage_cannot_renew_or_release_is_one_line_each_time(
     assert not released[0].exc_info
     assert "runs out by itself" in released[0].getMessage()
     assert not lease.lost.is_set()
+
+
+def test_a_beat_says_which_of_its_writes_failed(caplog: pytest.LogCaptureFixture) -> None:
+    """The renewal went through and writing the last error after it failed: the line says
+    so, not that the renewal failed (an operator would look for the wrong outage)."""
+    backend = FlakyBackend()
+    backend.ensure_consumer("c", 0, [])
+    lease = Lease(backend, "c", "me", ttl=600.0)
+    assert lease.take(wait=False, stop=None) is not None
+
+    def recording() -> None:
+        raise StorageError("the server went away")
+
+    with caplog.at_level("WARNING", logger="chanlog.bus"):
+        assert lease.beat(recording)
+        backend.fail_consumer_writes(1, writes=["acquire"])
+        assert lease.beat(recording)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert lines[0].startswith("consumer c: recording its last error failed (the server")
+    assert lines[1].startswith("consumer c: renewing the lease failed")
+    assert not lease.lost.is_set()

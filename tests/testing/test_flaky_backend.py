@@ -296,3 +296,86 @@ def test_a_message_that_is_not_text_is_refused(message: Any) -> None:
 def test_memory_options_are_checked_as_memory_checks_them() -> None:
     with pytest.raises(chanlog.ConfigError, match="read_only must be true or false"):
         FlakyBackend(read_only="yes")  # type: ignore[arg-type]
+
+
+# -- the consumers' writes outside a transaction ---------------------------------------------
+
+
+def _consumer(backend: FlakyBackend) -> None:
+    backend.ensure_consumer("c", 0, [">"])
+    backend.acquire_lease("c", "me", 60.0)
+
+
+def test_a_plain_position_commit_fails_when_armed_then_works() -> None:
+    backend = FlakyBackend()
+    _store(backend)
+    _consumer(backend)
+    backend.fail_consumer_writes(1, writes=["move"])
+    with pytest.raises(StorageError, match="restarting"):
+        backend.move_consumer(PositionMove("c", "me", 2, handled=2))
+    assert backend.consumer_state("c").position == 0  # type: ignore[union-attr]
+    assert (backend.consumer_faults.failed, backend.consumer_faults.to_fail) == (["move"], 0)
+    backend.move_consumer(PositionMove("c", "me", 2, handled=2))
+    assert backend.consumer_state("c").handled == 2  # type: ignore[union-attr]
+
+
+def test_a_consumer_write_failing_at_its_acknowledgement_is_made() -> None:
+    backend = FlakyBackend()
+    _store(backend)
+    _consumer(backend)
+    backend.fail_consumer_writes(2, at="acknowledgement", writes=["move", "release"])
+    with pytest.raises(StorageError):
+        backend.move_consumer(PositionMove("c", "me", 3, handled=3))
+    with pytest.raises(StorageError):
+        backend.release_lease("c", "me")
+    state = backend.consumer_state("c")
+    assert state is not None and (state.position, state.lease_holder) == (3, None)
+
+
+def test_only_the_consumer_writes_chosen_and_matching_fail() -> None:
+    backend = FlakyBackend()
+    _store(backend)
+    _consumer(backend)
+    backend.fail_consumer_writes(1, writes=["move"], matching=lambda move: bool(move.error))
+    backend.acquire_lease("c", "me", 60.0)  # not chosen
+    backend.move_consumer(PositionMove("c", "me", 1, handled=1))  # does not match
+    with pytest.raises(StorageError):
+        backend.move_consumer(PositionMove("c", "me", 1, error="why"))
+    assert backend.consumer_state("c").last_error is None  # type: ignore[union-attr]
+
+
+def test_a_refused_consumer_write_keeps_an_acknowledgement_failure_armed() -> None:
+    from chanlog.errors import LeaseHeld
+
+    backend = FlakyBackend()
+    _store(backend)
+    _consumer(backend)
+    backend.fail_consumer_writes(1, at="acknowledgement")
+    with pytest.raises(LeaseHeld):
+        backend.move_consumer(PositionMove("c", "someone else", 1))
+    assert backend.consumer_faults.to_fail == 1 and backend.consumer_faults.failed == []
+
+
+def test_consumer_write_failures_are_armed_on_any_backend(tmp_path: Any) -> None:
+    from chanlog.backends.sqlite import SqliteBackend
+    from chanlog.testing import ConsumerWriteFaults
+
+    backend = SqliteBackend(tmp_path / "log.db")
+    try:
+        faults = ConsumerWriteFaults(backend, message="gone")
+        faults.fail(1, writes=["acquire"])
+        backend.ensure_consumer("c", 0, [">"])
+        with pytest.raises(StorageError, match="gone"):
+            backend.acquire_lease("c", "me", 60.0)
+        assert backend.acquire_lease("c", "me", 60.0).lease_holder == "me"
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize(
+    "arming",
+    [{"count": -1}, {"count": 1, "at": "later"}, {"count": 1, "writes": ["append"]}],
+)
+def test_bad_consumer_write_arming_is_refused(arming: dict[str, Any]) -> None:
+    with pytest.raises(InvalidArgument):
+        FlakyBackend().fail_consumer_writes(**arming)

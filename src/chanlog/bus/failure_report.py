@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from chanlog.bus.handlers import Handler, ReportsFailure
 from chanlog.bus.lease import Lease
 from chanlog.bus.progress import RunnerStats
-from chanlog.errors import InvalidArgument
+from chanlog.errors import InvalidArgument, StorageError
 from chanlog.records import ParkedRecord, PositionMove, RecordedEvent
 
 __all__ = ["FailureRecorder", "describe_failure", "parked_record", "record_error", "retry_error"]
@@ -86,14 +86,20 @@ class FailureRecorder:
         self._lease = lease
         self._stats = stats
         self._recorded: str | None = None
+        # A failure whose write raised a StorageError: it may have landed all the same (a
+        # connection lost as the database committed), so it is ended like one recorded.
+        self._in_doubt: str | None = None
 
     def standing(self) -> str | None:
         """The failure that stands now: the handler's reason (it says why, where a retry's
         error may only be what that cause made the record raise), else the record being
-        retried; ``None`` for neither."""
+        retried, else the storage failure the run waits out (a write of it succeeds when
+        only some of the storage fails: a read, the runner's commits; ADR 0064); ``None``
+        for none."""
         # "" is no reason: written, it would clear a record's error as if it were a reason gone.
         reason = self._reports.failure() if self._reports is not None else None
-        return reason or self._stats.retry
+        stats = self._stats
+        return reason or stats.retry or stats.storage_failure
 
     def adopt(self, last_error: str | None, parked: Iterable[ParkedRecord]) -> None:
         """Take as this recorder's own a last error that no parked record has (a reason or
@@ -101,6 +107,7 @@ class FailureRecorder:
         the next beat ends it unless it still stands. Called when the lease is taken."""
         errors = {record.error for record in parked}
         self._recorded = None if last_error in errors else last_error
+        self._in_doubt = None
 
     def __call__(self) -> None:
         """Record the failure that stands if it is new; once none does, clear the one
@@ -119,19 +126,24 @@ class FailureRecorder:
         """One look; True when it wrote a failure (which may already be over)."""
         failure = self.standing()
         recorded = self._recorded
-        if failure == recorded:
+        in_doubt = self._in_doubt
+        if failure == recorded and in_doubt is None:
             return False
         if failure is None:
             lease = self._lease
-            assert recorded is not None
             state = lease.consumers.consumer_state(lease.name)
-            if state is not None and state.last_error == recorded and not self._move(""):
+            written = {recorded, in_doubt} - {None}
+            if state is not None and state.last_error in written and not self._move(""):
                 return False
-            self._recorded = None
+            self._recorded = self._in_doubt = None
             return False
-        if not self._move(failure):
-            return False
-        self._recorded = failure
+        try:
+            if not self._move(failure):
+                return False
+        except StorageError:
+            self._in_doubt = failure  # written or not: asked again, ended either way
+            raise
+        self._recorded, self._in_doubt = failure, None
         return True
 
     def _move(self, error: str) -> bool:

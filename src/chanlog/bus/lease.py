@@ -103,7 +103,12 @@ class Lease:
         self.holder = holder
         self.ttl = ttl
         self.lost = threading.Event()
-        """Set when a renewal found another holder: the lease is no longer this runner's."""
+        """Set when a renewal found another holder, or found that the lease had run out
+        before it (anyone may have run or reset the consumer meanwhile): what this runner
+        knows of the consumer no longer holds."""
+        self.expires_at: float | None = None
+        """When the lease this runner last took or renewed runs out, by the backend's
+        clock (``None`` before it is taken)."""
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
@@ -116,7 +121,9 @@ class Lease:
         released: set[str | None] = set()
         while True:
             try:
-                return self.consumers.acquire_lease(self.name, self.holder, self.ttl)
+                state = self.consumers.acquire_lease(self.name, self.holder, self.ttl)
+                self.expires_at = state.lease_expires_at
+                return state
             except LeaseHeld as held:
                 if held.holder not in released and release_if_gone(
                     self.consumers, self.name, held.holder
@@ -135,8 +142,7 @@ class Lease:
     def keep(self, after_renewal: Callable[[], None] | None = None) -> None:
         """Renew the lease every third of its time to live, in a thread, until
         :meth:`stop_keeping` (or until a renewal finds another holder: then :attr:`lost`).
-        ``after_renewal`` is called in that thread after each renewal; what it raises is
-        handled as a failed renewal's error."""
+        ``after_renewal`` is called in that thread after each renewal (see :meth:`beat`)."""
         self._heartbeat = threading.Thread(
             target=self._beat,
             args=(after_renewal,),
@@ -173,17 +179,65 @@ class Lease:
         interval = self.ttl / 3
         stop = self._stop
         while not stop.wait(interval):
-            try:
-                self.consumers.acquire_lease(self.name, self.holder, self.ttl)
-                if after_renewal is not None:
-                    after_renewal()
-            except LeaseHeld:
-                logger.error("consumer %s: lost its lease; stopping", self.name)
-                self.lost.set()
+            if not self.beat(after_renewal):
                 return
-            except StorageError as failure:  # the storage is away: no traceback to read
-                logger.warning(
-                    "consumer %s: renewing the lease failed (%s); retrying", self.name, failure
-                )
-            except ChanlogError:
-                logger.exception("consumer %s: renewing the lease failed; retrying", self.name)
+
+    def _ran_out(self, expires_at: float | None) -> bool:
+        """Whether a renewal that set the lease to run out at ``expires_at`` came after the
+        lease had run out (renewals failed for longer than its time to live): nobody held
+        it meanwhile, so another runner may have run the consumer, or an operator reset it,
+        and this runner's next commit would undo that. Then :attr:`lost` is set: the runner
+        lets go and takes the lease again like a new runner (ADR 0064). The lease ran out
+        when the renewal's own time (its expiry less the time to live) is past the expiry
+        of the one before, both by the backend's clock; the runner's commits also extend a
+        lease, so a late renewal may be taken for one after a lapse: the cost is records
+        handed over again, never a commit over another's."""
+        before, self.expires_at = self.expires_at, expires_at
+        if before is None or expires_at is None or expires_at - self.ttl <= before:
+            return False
+        logger.error(
+            "consumer %s: its lease ran out before it could be renewed; taking it again and "
+            "going on from the stored position",
+            self.name,
+        )
+        self.lost.set()
+        return True
+
+    def beat(self, after_renewal: Callable[[], None] | None = None) -> bool:
+        """One beat of the heartbeat: renew the lease, then call ``after_renewal``. A
+        storage failure of either is logged, naming which failed, and tried again at the
+        next beat; False when the renewal found another holder, or found that the lease
+        had run out before it (:attr:`lost` is set)."""
+        try:
+            state = self.consumers.acquire_lease(self.name, self.holder, self.ttl)
+        except LeaseHeld:
+            logger.error("consumer %s: lost its lease; stopping", self.name)
+            self.lost.set()
+            return False
+        except StorageError as failure:  # the storage is away: no traceback to read
+            logger.warning(
+                "consumer %s: renewing the lease failed (%s); retrying", self.name, failure
+            )
+            return True
+        except ChanlogError:
+            logger.exception("consumer %s: renewing the lease failed; retrying", self.name)
+            return True
+        if self._ran_out(state.lease_expires_at):
+            return False
+        if after_renewal is None:
+            return True
+        try:
+            after_renewal()
+        except LeaseHeld:
+            logger.error("consumer %s: lost its lease; stopping", self.name)
+            self.lost.set()
+            return False
+        except StorageError as failure:
+            logger.warning(
+                "consumer %s: recording its last error failed (%s); retrying",
+                self.name,
+                failure,
+            )
+        except ChanlogError:
+            logger.exception("consumer %s: recording its last error failed; retrying", self.name)
+        return True

@@ -26,6 +26,9 @@ class RunnerStats:
         retry: the record that failed and will be tried again, as
             ``offset N, try K of M failed, retrying: <error>``; ``None`` once it is
             handled or parked (the lease heartbeat writes it for other processes).
+        storage_failure: while ``retrying``, the storage failure it waits out, as
+            ``StorageError: <message>`` (the lease heartbeat writes it for other processes
+            when it can, ADR 0064); ``None`` otherwise.
     """
 
     position: int = 0
@@ -35,6 +38,7 @@ class RunnerStats:
     last_error: str | None = None
     retrying: bool = False
     retry: str | None = None
+    storage_failure: str | None = None
 
 
 @attrs.define

@@ -247,14 +247,14 @@ class ConsumerRunner:
                     if self.run_once(stop=stop) == 0 and not stop.is_set():
                         self._idle(stop)
                     failures = 0
-                    self.stats.retrying = False
+                    self.stats.retrying, self.stats.storage_failure = False, None
                 except LeaseHeld as lost:
                     logger.warning("consumer %s: %s; waiting to take it again", self.name, lost)
                     self._let_go()
                 except StorageError as failure:
                     failures += 1
                     pause = storage_retry_pause(failures)
-                    self.stats.last_error = f"StorageError: {failure}"
+                    self.stats.last_error = self.stats.storage_failure = f"StorageError: {failure}"
                     self.stats.retrying = True
                     logger.warning("consumer %s: %s; retrying in %.1f s", self.name, failure, pause)
                     if stop.wait(pause):
@@ -359,10 +359,7 @@ class ConsumerRunner:
         """Handle everything up to the end of the log (what the handler appends included)
         and commit; return how many records were examined."""
         examined = 0
-        while True:
-            more = self.run_once()
-            if not more:
-                break
+        while more := self.run_once():
             examined += more
         self.flush()
         return examined
@@ -545,8 +542,10 @@ class ConsumerRunner:
             or time.monotonic() - pending.since >= self.spec.commit_interval
         )
         if due:
-            self._stored.expect(position, self.stats.position)
-            self._consumers.move_consumer(self._move(position))
+            self._check_lease()  # not over what another did while the lease had run out
+            move = self._move(position)
+            self._stored.expect(position, self.stats.position, move)
+            self._consumers.move_consumer(move)
             self._committed(position)
 
     def _committable(self) -> int:

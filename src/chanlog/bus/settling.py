@@ -19,6 +19,7 @@ from typing import NoReturn
 from chanlog.backends.consumer_store import KeepsConsumers
 from chanlog.bus.handlers import TracksPosition
 from chanlog.errors import IntegrityError
+from chanlog.records import PositionMove
 
 __all__ = ["StoredPosition"]
 
@@ -36,23 +37,41 @@ class StoredPosition:
         consumer: the consumer's name.
     """
 
-    __slots__ = ("_consumer", "_keeper", "position")
+    __slots__ = ("_consumer", "_keeper", "handled", "position")
 
     def __init__(self, keeper: KeepsConsumers, consumer: str) -> None:
         self._keeper = keeper
         self._consumer = consumer
         self.position: int | None = None
         """The position the move goes to; ``None`` when no move is in doubt."""
+        self.handled: int | None = None
+        """The handled count the move brings the stored one to, when the position alone
+        cannot tell (a move that does not advance it); else ``None``."""
 
-    def expect(self, position: int, committed: int) -> None:
+    def expect(self, position: int, committed: int, move: PositionMove | None = None) -> None:
         """A move from ``committed`` to ``position`` is about to be committed. A move that
-        does not advance the position cannot be told apart from none, so it is not kept:
-        should it fail, it is committed again (at least once)."""
-        self.position = position if position > committed else None
+        does not advance the position is told by the handled count it adds instead (read
+        now, only then: nobody else changes it while the runner holds the lease), when it
+        counts records and unparks none (a replay is settled by its parked row, ADR 0059);
+        otherwise it cannot be told apart from none, so it is not kept: should it fail, it
+        is committed again (at least once).
+
+        Raises:
+            StorageError: the handled count cannot be read; nothing was committed.
+        """
+        self.handled = None
+        if position > committed:
+            self.position = position
+        elif move is not None and move.handled and not move.unparked:
+            state = self._keeper.consumer_state(self._consumer)
+            self.position = None if state is None else position
+            self.handled = None if state is None else state.handled + move.handled
+        else:
+            self.position = None
 
     def clear(self) -> None:
         """The move is settled: committed as far as the runner knows, or given up."""
-        self.position = None
+        self.position = self.handled = None
 
     def landed(self) -> int | None:
         """The stored position when the move in doubt is in it, else ``None`` (no move in
@@ -62,12 +81,14 @@ class StoredPosition:
         Raises:
             StorageError: the storage cannot tell yet; the move stays in doubt.
         """
-        position = self.position
+        position, handled = self.position, self.handled
         if position is None:
             return None
         state = self._keeper.consumer_state(self._consumer)
-        self.position = None
+        self.clear()
         if state is None or state.position < position:
+            return None
+        if handled is not None and state.handled < handled:
             return None
         return state.position
 

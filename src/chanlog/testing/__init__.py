@@ -49,7 +49,9 @@ would write for them; :mod:`chanlog.testing.plugins` provides a projection that 
 known event, to prove a refused batch leaves nothing behind; :class:`FlakyBackend` (in
 :mod:`chanlog.testing.flaky`) is a memory backend whose next reads or write transactions
 fail with :class:`~chanlog.errors.StorageError`, as a database restarting would, to test
-the retry paths of consumers, handlers and plugins.
+the retry paths of consumers, handlers and plugins; :class:`ConsumerWriteFaults` fails the
+writes a backend (any that keeps consumers) makes to its durable consumers outside a write
+transaction: leases, plain position commits, parks, last errors.
 """
 
 from __future__ import annotations
@@ -61,12 +63,13 @@ from chanlog.testing.events import (
     sample_events,
     stored_records,
 )
-from chanlog.testing.flaky import FlakyBackend
+from chanlog.testing.flaky import ConsumerWriteFaults, FlakyBackend
 from chanlog.testing.plugins import REFUSING_PROJECTION, RefusingProjection, refusing_host
 
 __all__ = [
     "REFUSING_PROJECTION",
     "BackendConformance",
+    "ConsumerWriteFaults",
     "FlakyBackend",
     "OpenBackend",
     "RefusingProjection",

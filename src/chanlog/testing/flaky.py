@@ -24,15 +24,23 @@ it: arm it, and its next reads or write transactions raise
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Iterator
-from typing import Literal
+from collections.abc import Callable, Collection, Iterator
+from typing import Any, Literal
 
 from chanlog.backends.memory import MemoryBackend, MemoryTransaction
 from chanlog.errors import InvalidArgument, StorageError
 from chanlog.records import StoredRecord
 
-__all__ = ["RESTARTING", "FlakyBackend", "WriteStage"]
+__all__ = [
+    "CONSUMER_WRITES",
+    "RESTARTING",
+    "ConsumerWrite",
+    "ConsumerWriteFaults",
+    "FlakyBackend",
+    "WriteStage",
+]
 
 RESTARTING = "the database is restarting (a failure simulated by FlakyBackend)"
 """The default message of the :class:`~chanlog.errors.StorageError` a
@@ -45,11 +53,134 @@ WriteStage = Literal["begin", "commit", "acknowledgement"]
 
 _STAGES = ("begin", "commit", "acknowledgement")
 
+ConsumerWrite = Literal["ensure", "acquire", "release", "move", "reset", "replay", "drop", "delete"]
+"""A write to a backend's durable consumers outside a write transaction, named by what it
+does: ``"ensure"`` (:meth:`~chanlog.backends.consumer_store.KeepsConsumers.ensure_consumer`),
+``"acquire"`` (``acquire_lease``: a lease taken or renewed by the heartbeat), ``"release"``
+(``release_lease``), ``"move"`` (``move_consumer``: a plain position commit, a park, a
+replay settled, a last error written by the heartbeat), ``"reset"`` (``reset_consumer``),
+``"replay"`` (``request_replay``), ``"drop"`` (``drop_parked``), ``"delete"``
+(``delete_consumer``)."""
+
+CONSUMER_WRITES: dict[str, str] = {
+    "ensure": "ensure_consumer",
+    "acquire": "acquire_lease",
+    "release": "release_lease",
+    "move": "move_consumer",
+    "reset": "reset_consumer",
+    "replay": "request_replay",
+    "drop": "drop_parked",
+    "delete": "delete_consumer",
+}
+"""Each :data:`ConsumerWrite` and the backend method that makes it."""
+
 
 def _checked_count(count: object, method: str) -> int:
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         raise InvalidArgument(f"FlakyBackend.{method}: count must be an int >= 0, got {count!r}")
     return count
+
+
+class ConsumerWriteFaults:
+    """Failures armed at the writes a backend makes to its durable consumers outside a
+    write transaction (:data:`ConsumerWrite`): leases taken, renewed and given up, plain
+    position moves (commits, parks, replays settled, last errors), resets, replays marked,
+    records dropped. Works on any backend that keeps consumers (memory, ``sqlite``, a
+    plugin's): it wraps those methods on the instance, not on its class.
+
+    Nothing fails until armed with :meth:`fail`. A write that fails at ``"begin"`` or
+    ``"commit"`` keeps nothing (for one statement the two are alike: it is refused); at
+    ``"acknowledgement"`` it is made, then the caller is told it failed (a connection
+    lost as the database committed). A write the backend refuses for a reason of its own
+    (:class:`~chanlog.errors.LeaseHeld`, ...) raises that, and does not use up a failure
+    armed at ``"acknowledgement"``. Safe to arm from another thread than the one failing
+    (a runner's, or its lease's heartbeat)::
+
+        faults = ConsumerWriteFaults(backend)
+        faults.fail(1, writes=["move"], at="acknowledgement")  # the next position commit
+
+    Args:
+        backend: a backend that keeps consumers
+            (:class:`~chanlog.backends.consumer_store.KeepsConsumers`).
+        message: the text of every :class:`~chanlog.errors.StorageError` raised.
+    """
+
+    def __init__(self, backend: object, *, message: str = RESTARTING) -> None:
+        self.backend = backend
+        self.message = message
+        self._lock = threading.Lock()
+        self._count = 0
+        self._stage: WriteStage = "begin"
+        self._writes: frozenset[str] = frozenset(CONSUMER_WRITES)
+        self._matching: Callable[..., bool] | None = None
+        self.failed: list[str] = []
+        """The writes that failed so far, in order (each a :data:`ConsumerWrite`)."""
+        for write, method in CONSUMER_WRITES.items():
+            setattr(backend, method, self._failing(write, getattr(backend, method)))
+
+    def fail(
+        self,
+        count: int,
+        *,
+        at: WriteStage = "begin",
+        writes: Collection[ConsumerWrite] | None = None,
+        matching: Callable[..., bool] | None = None,
+    ) -> None:
+        """Make the next ``count`` consumer writes among ``writes`` (``None``: every kind)
+        for which ``matching(*arguments)`` is true (``None``: all of them) raise
+        :class:`~chanlog.errors.StorageError` at stage ``at``, replacing what was armed
+        (``0`` disarms).
+
+        Raises:
+            InvalidArgument: ``count`` is not an int >= 0, ``at`` is not a stage, or
+                ``writes`` names an unknown write.
+        """
+        count = _checked_count(count, "fail")
+        chosen = frozenset(CONSUMER_WRITES if writes is None else writes)
+        if at not in _STAGES or not chosen <= CONSUMER_WRITES.keys():
+            raise InvalidArgument(
+                f"ConsumerWriteFaults.fail: at must be one of {_STAGES} and writes among "
+                f"{sorted(CONSUMER_WRITES)}, got at={at!r}, writes={sorted(chosen)}"
+            )
+        with self._lock:
+            self._count, self._stage, self._writes, self._matching = count, at, chosen, matching
+
+    @property
+    def to_fail(self) -> int:
+        """How many armed failures are left."""
+        return self._count
+
+    def _take(self, write: str, args: tuple[Any, ...]) -> WriteStage | None:
+        with self._lock:
+            if not self._count or write not in self._writes:
+                return None
+            if self._matching is not None and not self._matching(*args):
+                return None
+            self._count -= 1
+            self.failed.append(write)
+            return self._stage
+
+    def _give_back(self) -> None:
+        with self._lock:
+            self._count += 1
+            self.failed.pop()
+
+    def _failing(self, write: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def failing(*args: Any) -> Any:
+            stage = self._take(write, args)
+            if stage is None:
+                return method(*args)
+            if stage != "acknowledgement":
+                raise StorageError(self.message)
+            try:
+                method(*args)
+            except BaseException:
+                self._give_back()
+                raise
+            raise StorageError(self.message)  # made all the same
+
+        return failing
 
 
 class _FlakyTransaction(MemoryTransaction):
@@ -81,12 +212,12 @@ class FlakyBackend(MemoryBackend):
     the store is built, right before the code under test runs. The counters are safe to
     read and arm from another thread than the one failing (a consumer's runner).
 
-    Only the records and the write transactions fail, the paths a database restart breaks
-    in the code that reads and appends: a *read* is a call of :meth:`read`,
-    :meth:`read_stream` or :meth:`read_stream_payloads` (it raises when called, before
-    yielding anything); a *write* is a transaction opened by :meth:`write`. The head, the
-    lookups and the consumers' bookkeeping (leases, positions moved outside a transaction)
-    keep working.
+    A *read* is a call of :meth:`read`, :meth:`read_stream` or :meth:`read_stream_payloads`
+    (it raises when called, before yielding anything); a *write* is a transaction opened by
+    :meth:`write`. The consumers' own writes made outside a transaction (leases, plain
+    position commits, parks, last errors) fail when armed with
+    :meth:`fail_consumer_writes`. The head, the lookups and the consumers' reads keep
+    working.
 
     Args:
         message: the text of every :class:`~chanlog.errors.StorageError` raised
@@ -106,6 +237,9 @@ class FlakyBackend(MemoryBackend):
         self._arming = threading.Lock()
         self._armed = {"read": 0, "begin": 0, "commit": 0, "acknowledgement": 0}
         self._failed = {"read": 0, "write": 0}
+        self.consumer_faults = ConsumerWriteFaults(self, message=message)
+        """Failures of the consumer writes made outside a transaction
+        (:meth:`fail_consumer_writes`)."""
 
     # -- arming ------------------------------------------------------------------------
 
@@ -148,6 +282,26 @@ class FlakyBackend(MemoryBackend):
             )
         with self._arming:
             self._armed[at] = count
+
+    def fail_consumer_writes(
+        self,
+        count: int,
+        *,
+        at: WriteStage = "begin",
+        writes: Collection[ConsumerWrite] | None = None,
+        matching: Callable[..., bool] | None = None,
+    ) -> None:
+        """Make the next ``count`` writes to the durable consumers made outside a write
+        transaction (a lease taken or renewed, a plain position commit, a park, a last
+        error the heartbeat writes ...: :data:`ConsumerWrite`) raise
+        :class:`~chanlog.errors.StorageError`; see :meth:`ConsumerWriteFaults.fail`. A
+        consumer's move made with a handler's appends is a write transaction
+        (:meth:`fail_writes`).
+
+        Raises:
+            InvalidArgument: as :meth:`ConsumerWriteFaults.fail`.
+        """
+        self.consumer_faults.fail(count, at=at, writes=writes, matching=matching)
 
     # -- counters ----------------------------------------------------------------------
 
