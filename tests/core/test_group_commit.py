@@ -24,6 +24,7 @@ from chanlog.backends.sqlite import SqliteBackend
 from chanlog.errors import PluginError, StorageError
 from chanlog.plugins.hookspecs import hookimpl
 from chanlog.plugins.host import PluginHost
+from chanlog.testing.plugins import RefusingProjection
 from chanlog_samples import SIGNER, make_signed
 
 THREADS = 8
@@ -477,11 +478,10 @@ def test_a_leader_interrupted_before_writing_fails_its_group_cleanly(
     assert store.append(make_signed(1, _channel(2))) == THREADS + 1  # the store goes on
 
 
-class _FailsOnTurn13:
+class _FailsOnTurn13(RefusingProjection):
     """A projection with a bug: it raises on every state signed at turn 13."""
 
     name = "fails-on-turn-13"
-    schema_version = 1
 
     def stage(self) -> Any:
         class Stage:
@@ -493,24 +493,6 @@ class _FailsOnTurn13:
                 pass
 
         return Stage()
-
-    def get(self, entity_id: str) -> None:
-        return None
-
-    def entity_ids(self, event: Any) -> tuple[str, ...]:
-        return tuple(event.streams) if event.event_type == "state-signed" else ()
-
-    def fold(self, state: Any, event: Any, entity_id: str, offset: int) -> None:
-        return None
-
-    def dump(self) -> dict[str, Any]:
-        return {}
-
-    def load(self, data: Any) -> None:
-        pass
-
-    def __len__(self) -> int:
-        return 0
 
 
 class _FaultyProjectionPlugin:
