@@ -1,13 +1,18 @@
-"""Fixtures shared by the suites: a backend that counts the records it hands out."""
+"""Fixtures shared by the suites: a backend that counts the records it hands out, and a
+third-party plugin installed as a distribution (see ``installed_plugins``)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from chanlog.backends.memory import MemoryBackend
+from chanlog.plugins import reset_default_host
 from chanlog.records import StoredRecord
+from installed_plugins import MODULE, InstallPlugin, install_into
 
 
 class CountingBackend(MemoryBackend):
@@ -42,3 +47,22 @@ class CountingBackend(MemoryBackend):
 def counting_backend() -> CountingBackend:
     """A fresh counting backend."""
     return CountingBackend()
+
+
+@pytest.fixture
+def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InstallPlugin]:
+    """``install_plugin(source)``: the distribution ``chanlog-fault-plugin``, whose entry
+    point ``fault`` is the module ``chanlog_fault_plugin`` holding ``source``, installed
+    in ``tmp_path / "site"`` (on ``sys.path`` for the test); returns that folder."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    for name in ("CHANLOG_LOAD_PLUGINS", "CHANLOG_DISABLE_PLUGINS", "CHANLOG_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+
+    def install(source: str) -> Path:
+        return install_into(site, source)
+
+    yield install
+    sys.modules.pop(MODULE, None)
+    reset_default_host()

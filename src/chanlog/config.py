@@ -37,6 +37,7 @@ from typing import Any
 
 import attrs
 
+from chanlog.backends.capabilities import DiscardsCreatedLog
 from chanlog.bus.settings import BusSettings, read_bus_settings
 from chanlog.checkpoints import DEFAULT_CHECKPOINT_EVERY
 from chanlog.errors import ChanlogError, ConfigError, NotFound
@@ -502,6 +503,9 @@ def build_store(
             f"snapshot policy {config.snapshot_policy!r}",
         )
         policy = host.checked("snapshot_policies", config.snapshot_policy, built)
+    # Plugin parts that can be built without the log are built before the backend, which
+    # may create it: a faulty one then leaves nothing behind (ADR 0064).
+    serializer = host.checked_lookup("serializers", config.serializer)()
     backend = host.checked(
         "backends", config.backend, _open_backend(factory, options, config, missing)
     )
@@ -516,13 +520,18 @@ def build_store(
         return EventStore(
             backend,
             plugins=host,
-            serializer=config.serializer,
+            serializer=serializer,
             projections=config.projections,
             checkpoint_every=config.checkpoint_every,
             **extra,
         )
     except BaseException:
-        backend.close()
+        # A projection's or broker's factory, or a chanlog_store_opened hook, failed: the
+        # store never opened, so a log its backend just created goes too (ADR 0064).
+        if isinstance(backend, DiscardsCreatedLog):
+            backend.discard_created()
+        else:
+            backend.close()
         raise
 
 

@@ -2,7 +2,10 @@
 its exported offset with its exported chain hash (ADR 0032).
 
 ``chanlog export`` writes one line per record: the event envelope (``type``, ``payload``)
-and where it sits in the log (``offset``, ``event_id``, ``chain_hash``). :class:`LogCopy`
+and where it sits in the log (``offset``, ``event_id``, ``chain_hash``). The line is written
+from the stored record, never from a decoded event (:func:`export_line_of`): its payload is
+the canonical JSON the event id hashes, so a record of a type no installed plugin registers
+is exported as it would be with the plugin, byte for byte (ADR 0063). :class:`LogCopy`
 appends such records to a store so that the store's log is the exported one, record for
 record: the same offsets, ids and chain hashes, so ``verify --expect-head`` with the
 original's head passes. It appends through :meth:`~chanlog.EventStore.append_at`, so the
@@ -24,28 +27,92 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+import orjson
 
 from chanlog import codec
-from chanlog.errors import ConcurrencyError, DecodeError, InvalidEvent, InvalidTransition
+from chanlog.errors import (
+    ConcurrencyError,
+    DecodeError,
+    IntegrityError,
+    InvalidEvent,
+    InvalidTransition,
+)
 from chanlog.events.base import Event
 from chanlog.events.system import SnapshotCreated
 from chanlog.hashing import chain_next
-from chanlog.records import RecordedEvent, StoredSnapshot
+from chanlog.records import RecordedEvent, StoredRecord, StoredSnapshot
+from chanlog.serializers import Serializer
 from chanlog.snapshots.incremental import SnapshotChain, chain_of, encode_incremental
 from chanlog.store import EventStore
 
-__all__ = ["ExportedRecord", "LogCopy", "export_line", "is_export_line", "parse_export_line"]
+__all__ = [
+    "ExportedRecord",
+    "LogCopy",
+    "canonical_payload",
+    "export_line",
+    "export_line_of",
+    "is_export_line",
+    "parse_export_line",
+]
 
 
 def export_line(record: RecordedEvent) -> dict[str, Any]:
-    """The export format: the import envelope plus where the event sits in the log."""
+    """The export format as a dict: the import envelope plus where the event sits in the
+    log; its ``payload`` keys in canonical (sorted) order, so that ``orjson.dumps`` of it
+    is the line :func:`export_line_of` writes for the stored record."""
     return {
         "offset": record.offset,
         "event_id": record.event_id,
         "type": record.event_type,
-        "payload": codec.to_payload(record.event),
+        "payload": orjson.loads(codec.canonical_json(record.event)),
         "chain_hash": record.chain_hash,
     }
+
+
+def canonical_payload(stored: StoredRecord, serializer: Serializer) -> bytes:
+    """The canonical JSON of a stored record's payload (the bytes its event id hashes),
+    read without decoding its event: the stored bytes themselves under a canonical
+    serializer (``json``), else the serializer's payload written as canonical JSON, as
+    ``verify`` hashes it. Whether the type is registered does not matter.
+
+    Raises:
+        IntegrityError: the payload is not a JSON object (or does not load with the
+            serializer), naming the offset: the log was changed outside chanlog.
+    """
+    payload = stored.payload
+    try:
+        if type(payload) is not bytes:
+            raise DecodeError(f"{type(payload).__name__}, not bytes")
+        if not serializer.canonical:
+            return codec.canonical_json_of_payload(serializer.loads(payload))
+        # Parsed only to be sure the line written around it is JSON.
+        fields = orjson.loads(payload)
+    except (DecodeError, ValueError) as exc:  # orjson's JSONDecodeError is a ValueError
+        problem: str = str(exc)
+    else:
+        if type(fields) is dict:
+            return payload
+        problem = f"a JSON {type(fields).__name__}, not an object"
+    raise IntegrityError(
+        f"offset {stored.offset}: the stored {stored.event_type} payload does not parse "
+        f"({problem}); the log was changed outside chanlog",
+        offset=stored.offset,
+    )
+
+
+def export_line_of(stored: StoredRecord, payload: bytes) -> bytes:
+    """The export line of a stored record (without its newline), around ``payload``, its
+    :func:`canonical_payload`, copied verbatim: the same bytes whether or not a plugin
+    registers the record's type (ADR 0063)."""
+    return orjson.dumps(
+        {
+            "offset": stored.offset,
+            "event_id": "0x" + stored.event_id.hex(),
+            "type": stored.event_type,
+            "payload": orjson.Fragment(payload),
+            "chain_hash": "0x" + stored.chain_hash.hex(),
+        }
+    )
 
 
 def is_export_line(value: Any) -> bool:
@@ -78,7 +145,8 @@ def parse_export_line(value: Any, types: Mapping[str, type[Event]], where: str) 
 
     Raises:
         DecodeError: naming ``where`` and the field: not an export line, a field of the
-            wrong form, or an ``event_id`` that does not match the payload.
+            wrong form, an ``event_id`` that does not match the payload, or a type that is
+            not in ``types`` (naming it: its plugin is not installed).
     """
     if not is_export_line(value):
         raise DecodeError(
@@ -93,7 +161,16 @@ def parse_export_line(value: Any, types: Mapping[str, type[Event]], where: str) 
     try:
         event = codec.decode_envelope(value, types)
     except DecodeError as exc:
-        raise DecodeError(f"{where}: {exc}", event_type=exc.event_type, path=exc.path) from exc
+        message = str(exc)
+        if exc.event_type is not None and exc.event_type not in types:
+            # Not copied as it is: the type's class says which entities the record belongs
+            # to, and the copy's stream index files it under them (ADR 0063).
+            message = (
+                f"event type {exc.event_type!r} is not registered: install the plugin that "
+                "defines it (not skipped by CHANLOG_DISABLE_PLUGINS or CHANLOG_LOAD_PLUGINS) "
+                "to import its records"
+            )
+        raise DecodeError(f"{where}: {message}", event_type=exc.event_type, path=exc.path) from exc
     return ExportedRecord(
         offset,
         event,

@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol, cast
 
+import attrs
+
 from chanlog.checkpoints import EntityCheckpoints
 from chanlog.errors import InvalidArgument, NotFound
 from chanlog.events.base import Event
 from chanlog.plugins.host import PluginHost
-from chanlog.projections.base import DescribesEntities, Projection
+from chanlog.projections.base import DescribesEntities, Projection, SnapshotsPerEntity
 from chanlog.snapshots.manager import SnapshotManager
 
 __all__ = ["ReconstructionSource", "StateReconstructor"]
@@ -204,6 +206,22 @@ class StateReconstructor:
             where = "" if at is None else f" before offset {at}"
             raise NotFound(f"no {kind} {entity_id}{where}")
         return state
+
+    def state_data(self, kind: str, entity_id: str, at: int | None = None) -> Any:
+        """The state :meth:`reconstruct` returns, as plain data (what ``chanlog show
+        --json`` prints as ``"state"``): the projection's ``dump_state`` when it dumps one
+        entity (:class:`~chanlog.projections.SnapshotsPerEntity`, as every built-in one
+        does), else an attrs state as a dict (``attrs.asdict``), else the state itself (a
+        plugin's projection may fold to an int).
+
+        Raises:
+            NotFound, InvalidArgument, InvalidTransition: as :meth:`reconstruct`.
+        """
+        state = self.reconstruct(kind, entity_id, at)
+        projection = self._projection(self.resolve_kind(kind))[0]
+        if isinstance(projection, SnapshotsPerEntity):
+            return projection.dump_state(state)
+        return attrs.asdict(state) if attrs.has(type(state)) else state
 
     def now(self, projection: Projection, kind: str, entity_id: str) -> Any:
         """The state of ``entity_id`` in ``projection``, folded inline, as it is now (after

@@ -14,6 +14,7 @@ from chanlog.backends import capabilities
 from chanlog.backends.capabilities import (
     AppendsUnlessKnown,
     CountsStreams,
+    DiscardsCreatedLog,
     ExposesStreamIndex,
     FileBacked,
     FindsMany,
@@ -47,6 +48,7 @@ BACKEND_CAPABILITIES = (
     KeepsConsumers,
     ReadsConsumerClock,
     GroupsCommits,
+    DiscardsCreatedLog,
 )
 
 
@@ -85,6 +87,7 @@ def test_the_sqlite_backend_has_what_the_table_says(tmp_path: Path) -> None:
             "KeepsConsumers",
             "ReadsConsumerClock",
             "GroupsCommits",
+            "DiscardsCreatedLog",
         }
         with backend.write() as transaction:
             assert transaction_capabilities(transaction) == TransactionCapabilities(

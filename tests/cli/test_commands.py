@@ -266,7 +266,7 @@ def test_an_interrupted_import_says_what_it_had_committed(
     assert run("log", "--json").exit_code == 0
     # A command that only reads says no more than that.
     monkeypatch.setattr(
-        transfer, "select_records", lambda *_, **__: (_ for _ in ()).throw(KeyboardInterrupt())
+        transfer, "select_stored", lambda *_, **__: (_ for _ in ()).throw(KeyboardInterrupt())
     )
     assert one_line_error(run("export", str(tmp_path / "out.jsonl")).stderr) == (
         "chanlog: interrupted"
@@ -281,7 +281,7 @@ def test_two_exports_to_one_file_at_once_each_leave_a_whole_file(
     from chanlog.cli.commands import transfer
 
     destination = tmp_path / "backup.jsonl"
-    real_select = transfer.select_records
+    real_select = transfer.select_stored
     other: list[Any] = []
 
     def select_then_another_export(*arguments: Any, **keywords: Any) -> Any:
@@ -290,11 +290,11 @@ def test_two_exports_to_one_file_at_once_each_leave_a_whole_file(
                 other.append(run("export", "--to", "3", str(destination)))
             yield record
 
-    monkeypatch.setattr(transfer, "select_records", select_then_another_export)
+    monkeypatch.setattr(transfer, "select_stored", select_then_another_export)
     first = run("export", str(destination))
     assert other[0].exit_code == 0, other[0].output
     assert first.exit_code == 0, first.output
-    monkeypatch.setattr(transfer, "select_records", real_select)
+    monkeypatch.setattr(transfer, "select_stored", real_select)
     assert destination.read_bytes() == run("export").stdout_bytes  # the last one renamed
     assert [path.name for path in tmp_path.iterdir() if "backup" in path.name] == ["backup.jsonl"]
 
@@ -513,9 +513,9 @@ def test_log_follow_catches_up_then_prints_live_records(
     printed: list[int] = []
     emit = log_module.LogPrinter.record
 
-    def recording_emit(printer: log_module.LogPrinter, record: object) -> None:
+    def recording_emit(printer: log_module.LogPrinter, record: object, *line: bytes) -> None:
         printed.append(record.offset)  # type: ignore[attr-defined]
-        emit(printer, record)  # type: ignore[arg-type]
+        emit(printer, record, *line)  # type: ignore[arg-type]
 
     def append_then_interrupt() -> None:
         """Stands in for the endless wait: another writer appends, then Ctrl-C."""

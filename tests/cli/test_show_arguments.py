@@ -78,3 +78,17 @@ def test_message_and_messages_both_show_a_message(tmp_path: Path) -> None:
         for kind in ("message", "messages")
     ]
     assert states[0] == states[1] and states[0]["received"] is True
+
+
+@pytest.mark.parametrize("at", [None, 6])
+def test_show_prints_the_librarys_state_data(demo_dir: Path, at: int | None) -> None:
+    # store.reconstructor.state_data is the public face of what `show --json` prints.
+    extra = () if at is None else ("--at", str(at))
+    shown = chanlog(
+        "--db", "node.db", "show", "channel", CHANNEL_ID, "--json", *extra, cwd=demo_dir
+    )
+    assert shown.returncode == 0, shown.stderr
+    with EventStore() as store:
+        store.append_batch(demo_events())
+        data = store.reconstructor.state_data("channel", CHANNEL_ID, at)
+    assert orjson.loads(shown.stdout)["state"] == orjson.loads(orjson.dumps(data))

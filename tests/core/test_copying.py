@@ -12,13 +12,23 @@ from chanlog import (
     ConcurrencyError,
     DecodeError,
     EventStore,
+    IntegrityError,
     InvalidArgument,
     InvalidTransition,
     StorageError,
 )
 from chanlog.backends.memory import MemoryBackend
 from chanlog.cli.demo_events import demo_events
-from chanlog.copying import ExportedRecord, LogCopy, export_line, parse_export_line
+from chanlog.copying import (
+    ExportedRecord,
+    LogCopy,
+    canonical_payload,
+    export_line,
+    export_line_of,
+    parse_export_line,
+)
+from chanlog.records import StoredRecord
+from chanlog.serializers import JsonSerializer
 from chanlog.snapshots.policies import EveryNEvents
 from chanlog.workload import Workload
 
@@ -200,3 +210,28 @@ def test_append_at_lands_every_event_where_it_is_told_or_writes_nothing() -> Non
 def test_append_at_is_refused_by_a_read_only_store() -> None:
     with EventStore(MemoryBackend(), read_only=True) as store, pytest.raises(StorageError):
         store.append_at(0, demo_events()[:1])
+
+
+def test_an_export_line_written_from_the_stored_record_is_the_decoded_records() -> None:
+    # ADR 0063: export writes lines from stored bytes, never decoding; the dict form (in
+    # `chanlog demo --json`) dumps to the same bytes, its payload in canonical order.
+    source = original()
+    serializer = JsonSerializer()
+    stored = list(source.backend.read(0, len(source)))
+    for record, raw in zip(source.read_from(0), stored, strict=True):
+        line = export_line_of(raw, canonical_payload(raw, serializer))
+        assert line == orjson.dumps(export_line(record))
+        assert orjson.loads(line)["payload"] == orjson.loads(raw.payload)
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [(b"[1, 2]", "a JSON list, not an object"), (b'{"a": ', "unexpected end of data")],
+)
+def test_a_stored_payload_that_is_not_a_json_object_is_named_by_its_offset(
+    payload: bytes, problem: str
+) -> None:
+    stored = StoredRecord(7, b"\x01" * 32, "tip-paid", (), payload, b"\x02" * 32)
+    with pytest.raises(IntegrityError, match="offset 7: the stored tip-paid payload") as info:
+        canonical_payload(stored, JsonSerializer())
+    assert problem in str(info.value) and info.value.offset == 7

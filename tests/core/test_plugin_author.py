@@ -4,111 +4,23 @@ never a bare traceback, and nothing is half-written.
 
 The plugin under test is a real distribution: a ``*.dist-info`` folder with an
 ``entry_points.txt`` in ``tmp_path``, on ``sys.path``, found by ``importlib.metadata`` the
-way ``pip install`` makes it found."""
+way ``pip install`` makes it found (``installed_plugins``, fixture ``install_plugin``)."""
 
 from __future__ import annotations
 
-import sys
-import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
 import orjson
 import pytest
-from click.testing import CliRunner, Result
 
 import chanlog
 from chanlog import Event, EventStore, PluginError, PluginHost, fields, hookimpl
-from chanlog.cli import cli
-from chanlog.plugins import reset_default_host
+from installed_plugins import CHANNEL, EVENT_MODULE, InstallPlugin, chanlog_cli, tip, uninstall
 
-CHANNEL = "0x" + "cc" * 32
 ETH = "0x" + "00" * 20
-
-EVENT_MODULE = """
-from typing import ClassVar
-
-import attrs
-
-import chanlog
-from chanlog import Event, fields
-
-
-@attrs.define(frozen=True, slots=True, kw_only=True)
-class TipPaid(Event):
-    event_type: ClassVar[str] = "tip-paid"
-    stream_fields: ClassVar[tuple[str, ...]] = ("channel_id",)
-    group: ClassVar[str] = "tips"
-
-    channel_id: str = attrs.field(validator=fields.bytes32)
-    amount: int = attrs.field(validator=fields.amount, metadata=fields.AMOUNT)
-
-
-@chanlog.hookimpl
-def chanlog_register_event_types(register):
-    register(TipPaid)
-"""
-
-
-InstallPlugin = Callable[[str], Path]
-
-
-@pytest.fixture
-def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InstallPlugin]:
-    """``install_plugin(source)``: the distribution ``chanlog-fault-plugin``, whose entry
-    point ``fault`` is the module ``chanlog_fault_plugin`` holding ``source``."""
-    site = tmp_path / "site"
-    site.mkdir()
-    monkeypatch.syspath_prepend(str(site))
-    for name in ("CHANLOG_LOAD_PLUGINS", "CHANLOG_DISABLE_PLUGINS", "CHANLOG_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-
-    def install(source: str) -> Path:
-        (site / "chanlog_fault_plugin.py").write_text(textwrap.dedent(source))
-        info = site / "chanlog_fault_plugin-0.1.0.dist-info"
-        info.mkdir(exist_ok=True)
-        (info / "METADATA").write_text(
-            "Metadata-Version: 2.1\nName: chanlog-fault-plugin\nVersion: 0.1.0\n"
-        )
-        (info / "entry_points.txt").write_text("[chanlog]\nfault = chanlog_fault_plugin\n")
-        sys.modules.pop("chanlog_fault_plugin", None)
-        reset_default_host()
-        return site
-
-    yield install
-    sys.modules.pop("chanlog_fault_plugin", None)
-    reset_default_host()
-
-
-def uninstall(site: Path) -> None:
-    for path in site.glob("chanlog_fault_plugin*"):
-        if path.is_dir():
-            for child in path.iterdir():
-                child.unlink()
-            path.rmdir()
-        else:
-            path.unlink()
-    sys.modules.pop("chanlog_fault_plugin", None)
-    reset_default_host()
-
-
-def chanlog_cli(*args: str, cwd: Path) -> Result:
-    """``chanlog ARGS`` in ``cwd``, in-process."""
-    import os
-
-    here = Path.cwd()
-    os.chdir(cwd)
-    try:
-        return CliRunner().invoke(cli, list(args), prog_name="chanlog")
-    finally:
-        os.chdir(here)
-
-
-def tip(amount: int, timestamp_ms: int = 1) -> str:
-    payload = {"channel_id": CHANNEL, "amount": str(amount), "timestamp_ms": timestamp_ms}
-    return orjson.dumps({"type": "tip-paid", "payload": payload}).decode()
 
 
 def test_a_registration_hook_that_raises_names_the_plugin_and_the_hook(
@@ -342,7 +254,9 @@ def test_a_log_holding_events_of_an_uninstalled_plugin(
     uninstall(site)
     result = chanlog_cli("verify", cwd=tmp_path)
     assert result.exit_code == 0, result.output
-    result = chanlog_cli("log", cwd=tmp_path)
+    # What folds the log cannot fold a record no class decodes: refused, naming the type.
+    # (`log` and `export` read records as stored: tests/cli/test_unregistered_types.py.)
+    result = chanlog_cli("show", "channel", CHANNEL, cwd=tmp_path)
     assert result.exit_code != 0
     assert "'tip-paid' is not registered" in result.output
     assert "CHANLOG_DISABLE_PLUGINS" in result.output and "Traceback" not in result.output

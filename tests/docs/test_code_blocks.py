@@ -17,6 +17,7 @@ The process-wide plugin host is reset around each file, so a file's plugins do n
 
 from __future__ import annotations
 
+import importlib
 import re
 import sys
 from collections.abc import Iterator
@@ -157,6 +158,9 @@ def run_blocks(blocks: list[Block], workdir: Path) -> int:
             target = workdir / block.target
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(block.code, encoding="utf-8")
+            # A module written while the test runs is found only once the import system
+            # forgets what it listed of these folders before (see importlib.invalidate_caches).
+            importlib.invalidate_caches()
             continue
         if block.action == "skip" or block.lang not in RUNNABLE:
             continue
@@ -170,6 +174,12 @@ def run_blocks(blocks: list[Block], workdir: Path) -> int:
 def docs_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh, importable working directory; modules imported from it are forgotten after."""
     monkeypatch.chdir(tmp_path)
+    # Made now: a folder on sys.path that does not exist yet is remembered as holding no
+    # module (None in sys.path_importer_cache) by the first import that looks there, and
+    # the file blocks write their package into it later. Whether an import happened in
+    # between depended on what the tests before had imported: run alone, with coverage,
+    # docs/guides/writing-plugins.md failed with "No module named 'chanlog_fees'".
+    (tmp_path / "src").mkdir()
     monkeypatch.syspath_prepend(str(tmp_path / "src"))
     monkeypatch.syspath_prepend(str(tmp_path))
     before = set(sys.modules)
@@ -275,6 +285,29 @@ def test_runner_shares_a_namespace_and_writes_files(docs_workdir: Path) -> None:
     ran = run_blocks(parse_blocks(SAMPLE, "sample.md"), docs_workdir)
     assert ran == 2
     assert (docs_workdir / "pkg" / "mod.py").read_text() == "VALUE = 41\n"
+
+
+WRITES_THEN_IMPORTS = """
+<!-- docs-test: file src/late_pkg/__init__.py -->
+```python
+VALUE = 42
+```
+
+```python
+import late_pkg
+
+assert late_pkg.VALUE == 42
+```
+"""
+
+
+def test_a_package_written_after_an_import_looked_for_it_is_found(docs_workdir: Path) -> None:
+    # What an earlier import found of the folders on sys.path (nothing) must not hide a
+    # package a file block writes later: run alone with coverage, the plugin guide failed
+    # with "No module named 'chanlog_fees'" (an import looked while src/ did not exist).
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("late_pkg")
+    assert run_blocks(parse_blocks(WRITES_THEN_IMPORTS, "late.md"), docs_workdir) == 1
 
 
 def test_runner_reports_the_markdown_line_of_a_failure(docs_workdir: Path) -> None:

@@ -146,13 +146,12 @@ def test_it_is_snapshotted_restored_and_time_travels(tmp_path: Path) -> None:
 
 
 def test_show_prints_the_state_of_a_projection_stored_whole() -> None:
-    from chanlog.cli.commands.entities import state_data
-
     with EventStore(MemoryBackend(), plugins=_host(), projections=["tips"]) as store:
         store.append_batch(_tips(4))
         store.snapshot()
-        assert state_data(store, "tips", CHANNEL, 2) == 1 + 2
-        assert json.loads(json.dumps(state_data(store, "tips", CHANNEL, None))) == 10
+        state_data = store.reconstructor.state_data
+        assert state_data("tips", CHANNEL, 2) == 1 + 2
+        assert json.loads(json.dumps(state_data("tips", CHANNEL))) == 10
 
 
 class Incomplete:

@@ -1,5 +1,6 @@
 """Event envelopes in and out of the CLI: JSON / JSONL parsing with line numbers, the export
-line format, and record selection shared by ``log`` and ``export``."""
+line format, and the stored records ``log`` and ``export`` select (read as stored, so a
+record of a type no installed plugin registers is read too, ADR 0063)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from chanlog.cli.errors import CliError, ExitCode
 from chanlog.copying import export_line
 from chanlog.errors import DecodeError, InvalidEvent, InvalidTransition
 from chanlog.events.base import Event
-from chanlog.records import RecordedEvent
+from chanlog.records import StoredRecord
 from chanlog.store import EventStore
 
 __all__ = [
@@ -25,7 +26,7 @@ __all__ = [
     "export_line",
     "parse_json_documents",
     "parse_jsonl",
-    "select_records",
+    "select_stored",
 ]
 
 Numbered = tuple[str, Any]
@@ -137,22 +138,23 @@ def append_numbered(store: EventStore, events: Sequence[tuple[str, Event]]) -> l
         ) from exc
 
 
-def select_records(
+def select_stored(
     store: EventStore,
     *,
     start: int = 0,
     end: int | None = None,
     types: Sequence[str] = (),
     entity: str | None = None,
-) -> Iterator[RecordedEvent]:
-    """Records in ``[start, end)``, of the given types (any when empty), of one entity (read
-    through the stream index, not by scanning the log)."""
+) -> Iterator[StoredRecord]:
+    """Stored records in ``[start, end)`` (``end`` clamped to the length the log has when
+    the read starts), of the given types (any when empty), of one entity (read through the
+    stream index, not by scanning the log); not decoded, so whatever their type."""
+    backend = store.backend
     if entity is not None:
-        records: Iterable[RecordedEvent] = store.read_stream(entity, start, end)
-    elif end is None:
-        records = store.read_from(start)
+        records: Iterable[StoredRecord] = backend.read_stream(entity.lower(), start, end)
     else:
-        records = store.read_range(start, end)
+        length = len(store)
+        records = backend.read(start, length if end is None else min(end, length))
     wanted = frozenset(types)
     for record in records:
         if not wanted or record.event_type in wanted:

@@ -279,11 +279,22 @@ class PluginHost:
         return check_built(kind, self.describe(kind, name), value, plugin=self.owner(kind, name))
 
     def checked_lookup(self, kind: str, name: str) -> Callable[..., Any]:
-        """Like :meth:`lookup`, but what the returned factory builds is :meth:`checked`."""
+        """Like :meth:`lookup`, but what the returned factory builds is :meth:`checked`,
+        and a factory that raises (anything but a chanlog error) is a
+        :class:`~chanlog.errors.PluginError` naming the part and its plugin (ADR 0061)."""
         factory = self.lookup(kind, name)
 
         def build(*args: Any, **kwargs: Any) -> Any:
-            return self.checked(kind, name, factory(*args, **kwargs))
+            try:
+                built = factory(*args, **kwargs)
+            except ChanlogError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"{self.describe(kind, name)}: its factory raised {exc!r}",
+                    plugin=self.owner(kind, name),
+                ) from exc
+            return self.checked(kind, name, built)
 
         return build
 

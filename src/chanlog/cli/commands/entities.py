@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import attrs
 import click
 
 from chanlog.cli.app import CliContext, json_option, pass_cli
@@ -17,28 +16,20 @@ from chanlog.cli.output import format_timestamp
 from chanlog.cli.records_io import export_line
 from chanlog.config import file_backend, open_store
 from chanlog.errors import InvalidArgument
-from chanlog.projections.base import SnapshotsPerEntity
 from chanlog.snapshots.codec import base_reference
 from chanlog.store import EventStore
 
-__all__ = ["demo_command", "show_command", "snapshot_command", "state_data"]
+__all__ = ["demo_command", "show_command", "snapshot_command"]
 
 
-def state_data(store: EventStore, kind: str, entity_id: str, at: int | None) -> Any:
-    """The JSON-compatible state of one entity, as of offset ``at`` (``None``: now).
-
-    The store checks the arguments (an unknown kind, a malformed id, ``at`` beyond the end
-    of the log); its :class:`InvalidArgument` is a usage error here, with its message."""
+def _state_data(store: EventStore, kind: str, entity_id: str, at: int | None) -> Any:
+    """:meth:`~chanlog.reconstruct.StateReconstructor.state_data`; the store's
+    :class:`InvalidArgument` (an unknown kind, a malformed id, ``at`` beyond the end of the
+    log) is a usage error here, with its message."""
     try:
-        name = store.reconstructor.resolve_kind(kind)
-        state = store.reconstruct(kind, entity_id, at)
+        return store.reconstructor.state_data(kind, entity_id, at)
     except InvalidArgument as exc:
         raise CliError(str(exc), ExitCode.USAGE) from exc
-    projection = store.inline_projection(name) or store.fresh_projection(name)
-    if isinstance(projection, SnapshotsPerEntity):
-        return projection.dump_state(state)
-    # A projection that dumps only whole: show its state as plain data.
-    return attrs.asdict(state) if attrs.has(type(state)) else state
 
 
 @click.command("show")
@@ -51,7 +42,7 @@ def show_command(state: CliContext, kind: str, entity_id: str, at: int | None) -
     """Show the state of an objective, a channel or a message (or any projection's entity),
     now or, with --at, as it was before that offset (time travel)."""
     store = state.open_store(read_only=True)
-    data = state_data(store, kind, entity_id, at)
+    data = _state_data(store, kind, entity_id, at)
     output = state.output
     if output.json_mode:
         output.json({"kind": kind, "id": entity_id, "at": at, "state": data})
@@ -128,12 +119,12 @@ def demo_command(state: CliContext, at: int | None) -> None:
         first, last = offsets[0], offsets[-1] + 1
         records = list(store.read_range(first, last))
         now = {
-            "objective": state_data(store, "objective", OBJECTIVE_ID, None),
-            "channel": state_data(store, "channel", CHANNEL_ID, None),
+            "objective": _state_data(store, "objective", OBJECTIVE_ID, None),
+            "channel": _state_data(store, "channel", CHANNEL_ID, None),
         }
         then = {
-            "objective": state_data(store, "objective", OBJECTIVE_ID, earlier),
-            "channel": state_data(store, "channel", CHANNEL_ID, earlier),
+            "objective": _state_data(store, "objective", OBJECTIVE_ID, earlier),
+            "channel": _state_data(store, "channel", CHANNEL_ID, earlier),
         }
         verified = store.verify()
         if output.json_mode:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 
 import click
 import orjson
@@ -13,20 +14,36 @@ import orjson
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode
 from chanlog.cli.output import format_timestamp
-from chanlog.cli.records_io import export_line, select_records
-from chanlog.records import RecordedEvent
+from chanlog.cli.records_io import select_stored
+from chanlog.copying import canonical_payload, export_line, export_line_of
+from chanlog.records import RecordedEvent, StoredRecord
+from chanlog.store import EventStore
 
-__all__ = ["FLUSH_EVERY", "LogPrinter", "log_command"]
+__all__ = ["FLUSH_EVERY", "UNREGISTERED", "LogPrinter", "log_command"]
 
 _COLUMNS = ("offset", "type", "timestamp (UTC)", "entity", "event id")
 _ID_WIDTH = 13  # "0x1234ab…cdef"
 _TIMESTAMP_WIDTH = 24  # "2026-01-01T00:00:00.000Z"
 FLUSH_EVERY = 0.1
 """Seconds between flushes of stdout while records stream (and at the first record)."""
+UNREGISTERED = "unregistered type, stored payload:"
+"""What follows the event id in the row of a record whose type no installed plugin
+registers (ADR 0063); with ``--json`` its line has ``"unregistered": true``."""
 
 
 def _short_id(value: str) -> str:
     return value if len(value) <= 14 else f"{value[:8]}…{value[-4:]}"
+
+
+def _timestamp_of(payload: bytes) -> str:
+    """The timestamp cell of a payload no class decodes: its ``timestamp_ms``, or ``-``."""
+    value = orjson.loads(payload).get("timestamp_ms")
+    if type(value) is not int:
+        return "-"
+    try:
+        return format_timestamp(value)
+    except (OverflowError, ValueError, OSError):  # beyond what a datetime holds
+        return "-"
 
 
 class LogPrinter:
@@ -45,6 +62,8 @@ class LogPrinter:
     def __init__(self, *, json_mode: bool, type_names: Iterable[str], last_offset: int) -> None:
         self.json_mode = json_mode
         self.printed = 0
+        self.unregistered_types: Counter[str] = Counter()
+        """How many records of each type no installed plugin registers were printed."""
         widths = (len(str(max(last_offset, 0))), max(map(len, type_names), default=4))
         self._widths = (max(widths[0], len(_COLUMNS[0])), max(widths[1], len(_COLUMNS[1])))
         self._last_flush = 0.0
@@ -55,10 +74,11 @@ class LogPrinter:
         if not self.json_mode:
             self._write(self._format(_COLUMNS))
 
-    def record(self, record: RecordedEvent) -> None:
-        """Print one record."""
+    def record(self, record: RecordedEvent, line: bytes | None = None) -> None:
+        """Print one record; ``line`` is its export line when at hand (written from the
+        stored record, as ``export`` writes it)."""
         if self.json_mode:
-            self._write(orjson.dumps(export_line(record)).decode())
+            self._write((orjson.dumps(export_line(record)) if line is None else line).decode())
         else:
             streams = record.event.streams
             self._write(
@@ -73,6 +93,25 @@ class LogPrinter:
                 )
             )
         self.printed += 1
+
+    def unregistered(self, stored: StoredRecord, payload: bytes) -> None:
+        """Print a record of a type no installed plugin registers, as stored: ``payload``
+        is its canonical JSON (:func:`~chanlog.copying.canonical_payload`), shown whole."""
+        if self.json_mode:
+            line = orjson.loads(export_line_of(stored, payload))
+            self._write(orjson.dumps({**line, "unregistered": True}).decode())
+        else:
+            streams = stored.streams
+            cells = (
+                str(stored.offset),
+                stored.event_type,
+                _timestamp_of(payload),
+                _short_id(streams[0]) if streams else "-",
+                _short_id("0x" + stored.event_id.hex()),
+            )
+            self._write(f"{self._format(cells)}  {UNREGISTERED} {payload.decode()}")
+        self.printed += 1
+        self.unregistered_types[stored.event_type] += 1
 
     def flush(self) -> None:
         """Flush what is printed so far."""
@@ -114,7 +153,9 @@ def log_command(
 ) -> None:
     """Print the log: offset, type, timestamp, entity and event id of each event.
 
-    With --json, one export envelope per line (JSONL).
+    With --json, one export envelope per line (JSONL), as 'chanlog export' writes it. A
+    record of a type no installed plugin registers is listed too, marked, with its stored
+    payload (with --json, its line has "unregistered": true).
     """
     if end is not None and start > end:
         raise CliError(f"--from ({start}) must not exceed --to ({end})", ExitCode.USAGE)
@@ -135,15 +176,50 @@ def log_command(
         return
     last = (len(store) if end is None else min(end, len(store))) - 1
     printer = LogPrinter(json_mode=state.output.json_mode, type_names=known, last_offset=last)
-    for record in select_records(store, start=start, end=end, types=types, entity=entity):
+    emit = _stored_printer(printer, store)
+    for stored in select_stored(store, start=start, end=end, types=types, entity=entity):
         if not printer.printed:
             printer.header()
-        printer.record(record)
+        emit(stored)
         if limit is not None and printer.printed >= limit:
             break
     printer.flush()
     if printer.printed == 0:
         state.output.note("no events match")
+    _note_unregistered(state, printer)
+
+
+def _stored_printer(printer: LogPrinter, store: EventStore) -> Callable[[StoredRecord], None]:
+    """What prints a record as read from the backend: decoded when its type is registered
+    (a registered record that no longer decodes is refused, as by any read), else as
+    stored, marked (ADR 0063)."""
+    known = store.plugins.event_types
+    serializer = store.serializer
+    decode = store.decode
+    json_mode = printer.json_mode
+
+    def emit(stored: StoredRecord) -> None:
+        if stored.event_type not in known:
+            printer.unregistered(stored, canonical_payload(stored, serializer))
+        elif json_mode:
+            line = export_line_of(stored, canonical_payload(stored, serializer))
+            printer.record(decode(stored), line)
+        else:
+            printer.record(decode(stored))
+
+    return emit
+
+
+def _note_unregistered(state: CliContext, printer: LogPrinter) -> None:
+    """Say, for people, which types were shown as stored, and why."""
+    seen = printer.unregistered_types
+    if seen:
+        names = ", ".join(f"{name} ({count})" for name, count in sorted(seen.items()))
+        state.output.note(
+            f"records of types no installed plugin registers, shown as stored: {names}; "
+            "install the plugin that defines them (and do not skip it with "
+            "CHANLOG_DISABLE_PLUGINS or CHANLOG_LOAD_PLUGINS) to decode them"
+        )
 
 
 def _wait_until_interrupted() -> None:
@@ -162,6 +238,15 @@ def _follow(state: CliContext, types: Sequence[str], entity: str | None, start: 
         last_offset=10 * len(store) + 999_999,  # room for the log to grow while followed
     )
     printer.header()
+    # The records already in the log are read as stored, as without --follow, so those of
+    # a type no installed plugin registers are printed too; the subscription, which
+    # delivers decoded records, starts where that read ended (no gap, no repeat).
+    length = len(store)
+    emit = _stored_printer(printer, store)
+    for stored in select_stored(store, start=start, end=length, types=types, entity=entity):
+        emit(stored)
+    printer.flush()
+    _note_unregistered(state, printer)
 
     def deliver(record: RecordedEvent) -> None:
         if wanted and record.event_type not in wanted:
@@ -171,7 +256,9 @@ def _follow(state: CliContext, types: Sequence[str], entity: str | None, start: 
         printer.record(record)
         printer.flush()  # a followed log is read as it happens
 
-    subscription = store.subscribe(deliver, from_offset=start, name="chanlog log --follow")
+    subscription = store.subscribe(
+        deliver, from_offset=max(start, length), name="chanlog log --follow"
+    )
     try:
         _wait_until_interrupted()
     except KeyboardInterrupt:

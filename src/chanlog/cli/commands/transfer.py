@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import IO
 
 import click
-import orjson
 
 from chanlog.backends.files import fsync_directory
 from chanlog.cli.app import CliContext, json_option, pass_cli
@@ -18,12 +17,17 @@ from chanlog.cli.partial_files import partial_file
 from chanlog.cli.records_io import (
     append_numbered,
     decode_numbered,
-    export_line,
     parse_json_documents,
     parse_jsonl,
-    select_records,
+    select_stored,
 )
-from chanlog.copying import LogCopy, is_export_line, parse_export_line
+from chanlog.copying import (
+    LogCopy,
+    canonical_payload,
+    export_line_of,
+    is_export_line,
+    parse_export_line,
+)
 from chanlog.errors import DecodeError
 from chanlog.store import EventStore
 
@@ -165,7 +169,9 @@ def export_command(state: CliContext, destination: Path, start: int, end: int | 
     """Export the log as JSONL ("-" for stdout): one envelope per line with its offset,
     event_id and chain_hash, re-importable with 'chanlog import'.
 
-    Reads without folding, so a log whose records no longer fold still exports."""
+    Writes each record as stored, without decoding or folding it: a log whose records no
+    longer fold still exports, and so do records of a type no installed plugin registers
+    (the same lines as with the plugin)."""
     store = state.open_store(read_only=True, projections=[])
     stop = len(store) if end is None else min(end, len(store))
     if start > stop and end is not None:
@@ -201,9 +207,10 @@ def _export(
     """Write the records from ``start`` to ``stop`` to ``handle`` as export lines; return
     how many."""
     written = 0
+    serializer = store.serializer
     with state.output.progress("export", total) as update:
-        for record in select_records(store, start=start, end=stop):
-            handle.write(orjson.dumps(export_line(record)) + b"\n")
+        for record in select_stored(store, start=start, end=stop):
+            handle.write(export_line_of(record, canonical_payload(record, serializer)) + b"\n")
             written += 1
             if written % 1000 == 0:
                 update(written)

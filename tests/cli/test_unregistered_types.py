@@ -1,0 +1,183 @@
+"""A log holding records of a type no installed plugin registers (the plugin that defined
+``tip-paid`` was uninstalled): ``export`` writes them as it would with the plugin, byte for
+byte; ``import`` of that export where the plugin is installed gives the same log, and where
+it is not is refused at the record's line; ``log`` lists them, marked, with their stored
+payload (ADR 0063). What folds the log stays refused
+(``tests/core/test_plugin_author.py::test_a_log_holding_events_of_an_uninstalled_plugin``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from chanlog.cli.errors import ExitCode
+from installed_plugins import CHANNEL, EVENT_MODULE, InstallPlugin, chanlog_cli, tip, uninstall
+
+OBJECTIVE = "0x" + "0b" * 32
+
+
+def objective(kind: str, timestamp_ms: int) -> str:
+    payload: dict[str, object] = {"objective_id": OBJECTIVE, "timestamp_ms": timestamp_ms}
+    if kind == "objective-created":
+        payload["objective_type"] = "DirectFund"
+    return orjson.dumps({"type": kind, "payload": payload}).decode()
+
+
+def tipped_log(install_plugin: InstallPlugin, tmp_path: Path, settings: str = "") -> Path:
+    """``tmp_path/chanlog.toml``'s SQLite log of four records, two of them tips (offsets 1
+    and 2), appended with the plugin installed; returns the plugin's site folder."""
+    site = install_plugin(EVENT_MODULE)
+    config = settings + '[backend]\nname = "sqlite"\npath = "node.db"\n'
+    (tmp_path / "chanlog.toml").write_text(config)
+    events = [
+        objective("objective-created", 1),
+        tip(1, 2),
+        tip(2, 3),
+        objective("objective-approved", 4),
+    ]
+    result = chanlog_cli("append", *events, cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    return site
+
+
+def ok(*args: str, cwd: Path) -> bytes:
+    result = chanlog_cli(*args, cwd=cwd)
+    assert result.exit_code == 0, result.output
+    return result.stdout_bytes
+
+
+def head_of(*args: str, cwd: Path) -> str:
+    """``OFFSET:HASH`` of the log, as ``chanlog verify`` proves it."""
+    report = orjson.loads(ok(*args, "verify", "--json", cwd=cwd))
+    assert report["ok"] is True, report
+    head: str = report["head"]
+    return head
+
+
+def test_an_export_is_the_same_whatever_plugins_are_installed(
+    install_plugin: InstallPlugin, tmp_path: Path
+) -> None:
+    site = tipped_log(install_plugin, tmp_path)
+    with_plugin = ok("export", cwd=tmp_path)
+    uninstall(site)
+    without = ok("export", cwd=tmp_path)
+    assert without == with_plugin  # byte for byte
+    ok("export", "backup.jsonl", cwd=tmp_path)
+    assert (tmp_path / "backup.jsonl").read_bytes() == with_plugin
+    lines = [orjson.loads(line) for line in without.splitlines()]
+    assert [line["offset"] for line in lines] == [0, 1, 2, 3]
+    assert lines[1]["type"] == "tip-paid"
+    assert lines[1]["payload"] == {
+        "amount": "1",
+        "channel_id": CHANNEL,
+        "event_version": 1,
+        "timestamp_ms": 2,
+    }
+
+
+def test_the_export_imported_where_the_plugin_is_installed_is_the_same_log(
+    install_plugin: InstallPlugin, tmp_path: Path
+) -> None:
+    site = tipped_log(install_plugin, tmp_path)
+    head = head_of(cwd=tmp_path)
+    uninstall(site)
+    ok("export", "backup.jsonl", cwd=tmp_path)
+    exported = (tmp_path / "backup.jsonl").read_bytes()
+    install_plugin(EVENT_MODULE)
+    summary = orjson.loads(ok("--db", "copy.db", "import", "--json", "backup.jsonl", cwd=tmp_path))
+    assert summary["appended"] == 4 and summary["exact_copy"] is True
+    assert head_of("--db", "copy.db", cwd=tmp_path) == head
+    ok("--db", "copy.db", "verify", "--expect-head", head, cwd=tmp_path)
+    assert ok("--db", "copy.db", "export", cwd=tmp_path) == exported
+
+
+def test_an_import_where_the_plugin_is_missing_is_refused_at_the_records_line(
+    install_plugin: InstallPlugin, tmp_path: Path
+) -> None:
+    site = tipped_log(install_plugin, tmp_path)
+    head = head_of(cwd=tmp_path)
+    uninstall(site)
+    ok("export", "backup.jsonl", cwd=tmp_path)
+    result = chanlog_cli("--db", "copy.db", "import", "backup.jsonl", cwd=tmp_path)
+    assert result.exit_code == ExitCode.INVALID_INPUT, result.output
+    assert "backup.jsonl:2: event type 'tip-paid' is not registered" in result.stderr
+    assert "install the plugin" in result.stderr and "Traceback" not in result.output
+    assert ok("--db", "copy.db", "log", cwd=tmp_path) == b""  # nothing was written
+    # Batches before the refused one stay: a beginning of the export, which the same
+    # import goes on from once the plugin is installed.
+    args = ("--db", "part.db", "import", "--batch-size", "1", "backup.jsonl")
+    result = chanlog_cli(*args, cwd=tmp_path)
+    assert result.exit_code == ExitCode.INVALID_INPUT, result.output
+    assert "backup.jsonl:2:" in result.stderr
+    assert len(ok("--db", "part.db", "log", "--json", cwd=tmp_path).splitlines()) == 1
+    install_plugin(EVENT_MODULE)
+    ok(*args, cwd=tmp_path)
+    assert head_of("--db", "part.db", cwd=tmp_path) == head
+
+
+def test_log_lists_records_of_an_unregistered_type_marked_with_their_payload(
+    install_plugin: InstallPlugin, tmp_path: Path
+) -> None:
+    site = tipped_log(install_plugin, tmp_path)
+    uninstall(site)
+    result = chanlog_cli("log", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    rows = result.stdout.splitlines()
+    assert len(rows) == 5  # the header and four records
+    assert "objective-created" in rows[1] and "unregistered" not in rows[1]
+    assert rows[2].split()[:3] == ["1", "tip-paid", "1970-01-01T00:00:00.002Z"]
+    assert rows[2].endswith(
+        'unregistered type, stored payload: {"amount":"1","channel_id":"'
+        + CHANNEL
+        + '","event_version":1,"timestamp_ms":2}'
+    )
+    assert "0xcccccc…cccc" in rows[2]  # its entity, as the log files it
+    assert "tip-paid (2)" in result.stderr and "install the plugin" in result.stderr
+    # --json: the lines export writes, the unregistered ones marked.
+    exported = ok("export", cwd=tmp_path).splitlines()
+    logged = ok("log", "--json", cwd=tmp_path).splitlines()
+    assert logged[0] == exported[0] and logged[3] == exported[3]
+    for offset in (1, 2):
+        assert logged[offset] == exported[offset][:-1] + b',"unregistered":true}'
+    # Selected by entity (through the stream index) and by a registered type.
+    by_entity = ok("log", "--json", "--entity", CHANNEL, cwd=tmp_path).splitlines()
+    assert [orjson.loads(line)["offset"] for line in by_entity] == [1, 2]
+    by_type = ok("log", "--json", "--type", "objective-approved", cwd=tmp_path).splitlines()
+    assert by_type == [exported[3]]
+
+
+def test_log_follow_prints_them_while_catching_up(
+    install_plugin: InstallPlugin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chanlog.cli.commands import log as log_module
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    site = tipped_log(install_plugin, tmp_path)
+    uninstall(site)
+    monkeypatch.setattr(log_module, "_wait_until_interrupted", interrupted)
+    logged = ok("log", "--follow", "--json", "--from", "1", cwd=tmp_path).splitlines()
+    assert [orjson.loads(line).get("unregistered", False) for line in logged] == [
+        True,
+        True,
+        False,
+    ]
+
+
+def test_the_export_of_a_log_stored_with_another_serializer_is_the_same(
+    install_plugin: InstallPlugin, tmp_path: Path
+) -> None:
+    pytest.importorskip("chanlog_msgpack")
+    json_log, msgpack_log = tmp_path / "json", tmp_path / "msgpack"
+    json_log.mkdir()
+    msgpack_log.mkdir()
+    tipped_log(install_plugin, json_log)
+    site = tipped_log(install_plugin, msgpack_log, 'serializer = "msgpack"\n')
+    uninstall(site)
+    exported = ok("export", cwd=msgpack_log)
+    assert exported == ok("export", cwd=json_log)
+    assert ok("log", "--json", cwd=msgpack_log).count(b'"unregistered":true') == 2
