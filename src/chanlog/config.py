@@ -37,7 +37,6 @@ from typing import Any
 
 import attrs
 
-from chanlog.backends.capabilities import DiscardsCreatedLog
 from chanlog.bus.settings import BusSettings, read_bus_settings
 from chanlog.checkpoints import DEFAULT_CHECKPOINT_EVERY
 from chanlog.errors import ChanlogError, ConfigError, NotFound
@@ -504,7 +503,7 @@ def build_store(
         )
         policy = host.checked("snapshot_policies", config.snapshot_policy, built)
     # Plugin parts that can be built without the log are built before the backend, which
-    # may create it: a faulty one then leaves nothing behind (ADR 0064).
+    # may create it: a faulty one then leaves nothing behind (ADR 0066).
     serializer = host.checked_lookup("serializers", config.serializer)()
     backend = host.checked(
         "backends", config.backend, _open_backend(factory, options, config, missing)
@@ -526,12 +525,10 @@ def build_store(
             **extra,
         )
     except BaseException:
-        # A projection's or broker's factory, or a chanlog_store_opened hook, failed: the
-        # store never opened, so a log its backend just created goes too (ADR 0064).
-        if isinstance(backend, DiscardsCreatedLog):
-            backend.discard_created()
-        else:
-            backend.close()
+        # A projection's or broker's factory, or a chanlog_store_opened hook, failed. A log
+        # the backend just created stays, empty (the next open uses it): removing it could
+        # remove it under another process that opened it meanwhile (ADR 0066).
+        backend.close()
         raise
 
 

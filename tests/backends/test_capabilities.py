@@ -14,7 +14,6 @@ from chanlog.backends import capabilities
 from chanlog.backends.capabilities import (
     AppendsUnlessKnown,
     CountsStreams,
-    DiscardsCreatedLog,
     ExposesStreamIndex,
     FileBacked,
     FindsMany,
@@ -48,7 +47,6 @@ BACKEND_CAPABILITIES = (
     KeepsConsumers,
     ReadsConsumerClock,
     GroupsCommits,
-    DiscardsCreatedLog,
 )
 
 
@@ -87,7 +85,6 @@ def test_the_sqlite_backend_has_what_the_table_says(tmp_path: Path) -> None:
             "KeepsConsumers",
             "ReadsConsumerClock",
             "GroupsCommits",
-            "DiscardsCreatedLog",
         }
         with backend.write() as transaction:
             assert transaction_capabilities(transaction) == TransactionCapabilities(

@@ -29,7 +29,6 @@ Which built-in backend has what:
 | `RemembersHead` | no | yes | no |
 | `FileBacked` | no | yes | no |
 | `MayBeReadOnly` | yes | yes | yes |
-| `DiscardsCreatedLog` | no | yes | no |
 | `GroupsCommits` | no | yes | yes |
 | `ManagesSnapshots` | yes | yes | yes |
 | `RecordsSerializer` | yes | yes | yes |
@@ -54,7 +53,6 @@ __all__ = [
     "AppendsUnlessKnown",
     "CountsStreams",
     "DeletesSnapshotsInTransaction",
-    "DiscardsCreatedLog",
     "ExposesStreamIndex",
     "FileBacked",
     "FindsMany",
@@ -251,24 +249,6 @@ class FileBacked(Protocol):
     @property
     def path(self) -> Path:
         """The database file."""
-        ...
-
-
-@runtime_checkable
-class DiscardsCreatedLog(Protocol):
-    """A backend whose opening may create its log, and that can remove that log again.
-
-    Used by configuration (:func:`~chanlog.config.build_store`) when a store fails to open
-    after its backend did (a plugin's projection or broker factory raised, or a
-    ``chanlog_store_opened`` hook), so that a failed open leaves no new, empty log behind
-    (ADR 0064). Fallback: the backend is closed, and a log its opening created stays, empty;
-    the next open uses it.
-    """
-
-    def discard_created(self) -> bool:
-        """Close, and remove the log this handle created when it opened, if nothing was
-        written to it since and nothing else has it open; return whether it was removed.
-        Never removes a log this handle did not create."""
         ...
 
 

@@ -78,9 +78,7 @@ from chanlog.backends.sqlite_rows import (
     streams_of,
 )
 from chanlog.backends.sqlite_schema import (
-    file_identity,
     prepare_file,
-    remove_created,
     require_readable,
     stream_index_block,
     upgrade,
@@ -117,7 +115,6 @@ class SqliteBackend(KeepsConsumersThrough):
     :class:`~chanlog.backends.capabilities.RemembersHead`,
     :class:`~chanlog.backends.capabilities.FileBacked`,
     :class:`~chanlog.backends.capabilities.MayBeReadOnly`,
-    :class:`~chanlog.backends.capabilities.DiscardsCreatedLog`,
     :class:`~chanlog.backends.consumer_store.KeepsConsumers`,
     :class:`~chanlog.backends.capabilities.RecordsSerializer`, and :meth:`find_many`; its
     transactions are :class:`~chanlog.backends.sqlite_transaction.SqliteTransaction`.
@@ -173,9 +170,7 @@ class SqliteBackend(KeepsConsumersThrough):
         self.poll_interval = options.poll_interval
         self._closing = threading.Event()
         self._head_file = HeadFile(self.path)
-        created = prepare_file(options.path, read_only=options.read_only, create=options.create)
-        # Which file this handle created, if it did: discard_created() removes only that.
-        self._created = file_identity(options.path) if created else None
+        prepare_file(options.path, read_only=options.read_only, create=options.create)
         self._connections = SqliteConnections(options)
         try:
             self._block, version = self._open_format()
@@ -378,14 +373,6 @@ class SqliteBackend(KeepsConsumersThrough):
             finally:
                 connections.close()
         self._closing.set()
-
-    def discard_created(self) -> bool:
-        """Close, and remove the database file this handle created when it opened, if it
-        is still as created (see :func:`~chanlog.backends.sqlite_schema.remove_created`);
-        return whether it was removed. A file that existed before is never removed."""
-        self.close()
-        created, self._created = self._created, None
-        return created is not None and remove_created(self.path, created)
 
     # -- capabilities --------------------------------------------------------------------
 

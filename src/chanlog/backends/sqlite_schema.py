@@ -60,11 +60,9 @@ __all__ = [
     "TABLES",
     "check_existing",
     "create_database",
-    "file_identity",
     "head_of",
     "prepare_file",
     "read_only_uri",
-    "remove_created",
     "require_readable",
     "require_writable",
     "stream_index_block",
@@ -187,9 +185,8 @@ def _left_beside(path: Path) -> bool:
     )
 
 
-def prepare_file(path: Path, *, read_only: bool = False, create: bool = True) -> bool:
-    """Create the database file, or check the existing one, before any connection opens;
-    return True when this call created it.
+def prepare_file(path: Path, *, read_only: bool = False, create: bool = True) -> None:
+    """Create the database file, or check the existing one, before any connection opens.
 
     Raises:
         NotFound: it is missing and may not be created (``read_only``, or ``create``
@@ -208,7 +205,8 @@ def prepare_file(path: Path, *, read_only: bool = False, create: bool = True) ->
                 "creates one)"
             )
         if not _left_beside(path):
-            return create_database(path)
+            create_database(path)
+            return
         # Side files: another process may just have created the log (they come with it).
     if not path.is_file():
         # Opening a named pipe to read its header would wait for a writer, forever.
@@ -216,49 +214,6 @@ def prepare_file(path: Path, *, read_only: bool = False, create: bool = True) ->
     if not read_only:
         require_writable(path)  # first: SQLite's own opening may change the side files
     check_existing(path)
-    return False
-
-
-def file_identity(path: Path) -> tuple[int, int]:
-    """The device and inode of ``path``: which file it is, whatever its name."""
-    status = os.stat(path)
-    return status.st_dev, status.st_ino
-
-
-def remove_created(path: Path, identity: tuple[int, int]) -> bool:
-    """Remove the database a handle created at ``path`` (``identity``, see
-    :func:`file_identity`) once that handle closed, if it is still as created: the same
-    file, no side file beside it (a connection of another process has its write-ahead log
-    and index there) and no row in its tables but ``chanlog_meta``. Return whether it was
-    removed (ADR 0064).
-
-    A process that opened the log in the instant between these checks and the removal
-    would write to a removed file; the checks leave that instant, and only a new, empty
-    log is ever at stake.
-    """
-    if any(Path(f"{path}{suffix}").exists() for suffix in SIDE_FILE_SUFFIXES):
-        return False
-    try:
-        if file_identity(path) != identity or not _holds_no_rows(path):
-            return False
-        path.unlink()
-        fsync_directory(path.parent)
-    except (OSError, sqlite3.Error):
-        return False  # left as it is: a new, empty log, which the next open uses
-    return True
-
-
-def _holds_no_rows(path: Path) -> bool:
-    """Whether the tables of the database at ``path`` hold no row but its ``chanlog_meta``
-    (read immutable: no side file appears, and none is there to read)."""
-    connection = sqlite3.connect(read_only_uri(path, immutable=True), uri=True)
-    try:
-        return not any(  # the table names are this module's own constants
-            connection.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
-            for table in sorted(TABLES - {"chanlog_meta"})
-        )
-    finally:
-        connection.close()
 
 
 _SPECIAL_FILES = {
