@@ -39,7 +39,7 @@ import attrs
 
 from chanlog.bus.settings import BusSettings, read_bus_settings
 from chanlog.checkpoints import DEFAULT_CHECKPOINT_EVERY
-from chanlog.errors import ChanlogError, ConfigError, NotFound
+from chanlog.errors import ChanlogError, ConfigError, NotFound, PluginError
 from chanlog.factories import FileBackedFactory, accepts_keyword, file_option_of
 from chanlog.plugins.host import PluginHost, default_host
 from chanlog.store import EventStore
@@ -378,9 +378,16 @@ def _check_options(
 
 
 def _construct(
-    factory: Callable[..., Any], options: Mapping[str, Any], source: str, table: str, what: str
+    factory: Callable[..., Any],
+    options: Mapping[str, Any],
+    source: str,
+    table: str,
+    what: str,
+    plugin: str | None,
 ) -> Any:
-    """Call a plugin factory; its own :class:`ConfigError` gains the source."""
+    """Call a plugin factory; its own :class:`ConfigError` gains the source, and an
+    exception that is no chanlog error is a :class:`PluginError` naming ``what`` (as
+    :meth:`PluginHost.describe` does) and its ``plugin`` (ADR 0061)."""
     try:
         return factory(**options)
     except ConfigError as exc:
@@ -393,6 +400,12 @@ def _construct(
     except TypeError as exc:
         raise ConfigError(
             f"{source}: [{table}] options rejected by the {what}: {exc}", source=source, key=table
+        ) from exc
+    except ChanlogError:
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"{source}: [{table}] the {what} failed: {type(exc).__name__}: {exc}", plugin=plugin
         ) from exc
 
 
@@ -499,14 +512,15 @@ def build_store(
             config.snapshot_options,
             source,
             "snapshots",
-            f"snapshot policy {config.snapshot_policy!r}",
+            host.describe("snapshot_policies", config.snapshot_policy),
+            host.owner("snapshot_policies", config.snapshot_policy),
         )
         policy = host.checked("snapshot_policies", config.snapshot_policy, built)
     # Plugin parts that can be built without the log are built before the backend, which
     # may create it: a faulty one then leaves nothing behind (ADR 0066).
     serializer = host.checked_lookup("serializers", config.serializer)()
     backend = host.checked(
-        "backends", config.backend, _open_backend(factory, options, config, missing)
+        "backends", config.backend, _open_backend(factory, options, config, missing, host)
     )
     extra: dict[str, Any] = {} if policy is None else {"snapshot_policy": policy}
     if not read_only:  # a store opened to look at the log needs no network broker
@@ -537,16 +551,18 @@ def _open_backend(
     options: Mapping[str, Any],
     config: StoreConfig,
     missing: NotFound | None,
+    host: PluginHost,
 ) -> Any:
     """Call the backend factory; when the log file is ``missing`` (``read_only`` or
     ``create=False``), any refusal but a :class:`ConfigError` becomes that
     :class:`NotFound`, so every file-backed backend reports a missing log the same way
     (exit code 3 in the CLI)."""
-    what = f"backend {config.backend!r}"
+    what = host.describe("backends", config.backend)
+    plugin = host.owner("backends", config.backend)
     if missing is None:
-        return _construct(factory, options, config.source, "backend", what)
+        return _construct(factory, options, config.source, "backend", what, plugin)
     try:
-        backend = _construct(factory, options, config.source, "backend", what)
+        backend = _construct(factory, options, config.source, "backend", what, plugin)
     except ConfigError:
         raise
     except ChanlogError as exc:

@@ -66,6 +66,38 @@ def chanlog_register_brokers(register):
 """,
         "broker 'faulty'",
     ),
+    "backend": (
+        "",
+        """
+import chanlog
+
+
+def faulty(**options):
+    raise RuntimeError("no disk")
+
+
+@chanlog.hookimpl
+def chanlog_register_backends(register):
+    register("faulty", faulty)
+""",
+        "backend 'faulty'",
+    ),
+    "snapshot policy": (
+        '[snapshots]\npolicy = "faulty"\n',
+        """
+import chanlog
+
+
+def faulty(**options):
+    raise RuntimeError("no schedule")
+
+
+@chanlog.hookimpl
+def chanlog_register_snapshot_policies(register):
+    register("faulty", faulty)
+""",
+        "snapshot policy 'faulty'",
+    ),
     "opened hook": (
         "",
         """
@@ -97,12 +129,14 @@ def test_an_open_that_fails_on_a_plugin_names_it(
     settings, source, what = FAULTS[fault]
     site = install_plugin(source)
     config = tmp_path / "chanlog.toml"
-    config.write_text(settings + BACKEND)
+    backend = BACKEND.replace('"sqlite"', '"faulty"') if fault == "backend" else BACKEND
+    config.write_text(settings + backend)
     with pytest.raises(PluginError, match=what) as info:
         chanlog.open(config)
     assert "plugin 'fault'" in str(info.value)
     # Built before the log: nothing created. Built on the store: the new log stays, empty.
-    left = ["chanlog.toml"] if fault == "serializer" else ["chanlog.toml", "node.db"]
+    built_first = {"serializer", "backend", "snapshot policy"}
+    left = ["chanlog.toml"] if fault in built_first else ["chanlog.toml", "node.db"]
     assert names(tmp_path) == left
     envelope = orjson.dumps({"type": "objective-created", "payload": to_payload(OBJECTIVE)})
     result = chanlog_cli("append", envelope.decode(), cwd=tmp_path)
