@@ -98,6 +98,8 @@ class Subscription:
             return
         if record.offset > self.next_offset:
             self._fill_gap(record.offset)
+            if not self._active:  # closed by a callback of the gap's records
+                return
         subjects = self.subjects
         if subjects is not None and not subjects.matches(record):
             self.next_offset = record.offset + 1
