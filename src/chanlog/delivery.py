@@ -59,7 +59,12 @@ class Delivery:
         self.outbox: deque[RecordedEvent] = deque()
         """Committed records waiting to be delivered (an attribute, not a property: the
         store looks at it after every append)."""
-        self._delivering = threading.Lock()
+        # Re-entrant so that a callback may subscribe (ADR 0065); ``_in_delivery`` says the
+        # thread holding it is handing out records, so a callback's append returns at once
+        # (the loop running delivers its record) instead of delivering inside a callback.
+        self._delivering = threading.RLock()
+        self._in_delivery = False
+        self._receivers: list[Callable[..., Any]] = []  # those of the drain running
         self._subscriptions: list[Subscription] = []
         self._stops: dict[Subscription, Callable[[], None]] = {}
         self._watcher: threading.Thread | None = None
@@ -105,10 +110,15 @@ class Delivery:
         while outbox:
             if not self._delivering.acquire(blocking=False):
                 return
+            if self._in_delivery:  # a callback's append: the loop running delivers it
+                self._delivering.release()
+                return
+            self._in_delivery = True
             try:
-                # Resolved once per drain, not per record: subscribe() cannot connect while
-                # we hold the delivery lock, and a subscription closed meanwhile skips itself.
-                receivers = list(event_appended.receivers_for(self._sender))
+                # Resolved once per drain, not per record: only a callback of this drain can
+                # subscribe meanwhile (subscribe() adds it here), and a subscription closed
+                # meanwhile skips itself.
+                receivers = self._receivers = list(event_appended.receivers_for(self._sender))
                 if not self.publishes:
                     while outbox:
                         self._notify(outbox.popleft(), receivers)
@@ -125,6 +135,7 @@ class Delivery:
                     if drained:
                         self._publish(drained)
             finally:
+                self._in_delivery = False
                 self._delivering.release()
 
     def _publish(self, records: list[RecordedEvent]) -> None:
@@ -156,7 +167,16 @@ class Delivery:
         name: str | None,
         subjects: SubjectFilter | None = None,
     ) -> Subscription:
-        """A connected :class:`Subscription` (see :meth:`chanlog.EventStore.subscribe`)."""
+        """A connected :class:`Subscription` (see :meth:`chanlog.EventStore.subscribe`).
+
+        Callbacks run under the delivery lock only, never under the append lock: the
+        catch-up's too, so a callback may append, subscribe, close and read (ADR 0065).
+
+        Raises:
+            ChanlogError: the store is closed.
+        """
+        if self.closed:
+            raise ChanlogError("the store is closed")
         subscription = Subscription(
             self._reader,
             callback,
@@ -169,18 +189,41 @@ class Delivery:
         if from_offset is not None:
             # Most of the catch-up runs without blocking live delivery to others...
             subscription.catch_up(self._length())
-        # ...and the last stretch under the delivery lock and the append lock, so no record
-        # can be committed between reading the length and connecting.
-        with self._delivering, self._append_lock:
-            known = self._length()
-            if from_offset is None:
-                subscription.next_offset = known
-            else:
-                subscription.catch_up(known)
-            self._stops[subscription] = self._broker.subscribe(subscription)
-            self._subscriptions.append(subscription)
+        # ...and the last stretch under the delivery lock, connected under the append lock
+        # too, so that every record committed after ``known`` reaches it live (nobody can
+        # deliver one before its catch-up ends).
+        with self._delivering:
+            nested, self._in_delivery = self._in_delivery, True
+            try:
+                known = self._connect(subscription, from_offset is None, nested)
+                if from_offset is not None:
+                    subscription.catch_up(known)
+            except BaseException:
+                subscription.close()
+                raise
+            finally:
+                self._in_delivery = nested
         self.deliver()
         return subscription
+
+    def _connect(self, subscription: Subscription, live: bool, nested: bool) -> int:
+        """Connect ``subscription`` at the end of what the store folded, and return that
+        length (``nested``: the delivery lock's thread is handing out records already)."""
+        with self._append_lock:
+            if self.closed:
+                raise ChanlogError("the store is closed")
+            known = self._length()
+            if live:
+                subscription.next_offset = known
+            self._stops[subscription] = self._broker.subscribe(subscription)
+            self._subscriptions.append(subscription)
+            if nested and any(
+                receiver is subscription for receiver in event_appended.receivers_for(self._sender)
+            ):
+                # Subscribed by a callback of the drain running: it delivers the records
+                # queued after ``known`` with the receivers it resolved, this one among them.
+                self._receivers.append(subscription)
+            return known
 
     def _disconnect(self, subscription: Subscription) -> None:
         stop = self._stops.pop(subscription, None)

@@ -50,6 +50,9 @@ class Subscription:
     A callback that raises is isolated: the failure is logged, kept in :attr:`failures` (the
     last 100) and counted in :attr:`failure_count`, and delivery goes on with the next record.
 
+    The callback may use the store: append (its record is delivered after the one in
+    hand), subscribe, close this or another subscription, read, close the store (ADR 0065).
+
     Args:
         subjects: only records matching it reach the callback (``None``: all).
         locked: records may arrive from another thread than the store's delivery (a
@@ -98,6 +101,8 @@ class Subscription:
             return
         if record.offset > self.next_offset:
             self._fill_gap(record.offset)
+            if not self._active:  # closed by a callback of the gap's records
+                return
         subjects = self.subjects
         if subjects is not None and not subjects.matches(record):
             self.next_offset = record.offset + 1

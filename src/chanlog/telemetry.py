@@ -291,11 +291,15 @@ class _Instruments:
             return result
 
         def observed_run(
-            work: Work, encoded: list[Encoded], expected: dict[str, int] | None, batch: bool
+            work: Work,
+            encoded: list[Encoded],
+            expected: dict[str, int] | None,
+            batch: bool,
+            deliver: bool = True,
         ) -> CommitResult:
             if local.active:  # a group commit's lone append runs run(): observed once
-                return run(work, encoded, expected, batch)
-            return observed(run, encoded, work, encoded, expected, batch)
+                return run(work, encoded, expected, batch, deliver)
+            return observed(run, encoded, work, encoded, expected, batch, deliver)
 
         def observed_append(
             encoded: list[Encoded], expected: dict[str, int] | None, batch: bool

@@ -191,11 +191,17 @@ class Writer:
         encoded: list[Encoded],
         expected: dict[str, int] | None,
         batch: bool,
+        deliver: bool = True,
     ) -> CommitResult:
         """Run ``work(transaction, encoded, expected, batch)`` in one write transaction,
         after folding whatever others committed; once the backend has committed, make its
-        result current and deliver it. (Fixed arguments, not ``*arguments``: a call that
-        unpacks costs more than the rest of this method on every append.)"""
+        result current and, unless ``deliver`` is false, deliver it. (Fixed arguments, not
+        ``*arguments``: a call that unpacks costs more than the rest of this method on every
+        append.)
+
+        A group's leader passes ``deliver=False`` and delivers once it has handed the lead
+        over: a callback that appends would otherwise wait for the lead its own thread holds,
+        and a slow one would hold up every appending thread (ADR 0065)."""
         try:
             with self._lock:
                 # What Delivery.wanted says, without a call on every append. Nobody subscribes
@@ -220,10 +226,10 @@ class Writer:
                         if result.recorded:
                             self._delivery.outbox.extend(result.recorded)
         except StorageError:
-            if self._delivery.outbox:  # what the failed write committed all the same
+            if deliver and self._delivery.outbox:  # what the failed write committed all the same
                 self._delivery.deliver()
             raise
-        if self._delivery.outbox:
+        if deliver and self._delivery.outbox:
             self._delivery.deliver()
         return result
 
@@ -257,9 +263,11 @@ class Writer:
                     self._leading = request.leads = True
         if request is None:
             try:
-                return self.run(self._pipeline.write, encoded, expected, batch)
+                return self.run(self._pipeline.write, encoded, expected, batch, False)
             finally:
                 self._hand_over(())
+                if self._delivery.outbox:  # once the lead is handed over (ADR 0065)
+                    self._delivery.deliver()
         if request.wake is not None and not request.leads:
             self._await(request)
         if not request.done:
@@ -349,7 +357,7 @@ class Writer:
     def _run_alone(self, request: AppendRequest) -> None:
         try:
             request.result = self.run(
-                self._pipeline.write, request.encoded, request.expected, request.batch
+                self._pipeline.write, request.encoded, request.expected, request.batch, False
             )
         except BaseException as exc:
             request.error = exc

@@ -446,6 +446,28 @@ def test_a_group_with_a_refused_append_writes_the_others(
     assert len(store) == THREADS + 3
 
 
+def test_a_group_notifies_what_it_committed_and_nothing_it_refused(
+    durable: tuple[EventStore, _GatedSqlite],
+) -> None:
+    store, backend = durable
+    seen: list[int] = []
+    store.subscribe(lambda record: seen.append(record.offset))
+    results = _one_group(
+        store,
+        backend,
+        [
+            lambda: store.append(make_signed(1, _channel(1))),
+            lambda: store.append(make_signed(1, "0x" + "99" * 32)),  # no such channel
+            lambda: store.append_batch(
+                [make_signed(2, _channel(2)), make_signed(3, "0x" + "98" * 32)]
+            ),
+            lambda: store.append(make_signed(1, _channel(2))),
+        ],
+    )
+    assert isinstance(results[1], InvalidTransition) and isinstance(results[2], InvalidTransition)
+    assert seen == list(range(THREADS, len(store))) == [THREADS, THREADS + 1, THREADS + 2]
+
+
 def test_a_leader_interrupted_before_writing_fails_its_group_cleanly(
     durable: tuple[EventStore, _GatedSqlite],
 ) -> None:
