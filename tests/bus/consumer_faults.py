@@ -296,6 +296,20 @@ def test_a_start_whose_write_fails(node: Node, write: ConsumerWrite, stage: Writ
 
 
 @pytest.mark.parametrize("stage", STAGES)
+def test_a_runner_that_stops_after_a_failed_take_of_its_lease_leaves_it_free(
+    node: Node, stage: WriteStage
+) -> None:
+    """The take landed (``acknowledgement``) or not, and the runner stops before it starts
+    again (``run()`` stopped during its backoff): the lease is not left held until it runs
+    out, so the next runner starts at once."""
+    node.faults.fail(1, writes=["acquire"], at=stage)
+    assert not node.step(node.runner.start)
+    node.runner.close()
+    node.check_released()
+    assert node.new_runner().start(wait=False)  # LeaseHeld if it were left held
+
+
+@pytest.mark.parametrize("stage", STAGES)
 def test_a_lease_whose_release_fails(node: Node, stage: WriteStage) -> None:
     """Given up while the storage fails: it runs out by itself (not held for ever), and
     what was handled is committed first."""
@@ -526,6 +540,7 @@ __all__ = [
     "test_a_reset_made_while_the_lease_had_run_out_is_not_undone",
     "test_a_reset_whose_write_fails",
     "test_a_retry_the_heartbeat_wrote_is_ended_once_its_record_is_handled",
+    "test_a_runner_that_stops_after_a_failed_take_of_its_lease_leaves_it_free",
     "test_a_start_whose_write_fails",
     "test_a_storage_failure_the_run_waits_out_is_shown_by_chanlog_consumers",
     "test_renewals_that_fail_until_the_lease_runs_out",

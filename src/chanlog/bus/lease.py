@@ -109,6 +109,10 @@ class Lease:
         self.expires_at: float | None = None
         """When the lease this runner last took or renewed runs out, by the backend's
         clock (``None`` before it is taken)."""
+        self.may_hold = False
+        """Whether this runner may hold the lease: set by every try to take it (one reported
+        failed may have landed), cleared when another holder is found or a release went
+        through; :meth:`release` does nothing without it."""
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
@@ -120,11 +124,13 @@ class Lease:
         # waited out like a running one, not released again in a loop.
         released: set[str | None] = set()
         while True:
+            self.may_hold = True
             try:
                 state = self.consumers.acquire_lease(self.name, self.holder, self.ttl)
                 self.expires_at = state.lease_expires_at
                 return state
             except LeaseHeld as held:
+                self.may_hold = False
                 if held.holder not in released and release_if_gone(
                     self.consumers, self.name, held.holder
                 ):
@@ -162,10 +168,13 @@ class Lease:
         self.lost.clear()
 
     def release(self) -> None:
-        """Give the lease up, so another runner takes it at once (a failure is logged: the
-        lease then runs out by itself)."""
+        """Give the lease up if this runner :attr:`may_hold` it, so another runner takes it
+        at once (a failure is logged: the lease then runs out by itself)."""
+        if not self.may_hold:
+            return
         try:
             self.consumers.release_lease(self.name, self.holder)
+            self.may_hold = False
         except StorageError as failure:  # the storage is away: no traceback to read
             logger.warning(
                 "consumer %s: releasing the lease failed (%s); it runs out by itself",
@@ -212,6 +221,7 @@ class Lease:
             state = self.consumers.acquire_lease(self.name, self.holder, self.ttl)
         except LeaseHeld:
             logger.error("consumer %s: lost its lease; stopping", self.name)
+            self.may_hold = False
             self.lost.set()
             return False
         except StorageError as failure:  # the storage is away: no traceback to read

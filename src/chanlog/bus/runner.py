@@ -208,9 +208,8 @@ class ConsumerRunner:
                 self.flush()
         finally:
             self._lease.stop_keeping()
-            if self._started:
-                self._started = False
-                self._lease.release()
+            self._started = False
+            self._lease.release()  # also one taken but reported failed, or taken after a lapse
             self._call.close()
 
     def interrupt(self) -> None:
