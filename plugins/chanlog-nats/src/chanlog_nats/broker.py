@@ -101,6 +101,7 @@ class NatsBroker:
         self.refused = 0
         """Messages received whose body does not match their headers (not delivered)."""
         self._closed = False
+        self._in_hand = False  # the delivery thread is in a receiver (a callback may block)
         try:
             self._thread.call(self._start(), timeout * 2)
         except Exception as exc:  # the store opens anyway; publishing starts once connected
@@ -236,10 +237,13 @@ class NatsBroker:
                 self.refused += 1
                 logger.warning("%s: dropped a message on %s: %s", _WHAT, msg.subject, exc)
                 continue
+            self._in_hand = True
             try:
                 receiver.receive(record)
             except Exception:  # a receiver's failure is its own; others go on
                 logger.exception("%s: a receiver failed on offset %d", _WHAT, record.offset)
+            finally:
+                self._in_hand = False
 
     def close(self) -> None:
         """Stop delivering and close the connection. Idempotent."""
@@ -252,7 +256,10 @@ class NatsBroker:
             logger.warning("%s: closing with records not yet published live", _WHAT)
         self._thread.close()
         self._deliveries.put(_STOP)
-        if self._deliverer is not threading.current_thread():
+        # Not while a callback is in hand: it may wait for whoever closes (ADR 0065). The
+        # store closed its subscriptions first, so none gets a record after it; the thread
+        # ends on _STOP once the callback returns.
+        if self._deliverer is not threading.current_thread() and not self._in_hand:
             self._deliverer.join(5)
 
     def __repr__(self) -> str:
