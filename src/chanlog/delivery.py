@@ -209,13 +209,27 @@ class Delivery:
     def _connect(self, subscription: Subscription, live: bool, nested: bool) -> int:
         """Connect ``subscription`` at the end of what the store folded, and return that
         length (``nested``: the delivery lock's thread is handing out records already)."""
+        broker, stop = self._broker, None
+        if broker.publishes:
+            # A remote broker's subscribe is a round trip, as long as its timeout while the
+            # broker is away: made before the append lock, so no append waits on the
+            # network. A live subscription starts at the length read now; a record committed
+            # while it subscribed comes from the broker or, missed, from the log when the
+            # next one shows the gap (ADR 0065).
+            if live:
+                subscription.next_offset = self._length()
+            stop = broker.subscribe(subscription)
         with self._append_lock:
             if self.closed:
+                if stop is not None:
+                    stop()
                 raise ChanlogError("the store is closed")
             known = self._length()
-            if live:
-                subscription.next_offset = known
-            self._stops[subscription] = self._broker.subscribe(subscription)
+            if stop is None:
+                if live:
+                    subscription.next_offset = known
+                stop = broker.subscribe(subscription)
+            self._stops[subscription] = stop
             self._subscriptions.append(subscription)
             if nested and any(
                 receiver is subscription for receiver in event_appended.receivers_for(self._sender)

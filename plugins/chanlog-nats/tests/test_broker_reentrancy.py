@@ -384,3 +384,44 @@ def test_nats_stopped_while_a_callback_appends(
     wait_until(lambda: len(watcher) >= 4 and len(reactor) >= 4, 30, "offsets 1..3")
     assert reactor == watcher == [0, 1, 2, 3]
     assert reacting.failure_count == 0
+
+
+def test_a_subscribe_waiting_on_nats_does_not_hold_up_appends(
+    open_store: Callable[..., EventStore], monkeypatch: pytest.MonkeyPatch, wait_until: Wait
+) -> None:
+    """The NATS subscribe round trip (up to its 10 s timeout while the server does not
+    answer) is made outside the store's append lock: another thread's append commits and
+    returns while a subscribe still waits on NATS. The live subscription then gets what
+    was committed meanwhile and after, once each, in order."""
+    store = open_store()
+    broker = store.bus.broker
+    assert isinstance(broker, NatsBroker)
+    inside, answer = threading.Event(), threading.Event()
+    subscribe = broker.subscribe
+
+    def slow(receiver: Any) -> Any:  # a server slow to answer
+        inside.set()
+        answer.wait(DEADLOCK)
+        return subscribe(receiver)
+
+    monkeypatch.setattr(broker, "subscribe", slow)
+    got: list[int] = []
+    subscribing = threading.Thread(
+        target=lambda: store.subscribe(lambda record: got.append(record.offset)), daemon=True
+    )
+    subscribing.start()
+    assert inside.wait(DEADLOCK)
+    appended: list[int] = []
+    appending = threading.Thread(target=lambda: appended.append(store.append(EVENTS[0])))
+    appending.start()
+    appending.join(5)  # a bound for the failure: on success it returns at once
+    answered_late = appending.is_alive()
+    answer.set()
+    appending.join(DEADLOCK)
+    subscribing.join(DEADLOCK)
+    assert not subscribing.is_alive()
+    assert not answered_late, "the append waited for the subscribe's round trip"
+    assert appended == [0]
+    assert bounded(lambda: store.append(EVENTS[1])) == 1
+    wait_until(lambda: len(got) >= 2, 30, "offsets 0 and 1")
+    assert got == [0, 1]
