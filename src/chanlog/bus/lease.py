@@ -217,37 +217,21 @@ class Lease:
         storage failure of either is logged, naming which failed, and tried again at the
         next beat; False when the renewal found another holder, or found that the lease
         had run out before it (:attr:`lost` is set)."""
+        step = "renewing the lease"
         try:
             state = self.consumers.acquire_lease(self.name, self.holder, self.ttl)
-        except LeaseHeld:
+            if self._ran_out(state.lease_expires_at):
+                return False
+            if after_renewal is not None:
+                step = "recording its last error"
+                after_renewal()
+        except LeaseHeld:  # the renewal, or a write after it, found another holder
             logger.error("consumer %s: lost its lease; stopping", self.name)
             self.may_hold = False
             self.lost.set()
             return False
         except StorageError as failure:  # the storage is away: no traceback to read
-            logger.warning(
-                "consumer %s: renewing the lease failed (%s); retrying", self.name, failure
-            )
-            return True
+            logger.warning("consumer %s: %s failed (%s); retrying", self.name, step, failure)
         except ChanlogError:
-            logger.exception("consumer %s: renewing the lease failed; retrying", self.name)
-            return True
-        if self._ran_out(state.lease_expires_at):
-            return False
-        if after_renewal is None:
-            return True
-        try:
-            after_renewal()
-        except LeaseHeld:
-            logger.error("consumer %s: lost its lease; stopping", self.name)
-            self.lost.set()
-            return False
-        except StorageError as failure:
-            logger.warning(
-                "consumer %s: recording its last error failed (%s); retrying",
-                self.name,
-                failure,
-            )
-        except ChanlogError:
-            logger.exception("consumer %s: recording its last error failed; retrying", self.name)
+            logger.exception("consumer %s: %s failed; retrying", self.name, step)
         return True
