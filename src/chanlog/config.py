@@ -382,12 +382,13 @@ def _construct(
     options: Mapping[str, Any],
     source: str,
     table: str,
-    what: str,
-    plugin: str | None,
+    host: PluginHost,
+    kind: str,
+    name: str,
 ) -> Any:
-    """Call a plugin factory; its own :class:`ConfigError` gains the source, and an
-    exception that is no chanlog error is a :class:`PluginError` naming ``what`` (as
-    :meth:`PluginHost.describe` does) and its ``plugin`` (ADR 0061)."""
+    """Call the factory registered as ``name`` of ``kind``; its own :class:`ConfigError`
+    gains the source, and an exception that is no chanlog error is the host's
+    :meth:`~PluginHost.factory_failed` error, with the source (ADR 0061)."""
     try:
         return factory(**options)
     except ConfigError as exc:
@@ -399,14 +400,15 @@ def _construct(
         raise ConfigError(f"{source}: [{table}] {exc}", source=source, key=key) from exc
     except TypeError as exc:
         raise ConfigError(
-            f"{source}: [{table}] options rejected by the {what}: {exc}", source=source, key=table
+            f"{source}: [{table}] options rejected by the {host.describe(kind, name)}: {exc}",
+            source=source,
+            key=table,
         ) from exc
     except ChanlogError:
         raise
     except Exception as exc:
-        raise PluginError(
-            f"{source}: [{table}] the {what} failed: {type(exc).__name__}: {exc}", plugin=plugin
-        ) from exc
+        failed = host.factory_failed(kind, name, exc)
+        raise PluginError(f"{source}: [{table}] {failed}", plugin=failed.plugin) from exc
 
 
 def _projections(raw: Mapping[str, Any], source: str, host: PluginHost) -> tuple[str, ...] | None:
@@ -512,8 +514,9 @@ def build_store(
             config.snapshot_options,
             source,
             "snapshots",
-            host.describe("snapshot_policies", config.snapshot_policy),
-            host.owner("snapshot_policies", config.snapshot_policy),
+            host,
+            "snapshot_policies",
+            config.snapshot_policy,
         )
         policy = host.checked("snapshot_policies", config.snapshot_policy, built)
     # Plugin parts that can be built without the log are built before the backend, which
@@ -557,12 +560,11 @@ def _open_backend(
     ``create=False``), any refusal but a :class:`ConfigError` becomes that
     :class:`NotFound`, so every file-backed backend reports a missing log the same way
     (exit code 3 in the CLI)."""
-    what = host.describe("backends", config.backend)
-    plugin = host.owner("backends", config.backend)
+    source, name = config.source, config.backend
     if missing is None:
-        return _construct(factory, options, config.source, "backend", what, plugin)
+        return _construct(factory, options, source, "backend", host, "backends", name)
     try:
-        backend = _construct(factory, options, config.source, "backend", what, plugin)
+        backend = _construct(factory, options, source, "backend", host, "backends", name)
     except ConfigError:
         raise
     except ChanlogError as exc:

@@ -46,17 +46,8 @@ def instantiate_projection(host: PluginHost, name: str) -> Projection:
         PluginError: no such projection, its factory failed, or what it built lacks a
             member of the protocol (each missing one is named).
     """
-    factory = host.lookup("projections", name)
-    try:
-        projection = factory()
-    except ChanlogError:
-        raise
-    except Exception as exc:
-        what = host.describe("projections", name)
-        raise PluginError(f"{what}: its factory raised {exc!r}") from exc
-    host.checked("projections", name, projection)
-    checked: Projection = projection
-    return checked
+    projection: Projection = host.checked_lookup("projections", name)()
+    return projection
 
 
 class InlineProjections:

@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 
 from chanlog.bus.subjects import DEFAULT_PREFIX, SubjectFilter, SubjectPattern
-from chanlog.errors import ChanlogError, PluginError
+from chanlog.errors import PluginError
 from chanlog.records import RecordedEvent
 from chanlog.signals import event_appended
 
@@ -169,7 +169,9 @@ def open_broker(
     options: dict[str, Any] | None = None,
 ) -> Broker:
     """``value`` itself, or the broker registered under that name (``None``:
-    ``embedded``), opened with ``context`` and ``options``.
+    ``embedded``), opened with ``context`` and ``options``; ``lookup`` is
+    :meth:`~chanlog.plugins.host.PluginHost.checked_lookup`, whose factories turn a
+    plugin's failure into a :class:`~chanlog.errors.PluginError` naming it.
 
     Raises:
         PluginError: no such broker, or its factory failed.
@@ -180,13 +182,5 @@ def open_broker(
                 f"broker must be a registered name or a Broker, got {type(value).__name__}"
             )
         return value
-    factory = lookup("brokers", value or DEFAULT_BROKER)
-    try:
-        broker: Broker = factory(context=context, **(options or {}))
-    except ChanlogError:
-        raise
-    except Exception as exc:
-        raise PluginError(
-            f"broker {value or DEFAULT_BROKER!r}: its factory raised {exc!r}"
-        ) from exc
+    broker: Broker = lookup("brokers", value or DEFAULT_BROKER)(context=context, **(options or {}))
     return broker

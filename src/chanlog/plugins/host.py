@@ -290,13 +290,19 @@ class PluginHost:
             except ChanlogError:
                 raise
             except Exception as exc:
-                raise PluginError(
-                    f"{self.describe(kind, name)}: its factory raised {exc!r}",
-                    plugin=self.owner(kind, name),
-                ) from exc
+                raise self.factory_failed(kind, name, exc) from exc
             return self.checked(kind, name, built)
 
         return build
+
+    def factory_failed(self, kind: str, name: str, error: Exception) -> PluginError:
+        """The error for the factory registered as ``name`` of ``kind`` raising ``error``
+        (anything but a chanlog error: a bug in the plugin), naming the part and its
+        plugin (ADR 0061)."""
+        return PluginError(
+            f"{self.describe(kind, name)}: its factory raised {error!r}",
+            plugin=self.owner(kind, name),
+        )
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call the lifecycle hook ``hook_name`` (``chanlog_store_opened``,
