@@ -100,10 +100,13 @@ def canonical_payload(stored: StoredRecord, serializer: Serializer) -> bytes:
     )
 
 
-def export_line_of(stored: StoredRecord, payload: bytes) -> bytes:
+def export_line_of(
+    stored: StoredRecord, payload: bytes, extra: Mapping[str, Any] | None = None
+) -> bytes:
     """The export line of a stored record (without its newline), around ``payload``, its
     :func:`canonical_payload`, copied verbatim: the same bytes whether or not a plugin
-    registers the record's type (ADR 0063)."""
+    registers the record's type (ADR 0063). ``extra`` fields follow the export's own
+    (``chanlog log --json`` marks a record of an unregistered type so)."""
     return orjson.dumps(
         {
             "offset": stored.offset,
@@ -111,6 +114,7 @@ def export_line_of(stored: StoredRecord, payload: bytes) -> bytes:
             "type": stored.event_type,
             "payload": orjson.Fragment(payload),
             "chain_hash": "0x" + stored.chain_hash.hex(),
+            **(extra or {}),
         }
     )
 

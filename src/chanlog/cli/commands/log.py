@@ -98,8 +98,7 @@ class LogPrinter:
         """Print a record of a type no installed plugin registers, as stored: ``payload``
         is its canonical JSON (:func:`~chanlog.copying.canonical_payload`), shown whole."""
         if self.json_mode:
-            line = orjson.loads(export_line_of(stored, payload))
-            self._write(orjson.dumps({**line, "unregistered": True}).decode())
+            self._write(export_line_of(stored, payload, {"unregistered": True}).decode())
         else:
             streams = stored.streams
             cells = (
