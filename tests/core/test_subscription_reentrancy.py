@@ -13,31 +13,11 @@ from typing import Any
 
 import pytest
 
+from bounded_threads import DEADLOCK, bounded
 from chanlog import ChanlogError, EventStore, RecordedEvent
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.subscriptions import Subscription
 from chanlog_samples import make_signed
-
-DEADLOCK = 20.0  # seconds: far beyond what any of these bodies takes
-
-
-def bounded(body: Callable[[], Any]) -> Any:
-    """Run ``body`` on a thread; fail (not hang) when it does not end."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = body()
-        except BaseException as exc:  # re-raised below, on the test's thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(DEADLOCK)
-    assert not thread.is_alive(), "deadlock: the body did not end"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
 
 
 @pytest.fixture(params=["memory", "sqlite"])

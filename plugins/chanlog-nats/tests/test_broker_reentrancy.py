@@ -16,33 +16,14 @@ from typing import Any
 import pytest
 from chanlog_nats import NatsBroker
 
+from bounded_threads import DEADLOCK, bounded
 from chanlog import EventStore, RecordedEvent
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.testing.events import sample_events
 
 pytestmark = pytest.mark.nats
 
-DEADLOCK = 20.0  # seconds: far beyond what any of these bodies takes
 Wait = Callable[[Callable[[], bool], float, str], None]
-
-
-def bounded(body: Callable[[], Any]) -> Any:
-    """Run ``body`` on a thread; fail (not hang) when it does not end."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = body()
-        except BaseException as exc:  # re-raised below, on the test's thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(DEADLOCK)
-    assert not thread.is_alive(), "deadlock: the body did not end"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
 
 
 @pytest.fixture
