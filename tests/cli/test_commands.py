@@ -505,33 +505,24 @@ def test_export_into_a_missing_directory_is_an_io_error(
 def test_log_follow_catches_up_then_prints_live_records(
     demo_db: Path, run: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import time
-
     from chanlog.cli.commands import log as log_module
     from chanlog.config import open_store
 
-    printed: list[int] = []
-    emit = log_module.LogPrinter.record
+    waits: list[int] = []
 
-    def recording_emit(printer: log_module.LogPrinter, record: object, *line: bytes) -> None:
-        printed.append(record.offset)  # type: ignore[attr-defined]
-        emit(printer, record, *line)  # type: ignore[arg-type]
-
-    def append_then_interrupt() -> None:
-        """Stands in for the endless wait: another writer appends, then Ctrl-C."""
+    def append_then_interrupt(backend: object, length: int) -> None:
+        """Stands in for the wait for appends: another writer appends, then Ctrl-C."""
+        waits.append(length)
+        if len(waits) > 1:
+            raise KeyboardInterrupt
         with open_store(backend={"name": "sqlite", "path": str(demo_db)}) as writer:
             writer.append(
                 ObjectiveCreated(
                     objective_id="0x" + "0f" * 32, objective_type="DirectFund", timestamp_ms=5
                 )
             )
-        deadline = time.monotonic() + 30
-        while 13 not in printed and time.monotonic() < deadline:
-            time.sleep(0.02)
-        raise KeyboardInterrupt
 
-    monkeypatch.setattr(log_module.LogPrinter, "record", recording_emit)
-    monkeypatch.setattr(log_module, "_wait_until_interrupted", append_then_interrupt)
+    monkeypatch.setattr(log_module, "_wait_for_appends", append_then_interrupt)
     result = run(
         "log",
         "--follow",
@@ -544,8 +535,54 @@ def test_log_follow_catches_up_then_prints_live_records(
         "objective-completed",
     )
     assert result.exit_code == 0, result.output
-    assert printed == [12, 13]
     assert [orjson.loads(line)["offset"] for line in result.stdout.splitlines()] == [12, 13]
+    assert waits == [13, 14]  # each wait from the end of what was read
+
+
+def test_log_follow_says_when_the_log_lost_what_it_printed(
+    demo_db: Path, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A followed log that loses its tail (a crash with durability "normal", a restored
+    backup) is noticed, and the records written in its place are printed; a record read
+    that another took the place of is named."""
+    from chanlog.cli.commands import log as log_module
+    from chanlog.config import open_store
+    from sqlite_edits import edit_database
+
+    def append(objective: str) -> None:
+        with open_store(backend={"name": "sqlite", "path": str(demo_db)}) as writer:
+            writer.append(
+                ObjectiveCreated(
+                    objective_id="0x" + objective * 32, objective_type="DirectFund", timestamp_ms=5
+                )
+            )
+
+    steps = iter(
+        [
+            lambda: edit_database(demo_db, "DELETE FROM events WHERE position >= 10"),
+            lambda: append("0e"),
+            lambda: (
+                edit_database(demo_db, "DELETE FROM events WHERE position = 10"),
+                append("0d"),
+            ),
+        ]
+    )
+
+    def wait(backend: object, length: int) -> None:
+        action = next(steps, None)
+        if action is None:
+            raise KeyboardInterrupt
+        action()
+
+    monkeypatch.setattr(log_module, "_wait_for_appends", wait)
+    result = run("log", "--follow", "--json", "--from", "11")
+    assert result.exit_code == 0, result.output
+    printed = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert [line["offset"] for line in printed] == [11, 12, 10]
+    assert printed[2]["payload"]["objective_id"] == "0x" + "0e" * 32
+    notes = result.stderr.splitlines()
+    assert notes[0].startswith("the log now holds 10 records, fewer than the 13 already read")
+    assert notes[1].startswith("the log's record at offset 10 is not the one read there any more")
 
 
 def test_an_export_removes_what_a_killed_export_left_and_nothing_else(

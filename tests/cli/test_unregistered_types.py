@@ -8,13 +8,24 @@ payload (ADR 0063). What folds the log stays refused
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
 from chanlog.cli.errors import ExitCode
-from installed_plugins import CHANNEL, EVENT_MODULE, InstallPlugin, chanlog_cli, tip, uninstall
+from installed_plugins import (
+    CHANNEL,
+    EVENT_MODULE,
+    InstallPlugin,
+    chanlog_cli,
+    install_into,
+    tip,
+    uninstall,
+)
 
 OBJECTIVE = "0x" + "0b" * 32
 
@@ -23,6 +34,8 @@ def objective(kind: str, timestamp_ms: int) -> str:
     payload: dict[str, object] = {"objective_id": OBJECTIVE, "timestamp_ms": timestamp_ms}
     if kind == "objective-created":
         payload["objective_type"] = "DirectFund"
+    if kind == "objective-completed":
+        payload["success"] = True
     return orjson.dumps({"type": kind, "payload": payload}).decode()
 
 
@@ -149,23 +162,87 @@ def test_log_lists_records_of_an_unregistered_type_marked_with_their_payload(
     assert by_type == [exported[3]]
 
 
-def test_log_follow_prints_them_while_catching_up(
+def append_with_the_plugin(site: Path, cwd: Path, *events: str) -> None:
+    """``chanlog append EVENTS`` in another process that has the plugin (installed in
+    ``site``, a folder this process does not import from)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CHANLOG_")}
+    environment["PYTHONPATH"] = str(site)
+    script = "from chanlog.cli import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", script, "append", *events],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_log_follow_prints_them_as_another_process_appends_them(
     install_plugin: InstallPlugin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The follower has no plugin; another process that has it appends a tip, then a
+    registered record: both are printed, the tip marked (a follow that decoded what it
+    was handed stopped at the tip, and printed nothing after it)."""
     from chanlog.cli.commands import log as log_module
-
-    def interrupted() -> None:
-        raise KeyboardInterrupt
 
     site = tipped_log(install_plugin, tmp_path)
     uninstall(site)
-    monkeypatch.setattr(log_module, "_wait_until_interrupted", interrupted)
-    logged = ok("log", "--follow", "--json", "--from", "1", cwd=tmp_path).splitlines()
-    assert [orjson.loads(line).get("unregistered", False) for line in logged] == [
-        True,
-        True,
-        False,
+    (tmp_path / "elsewhere").mkdir()
+    elsewhere = install_into(tmp_path / "elsewhere", EVENT_MODULE)
+    waits: list[int] = []
+
+    def appended_elsewhere(backend: object, length: int) -> None:
+        waits.append(length)
+        if len(waits) == 1:
+            append_with_the_plugin(
+                elsewhere, tmp_path, tip(7, 5), objective("objective-completed", 6)
+            )
+        else:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(log_module, "_wait_for_appends", appended_elsewhere)
+    result = chanlog_cli("log", "--follow", "--json", "--from", "1", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    logged = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert [(line["offset"], line.get("unregistered", False)) for line in logged] == [
+        (1, True),
+        (2, True),
+        (3, False),
+        (4, True),
+        (5, False),
     ]
+    assert logged[3]["payload"]["amount"] == "7"
+    assert waits == [4, 6]
+    assert result.stderr.count("tip-paid") == 1  # the note names a type once
+
+
+def test_log_type_selects_an_unregistered_type_the_log_holds(
+    install_plugin: InstallPlugin, tmp_path: Path
+) -> None:
+    site = tipped_log(install_plugin, tmp_path)
+    uninstall(site)
+    by_type = ok("log", "--json", "--type", "tip-paid", cwd=tmp_path).splitlines()
+    assert [orjson.loads(line)["offset"] for line in by_type] == [1, 2]
+    # A type neither registered nor found is refused as a typo, after the read.
+    for args in (("--type", "tip-payed"), ("--type", "tip-paid", "--from", "3")):
+        result = chanlog_cli("log", *args, cwd=tmp_path)
+        assert result.exit_code == ExitCode.USAGE, result.output
+        assert "no installed plugin registers it and no record read is of it" in result.stderr
+    # A read cut short by --limit proves nothing about the types it did not reach.
+    limited = ok(
+        "log",
+        "--json",
+        "--type",
+        "objective-created",
+        "--type",
+        "tip-payed",
+        "--limit",
+        "1",
+        cwd=tmp_path,
+    )
+    assert [orjson.loads(line)["offset"] for line in limited.splitlines()] == [0]
 
 
 def test_the_export_of_a_log_stored_with_another_serializer_is_the_same(

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import click
 import orjson
 
+from chanlog.backends.base import Backend
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode
 from chanlog.cli.output import format_timestamp
 from chanlog.cli.records_io import select_stored
 from chanlog.copying import canonical_payload, export_line, export_line_of
+from chanlog.folded_chain import chain_hash_at
 from chanlog.records import RecordedEvent, StoredRecord
 from chanlog.store import EventStore
 
@@ -29,6 +30,9 @@ FLUSH_EVERY = 0.1
 UNREGISTERED = "unregistered type, stored payload:"
 """What follows the event id in the row of a record whose type no installed plugin
 registers (ADR 0063); with ``--json`` its line has ``"unregistered": true``."""
+_FOLLOW_PAUSE = 1.0
+"""Seconds a follow waits for appends before it looks at the log again (a log that lost
+records, never growing past what was read, is noticed then)."""
 
 
 def _short_id(value: str) -> str:
@@ -131,7 +135,13 @@ class LogPrinter:
 
 
 @click.command("log")
-@click.option("--type", "types", multiple=True, help="Only events of this type (repeatable).")
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    help="Only events of this type (repeatable); a type no installed plugin registers "
+    "is listed as stored.",
+)
 @click.option("--entity", help="Only events of this objective, channel or message id.")
 @click.option("--from", "start", type=click.IntRange(min=0), default=0, help="First offset.")
 @click.option("--to", "end", type=click.IntRange(min=0), help="Stop before this offset.")
@@ -163,29 +173,27 @@ def log_command(
     # Read-only: a misspelled log is an error, not a new empty log. No projections: an
     # operator looking at a damaged log must see records that no longer fold.
     store = state.open_store(read_only=True, projections=[])
-    known = store.plugins.event_types
-    for name in types:
-        if name not in known:
-            raise CliError(
-                f"--type {name!r}: no such event type (known: {', '.join(sorted(known))})",
-                ExitCode.USAGE,
-            )
     if follow:
-        _follow(state, types, entity, start)
+        _follow(state, store, types, entity, start)
         return
+    known = store.plugins.event_types
     last = (len(store) if end is None else min(end, len(store))) - 1
     printer = LogPrinter(json_mode=state.output.json_mode, type_names=known, last_offset=last)
     emit = _stored_printer(printer, store)
+    whole = True
     for stored in select_stored(store, start=start, end=end, types=types, entity=entity):
         if not printer.printed:
             printer.header()
         emit(stored)
         if limit is not None and printer.printed >= limit:
+            whole = False
             break
     printer.flush()
+    _note_unregistered(state, printer, set())
+    if whole:
+        _refuse_unknown_types(types, known, printer)
     if printer.printed == 0:
         state.output.note("no events match")
-    _note_unregistered(state, printer)
 
 
 def _stored_printer(printer: LogPrinter, store: EventStore) -> Callable[[StoredRecord], None]:
@@ -209,9 +217,10 @@ def _stored_printer(printer: LogPrinter, store: EventStore) -> Callable[[StoredR
     return emit
 
 
-def _note_unregistered(state: CliContext, printer: LogPrinter) -> None:
-    """Say, for people, which types were shown as stored, and why."""
-    seen = printer.unregistered_types
+def _note_unregistered(state: CliContext, printer: LogPrinter, noted: set[str]) -> None:
+    """Say, for people, which types were shown as stored, and why (each type once:
+    ``noted`` holds those already named, and gains the ones named now)."""
+    seen = {name: count for name, count in printer.unregistered_types.items() if name not in noted}
     if seen:
         names = ", ".join(f"{name} ({count})" for name, count in sorted(seen.items()))
         state.output.note(
@@ -219,48 +228,89 @@ def _note_unregistered(state: CliContext, printer: LogPrinter) -> None:
             "install the plugin that defines them (and do not skip it with "
             "CHANLOG_DISABLE_PLUGINS or CHANLOG_LOAD_PLUGINS) to decode them"
         )
+        noted.update(seen)
 
 
-def _wait_until_interrupted() -> None:
-    """Block the main thread while the subscription prints; Ctrl-C ends it."""
-    threading.Event().wait()
+def _refuse_unknown_types(
+    types: Sequence[str], known: Mapping[str, object], printer: LogPrinter
+) -> None:
+    """A ``--type`` that no installed plugin registers is a typo unless the read found
+    records stored under it (those of an uninstalled plugin's type, ADR 0063)."""
+    for name in types:
+        if name not in known and not printer.unregistered_types[name]:
+            raise CliError(
+                f"--type {name!r}: no such event type: no installed plugin registers it and "
+                f"no record read is of it (known: {', '.join(sorted(known))})",
+                ExitCode.USAGE,
+            )
 
 
-def _follow(state: CliContext, types: Sequence[str], entity: str | None, start: int) -> None:
-    """Catch up from ``start``, then print live records until interrupted."""
-    store = state.open_store(read_only=True, projections=[])
-    wanted = frozenset(types)
-    entity_id = entity.lower() if entity is not None else None
+def _wait_for_appends(backend: Backend, length: int) -> None:
+    """Block until the log may have changed: it grew past ``length``, or a pause passed
+    (a log that lost records never grows past it). Ctrl-C ends the wait."""
+    backend.wait(length, _FOLLOW_PAUSE)
+
+
+def _follow(
+    state: CliContext,
+    store: EventStore,
+    types: Sequence[str],
+    entity: str | None,
+    start: int,
+) -> None:
+    """Print the records from ``start`` to the end of the log, then each record appended
+    after them, until interrupted. Every record is read as stored, as without --follow, so
+    that one of a type no installed plugin registers is printed, marked, and does not stop
+    the records after it (a subscription delivers decoded records)."""
+    known = store.plugins.event_types
     printer = LogPrinter(
         json_mode=state.output.json_mode,
-        type_names=store.plugins.event_types,
+        type_names=known,
         last_offset=10 * len(store) + 999_999,  # room for the log to grow while followed
     )
     printer.header()
-    # The records already in the log are read as stored, as without --follow, so those of
-    # a type no installed plugin registers are printed too; the subscription, which
-    # delivers decoded records, starts where that read ended (no gap, no repeat).
-    length = len(store)
     emit = _stored_printer(printer, store)
-    for stored in select_stored(store, start=start, end=length, types=types, entity=entity):
-        emit(stored)
-    printer.flush()
-    _note_unregistered(state, printer)
-
-    def deliver(record: RecordedEvent) -> None:
-        if wanted and record.event_type not in wanted:
-            return
-        if entity_id is not None and entity_id not in record.event.streams:
-            return
-        printer.record(record)
-        printer.flush()  # a followed log is read as it happens
-
-    subscription = store.subscribe(
-        deliver, from_offset=max(start, length), name="chanlog log --follow"
-    )
+    backend = store.backend
+    noted: set[str] = set()
+    position, seen, judged = start, None, False
     try:
-        _wait_until_interrupted()
+        while True:
+            head = backend.head()
+            if seen is not None and (
+                head.length < position or chain_hash_at(backend, position - 1) != seen
+            ):
+                position = _note_lost(state, head.length, position)
+            if head.length > position:
+                for stored in select_stored(
+                    store, start=position, end=head.length, types=types, entity=entity
+                ):
+                    emit(stored)
+                printer.flush()  # a followed log is read as it happens
+            if head.length >= position:
+                position, seen = head.length, head.chain_hash if head.length else None
+            _note_unregistered(state, printer, noted)
+            if not judged:  # on what the log held when the follow began
+                _refuse_unknown_types(types, known, printer)
+                judged = True
+            _wait_for_appends(backend, position)
     except KeyboardInterrupt:
         pass
-    finally:
-        subscription.close()
+
+
+def _note_lost(state: CliContext, length: int, position: int) -> int:
+    """Say that the log no longer holds the records printed last, and return where the
+    follow goes on: at the log's end when it is shorter, else where it was."""
+    if length < position:
+        state.output.note(
+            f"the log now holds {length} records, fewer than the {position} already read: "
+            'it lost records (a crash with durability "normal", a failover to a replica '
+            "behind it, a backup restored); following from offset "
+            f"{length}, where records written in their place will show"
+        )
+        return length
+    state.output.note(
+        f"the log's record at offset {position - 1} is not the one read there any more: it "
+        "lost records and others took their offsets; following on from offset "
+        f"{position}; run `chanlog verify`"
+    )
+    return position
