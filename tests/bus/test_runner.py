@@ -6,16 +6,22 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import ClassVar
 
+import attrs
 import pytest
 
 import chanlog
 from bus.conftest import Recorder, fill, until
+from chanlog import fields
 from chanlog.backends.memory import MemoryBackend
+from chanlog.backends.sqlite import SqliteBackend
 from chanlog.bus.runner import ConsumerRunner
 from chanlog.bus.subjects import subject_of
-from chanlog.errors import InvalidArgument, LeaseHeld, NotFound, StorageError
+from chanlog.errors import DecodeError, InvalidArgument, LeaseHeld, NotFound, StorageError
 from chanlog.events import ObjectiveApproved, ObjectiveCreated
+from chanlog.plugins.host import PluginHost
 from chanlog.records import RecordedEvent
 from chanlog.testing import FlakyBackend
 from chanlog.testing.flaky import WriteStage
@@ -804,3 +810,58 @@ def test_storage_failures_are_retried_after_a_doubling_pause() -> None:
     pauses = [storage_retry_pause(failures) for failures in range(1, 9)]
     assert pauses == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0])
     assert storage_retry_pause(10**6) == 5.0  # hours of failures: still 5 s, no overflow
+
+
+@attrs.define(frozen=True, slots=True, kw_only=True)
+class TipPaid(chanlog.Event):
+    """An event type of a plugin that the consuming process does not have."""
+
+    event_type: ClassVar[str] = "tip-paid"
+    stream_fields: ClassVar[tuple[str, ...]] = ("channel_id",)
+    group: ClassVar[str] = "tips"
+
+    channel_id: str = attrs.field(validator=fields.bytes32)
+    amount: int = attrs.field(validator=fields.amount, metadata=fields.AMOUNT)
+
+
+class _Tips:
+    @chanlog.hookimpl
+    def chanlog_register_event_types(self, register: Callable[[type], None]) -> None:
+        register(TipPaid)
+
+
+def test_a_consumer_stops_at_a_record_its_pattern_may_match_but_no_plugin_registers(
+    tmp_path: Path,
+) -> None:
+    """The tips plugin gave ``tip-paid`` the group ``tips``; a consumer of ``chanlog.tips.>``
+    in a process without the plugin cannot know it, so it stops at the tip, unable to decode
+    it, instead of passing over it (it took an unregistered type for one of the group
+    ``plugin`` and committed its position past the tip). A pattern that names other types
+    passes over it, as it would with the plugin."""
+    with_tips = PluginHost()
+    with_tips.register(_Tips(), "tips")
+    path = tmp_path / "node.db"
+    objective = "0x" + "0b" * 32
+    with chanlog.EventStore(SqliteBackend(path), plugins=with_tips, projections=[]) as writer:
+        writer.append(
+            ObjectiveCreated(objective_id=objective, objective_type="DirectFund", timestamp_ms=1)
+        )
+        writer.append(TipPaid(channel_id="0x" + "cc" * 32, amount=5, timestamp_ms=2))
+        writer.append(ObjectiveApproved(objective_id=objective, timestamp_ms=3))
+    with chanlog.EventStore(SqliteBackend(path), projections=[]) as store:
+        seen: list[int] = []
+        tips = store.bus.consumer(
+            "tips", lambda record: seen.append(record.offset), subjects="chanlog.tips.>"
+        )
+        with pytest.raises(DecodeError, match="offset 1: event type 'tip-paid' is not registered"):
+            tips.drain()
+        tips.close()
+        assert store.bus.consumers.state("tips").position <= 1
+        approvals = store.bus.consumer(
+            "approvals",
+            lambda record: seen.append(record.offset),
+            subjects="chanlog.*.objective-approved.>",
+        )
+        assert approvals.drain() == 3
+        approvals.close()
+        assert seen == [2]

@@ -143,7 +143,18 @@ def test_everything_is_recognised_for_lag() -> None:
     assert not compiled("chanlog.channel.>", "chanlog.chain.>").everything()
 
 
-def test_an_unregistered_type_is_in_the_plugin_group() -> None:
-    subject_filter = SubjectFilter(parse_patterns("chanlog.plugin.>"), "chanlog", lambda _t: None)
-    assert subject_filter.accepts("fee-charged", ("0xaa",))
-    assert subject_filter.accepts("fee-charged", ())
+def test_an_unregistered_type_may_be_in_any_group() -> None:
+    """Its plugin declared its group, which this node cannot know: a pattern that names a
+    group takes it in (taken as "plugin", it was passed over by a pattern naming the group
+    its plugin gave it), one that names another type or prefix does not."""
+
+    def accepts(pattern: str, streams: tuple[str, ...] = ("0xaa",)) -> bool:
+        compiled = SubjectFilter(parse_patterns(pattern), "chanlog", lambda _t: None)
+        return compiled.accepts("fee-charged", streams)
+
+    assert accepts("chanlog.plugin.>") and accepts("chanlog.plugin.>", ())
+    assert accepts("chanlog.fees.>")
+    assert accepts("chanlog.fees.fee-charged.0xaa")
+    assert not accepts("chanlog.fees.fee-charged.0xbb")
+    assert not accepts("chanlog.fees.tip-paid.>")
+    assert not accepts("node-b.fees.>")

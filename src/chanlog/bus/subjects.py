@@ -176,7 +176,8 @@ class SubjectFilter:
     Args:
         patterns: the patterns (any one matching is enough).
         prefix: the node's prefix.
-        group_of: event type → its group (``None`` for a type no plugin registers).
+        group_of: event type → its group (``None`` for a type no plugin registers: any
+            group token of a pattern is taken to match it).
     """
 
     __slots__ = ("_by_type", "_group_of", "_prefix_tokens", "patterns", "prefix")
@@ -220,10 +221,16 @@ class SubjectFilter:
         return any(_covers_all(pattern.tokens, self._prefix_tokens) for pattern in self.patterns)
 
     def _decide(self, event_type: str) -> Any:
+        # A type no installed plugin registers has a group this node cannot know (its
+        # plugin declared it): any group token may be it, so that a pattern naming the
+        # group takes the record in (and the consumer stops at it, unable to decode it)
+        # rather than passing over it without a word.
         group = self._group_of(event_type)
-        if group is None:
-            group = "plugin"
-        fixed = [*self._prefix_tokens, encode_token(group), encode_token(event_type)]
+        fixed = [
+            *self._prefix_tokens,
+            None if group is None else encode_token(group),
+            encode_token(event_type),
+        ]
         entities: set[str] = set()
         for pattern in self.patterns:
             decision = _decide_pattern(pattern.tokens, fixed)
@@ -234,9 +241,10 @@ class SubjectFilter:
         return frozenset(entities) if entities else _NONE
 
 
-def _decide_pattern(tokens: tuple[str, ...], fixed: list[str]) -> Any:
-    """One pattern against the fixed tokens of a subject and an unknown entity token:
-    every entity, none, or the one entity token it names."""
+def _decide_pattern(tokens: tuple[str, ...], fixed: list[str | None]) -> Any:
+    """One pattern against the fixed tokens of a subject (``None``: a token not known,
+    which any token may be) and an unknown entity token: every entity, none, or the one
+    entity token it names."""
     for index, token in enumerate(tokens):
         if token == ">":
             return _ALL  # at least one token (the entity) always follows what is fixed
@@ -244,7 +252,7 @@ def _decide_pattern(tokens: tuple[str, ...], fixed: list[str]) -> Any:
             if len(tokens) != len(fixed) + 1:
                 return _NONE
             return _ALL if token == "*" else token
-        if token != "*" and token != fixed[index]:
+        if token != "*" and fixed[index] is not None and token != fixed[index]:
             return _NONE
     return _NONE  # the pattern ends before the entity token
 
