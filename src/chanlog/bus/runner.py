@@ -36,7 +36,7 @@ from chanlog.bus.settling import StoredPosition
 from chanlog.bus.source import BusStore
 from chanlog.bus.spec import ConsumerSpec
 from chanlog.bus.subjects import SubjectFilter
-from chanlog.errors import LeaseHeld, StorageError
+from chanlog.errors import ChanlogError, LeaseHeld, StorageError
 from chanlog.records import ConsumerState, ParkedRecord, PositionMove, RecordedEvent
 
 __all__ = ["ConsumerRunner", "new_holder"]
@@ -236,7 +236,8 @@ class ConsumerRunner:
         Neither a storage failure (a database restarted, a connection dropped) nor a lost
         lease ends the run: the first is retried with backoff (0.1 s doubling to 5 s), the
         second waited out like a lease held at start. What was handled and not committed
-        is handed over again (at least once)."""
+        is handed over again (at least once). Any other error ends the run, and is written
+        as the consumer's last error (a record it cannot decode, ADR 0063)."""
         failures = 0  # storage failures in a row
         try:
             while not stop.is_set():
@@ -244,7 +245,8 @@ class ConsumerRunner:
                     if not self.start(stop=stop):
                         return
                     if self.run_once(stop=stop) == 0 and not stop.is_set():
-                        self._idle(stop)
+                        # Woken by appends (this process's or another's), else after a pause.
+                        self.store.backend.wait(self._position, _IDLE_WAIT)
                     failures = 0
                     self.stats.retrying, self.stats.storage_failure = False, None
                 except LeaseHeld as lost:
@@ -258,6 +260,9 @@ class ConsumerRunner:
                     logger.warning("consumer %s: %s; retrying in %.1f s", self.name, failure, pause)
                     if stop.wait(pause):
                         return
+        except ChanlogError as failure:  # close() writes why, where `chanlog consumers` looks
+            self._pending.error = f"the run stopped: {type(failure).__name__}: {failure}"
+            raise
         finally:
             self.close()
 
@@ -362,11 +367,6 @@ class ConsumerRunner:
             examined += more
         self.flush()
         return examined
-
-    def _idle(self, stop: threading.Event) -> None:
-        # backend.wait wakes on appends (this process's or another's) or after the pause.
-        self.store.backend.wait(self._position, _IDLE_WAIT)
-        del stop
 
     def _check_lease(self) -> None:
         if self._lease.lost.is_set():
