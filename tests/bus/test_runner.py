@@ -862,6 +862,25 @@ def test_a_consumer_stops_at_a_record_its_pattern_may_match_but_no_plugin_regist
         assert state.last_error.startswith(
             "the run stopped: DecodeError: offset 1: event type 'tip-paid' is not registered"
         )
+    # The plugin installed, the consumer goes on from the tip, and its error is cleared.
+    with chanlog.EventStore(SqliteBackend(path), plugins=with_tips, projections=[]) as store:
+        handled: list[int] = []
+        tips = store.bus.consumer(
+            "tips",
+            lambda record: handled.append(record.offset),
+            subjects="chanlog.tips.>",
+            lease_ttl=0.5,
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=tips.run, args=(stop,))
+        thread.start()
+        try:
+            until(lambda: store.bus.consumers.state("tips").last_error is None)
+        finally:
+            stop.set()
+            thread.join(20)
+        assert handled == [1]
+        assert store.bus.consumers.state("tips").position == 3
         approvals = store.bus.consumer(
             "approvals",
             lambda record: seen.append(record.offset),
