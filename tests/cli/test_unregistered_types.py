@@ -26,6 +26,7 @@ from installed_plugins import (
     tip,
     uninstall,
 )
+from sqlite_edits import edit_database
 
 OBJECTIVE = "0x" + "0b" * 32
 
@@ -258,3 +259,24 @@ def test_the_export_of_a_log_stored_with_another_serializer_is_the_same(
     exported = ok("export", cwd=msgpack_log)
     assert exported == ok("export", cwd=json_log)
     assert ok("log", "--json", cwd=msgpack_log).count(b'"unregistered":true') == 2
+
+
+def test_stats_counts_what_it_can_without_the_plugin(
+    install_plugin: InstallPlugin, tmp_path: Path
+) -> None:
+    site = tipped_log(install_plugin, tmp_path)
+    with_plugin = orjson.loads(ok("stats", "--json", cwd=tmp_path))
+    uninstall(site)
+    result = chanlog_cli("stats", "--json", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    without = orjson.loads(result.stdout)
+    assert without["events_by_type"] == with_plugin["events_by_type"]
+    assert without["events_by_type"]["tip-paid"] == 2
+    assert (without["length"], without["chain_hash"]) == (4, with_plugin["chain_hash"])
+    assert without["entities"] is None
+    assert "entities not counted" in result.stderr and "tip-paid" in result.stderr
+    # A registered record that no longer decodes is damage, not a missing plugin.
+    edit_database(tmp_path / "node.db", "UPDATE events SET payload = X'7B7D' WHERE position = 0")
+    damaged = chanlog_cli("stats", cwd=tmp_path)
+    assert damaged.exit_code == ExitCode.INTEGRITY, damaged.output
+    assert "offset 0: the stored record does not decode" in damaged.stderr

@@ -13,9 +13,10 @@ import click
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode, exit_code_for
 from chanlog.config import DEFAULT_BACKEND, file_backend, file_option_of, open_store
-from chanlog.errors import ChanlogError, IntegrityError
+from chanlog.errors import ChanlogError, DecodeError, IntegrityError
 from chanlog.plugins import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, default_host
 from chanlog.records import Witness
+from chanlog.store import EventStore
 from chanlog.telemetry import figures
 from chanlog.verification import parse_witness
 
@@ -118,7 +119,7 @@ def stats_command(state: CliContext) -> None:
     """Length, chain head, events per type, entities per projection, latest snapshot; with
     --json also the metrics an operator scrapes (consumers' lag and parked records,
     snapshots stored)."""
-    store = state.open_store(read_only=True)
+    store, unfolded = _open_folding_if_it_can(state)
     backend = store.backend
     head = backend.head()
     counts: Counter[str] = Counter()
@@ -138,7 +139,9 @@ def stats_command(state: CliContext) -> None:
         "length": head.length,
         "chain_hash": "0x" + head.chain_hash.hex(),
         "events_by_type": dict(sorted(counts.items())),
-        "entities": {name: len(projection) for name, projection in store.projections.items()},
+        "entities": None
+        if unfolded is not None
+        else {name: len(projection) for name, projection in store.projections.items()},
         "latest_snapshot": None
         if snapshot is None
         else {
@@ -150,6 +153,11 @@ def stats_command(state: CliContext) -> None:
         "metrics": figures(store),
     }
     output = state.output
+    if unfolded is not None:
+        output.note(
+            f"entities not counted: the projections cannot fold the log ({unfolded}); "
+            "'chanlog log' shows those records as stored"
+        )
     if output.json_mode:
         output.json(stats)
         return
@@ -161,6 +169,23 @@ def stats_command(state: CliContext) -> None:
         output.table(
             "events by type", ("type", "count"), [(name, n) for name, n in sorted(counts.items())]
         )
+
+
+def _open_folding_if_it_can(state: CliContext) -> tuple[EventStore, str | None]:
+    """The store with its projections; or, when they cannot fold the log only because it
+    holds a record of a type no installed plugin registers, without them, and why: every
+    figure but the entities is read without folding (ADR 0063). A log the projections
+    refuse, or whose records no longer decode, stays an integrity failure."""
+    try:
+        return state.open_store(read_only=True), None
+    except CliError as exc:
+        cause = exc.__cause__
+        if not isinstance(cause, DecodeError) or cause.event_type in (
+            None,
+            *default_host().event_types,
+        ):
+            raise
+        return state.open_store(read_only=True, projections=[]), str(cause)
 
 
 def _file_size(path: object) -> int | None:
