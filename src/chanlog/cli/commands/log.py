@@ -17,7 +17,7 @@ from chanlog.cli.output import format_timestamp
 from chanlog.cli.records_io import select_stored
 from chanlog.copying import canonical_payload, export_line, export_line_of
 from chanlog.folded_chain import chain_hash_at
-from chanlog.records import RecordedEvent, StoredRecord
+from chanlog.records import Head, RecordedEvent, StoredRecord
 from chanlog.store import EventStore
 
 __all__ = ["FLUSH_EVERY", "UNREGISTERED", "LogPrinter", "log_command"]
@@ -277,7 +277,7 @@ def _follow(
         while True:
             head = backend.head()
             if seen is not None and (
-                head.length < position or chain_hash_at(backend, position - 1) != seen
+                head.length < position or _hash_before(backend, head, position) != seen
             ):
                 position = _note_lost(state, head.length, position)
             if head.length > position:
@@ -295,6 +295,12 @@ def _follow(
             _wait_for_appends(backend, position)
     except KeyboardInterrupt:
         pass
+
+
+def _hash_before(backend: Backend, head: Head, position: int) -> bytes | None:
+    """The chain hash of the record at ``position - 1``: the head's, without a read, while
+    the log has not grown past it."""
+    return head.chain_hash if head.length == position else chain_hash_at(backend, position - 1)
 
 
 def _note_lost(state: CliContext, length: int, position: int) -> int:
