@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from chanlog import EventStore
 from chanlog.backends.base import Backend
 from chanlog.backends.memory import MemoryBackend
 from chanlog.backends.sqlite import SqliteBackend
+from chanlog.workload import Workload
 from snapshots.unannounced_rows import (
     a_row_from_another_log_is_not_used,
     a_stray_row_at_the_head_is_not_announced,
+    assert_folds_from_nothing,
 )
 
 
@@ -31,3 +34,22 @@ def test_a_row_from_another_log_is_not_used(open_backend: Callable[[], Backend])
 
 def test_a_stray_row_at_the_head_is_not_announced(open_backend: Callable[[], Backend]) -> None:
     a_stray_row_at_the_head_is_not_announced(open_backend)
+
+
+def test_a_snapshot_past_a_cut_tail_is_not_used_once_the_log_grows_past_it() -> None:
+    """A log that lost its tail but not the snapshot past the cut (ADR 0024), then took other
+    records in place of the lost ones (ADR 0047): the snapshot holds the lost history."""
+    events = Workload(seed=3, channels=3, turns=4, messages=0).events()
+    others = Workload(seed=9, channels=3, turns=4, messages=0).events()
+    whole = MemoryBackend()
+    with EventStore(whole) as store:
+        store.append_batch(events[:40])
+        past_the_cut = store.snapshot()
+    cut = MemoryBackend()
+    with cut.write() as transaction:
+        transaction.append(list(whole.read(0, 30)))
+        transaction.save_snapshot(past_the_cut)
+    with EventStore(cut) as store:
+        store.append_batch(others[:20])
+        assert len(store) > past_the_cut.offset
+        assert_folds_from_nothing(store)
