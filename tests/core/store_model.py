@@ -52,6 +52,7 @@ from chanlog.snapshots.codec import base_reference, encode_snapshot
 from chanlog.snapshots.manager import SnapshotManager
 from chanlog.workload import Workload
 from chanlog_strategies import bytes32
+from snapshots.upgraded_channel import channel_host
 
 KINDS = {"channel_id": "channel", "objective_id": "objective", "message_id": "message"}
 WRITERS = ("main", "other")
@@ -429,16 +430,28 @@ class StoreModel(RuleBasedStateMachine):
 
     # -- restarts and other processes ----------------------------------------------------
 
-    @rule(both=st.booleans(), incremental=st.none() | st.booleans())
-    def reopen(self, both: bool, incremental: bool | None) -> None:
-        """A restart; with ``incremental``, the policy's option changed meanwhile."""
+    @rule(
+        both=st.booleans(),
+        incremental=st.none() | st.booleans(),
+        keep=st.none() | st.integers(0, 3),
+        upgraded=st.none() | st.booleans(),
+    )
+    def reopen(
+        self, both: bool, incremental: bool | None, keep: int | None, upgraded: bool | None
+    ) -> None:
+        """A restart; with ``incremental`` or ``keep``, the policy's options changed
+        meanwhile; with ``upgraded``, the channel projection's schema version is 2 (or back
+        to 1): snapshots of the other version are ignored (a store left open keeps its own)."""
         assert self.store is not None
         self.store.close()
-        if incremental is not None:
-            policy = self.options["snapshot_policy"]
-            self.options["snapshot_policy"] = EveryNEvents(
-                n=policy.n, keep=policy.keep, incremental=incremental
-            )
+        policy = self.options["snapshot_policy"]
+        self.options["snapshot_policy"] = EveryNEvents(
+            n=policy.n,
+            keep=policy.keep if keep is None else keep,
+            incremental=policy.incremental if incremental is None else incremental,
+        )
+        if upgraded is not None:
+            self.options["plugins"] = channel_host(upgraded)
         self.store = self._open()
         self.stale.discard("main")
         if both and self.other is not None:
