@@ -30,6 +30,9 @@ _VIEW_CACHE_SIZE = 4
 incremental snapshot holds its base's, however many are cached."""
 _STATE_CACHE_SIZE = 1024
 """Entity states read out of snapshots kept for reconstruction (states are immutable)."""
+_REFUSED_CACHE_SIZE = 4
+"""Snapshots refused for their own bytes kept (with those bytes), so that each read after
+it costs a comparison of bytes instead of their hash."""
 _ABSENT = object()
 
 
@@ -76,6 +79,8 @@ class SnapshotManager:
         self._views: OrderedDict[tuple[int, bytes], SnapshotView] = OrderedDict()
         self._states: OrderedDict[tuple[int, bytes, str, str], Any] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._refused: OrderedDict[tuple[int, bytes], tuple[bytes, str]] = OrderedDict()
+        self._reported: set[tuple[int, bytes]] = set()  # refusals logged as warnings
         self._announced: set[tuple[int, bytes]] = set()
         self._unannounced: dict[tuple[int, bytes], int] = {}  # → the log's length searched
         self.opened_count = 0
@@ -117,7 +122,7 @@ class SnapshotManager:
             try:
                 self.open(snapshot)
             except DecodeError as exc:
-                logger.warning("ignoring snapshot at offset %d: %s", snapshot.offset, exc)
+                self._ignoring(snapshot, exc)
                 continue
             return snapshot
         return None
@@ -194,7 +199,18 @@ class SnapshotManager:
             if cached is not None:
                 self._views.move_to_end(key)
                 return cached
-        view = open_snapshot(snapshot, self._base_view(snapshot))
+        refused = self._refused.get(key)
+        if refused is not None and refused[0] == snapshot.data:
+            raise DecodeError(refused[1])  # the same bytes and hash: the same verdict
+        base = self._base_view(snapshot)
+        try:
+            view = open_snapshot(snapshot, base)
+        except DecodeError as exc:
+            with self._cache_lock:
+                self._refused[key] = (snapshot.data, str(exc))
+                while len(self._refused) > _REFUSED_CACHE_SIZE:
+                    self._refused.popitem(last=False)
+            raise
         with self._cache_lock:
             self.opened_count += 1
             self._views[key] = view
@@ -221,6 +237,16 @@ class SnapshotManager:
         # Its hash is in the bytes of the snapshot taken on it, which the log announces.
         return self._opened(base)  # its offset is lower: the recursion ends
 
+    def _ignoring(self, snapshot: StoredSnapshot, exc: DecodeError) -> None:
+        """Log that ``snapshot`` is skipped: a warning the first time, then at debug level
+        (every reconstruction past a damaged snapshot skips it)."""
+        key = (snapshot.offset, snapshot.snapshot_hash)
+        with self._cache_lock:
+            first = key not in self._reported
+            self._reported.add(key)
+        level = logging.WARNING if first else logging.DEBUG
+        logger.log(level, "ignoring snapshot at offset %d: %s", snapshot.offset, exc)
+
     # -- reading states out of snapshots -------------------------------------------------
 
     def entity_state(
@@ -242,7 +268,7 @@ class SnapshotManager:
             try:
                 state = self._read_entity(self.open(snapshot), projection, entity_id)
             except DecodeError as exc:
-                logger.warning("ignoring snapshot at offset %d: %s", snapshot.offset, exc)
+                self._ignoring(snapshot, exc)
                 continue
             with self._cache_lock:
                 self.state_loads += 1
@@ -273,7 +299,7 @@ class SnapshotManager:
                     deferred = isinstance(projection, DefersStateLoading)
                     projection.load(view.projection_data(name, deferred=deferred))
             except DecodeError as exc:
-                logger.warning("ignoring snapshot at offset %d: %s", snapshot.offset, exc)
+                self._ignoring(snapshot, exc)
                 continue
             logger.debug("restored from the snapshot at offset %d", snapshot.offset)
             return fresh, snapshot.offset
