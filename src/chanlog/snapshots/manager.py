@@ -148,6 +148,14 @@ class SnapshotManager:
                     link = link.base
         return view
 
+    def rewound(self) -> None:
+        """The log lost records (ADR 0043): a snapshot found announced may be announced no
+        longer, so each is looked for again, and no state read out of one is reused."""
+        with self._cache_lock:
+            self._announced.clear()
+            self._unannounced.clear()
+            self._states.clear()
+
     def _check_announced(self, key: tuple[int, bytes]) -> None:
         """Refuse a snapshot no ``snapshot-created`` event announces. The store announces
         one it takes of the end of the log by the record at the snapshot's offset, in the
