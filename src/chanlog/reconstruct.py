@@ -80,6 +80,7 @@ class StateReconstructor:
 
     def __init__(self, source: ReconstructionSource, *, use_snapshots: bool = True) -> None:
         self._source = source
+        self._inline_projection = source.inline_projection
         self._use_snapshots = use_snapshots
         self._private: dict[str, Projection] = {}
         self._describes: dict[type, bool] = {}
@@ -234,7 +235,10 @@ class StateReconstructor:
         self.check_entity_id(projection, entity_id)
         if self.before_now is not None:
             self.before_now()
-        state = projection.get(entity_id.lower())
+        # A store folding the log again after it lost records (ADR 0043), maybe just now in
+        # before_now, folds into new instances: the one inline now answers.
+        inline = self._inline_projection(projection.name)
+        state = (projection if inline is None else inline).get(entity_id.lower())
         if state is None:
             raise NotFound(f"no {kind} {entity_id}")
         return state

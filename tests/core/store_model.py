@@ -2,7 +2,8 @@
 
 :class:`StoreModel` is a Hypothesis state machine that drives a store through appends (one
 event, a batch, refused ones, redeliveries), a second store writing to the same log (another
-process), snapshots, pruning, reopening, reconstruction at any offset, reads and verify.
+process), snapshots, pruning, damage to stored snapshots, reopening, reconstruction at any
+offset, reads and verify.
 
 The model is the list of accepted events in log order, mirrored into a *reference*: a
 memory store that never snapshots and keeps no checkpoint, whose entities are reconstructed
@@ -29,20 +30,37 @@ from hypothesis.stateful import (
     rule,
 )
 
-from chanlog import ConcurrencyError, EventStore, InvalidEvent, InvalidTransition, NotFound
+from chanlog import (
+    ConcurrencyError,
+    EventStore,
+    IntegrityError,
+    InvalidEvent,
+    InvalidTransition,
+    NotFound,
+)
 from chanlog.backends.base import Backend
 from chanlog.backends.capabilities import ManagesSnapshots
 from chanlog.backends.memory import MemoryBackend
 from chanlog.codec import to_payload
+from chanlog.errors import DecodeError
 from chanlog.events import ChannelCreated, Event, ObjectiveApproved, SnapshotCreated
+from chanlog.hashing import keccak256
 from chanlog.reconstruct import StateReconstructor
+from chanlog.records import StoredSnapshot
 from chanlog.snapshots import EveryNEvents
+from chanlog.snapshots.codec import base_reference, encode_snapshot
 from chanlog.snapshots.manager import SnapshotManager
 from chanlog.workload import Workload
 from chanlog_strategies import bytes32
+from snapshots.upgraded_channel import channel_host
 
 KINDS = {"channel_id": "channel", "objective_id": "objective", "message_id": "message"}
 WRITERS = ("main", "other")
+DAMAGES = ("flip", "hash", "truncate", "delete", "other-state")
+"""What :meth:`StoreModel.damage_snapshot` does to a stored snapshot: a bit flipped in its
+bytes or in its hash, its bytes cut short, its row deleted, or a row of well-formed bytes
+with a hash of their own holding the states of another offset (a row from another log, or
+an editor's)."""
 
 
 def entities_of(event: Event) -> Iterable[tuple[str, str]]:
@@ -78,6 +96,7 @@ class StoreModel(RuleBasedStateMachine):
         self.script: list[Event] = []
         self.cursor = 0
         self.stale: set[str] = set()  # stores that have not seen the other's writes yet
+        self.tampered = False  # a stored snapshot was damaged outside chanlog
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -334,29 +353,105 @@ class StoreModel(RuleBasedStateMachine):
     def prune(self, writer: str, keep: int | None) -> None:
         store = self._writer(writer)
         length = len(self.events)
+        before = _stored_offsets(store.backend)
         store.prune_snapshots(keep)
         self._unchanged(store, length)
         # What is kept stays readable: no base of a kept incremental one is pruned (ADR 0036).
         backend = store.backend
         if isinstance(backend, ManagesSnapshots):
             reader = SnapshotManager(store)  # no view cached: each base is read again
-            for offset, _ in backend.snapshot_sizes():
+            stored = {offset for offset, _ in backend.snapshot_sizes()}
+            for offset in sorted(stored):
                 kept = backend.latest_snapshot(offset)
                 assert kept is not None and kept.offset == offset
-                reader.open(kept)
+                if not self.tampered:
+                    reader.open(kept)
+                elif (base := _base_of(kept)) is not None:
+                    # A damaged base may leave it unreadable, but pruning kept its base.
+                    assert base in stored or base not in before, (offset, base)
+
+    @precondition(lambda self: isinstance(self._writer("main").backend, ManagesSnapshots))
+    @rule(how=st.sampled_from(DAMAGES), data=st.data())
+    def damage_snapshot(self, how: str, data: st.DataObject) -> None:
+        """A stored snapshot changed outside chanlog: reconstruction must not be misled by it
+        (it falls back to an older snapshot or to the log), a store must still open, and
+        ``verify`` reports it until a snapshot taken again there replaces it."""
+        backend = self._writer("main").backend
+        assert isinstance(backend, ManagesSnapshots)
+        stored = sorted(_stored_offsets(backend))
+        if how == "other-state":
+            at = data.draw(st.integers(0, len(self.events)), label="row at")
+            states = data.draw(st.integers(0, len(self.events)), label="states of")
+            row = encode_snapshot(at, self.reference.snapshots.projections_at(states))
+            backend.save_snapshot(row)
+            self.tampered = True
+            return
+        if not stored:
+            return
+        at = data.draw(st.sampled_from(stored), label="damaged")
+        self.tampered = True
+        if how == "delete":
+            backend.delete_snapshots([at])
+            return
+        snapshot = backend.latest_snapshot(at)
+        assert snapshot is not None and snapshot.offset == at
+        data_bytes, digest = bytearray(snapshot.data), bytearray(snapshot.snapshot_hash)
+        if not data_bytes and how != "hash":
+            return  # cut to nothing already
+        if how == "flip":
+            position = data.draw(st.integers(0, len(data_bytes) - 1), label="byte")
+            data_bytes[position] ^= 1 << data.draw(st.integers(0, 7), label="bit")
+        elif how == "hash":
+            digest[data.draw(st.integers(0, 31), label="hash byte")] ^= 1
+        else:
+            del data_bytes[data.draw(st.integers(0, len(data_bytes) - 1), label="cut at") :]
+        backend.save_snapshot(
+            StoredSnapshot(at, dict(snapshot.versions), bytes(data_bytes), bytes(digest))
+        )
+
+    def _snapshots_as_announced(self, backend: Backend) -> bool:
+        """Whether every stored snapshot is what its latest ``snapshot-created`` event
+        announced (what ``verify`` checks of snapshots)."""
+        if not isinstance(backend, ManagesSnapshots):
+            return True
+        announced = {
+            e.snapshot_offset: e.snapshot_hash
+            for e in self.events
+            if isinstance(e, SnapshotCreated)
+        }
+        for offset in _stored_offsets(backend):
+            snapshot = backend.latest_snapshot(offset)
+            assert snapshot is not None
+            expected = announced.get(offset)
+            actual = "0x" + snapshot.snapshot_hash.hex()
+            if expected != actual or keccak256(snapshot.data) != snapshot.snapshot_hash:
+                return False
+        return True
 
     # -- restarts and other processes ----------------------------------------------------
 
-    @rule(both=st.booleans(), incremental=st.none() | st.booleans())
-    def reopen(self, both: bool, incremental: bool | None) -> None:
-        """A restart; with ``incremental``, the policy's option changed meanwhile."""
+    @rule(
+        both=st.booleans(),
+        incremental=st.none() | st.booleans(),
+        keep=st.none() | st.integers(0, 3),
+        upgraded=st.none() | st.booleans(),
+    )
+    def reopen(
+        self, both: bool, incremental: bool | None, keep: int | None, upgraded: bool | None
+    ) -> None:
+        """A restart; with ``incremental`` or ``keep``, the policy's options changed
+        meanwhile; with ``upgraded``, the channel projection's schema version is 2 (or back
+        to 1): snapshots of the other version are ignored (a store left open keeps its own)."""
         assert self.store is not None
         self.store.close()
-        if incremental is not None:
-            policy = self.options["snapshot_policy"]
-            self.options["snapshot_policy"] = EveryNEvents(
-                n=policy.n, keep=policy.keep, incremental=incremental
-            )
+        policy = self.options["snapshot_policy"]
+        self.options["snapshot_policy"] = EveryNEvents(
+            n=policy.n,
+            keep=policy.keep if keep is None else keep,
+            incremental=policy.incremental if incremental is None else incremental,
+        )
+        if upgraded is not None:
+            self.options["plugins"] = channel_host(upgraded)
         self.store = self._open()
         self.stale.discard("main")
         if both and self.other is not None:
@@ -423,7 +518,11 @@ class StoreModel(RuleBasedStateMachine):
     @rule(writer=st.sampled_from(WRITERS))
     def verify(self, writer: str) -> None:
         store = self._writer(writer)
-        assert store.verify() == len(self.events)
+        if self._snapshots_as_announced(store.backend):
+            assert store.verify() == len(self.events)
+        else:
+            with pytest.raises(IntegrityError, match="snapshot"):
+                store.verify()
 
     # -- invariants ----------------------------------------------------------------------
 
@@ -446,3 +545,18 @@ class StoreModel(RuleBasedStateMachine):
             if store is None or name in self.stale:
                 continue
             assert {n: p.dump() for n, p in store.projections.items()} == expected, name
+
+
+def _stored_offsets(backend: Backend) -> set[int]:
+    if not isinstance(backend, ManagesSnapshots):
+        return set()
+    return {offset for offset, _size in backend.snapshot_sizes()}
+
+
+def _base_of(snapshot: StoredSnapshot) -> int | None:
+    """The offset of the snapshot ``snapshot`` is taken on, when its first line says so."""
+    try:
+        reference = base_reference(snapshot)
+    except DecodeError:  # a damaged first line: it keeps nothing alive
+        return None
+    return None if reference is None else reference[0]

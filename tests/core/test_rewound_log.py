@@ -216,3 +216,23 @@ def test_a_read_model_started_after_the_loss_refuses_instead_of_skipping(
         assert "its handler had reached offset 30" in str(refused.value)
         assert backend.consumer_state("latest").lease_holder is None  # given up, not held
         runner.close()
+
+
+def test_now_after_the_loss_is_the_state_folded_again() -> None:
+    """``reconstruct`` without an offset answers from the projections folded again, not from
+    those it used before the loss (it remembers what each kind resolves to)."""
+    backend = MemoryBackend()
+    with chanlog.EventStore(backend) as store:
+        store.append_batch(EVENTS[:30])
+        store.snapshot()
+        for event in EVENTS[30:50]:
+            store.append(event)
+        kept = backup(backend, KEPT)
+        store.append_batch(EVENTS[50:60])
+        before = [store.reconstruct("channel", channel) for channel in CHANNELS]
+        restore(backend, kept)
+        assert store.refresh() == KEPT
+        with chanlog.EventStore(backend) as replayed:
+            now = [store.reconstruct("channel", channel) for channel in CHANNELS]
+            assert now == _states(replayed) == _states(store)
+            assert now != before

@@ -15,38 +15,10 @@ import pytest
 from chanlog import EventStore, NotFound
 from chanlog.backends.memory import MemoryBackend
 from chanlog.backends.sqlite import SqliteBackend
-from chanlog.plugins import builtin_projections
-from chanlog.plugins.hookspecs import hookimpl
-from chanlog.plugins.host import BUILTIN_PLUGINS, PluginHost
-from chanlog.projections.channel import ChannelProjection
 from chanlog.snapshots import EveryNEvents
 from chanlog.snapshots.codec import base_reference
 from chanlog.workload import Workload
-
-
-class _ChannelV2(ChannelProjection):
-    schema_version = 2
-
-
-class _Upgraded:
-    """The built-in projections, with the channel projection at schema version 2."""
-
-    @hookimpl
-    def chanlog_register_projections(self, register: Any) -> None:
-        factories: dict[str, Any] = {}
-        builtin_projections.chanlog_register_projections(factories.__setitem__)
-        factories["channel"] = _ChannelV2
-        for name, factory in factories.items():
-            register(name, factory)
-
-
-def _host(upgraded: bool) -> PluginHost:
-    if not upgraded:
-        return PluginHost(load_entry_points=False)
-    builtins = [name for name in BUILTIN_PLUGINS if name != builtin_projections.__name__]
-    host = PluginHost(load_entry_points=False, builtins=builtins)
-    host.register(_Upgraded(), name="upgraded")
-    return host
+from snapshots.upgraded_channel import channel_host
 
 
 def _reconstructed(store: EventStore, channel: str, at: int) -> Any:
@@ -60,7 +32,7 @@ def test_writers_at_two_schema_versions_keep_their_chains_apart(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "log.db"
-    hosts = [_host(upgraded=False), _host(upgraded=True)]
+    hosts = [channel_host(upgraded=False), channel_host(upgraded=True)]
     writers = [
         EventStore(SqliteBackend(path), plugins=host, snapshot_policy=EveryNEvents(n=30, keep=2))
         for host in hosts
@@ -113,8 +85,10 @@ def test_a_chain_whose_snapshot_another_version_took_again_is_not_built_on(
     read; now it is taken on the newest one of its versions still stored."""
     path = tmp_path / "log.db"
     policy = EveryNEvents(n=10**9, keep=0)
-    node = EventStore(SqliteBackend(path), plugins=_host(upgraded=False), snapshot_policy=policy)
-    upgraded = EventStore(SqliteBackend(path), plugins=_host(upgraded=True))
+    node = EventStore(
+        SqliteBackend(path), plugins=channel_host(upgraded=False), snapshot_policy=policy
+    )
+    upgraded = EventStore(SqliteBackend(path), plugins=channel_host(upgraded=True))
     traffic = Workload(channels=2, turns=10, seed=4).events()
     node.append_batch(Workload(channels=30, turns=1, seed=8).events())  # idle channels
     first = node.snapshot()
@@ -125,7 +99,7 @@ def test_a_chain_whose_snapshot_another_version_took_again_is_not_built_on(
     assert replaced.snapshot_hash != tip.snapshot_hash
     node.append_batch(traffic[5:10])
     taken = node.snapshot()
-    with EventStore(SqliteBackend(path), plugins=_host(upgraded=False)) as restarted:
+    with EventStore(SqliteBackend(path), plugins=channel_host(upgraded=False)) as restarted:
         assert restarted.snapshots.latest_snapshot() == taken  # readable
     assert base_reference(taken) == (first.offset, first.snapshot_hash)
     for store in (node, upgraded):

@@ -15,8 +15,9 @@ from typing import Any, Protocol
 
 from chanlog.backends.base import Backend
 from chanlog.errors import DecodeError, InvalidArgument
+from chanlog.events.system import SnapshotCreated
 from chanlog.projections.base import DefersStateLoading, Projection, SnapshotsPerEntity
-from chanlog.records import RecordedEvent, StoredSnapshot
+from chanlog.records import RecordedEvent, StoredRecord, StoredSnapshot
 from chanlog.snapshots.codec import base_reference
 from chanlog.snapshots.view import SnapshotView, open_snapshot
 
@@ -29,6 +30,9 @@ _VIEW_CACHE_SIZE = 4
 incremental snapshot holds its base's, however many are cached."""
 _STATE_CACHE_SIZE = 1024
 """Entity states read out of snapshots kept for reconstruction (states are immutable)."""
+_REFUSED_CACHE_SIZE = 4
+"""Snapshots refused for their own bytes kept (with those bytes), so that each read after
+it costs a comparison of bytes instead of their hash."""
 _ABSENT = object()
 
 
@@ -52,6 +56,10 @@ class SnapshotSource(Protocol):
         """Records with ``start <= offset < end``."""
         ...
 
+    def decode(self, stored: StoredRecord) -> RecordedEvent:
+        """A record as the backend stores it, decoded."""
+        ...
+
 
 class SnapshotManager:
     """Snapshots of one store's projections.
@@ -71,6 +79,10 @@ class SnapshotManager:
         self._views: OrderedDict[tuple[int, bytes], SnapshotView] = OrderedDict()
         self._states: OrderedDict[tuple[int, bytes, str, str], Any] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._refused: OrderedDict[tuple[int, bytes], tuple[bytes, str]] = OrderedDict()
+        self._reported: set[tuple[int, bytes]] = set()  # refusals logged as warnings
+        self._announced: set[tuple[int, bytes]] = set()
+        self._unannounced: dict[tuple[int, bytes], int] = {}  # → the log's length searched
         self.opened_count = 0
         """How many snapshots were opened (verified and parsed; a cache miss each)."""
         self.state_loads = 0
@@ -110,25 +122,103 @@ class SnapshotManager:
             try:
                 self.open(snapshot)
             except DecodeError as exc:
-                logger.warning("ignoring snapshot at offset %d: %s", snapshot.offset, exc)
+                self._ignoring(snapshot, exc)
                 continue
             return snapshot
         return None
 
     def open(self, snapshot: StoredSnapshot) -> SnapshotView:
-        """``snapshot`` verified and its header parsed (cached per offset and hash).
+        """``snapshot`` verified and its header parsed (cached per offset and hash): its
+        bytes match its hash, and the log announces that hash at its offset (ADR 0067).
 
         Raises:
             DecodeError: it does not say exactly what it claims (see
-                :func:`~chanlog.snapshots.codec.open_snapshot`).
+                :func:`~chanlog.snapshots.codec.open_snapshot`), or no ``snapshot-created``
+                event of the log announces it (a row from another log, or one written
+                outside chanlog).
         """
+        view = self._opened(snapshot)
+        key = (snapshot.offset, snapshot.snapshot_hash)
+        if key not in self._announced:
+            self._check_announced(key)
+            link: SnapshotView | None = view
+            with self._cache_lock:
+                while link is not None:  # its bases are named by its announced bytes
+                    self._announced.add((link.offset, link.snapshot_hash))
+                    link = link.base
+        return view
+
+    def rewound(self) -> None:
+        """The log lost records (ADR 0043): a snapshot found announced may be announced no
+        longer, so each is looked for again, and no state read out of one is reused."""
+        with self._cache_lock:
+            self._announced.clear()
+            self._unannounced.clear()
+            self._states.clear()
+
+    def _check_announced(self, key: tuple[int, bytes]) -> None:
+        """Refuse a snapshot no ``snapshot-created`` event announces. The store announces
+        one it takes of the end of the log by the record at the snapshot's offset, in the
+        same transaction; one taken of an earlier offset (or again) is announced later, and
+        the log from its offset is searched, each record once per snapshot. The row was read
+        before the head is: its announcement, committed with it, is before that head."""
+        offset = key[0]
+        backend = self._source.backend
+        searched = self._unannounced.get(key, offset)
+        if searched == offset:  # where the store's own snapshots are announced
+            if self._announces(backend.read(offset, offset + 1), key):
+                return
+            searched = offset + 1
+        end = backend.head().length
+        if searched < end and self._announces(backend.read(searched, end), key):
+            return
+        with self._cache_lock:
+            self._unannounced[key] = max(searched, end)
+        raise DecodeError(
+            f"snapshot at offset {offset}: no snapshot-created event of the log announces "
+            f"its hash 0x{key[1].hex()} (a row from another log, or written outside chanlog)",
+            path="announcement",
+        )
+
+    def _announces(self, records: Iterator[StoredRecord], key: tuple[int, bytes]) -> bool:
+        """Whether one of ``records`` is the ``snapshot-created`` event of ``key`` (offset,
+        hash); remembered when it is."""
+        announcement = SnapshotCreated.event_type
+        for stored in records:
+            if stored.event_type != announcement:
+                continue
+            event = self._source.decode(stored).event
+            if (
+                isinstance(event, SnapshotCreated)
+                and event.snapshot_offset == key[0]
+                and event.snapshot_hash == "0x" + key[1].hex()
+            ):
+                with self._cache_lock:
+                    self._announced.add(key)
+                    self._unannounced.pop(key, None)
+                return True
+        return False
+
+    def _opened(self, snapshot: StoredSnapshot) -> SnapshotView:
+        """``snapshot`` verified against its own hash and its base's, cached."""
         key = (snapshot.offset, snapshot.snapshot_hash)
         with self._cache_lock:
             cached = self._views.get(key)
             if cached is not None:
                 self._views.move_to_end(key)
                 return cached
-        view = open_snapshot(snapshot, self._base_view(snapshot))
+        refused = self._refused.get(key)
+        if refused is not None and refused[0] == snapshot.data:
+            raise DecodeError(refused[1])  # the same bytes and hash: the same verdict
+        base = self._base_view(snapshot)
+        try:
+            view = open_snapshot(snapshot, base)
+        except DecodeError as exc:
+            with self._cache_lock:
+                self._refused[key] = (snapshot.data, str(exc))
+                while len(self._refused) > _REFUSED_CACHE_SIZE:
+                    self._refused.popitem(last=False)
+            raise
         with self._cache_lock:
             self.opened_count += 1
             self._views[key] = view
@@ -152,7 +242,18 @@ class SnapshotManager:
                 f"{reference[0]}, which is no longer stored as it was",
                 path="base",
             )
-        return self.open(base)  # its offset is lower: the recursion ends
+        # Its hash is in the bytes of the snapshot taken on it, which the log announces.
+        return self._opened(base)  # its offset is lower: the recursion ends
+
+    def _ignoring(self, snapshot: StoredSnapshot, exc: DecodeError) -> None:
+        """Log that ``snapshot`` is skipped: a warning the first time, then at debug level
+        (every reconstruction past a damaged snapshot skips it)."""
+        key = (snapshot.offset, snapshot.snapshot_hash)
+        with self._cache_lock:
+            first = key not in self._reported
+            self._reported.add(key)
+        level = logging.WARNING if first else logging.DEBUG
+        logger.log(level, "ignoring snapshot at offset %d: %s", snapshot.offset, exc)
 
     # -- reading states out of snapshots -------------------------------------------------
 
@@ -175,7 +276,7 @@ class SnapshotManager:
             try:
                 state = self._read_entity(self.open(snapshot), projection, entity_id)
             except DecodeError as exc:
-                logger.warning("ignoring snapshot at offset %d: %s", snapshot.offset, exc)
+                self._ignoring(snapshot, exc)
                 continue
             with self._cache_lock:
                 self.state_loads += 1
@@ -206,7 +307,7 @@ class SnapshotManager:
                     deferred = isinstance(projection, DefersStateLoading)
                     projection.load(view.projection_data(name, deferred=deferred))
             except DecodeError as exc:
-                logger.warning("ignoring snapshot at offset %d: %s", snapshot.offset, exc)
+                self._ignoring(snapshot, exc)
                 continue
             logger.debug("restored from the snapshot at offset %d", snapshot.offset)
             return fresh, snapshot.offset

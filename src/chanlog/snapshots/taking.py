@@ -79,7 +79,9 @@ class SnapshotTaker:
     def rewound(self) -> None:
         """The log lost records this store folded (ADR 0043): the last snapshot it took may
         be gone, or another may come to stand at its offset, so the next snapshot is based
-        on what is stored then, and the policy is asked again."""
+        on what is stored then, and the policy is asked again; the snapshots it read are
+        checked against the log again."""
+        self._snapshots.rewound()
         self._chain = None
         self._bases.clear()
         self.ask_from = 0
