@@ -34,6 +34,17 @@ _MAX_GATHER = 0.002
 """The longest a leader waits for company (seconds), however long the last write took."""
 
 
+def _interrupted_write(interruption: BaseException) -> StorageError:
+    """What the callers of a group get when its leader was interrupted while it wrote."""
+    error = StorageError(
+        f"the thread writing this append's group was interrupted "
+        f"({type(interruption).__name__}) while it wrote it: the append may have been "
+        "written; append it again (an append already in the log returns its offset)"
+    )
+    error.__cause__ = interruption
+    return error
+
+
 class Writer:
     """Runs write work for one store.
 
@@ -321,7 +332,7 @@ class Writer:
                 if len(group) == 1:
                     self._run_alone(request)
                 else:
-                    self._run_group(group)
+                    self._run_group(group, request)
         finally:
             self._last_write = min(time.perf_counter() - started, _MAX_GATHER)
             for member in group:
@@ -362,7 +373,7 @@ class Writer:
         except BaseException as exc:
             request.error = exc
 
-    def _run_group(self, group: list[AppendRequest]) -> None:
+    def _run_group(self, group: list[AppendRequest], leader: AppendRequest) -> None:
         pipeline = self._pipeline
         try:
             pipeline.recording = bool(event_appended.receivers or self._delivery.publishes)
@@ -372,12 +383,16 @@ class Writer:
                     self.align(head)
                 stage = pipeline.write_group(transaction, group)
         except BaseException as exc:
-            if isinstance(exc, StorageError):
-                self._reconcile()
+            interrupted = not isinstance(exc, Exception)
+            if interrupted or isinstance(exc, StorageError):
+                self._reconcile()  # an interrupted commit may have landed as well (ADR 0042)
+            # The interruption is the leader's: the callers it wrote for get a StorageError
+            # in their own threads, which nobody interrupted (ADR 0029).
+            theirs = _interrupted_write(exc) if interrupted else exc
             for request in group:
                 if request.error is None:
                     request.result = None
-                    request.error = exc
+                    request.error = exc if request is leader else theirs
             return
         self._make_current(stage, group)
 

@@ -547,3 +547,55 @@ def test_a_projection_failing_on_one_append_of_a_group_fails_that_append_alone(
         assert len(store) == THREADS + 3
         assert store.stream_version(_channel(2)) == 1  # its channel-created only
         assert store.verify() == len(store)
+
+
+class _InterruptedAfterCommit(_GatedSqlite):
+    """Its write transaction number ``interrupt_at`` commits, then its thread is
+    interrupted (Ctrl-C arriving while the commit returns)."""
+
+    interrupt_at = 0
+    writes = 0
+
+    def write(self) -> AbstractContextManager[Any]:
+        inner = super().write()
+        self.writes += 1
+        interrupted = self.writes == self.interrupt_at
+
+        class Interrupted:
+            def __enter__(self) -> Any:
+                return inner.__enter__()
+
+            def __exit__(self, *exc: Any) -> None:
+                inner.__exit__(*exc)
+                if interrupted and exc[0] is None:
+                    raise KeyboardInterrupt
+
+        return Interrupted()
+
+
+def test_a_leader_interrupted_as_its_group_commits_interrupts_no_other_caller(
+    tmp_path: Path,
+) -> None:
+    """The group's commit landed: its leader (the first queued) gets the interruption, the
+    others a StorageError saying the append may have been written (not the leader's
+    KeyboardInterrupt, in threads nobody interrupted); the store folds and delivers what
+    landed at once, and appending again returns each event's offset."""
+    backend = _InterruptedAfterCommit(tmp_path / "log.db", durability="full")
+    with EventStore(backend) as store:
+        _create_channels(store)
+        seen: list[int] = []
+        store.subscribe(lambda record: seen.append(record.offset))
+        backend.interrupt_at = backend.writes + 2  # the group behind the gated leader
+        results = _one_group(
+            store,
+            backend,
+            [lambda t=t: store.append(make_signed(1, _channel(t))) for t in range(1, 4)],
+        )
+        assert isinstance(results[0], KeyboardInterrupt)
+        assert all(isinstance(result, StorageError) for result in results[1:]), results
+        assert all("may have been written" in str(result) for result in results[1:])
+        assert len(store) == THREADS + 4
+        assert seen == list(range(THREADS, THREADS + 4))  # delivered without another write
+        assert store._writer._inline.folded == THREADS + 4  # the fold caught up at once
+        again = [store.append(make_signed(1, _channel(t))) for t in range(1, 4)]
+        assert again == [THREADS + 1, THREADS + 2, THREADS + 3]
