@@ -183,12 +183,14 @@ class Writer:
         )
 
     def _reconcile(self) -> None:
-        """After a write failed in the storage (call under the lock): what it committed all
-        the same, when the connection was lost as the database committed, is folded and
-        queued for delivery now, as another process's records would be, so that the
-        store's state and length agree with the log at once (ADR 0042). Left to the next
-        write, which folds the same records or fails the same way, when this fails (the
-        storage cannot even say where the log ends): the caller gets the write's error."""
+        """After a write failed in the storage once its transaction had opened (call under
+        the lock): what it committed all the same, when the connection was lost as the
+        database committed, is folded and queued for delivery now, as another process's
+        records would be, so that the store's state and length agree with the log at once
+        (ADR 0042). Left to the next write, which folds the same records or fails the same
+        way, when this fails (the storage cannot even say where the log ends): the caller
+        gets the write's error. Not called for a transaction that never opened: during an
+        outage the head read would only make the caller wait as long again."""
         try:
             head = self._backend.head()
             if head.length != self._inline.folded or head.chain_hash != self._inline.chain.hash:
@@ -221,6 +223,7 @@ class Writer:
                 self._pipeline.recording = bool(
                     event_appended.receivers or self._delivery.publishes
                 )
+                transaction = None
                 try:
                     with self._backend.write() as transaction:
                         head, inline = transaction.head, self._inline
@@ -228,7 +231,8 @@ class Writer:
                             self.align(head)
                         result = work(transaction, encoded, expected, batch)
                 except StorageError:
-                    self._reconcile()
+                    if transaction is not None:  # a transaction never opened committed nothing
+                        self._reconcile()
                     raise
                 if result.stage is not None:
                     result.stage.commit()
@@ -375,6 +379,7 @@ class Writer:
 
     def _run_group(self, group: list[AppendRequest], leader: AppendRequest) -> None:
         pipeline = self._pipeline
+        transaction = None
         try:
             pipeline.recording = bool(event_appended.receivers or self._delivery.publishes)
             with self._backend.write() as transaction:
@@ -384,8 +389,10 @@ class Writer:
                 stage = pipeline.write_group(transaction, group)
         except BaseException as exc:
             interrupted = not isinstance(exc, Exception)
-            if interrupted or isinstance(exc, StorageError):
-                self._reconcile()  # an interrupted commit may have landed as well (ADR 0042)
+            # What a commit that failed or was interrupted may have landed (ADR 0042); a
+            # transaction that never opened committed nothing.
+            if transaction is not None and (interrupted or isinstance(exc, StorageError)):
+                self._reconcile()
             # The interruption is the leader's: the callers it wrote for get a StorageError
             # in their own threads, which nobody interrupted (ADR 0029).
             theirs = _interrupted_write(exc) if interrupted else exc
