@@ -84,6 +84,8 @@ class CuttingProxy:
                 client.close()
                 continue
             server.settimeout(None)
+            for end in (client, server):  # as libpq does: no Nagle delay on small messages
+                end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             session = _Session(client, server)
             self._sessions.append(session)
             threading.Thread(target=self._upstream, args=(session,), daemon=True).start()
