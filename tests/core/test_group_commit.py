@@ -4,6 +4,7 @@ transaction and one commit, and each keeps every guarantee it had alone."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -302,7 +303,9 @@ def _queued(store: EventStore, count: int) -> None:
     raise AssertionError("the callers never queued")
 
 
-def _started(work: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+def _started(
+    work: Callable[[], Any], name: str | None = None
+) -> tuple[threading.Thread, list[Any]]:
     outcome: list[Any] = []
 
     def run() -> None:
@@ -311,7 +314,7 @@ def _started(work: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
         except BaseException as exc:
             outcome.append(exc)
 
-    thread = threading.Thread(target=run)
+    thread = threading.Thread(target=run, name=name)
     thread.start()
     return thread, outcome
 
@@ -599,3 +602,108 @@ def test_a_leader_interrupted_as_its_group_commits_interrupts_no_other_caller(
         assert store._writer._inline.folded == THREADS + 4  # the fold caught up at once
         again = [store.append(make_signed(1, _channel(t))) for t in range(1, 4)]
         assert again == [THREADS + 1, THREADS + 2, THREADS + 3]
+
+
+def _interrupt_once_in(thread_name: str) -> Callable[[], None]:
+    """A step that raises KeyboardInterrupt the first time it runs on ``thread_name`` (a
+    signal arriving between two steps of the group's bookkeeping)."""
+    fired: list[bool] = []
+
+    def step() -> None:
+        if threading.current_thread().name == thread_name and not fired:
+            fired.append(True)
+            raise KeyboardInterrupt
+
+    return step
+
+
+def _appends_go_on(store: EventStore, channel: str, turn: int) -> int:
+    thread, outcome = _started(lambda: store.append(make_signed(turn, channel)))
+    thread.join(10)
+    assert not thread.is_alive(), "the next append never returned: the lead was lost"
+    assert isinstance(outcome[0], int), outcome
+    return int(outcome[0])
+
+
+def test_a_caller_interrupted_as_it_takes_the_lead_it_was_handed_passes_it_on(
+    durable: tuple[EventStore, _GatedSqlite], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, backend = durable
+    writer = store._writer  # the step between being handed the lead and leading
+    interrupt = _interrupt_once_in("interrupted")
+    lead = writer._lead
+
+    def interrupted_lead(request: Any) -> None:
+        interrupt()
+        lead(request)
+
+    monkeypatch.setattr(writer, "_lead", interrupted_lead)
+    gate, leader, _ = _held_lead(store, backend, make_signed(1, _channel(0)))
+    first, interrupted = _started(
+        lambda: store.append(make_signed(1, _channel(1))), name="interrupted"
+    )
+    _queued(store, 1)
+    second, written = _started(lambda: store.append(make_signed(1, _channel(2))))
+    _queued(store, 2)
+    gate.set()
+    for thread in (leader, first, second):
+        thread.join(10)
+        assert not thread.is_alive(), "a caller never returned: the lead was lost"
+    assert isinstance(interrupted[0], KeyboardInterrupt)
+    assert written == [THREADS + 1]
+    assert _appends_go_on(store, _channel(3), 1) == THREADS + 2
+
+
+def test_a_leader_interrupted_as_it_takes_its_group_fails_the_group_cleanly(
+    durable: tuple[EventStore, _GatedSqlite], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chanlog import writing
+
+    store, backend = durable
+    interrupt = _interrupt_once_in("interrupted")
+
+    class Clock:  # the first step after the group is taken reads the clock
+        @staticmethod
+        def perf_counter() -> float:
+            interrupt()
+            return time.perf_counter()
+
+    gate, leader, _ = _held_lead(store, backend, make_signed(1, _channel(0)))
+    monkeypatch.setattr(writing, "time", Clock)
+    first, interrupted = _started(
+        lambda: store.append(make_signed(1, _channel(1))), name="interrupted"
+    )
+    _queued(store, 1)
+    second, failed = _started(lambda: store.append(make_signed(1, _channel(2))))
+    _queued(store, 2)
+    gate.set()
+    for thread in (leader, first, second):
+        thread.join(10)
+        assert not thread.is_alive(), "a caller of the group never returned"
+    assert isinstance(interrupted[0], KeyboardInterrupt)
+    assert isinstance(failed[0], StorageError) and "not written" in str(failed[0])
+    assert _appends_go_on(store, _channel(2), 1) == THREADS + 1
+
+
+def test_a_caller_alone_interrupted_as_it_takes_the_lead_gives_it_up(
+    durable: tuple[EventStore, _GatedSqlite],
+) -> None:
+    store, _ = durable
+    writer = store._writer  # its queue lock, interrupted as its first holder leaves it
+    interrupt = _interrupt_once_in("interrupted")
+    real = writer._taken
+
+    class Interrupted:
+        def __enter__(self) -> None:
+            real.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            real.release()
+            interrupt()
+
+    writer._taken = Interrupted()  # type: ignore[assignment]
+    alone, outcome = _started(lambda: store.append(make_signed(1, _channel(0))), name="interrupted")
+    alone.join(10)
+    writer._taken = real
+    assert isinstance(outcome[0], KeyboardInterrupt)
+    assert _appends_go_on(store, _channel(1), 1) == THREADS
