@@ -707,3 +707,63 @@ def test_a_caller_alone_interrupted_as_it_takes_the_lead_gives_it_up(
     writer._taken = real
     assert isinstance(outcome[0], KeyboardInterrupt)
     assert _appends_go_on(store, _channel(1), 1) == THREADS
+
+
+def test_eight_threads_under_storage_failures_at_every_stage_keep_every_promise() -> None:
+    """Group commit over a backend failing at begin, at commit and after committing (ADR
+    0042), with expected versions and refused appends mixed in: an acknowledged append is
+    in the log at its offset, once; a failed one appended again returns where it is; the
+    store's length, state and subscribers agree with the log."""
+    from chanlog.testing import FlakyBackend
+
+    class GroupingFlaky(FlakyBackend):
+        groups_commits = True
+
+    backend = GroupingFlaky()
+    with EventStore(backend) as store:
+        seen: list[int] = []
+        store.subscribe(lambda record: seen.append(record.offset))
+        _create_channels(store)
+        done = threading.Event()
+
+        def fail_at_every_stage() -> None:
+            stages = ("begin", "commit", "acknowledgement")
+            for number in range(10**6):
+                if done.wait(0.0005):
+                    return
+                backend.fail_writes(1, at=stages[number % 3])  # type: ignore[arg-type]
+
+        acknowledged: dict[str, int] = {}
+
+        def append(thread: int) -> int:
+            failed = 0
+            for turn in range(1, 41):
+                if turn % 6 == 0:
+                    with pytest.raises((InvalidTransition, StorageError)):
+                        store.append(make_signed(turn, "0x" + "99" * 32))
+                event = make_signed(turn, _channel(thread))
+                while True:  # the caller's retries
+                    try:
+                        acknowledged[event.event_id] = store.append(
+                            event, expected_version=turn if turn % 3 == 0 else None
+                        )
+                        break
+                    except StorageError:
+                        failed += 1
+            return failed
+
+        failing = threading.Thread(target=fail_at_every_stage)
+        failing.start()
+        failures = _in_threads(THREADS, append)
+        done.set()
+        failing.join(30)
+        for stage in ("begin", "commit", "acknowledgement"):
+            backend.fail_writes(0, at=stage)  # type: ignore[arg-type]
+        assert all(isinstance(count, int) for count in failures), failures
+        assert sum(failures) > 0
+        where = {record.event_id: record.offset for record in store.read_from(0)}
+        assert len(where) == len(store) == THREADS * 41
+        assert {i: where.get(i) for i in acknowledged} == acknowledged
+        assert seen == list(range(len(store)))
+        assert all(store.state("channel", _channel(t)).latest_turn == 40 for t in range(THREADS))
+        assert store.verify() == len(store)
