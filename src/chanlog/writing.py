@@ -34,6 +34,17 @@ _MAX_GATHER = 0.002
 """The longest a leader waits for company (seconds), however long the last write took."""
 
 
+def _interrupted_write(interruption: BaseException) -> StorageError:
+    """What the callers of a group get when its leader was interrupted while it wrote."""
+    error = StorageError(
+        f"the thread writing this append's group was interrupted "
+        f"({type(interruption).__name__}) while it wrote it: the append may have been "
+        "written; append it again (an append already in the log returns its offset)"
+    )
+    error.__cause__ = interruption
+    return error
+
+
 class Writer:
     """Runs write work for one store.
 
@@ -172,12 +183,14 @@ class Writer:
         )
 
     def _reconcile(self) -> None:
-        """After a write failed in the storage (call under the lock): what it committed all
-        the same, when the connection was lost as the database committed, is folded and
-        queued for delivery now, as another process's records would be, so that the
-        store's state and length agree with the log at once (ADR 0042). Left to the next
-        write, which folds the same records or fails the same way, when this fails (the
-        storage cannot even say where the log ends): the caller gets the write's error."""
+        """After a write failed in the storage once its transaction had opened (call under
+        the lock): what it committed all the same, when the connection was lost as the
+        database committed, is folded and queued for delivery now, as another process's
+        records would be, so that the store's state and length agree with the log at once
+        (ADR 0042). Left to the next write, which folds the same records or fails the same
+        way, when this fails (the storage cannot even say where the log ends): the caller
+        gets the write's error. Not called for a transaction that never opened: during an
+        outage the head read would only make the caller wait as long again."""
         try:
             head = self._backend.head()
             if head.length != self._inline.folded or head.chain_hash != self._inline.chain.hash:
@@ -210,6 +223,7 @@ class Writer:
                 self._pipeline.recording = bool(
                     event_appended.receivers or self._delivery.publishes
                 )
+                transaction = None
                 try:
                     with self._backend.write() as transaction:
                         head, inline = transaction.head, self._inline
@@ -217,7 +231,8 @@ class Writer:
                             self.align(head)
                         result = work(transaction, encoded, expected, batch)
                 except StorageError:
-                    self._reconcile()
+                    if transaction is not None:  # a transaction never opened committed nothing
+                        self._reconcile()
                     raise
                 if result.stage is not None:
                     result.stage.commit()
@@ -246,32 +261,45 @@ class Writer:
         thread is woken once. A caller alone leads at once, with no wait. A refused append
         fails alone; a failing backend fails every append of the transaction.
         """
-        with self._taken:
-            if not self._leading and self._last_group == 1 and not self._waiting:
-                # Nobody else is appending: write at once, as run() would.
-                self._leading = True
-                request = None
-            else:
-                request = AppendRequest(encoded, expected, batch)
-                self._waiting.append(request)
-                if self._leading:
-                    request.wake = threading.Lock()
-                    request.wake.acquire()
-                    if 0 < self._gathering <= len(self._waiting):
-                        self._gathered.notify()
+        request: AppendRequest | None = None
+        at_once = False
+        try:
+            with self._taken:
+                if not self._leading and self._last_group == 1 and not self._waiting:
+                    # Nobody else is appending: write at once, as run() would.
+                    self._leading = at_once = True
                 else:
-                    self._leading = request.leads = True
-        if request is None:
-            try:
-                return self.run(self._pipeline.write, encoded, expected, batch, False)
-            finally:
+                    request = AppendRequest(encoded, expected, batch)
+                    self._waiting.append(request)
+                    if self._leading:
+                        wake = threading.Lock()
+                        wake.acquire()
+                        request.wake = wake
+                        if 0 < self._gathering <= len(self._waiting):
+                            self._gathered.notify()
+                    else:
+                        self._leading = request.leads = True
+            if at_once:
+                try:
+                    return self.run(self._pipeline.write, encoded, expected, batch, False)
+                finally:
+                    at_once = False
+                    self._hand_over(())
+                    if self._delivery.outbox:  # once the lead is handed over (ADR 0065)
+                        self._delivery.deliver()
+            assert request is not None
+            if request.wake is not None and not request.leads:
+                request.wake.acquire()  # until written, or handed the lead
+            if not request.done:
+                self._lead(request)
+        except BaseException:
+            # Interrupted (Ctrl-C) wherever it came: whatever this caller held it gives up,
+            # so that the others go on (ADR 0029).
+            if at_once:
                 self._hand_over(())
-                if self._delivery.outbox:  # once the lead is handed over (ADR 0065)
-                    self._delivery.deliver()
-        if request.wake is not None and not request.leads:
-            self._await(request)
-        if not request.done:
-            self._lead(request)
+            elif request is not None:
+                self._withdraw(request)
+            raise
         if self._delivery.outbox:
             self._delivery.deliver()
         if request.error is not None:
@@ -279,20 +307,16 @@ class Writer:
         assert request.result is not None
         return request.result
 
-    def _await(self, request: AppendRequest) -> None:
-        """Wait until ``request`` is written or its caller is to lead. A caller interrupted
-        while it waits (Ctrl-C) withdraws its append if no leader has taken it yet, and
-        passes the lead on if it had been handed it."""
-        assert request.wake is not None
-        try:
-            request.wake.acquire()
-        except BaseException:
-            with self._taken:
-                if request in self._waiting:
-                    self._waiting.remove(request)
-                if request.leads and not request.done:
-                    self._pass_lead()
-            raise
+    def _withdraw(self, request: AppendRequest) -> None:
+        """Its caller was interrupted: withdraw ``request`` if no leader has taken it yet
+        (it is not written), and pass the lead on if it was handed it and has not written
+        its group (a group taken is failed and handed over by :meth:`_lead` itself)."""
+        with self._taken:
+            if request in self._waiting:
+                self._waiting.remove(request)
+            if request.leads and not request.done:
+                request.leads = False
+                self._pass_lead()
 
     def _lead(self, request: AppendRequest) -> None:
         """Write every queued append (``request`` among them), then hand over. When the last
@@ -300,39 +324,40 @@ class Writer:
         preparing their next ones), at most as long as the last group took to write, so
         that one commit serves them all instead of a commit for the first and another for
         the rest."""
-        with self._taken:
-            want = self._last_group
-            if len(self._waiting) < want:
-                self._gathering = want
-                try:
-                    self._gathered.wait(self._last_write)
-                except BaseException:  # interrupted (Ctrl-C): withdraw, and let the next lead
-                    self._waiting.remove(request)
-                    self._pass_lead()
-                    raise
-                finally:
-                    self._gathering = 0
-            group = self._waiting
-            self._waiting = []
-        self._last_group = len(group)
-        started = time.perf_counter()
+        group: list[AppendRequest] = []
+        started = 0.0
         try:
+            with self._taken:
+                want = self._last_group
+                if len(self._waiting) < want:
+                    self._gathering = want
+                    try:
+                        self._gathered.wait(self._last_write)
+                    finally:
+                        self._gathering = 0
+                # One step (no call between the two): interrupted, the group is either
+                # still queued (append() withdraws this caller's) or taken (failed below).
+                group, self._waiting = self._waiting, []
+            self._last_group = len(group)
+            started = time.perf_counter()
             with self._lock:
                 if len(group) == 1:
                     self._run_alone(request)
                 else:
-                    self._run_group(group)
+                    self._run_group(group, request)
         finally:
-            self._last_write = min(time.perf_counter() - started, _MAX_GATHER)
-            for member in group:
-                if member.result is None and member.error is None:
-                    # The leader was interrupted before the group was written.
-                    member.error = StorageError(
-                        "the append was not written: the thread writing its group was "
-                        "interrupted; append it again"
-                    )
-                member.done = True
-            self._hand_over(group)
+            if group:
+                if started:
+                    self._last_write = min(time.perf_counter() - started, _MAX_GATHER)
+                for member in group:
+                    if member.result is None and member.error is None:
+                        # The leader was interrupted before the group was written.
+                        member.error = StorageError(
+                            "the append was not written: the thread writing its group was "
+                            "interrupted; append it again"
+                        )
+                    member.done = True
+                self._hand_over(group)
 
     def _hand_over(self, group: list[AppendRequest] | tuple[()]) -> None:
         """Wake the callers of the group just written and hand the lead to the first caller
@@ -362,8 +387,9 @@ class Writer:
         except BaseException as exc:
             request.error = exc
 
-    def _run_group(self, group: list[AppendRequest]) -> None:
+    def _run_group(self, group: list[AppendRequest], leader: AppendRequest) -> None:
         pipeline = self._pipeline
+        transaction = None
         try:
             pipeline.recording = bool(event_appended.receivers or self._delivery.publishes)
             with self._backend.write() as transaction:
@@ -372,12 +398,18 @@ class Writer:
                     self.align(head)
                 stage = pipeline.write_group(transaction, group)
         except BaseException as exc:
-            if isinstance(exc, StorageError):
+            interrupted = not isinstance(exc, Exception)
+            # What a commit that failed or was interrupted may have landed (ADR 0042); a
+            # transaction that never opened committed nothing.
+            if transaction is not None and (interrupted or isinstance(exc, StorageError)):
                 self._reconcile()
+            # The interruption is the leader's: the callers it wrote for get a StorageError
+            # in their own threads, which nobody interrupted (ADR 0029).
+            theirs = _interrupted_write(exc) if interrupted else exc
             for request in group:
                 if request.error is None:
                     request.result = None
-                    request.error = exc
+                    request.error = exc if request is leader else theirs
             return
         self._make_current(stage, group)
 

@@ -257,3 +257,52 @@ def test_when_the_head_cannot_be_read_the_next_write_takes_in_what_landed(
             == 2
         )
         assert store.verify() == 3
+
+
+class _GroupingFlaky(FlakyBackend):
+    """Group commit (ADR 0029) over a backend that fails on demand."""
+
+    groups_commits = True
+
+
+@pytest.mark.parametrize("backend_class", [FlakyBackend, _GroupingFlaky])
+def test_a_write_that_failed_before_its_transaction_opened_is_not_reconciled(
+    backend_class: type[FlakyBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing can have landed: no head is read, so a caller during an outage waits for its
+    write's own failure only (on PostgreSQL a head read then waits pool_timeout again)."""
+    backend = backend_class()
+    with chanlog.EventStore(backend) as store:
+        store.append(ObjectiveCreated(objective_id=OBJECTIVES[0], objective_type="DirectFund"))
+        heads: list[int] = []
+        head = backend.head
+
+        def counted() -> Any:
+            heads.append(1)
+            return head()
+
+        monkeypatch.setattr(backend, "head", counted)
+        events = [
+            ObjectiveCreated(objective_id=objective, objective_type="DirectFund")
+            for objective in OBJECTIVES[1:]
+        ]
+        backend.fail_writes(len(events), at="begin")
+        outcomes: list[Any] = []
+
+        def append(event: Any) -> None:
+            try:
+                outcomes.append(store.append(event))
+            except StorageError as exc:
+                outcomes.append(exc)
+
+        threads = [threading.Thread(target=append, args=(event,)) for event in events]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert all(isinstance(outcome, StorageError) for outcome in outcomes)
+        assert heads == []
+        backend.fail_writes(1, at="commit")
+        with pytest.raises(StorageError):
+            store.append(events[0])
+        assert heads == [1]  # a commit that failed may have landed: the head is read

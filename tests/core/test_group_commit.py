@@ -4,6 +4,7 @@ transaction and one commit, and each keeps every guarantee it had alone."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -302,7 +303,9 @@ def _queued(store: EventStore, count: int) -> None:
     raise AssertionError("the callers never queued")
 
 
-def _started(work: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+def _started(
+    work: Callable[[], Any], name: str | None = None
+) -> tuple[threading.Thread, list[Any]]:
     outcome: list[Any] = []
 
     def run() -> None:
@@ -311,7 +314,7 @@ def _started(work: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
         except BaseException as exc:
             outcome.append(exc)
 
-    thread = threading.Thread(target=run)
+    thread = threading.Thread(target=run, name=name)
     thread.start()
     return thread, outcome
 
@@ -546,4 +549,221 @@ def test_a_projection_failing_on_one_append_of_a_group_fails_that_append_alone(
         assert results[2] == THREADS + 2
         assert len(store) == THREADS + 3
         assert store.stream_version(_channel(2)) == 1  # its channel-created only
+        assert store.verify() == len(store)
+
+
+class _InterruptedAfterCommit(_GatedSqlite):
+    """Its write transaction number ``interrupt_at`` commits, then its thread is
+    interrupted (Ctrl-C arriving while the commit returns)."""
+
+    interrupt_at = 0
+    writes = 0
+
+    def write(self) -> AbstractContextManager[Any]:
+        inner = super().write()
+        self.writes += 1
+        interrupted = self.writes == self.interrupt_at
+
+        class Interrupted:
+            def __enter__(self) -> Any:
+                return inner.__enter__()
+
+            def __exit__(self, *exc: Any) -> None:
+                inner.__exit__(*exc)
+                if interrupted and exc[0] is None:
+                    raise KeyboardInterrupt
+
+        return Interrupted()
+
+
+def test_a_leader_interrupted_as_its_group_commits_interrupts_no_other_caller(
+    tmp_path: Path,
+) -> None:
+    """The group's commit landed: its leader (the first queued) gets the interruption, the
+    others a StorageError saying the append may have been written (not the leader's
+    KeyboardInterrupt, in threads nobody interrupted); the store folds and delivers what
+    landed at once, and appending again returns each event's offset."""
+    backend = _InterruptedAfterCommit(tmp_path / "log.db", durability="full")
+    with EventStore(backend) as store:
+        _create_channels(store)
+        seen: list[int] = []
+        store.subscribe(lambda record: seen.append(record.offset))
+        backend.interrupt_at = backend.writes + 2  # the group behind the gated leader
+        results = _one_group(
+            store,
+            backend,
+            [lambda t=t: store.append(make_signed(1, _channel(t))) for t in range(1, 4)],
+        )
+        assert isinstance(results[0], KeyboardInterrupt)
+        assert all(isinstance(result, StorageError) for result in results[1:]), results
+        assert all("may have been written" in str(result) for result in results[1:])
+        assert len(store) == THREADS + 4
+        assert seen == list(range(THREADS, THREADS + 4))  # delivered without another write
+        assert store._writer._inline.folded == THREADS + 4  # the fold caught up at once
+        again = [store.append(make_signed(1, _channel(t))) for t in range(1, 4)]
+        assert again == [THREADS + 1, THREADS + 2, THREADS + 3]
+
+
+def _interrupt_once_in(thread_name: str) -> Callable[[], None]:
+    """A step that raises KeyboardInterrupt the first time it runs on ``thread_name`` (a
+    signal arriving between two steps of the group's bookkeeping)."""
+    fired: list[bool] = []
+
+    def step() -> None:
+        if threading.current_thread().name == thread_name and not fired:
+            fired.append(True)
+            raise KeyboardInterrupt
+
+    return step
+
+
+def _appends_go_on(store: EventStore, channel: str, turn: int) -> int:
+    thread, outcome = _started(lambda: store.append(make_signed(turn, channel)))
+    thread.join(10)
+    assert not thread.is_alive(), "the next append never returned: the lead was lost"
+    assert isinstance(outcome[0], int), outcome
+    return int(outcome[0])
+
+
+def test_a_caller_interrupted_as_it_takes_the_lead_it_was_handed_passes_it_on(
+    durable: tuple[EventStore, _GatedSqlite], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, backend = durable
+    writer = store._writer  # the step between being handed the lead and leading
+    interrupt = _interrupt_once_in("interrupted")
+    lead = writer._lead
+
+    def interrupted_lead(request: Any) -> None:
+        interrupt()
+        lead(request)
+
+    monkeypatch.setattr(writer, "_lead", interrupted_lead)
+    gate, leader, _ = _held_lead(store, backend, make_signed(1, _channel(0)))
+    first, interrupted = _started(
+        lambda: store.append(make_signed(1, _channel(1))), name="interrupted"
+    )
+    _queued(store, 1)
+    second, written = _started(lambda: store.append(make_signed(1, _channel(2))))
+    _queued(store, 2)
+    gate.set()
+    for thread in (leader, first, second):
+        thread.join(10)
+        assert not thread.is_alive(), "a caller never returned: the lead was lost"
+    assert isinstance(interrupted[0], KeyboardInterrupt)
+    assert written == [THREADS + 1]
+    assert _appends_go_on(store, _channel(3), 1) == THREADS + 2
+
+
+def test_a_leader_interrupted_as_it_takes_its_group_fails_the_group_cleanly(
+    durable: tuple[EventStore, _GatedSqlite], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chanlog import writing
+
+    store, backend = durable
+    interrupt = _interrupt_once_in("interrupted")
+
+    class Clock:  # the first step after the group is taken reads the clock
+        @staticmethod
+        def perf_counter() -> float:
+            interrupt()
+            return time.perf_counter()
+
+    gate, leader, _ = _held_lead(store, backend, make_signed(1, _channel(0)))
+    monkeypatch.setattr(writing, "time", Clock)
+    first, interrupted = _started(
+        lambda: store.append(make_signed(1, _channel(1))), name="interrupted"
+    )
+    _queued(store, 1)
+    second, failed = _started(lambda: store.append(make_signed(1, _channel(2))))
+    _queued(store, 2)
+    gate.set()
+    for thread in (leader, first, second):
+        thread.join(10)
+        assert not thread.is_alive(), "a caller of the group never returned"
+    assert isinstance(interrupted[0], KeyboardInterrupt)
+    assert isinstance(failed[0], StorageError) and "not written" in str(failed[0])
+    assert _appends_go_on(store, _channel(2), 1) == THREADS + 1
+
+
+def test_a_caller_alone_interrupted_as_it_takes_the_lead_gives_it_up(
+    durable: tuple[EventStore, _GatedSqlite],
+) -> None:
+    store, _ = durable
+    writer = store._writer  # its queue lock, interrupted as its first holder leaves it
+    interrupt = _interrupt_once_in("interrupted")
+    real = writer._taken
+
+    class Interrupted:
+        def __enter__(self) -> None:
+            real.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            real.release()
+            interrupt()
+
+    writer._taken = Interrupted()  # type: ignore[assignment]
+    alone, outcome = _started(lambda: store.append(make_signed(1, _channel(0))), name="interrupted")
+    alone.join(10)
+    writer._taken = real
+    assert isinstance(outcome[0], KeyboardInterrupt)
+    assert _appends_go_on(store, _channel(1), 1) == THREADS
+
+
+def test_eight_threads_under_storage_failures_at_every_stage_keep_every_promise() -> None:
+    """Group commit over a backend failing at begin, at commit and after committing (ADR
+    0042), with expected versions and refused appends mixed in: an acknowledged append is
+    in the log at its offset, once; a failed one appended again returns where it is; the
+    store's length, state and subscribers agree with the log."""
+    from chanlog.testing import FlakyBackend
+
+    class GroupingFlaky(FlakyBackend):
+        groups_commits = True
+
+    backend = GroupingFlaky()
+    with EventStore(backend) as store:
+        seen: list[int] = []
+        store.subscribe(lambda record: seen.append(record.offset))
+        _create_channels(store)
+        done = threading.Event()
+
+        def fail_at_every_stage() -> None:
+            stages = ("begin", "commit", "acknowledgement")
+            for number in range(10**6):
+                if done.wait(0.0005):
+                    return
+                backend.fail_writes(1, at=stages[number % 3])  # type: ignore[arg-type]
+
+        acknowledged: dict[str, int] = {}
+
+        def append(thread: int) -> int:
+            failed = 0
+            for turn in range(1, 41):
+                if turn % 6 == 0:
+                    with pytest.raises((InvalidTransition, StorageError)):
+                        store.append(make_signed(turn, "0x" + "99" * 32))
+                event = make_signed(turn, _channel(thread))
+                while True:  # the caller's retries
+                    try:
+                        acknowledged[event.event_id] = store.append(
+                            event, expected_version=turn if turn % 3 == 0 else None
+                        )
+                        break
+                    except StorageError:
+                        failed += 1
+            return failed
+
+        failing = threading.Thread(target=fail_at_every_stage)
+        failing.start()
+        failures = _in_threads(THREADS, append)
+        done.set()
+        failing.join(30)
+        for stage in ("begin", "commit", "acknowledgement"):
+            backend.fail_writes(0, at=stage)  # type: ignore[arg-type]
+        assert all(isinstance(count, int) for count in failures), failures
+        assert sum(failures) > 0
+        where = {record.event_id: record.offset for record in store.read_from(0)}
+        assert len(where) == len(store) == THREADS * 41
+        assert {i: where.get(i) for i in acknowledged} == acknowledged
+        assert seen == list(range(len(store)))
+        assert all(store.state("channel", _channel(t)).latest_turn == 40 for t in range(THREADS))
         assert store.verify() == len(store)

@@ -202,6 +202,30 @@ def test_a_writer_gives_up_after_lock_timeout(open_postgres: Open) -> None:
     assert holder.head().length == 1
 
 
+def test_the_server_end_of_a_writers_session_has_the_clients_keepalives(
+    open_postgres: Open, postgres_dsn: str, schema: str
+) -> None:
+    """A writer whose host vanishes mid-transaction holds the head row lock until the server
+    notices: with the operating system's keepalives (two hours and more), every other
+    process's appends fail after lock_timeout meanwhile (ADR 0068)."""
+
+    def server_side(backend: PostgresBackend) -> list[str]:
+        with backend.write() as transaction:
+            connection = transaction._connection  # the writer's own session
+            return [
+                str(connection.execute(f"SHOW tcp_keepalives_{name}").fetchone()[0])  # type: ignore[index]
+                for name in ("idle", "interval", "count")
+            ]
+
+    assert server_side(open_postgres()) == ["10", "5", "3"]  # the defaults parse_dsn adds
+    own = make_conninfo(postgres_dsn, keepalives_idle=7, keepalives_interval=2)
+    backend = PostgresBackend(own, schema=schema)
+    try:
+        assert server_side(backend) == ["7", "2", "3"]  # the DSN's own, as the client's
+    finally:
+        backend.close()
+
+
 def test_validation_sees_what_other_handles_appended(open_postgres: Open) -> None:
     created = ChannelCreated(
         channel_id=CHANNEL, participants=(SIGNER, PEER), challenge_duration=60, timestamp_ms=1

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from chanlog_postgres import PostgresBackend, drop_schema
-from chanlog_postgres.connection import parse_dsn
+from chanlog_postgres.connection import parse_dsn, server_keepalives
 
 from chanlog.errors import ConfigError, StorageError
 from chanlog.plugins import LazyBackendFactory
@@ -75,6 +75,17 @@ def test_parse_dsn_adds_keepalives_unless_the_dsn_sets_them() -> None:
     own, _ = parse_dsn("host=db.example keepalives_idle=99")
     assert "keepalives_idle=99" in own
     assert "keepalives_idle=10" not in own
+
+
+def test_the_server_gets_the_keepalives_the_client_has() -> None:
+    dsn, _ = parse_dsn(GOOD_DSN)
+    statement = server_keepalives(dsn)
+    assert statement is not None
+    assert "set_config('tcp_keepalives_idle', '10', false)" in statement
+    assert server_keepalives(parse_dsn(GOOD_DSN + "?keepalives=0")[0]) is None
+    # A value libpq will refuse at connect (naming it) is not spliced into SQL.
+    odd, _ = parse_dsn("host=db.example keepalives_idle='1); drop'")
+    assert "drop" not in (server_keepalives(odd) or "")
 
 
 def test_the_backend_is_registered_through_the_chanlog_entry_point() -> None:

@@ -44,7 +44,13 @@ from chanlog.records import (
     StoredRecord,
     StoredSnapshot,
 )
-from chanlog_postgres.connection import connect, parse_dsn, read_committed, storage_error
+from chanlog_postgres.connection import (
+    connect,
+    parse_dsn,
+    read_committed,
+    server_keepalives,
+    storage_error,
+)
 from chanlog_postgres.consumers import PostgresConsumers
 from chanlog_postgres.meta import SERIALIZER, meta_value, record_meta
 from chanlog_postgres.options import (
@@ -166,6 +172,7 @@ class PostgresBackend(KeepsConsumersThrough):
                 key=f"backend.{key}",
             )
         self._dsn, self.server = parse_dsn(dsn)
+        self._keepalives = server_keepalives(self._dsn)
         self.schema = check_schema_name(schema)
         self.durability = check_durability(durability)
         self.pool_size = check_pool_size(pool_size)
@@ -222,6 +229,9 @@ class PostgresBackend(KeepsConsumersThrough):
         connection.execute(f"SET lock_timeout = {round(self.lock_timeout * 1000)}")
         read_committed(connection)  # the writer lock needs it, whatever the default
         connection.execute(f"SET synchronous_commit = {DURABILITY_LEVELS[self.durability]}")
+        if self._keepalives is not None:
+            # A writer whose host vanishes holds the head row lock until the server notices.
+            connection.execute(self._keepalives)
         if self.read_only:
             # The server itself refuses writes on these sessions, whatever the code does.
             connection.execute("SET default_transaction_read_only = on")

@@ -21,6 +21,7 @@ __all__ = [
     "describe_error",
     "parse_dsn",
     "read_committed",
+    "server_keepalives",
     "storage_error",
 ]
 
@@ -83,6 +84,35 @@ def parse_dsn(dsn: object) -> tuple[str, ServerAddress]:
     text_params = {key: str(value) for key, value in params.items() if value is not None}
     extra = {key: value for key, value in KEEPALIVES.items() if key not in text_params}
     return conninfo.make_conninfo(dsn, **extra), ServerAddress(text_params)
+
+
+_SERVER_KEEPALIVES = {
+    "keepalives_idle": "tcp_keepalives_idle",
+    "keepalives_interval": "tcp_keepalives_interval",
+    "keepalives_count": "tcp_keepalives_count",
+}
+
+
+def server_keepalives(dsn: str) -> str | None:
+    """The statement that gives the server's end of a session the keepalives the client's end
+    has (those of a DSN :func:`parse_dsn` checked), or ``None`` when the DSN turns them off.
+
+    The client's keepalives notice a server that vanished; these make the server notice a
+    client that vanished (its host lost power, the network between them cut) within the
+    same bound instead of the operating system's two hours and more. Until it does, the
+    session's transaction stays open: a writer's holds the ``head`` row lock, so every
+    other process's appends fail after ``lock_timeout`` for as long as it lasts (ADR 0068).
+    """
+    params = conninfo.conninfo_to_dict(dsn)
+    if str(params.get("keepalives", "1")) == "0":
+        return None
+    # Digits only (libpq refuses anything else at connect, naming it): spliced in safely.
+    settings = [
+        f"set_config('{server}', '{value}', false)"
+        for client, server in _SERVER_KEEPALIVES.items()
+        if (value := str(params.get(client, "")).strip()).isdigit()
+    ]
+    return "SELECT " + ", ".join(settings) if settings else None
 
 
 def connect(
