@@ -6,6 +6,8 @@ import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 
+from chanlog.backends.head_file import HEAD_FILE_SUFFIX
+
 __all__ = ["Config"]
 
 
@@ -37,9 +39,10 @@ class Config:
         return not self.only or any(fnmatch.fnmatch(case_id, pattern) for pattern in self.only)
 
     def path(self, name: str) -> Path:
-        """A fresh file path in :attr:`workdir` (any older file of that name and its sqlite
-        side files are removed)."""
+        """A fresh file path in :attr:`workdir` (any older file of that name and its side
+        files, SQLite's and chanlog's head witness, are removed: a new log is refused among
+        the side files of a deleted one, ADR 0051)."""
         target = self.workdir / name
-        for suffix in ("", "-wal", "-shm", "-journal"):
+        for suffix in ("", "-wal", "-shm", "-journal", HEAD_FILE_SUFFIX):
             Path(str(target) + suffix).unlink(missing_ok=True)
         return target

@@ -171,6 +171,23 @@ def test_config_selects_cases_and_clears_old_files(tmp_path: Path) -> None:
     assert list(itertools.islice(tmp_path.iterdir(), 1)) == []
 
 
+def test_a_path_given_again_holds_a_new_log(tmp_path: Path) -> None:
+    """Every trial of a durable case appends to a new log at the same path: the side files
+    of the last one (chanlog's head witness among them) go with it, or the store refuses
+    to create a log among them (ADR 0051) and the case is skipped."""
+    from benchmarks import adapters, workload
+    from chanlog import EventStore
+
+    config = Config(quick=True, workdir=tmp_path)
+    for _ in range(2):
+        store = EventStore(adapters.sqlite_backend(config.path("a.db"), "full"))
+        try:
+            store.append(workload.channel_created(workload.channel_id(1)))
+            assert len(store) == 1
+        finally:
+            store.close()
+
+
 def test_a_partial_run_leaves_the_committed_table_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
