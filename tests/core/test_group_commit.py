@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from chanlog import (
-    ChannelCreated,
     ConcurrencyError,
     EventStore,
     InvalidTransition,
@@ -26,7 +25,7 @@ from chanlog.errors import PluginError, StorageError
 from chanlog.plugins.hookspecs import hookimpl
 from chanlog.plugins.host import PluginHost
 from chanlog.testing.plugins import RefusingProjection
-from chanlog_samples import SIGNER, make_signed
+from chanlog_samples import make_signed, thread_channel, thread_channels_created
 
 THREADS = 8
 
@@ -39,10 +38,6 @@ class CountingSqlite(SqliteBackend):
     def write(self) -> AbstractContextManager[Any]:
         self.transactions += 1
         return super().write()
-
-
-def _channel(thread: int) -> str:
-    return "0x" + f"{thread + 16:02x}" * 32
 
 
 def _in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
@@ -66,17 +61,7 @@ def _in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
 
 
 def _create_channels(store: EventStore) -> None:
-    store.append_batch(
-        [
-            ChannelCreated(
-                channel_id=_channel(thread),
-                participants=(SIGNER, "0x" + "12" * 20),
-                challenge_duration=60,
-                timestamp_ms=1,
-            )
-            for thread in range(THREADS)
-        ]
-    )
+    store.append_batch(thread_channels_created(THREADS))
 
 
 class _GatedSqlite(CountingSqlite):
@@ -115,7 +100,9 @@ def test_threads_share_commits_and_keep_dense_offsets_and_their_order(
     before = backend.transactions
 
     def append_turns(thread: int) -> list[int]:
-        return [store.append(make_signed(turn, _channel(thread))) for turn in range(per_thread)]
+        return [
+            store.append(make_signed(turn, thread_channel(thread))) for turn in range(per_thread)
+        ]
 
     results = _in_threads(THREADS, append_turns)
     returned = [offset for offsets in results for offset in offsets]
@@ -126,7 +113,7 @@ def test_threads_share_commits_and_keep_dense_offsets_and_their_order(
         assert offsets == sorted(offsets)
         for turn, offset in enumerate(offsets):
             record = next(store.read_range(offset, offset + 1))
-            assert record.event == make_signed(turn, _channel(thread))  # its own event
+            assert record.event == make_signed(turn, thread_channel(thread))  # its own event
     assert backend.transactions - before < len(returned)  # some commits were shared
     assert store.verify() == len(store)
 
@@ -141,7 +128,7 @@ def test_a_refused_append_fails_alone(durable: tuple[EventStore, _GatedSqlite]) 
             if thread % 2:
                 # Approving an objective that does not exist: refused, whatever the group.
                 return store.append(ObjectiveApproved(objective_id=objective, timestamp_ms=thread))
-            return store.append(make_signed(turn, _channel(thread)))
+            return store.append(make_signed(turn, thread_channel(thread)))
 
         results = _in_threads(THREADS, append)
         for thread, result in enumerate(results):
@@ -176,7 +163,7 @@ def test_the_same_event_from_many_threads_goes_in_once(
 ) -> None:
     store, _ = durable
     for turn in range(10):
-        event = make_signed(turn, _channel(0))
+        event = make_signed(turn, thread_channel(0))
         results = _in_threads(THREADS, lambda _thread, event=event: store.append(event))
         assert len(set(results)) == 1 and isinstance(results[0], int)
     assert len(store) == THREADS + 10
@@ -188,7 +175,7 @@ def test_batches_grouped_with_singles_stay_atomic(
     store, _ = durable
 
     def append(thread: int) -> list[int] | Exception:
-        channel = _channel(thread)
+        channel = thread_channel(thread)
         if thread == 3:
             # A batch whose second event is refused (a signer twice for turn 0): none of it.
             signed = make_signed(0, channel)
@@ -206,7 +193,7 @@ def test_batches_grouped_with_singles_stay_atomic(
     results = _in_threads(THREADS, append)
     assert isinstance(results[3], InvalidTransition)
     assert results[3].index == 1
-    assert store.stream_version(_channel(3)) == 1  # its channel-created only
+    assert store.stream_version(thread_channel(3)) == 1  # its channel-created only
     for thread, offsets in enumerate(results):
         if thread != 3:
             assert len(offsets) == 3 and offsets == sorted(offsets)
@@ -238,11 +225,11 @@ def test_a_failing_commit_fails_the_whole_group(tmp_path: Path) -> None:
     with EventStore(backend) as store:
         _create_channels(store)
         backend.fail = True
-        results = _in_threads(THREADS, lambda t: store.append(make_signed(1, _channel(t))))
+        results = _in_threads(THREADS, lambda t: store.append(make_signed(1, thread_channel(t))))
         assert all(isinstance(r, OSError) for r in results)
         backend.fail = False
         assert len(store) == THREADS
-        assert store.append(make_signed(1, _channel(0))) == THREADS  # the store goes on
+        assert store.append(make_signed(1, thread_channel(0))) == THREADS  # the store goes on
 
 
 def test_many_rounds_of_contention_never_lose_a_wake_up(tmp_path: Path) -> None:
@@ -253,7 +240,7 @@ def test_many_rounds_of_contention_never_lose_a_wake_up(tmp_path: Path) -> None:
             results = _in_threads(
                 THREADS,
                 lambda thread, n=round_number: [
-                    store.append(make_signed(n * 5 + i, _channel(thread))) for i in range(5)
+                    store.append(make_signed(n * 5 + i, thread_channel(thread))) for i in range(5)
                 ],
             )
             assert all(isinstance(offsets, list) for offsets in results)
@@ -334,9 +321,9 @@ def test_a_caller_interrupted_while_it_waits_withdraws_its_append(
     durable: tuple[EventStore, _GatedSqlite], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, backend = durable
-    gate, leader, led = _held_lead(store, backend, make_signed(1, _channel(0)))
+    gate, leader, led = _held_lead(store, backend, make_signed(1, thread_channel(0)))
     _interrupt_the_next_wait(monkeypatch, when_woken=False)
-    waiter, waited = _started(lambda: store.append(make_signed(1, _channel(1))))
+    waiter, waited = _started(lambda: store.append(make_signed(1, thread_channel(1))))
     waiter.join(30)
     gate.set()
     leader.join(30)
@@ -344,18 +331,18 @@ def test_a_caller_interrupted_while_it_waits_withdraws_its_append(
     assert led == [THREADS]
     assert len(store) == THREADS + 1  # the interrupted append was not written
     monkeypatch.undo()
-    assert store.append(make_signed(1, _channel(1))) == THREADS + 1  # nobody holds a lead
+    assert store.append(make_signed(1, thread_channel(1))) == THREADS + 1  # nobody holds a lead
 
 
 def test_a_caller_interrupted_as_it_is_handed_the_lead_passes_it_on(
     durable: tuple[EventStore, _GatedSqlite], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, backend = durable
-    gate, leader, led = _held_lead(store, backend, make_signed(1, _channel(0)))
+    gate, leader, led = _held_lead(store, backend, make_signed(1, thread_channel(0)))
     _interrupt_the_next_wait(monkeypatch, when_woken=True)
-    first, interrupted = _started(lambda: store.append(make_signed(1, _channel(1))))
+    first, interrupted = _started(lambda: store.append(make_signed(1, thread_channel(1))))
     _queued(store, 1)
-    second, written = _started(lambda: store.append(make_signed(1, _channel(2))))
+    second, written = _started(lambda: store.append(make_signed(1, thread_channel(2))))
     _queued(store, 2)
     gate.set()
     for thread in (leader, first, second):
@@ -363,7 +350,10 @@ def test_a_caller_interrupted_as_it_is_handed_the_lead_passes_it_on(
     assert isinstance(interrupted[0], KeyboardInterrupt)
     assert led == [THREADS]
     assert written == [THREADS + 1]  # the lead went on to the next caller
-    assert [r.event.channel_id for r in store.read_from(THREADS)] == [_channel(0), _channel(2)]
+    assert [r.event.channel_id for r in store.read_from(THREADS)] == [
+        thread_channel(0),
+        thread_channel(2),
+    ]
 
 
 def test_a_leader_interrupted_while_it_gathers_company_withdraws_its_append(
@@ -381,11 +371,11 @@ def test_a_leader_interrupted_while_it_gathers_company_withdraws_its_append(
         real = writer._gathered
         writer._last_group, writer._gathered = 3, Interrupted()
         with pytest.raises(KeyboardInterrupt):
-            store.append(make_signed(1, _channel(0)))
+            store.append(make_signed(1, thread_channel(0)))
         writer._gathered = real
         assert len(store) == THREADS
-        assert store.append(make_signed(1, _channel(0))) == THREADS  # waits once, then writes
-        assert store.append(make_signed(2, _channel(0))) == THREADS + 1  # alone: at once
+        assert store.append(make_signed(1, thread_channel(0))) == THREADS  # waits once, then writes
+        assert store.append(make_signed(2, thread_channel(0))) == THREADS + 1  # alone: at once
 
 
 def _one_group(
@@ -393,7 +383,7 @@ def _one_group(
 ) -> list[Any]:
     """Run ``appends`` as one group, in this order: a first caller keeps the lead (its
     transaction held open) until all of them have queued behind it."""
-    gate, leader, _ = _held_lead(store, backend, make_signed(900, _channel(7)))
+    gate, leader, _ = _held_lead(store, backend, make_signed(900, thread_channel(7)))
     started = []
     for number, append in enumerate(appends, start=1):
         started.append(_started(append))
@@ -412,16 +402,16 @@ def test_a_group_holding_an_id_twice_or_a_known_one_is_written_append_by_append(
     # No projections: nothing refuses a repeated event, so the insert finds the repeats.
     with EventStore(backend, projections=[]) as store:
         _create_channels(store)
-        known = store.append(make_signed(1, _channel(3)))
-        fresh = make_signed(1, _channel(1))
+        known = store.append(make_signed(1, thread_channel(3)))
+        fresh = make_signed(1, thread_channel(1))
         results = _one_group(
             store,
             backend,
             [
                 lambda: store.append(fresh),
-                lambda: store.append(make_signed(1, _channel(2))),
+                lambda: store.append(make_signed(1, thread_channel(2))),
                 lambda: store.append(fresh),  # the same id twice in the group
-                lambda: store.append(make_signed(1, _channel(3))),  # already in the log
+                lambda: store.append(make_signed(1, thread_channel(3))),  # already in the log
             ],
         )
         after_leader = known + 2
@@ -438,9 +428,9 @@ def test_a_group_with_a_refused_append_writes_the_others(
         store,
         backend,
         [
-            lambda: store.append(make_signed(1, _channel(1))),
+            lambda: store.append(make_signed(1, thread_channel(1))),
             lambda: store.append(make_signed(1, "0x" + "99" * 32)),  # no such channel
-            lambda: store.append(make_signed(1, _channel(2))),
+            lambda: store.append(make_signed(1, thread_channel(2))),
         ],
     )
     assert results[0] == THREADS + 1
@@ -459,12 +449,12 @@ def test_a_group_notifies_what_it_committed_and_nothing_it_refused(
         store,
         backend,
         [
-            lambda: store.append(make_signed(1, _channel(1))),
+            lambda: store.append(make_signed(1, thread_channel(1))),
             lambda: store.append(make_signed(1, "0x" + "99" * 32)),  # no such channel
             lambda: store.append_batch(
-                [make_signed(2, _channel(2)), make_signed(3, "0x" + "98" * 32)]
+                [make_signed(2, thread_channel(2)), make_signed(3, "0x" + "98" * 32)]
             ),
-            lambda: store.append(make_signed(1, _channel(2))),
+            lambda: store.append(make_signed(1, thread_channel(2))),
         ],
     )
     assert isinstance(results[1], InvalidTransition) and isinstance(results[2], InvalidTransition)
@@ -484,10 +474,10 @@ def test_a_leader_interrupted_before_writing_fails_its_group_cleanly(
         def __exit__(self, *exc: object) -> None:
             return None
 
-    gate, leader, led = _held_lead(store, backend, make_signed(1, _channel(0)))
-    first, interrupted = _started(lambda: store.append(make_signed(1, _channel(1))))
+    gate, leader, led = _held_lead(store, backend, make_signed(1, thread_channel(0)))
+    first, interrupted = _started(lambda: store.append(make_signed(1, thread_channel(1))))
     _queued(store, 1)
-    second, failed = _started(lambda: store.append(make_signed(1, _channel(2))))
+    second, failed = _started(lambda: store.append(make_signed(1, thread_channel(2))))
     _queued(store, 2)
     real = writer._lock
     writer._lock = Interrupting()
@@ -500,7 +490,7 @@ def test_a_leader_interrupted_before_writing_fails_its_group_cleanly(
     assert isinstance(failed[0], StorageError)
     assert "interrupted" in str(failed[0])
     assert len(store) == THREADS + 1
-    assert store.append(make_signed(1, _channel(2))) == THREADS + 1  # the store goes on
+    assert store.append(make_signed(1, thread_channel(2))) == THREADS + 1  # the store goes on
 
 
 class _FailsOnTurn13(RefusingProjection):
@@ -538,9 +528,9 @@ def test_a_projection_failing_on_one_append_of_a_group_fails_that_append_alone(
             store,
             backend,
             [
-                lambda: store.append(make_signed(1, _channel(1))),
-                lambda: store.append(make_signed(13, _channel(2))),  # the projection's bug
-                lambda: store.append(make_signed(1, _channel(3))),
+                lambda: store.append(make_signed(1, thread_channel(1))),
+                lambda: store.append(make_signed(13, thread_channel(2))),  # the projection's bug
+                lambda: store.append(make_signed(1, thread_channel(3))),
             ],
         )
         assert results[0] == THREADS + 1
@@ -548,7 +538,7 @@ def test_a_projection_failing_on_one_append_of_a_group_fails_that_append_alone(
         assert "fails-on-turn-13" in str(results[1]) and "ZeroDivisionError" in str(results[1])
         assert results[2] == THREADS + 2
         assert len(store) == THREADS + 3
-        assert store.stream_version(_channel(2)) == 1  # its channel-created only
+        assert store.stream_version(thread_channel(2)) == 1  # its channel-created only
         assert store.verify() == len(store)
 
 
@@ -592,7 +582,7 @@ def test_a_leader_interrupted_as_its_group_commits_interrupts_no_other_caller(
         results = _one_group(
             store,
             backend,
-            [lambda t=t: store.append(make_signed(1, _channel(t))) for t in range(1, 4)],
+            [lambda t=t: store.append(make_signed(1, thread_channel(t))) for t in range(1, 4)],
         )
         assert isinstance(results[0], KeyboardInterrupt)
         assert all(isinstance(result, StorageError) for result in results[1:]), results
@@ -600,7 +590,7 @@ def test_a_leader_interrupted_as_its_group_commits_interrupts_no_other_caller(
         assert len(store) == THREADS + 4
         assert seen == list(range(THREADS, THREADS + 4))  # delivered without another write
         assert store._writer._inline.folded == THREADS + 4  # the fold caught up at once
-        again = [store.append(make_signed(1, _channel(t))) for t in range(1, 4)]
+        again = [store.append(make_signed(1, thread_channel(t))) for t in range(1, 4)]
         assert again == [THREADS + 1, THREADS + 2, THREADS + 3]
 
 
@@ -638,12 +628,12 @@ def test_a_caller_interrupted_as_it_takes_the_lead_it_was_handed_passes_it_on(
         lead(request)
 
     monkeypatch.setattr(writer, "_lead", interrupted_lead)
-    gate, leader, _ = _held_lead(store, backend, make_signed(1, _channel(0)))
+    gate, leader, _ = _held_lead(store, backend, make_signed(1, thread_channel(0)))
     first, interrupted = _started(
-        lambda: store.append(make_signed(1, _channel(1))), name="interrupted"
+        lambda: store.append(make_signed(1, thread_channel(1))), name="interrupted"
     )
     _queued(store, 1)
-    second, written = _started(lambda: store.append(make_signed(1, _channel(2))))
+    second, written = _started(lambda: store.append(make_signed(1, thread_channel(2))))
     _queued(store, 2)
     gate.set()
     for thread in (leader, first, second):
@@ -651,7 +641,7 @@ def test_a_caller_interrupted_as_it_takes_the_lead_it_was_handed_passes_it_on(
         assert not thread.is_alive(), "a caller never returned: the lead was lost"
     assert isinstance(interrupted[0], KeyboardInterrupt)
     assert written == [THREADS + 1]
-    assert _appends_go_on(store, _channel(3), 1) == THREADS + 2
+    assert _appends_go_on(store, thread_channel(3), 1) == THREADS + 2
 
 
 def test_a_leader_interrupted_as_it_takes_its_group_fails_the_group_cleanly(
@@ -668,13 +658,13 @@ def test_a_leader_interrupted_as_it_takes_its_group_fails_the_group_cleanly(
             interrupt()
             return time.perf_counter()
 
-    gate, leader, _ = _held_lead(store, backend, make_signed(1, _channel(0)))
+    gate, leader, _ = _held_lead(store, backend, make_signed(1, thread_channel(0)))
     monkeypatch.setattr(writing, "time", Clock)
     first, interrupted = _started(
-        lambda: store.append(make_signed(1, _channel(1))), name="interrupted"
+        lambda: store.append(make_signed(1, thread_channel(1))), name="interrupted"
     )
     _queued(store, 1)
-    second, failed = _started(lambda: store.append(make_signed(1, _channel(2))))
+    second, failed = _started(lambda: store.append(make_signed(1, thread_channel(2))))
     _queued(store, 2)
     gate.set()
     for thread in (leader, first, second):
@@ -682,7 +672,7 @@ def test_a_leader_interrupted_as_it_takes_its_group_fails_the_group_cleanly(
         assert not thread.is_alive(), "a caller of the group never returned"
     assert isinstance(interrupted[0], KeyboardInterrupt)
     assert isinstance(failed[0], StorageError) and "not written" in str(failed[0])
-    assert _appends_go_on(store, _channel(2), 1) == THREADS + 1
+    assert _appends_go_on(store, thread_channel(2), 1) == THREADS + 1
 
 
 def test_a_caller_alone_interrupted_as_it_takes_the_lead_gives_it_up(
@@ -702,11 +692,13 @@ def test_a_caller_alone_interrupted_as_it_takes_the_lead_gives_it_up(
             interrupt()
 
     writer._taken = Interrupted()  # type: ignore[assignment]
-    alone, outcome = _started(lambda: store.append(make_signed(1, _channel(0))), name="interrupted")
+    alone, outcome = _started(
+        lambda: store.append(make_signed(1, thread_channel(0))), name="interrupted"
+    )
     alone.join(10)
     writer._taken = real
     assert isinstance(outcome[0], KeyboardInterrupt)
-    assert _appends_go_on(store, _channel(1), 1) == THREADS
+    assert _appends_go_on(store, thread_channel(1), 1) == THREADS
 
 
 def test_eight_threads_under_storage_failures_at_every_stage_keep_every_promise() -> None:
@@ -741,7 +733,7 @@ def test_eight_threads_under_storage_failures_at_every_stage_keep_every_promise(
                 if turn % 6 == 0:
                     with pytest.raises((InvalidTransition, StorageError)):
                         store.append(make_signed(turn, "0x" + "99" * 32))
-                event = make_signed(turn, _channel(thread))
+                event = make_signed(turn, thread_channel(thread))
                 while True:  # the caller's retries
                     try:
                         acknowledged[event.event_id] = store.append(
@@ -765,5 +757,7 @@ def test_eight_threads_under_storage_failures_at_every_stage_keep_every_promise(
         assert len(where) == len(store) == THREADS * 41
         assert {i: where.get(i) for i in acknowledged} == acknowledged
         assert seen == list(range(len(store)))
-        assert all(store.state("channel", _channel(t)).latest_turn == 40 for t in range(THREADS))
+        assert all(
+            store.state("channel", thread_channel(t)).latest_turn == 40 for t in range(THREADS)
+        )
         assert store.verify() == len(store)

@@ -32,7 +32,7 @@ from chanlog import (
     RecordedEvent,
     StorageError,
 )
-from chanlog_samples import SIGNER, make_signed
+from chanlog_samples import SIGNER, make_signed, thread_channel, thread_channels_created
 from cutting_proxy import CuttingProxy, Where
 
 pytestmark = pytest.mark.postgres
@@ -76,10 +76,6 @@ with EventStore(backend) as store:
 """
 
 
-def _channel(thread: int) -> str:
-    return "0x" + f"{thread + 16:02x}" * 32
-
-
 @pytest.fixture
 def proxy() -> Iterator[CuttingProxy]:
     cutting = CuttingProxy(("127.0.0.1", 5432))
@@ -106,7 +102,7 @@ class Appends:
         self._lock = threading.Lock()
 
     def run(self, thread: int) -> None:
-        channel = _channel(thread)
+        channel = thread_channel(thread)
         for turn in range(1, self.turns + 1):
             if turn % 6 == 0:
                 self._refused(turn)
@@ -207,9 +203,9 @@ def _assert_agrees_with_the_log(store: EventStore, appends: Appends, seen: list[
     store.refresh()
     assert seen == list(range(len(records))), "subscribers: every record once, in order"
     for thread in range(THREADS):
-        state = store.state("channel", _channel(thread))
+        state = store.state("channel", thread_channel(thread))
         assert state.latest_turn == appends.turns
-        assert store.stream_version(_channel(thread)) == appends.turns + 1
+        assert store.stream_version(thread_channel(thread)) == appends.turns + 1
 
 
 def _open(dsn: str, schema: str) -> tuple[EventStore, list[int]]:
@@ -217,17 +213,7 @@ def _open(dsn: str, schema: str) -> tuple[EventStore, list[int]]:
     store = EventStore(backend)
     seen: list[int] = []
     store.subscribe(lambda record: seen.append(record.offset))
-    store.append_batch(
-        [
-            ChannelCreated(
-                channel_id=_channel(thread),
-                participants=(SIGNER, "0x" + "12" * 20),
-                challenge_duration=60,
-                timestamp_ms=1,
-            )
-            for thread in range(THREADS)
-        ]
-    )
+    store.append_batch(thread_channels_created(THREADS))
     return store, seen
 
 
@@ -292,7 +278,7 @@ def test_an_append_while_the_server_is_away_fails_after_pool_timeout_once(
     with EventStore(backend) as store:
         store.append(
             ChannelCreated(
-                channel_id=_channel(0),
+                channel_id=thread_channel(0),
                 participants=(SIGNER, "0x" + "12" * 20),
                 challenge_duration=60,
                 timestamp_ms=1,
@@ -301,5 +287,5 @@ def test_an_append_while_the_server_is_away_fails_after_pool_timeout_once(
         proxy.close()  # the server gone, as the client sees it
         started = time.monotonic()
         with pytest.raises(StorageError, match="cannot append"):
-            store.append(make_signed(1, _channel(0)))
+            store.append(make_signed(1, thread_channel(0)))
         assert time.monotonic() - started < 1.8  # before: about twice pool_timeout
