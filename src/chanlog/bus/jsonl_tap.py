@@ -9,7 +9,7 @@ from typing import IO, Any
 
 import orjson
 
-from chanlog.errors import ConfigError, DecodeError
+from chanlog.errors import ConfigError, DecodeError, StorageError
 from chanlog.records import RecordedEvent
 
 __all__ = ["JsonlTap"]
@@ -25,6 +25,10 @@ class JsonlTap:
     Args:
         path: the file (created if missing, appended to otherwise).
         fsync: make every line durable before the record counts as handled.
+
+    Raises:
+        StorageError: the file cannot be opened (a missing directory, a directory in its
+            place, no permission), naming it.
     """
 
     def __init__(
@@ -39,8 +43,13 @@ class JsonlTap:
             raise ConfigError(f"jsonl: fsync must be true or false, got {fsync!r}", key="fsync")
         self.path = Path(path)
         self._fsync = fsync
-        self._next = self._recover()
-        self._file: IO[bytes] = self.path.open("ab")
+        try:
+            self._next = self._recover()
+            self._file: IO[bytes] = self.path.open("ab")
+        except OSError as exc:
+            raise StorageError(
+                f"{self.path}: cannot open the audit file: {exc.strerror or exc}"
+            ) from exc
 
     def _recover(self) -> int | None:
         """The offset after the last complete line; cut a torn last line off."""

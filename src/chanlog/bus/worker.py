@@ -124,6 +124,7 @@ class Worker:
         self.ingests: dict[str, IngestSource] = {}
         self._jobs: list[_Job] = []
         self._closers: list[Callable[[], None]] = []
+        self._source = settings.source
         chosen = [c for c in settings.consumers if only is None or c.name in only]
         # Before any handler is built (a handler's factory creates its files).
         _check_starts(store, bus, chosen)
@@ -147,7 +148,10 @@ class Worker:
         self, consumer: ConsumerSettings, handlers: Mapping[str, Callable[..., Handler]]
     ) -> None:
         handler = _build(
-            handlers[consumer.handler], consumer.handler_options, consumer.name, "consumers"
+            handlers[consumer.handler],
+            consumer.handler_options,
+            f"consumers.{consumer.name}",
+            self._source,
         )
         what = self.store.plugins.describe("handlers", consumer.handler)
         check_built("handlers", f"[consumers.{consumer.name}] {what}", handler)
@@ -159,7 +163,7 @@ class Worker:
         self, ingest: IngestSettings, sources: Mapping[str, Callable[..., IngestSource]]
     ) -> None:
         options = {"name": ingest.name, **ingest.options}
-        source = _build(sources[ingest.source], options, ingest.name, "ingest")
+        source = _build(sources[ingest.source], options, f"ingest.{ingest.name}", self._source)
         self.ingests[ingest.name] = source
         store = self.store
         self._jobs.append(
@@ -300,15 +304,17 @@ def _check_starts(store: BusStore, bus: Bus, consumers: list[ConsumerSettings]) 
             )
 
 
-def _build(factory: Callable[..., Any], options: Mapping[str, Any], name: str, table: str) -> Any:
-    """Call a handler's or an ingest source's factory; errors name the table."""
+def _build(
+    factory: Callable[..., Any], options: Mapping[str, Any], table: str, source: str | None
+) -> Any:
+    """Call a handler's or an ingest source's factory; errors name the configuration's
+    source and the table."""
+    where = f"{source}: [{table}]" if source is not None else f"[{table}]"
     try:
         return factory(**options)
     except ConfigError as exc:
-        raise ConfigError(
-            f"[{table}.{name}] {exc}", source=exc.source, key=f"{table}.{name}"
-        ) from exc
+        raise ConfigError(f"{where} {exc}", source=exc.source or source, key=table) from exc
     except ChanlogError:
         raise
     except Exception as exc:
-        raise PluginError(f"[{table}.{name}]: the factory raised {exc!r}") from exc
+        raise PluginError(f"{where}: the factory raised {exc!r}") from exc
