@@ -341,6 +341,15 @@ def test_log_errors(demo_db: Path, run: Run) -> None:
     assert run("log", "--follow", "--limit", "2").exit_code == ExitCode.USAGE
     empty = run("log", "--type", "challenge-registered")
     assert empty.exit_code == 0 and "no events match" in empty.stderr
+    # An id copied from the table, which abbreviates it, matches nothing: say so.
+    shown = f"{CHANNEL_ID[:8]}\u2026{CHANNEL_ID[-4:]}"
+    for abbreviated in (shown, f"{CHANNEL_ID[:8]}...{CHANNEL_ID[-4:]}"):
+        copied = run("log", "--entity", abbreviated)
+        assert copied.exit_code == ExitCode.USAGE, copied.output
+        assert one_line_error(copied.stderr) == (
+            f"chanlog: --entity {abbreviated!r} is abbreviated, as the log's table shows ids: "
+            "give the whole id ('chanlog log --json' prints it)"
+        )
 
 
 # -- show / snapshot / stats / verify --------------------------------------------------
