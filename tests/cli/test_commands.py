@@ -392,8 +392,12 @@ def test_snapshot_and_stats(demo_db: Path, run: Run) -> None:
     assert stats["backend"] == "sqlite" and stats["file_bytes"] > 0
     table = run("stats")
     assert "events by type" in table.stdout and "snapshot-created" in table.stdout
+    # A usage error (exit 2), as the same --at given to `show` is (ADR 0033).
     beyond = run("snapshot", "--at", "99")
-    assert beyond.exit_code == ExitCode.INVALID_INPUT
+    assert beyond.exit_code == ExitCode.USAGE
+    assert one_line_error(beyond.stderr) == (
+        "chanlog: --at: offset 99 is beyond the end of the log (14)"
+    )
 
 
 def test_verify_detects_a_log_edited_outside_chanlog(demo_db: Path, run: Run) -> None:
