@@ -4,12 +4,19 @@ as the channel read model's is."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+import chanlog
+from chanlog.bus.worker import Worker
 from chanlog.cli import cli
+from chanlog.cli.demo_events import demo_events
 from chanlog.cli.errors import ExitCode
+from chanlog.errors import ConfigError
 
 
 def _run(config: Path) -> tuple[int, str]:
@@ -54,3 +61,36 @@ def test_a_handler_option_the_handler_refuses_names_the_configuration_file(
         f"chanlog: configuration error: {config}: [consumers.audit] the jsonl handler has no "
         "option 'subject' (it takes path, fsync)"
     )
+
+
+@pytest.mark.parametrize(
+    ("handler", "path"),
+    [("channel-read-model", "node.db"), ("jsonl", "node.db"), ("jsonl", "node.db-head")],
+)
+def test_a_handler_file_that_is_the_log_s_own_is_refused_before_it_is_touched(
+    tmp_path: Path, handler: str, path: str
+) -> None:
+    config = _config(tmp_path, f'handler = "{handler}"\npath = "{path}"\n')
+    log = tmp_path / "node.db"
+    with chanlog.open(config) as store:
+        store.append_batch(demo_events()[:3])
+    tables = _tables(log)
+    head = (tmp_path / "node.db-head").read_bytes()
+    settings = chanlog.load_config(config)
+    # What `chanlog run` builds its consumers with, on the store it opened.
+    with chanlog.open(config) as store, pytest.raises(ConfigError) as refused:
+        Worker(store, store.bus, settings.bus, store.plugins.handlers, {}).close()
+    assert str(refused.value) == (
+        f"{config}: consumers.audit.path = '{tmp_path / path}' is a file of the log itself "
+        f"({log}): give the {handler} handler a file of its own"
+    )
+    assert refused.value.key == "consumers.audit.path"
+    assert _tables(log) == tables
+    assert (tmp_path / "node.db-head").read_bytes() == head
+    with chanlog.open(config, read_only=True) as store:
+        assert store.verify() == 3
+
+
+def _tables(log: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(f"file:{log}?mode=ro", uri=True)) as db:
+        return sorted(row[0] for row in db.execute("SELECT name FROM sqlite_master"))

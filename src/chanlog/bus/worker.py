@@ -10,12 +10,15 @@ lease's expiry once that runner dies).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
 
+from chanlog.backends.sqlite_schema import SIDE_FILE_SUFFIXES
 from chanlog.bus.facade import Bus
 from chanlog.bus.handlers import Handler
 from chanlog.bus.ingest import IngestSource
@@ -128,6 +131,7 @@ class Worker:
         chosen = [c for c in settings.consumers if only is None or c.name in only]
         # Before any handler is built (a handler's factory creates its files).
         _check_starts(store, bus, chosen)
+        _check_handler_files(store, chosen, handlers, settings.source)
         try:
             for consumer in chosen:
                 self._add_consumer(consumer, handlers)
@@ -302,6 +306,31 @@ def _check_starts(store: BusStore, bus: Bus, consumers: list[ConsumerSettings]) 
                 f"({length} records); {beyond_the_end(length)}",
                 key=f"consumers.{consumer.name}.start",
             )
+
+
+def _check_handler_files(
+    store: BusStore,
+    consumers: list[ConsumerSettings],
+    handlers: Mapping[str, Callable[..., Handler]],
+    source: str | None,
+) -> None:
+    """A handler file that is one of the log's own (its ``path`` copied from ``[backend]``)
+    is a configuration error, found before the handler writes to it."""
+    log = getattr(store.backend, "path", None)
+    if not isinstance(log, str | os.PathLike):
+        return
+    log_files = {Path(f"{os.path.realpath(log)}{suffix}") for suffix in ("", *SIDE_FILE_SUFFIXES)}
+    for consumer in consumers:
+        for option in getattr(handlers.get(consumer.handler), "path_options", ()):
+            value = consumer.handler_options.get(option)
+            if isinstance(value, str) and Path(os.path.realpath(value)) in log_files:
+                key = f"consumers.{consumer.name}.{option}"
+                raise ConfigError(
+                    f"{source}: {key} = {value!r} is a file of the log itself ({log}): give "
+                    f"the {consumer.handler} handler a file of its own",
+                    source=source,
+                    key=key,
+                )
 
 
 def _build(
