@@ -8,7 +8,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["FileBackedFactory", "accepts_keyword", "file_option_of"]
+__all__ = ["FileBackedFactory", "accepts_keyword", "file_option_of", "required_keywords"]
 
 
 @runtime_checkable
@@ -54,4 +54,20 @@ def accepts_keyword(factory: Callable[..., Any], name: str) -> bool:
     return parameter is not None and parameter.kind in (
         inspect.Parameter.KEYWORD_ONLY,
         inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    )
+
+
+def required_keywords(factory: Callable[..., Any]) -> tuple[str, ...]:
+    """The keyword parameters of ``factory`` that have no default: the options a
+    configuration must give it, since it is called with keywords only."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature
+        return ()
+    return tuple(
+        parameter.name
+        for parameter in parameters
+        if parameter.default is inspect.Parameter.empty
+        and parameter.kind
+        in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     )

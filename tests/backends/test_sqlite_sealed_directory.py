@@ -196,6 +196,8 @@ def test_a_writer_where_it_may_not_create_files_is_refused_when_it_opens(sealed:
     assert f"{path}: cannot open for writing: this process may not write the directory " in (
         done.stderr
     )
+    # Its mode and owner allow it on a read-only mount: the message must say what does not.
+    assert ("on a read-only file system" in done.stderr) == (sealed.how == "file system")
     assert sorted(os.listdir(sealed.directory)) == files
 
 

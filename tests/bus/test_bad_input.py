@@ -1,5 +1,6 @@
 """Issue 15, bad input: an unknown handler or broker, a malformed pattern, a start beyond the
-log and a reset of an unknown consumer are each a clear error, through the API
+log, a misspelled ``[bus]`` key, a handler's missing required option and a reset of an
+unknown consumer are each a clear error, through the API
 (:class:`~chanlog.errors.ConfigError` naming its key) and through the ``chanlog`` console
 script (exit 2 or 3, one line), and nothing is written."""
 
@@ -43,6 +44,16 @@ BAD_CONFIGS = [
         {"consumers": {"x": {"handler": "jsonl", "path": "a", "start": "soon"}}},
         "consumers.x.start",
         "start must be",
+    ),
+    (
+        {"bus": {"prefx": "node-a"}, "consumers": {"x": {"handler": "jsonl", "path": "a"}}},
+        "bus.prefx",
+        "unknown key (allowed: broker, prefix)",
+    ),
+    (
+        {"consumers": {"x": {"handler": "jsonl", "pth": "a"}}},
+        "consumers.x.path",
+        "is required by the jsonl handler",
     ),
 ]
 

@@ -64,6 +64,32 @@ def test_the_tap_refuses_bad_options_and_a_foreign_file(tmp_path: Path) -> None:
         JsonlTap(path=foreign)
 
 
+@pytest.mark.parametrize("kind", ["the log itself", "text", "torn lines only"])
+def test_the_tap_leaves_a_foreign_file_as_it_was(tmp_path: Path, kind: str) -> None:
+    """An audit ``path`` that names another file (the log's own, copied from [backend]) is
+    refused before a byte of it is cut: ending without a newline does not make it a torn
+    line of this tap."""
+    foreign = tmp_path / "foreign"
+    if kind == "the log itself":
+        foreign = tmp_path / "node.db"
+        with chanlog.open({"backend": {"name": "sqlite", "path": str(foreign)}}) as store:
+            fill(store)
+    else:
+        foreign.write_bytes(b"alpha\nbeta" if kind == "text" else b"no line ends here")
+    before = foreign.read_bytes()
+    assert not before.endswith(b"\n")
+    with pytest.raises(DecodeError, match="not a file of this tap"):
+        JsonlTap(path=foreign)
+    assert foreign.read_bytes() == before
+
+
+def test_a_tap_whose_first_write_was_torn_starts_over(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b'{"offset":0,"event_id":"0x12')
+    assert JsonlTap(path=path).position("audit") is None
+    assert path.read_bytes() == b""
+
+
 def test_the_read_model_holds_the_latest_supported_state_exactly_once(tmp_path: Path) -> None:
     path = tmp_path / "model.db"
     with chanlog.EventStore() as store:

@@ -341,6 +341,15 @@ def test_log_errors(demo_db: Path, run: Run) -> None:
     assert run("log", "--follow", "--limit", "2").exit_code == ExitCode.USAGE
     empty = run("log", "--type", "challenge-registered")
     assert empty.exit_code == 0 and "no events match" in empty.stderr
+    # An id copied from the table, which abbreviates it, matches nothing: say so.
+    shown = f"{CHANNEL_ID[:8]}\u2026{CHANNEL_ID[-4:]}"
+    for abbreviated in (shown, f"{CHANNEL_ID[:8]}...{CHANNEL_ID[-4:]}"):
+        copied = run("log", "--entity", abbreviated)
+        assert copied.exit_code == ExitCode.USAGE, copied.output
+        assert one_line_error(copied.stderr) == (
+            f"chanlog: --entity {abbreviated!r} is abbreviated, as the log's table shows ids: "
+            "give the whole id ('chanlog log --json' prints it)"
+        )
 
 
 # -- show / snapshot / stats / verify --------------------------------------------------
@@ -383,8 +392,12 @@ def test_snapshot_and_stats(demo_db: Path, run: Run) -> None:
     assert stats["backend"] == "sqlite" and stats["file_bytes"] > 0
     table = run("stats")
     assert "events by type" in table.stdout and "snapshot-created" in table.stdout
+    # A usage error (exit 2), as the same --at given to `show` is (ADR 0033).
     beyond = run("snapshot", "--at", "99")
-    assert beyond.exit_code == ExitCode.INVALID_INPUT
+    assert beyond.exit_code == ExitCode.USAGE
+    assert one_line_error(beyond.stderr) == (
+        "chanlog: --at: offset 99 is beyond the end of the log (14)"
+    )
 
 
 def test_verify_detects_a_log_edited_outside_chanlog(demo_db: Path, run: Run) -> None:

@@ -70,9 +70,12 @@ def test_a_cut_tail_fails_against_the_remembered_head(run: Run, demo_db: Path) -
 def test_bad_witness_arguments_are_refused_without_a_traceback(
     run: Run, demo_db: Path, tmp_path: Path
 ) -> None:
+    # A malformed option is a usage error (exit 2, as `chanlog --help` says), like a
+    # malformed id given to `show`; 4 is for input refused, such as events to append.
     bad = run("verify", "--expect-head", "12:nothex")
-    assert bad.exit_code == ExitCode.INVALID_INPUT
+    assert bad.exit_code == ExitCode.USAGE
     assert "OFFSET:HASH" in bad.output and "Traceback" not in bad.output
+    assert bad.output.startswith("chanlog: --expect-head: expected OFFSET:HASH")
     missing = run("verify", "--replica", str(tmp_path / "nowhere.db"))
     assert missing.exit_code == ExitCode.NOT_FOUND
     assert "nowhere.db" in missing.output and "Traceback" not in missing.output

@@ -95,6 +95,9 @@ def not_writable(directory: Path, files: list[Path]) -> list[str]:
 def _owner(path: Path) -> str:
     try:
         status = path.stat()
+        mounted_read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
     except OSError:  # pragma: no cover - removed meanwhile
         return ""
-    return f" (mode {stat.S_IMODE(status.st_mode):04o}, owner uid {status.st_uid})"
+    # There the mode and owner say yes, and an operator would change them to no avail.
+    where = ", on a read-only file system" if mounted_read_only else ""
+    return f" (mode {stat.S_IMODE(status.st_mode):04o}, owner uid {status.st_uid}{where})"

@@ -9,10 +9,13 @@ from typing import IO, Any
 
 import orjson
 
-from chanlog.errors import ConfigError, DecodeError
+from chanlog.errors import ConfigError, DecodeError, StorageError
 from chanlog.records import RecordedEvent
 
 __all__ = ["JsonlTap"]
+
+_RECORD_START = b'{"offset":'
+"""How every line this tap writes begins."""
 
 
 class JsonlTap:
@@ -25,6 +28,10 @@ class JsonlTap:
     Args:
         path: the file (created if missing, appended to otherwise).
         fsync: make every line durable before the record counts as handled.
+
+    Raises:
+        StorageError: the file cannot be opened (a missing directory, a directory in its
+            place, no permission), naming it.
     """
 
     def __init__(
@@ -39,11 +46,18 @@ class JsonlTap:
             raise ConfigError(f"jsonl: fsync must be true or false, got {fsync!r}", key="fsync")
         self.path = Path(path)
         self._fsync = fsync
-        self._next = self._recover()
-        self._file: IO[bytes] = self.path.open("ab")
+        try:
+            self._next = self._recover()
+            self._file: IO[bytes] = self.path.open("ab")
+        except OSError as exc:
+            raise StorageError(
+                f"{self.path}: cannot open the audit file: {exc.strerror or exc}"
+            ) from exc
 
     def _recover(self) -> int | None:
-        """The offset after the last complete line; cut a torn last line off."""
+        """The offset after the last complete line; cut a torn last line off, once the file
+        is known to be this tap's (a ``path`` naming another file, such as the log's own,
+        must not lose its tail)."""
         if not self.path.exists():
             return None
         with self.path.open("rb+") as file:
@@ -53,22 +67,32 @@ class JsonlTap:
             start = max(0, size - 65536)
             file.seek(start)
             tail = file.read()
-            if not tail.endswith(b"\n"):  # a write cut short by a crash
-                cut = tail.rfind(b"\n") + 1
-                file.truncate(start + cut)
-                tail = tail[:cut]
-            lines = tail.splitlines()
-            if not lines:
-                return None
-            try:
-                offset = orjson.loads(lines[-1])["offset"]
-            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            cut = len(tail) if tail.endswith(b"\n") else tail.rfind(b"\n") + 1
+            lines = tail[:cut].splitlines()
+            if lines:
+                after = self._offset_after(lines[-1])
+            elif start == 0 and tail.startswith(_RECORD_START):  # its first write, torn
+                after = None
+            else:
                 raise DecodeError(
-                    f"{self.path}: the last line is not a record of this tap"
-                ) from exc
-            if type(offset) is not int:
-                raise DecodeError(f"{self.path}: the last line's offset is not an int")
-            return offset + 1
+                    f"{self.path}: not a file of this tap (it holds no record line); "
+                    "nothing of it was changed"
+                )
+            if cut < len(tail):  # a write cut short by a crash
+                file.truncate(start + cut)
+            return after
+
+    def _offset_after(self, line: bytes) -> int:
+        try:
+            offset = orjson.loads(line)["offset"]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise DecodeError(
+                f"{self.path}: not a file of this tap (the last line is not a record of this "
+                "tap); nothing of it was changed"
+            ) from exc
+        if type(offset) is not int:
+            raise DecodeError(f"{self.path}: the last line's offset is not an int")
+        return offset + 1
 
     def position(self, consumer: str) -> int | None:
         """The offset after the last record in the file."""

@@ -32,6 +32,7 @@ from chanlog.bus.brokers import DEFAULT_BROKER
 from chanlog.bus.spec import ConsumerSpec
 from chanlog.bus.subjects import DEFAULT_PREFIX, check_prefix
 from chanlog.errors import ConfigError, InvalidArgument
+from chanlog.factories import required_keywords
 from chanlog.plugins.host import PluginHost
 
 __all__ = [
@@ -97,6 +98,8 @@ class BusSettings:
         broker_options: keyword options for the broker's factory.
         consumers: the ``[consumers.NAME]`` tables, by name.
         ingest: the ``[ingest.NAME]`` tables, by name.
+        source: where the settings came from (a file, ``<dict>``), for the errors of the
+            handlers and ingest sources they build.
     """
 
     broker: str = DEFAULT_BROKER
@@ -104,6 +107,7 @@ class BusSettings:
     broker_options: Mapping[str, Any] = attrs.field(factory=dict)
     consumers: tuple[ConsumerSettings, ...] = ()
     ingest: tuple[IngestSettings, ...] = ()
+    source: str | None = None
 
 
 def _fail(source: str, key: str, problem: str) -> ConfigError:
@@ -138,6 +142,11 @@ def read_bus_settings(
         bus.pop("broker", DEFAULT_BROKER), "bus.broker", source, host.brokers, "broker"
     )
     prefix = bus.pop("prefix", DEFAULT_PREFIX)
+    if broker == DEFAULT_BROKER and bus:
+        # Only a broker plugin takes further keys: here one is a typo, which every command
+        # but `chanlog run` (the only one to build the broker) would otherwise ignore.
+        key = sorted(bus)[0]
+        raise _fail(source, f"bus.{key}", "unknown key (allowed: broker, prefix)")
     try:
         check_prefix(prefix)
     except InvalidArgument as exc:
@@ -150,7 +159,7 @@ def read_bus_settings(
         _ingest(name, table, source, host)
         for name, table in sorted(_table(raw, "ingest", source).items())
     )
-    return BusSettings(broker, prefix, bus, consumers, ingest)
+    return BusSettings(broker, prefix, bus, consumers, ingest, source)
 
 
 def _consumer(
@@ -179,6 +188,9 @@ def _consumer(
     except InvalidArgument as exc:
         raise _fail(source, _key_of(where, exc), str(exc)) from None
     factory = host.handlers[handler]
+    for required in required_keywords(factory):
+        if required not in options:
+            raise _fail(source, f"{where}.{required}", f"is required by the {handler} handler")
     _resolve_paths(factory, options, base)
     return ConsumerSettings(spec, handler, options)
 

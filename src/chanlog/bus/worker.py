@@ -10,12 +10,15 @@ lease's expiry once that runner dies).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
 
+from chanlog.backends.sqlite_schema import SIDE_FILE_SUFFIXES
 from chanlog.bus.facade import Bus
 from chanlog.bus.handlers import Handler
 from chanlog.bus.ingest import IngestSource
@@ -124,9 +127,11 @@ class Worker:
         self.ingests: dict[str, IngestSource] = {}
         self._jobs: list[_Job] = []
         self._closers: list[Callable[[], None]] = []
+        self._source = settings.source
         chosen = [c for c in settings.consumers if only is None or c.name in only]
         # Before any handler is built (a handler's factory creates its files).
         _check_starts(store, bus, chosen)
+        _check_handler_files(store, chosen, handlers, settings.source)
         try:
             for consumer in chosen:
                 self._add_consumer(consumer, handlers)
@@ -147,7 +152,10 @@ class Worker:
         self, consumer: ConsumerSettings, handlers: Mapping[str, Callable[..., Handler]]
     ) -> None:
         handler = _build(
-            handlers[consumer.handler], consumer.handler_options, consumer.name, "consumers"
+            handlers[consumer.handler],
+            consumer.handler_options,
+            f"consumers.{consumer.name}",
+            self._source,
         )
         what = self.store.plugins.describe("handlers", consumer.handler)
         check_built("handlers", f"[consumers.{consumer.name}] {what}", handler)
@@ -159,7 +167,7 @@ class Worker:
         self, ingest: IngestSettings, sources: Mapping[str, Callable[..., IngestSource]]
     ) -> None:
         options = {"name": ingest.name, **ingest.options}
-        source = _build(sources[ingest.source], options, ingest.name, "ingest")
+        source = _build(sources[ingest.source], options, f"ingest.{ingest.name}", self._source)
         self.ingests[ingest.name] = source
         store = self.store
         self._jobs.append(
@@ -300,15 +308,42 @@ def _check_starts(store: BusStore, bus: Bus, consumers: list[ConsumerSettings]) 
             )
 
 
-def _build(factory: Callable[..., Any], options: Mapping[str, Any], name: str, table: str) -> Any:
-    """Call a handler's or an ingest source's factory; errors name the table."""
+def _check_handler_files(
+    store: BusStore,
+    consumers: list[ConsumerSettings],
+    handlers: Mapping[str, Callable[..., Handler]],
+    source: str | None,
+) -> None:
+    """A handler file that is one of the log's own (its ``path`` copied from ``[backend]``)
+    is a configuration error, found before the handler writes to it."""
+    log = getattr(store.backend, "path", None)
+    if not isinstance(log, str | os.PathLike):
+        return
+    log_files = {Path(f"{os.path.realpath(log)}{suffix}") for suffix in ("", *SIDE_FILE_SUFFIXES)}
+    for consumer in consumers:
+        for option in getattr(handlers.get(consumer.handler), "path_options", ()):
+            value = consumer.handler_options.get(option)
+            if isinstance(value, str) and Path(os.path.realpath(value)) in log_files:
+                key = f"consumers.{consumer.name}.{option}"
+                raise ConfigError(
+                    f"{source}: {key} = {value!r} is a file of the log itself ({log}): give "
+                    f"the {consumer.handler} handler a file of its own",
+                    source=source,
+                    key=key,
+                )
+
+
+def _build(
+    factory: Callable[..., Any], options: Mapping[str, Any], table: str, source: str | None
+) -> Any:
+    """Call a handler's or an ingest source's factory; errors name the configuration's
+    source and the table."""
+    where = f"{source}: [{table}]" if source is not None else f"[{table}]"
     try:
         return factory(**options)
     except ConfigError as exc:
-        raise ConfigError(
-            f"[{table}.{name}] {exc}", source=exc.source, key=f"{table}.{name}"
-        ) from exc
+        raise ConfigError(f"{where} {exc}", source=exc.source or source, key=table) from exc
     except ChanlogError:
         raise
     except Exception as exc:
-        raise PluginError(f"[{table}.{name}]: the factory raised {exc!r}") from exc
+        raise PluginError(f"{where}: the factory raised {exc!r}") from exc

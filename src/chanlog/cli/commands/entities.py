@@ -63,7 +63,10 @@ def show_command(state: CliContext, kind: str, entity_id: str, at: int | None) -
 def snapshot_command(state: CliContext, at: int | None) -> None:
     """Snapshot the projections now (or as of --at) and append snapshot-created."""
     store = state.open_store()
-    snapshot = store.snapshot(at)
+    try:
+        snapshot = store.snapshot(at)
+    except InvalidArgument as exc:  # an --at beyond the end: a usage error, as for `show`
+        raise CliError(f"--at: {exc}", ExitCode.USAGE) from exc
     reference = base_reference(snapshot)  # the snapshot an incremental one is taken on
     result = {
         "offset": snapshot.offset,

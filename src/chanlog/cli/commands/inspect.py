@@ -13,7 +13,7 @@ import click
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode, exit_code_for
 from chanlog.config import DEFAULT_BACKEND, file_backend, file_option_of, open_store
-from chanlog.errors import ChanlogError, DecodeError, IntegrityError
+from chanlog.errors import ChanlogError, DecodeError, IntegrityError, InvalidArgument
 from chanlog.plugins import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, default_host
 from chanlog.records import Witness
 from chanlog.store import EventStore
@@ -48,7 +48,10 @@ def verify_command(
     """Recompute every event id and the hash chain, check the stream index and every
     snapshot, and hold the log against every witness of a later head (ADR 0024); exit 1 at
     the first mismatch."""
-    witnesses = [parse_witness(text) for text in expected_heads]
+    try:
+        witnesses = [parse_witness(text) for text in expected_heads]
+    except InvalidArgument as exc:  # a malformed option: a usage error, as for `show`
+        raise CliError(str(exc), ExitCode.USAGE) from exc
     # No projections: the hashes must be checkable even when a tampered event breaks a fold.
     store = state.open_store(read_only=True, projections=[])
     witnesses += [

@@ -170,6 +170,13 @@ def log_command(
         raise CliError(f"--from ({start}) must not exceed --to ({end})", ExitCode.USAGE)
     if follow and (end is not None or limit is not None):
         raise CliError("--follow cannot be combined with --to or --limit", ExitCode.USAGE)
+    if entity is not None and ("\u2026" in entity or "..." in entity):
+        # Copied from the table, it would match nothing and look like an entity with no events.
+        raise CliError(
+            f"--entity {entity!r} is abbreviated, as the log's table shows ids: give the whole "
+            "id ('chanlog log --json' prints it)",
+            ExitCode.USAGE,
+        )
     # Read-only: a misspelled log is an error, not a new empty log. No projections: an
     # operator looking at a damaged log must see records that no longer fold.
     store = state.open_store(read_only=True, projections=[])

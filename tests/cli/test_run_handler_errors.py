@@ -1,0 +1,96 @@
+"""``chanlog run`` with a handler that cannot be built: a mistake in its options names the
+configuration file, and a file it cannot open is a storage error (exit 5) naming that file,
+as the channel read model's is."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import chanlog
+from chanlog.bus.worker import Worker
+from chanlog.cli import cli
+from chanlog.cli.demo_events import demo_events
+from chanlog.cli.errors import ExitCode
+from chanlog.errors import ConfigError
+
+
+def _run(config: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["--config", str(config), "run"], prog_name="chanlog")
+    return result.exit_code, result.output
+
+
+def _config(tmp_path: Path, consumer: str) -> Path:
+    config = tmp_path / "node.toml"
+    config.write_text(
+        f'[backend]\nname = "sqlite"\npath = "node.db"\n\n[consumers.audit]\n{consumer}'
+    )
+    return config
+
+
+def test_an_audit_file_in_a_missing_directory_is_a_storage_error_naming_it(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path, 'handler = "jsonl"\npath = "nodir/audit.jsonl"\n')
+    code, output = _run(config)
+    assert code == ExitCode.STORAGE, output
+    [line] = output.strip().splitlines()
+    assert line.startswith(f"chanlog: storage error: {tmp_path / 'nodir' / 'audit.jsonl'}: ")
+    assert "cannot open the audit file" in line and "No such file or directory" in line
+
+
+def test_an_audit_file_that_is_a_directory_is_a_storage_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "audit.jsonl").mkdir()
+    code, output = _run(_config(tmp_path, 'handler = "jsonl"\npath = "audit.jsonl"\n'))
+    assert code == ExitCode.STORAGE, output
+    assert f"storage error: {tmp_path / 'audit.jsonl'}: cannot open the audit file" in output
+
+
+def test_a_handler_option_the_handler_refuses_names_the_configuration_file(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path, 'handler = "jsonl"\npath = "audit.jsonl"\nsubject = ["chanlog.>"]\n')
+    code, output = _run(config)
+    assert code == ExitCode.USAGE, output
+    [line] = output.strip().splitlines()
+    assert line == (
+        f"chanlog: configuration error: {config}: [consumers.audit] the jsonl handler has no "
+        "option 'subject' (it takes path, fsync)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("handler", "path"),
+    [("channel-read-model", "node.db"), ("jsonl", "node.db"), ("jsonl", "node.db-head")],
+)
+def test_a_handler_file_that_is_the_log_s_own_is_refused_before_it_is_touched(
+    tmp_path: Path, handler: str, path: str
+) -> None:
+    config = _config(tmp_path, f'handler = "{handler}"\npath = "{path}"\n')
+    log = tmp_path / "node.db"
+    with chanlog.open(config) as store:
+        store.append_batch(demo_events()[:3])
+    tables = _tables(log)
+    head = (tmp_path / "node.db-head").read_bytes()
+    settings = chanlog.load_config(config)
+    # What `chanlog run` builds its consumers with, on the store it opened.
+    with chanlog.open(config) as store, pytest.raises(ConfigError) as refused:
+        Worker(store, store.bus, settings.bus, store.plugins.handlers, {}).close()
+    assert str(refused.value) == (
+        f"{config}: consumers.audit.path = '{tmp_path / path}' is a file of the log itself "
+        f"({log}): give the {handler} handler a file of its own"
+    )
+    assert refused.value.key == "consumers.audit.path"
+    assert _tables(log) == tables
+    assert (tmp_path / "node.db-head").read_bytes() == head
+    with chanlog.open(config, read_only=True) as store:
+        assert store.verify() == 3
+
+
+def _tables(log: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(f"file:{log}?mode=ro", uri=True)) as db:
+        return sorted(row[0] for row in db.execute("SELECT name FROM sqlite_master"))
