@@ -17,6 +17,7 @@ from chanlog.backends.base import Backend
 from chanlog.bus.brokers import Broker
 from chanlog.bus.subjects import SubjectFilter
 from chanlog.errors import ChanlogError, StorageError
+from chanlog.failure_log import FailureLog
 from chanlog.records import RecordedEvent
 from chanlog.signals import event_appended
 from chanlog.subscriptions import RangeReader, Subscription
@@ -263,18 +264,30 @@ class Delivery:
             self._watcher.start()
 
     def _watch(self, backend: Backend, refresh: Callable[[], Any]) -> None:
+        failures = FailureLog(
+            logger,
+            "watching the shared log",
+            "until it succeeds, this store folds and delivers nothing other processes append",
+        )
         while not self._closing.is_set():
             try:
                 if backend.wait(self._length(), 0.1):
                     refresh()
-            except ChanlogError as failure:
+            except Exception as failure:
                 if self._closing.is_set():
                     return
-                if isinstance(failure, StorageError):  # the storage is away: no traceback
-                    logger.warning("watching the shared log failed (%s); retrying", failure)
+                # A database away is expected (no traceback); a record this process cannot
+                # decode is the operator's to mend (its error names offset and plugin); any
+                # other exception is a bug, and the watcher goes on all the same, or the
+                # store's subscribers would silently get nothing more from other processes.
+                if isinstance(failure, StorageError):
+                    failures.failed(failure, logging.WARNING)
                 else:
-                    logger.exception("watching the shared log failed; retrying")
+                    bug = not isinstance(failure, ChanlogError)
+                    failures.failed(failure, logging.ERROR, with_traceback=bug)
                 self._closing.wait(1.0)
+            else:
+                failures.succeeded()
 
     @property
     def closed(self) -> bool:
