@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -599,15 +600,29 @@ def test_a_worker_shows_why_a_handler_that_reports_its_failure_is_behind(
         worker.close()
 
 
-def test_a_storage_failure_is_retried_and_the_run_goes_on(running: Running) -> None:
+def test_a_storage_failure_is_retried_and_the_run_goes_on(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The outage is said once (it was said at every retry: 720 lines an hour at the
+    longest backoff), and its end once."""
     backend = FlakyBackend()
-    with chanlog.EventStore(backend) as store:
+    with (
+        caplog.at_level(logging.WARNING, logger="chanlog.bus"),
+        chanlog.EventStore(backend) as store,
+    ):
         recorder = Recorder()
         runner = store.bus.consumer("c", recorder, **FAST)
         stop, thread = running(runner)
         backend.fail_reads(3)
         fill(store, seed=8)
         until(lambda: len(recorder.offsets) == len(store))
+        until(lambda: any("works again" in r.getMessage() for r in caplog.records))
+        lines = [r.getMessage() for r in caplog.records if r.name == "chanlog.bus"]
+        assert len(lines) == 2
+        assert lines[0] == (
+            f"consumer c: its storage failed (StorageError: {backend.message}); retrying"
+        )
+        assert lines[1].startswith("consumer c: its storage works again, after 3 failed tries")
         assert thread.is_alive() and backend.reads_to_fail == 0
         assert backend.failed_reads == 3
         assert runner.stats.last_error == f"StorageError: {backend.message}"

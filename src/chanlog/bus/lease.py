@@ -18,6 +18,7 @@ from pathlib import Path
 
 from chanlog.backends.consumer_store import KeepsConsumers
 from chanlog.errors import ChanlogError, LeaseHeld, StorageError
+from chanlog.failure_log import FailureLog
 from chanlog.records import ConsumerState
 
 __all__ = ["Lease", "holder_gone", "new_holder", "release_if_gone"]
@@ -115,6 +116,10 @@ class Lease:
         through; :meth:`release` does nothing without it."""
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        self._beat_failures = {
+            step: FailureLog(logger, f"consumer {name}: {step}")
+            for step in ("renewing the lease", "recording its last error")
+        }
 
     def take(self, *, wait: bool, stop: threading.Event | None) -> ConsumerState | None:
         """Take the lease and return the consumer's state; while another runner holds it,
@@ -220,6 +225,7 @@ class Lease:
         step = "renewing the lease"
         try:
             state = self.consumers.acquire_lease(self.name, self.holder, self.ttl)
+            self._beat_failures[step].succeeded()
             if self._ran_out(state.lease_expires_at):
                 return False
             if after_renewal is not None:
@@ -231,7 +237,11 @@ class Lease:
             self.lost.set()
             return False
         except StorageError as failure:  # the storage is away: no traceback to read
-            logger.warning("consumer %s: %s failed (%s); retrying", self.name, step, failure)
-        except ChanlogError:
-            logger.exception("consumer %s: %s failed; retrying", self.name, step)
+            self._beat_failures[step].failed(failure, logging.WARNING)
+            return True
+        except ChanlogError as failure:
+            self._beat_failures[step].failed(failure, logging.ERROR, with_traceback=True)
+            return True
+        if after_renewal is not None:
+            self._beat_failures[step].succeeded()
         return True

@@ -37,6 +37,7 @@ from chanlog.bus.source import BusStore
 from chanlog.bus.spec import ConsumerSpec
 from chanlog.bus.subjects import SubjectFilter
 from chanlog.errors import ChanlogError, LeaseHeld, StorageError
+from chanlog.failure_log import FailureLog
 from chanlog.records import ConsumerState, ParkedRecord, PositionMove, RecordedEvent
 
 __all__ = ["ConsumerRunner", "new_holder"]
@@ -47,10 +48,9 @@ _IDLE_WAIT = 0.5  # seconds between looks at the log while caught up (appends wa
 
 
 class _CommitFailed(Exception):
-    """Committing a handler's appends failed for a reason that is not the handler's: the
-    store failed (a database restarted) or this runner lost its lease. The record is then
-    neither retried nor parked: it stays unhandled, and :meth:`ConsumerRunner.run` retries
-    or waits for the lease."""
+    """Committing a handler's appends failed, and not by the handler's fault: the store
+    failed (a database restarted) or this runner lost its lease. The record stays unhandled,
+    neither retried nor parked; :meth:`ConsumerRunner.run` retries or waits for the lease."""
 
     def __init__(self, error: StorageError | LeaseHeld) -> None:
         super().__init__(str(error))
@@ -239,6 +239,7 @@ class ConsumerRunner:
         is handed over again (at least once). Any other error ends the run, and is written
         as the consumer's last error (a record it cannot decode, ADR 0063)."""
         failures = 0  # storage failures in a row
+        said = FailureLog(logger, f"consumer {self.name}: its storage")
         try:
             while not stop.is_set():
                 try:
@@ -249,6 +250,7 @@ class ConsumerRunner:
                         self.store.backend.wait(self._position, _IDLE_WAIT)
                     failures = 0
                     self.stats.retrying, self.stats.storage_failure = False, None
+                    said.succeeded()
                 except LeaseHeld as lost:
                     logger.warning("consumer %s: %s; waiting to take it again", self.name, lost)
                     self._let_go()
@@ -257,7 +259,7 @@ class ConsumerRunner:
                     pause = storage_retry_pause(failures)
                     self.stats.last_error = self.stats.storage_failure = f"StorageError: {failure}"
                     self.stats.retrying = True
-                    logger.warning("consumer %s: %s; retrying in %.1f s", self.name, failure, pause)
+                    said.failed(failure, logging.WARNING)  # once, not every pause
                     if stop.wait(pause):
                         return
         except ChanlogError as failure:  # close() writes why, where `chanlog consumers` looks
