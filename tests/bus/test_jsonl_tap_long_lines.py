@@ -11,6 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import chanlog
+from bus.conftest import fill
 from chanlog.bus.jsonl_tap import JsonlTap
 from chanlog.errors import DecodeError
 
@@ -84,6 +86,10 @@ def test_a_torn_first_write_larger_than_the_window_starts_over(tmp_path: Path) -
             b"alpha\n" + line(0, 2 * WINDOW) + b"torn", id="a record line in a foreign file"
         ),
         pytest.param(line(0, 100) + b"{" * (2 * WINDOW) + b"\n", id="a long last line not json"),
+        pytest.param(
+            b'{"offset": "none", "note": "' + b"n" * (2 * WINDOW), id="no line, not a tap's head"
+        ),
+        pytest.param(b'{"offset":1' + b"2" * 300, id="no line, a head too long"),
     ],
 )
 def test_a_foreign_file_with_long_lines_is_refused_untouched(
@@ -94,3 +100,28 @@ def test_a_foreign_file_with_long_lines_is_refused_untouched(
     with pytest.raises(DecodeError, match="not a file of this tap"):
         JsonlTap(path=path)
     assert path.read_bytes() == content
+
+
+@pytest.mark.parametrize("offset", [0, 123456789, 2**64 - 1])
+def test_a_first_write_cut_anywhere_starts_over(tmp_path: Path, offset: int) -> None:
+    """Cut at any byte, a first write is known as the tap's own, however long its line."""
+    path = tmp_path / "audit.jsonl"
+    whole = line(offset, 3 * WINDOW)
+    for cut in [*range(1, 220), WINDOW, 2 * WINDOW + 1, len(whole) - 1]:
+        path.write_bytes(whole[:cut])
+        assert JsonlTap(path=path).position("audit") is None, cut
+        assert path.read_bytes() == b""
+
+
+def test_a_first_write_of_the_tap_itself_cut_anywhere_starts_over(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    with chanlog.EventStore() as store:
+        fill(store, turns=1)
+        tap = JsonlTap(path=path)
+        tap(next(iter(store)))
+        tap.close()
+    whole = path.read_bytes().splitlines(keepends=True)[0]
+    for cut in range(1, len(whole)):
+        path.write_bytes(whole[:cut])
+        assert JsonlTap(path=path).position("audit") is None, cut
+        assert path.read_bytes() == b""

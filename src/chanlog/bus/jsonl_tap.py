@@ -17,8 +17,31 @@ __all__ = ["JsonlTap"]
 _RECORD_START = b'{"offset":'
 """How every line this tap writes begins."""
 
+_HEX = b"\x01"
+_HEAD = b',"event_id":"0x' + _HEX * 64 + b'","chain_hash":"0x' + _HEX * 64 + b'","type":"'
+"""What follows the offset's digits at the start of every line this tap writes (``_HEX``:
+a hex digit)."""
+
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+
 _STEP = 65536
 """How many bytes the search for a line's start reads at a time, back from the end."""
+
+
+def _torn_first_write(head: bytes) -> bool:
+    """Whether ``head``, the start of a file holding no newline, is what this tap's first
+    write leaves when a crash cuts it short: a record line's start as far as it goes."""
+    if len(head) < len(_RECORD_START):
+        return _RECORD_START.startswith(head)
+    rest = head[len(_RECORD_START) :]
+    digits = len(rest) - len(rest.lstrip(b"0123456789"))
+    if not 0 < digits <= 20:  # an offset fits 64 bits
+        return rest == b""
+    rest = rest[digits : digits + len(_HEAD)]
+    return all(
+        byte in _HEX_DIGITS if want == _HEX[0] else byte == want
+        for byte, want in zip(rest, _HEAD, strict=False)
+    )
 
 
 def _line_start(file: IO[bytes], end: int) -> int:
@@ -87,13 +110,19 @@ class JsonlTap:
             if size == 0:
                 return None
             file.seek(0)
-            if file.read(len(_RECORD_START)) != _RECORD_START:
+            head = file.read(len(_RECORD_START) + 20 + len(_HEAD))
+            if not (head.startswith(_RECORD_START) or _RECORD_START.startswith(head)):
                 raise DecodeError(
                     f"{self.path}: not a file of this tap (it does not begin with a record "
                     "line); nothing of it was changed"
                 )
             cut = _line_start(file, size)  # the end of the last complete line
-            if cut == 0:  # no complete line: its first write, torn
+            if cut == 0:  # no complete line: its first write, torn, or another file
+                if not _torn_first_write(head):
+                    raise DecodeError(
+                        f"{self.path}: not a file of this tap (it holds no record line, and "
+                        "does not begin as one); nothing of it was changed"
+                    )
                 after = None
             else:
                 begin = _line_start(file, cut - 1)
