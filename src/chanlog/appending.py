@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from chanlog import codec, payloads
+from chanlog import codec, fields, payloads
 from chanlog.backends.base import WriteTransaction
 from chanlog.backends.capabilities import appends_unless_known, finds_many
 from chanlog.errors import (
@@ -89,6 +89,35 @@ class AppendRequest:
 
 def _where(index: int, batch: bool) -> str:
     return f"batch[{index}]: " if batch else ""
+
+
+def _at(exc: InvalidEvent, index: int, batch: bool) -> InvalidEvent:
+    """``exc`` about the event at ``index`` of a batch (itself outside one)."""
+    if not batch:
+        return exc
+    return InvalidEvent(
+        f"{_where(index, batch)}{exc}",
+        event_type=exc.event_type,
+        field=exc.field,
+        rule=exc.rule,
+        index=index,
+    )
+
+
+def _checked_encoder(cls: type) -> payloads.RawEncoder:
+    """The raw encoder of ``cls``, checking first the entity ids its validators may let
+    through (:func:`chanlog.fields.entity_id_check`); the encoder itself when there are
+    none, as for every built-in type."""
+    encoder = payloads.raw_encoder(cls)
+    check = fields.entity_id_check(cls)
+    if check is None:
+        return encoder
+
+    def checked(event: Any) -> tuple[bytes, str, bytes]:
+        check(event)
+        return encoder(event)
+
+    return checked
 
 
 class AppendPipeline:
@@ -184,8 +213,11 @@ class AppendPipeline:
                 cls = type(event)
             encoder = encoders.get(cls)
             if encoder is None:
-                encoder = encoders[cls] = payloads.raw_encoder(cls)
-            canonical, _, raw_id = encoder(event)
+                encoder = encoders[cls] = _checked_encoder(cls)
+            try:
+                canonical, _, raw_id = encoder(event)
+            except InvalidEvent as exc:  # an entity id no backend may store (ADR 0070)
+                raise _at(exc, index, batch) from None
             # tuple.__new__ spares the Python frame of a NamedTuple's own __new__.
             encoded.append(tuple.__new__(Encoded, (event, canonical, raw_id)))
         return encoded

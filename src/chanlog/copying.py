@@ -23,13 +23,13 @@ earlier import stored (ADR 0055). Anything else is refused before it is written.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 import orjson
 
-from chanlog import codec
+from chanlog import codec, fields
 from chanlog.errors import (
     ConcurrencyError,
     DecodeError,
@@ -229,7 +229,9 @@ class LogCopy:
             ConcurrencyError: the log holds a different record at one of the offsets, or
                 ends before the first one; or another writer appended meanwhile.
             InvalidTransition, InvalidEvent: the importing store's projections refuse an
-                event (the message names the line; nothing of its piece was written).
+                event (the message names the line; nothing of its piece was written), or
+                a record's entity id holds a NUL, which no backend stores (ADR 0070; checked
+                for the whole of ``records`` before any of them is written).
         """
         head = self._store.backend.head()
         if self._previous is None and head.length:
@@ -247,6 +249,8 @@ class LogCopy:
                 new.append(record)
             self._previous = record
         self.present += len(records) - len(new)
+        for record in new:  # before any piece is written (ADR 0070)
+            _check_entity_ids(record)
         for piece in _pieces(new):
             self._append(piece)
 
@@ -341,6 +345,26 @@ class LogCopy:
             # The importing store's retention, as after a snapshot it takes itself: a copy
             # of a long log would otherwise keep every snapshot the export announces.
             store.prune_snapshots()
+
+
+_ENTITY_ID_CHECKS: dict[type, Callable[[Any], None] | None] = {}
+"""Per event class, :func:`chanlog.fields.entity_id_check`."""
+
+
+def _check_entity_ids(record: ExportedRecord) -> None:
+    """Refuse, naming its line, a record whose entity id no backend may store (ADR 0070):
+    checked for a whole batch before any piece of it is appended."""
+    cls = type(record.event)
+    check = _ENTITY_ID_CHECKS.get(cls, _check_entity_ids)
+    if check is _check_entity_ids:
+        check = _ENTITY_ID_CHECKS[cls] = fields.entity_id_check(cls)
+    if check is None:
+        return
+    try:
+        check(record.event)
+    except InvalidEvent as exc:
+        exc.args = (f"{record.where}: {exc}",)
+        raise
 
 
 def _pieces(records: list[ExportedRecord]) -> list[list[ExportedRecord]]:

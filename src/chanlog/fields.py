@@ -30,12 +30,14 @@ from chanlog.errors import InvalidEvent
 
 __all__ = [
     "AMOUNT",
+    "ENTITY_ID_RULE",
     "MAX_AMOUNT",
     "MAX_UINT64",
     "address",
     "amount",
     "bool_",
     "bytes32",
+    "entity_id_check",
     "one_of",
     "optional",
     "optional_tuple",
@@ -395,3 +397,39 @@ def to_tuple(value: Any) -> Any:
 def optional_tuple(value: Any) -> Any:
     """Converter: like :func:`to_tuple`, keeping ``None``."""
     return None if value is None else to_tuple(value)
+
+
+ENTITY_ID_RULE = "an entity id without a NUL character (U+0000)"
+"""The rule every entity id (a value of a ``stream_fields`` field) keeps on every backend:
+PostgreSQL's text cannot hold a NUL, so no store accepts one (ADR 0070)."""
+
+
+def _hex_only(validator: Any) -> bool:
+    """True when ``validator`` accepts only hex text, or ``None`` (no NUL can get past it)."""
+    if isinstance(validator, _Optional):
+        validator = validator._inner
+    return isinstance(validator, _Hex)
+
+
+def entity_id_check(cls: type) -> Callable[[Any], None] | None:
+    """The check the store makes of the entity ids of an event of ``cls`` before writing it:
+    a function raising :class:`~chanlog.errors.InvalidEvent` (naming the event type, the
+    field and :data:`ENTITY_ID_RULE`) for an entity id holding a NUL; ``None`` when the
+    validators of ``cls``'s stream fields already refuse one (hex ids, as every built-in
+    type's), so such events cost nothing more."""
+    by_name = attrs.fields_dict(cls)
+    names = tuple(
+        name
+        for name in getattr(cls, "stream_fields", ())
+        if name not in by_name or not _hex_only(by_name[name].validator)
+    )
+    if not names:
+        return None
+
+    def check(event: Any) -> None:
+        for name in names:
+            value = getattr(event, name, None)
+            if type(value) is str and "\x00" in value:
+                raise _fail(event, by_name[name], ENTITY_ID_RULE, value)
+
+    return check

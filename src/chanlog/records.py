@@ -15,6 +15,7 @@ __all__ = [
     "StoredRecord",
     "StoredSnapshot",
     "Witness",
+    "storable_error",
 ]
 
 
@@ -134,6 +135,17 @@ class ConsumerState:
     updated_at: float = 0.0
 
 
+def storable_error(error: str) -> str:
+    """``error`` as every backend keeps it: each NUL written as the four characters
+    ``\\x00`` (PostgreSQL's text cannot hold a NUL, and a handler's error may quote a
+    payload's text; ADR 0070). Text without a NUL is kept as it is."""
+    return error.replace("\x00", "\\x00") if "\x00" in error else error
+
+
+def _storable_error_or_none(error: str | None) -> str | None:
+    return None if error is None else storable_error(error)
+
+
 @attrs.frozen
 class ParkedRecord:
     """A record a consumer's handler failed on ``attempts`` times: kept, with the error,
@@ -145,7 +157,7 @@ class ParkedRecord:
         event_id: its event id (``0x`` + 64 hex digits).
         event_type: its wire name.
         attempts: how many times it was handed to the handler.
-        error: the last error, as text.
+        error: the last error, as text (:func:`storable_error`: a NUL written out).
         parked_at: when it was parked (unix seconds).
         replay: True once a replay is requested: the consumer's runner hands it to the
             handler again before going on.
@@ -156,7 +168,7 @@ class ParkedRecord:
     event_id: str
     event_type: str
     attempts: int
-    error: str
+    error: str = attrs.field(converter=storable_error)
     parked_at: float
     replay: bool = False
 
@@ -176,7 +188,8 @@ class PositionMove:
         error: the latest error on the way (``None`` leaves the last one as it is, unless
             it is the error of a record ``unparked`` takes off the parked list; ``""`` ends
             it). An ended last error gives way to the error of the record parked most
-            recently among those still parked, or to none (ADR 0054).
+            recently among those still parked, or to none (ADR 0054). A NUL in it is
+            written out (:func:`storable_error`).
     """
 
     consumer: str
@@ -186,4 +199,4 @@ class PositionMove:
     lease_ttl: float = 15.0
     parked: tuple[ParkedRecord, ...] = ()
     unparked: tuple[int, ...] = ()
-    error: str | None = None
+    error: str | None = attrs.field(default=None, converter=_storable_error_or_none)

@@ -60,7 +60,7 @@ def test_the_tap_refuses_bad_options_and_a_foreign_file(tmp_path: Path) -> None:
         JsonlTap(path=tmp_path / "a", fsync="yes")  # type: ignore[arg-type]
     foreign = tmp_path / "foreign.jsonl"
     foreign.write_text('{"hello": 1}\n')
-    with pytest.raises(DecodeError, match="not a record of this tap"):
+    with pytest.raises(DecodeError, match="not a file of this tap"):
         JsonlTap(path=foreign)
 
 

@@ -18,6 +18,8 @@ from chanlog.events import (
     SnapshotCreated,
     StateSigned,
 )
+from chanlog.fields import ENTITY_ID_RULE, entity_id_check
+from chanlog.testing.plugins import EntityNoted
 
 B32 = "0x" + "ab" * 32
 ADDR_A = "0x742d35Cc6634C0532925a3b844Bc9e7595f0bEb0"
@@ -169,3 +171,20 @@ def test_event_id_is_cached_and_equal_events_share_it() -> None:
     assert signed().event_id == event.event_id
     assert signed(turn_num=2).event_id != event.event_id
     assert event == signed() and hash(event) == hash(signed())
+
+
+def test_only_a_type_with_a_free_form_entity_id_pays_for_its_check() -> None:
+    """The built-in types' stream fields are hex (no NUL can pass them), so the store adds
+    no entity-id check to their encoding; a plugin type naming its entity with free-form
+    text gets one (ADR 0070)."""
+    assert [cls for cls in BUILTIN_EVENT_TYPES if entity_id_check(cls) is not None] == []
+    check = entity_id_check(EntityNoted)
+    assert check is not None
+    check(EntityNoted(entity="any text at all", timestamp_ms=1))
+    with pytest.raises(InvalidEvent) as refused:
+        check(EntityNoted(entity="\x00", timestamp_ms=1))
+    assert (refused.value.event_type, refused.value.field, refused.value.rule) == (
+        "conformance-entity-noted",
+        "entity",
+        ENTITY_ID_RULE,
+    )

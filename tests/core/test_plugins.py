@@ -157,6 +157,43 @@ def test_bad_registrations() -> None:
         host.register(plugin, name="notes")
 
 
+def test_a_registered_name_holds_no_nul() -> None:
+    """PostgreSQL's text cannot hold a NUL, and an event type's wire name, a projection's
+    name (in a snapshot's versions) and a serializer's name (in the log's meta) are stored:
+    every backend keeps the same rule, so a name holding one is refused where it is
+    registered, naming it (ADR 0070)."""
+
+    @attrs.define(frozen=True, slots=True, kw_only=True)
+    class NulNamed(Event):
+        event_type: ClassVar[str] = "note\x00added"
+
+    class NulType:
+        @hookimpl
+        def chanlog_register_event_types(self, register: Callable[[Any], None]) -> None:
+            register(NulNamed)
+
+    class NulProjection:
+        @hookimpl
+        def chanlog_register_projections(self, register: Callable[[Any, Any], None]) -> None:
+            register("fees\x00", dict)
+
+    class NulSerializer:
+        @hookimpl
+        def chanlog_register_serializers(self, register: Callable[[Any, Any], None]) -> None:
+            register("json\x00", dict)
+
+    for plugin, name in [
+        (NulType(), "'note\\x00added'"),
+        (NulProjection(), "'fees\\x00'"),
+        (NulSerializer(), "'json\\x00'"),
+    ]:
+        host = PluginHost(load_entry_points=False)
+        with pytest.raises(PluginError) as info:
+            host.register(plugin, name="nul")
+        assert name in str(info.value)
+        assert "NUL" in str(info.value)
+
+
 def test_lookup_lists_installed_names() -> None:
     host = PluginHost(load_entry_points=False)
     assert host.lookup("backends", "memory") is not None

@@ -27,6 +27,10 @@ NOTHING_LISTENS = "postgresql://postgres@127.0.0.1:1/test"
         ({"dsn": ""}, "backend.dsn", "non-empty string"),
         ({"dsn": 5432}, "backend.dsn", "non-empty string"),
         ({"dsn": "host=127.0.0.1 port"}, "backend.dsn", "not a valid connection string"),
+        # libpq reads a connection string up to its first NUL: what follows would be
+        # dropped without a word (a password, a port, sslmode).
+        ({"dsn": "host=127.0.0.1\x00 port=1"}, "backend.dsn", "NUL"),
+        ({"dsn": GOOD_DSN + "\x00?sslmode=require"}, "backend.dsn", "NUL"),
         ({"dsn": GOOD_DSN, "schema": "Chanlog"}, "backend.schema", "lower-case identifier"),
         ({"dsn": GOOD_DSN, "schema": "a;drop"}, "backend.schema", "lower-case identifier"),
         ({"dsn": GOOD_DSN, "schema": "x" * 51}, "backend.schema", "at most 50"),

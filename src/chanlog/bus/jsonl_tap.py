@@ -17,6 +17,46 @@ __all__ = ["JsonlTap"]
 _RECORD_START = b'{"offset":'
 """How every line this tap writes begins."""
 
+_HEX = b"\x01"
+_HEAD = b',"event_id":"0x' + _HEX * 64 + b'","chain_hash":"0x' + _HEX * 64 + b'","type":"'
+"""What follows the offset's digits at the start of every line this tap writes (``_HEX``:
+a hex digit)."""
+
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+
+_STEP = 65536
+"""How many bytes the search for a line's start reads at a time, back from the end."""
+
+
+def _torn_first_write(head: bytes) -> bool:
+    """Whether ``head``, the start of a file holding no newline, is what this tap's first
+    write leaves when a crash cuts it short: a record line's start as far as it goes."""
+    if len(head) < len(_RECORD_START):
+        return _RECORD_START.startswith(head)
+    rest = head[len(_RECORD_START) :]
+    digits = len(rest) - len(rest.lstrip(b"0123456789"))
+    if not 0 < digits <= 20:  # an offset fits 64 bits
+        return rest == b""
+    rest = rest[digits : digits + len(_HEAD)]
+    return all(
+        byte in _HEX_DIGITS if want == _HEX[0] else byte == want
+        for byte, want in zip(rest, _HEAD, strict=False)
+    )
+
+
+def _line_start(file: IO[bytes], end: int) -> int:
+    """The position after the last newline before ``end`` (0 if there is none), read back
+    from ``end`` a step at a time."""
+    stop = end
+    while stop > 0:
+        start = max(0, stop - _STEP)
+        file.seek(start)
+        found = file.read(stop - start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        stop = start
+    return 0
+
 
 class JsonlTap:
     """Writes ``{"offset", "event_id", "chain_hash", "type", "payload"}`` per record.
@@ -57,29 +97,39 @@ class JsonlTap:
     def _recover(self) -> int | None:
         """The offset after the last complete line; cut a torn last line off, once the file
         is known to be this tap's (a ``path`` naming another file, such as the log's own,
-        must not lose its tail)."""
+        must not lose its tail).
+
+        A file of this tap begins with a record line, which refuses most foreign files at
+        the cost of one small read; then the last line is found by reading back from the end
+        in steps of :data:`_STEP`: one step for lines of common length, as many as the
+        longest of the last two lines needs otherwise."""
         if not self.path.exists():
             return None
         with self.path.open("rb+") as file:
             size = file.seek(0, os.SEEK_END)
             if size == 0:
                 return None
-            start = max(0, size - 65536)
-            file.seek(start)
-            tail = file.read()
-            cut = len(tail) if tail.endswith(b"\n") else tail.rfind(b"\n") + 1
-            lines = tail[:cut].splitlines()
-            if lines:
-                after = self._offset_after(lines[-1])
-            elif start == 0 and tail.startswith(_RECORD_START):  # its first write, torn
+            file.seek(0)
+            head = file.read(len(_RECORD_START) + 20 + len(_HEAD))
+            if not (head.startswith(_RECORD_START) or _RECORD_START.startswith(head)):
+                raise DecodeError(
+                    f"{self.path}: not a file of this tap (it does not begin with a record "
+                    "line); nothing of it was changed"
+                )
+            cut = _line_start(file, size)  # the end of the last complete line
+            if cut == 0:  # no complete line: its first write, torn, or another file
+                if not _torn_first_write(head):
+                    raise DecodeError(
+                        f"{self.path}: not a file of this tap (it holds no record line, and "
+                        "does not begin as one); nothing of it was changed"
+                    )
                 after = None
             else:
-                raise DecodeError(
-                    f"{self.path}: not a file of this tap (it holds no record line); "
-                    "nothing of it was changed"
-                )
-            if cut < len(tail):  # a write cut short by a crash
-                file.truncate(start + cut)
+                begin = _line_start(file, cut - 1)
+                file.seek(begin)
+                after = self._offset_after(file.read(cut - 1 - begin))
+            if cut < size:  # a write cut short by a crash
+                file.truncate(cut)
             return after
 
     def _offset_after(self, line: bytes) -> int:

@@ -395,6 +395,7 @@ def _adapt_event_type(cls: Any) -> tuple[str, Any]:
     name = getattr(cls, "event_type", None)
     if not isinstance(name, str) or not name:
         raise PluginError(f"event class {cls.__name__} has no event_type wire name")
+    _refuse_nul(name, f"event class {cls.__name__}: the event_type wire name")
     group = getattr(cls, "group", None)
     if not isinstance(group, str) or not _GROUP.fullmatch(group):
         raise PluginError(
@@ -404,9 +405,17 @@ def _adapt_event_type(cls: Any) -> tuple[str, Any]:
     return name, cls
 
 
+def _refuse_nul(name: str, what: str) -> None:
+    """A name holding a NUL is refused: PostgreSQL's text cannot store one, and an event
+    type's, a projection's and a serializer's names are stored (ADR 0070)."""
+    if "\x00" in name:
+        raise PluginError(f"{what} {name!r} holds a NUL character, which no name may hold")
+
+
 def _adapt_named(name: Any, factory: Any) -> tuple[str, Any]:
     if not isinstance(name, str) or not name:
         raise PluginError(f"a registered name must be a non-empty string, got {name!r}")
+    _refuse_nul(name, "the registered name")
     if not callable(factory):
         raise PluginError(f"{name!r}: the registered factory must be callable, got {factory!r}")
     return name, factory
@@ -415,6 +424,7 @@ def _adapt_named(name: Any, factory: Any) -> tuple[str, Any]:
 def _adapt_provider(name: Any, provider: Any) -> tuple[str, Any]:
     if not isinstance(name, str) or not name:
         raise PluginError(f"a registered name must be a non-empty string, got {name!r}")
+    _refuse_nul(name, "the registered name")
     for method in ("for_store", "serve_metrics"):
         if not callable(getattr(provider, method, None)):
             raise PluginError(f"telemetry provider {name!r} has no {method}() method")

@@ -1,4 +1,5 @@
-"""A plugin for tests: a projection that refuses :func:`~chanlog.testing.events.refused_event`.
+"""A plugin for tests: a projection that refuses :func:`~chanlog.testing.events.refused_event`,
+and an event type whose entity is named by free-form text (:class:`EntityNoted`).
 
 Storage tests run the store without the built-in projections (``projections=[]``), so the
 events they append need no history. To prove that a refused event leaves no trace, they need
@@ -9,8 +10,11 @@ whose only projection is :class:`RefusingProjection`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
+import attrs
+
+from chanlog import fields
 from chanlog.errors import InvalidTransition
 from chanlog.events import MessageDropped
 from chanlog.events.base import Event
@@ -18,7 +22,7 @@ from chanlog.plugins.hookspecs import hookimpl
 from chanlog.plugins.host import PluginHost
 from chanlog.testing.events import REFUSED_REASON
 
-__all__ = ["REFUSING_PROJECTION", "RefusingProjection", "refusing_host"]
+__all__ = ["REFUSING_PROJECTION", "EntityNoted", "RefusingProjection", "refusing_host"]
 
 REFUSING_PROJECTION = "conformance-refuser"
 """The registered name of :class:`RefusingProjection`."""
@@ -82,7 +86,24 @@ class RefusingProjection:
         return 0
 
 
+@attrs.define(frozen=True, slots=True, kw_only=True)
+class EntityNoted(Event):
+    """A note on an entity whose id is free-form text, as a plugin's type may declare it:
+    the store, not the field's validator, holds its entity id to the rule every backend
+    keeps (no NUL character, ADR 0070)."""
+
+    event_type: ClassVar[str] = "conformance-entity-noted"
+    stream_fields: ClassVar[tuple[str, ...]] = ("entity",)
+
+    entity: str = attrs.field(validator=fields.text(min_length=1, max_length=256))
+    note: str = attrs.field(default="", validator=fields.text())
+
+
 class _RefusingPlugin:
+    @hookimpl
+    def chanlog_register_event_types(self, register: Callable[[type[Event]], None]) -> None:
+        register(EntityNoted)
+
     @hookimpl
     def chanlog_register_projections(
         self, register: Callable[[str, Callable[[], Any]], None]
@@ -92,7 +113,8 @@ class _RefusingPlugin:
 
 def refusing_host() -> PluginHost:
     """A plugin host with the built-in plugins minus entry points, plus the refusing
-    projection (use ``EventStore(..., plugins=host, projections=[REFUSING_PROJECTION])``)."""
+    projection and the event type :class:`EntityNoted` (use
+    ``EventStore(..., plugins=host, projections=[REFUSING_PROJECTION])``)."""
     host = PluginHost(load_entry_points=False)
     host.register(_RefusingPlugin(), name="chanlog-testing")
     return host

@@ -354,6 +354,8 @@ class PostgresBackend(KeepsConsumersThrough):
     ) -> Iterator[StoredRecord]:
         """Records of ``stream`` with ``start <= offset < end``, in order, one page at a
         time, found through the stream index."""
+        if "\x00" in stream:  # no entity id holds a NUL (ADR 0070), and text cannot
+            return
         position = start
         stop = _MAX_POSITION if end is None else min(end, _MAX_POSITION)
         while position < stop:
@@ -371,6 +373,8 @@ class PostgresBackend(KeepsConsumersThrough):
     ) -> Iterator[tuple[int, str, bytes]]:
         """``(offset, event_type, payload)`` of the records :meth:`read_stream` yields, one
         page at a time: what reconstruction folds over."""
+        if "\x00" in stream:  # no entity id holds a NUL (ADR 0070), and text cannot
+            return
         position = start
         stop = _MAX_POSITION if end is None else min(end, _MAX_POSITION)
         sql = self._sql.read_stream_payloads
@@ -420,7 +424,9 @@ class PostgresBackend(KeepsConsumersThrough):
                 raise self._error("look up event ids", exc) from exc
 
     def stream_version(self, stream: str) -> int:
-        """How many records belong to ``stream``."""
+        """How many records belong to ``stream`` (none to one with a NUL, ADR 0070)."""
+        if "\x00" in stream:
+            return 0
         rows = self._fetch("count a stream", self._sql.stream_version, (stream,))
         return int(rows[0][0]) if rows else 0
 

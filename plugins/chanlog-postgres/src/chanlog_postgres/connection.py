@@ -61,7 +61,8 @@ def parse_dsn(dsn: object) -> tuple[str, ServerAddress]:
     keepalives added (unless it sets its own) and the server it names.
 
     Raises:
-        ConfigError: ``dsn`` is missing, not a string, or not parseable by libpq.
+        ConfigError: ``dsn`` is missing, not a string, holds a NUL, or not parseable by
+            libpq.
     """
     if dsn is None:
         raise ConfigError(
@@ -72,6 +73,13 @@ def parse_dsn(dsn: object) -> tuple[str, ServerAddress]:
     if not isinstance(dsn, str) or not dsn.strip():
         raise ConfigError(
             f"postgres backend: dsn must be a non-empty string, got {type(dsn).__name__}",
+            key="backend.dsn",
+        )
+    if "\x00" in dsn:
+        # libpq reads a connection string up to its first NUL, dropping the rest unsaid.
+        raise ConfigError(
+            f"postgres backend: dsn holds a NUL character at {dsn.index(chr(0))}, which no "
+            "connection string may hold",
             key="backend.dsn",
         )
     try:

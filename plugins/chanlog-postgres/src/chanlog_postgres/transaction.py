@@ -107,7 +107,10 @@ class PostgresTransaction:
         return find_many(self._connection, self._sql, event_ids)
 
     def stream_version(self, stream: str) -> int:
-        """How many committed records belong to ``stream``."""
+        """How many committed records belong to ``stream`` (none to one with a NUL, which
+        no entity id holds: ADR 0070)."""
+        if "\x00" in stream:
+            return 0
         row = self._connection.execute(self._sql.stream_version, (stream,)).fetchone()
         return 0 if row is None else int(row[0])
 

@@ -257,6 +257,24 @@ class KeepsConsumersCases(ConsumerFixtures):
         state = _state(keeper, "ends")
         assert (state.last_error, state.parked, state.handled) == (None, 0, 1)
 
+    def test_an_error_holding_a_nul_is_kept_with_the_nul_written_out(
+        self, keeper: KeepsConsumers
+    ) -> None:
+        """A handler's error may quote a payload's text, NUL included; PostgreSQL's text
+        cannot hold one, so every backend keeps an error with each NUL written as the four
+        characters ``\\x00`` (ADR 0070), and the move is not refused."""
+        _held(keeper, "nul")
+        error = "ValueError: bad note 'a\x00b'"
+        shown = "ValueError: bad note 'a\\x00b'"
+        one = parked_record("nul", 1, error=error)
+        assert one.error == shown
+        keeper.move_consumer(PositionMove("nul", "h1", 2, parked=(one,), error=error))
+        state = _state(keeper, "nul")
+        assert (state.position, state.parked, state.last_error) == (2, 1, shown)
+        assert [record.error for record in keeper.parked_records("nul")] == [shown]
+        keeper.move_consumer(PositionMove("nul", "h1", 2, unparked=(1,)))
+        assert _state(keeper, "nul").last_error is None  # the record's error, ended with it
+
     def test_a_move_with_an_error_of_its_own_keeps_it(self, keeper: KeepsConsumers) -> None:
         _held(keeper, "own")
         one = parked_record("own", 1, error="KeyError: 1")

@@ -5,12 +5,13 @@ chain and ``verify()``."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import attrs
 import pytest
 
 from chanlog.backends.base import Backend
+from chanlog.backends.capabilities import ReadsStreamPayloads
 from chanlog.errors import (
     ConcurrencyError,
     IntegrityError,
@@ -20,12 +21,18 @@ from chanlog.errors import (
     NotFound,
 )
 from chanlog.events import MessageAcked
+from chanlog.fields import ENTITY_ID_RULE
 from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next
 from chanlog.records import Head, RecordedEvent
 from chanlog.store import EventStore
 from chanlog.testing.conformance.fixtures import ConformanceFixtures, wait_until
 from chanlog.testing.events import message_sent, refused_event, sample_events, stored_records
-from chanlog.testing.plugins import REFUSING_PROJECTION, RefusingProjection, refusing_host
+from chanlog.testing.plugins import (
+    REFUSING_PROJECTION,
+    EntityNoted,
+    RefusingProjection,
+    refusing_host,
+)
 
 __all__ = ["StoreCases"]
 
@@ -68,6 +75,46 @@ class StoreCases(ConformanceFixtures):
             assert store.append_batch(sample_events(2, start=3)) == [3, 4]
             assert received == [3, 4]
             store.verify()
+
+    def test_an_entity_id_with_a_nul_is_refused_before_anything_is_written(
+        self, backend: Backend
+    ) -> None:
+        """Every backend keeps the same rule (ADR 0070): an entity id holds no NUL character,
+        which PostgreSQL's text cannot store; the store refuses it as it encodes the event,
+        naming the type, the field and the rule. A NUL elsewhere in a payload is stored."""
+        with EventStore(backend, plugins=refusing_host(), projections=[]) as store:
+            store.append_batch(sample_events(2))
+            bad = EntityNoted(entity="left\x00right", timestamp_ms=1)
+            envelope = {"type": bad.event_type, "payload": {"entity": "a\x00", "note": ""}}
+            refusals: list[tuple[Callable[[], object], int | None]] = [
+                (lambda: store.append(bad), None),
+                (lambda: store.append(envelope), None),
+                (lambda: store.append_batch([*sample_events(1, start=2), bad]), 1),
+                (lambda: store.append_at(2, [bad]), 0),
+            ]
+            for append, index in refusals:
+                with pytest.raises(InvalidEvent) as refused:
+                    append()
+                assert refused.value.event_type == "conformance-entity-noted"
+                assert refused.value.field == "entity"
+                assert refused.value.rule == ENTITY_ID_RULE
+                assert refused.value.index == index
+                assert "conformance-entity-noted.entity" in str(refused.value)
+            assert len(store) == 2
+            assert backend.head().length == 2
+            assert backend.find(bytes.fromhex(bad.event_id[2:])) is None
+            # No entity id holds a NUL: asking after one finds nothing, on every backend.
+            assert backend.stream_version("left\x00right") == 0
+            assert store.stream_version("left\x00right") == 0
+            assert list(store.read_stream("left\x00right")) == []
+            if isinstance(backend, ReadsStreamPayloads):
+                assert list(backend.read_stream_payloads("left\x00right")) == []
+            more = sample_events(1, start=2)
+            assert store.append_batch(more, expected_versions={"left\x00right": 0}) == [2]
+            kept = EntityNoted(entity="Left Right", note="a NUL \x00 in a note", timestamp_ms=1)
+            assert store.append(kept) == 3
+            assert [record.event for record in store.read_stream("left right")] == [kept]
+            assert store.verify() == 4
 
     def test_reappending_an_event_is_idempotent(self, store: EventStore) -> None:
         events = sample_events(4)
