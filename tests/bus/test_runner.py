@@ -8,24 +8,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ClassVar
 
-import attrs
 import pytest
 
 import chanlog
 from bus.conftest import Recorder, fill, until
-from chanlog import fields
 from chanlog.backends.memory import MemoryBackend
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.bus.runner import ConsumerRunner
 from chanlog.bus.subjects import subject_of
 from chanlog.errors import DecodeError, InvalidArgument, LeaseHeld, NotFound, StorageError
 from chanlog.events import ObjectiveApproved, ObjectiveCreated
-from chanlog.plugins.host import PluginHost
 from chanlog.records import RecordedEvent
 from chanlog.testing import FlakyBackend
 from chanlog.testing.flaky import WriteStage
+from tips_plugin import TipPaid, host_with_tips
 
 FAST = {"backoff": [0.0], "lease_ttl": 5.0}
 
@@ -827,24 +824,6 @@ def test_storage_failures_are_retried_after_a_doubling_pause() -> None:
     assert storage_retry_pause(10**6) == 5.0  # hours of failures: still 5 s, no overflow
 
 
-@attrs.define(frozen=True, slots=True, kw_only=True)
-class TipPaid(chanlog.Event):
-    """An event type of a plugin that the consuming process does not have."""
-
-    event_type: ClassVar[str] = "tip-paid"
-    stream_fields: ClassVar[tuple[str, ...]] = ("channel_id",)
-    group: ClassVar[str] = "tips"
-
-    channel_id: str = attrs.field(validator=fields.bytes32)
-    amount: int = attrs.field(validator=fields.amount, metadata=fields.AMOUNT)
-
-
-class _Tips:
-    @chanlog.hookimpl
-    def chanlog_register_event_types(self, register: Callable[[type], None]) -> None:
-        register(TipPaid)
-
-
 def test_a_consumer_stops_at_a_record_its_pattern_may_match_but_no_plugin_registers(
     tmp_path: Path,
 ) -> None:
@@ -853,8 +832,7 @@ def test_a_consumer_stops_at_a_record_its_pattern_may_match_but_no_plugin_regist
     it, instead of passing over it (it took an unregistered type for one of the group
     ``plugin`` and committed its position past the tip). A pattern that names other types
     passes over it, as it would with the plugin."""
-    with_tips = PluginHost()
-    with_tips.register(_Tips(), "tips")
+    with_tips = host_with_tips()
     path = tmp_path / "node.db"
     objective = "0x" + "0b" * 32
     with chanlog.EventStore(SqliteBackend(path), plugins=with_tips, projections=[]) as writer:

@@ -7,38 +7,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
 
-import attrs
 import pytest
 
 import chanlog
-from chanlog import Event, EventStore, fields
+from chanlog import EventStore
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.errors import StorageError
 from chanlog.events import ObjectiveApproved, ObjectiveCreated
 from chanlog.failure_log import REMIND_EVERY, FailureLog
-from chanlog.plugins.host import PluginHost
+from tips_plugin import TipPaid, host_with_tips
 
 OBJECTIVE = "0x" + "0b" * 32
-
-
-@attrs.define(frozen=True, slots=True, kw_only=True)
-class TipPaid(Event):
-    event_type: ClassVar[str] = "tip-paid"
-    stream_fields: ClassVar[tuple[str, ...]] = ("channel_id",)
-    group: ClassVar[str] = "tips"
-
-    channel_id: str = attrs.field(validator=fields.bytes32)
-    amount: int = attrs.field(validator=fields.amount, metadata=fields.AMOUNT)
-
-
-class _Tips:
-    @chanlog.hookimpl
-    def chanlog_register_event_types(self, register: Callable[[type], None]) -> None:
-        register(TipPaid)
 
 
 class _Clock:
@@ -99,8 +80,7 @@ def test_a_record_no_plugin_of_this_process_registers_is_said_once_without_trace
     """Another process, with the plugin, appends a ``tip-paid``; this one has no plugin for
     it, so its watcher cannot fold it. It said so with a traceback every second, for as long
     as the store stayed open; now once, naming the offset, the type and what it means."""
-    with_tips = PluginHost()
-    with_tips.register(_Tips(), "tips")
+    with_tips = host_with_tips()
     path = tmp_path / "node.db"
     with (
         caplog.at_level(logging.WARNING, logger="chanlog"),
