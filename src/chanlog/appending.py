@@ -11,6 +11,8 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import orjson
+
 from chanlog import codec, fields, payloads
 from chanlog.backends.base import WriteTransaction
 from chanlog.backends.capabilities import appends_unless_known, finds_many
@@ -218,6 +220,8 @@ class AppendPipeline:
                 canonical, _, raw_id = encoder(event)
             except InvalidEvent as exc:  # an entity id no backend may store (ADR 0070)
                 raise _at(exc, index, batch) from None
+            except orjson.JSONEncodeError as exc:  # a plugin's type without our validators
+                raise _at(payloads.unencodable(event, exc), index, batch) from None
             # tuple.__new__ spares the Python frame of a NamedTuple's own __new__.
             encoded.append(tuple.__new__(Encoded, (event, canonical, raw_id)))
         return encoded

@@ -31,9 +31,11 @@ import orjson
 from cattrs.gen import make_dict_unstructure_fn, override
 
 from chanlog import codegen
+from chanlog.errors import InvalidEvent
 from chanlog.hashing import event_digest, event_id_hasher
 
 __all__ = [
+    "UNENCODABLE_RULE",
     "Encodable",
     "RawEncoder",
     "canonical_json",
@@ -44,6 +46,7 @@ __all__ = [
     "event_id_of_canonical",
     "raw_encoder",
     "to_payload",
+    "unencodable",
 ]
 
 RawEncoder = Callable[[Any], tuple[bytes, str, bytes]]
@@ -91,8 +94,45 @@ def canonical_json_of_payload(payload: Mapping[str, Any]) -> bytes:
 
 
 def canonical_json(event: Encodable) -> bytes:
-    """The canonical JSON bytes of ``event``."""
-    return orjson.dumps(_unstructurer(type(event))(event), option=orjson.OPT_SORT_KEYS)
+    """The canonical JSON bytes of ``event``'s payload (sorted keys, no whitespace).
+
+    Raises:
+        InvalidEvent: a value canonical JSON cannot hold (:func:`unencodable`).
+    """
+    try:
+        return orjson.dumps(_unstructurer(type(event))(event), option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:
+        raise unencodable(event, exc) from None
+
+
+UNENCODABLE_RULE = "a value canonical JSON can hold (valid Unicode text, integers of 64 bits)"
+"""What a field's value must be when the event's own validators let anything through (a
+plugin's event type may declare its fields without chanlog's validators)."""
+
+
+def unencodable(event: Any, error: Exception) -> InvalidEvent:
+    """The error for ``event``, whose payload orjson refused with ``error``: it names the
+    first field (in payload order) whose value canonical JSON cannot hold. Built-in types
+    never get here: their validators refuse such values when the event is built."""
+    event_type = getattr(type(event), "event_type", type(event).__name__)
+    for field in sorted(codegen.plan_of(type(event)).fields, key=lambda field: field.name):
+        value = getattr(event, field.name, None)
+        try:
+            orjson.dumps(str(value) if field.amount else value)
+        except orjson.JSONEncodeError as refused:
+            shown = repr(value)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            return InvalidEvent(
+                f"{event_type}.{field.name}: must be {UNENCODABLE_RULE}, got {shown} ({refused})",
+                event_type=event_type,
+                field=field.name,
+                rule=UNENCODABLE_RULE,
+            )
+    return InvalidEvent(
+        f"{event_type}: its payload cannot be written as canonical JSON ({error})",
+        event_type=event_type,
+        rule=UNENCODABLE_RULE,
+    )
 
 
 def event_id_of_canonical(event_type: str, canonical: bytes) -> str:
@@ -120,7 +160,10 @@ def encode_event_raw(event: Encodable) -> tuple[bytes, str, bytes]:
     encoder = _raw_encoders.get(type(event))
     if encoder is None:
         encoder = _raw_encoder(type(event))
-    return encoder(event)
+    try:
+        return encoder(event)
+    except orjson.JSONEncodeError as exc:
+        raise unencodable(event, exc) from None
 
 
 _raw_encoders: dict[type, RawEncoder] = {}

@@ -16,14 +16,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chanlog import Event, codec, fields, payloads
+from chanlog import Event, InvalidEvent, codec, fields, payloads
 from chanlog.events import BUILTIN_EVENT_TYPES
 from chanlog.hashing import keccak256
 from chanlog_strategies import event_of
 
 
 def reference(event: Event) -> tuple[bytes, str, bytes]:
-    canonical = orjson.dumps(codec.to_payload(event), option=orjson.OPT_SORT_KEYS)
+    try:
+        canonical = orjson.dumps(codec.to_payload(event), option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:  # which the encoders raise as an InvalidEvent
+        raise InvalidEvent(str(exc)) from exc
     digest = keccak256(b"ev1|" + event.event_type.encode() + b"|" + canonical)
     return canonical, "0x" + digest.hex(), digest
 
