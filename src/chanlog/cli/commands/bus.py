@@ -19,6 +19,7 @@ from chanlog.bus.worker import Worker, WorkerRow
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode
 from chanlog.errors import ConfigError, InvalidArgument
+from chanlog.factories import accepted_options, required_options
 from chanlog.plugins.host import default_host
 from chanlog.records import ParkedRecord
 
@@ -420,6 +421,29 @@ def _extra_options(args: Sequence[str]) -> dict[str, Any]:
     return options
 
 
+def _check_source_options(
+    factory: Callable[..., Any], source: str, options: dict[str, Any]
+) -> None:
+    """Refuse an option the source does not take, or one it needs missing, before the log
+    is opened (a refused command creates nothing)."""
+    accepted = accepted_options(factory)
+    if accepted is not None:
+        takes = [name for name in accepted if name != "name"]
+        for key in sorted(options):
+            if key not in takes:
+                raise CliError(
+                    f"--{key.replace('_', '-')}: the {source} ingest source has no such option "
+                    f"(it takes {', '.join('--' + n.replace('_', '-') for n in takes)})",
+                    ExitCode.USAGE,
+                )
+    for required in required_options(factory):
+        if required != "name" and required not in options:
+            raise CliError(
+                f"--{required.replace('_', '-')} is required by the {source} ingest source",
+                ExitCode.USAGE,
+            )
+
+
 @click.command(
     "ingest", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
 )
@@ -442,6 +466,7 @@ def ingest_command(
             ExitCode.USAGE,
         )
     options = _extra_options(ctx.args)
+    _check_source_options(sources[source], source, options)
     settings = BusSettings(ingest=(IngestSettings(name or source, source, options),))
     store = state.open_store(wait=wait)
     worker = Worker(store, store.bus, settings, {}, store.plugins.ingest_sources)
