@@ -8,7 +8,14 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["FileBackedFactory", "accepts_keyword", "file_option_of", "required_keywords"]
+__all__ = [
+    "FileBackedFactory",
+    "accepted_options",
+    "accepts_keyword",
+    "file_option_of",
+    "required_keywords",
+    "required_options",
+]
 
 
 @runtime_checkable
@@ -71,3 +78,37 @@ def required_keywords(factory: Callable[..., Any]) -> tuple[str, ...]:
         and parameter.kind
         in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     )
+
+
+def _names(value: object) -> tuple[str, ...] | None:
+    if isinstance(value, tuple) and all(isinstance(name, str) for name in value):
+        return value
+    return None
+
+
+def accepted_options(factory: Callable[..., Any]) -> tuple[str, ...] | None:
+    """The options ``factory`` takes, known before it is called: its ``accepted_options``
+    attribute (a tuple of names, for a factory taking ``**options``), else its keyword
+    parameters when it has no ``**options``; ``None`` when they cannot be known."""
+    declared = _names(getattr(factory, "accepted_options", None))
+    if declared is not None:
+        return declared
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature
+        return None
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):
+        return None
+    return tuple(
+        parameter.name
+        for parameter in parameters
+        if parameter.kind
+        in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    )
+
+
+def required_options(factory: Callable[..., Any]) -> tuple[str, ...]:
+    """The options ``factory`` cannot do without: its ``required_options`` attribute (a
+    tuple of names), else its keyword parameters without a default."""
+    declared = _names(getattr(factory, "required_options", None))
+    return declared if declared is not None else required_keywords(factory)

@@ -51,9 +51,20 @@ BAD_CONFIGS = [
         "unknown key (allowed: broker, prefix)",
     ),
     (
+        # A typo of a required option is named as such, not as the option missing.
         {"consumers": {"x": {"handler": "jsonl", "pth": "a"}}},
+        "consumers.x.pth",
+        "unknown key of the jsonl handler (allowed: fsync, path; and handler,",
+    ),
+    (
+        {"consumers": {"x": {"handler": "jsonl"}}},
         "consumers.x.path",
         "is required by the jsonl handler",
+    ),
+    (
+        {"consumers": {"x": {"handler": "jsonl", "path": "a", "fsnyc": 1}}},
+        "consumers.x.fsnyc",
+        "unknown key of the jsonl handler",
     ),
 ]
 

@@ -53,13 +53,28 @@ def test_an_audit_file_that_is_a_directory_is_a_storage_error_naming_it(tmp_path
 def test_a_handler_option_the_handler_refuses_names_the_configuration_file(
     tmp_path: Path,
 ) -> None:
+    config = _config(tmp_path, 'handler = "jsonl"\npath = "audit.jsonl"\nfsync = "yes"\n')
+    code, output = _run(config)
+    assert code == ExitCode.USAGE, output
+    [line] = output.strip().splitlines()
+    assert line == (
+        f"chanlog: configuration error: {config}: [consumers.audit] jsonl: fsync must be true "
+        "or false, got 'yes'"
+    )
+
+
+def test_an_option_the_handler_does_not_take_is_refused_as_the_configuration_is_read(
+    tmp_path: Path,
+) -> None:
+    # A typo of the consumer's own `subjects`: what is allowed lists both kinds of keys.
     config = _config(tmp_path, 'handler = "jsonl"\npath = "audit.jsonl"\nsubject = ["chanlog.>"]\n')
     code, output = _run(config)
     assert code == ExitCode.USAGE, output
     [line] = output.strip().splitlines()
     assert line == (
-        f"chanlog: configuration error: {config}: [consumers.audit] the jsonl handler has no "
-        "option 'subject' (it takes path, fsync)"
+        f"chanlog: configuration error: {config}: consumers.audit.subject: unknown key of the "
+        "jsonl handler (allowed: fsync, path; and handler, subjects, start, max_deliver, "
+        "backoff, commit_every, lease_ttl, batch_size, commit_interval_ms)"
     )
 
 

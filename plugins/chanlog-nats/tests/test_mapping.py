@@ -83,6 +83,7 @@ def test_the_plugin_registers_relay_broker_and_ingest() -> None:
         ({"stream": "S", "duplicate_window": -1}, "duplicate_window must be"),
         ({"stream": "S", "prefix": "a b"}, "prefix"),
         ({"stream": "S", "colour": "red"}, "no option 'colour'"),
+        ({"streem": "S"}, "no option 'streem'"),  # a typo, not "stream is required"
     ],
 )
 def test_relay_options_are_checked(options: dict[str, Any], message: str) -> None:
@@ -106,6 +107,7 @@ def test_relay_options_accept_text_from_the_command_line() -> None:
         ({"stream": "S", "durable": "d", "batch": -3}, "batch must be"),
         ({"stream": "S", "durable": "d", "filter_subject": ""}, "filter_subject"),
         ({"stream": "S", "durable": "d", "speed": 1}, "no option 'speed'"),
+        ({"streem": "S", "durable": "d"}, "no option 'streem'"),  # a typo, not "required"
     ],
 )
 def test_ingest_options_are_checked(options: dict[str, Any], message: str) -> None:

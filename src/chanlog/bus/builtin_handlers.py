@@ -29,3 +29,7 @@ def channel_read_model(*, path: Any, **options: Any) -> Any:
 
 jsonl_tap.path_options = ("path",)  # type: ignore[attr-defined]
 channel_read_model.path_options = ("path",)  # type: ignore[attr-defined]
+# Every option each takes, so that a typo is refused when the configuration is read, by
+# every command and before a log is opened, not only once `chanlog run` builds the handler.
+jsonl_tap.accepted_options = ("path", "fsync")  # type: ignore[attr-defined]
+channel_read_model.accepted_options = ("path",)  # type: ignore[attr-defined]

@@ -52,7 +52,11 @@ class HandlerFactory(Protocol):
     """What ``chanlog_register_handlers`` registers: ``factory(**options) -> handler``.
 
     A factory may carry ``path_options``, a tuple of option names that hold file paths:
-    in a configuration file those are resolved against the file's directory.
+    in a configuration file those are resolved against the file's directory. A factory
+    taking ``**options`` may carry ``accepted_options`` (every option it takes) and
+    ``required_options`` (those it needs): a configuration is then checked against them
+    when it is read, by every command, before a log is opened
+    (:func:`chanlog.factories.accepted_options`).
     """
 
     def __call__(self, **options: Any) -> Handler: ...

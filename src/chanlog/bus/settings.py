@@ -32,7 +32,7 @@ from chanlog.bus.brokers import DEFAULT_BROKER
 from chanlog.bus.spec import ConsumerSpec
 from chanlog.bus.subjects import DEFAULT_PREFIX, check_prefix
 from chanlog.errors import ConfigError, InvalidArgument
-from chanlog.factories import required_keywords
+from chanlog.factories import accepted_options, required_options
 from chanlog.plugins.host import PluginHost
 
 __all__ = [
@@ -142,11 +142,14 @@ def read_bus_settings(
         bus.pop("broker", DEFAULT_BROKER), "bus.broker", source, host.brokers, "broker"
     )
     prefix = bus.pop("prefix", DEFAULT_PREFIX)
+    # Only a broker plugin takes further keys: a typo, which every command but `chanlog run`
+    # (the only one to build the broker) would otherwise ignore, is refused here.
     if broker == DEFAULT_BROKER and bus:
-        # Only a broker plugin takes further keys: here one is a typo, which every command
-        # but `chanlog run` (the only one to build the broker) would otherwise ignore.
         key = sorted(bus)[0]
         raise _fail(source, f"bus.{key}", "unknown key (allowed: broker, prefix)")
+    _check_declared(
+        host.brokers[broker], bus, source, "bus", f"{broker} broker", ("broker", "prefix")
+    )
     try:
         check_prefix(prefix)
     except InvalidArgument as exc:
@@ -188,11 +191,44 @@ def _consumer(
     except InvalidArgument as exc:
         raise _fail(source, _key_of(where, exc), str(exc)) from None
     factory = host.handlers[handler]
-    for required in required_keywords(factory):
-        if required not in options:
-            raise _fail(source, f"{where}.{required}", f"is required by the {handler} handler")
+    _check_declared(factory, options, source, where, f"{handler} handler", _CONSUMER_KEYS)
     _resolve_paths(factory, options, base)
     return ConsumerSettings(spec, handler, options)
+
+
+_CONSUMER_KEYS = ("handler", *_SPEC_KEYS, "commit_interval_ms")
+
+_GIVEN = ("context", "name")
+"""Keywords chanlog itself passes a factory (a broker's bus context, an ingest's name),
+never options of a table."""
+
+
+def _check_declared(
+    factory: Callable[..., Any],
+    options: Mapping[str, Any],
+    source: str,
+    where: str,
+    what: str,
+    own: tuple[str, ...],
+) -> None:
+    """Refuse a key the plugin's factory does not take and a missing one it needs, when
+    it says which (:func:`~chanlog.factories.accepted_options`), before anything is
+    opened: every command reads the configuration, and a refused ``chanlog run`` creates
+    no log."""
+    accepted = accepted_options(factory)
+    if accepted is not None:
+        takes = sorted(name for name in accepted if name not in _GIVEN)
+        for key in sorted(options):
+            if key not in takes:
+                raise _fail(
+                    source,
+                    f"{where}.{key}",
+                    f"unknown key of the {what} (allowed: {', '.join(takes) or 'none'}; "
+                    f"and {', '.join(own)})",
+                )
+    for required in required_options(factory):
+        if required not in _GIVEN and required not in options:
+            raise _fail(source, f"{where}.{required}", f"is required by the {what}")
 
 
 def _key_of(where: str, exc: InvalidArgument) -> str:
@@ -227,5 +263,8 @@ def _ingest(name: str, table: Any, source: str, host: PluginHost) -> IngestSetti
     options = dict(table)
     kind = _registered(
         options.pop("source", None), f"{where}.source", source, host.ingest_sources, "ingest source"
+    )
+    _check_declared(
+        host.ingest_sources[kind], options, source, where, f"{kind} ingest source", ("source",)
     )
     return IngestSettings(name, kind, options)

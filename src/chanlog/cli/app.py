@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from chanlog.errors import ChanlogError, DecodeError, InvalidTransition, Storage
 from chanlog.plugins.host import default_host
 from chanlog.store import EventStore
 
-__all__ = ["ChanlogGroup", "CliContext", "cli", "json_option", "pass_cli"]
+__all__ = ["ChanlogGroup", "CliContext", "Terminated", "cli", "json_option", "pass_cli"]
 
 
 class CliContext:
@@ -108,13 +110,14 @@ class CliContext:
         click.get_current_context().call_on_close(close)
         return store
 
-    def interrupted(self) -> str:
-        """What to say when Ctrl-C ended the command: for one that writes, how many records
-        it had committed (they stay: every batch commits whole or not at all)."""
+    def interrupted(self, how: str = "interrupted") -> str:
+        """What to say when Ctrl-C (or SIGTERM) ended the command: for one that writes, how
+        many records it had committed (they stay: every batch commits whole or not at
+        all)."""
         if self._committed is None:
-            return "interrupted"
+            return how
         return (
-            f"interrupted; the {self._committed} record(s) it had committed stay in the log, "
+            f"{how}; the {self._committed} record(s) it had committed stay in the log, "
             "whole; a batch it was writing, if any, was rolled back"
         )
 
@@ -187,6 +190,33 @@ json_option = click.option(
 )
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is as Ctrl-C raises :class:`KeyboardInterrupt`, so
+    that a service manager's stop ends it the same way: what it committed stays, whole, and
+    it says how much (a command with its own handling, ``run``, sets its own)."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Raise :class:`Terminated` on SIGTERM while the command runs, unless the process
+    already handles SIGTERM (an embedding program) or this is not its main thread."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def terminate(_signum: int, _frame: Any) -> None:
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 class ChanlogGroup(click.Group):
     """A click group that turns chanlog errors into one line on stderr and an exit code."""
 
@@ -194,14 +224,16 @@ class ChanlogGroup(click.Group):
         """Run the subcommand; map :class:`ChanlogError`, I/O errors and Ctrl-C."""
         debug = bool(ctx.params.get("debug"))
         try:
-            return super().invoke(ctx)
+            with _sigterm_as_interrupt():
+                return super().invoke(ctx)
         except ChanlogError as exc:
             if debug:
                 raise
             raise CliError.from_error(exc) from exc
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            how = "interrupted (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
             state = ctx.find_object(CliContext)
-            said = state.interrupted() if state is not None else "interrupted"
+            said = state.interrupted(how) if state is not None else how
             raise CliError(said, ExitCode.INTERRUPTED) from None
         except BrokenPipeError:
             # stdout closed by a pager or `head`: not an error worth a message.

@@ -9,7 +9,7 @@
 | 4 | invalid input refused (malformed JSON line, invalid event, illegal transition, version
       conflict); nothing of the refused batch was written |
 | 5 | storage error (the backend failed, or the file is not a chanlog database) |
-| 130 | interrupted (Ctrl-C) |
+| 130 | interrupted (Ctrl-C, or SIGTERM but in ``run`` and ``ingest``, which stop cleanly, exit 0) |
 """
 
 from __future__ import annotations

@@ -96,7 +96,9 @@ def chanlog_register_handlers(register: Callable[[str, Callable[..., Any]], None
     Call ``register(name, factory)``; ``factory(**options)`` returns a handler (see
     :mod:`chanlog.bus.handlers`), built from the handler options of a ``[consumers.NAME]``
     table whose ``handler`` names it. A factory may list ``path_options``: option names
-    holding file paths, resolved against the configuration file's directory. Built-ins:
+    holding file paths, resolved against the configuration file's directory, and, when it
+    takes ``**options``, ``accepted_options`` and ``required_options``, checked when the
+    configuration is read (as brokers' and ingest sources' factories may). Built-ins:
     ``jsonl`` (an audit tap writing records as JSON lines) and ``channel-read-model``
     (the latest supported state per channel in a SQLite table, exactly once).
     """

@@ -10,6 +10,7 @@ attributed to the plugin that registered it; two plugins registering one name is
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import re
 import threading
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "chanlog"
+
+logger = logging.getLogger("chanlog.plugins")
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "chanlog.plugins.builtin_events",
@@ -85,6 +88,22 @@ def _env_list(name: str) -> frozenset[str] | None:
     return frozenset(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _warn_unknown_names(installed: set[str], *settings: tuple[str, frozenset[str], str]) -> None:
+    """Warn about a name in a plugin setting that is no installed plugin (a typo would
+    otherwise keep a plugin enabled, or leave it out, without a word). A warning, not a
+    refusal: one setting may serve machines that do not all install a plugin (ADR 0069)."""
+    known = ", ".join(sorted(installed)) or "none"
+    for variable, names, verb in settings:
+        for name in sorted(names - installed):
+            logger.warning(
+                "%s names %r, which is no installed plugin: it %s nothing (installed plugins: %s)",
+                variable,
+                name,
+                verb,
+                known,
+            )
+
+
 class PluginHost:
     """A pluggy plugin manager plus the registries its plugins filled.
 
@@ -118,7 +137,13 @@ class PluginHost:
     def _load_entry_points(self) -> None:
         allowed = _env_list("CHANLOG_LOAD_PLUGINS")
         blocked = _env_list("CHANLOG_DISABLE_PLUGINS") or frozenset()
-        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        points = list(entry_points(group=ENTRY_POINT_GROUP))
+        _warn_unknown_names(
+            {point.name for point in points},
+            ("CHANLOG_LOAD_PLUGINS", allowed or frozenset(), "loads"),
+            ("CHANLOG_DISABLE_PLUGINS", blocked, "disables"),
+        )
+        for entry_point in points:
             if allowed is not None and entry_point.name not in allowed:
                 continue
             if entry_point.name in blocked or self.manager.get_plugin(entry_point.name):

@@ -73,6 +73,8 @@ class NatsBroker:
 
     name = "nats"
     publishes = True
+    accepted_options = BROKER_OPTIONS
+    """Checked when a configuration is read, by every command (not only when built)."""
 
     def __init__(self, *, context: BusContext, **options: Any) -> None:
         self.url = check_url(_WHAT, options.pop("url", DEFAULT_URL))

@@ -122,9 +122,17 @@ class NatsIngest:
         ConfigError: a bad or missing option.
     """
 
+    accepted_options = INGEST_OPTIONS
+    """Checked when a configuration is read, before anything is opened."""
+    required_options = ("stream", "durable")
+
     def __init__(self, *, name: str, **options: Any) -> None:
         self.name = name
-        for required in ("stream", "durable"):
+        # A typo is named as such, before the option it misspells is found missing.
+        check_no_more(
+            _WHAT, {k: v for k, v in options.items() if k not in INGEST_OPTIONS}, INGEST_OPTIONS
+        )
+        for required in self.required_options:
             if required not in options:
                 raise ConfigError(f"{_WHAT}: {required} is required", key=required)
         self.stream = check_name(_WHAT, "stream", options.pop("stream"))

@@ -139,7 +139,14 @@ class NatsRelay:
         ConfigError: a bad option.
     """
 
+    accepted_options = RELAY_OPTIONS
+    """Checked when a configuration is read, before anything is opened."""
+    required_options = ("stream",)
+
     def __init__(self, **options: Any) -> None:
+        check_no_more(
+            _WHAT, {k: v for k, v in options.items() if k not in RELAY_OPTIONS}, RELAY_OPTIONS
+        )
         if "stream" not in options:
             raise ConfigError(f"{_WHAT}: stream is required (the JetStream stream's name)")
         self.stream = check_name(_WHAT, "stream", options.pop("stream"))

@@ -19,7 +19,9 @@ from chanlog.bus.worker import Worker, WorkerRow
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode
 from chanlog.errors import ConfigError, InvalidArgument
+from chanlog.factories import accepted_options, required_options
 from chanlog.plugins.host import default_host
+from chanlog.records import ParkedRecord
 
 __all__ = ["consumers_command", "ingest_command", "run_command"]
 
@@ -351,8 +353,23 @@ _OFFSETS = click.option(
     "offsets",
     multiple=True,
     type=click.IntRange(min=0),
-    help="A parked record's offset (repeatable) [default: every parked record].",
+    help="A parked record's offset (repeatable) [default: every parked record]; an offset "
+    "the consumer did not park is refused (exit 3), nothing changed.",
 )
+
+
+def _check_parked(parked: Sequence[ParkedRecord], name: str, offsets: Sequence[int]) -> None:
+    """Refuse an ``--offset`` the consumer did not park (a typo once said "0 parked
+    record(s)" and exited 0), before anything changes."""
+    held = [p.offset for p in parked]
+    missing = [offset for offset in offsets if offset not in held]
+    if missing:
+        raise CliError(
+            f"not found: offset {missing[0]} is not parked for consumer {name!r} "
+            f"(parked: {', '.join(map(str, held)) or 'none'}; "
+            f"see chanlog consumers parked {name})",
+            ExitCode.NOT_FOUND,
+        )
 
 
 @consumers_command.command("replay")
@@ -363,6 +380,7 @@ def replay_command(state: CliContext, name: str, offsets: tuple[int, ...]) -> No
     """Hand parked records to the handler again: the consumer's runner does it before going
     on (the record leaves the parked list once handled)."""
     store = state.open_store(projections=[], create=False)
+    _check_parked(store.bus.consumers.parked(name), name, offsets)
     count = store.bus.consumers.replay(name, list(offsets) or None)
     state.output.line(f"{name}: {count} parked record(s) to replay")
 
@@ -374,6 +392,7 @@ def replay_command(state: CliContext, name: str, offsets: tuple[int, ...]) -> No
 def drop_command(state: CliContext, name: str, offsets: tuple[int, ...]) -> None:
     """Forget parked records (they are not handed to the handler again)."""
     store = state.open_store(projections=[], create=False)
+    _check_parked(store.bus.consumers.parked(name), name, offsets)
     count = store.bus.consumers.drop(name, list(offsets) or None)
     state.output.line(f"{name}: dropped {count} parked record(s)")
 
@@ -402,6 +421,29 @@ def _extra_options(args: Sequence[str]) -> dict[str, Any]:
     return options
 
 
+def _check_source_options(
+    factory: Callable[..., Any], source: str, options: dict[str, Any]
+) -> None:
+    """Refuse an option the source does not take, or one it needs missing, before the log
+    is opened (a refused command creates nothing)."""
+    accepted = accepted_options(factory)
+    if accepted is not None:
+        takes = [name for name in accepted if name != "name"]
+        for key in sorted(options):
+            if key not in takes:
+                raise CliError(
+                    f"--{key.replace('_', '-')}: the {source} ingest source has no such option "
+                    f"(it takes {', '.join('--' + n.replace('_', '-') for n in takes)})",
+                    ExitCode.USAGE,
+                )
+    for required in required_options(factory):
+        if required != "name" and required not in options:
+            raise CliError(
+                f"--{required.replace('_', '-')} is required by the {source} ingest source",
+                ExitCode.USAGE,
+            )
+
+
 @click.command(
     "ingest", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
 )
@@ -424,6 +466,7 @@ def ingest_command(
             ExitCode.USAGE,
         )
     options = _extra_options(ctx.args)
+    _check_source_options(sources[source], source, options)
     settings = BusSettings(ingest=(IngestSettings(name or source, source, options),))
     store = state.open_store(wait=wait)
     worker = Worker(store, store.bus, settings, {}, store.plugins.ingest_sources)
