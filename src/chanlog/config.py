@@ -39,8 +39,8 @@ import attrs
 
 from chanlog.bus.settings import BusSettings, read_bus_settings
 from chanlog.checkpoints import DEFAULT_CHECKPOINT_EVERY
-from chanlog.errors import ChanlogError, ConfigError, NotFound, PluginError
-from chanlog.factories import FileBackedFactory, accepts_keyword, file_option_of
+from chanlog.errors import ChanlogError, ConfigError, NotFound
+from chanlog.factories import FileBackedFactory, accepts_keyword, construct, file_option_of
 from chanlog.plugins.host import PluginHost, default_host
 from chanlog.store import EventStore
 
@@ -365,7 +365,7 @@ def _check_options(
         return
     parameters = signature.parameters.values()
     if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):
-        return  # the factory validates its own options; _construct adds the source
+        return  # the factory validates its own options; construct() adds the source
     accepted = [
         parameter.name
         for parameter in parameters
@@ -375,40 +375,6 @@ def _check_options(
     for key in options:
         if key not in accepted:
             raise _fail(source, f"{table}.{key}", options[key], "unknown key", accepted)
-
-
-def _construct(
-    factory: Callable[..., Any],
-    options: Mapping[str, Any],
-    source: str,
-    table: str,
-    host: PluginHost,
-    kind: str,
-    name: str,
-) -> Any:
-    """Call the factory registered as ``name`` of ``kind``; its own :class:`ConfigError`
-    gains the source, and an exception that is no chanlog error is the host's
-    :meth:`~PluginHost.factory_failed` error, with the source (ADR 0061)."""
-    try:
-        return factory(**options)
-    except ConfigError as exc:
-        if exc.source is not None:
-            raise
-        key = exc.key or table
-        if not (key == table or key.startswith(f"{table}.")):
-            key = f"{table}.{key}"
-        raise ConfigError(f"{source}: [{table}] {exc}", source=source, key=key) from exc
-    except TypeError as exc:
-        raise ConfigError(
-            f"{source}: [{table}] options rejected by the {host.describe(kind, name)}: {exc}",
-            source=source,
-            key=table,
-        ) from exc
-    except ChanlogError:
-        raise
-    except Exception as exc:
-        failed = host.factory_failed(kind, name, exc)
-        raise PluginError(f"{source}: [{table}] {failed}", plugin=failed.plugin) from exc
 
 
 def _projections(raw: Mapping[str, Any], source: str, host: PluginHost) -> tuple[str, ...] | None:
@@ -509,14 +475,14 @@ def build_store(
             raise missing
     policy = None
     if config.snapshot_policy is not None:
-        built = _construct(
+        built = construct(
             host.snapshot_policies[config.snapshot_policy],
             config.snapshot_options,
-            source,
-            "snapshots",
-            host,
-            "snapshot_policies",
-            config.snapshot_policy,
+            table="snapshots",
+            source=source,
+            host=host,
+            kind="snapshot_policies",
+            name=config.snapshot_policy,
         )
         policy = host.checked("snapshot_policies", config.snapshot_policy, built)
     # Plugin parts that can be built without the log are built before the backend, which
@@ -560,15 +526,24 @@ def _open_backend(
     ``create=False``), any refusal but a :class:`ConfigError` becomes that
     :class:`NotFound`, so every file-backed backend reports a missing log the same way
     (exit code 3 in the CLI)."""
-    source, name = config.source, config.backend
-    if missing is None:
-        return _construct(factory, options, source, "backend", host, "backends", name)
     try:
-        backend = _construct(factory, options, source, "backend", host, "backends", name)
+        backend = construct(
+            factory,
+            options,
+            table="backend",
+            source=config.source,
+            host=host,
+            kind="backends",
+            name=config.backend,
+        )
     except ConfigError:
         raise
     except ChanlogError as exc:
+        if missing is None:
+            raise
         raise missing from exc
+    if missing is None:
+        return backend
     # A read-only backend that opened a file which does not exist broke its contract; the
     # caller still learns that there was no log.
     backend.close()

@@ -1,17 +1,24 @@
 """What chanlog reads off a registered factory: whether its backend keeps its log in a file
-(and which option names it), and which keyword options it takes. Used by the configuration,
-the CLI and ``chanlog init``, so no backend is special."""
+(and which option names it), and which keyword options it takes; and how it calls one with a
+configuration table's options. Used by the configuration, the CLI, ``chanlog init`` and the
+worker of ``chanlog run``, so no backend, handler or ingest source is special."""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from chanlog.errors import ChanlogError, ConfigError, PluginError
+
+if TYPE_CHECKING:
+    from chanlog.plugins.host import PluginHost
 
 __all__ = [
     "FileBackedFactory",
     "accepted_options",
     "accepts_keyword",
+    "construct",
     "file_option_of",
     "required_keywords",
     "required_options",
@@ -112,3 +119,58 @@ def required_options(factory: Callable[..., Any]) -> tuple[str, ...]:
     tuple of names), else its keyword parameters without a default."""
     declared = _names(getattr(factory, "required_options", None))
     return declared if declared is not None else required_keywords(factory)
+
+
+def _binds(factory: Callable[..., Any], options: Mapping[str, Any]) -> bool:
+    """Whether ``factory``'s signature takes ``options`` as keywords (``True`` when it has no
+    signature to ask)."""
+    try:
+        inspect.signature(factory).bind(**options)
+    except TypeError:
+        return False
+    except ValueError:  # builtins without a signature
+        return True
+    return True
+
+
+def construct(
+    factory: Callable[..., Any],
+    options: Mapping[str, Any],
+    *,
+    table: str,
+    source: str | None,
+    host: PluginHost,
+    kind: str,
+    name: str,
+) -> Any:
+    """Call ``factory``, registered as ``name`` of ``kind``, with the options of the
+    configuration table ``table`` (read from ``source``, when there is a file).
+
+    Raises:
+        ConfigError: the factory's own, under the table and with the source; or options its
+            signature does not take (a missing required one), naming the part.
+        PluginError: any other exception that is no chanlog error, a ``TypeError`` raised
+            inside the factory included: the host's :meth:`~PluginHost.factory_failed`
+            error, naming the part and its plugin, after the table (ADR 0061).
+    """
+    where = f"[{table}]" if source is None else f"{source}: [{table}]"
+    try:
+        return factory(**options)
+    except ConfigError as exc:
+        if exc.source is not None:
+            raise
+        key = exc.key or table
+        if not (key == table or key.startswith(f"{table}.")):
+            key = f"{table}.{key}"
+        raise ConfigError(f"{where} {exc}", source=source, key=key) from exc
+    except ChanlogError:
+        raise
+    except Exception as exc:
+        if isinstance(exc, TypeError) and not _binds(factory, options):
+            raise ConfigError(
+                f"{where} options rejected by the {host.describe(kind, name)}: {exc}",
+                source=source,
+                key=table,
+            ) from exc
+        failed = host.factory_failed(kind, name, exc)
+        raise PluginError(f"{where} {failed}", plugin=failed.plugin) from exc

@@ -14,7 +14,6 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import attrs
 
@@ -26,7 +25,8 @@ from chanlog.bus.runner import ConsumerRunner
 from chanlog.bus.settings import BusSettings, ConsumerSettings, IngestSettings
 from chanlog.bus.source import BusStore
 from chanlog.bus.spec import beyond_the_end
-from chanlog.errors import ChanlogError, ConfigError, PluginError
+from chanlog.errors import ChanlogError, ConfigError
+from chanlog.factories import construct
 from chanlog.plugins.contracts import check_built
 
 __all__ = ["Worker", "WorkerRow"]
@@ -151,11 +151,14 @@ class Worker:
     def _add_consumer(
         self, consumer: ConsumerSettings, handlers: Mapping[str, Callable[..., Handler]]
     ) -> None:
-        handler = _build(
+        handler = construct(
             handlers[consumer.handler],
             consumer.handler_options,
-            f"consumers.{consumer.name}",
-            self._source,
+            table=f"consumers.{consumer.name}",
+            source=self._source,
+            host=self.store.plugins,
+            kind="handlers",
+            name=consumer.handler,
         )
         what = self.store.plugins.describe("handlers", consumer.handler)
         check_built("handlers", f"[consumers.{consumer.name}] {what}", handler)
@@ -167,7 +170,15 @@ class Worker:
         self, ingest: IngestSettings, sources: Mapping[str, Callable[..., IngestSource]]
     ) -> None:
         options = {"name": ingest.name, **ingest.options}
-        source = _build(sources[ingest.source], options, f"ingest.{ingest.name}", self._source)
+        source = construct(
+            sources[ingest.source],
+            options,
+            table=f"ingest.{ingest.name}",
+            source=self._source,
+            host=self.store.plugins,
+            kind="ingest_sources",
+            name=ingest.source,
+        )
         self.ingests[ingest.name] = source
         store = self.store
         self._jobs.append(
@@ -331,19 +342,3 @@ def _check_handler_files(
                     source=source,
                     key=key,
                 )
-
-
-def _build(
-    factory: Callable[..., Any], options: Mapping[str, Any], table: str, source: str | None
-) -> Any:
-    """Call a handler's or an ingest source's factory; errors name the configuration's
-    source and the table."""
-    where = f"{source}: [{table}]" if source is not None else f"[{table}]"
-    try:
-        return factory(**options)
-    except ConfigError as exc:
-        raise ConfigError(f"{where} {exc}", source=exc.source or source, key=table) from exc
-    except ChanlogError:
-        raise
-    except Exception as exc:
-        raise PluginError(f"{where}: the factory raised {exc!r}") from exc
