@@ -27,13 +27,13 @@ def edit_database(path: Path, *statements: str) -> None:
         connection.close()
 
 
-def assert_refused_untouched(path: Path, match: str) -> None:
-    """Opening ``path`` raises a StorageError matching ``match`` and changes neither the
-    file nor the set of files beside it."""
+def assert_refused_untouched(path: Path, match: str, *, read_only: bool = False) -> None:
+    """Opening ``path`` (``read_only`` or not) raises a StorageError matching ``match`` and
+    changes neither the file nor the set of files beside it."""
     before = path.read_bytes()
     siblings = sorted(os.listdir(path.parent))
     with pytest.raises(StorageError, match=match):
-        SqliteBackend(path)
+        SqliteBackend(path, read_only=read_only)
     assert path.read_bytes() == before
     assert sorted(os.listdir(path.parent)) == siblings
 

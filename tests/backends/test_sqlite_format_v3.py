@@ -20,6 +20,7 @@ from chanlog.hashing import GENESIS_CHAIN_HASH
 from chanlog.records import Head, PositionMove, StoredRecord, StoredSnapshot
 from chanlog.store import EventStore
 from chanlog.testing import sample_events, stored_records
+from old_formats import make_v2_file
 from sqlite_edits import (
     assert_refused_untouched,
     edit_database,
@@ -33,24 +34,6 @@ V2_TABLES = {"chanlog_meta", "events", "streams", "snapshots"}
 SNAPSHOT = StoredSnapshot(40, {"objective": 1}, b"state", b"\x07" * 32)
 
 
-def make_v2_file(path: Path, records: list[StoredRecord]) -> None:
-    """A log as schema version 2 left it. Versions 2 and 3 differ only by the consumer
-    tables, so a version 3 file without them, stamped 2, is byte for byte what version 2
-    wrote for the same records (stream index blocks included)."""
-    backend = SqliteBackend(path, durability="normal")
-    with backend.write() as transaction:
-        transaction.append(records)
-    backend.save_snapshot(SNAPSHOT)
-    backend.close()
-    edit_database(
-        path,
-        "DROP TABLE consumers",
-        "DROP TABLE parked_records",
-        "UPDATE chanlog_meta SET value = '2' WHERE key = 'schema_version'",
-        "PRAGMA user_version = 2",
-    )
-
-
 @pytest.fixture
 def records() -> list[StoredRecord]:
     return stored_records(sample_events(45, objectives=3), Head(0, GENESIS_CHAIN_HASH))
@@ -59,7 +42,7 @@ def records() -> list[StoredRecord]:
 @pytest.fixture
 def v2_file(tmp_path: Path, records: list[StoredRecord]) -> Path:
     path = tmp_path / "old.db"
-    make_v2_file(path, records)
+    make_v2_file(path, records, SNAPSHOT)
     assert scalar(path, "PRAGMA user_version") == 2
     assert table_names(path) == V2_TABLES
     return path
@@ -115,7 +98,7 @@ def test_a_v2_log_is_upgraded_to_v3_in_place_with_its_data(
 
 def test_the_v2_upgrade_rewrites_no_rows(tmp_path: Path) -> None:
     path = tmp_path / "big.db"
-    make_v2_file(path, stored_records(sample_events(2_000), Head(0, GENESIS_CHAIN_HASH)))
+    make_v2_file(path, stored_records(sample_events(2_000), Head(0, GENESIS_CHAIN_HASH)), SNAPSHOT)
     pages = path.stat().st_size // 4096
     backend = SqliteBackend(path)
     try:

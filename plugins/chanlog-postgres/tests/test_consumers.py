@@ -4,9 +4,13 @@ upgrade from version 1, the server's clock, row locks, and connections dropped b
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -15,6 +19,7 @@ from chanlog_postgres import SCHEMA_VERSION, PostgresBackend
 from chanlog_postgres.schema import TABLES, TABLES_V1
 from psycopg.conninfo import make_conninfo
 
+from chanlog import EventStore
 from chanlog.backends.consumer_store import KeepsConsumers, MovesConsumersInTransaction
 from chanlog.errors import NotFound, StorageError
 from chanlog.records import PositionMove
@@ -142,6 +147,177 @@ def test_concurrent_writers_opening_a_v1_schema_upgrade_it_once(
     assert failures == []
     assert _version(admin, schema) == 2
     assert [state.name for state in open_postgres().consumer_states()] == ["audit"]
+
+
+# -- the upgrade under faults ------------------------------------------------------------------
+
+UPGRADE_CHILD = Path(__file__).parents[3] / "tests" / "backends" / "upgrade_child.py"
+
+
+def _child(mode: str, dsn: str, schema: str, *more: str) -> list[str]:
+    return [
+        sys.executable,
+        str(UPGRADE_CHILD),
+        mode,
+        json.dumps({"dsn": dsn, "schema": schema}),
+        *more,
+    ]
+
+
+def _assert_whole(
+    postgres_dsn: str, admin: psycopg.Connection[Any], schema: str, records: list[Any]
+) -> int:
+    """The schema is of layout version 1 or 2 with that version's tables, opens for writing,
+    holds ``records`` and verifies. Returns the version it had."""
+    version = _version(admin, schema)
+    assert _tables(admin, schema) == set(TABLES_V1 if version == 1 else TABLES)
+    with EventStore(PostgresBackend(dsn=postgres_dsn, schema=schema), projections=[]) as store:
+        assert list(store.backend.read(0, len(records) + 5)) == records
+        assert store.verify() == len(records)
+    assert _version(admin, schema) == SCHEMA_VERSION
+    return version
+
+
+@pytest.mark.slow
+def test_a_kill_at_any_point_of_an_upgrade_leaves_a_whole_schema(
+    postgres_dsn: str, admin: psycopg.Connection[Any], new_schema: Callable[[], str]
+) -> None:
+    """Every statement from the schema lock to the one after the commit, killed on a fresh
+    layout version 1 schema; 0.6 s a point."""
+
+    def old_schema() -> tuple[str, list[Any]]:
+        name = new_schema()
+        opened: list[PostgresBackend] = []
+
+        def open_old(**options: Any) -> PostgresBackend:
+            opened.append(PostgresBackend(dsn=postgres_dsn, schema=name, **options))
+            return opened[-1]
+
+        return name, _make_v1(open_old, admin, name)
+
+    schema, _ = old_schema()
+    dry = subprocess.run(
+        _child("open", postgres_dsn, schema, "-1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert dry.returncode == 0, dry.stderr
+    points = dry.stdout.splitlines()
+    first = next(n for n, point in enumerate(points, 1) if "pg_advisory_xact_lock" in point)
+    committed = points.index("psycopg commit ()") + 1
+    outcomes = {}
+    for kill_at in range(first, committed + 2):
+        schema, records = old_schema()
+        killed = subprocess.run(
+            _child("open", postgres_dsn, schema, str(kill_at)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert killed.returncode == -9, (kill_at, killed.stderr)
+        outcomes[kill_at] = _assert_whole(postgres_dsn, admin, schema, records)
+    assert {v for k, v in outcomes.items() if k < committed} == {1}
+    assert {v for k, v in outcomes.items() if k > committed} == {SCHEMA_VERSION}
+
+
+def test_processes_opening_a_v1_schema_at_once_all_open_it(
+    open_postgres: Open, postgres_dsn: str, admin: psycopg.Connection[Any], schema: str
+) -> None:
+    records = _make_v1(open_postgres, admin, schema)
+    children = [
+        subprocess.Popen(
+            _child("hold", postgres_dsn, schema),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    said = []
+    for child in children:
+        assert child.stdout is not None
+        said.append(child.stdout.readline().strip())
+    for child in children:
+        child.communicate("", timeout=60)
+    assert said == ["open"] * 4
+    assert _assert_whole(postgres_dsn, admin, schema, records) == SCHEMA_VERSION
+
+
+def test_an_older_writer_appending_through_the_upgrade_loses_nothing(
+    open_postgres: Open, postgres_dsn: str, admin: psycopg.Connection[Any], schema: str
+) -> None:
+    """Layout version 2 only adds tables, so a writer of version 1 (here a handle opened
+    before the schema was taken back to version 1: its appends are version 1's) goes on
+    appending through the upgrade; it would refuse the schema only when opened again."""
+    old_writer = open_postgres()
+    records = _make_v1(open_postgres, admin, schema)
+    started, failures = threading.Event(), []
+
+    def append() -> None:
+        try:
+            for number in range(5, 205, 4):
+                with old_writer.write() as transaction:
+                    batch = stored_records(sample_events(4, start=number), transaction.head)
+                    transaction.append(batch)
+                records.extend(batch)
+                started.set()
+        except BaseException as exc:  # reported below: a thread cannot fail the test
+            failures.append(exc)
+            started.set()
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    started.wait(30)
+    open_postgres().close()  # the upgrade, while the old writer appends
+    assert _version(admin, schema) == SCHEMA_VERSION
+    writer.join(60)
+    assert failures == []
+    assert len(records) == 205
+    assert _assert_whole(postgres_dsn, admin, schema, records) == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_duplicated_layout_version_row_is_refused(
+    open_postgres: Open, admin: psycopg.Connection[Any], schema: str, read_only: bool
+) -> None:
+    # The table's key allows one row; an edit by hand that drops it may leave two, and which
+    # one a query returns first is not defined.
+    _make_v1(open_postgres, admin, schema)
+    admin.execute(f'ALTER TABLE "{schema}".schema_version DROP CONSTRAINT schema_version_pkey')
+    admin.execute(f'INSERT INTO "{schema}".schema_version (version) VALUES (2)')
+    with pytest.raises(StorageError, match=r"damaged \(schema_version has 2 rows: versions 1, 2"):
+        open_postgres(read_only=read_only)
+    assert _tables(admin, schema) == set(TABLES_V1)
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_v1_schema_that_has_consumer_tables_is_refused_as_damaged(
+    open_postgres: Open, admin: psycopg.Connection[Any], schema: str, read_only: bool
+) -> None:
+    # A version 2 schema taken back to version 1 by hand, half-way.
+    open_postgres().close()
+    admin.execute(f'DROP TABLE "{schema}".parked_records')
+    admin.execute(f'UPDATE "{schema}".schema_version SET version = 1')
+    with pytest.raises(
+        StorageError,
+        match=r"damaged \(layout version 1, but it has the tables consumers of version 2",
+    ):
+        open_postgres(read_only=read_only)
+    assert _version(admin, schema) == 1
+
+
+def test_a_newer_layout_is_refused_read_only_too(
+    open_postgres: Open, admin: psycopg.Connection[Any], schema: str
+) -> None:
+    open_postgres().close()
+    admin.execute(f'UPDATE "{schema}".schema_version SET version = %s', (SCHEMA_VERSION + 1,))
+    with pytest.raises(
+        StorageError, match=rf"layout version {SCHEMA_VERSION + 1}, written by a newer"
+    ):
+        open_postgres(read_only=True)
 
 
 # -- the server decides ------------------------------------------------------------------------

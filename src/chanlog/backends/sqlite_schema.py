@@ -40,6 +40,7 @@ from chanlog.backends.sqlite_format import (
     SCHEMA_VERSION,
     STREAM_INDEX_BLOCK,
     TABLES,
+    TABLES_V1,
     UPGRADE_FROM_V1,
     UPGRADE_FROM_V2,
     check_version,
@@ -63,6 +64,7 @@ __all__ = [
     "head_of",
     "prepare_file",
     "read_only_uri",
+    "refuse_for_reading",
     "require_readable",
     "require_writable",
     "stream_index_block",
@@ -213,7 +215,7 @@ def prepare_file(path: Path, *, read_only: bool = False, create: bool = True) ->
         raise StorageError(f"{path}: is {_special_kind(path)}, not a chanlog database file")
     if not read_only:
         require_writable(path)  # first: SQLite's own opening may change the side files
-    check_existing(path)
+    check_existing(path, read_only=read_only)
 
 
 _SPECIAL_FILES = {
@@ -246,8 +248,10 @@ def require_writable(path: Path) -> None:
         )
 
 
-def check_existing(path: Path) -> None:
-    """Refuse, without writing anything, a file chanlog must not open.
+def check_existing(path: Path, *, read_only: bool = False) -> None:
+    """Refuse, without writing anything, a file chanlog must not open (``read_only``: a
+    file that cannot be read without an upgrade, too, before SQLite makes side files for
+    it).
 
     The raw header is checked first (:func:`~chanlog.backends.sqlite_wal.check_file_start`:
     no SQLite connection, so no side files appear for the common bad cases), then a
@@ -258,10 +262,10 @@ def check_existing(path: Path) -> None:
         StorageError: naming the path and what is wrong with it.
     """
     check_file_start(path)
-    _check_with_read_only_connection(path)
+    _check_with_read_only_connection(path, read_only=read_only)
 
 
-def _check_with_read_only_connection(path: Path) -> None:
+def _check_with_read_only_connection(path: Path, *, read_only: bool) -> None:
     # Without a write-ahead log the main file is the whole database: read it immutable, so
     # no -wal/-shm files appear next to a file that may not be ours. With a WAL present,
     # committed changes may live only there, so SQLite must read it (its side files exist).
@@ -278,15 +282,9 @@ def _check_with_read_only_connection(path: Path) -> None:
             raise StorageError(f"{path}: not a chanlog database (application_id changed)")
         version = connection.execute("PRAGMA user_version").fetchone()[0]
         check_version(path, version)
-        tables = {
-            row[0]
-            for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
-        missing = tables_of(version) - tables
-        if missing:
-            raise StorageError(
-                f"{path}: damaged chanlog database (missing tables: {', '.join(sorted(missing))})"
-            )
+        if read_only:
+            refuse_for_reading(path, version)
+        _check_tables(connection, path, version)
         row = connection.execute("SELECT value FROM chanlog_meta WHERE key = 'format'").fetchone()
         if row is None or row[0] != FORMAT_NAME:
             raise StorageError(f"{path}: damaged chanlog database (no format marker)")
@@ -347,13 +345,58 @@ def require_readable(connection: sqlite3.Connection, path: Path) -> int:
         version = int(connection.execute("PRAGMA user_version").fetchone()[0])
     except sqlite3.Error as exc:
         raise StorageError(f"{path}: unreadable database: {exc}") from exc
+    refuse_for_reading(path, version)
+    return version
+
+
+def refuse_for_reading(path: Path, version: int) -> None:
+    """Refuse a read-only handle a file of ``version`` (a version :func:`check_version`
+    admits) that it cannot read without an upgrade.
+
+    Raises:
+        StorageError: ``version`` is not one of :data:`READ_ONLY_VERSIONS`.
+    """
     if version not in READ_ONLY_VERSIONS:
         raise StorageError(
             f"{path}: schema version {version}, which this chanlog upgrades to version "
             f"{SCHEMA_VERSION} when it opens the file for writing; it cannot be read "
             "read-only before that (open it once without read_only)"
         )
-    return version
+
+
+_ALL_TABLES = TABLES | TABLES_V1
+
+
+def _check_tables(connection: sqlite3.Connection, path: Path, version: int) -> None:
+    """Refuse a file whose chanlog tables, or the ``stream`` column of its events, are not
+    those of its schema ``version``: a file edited by hand half-way to another version,
+    which an upgrade would fail on (or a reader misread).
+
+    Raises:
+        StorageError: naming the version and the tables (or the column) that do not fit.
+    """
+    tables = {
+        row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    missing = tables_of(version) - tables
+    if missing:
+        raise StorageError(
+            f"{path}: damaged chanlog database (missing tables: {', '.join(sorted(missing))})"
+        )
+    wrong = []
+    foreign = sorted((tables & _ALL_TABLES) - tables_of(version))
+    if foreign:
+        wrong.append(f"it has the tables {', '.join(foreign)} of another version")
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(events)")}
+    if ("stream" in columns) != (version > 1):
+        has = "has" if version == 1 else "lacks"
+        wrong.append(f"its events table {has} the stream column of version 2 and later")
+    if wrong:
+        raise StorageError(
+            f"{path}: damaged chanlog database (schema version {version}, but "
+            f"{'; '.join(wrong)}): it was changed outside chanlog, half-way to another "
+            "version; restore it from a backup, or finish or undo the change by hand"
+        )
 
 
 def upgrade(connection: sqlite3.Connection, path: Path) -> bool:

@@ -115,7 +115,8 @@ def check_header(path: Path, header: bytes, size: int) -> str | None:
             f"{path}: not a chanlog database (SQLite application_id is 0x{application_id:08x}, "
             f"chanlog writes 0x{APPLICATION_ID:08x})"
         )
-    check_version(path, int.from_bytes(header[60:64], "big"))
+    # user_version is a signed 32-bit integer: -1 is garbage, not a newer version.
+    check_version(path, int.from_bytes(header[60:64], "big", signed=True))
     page_size = int.from_bytes(header[16:18], "big")
     if page_size == 1:
         page_size = 65536

@@ -213,12 +213,17 @@ def _tables(connection: psycopg.Connection[Any], schema: str) -> set[str]:
 def _check_existing(
     connection: psycopg.Connection[Any], schema: str, tables: set[str], *, read_only: bool
 ) -> None:
-    row = connection.execute(f"SELECT version FROM {quoted(schema)}.schema_version").fetchone()
-    if row is None:
+    rows = connection.execute(
+        f"SELECT version FROM {quoted(schema)}.schema_version ORDER BY version"
+    ).fetchall()
+    if len(rows) != 1:
+        found = f": versions {', '.join(str(row[0]) for row in rows)}" if rows else ""
         raise StorageError(
-            f"postgres backend: schema {schema!r} is damaged (schema_version has no row)"
+            f"postgres backend: schema {schema!r} is damaged (schema_version has "
+            f"{len(rows) or 'no'} row{'s' if len(rows) != 1 else ''}{found}; one was expected, "
+            "so which layout the schema has is unknown)"
         )
-    version = int(row[0])
+    version = int(rows[0][0])
     if version > SCHEMA_VERSION:
         raise StorageError(
             f"postgres backend: schema {schema!r} has layout version {version}, written by a "
@@ -234,6 +239,13 @@ def _check_existing(
     if missing:
         raise StorageError(
             f"postgres backend: schema {schema!r} is damaged (missing tables: {', '.join(missing)})"
+        )
+    newer = [table for table in TABLES if table not in TABLES_V1 and table in tables]
+    if version == 1 and newer:
+        raise StorageError(
+            f"postgres backend: schema {schema!r} is damaged (layout version 1, but it has the "
+            f"tables {', '.join(newer)} of version 2): it was changed outside chanlog, half-way "
+            "to another version; restore it from a backup, or finish or undo the change by hand"
         )
     if version == 1 and not read_only:
         _upgrade_from_v1(connection, schema)
