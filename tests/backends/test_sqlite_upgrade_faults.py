@@ -325,3 +325,20 @@ def test_a_file_whose_tables_are_not_those_of_its_version_is_refused_untouched(
     else:
         match = rf"damaged chanlog database \(schema version {stamped}, but .*{match}"
     assert_refused_untouched(path, match, read_only=read_only)
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_schema_whose_text_does_not_decode_is_refused_as_unreadable(
+    tmp_path: Path, read_only: bool
+) -> None:
+    """A damaged byte in the table definitions (found by the fuzz of damaged files): the
+    check of the events table's columns got text that is not UTF-8, which Python's sqlite3
+    refuses with an error SQLite did not raise and that has no SQLite error name; it escaped
+    as an AttributeError instead of a StorageError."""
+    path = tmp_path / "log.db"
+    SqliteBackend(path).close()
+    data = bytearray(path.read_bytes())
+    at = data.index(b"BLOB NOT NULL UNIQUE")
+    data[at + 4] = 0xFF  # 'BLOB\xffNOT': the column's declared type
+    path.write_bytes(bytes(data))
+    assert_refused_untouched(path, "unreadable database", read_only=read_only)

@@ -197,11 +197,18 @@ def connect(options: SqliteOptions, *, writer: bool) -> sqlite3.Connection:
     except BaseException as exc:
         connection.close()
         if isinstance(exc, sqlite3.Error):
-            if options.read_only and exc.sqlite_errorname in _NO_SIDE_FILES:
+            if options.read_only and _error_name(exc) in _NO_SIDE_FILES:
                 return _connect_as_is(path, exc)
             raise StorageError(f"{path}: cannot open: {exc}") from exc
         raise
     return connection
+
+
+def _error_name(error: sqlite3.Error) -> str | None:
+    """SQLite's name of ``error`` (``SQLITE_CANTOPEN``...); ``None`` for an error the
+    ``sqlite3`` module raised itself, which has none (text of a damaged file that does not
+    decode as UTF-8, for one)."""
+    return getattr(error, "sqlite_errorname", None)
 
 
 def unreadable_log(path: Path, refused: sqlite3.Error) -> StorageError | None:
@@ -209,7 +216,7 @@ def unreadable_log(path: Path, refused: sqlite3.Error) -> StorageError | None:
     index beside ``path`` while a write-ahead log is there (its changes are not in the main
     file yet); ``None`` when ``refused`` is another failure or no such log is there."""
     log = Path(f"{path}-wal")
-    if refused.sqlite_errorname not in _NO_SIDE_FILES or not log.exists():
+    if _error_name(refused) not in _NO_SIDE_FILES or not log.exists():
         return None
     if log.stat().st_size == 0:
         return None
