@@ -23,7 +23,7 @@ earlier import stored (ADR 0055). Anything else is refused before it is written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -347,17 +347,10 @@ class LogCopy:
             store.prune_snapshots()
 
 
-_ENTITY_ID_CHECKS: dict[type, Callable[[Any], None] | None] = {}
-"""Per event class, :func:`chanlog.fields.entity_id_check`."""
-
-
 def _check_entity_ids(record: ExportedRecord) -> None:
     """Refuse, naming its line, a record whose entity id no backend may store (ADR 0070):
     checked for a whole batch before any piece of it is appended."""
-    cls = type(record.event)
-    check = _ENTITY_ID_CHECKS.get(cls, _check_entity_ids)
-    if check is _check_entity_ids:
-        check = _ENTITY_ID_CHECKS[cls] = fields.entity_id_check(cls)
+    check = fields.entity_id_check(type(record.event))
     if check is None:
         return
     try:

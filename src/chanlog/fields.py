@@ -411,12 +411,22 @@ def _hex_only(validator: Any) -> bool:
     return isinstance(validator, _Hex)
 
 
+_ENTITY_ID_CHECKS: dict[type, Callable[[Any], None] | None] = {}
+
+
 def entity_id_check(cls: type) -> Callable[[Any], None] | None:
     """The check the store makes of the entity ids of an event of ``cls`` before writing it:
     a function raising :class:`~chanlog.errors.InvalidEvent` (naming the event type, the
     field and :data:`ENTITY_ID_RULE`) for an entity id holding a NUL; ``None`` when the
     validators of ``cls``'s stream fields already refuse one (hex ids, as every built-in
-    type's), so such events cost nothing more."""
+    type's), so such events cost nothing more. Built once per class (the append path and
+    an import both ask per event class)."""
+    if cls not in _ENTITY_ID_CHECKS:
+        _ENTITY_ID_CHECKS[cls] = _entity_id_check(cls)
+    return _ENTITY_ID_CHECKS[cls]
+
+
+def _entity_id_check(cls: type) -> Callable[[Any], None] | None:
     by_name = attrs.fields_dict(cls)
     names = tuple(
         name
