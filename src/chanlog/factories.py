@@ -20,6 +20,7 @@ __all__ = [
     "accepts_keyword",
     "construct",
     "file_option_of",
+    "option_problem",
     "required_keywords",
     "required_options",
 ]
@@ -119,6 +120,27 @@ def required_options(factory: Callable[..., Any]) -> tuple[str, ...]:
     tuple of names), else its keyword parameters without a default."""
     declared = _names(getattr(factory, "required_options", None))
     return declared if declared is not None else required_keywords(factory)
+
+
+def option_problem(
+    factory: Callable[..., Any], options: Mapping[str, Any], given: tuple[str, ...] = ()
+) -> tuple[str, str, tuple[str, ...]] | None:
+    """The first thing wrong with ``options`` for ``factory``, as far as it declares what
+    it takes (:func:`accepted_options`, :func:`required_options`), leaving out the keywords
+    chanlog itself passes (``given``): ``("unknown", key, takes)`` for a key it does not
+    take (``takes``: what it does, in its order), else ``("missing", key, takes)`` for one it
+    needs; ``None`` when there is none. Unknown keys come first: a typo is named as such,
+    before the option it misspells is found missing."""
+    accepted = accepted_options(factory)
+    takes = () if accepted is None else tuple(n for n in accepted if n not in given)
+    if accepted is not None:
+        for key in sorted(options):
+            if key not in takes:
+                return "unknown", key, takes
+    for required in required_options(factory):
+        if required not in given and required not in options:
+            return "missing", required, takes
+    return None
 
 
 def _binds(factory: Callable[..., Any], options: Mapping[str, Any]) -> bool:

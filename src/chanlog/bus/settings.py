@@ -32,7 +32,7 @@ from chanlog.bus.brokers import DEFAULT_BROKER
 from chanlog.bus.spec import ConsumerSpec
 from chanlog.bus.subjects import DEFAULT_PREFIX, check_prefix
 from chanlog.errors import ConfigError, InvalidArgument
-from chanlog.factories import accepted_options, required_options
+from chanlog.factories import option_problem
 from chanlog.plugins.host import PluginHost
 
 __all__ = [
@@ -215,20 +215,18 @@ def _check_declared(
     it says which (:func:`~chanlog.factories.accepted_options`), before anything is
     opened: every command reads the configuration, and a refused ``chanlog run`` creates
     no log."""
-    accepted = accepted_options(factory)
-    if accepted is not None:
-        takes = sorted(name for name in accepted if name not in _GIVEN)
-        for key in sorted(options):
-            if key not in takes:
-                raise _fail(
-                    source,
-                    f"{where}.{key}",
-                    f"unknown key of the {what} (allowed: {', '.join(takes) or 'none'}; "
-                    f"and {', '.join(own)})",
-                )
-    for required in required_options(factory):
-        if required not in _GIVEN and required not in options:
-            raise _fail(source, f"{where}.{required}", f"is required by the {what}")
+    problem = option_problem(factory, options, _GIVEN)
+    if problem is None:
+        return
+    kind, key, takes = problem
+    if kind == "unknown":
+        raise _fail(
+            source,
+            f"{where}.{key}",
+            f"unknown key of the {what} (allowed: {', '.join(sorted(takes)) or 'none'}; "
+            f"and {', '.join(own)})",
+        )
+    raise _fail(source, f"{where}.{key}", f"is required by the {what}")
 
 
 def _key_of(where: str, exc: InvalidArgument) -> str:

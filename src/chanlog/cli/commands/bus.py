@@ -19,7 +19,7 @@ from chanlog.bus.worker import Worker, WorkerRow
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode
 from chanlog.errors import ConfigError, InvalidArgument
-from chanlog.factories import accepted_options, required_options
+from chanlog.factories import option_problem
 from chanlog.plugins.host import default_host
 from chanlog.records import ParkedRecord
 
@@ -426,22 +426,19 @@ def _check_source_options(
 ) -> None:
     """Refuse an option the source does not take, or one it needs missing, before the log
     is opened (a refused command creates nothing)."""
-    accepted = accepted_options(factory)
-    if accepted is not None:
-        takes = [name for name in accepted if name != "name"]
-        for key in sorted(options):
-            if key not in takes:
-                raise CliError(
-                    f"--{key.replace('_', '-')}: the {source} ingest source has no such option "
-                    f"(it takes {', '.join('--' + n.replace('_', '-') for n in takes)})",
-                    ExitCode.USAGE,
-                )
-    for required in required_options(factory):
-        if required != "name" and required not in options:
-            raise CliError(
-                f"--{required.replace('_', '-')} is required by the {source} ingest source",
-                ExitCode.USAGE,
-            )
+    problem = option_problem(factory, options, ("name",))
+    if problem is None:
+        return
+    kind, key, takes = problem
+    if kind == "unknown":
+        raise CliError(
+            f"--{key.replace('_', '-')}: the {source} ingest source has no such option "
+            f"(it takes {', '.join('--' + n.replace('_', '-') for n in takes)})",
+            ExitCode.USAGE,
+        )
+    raise CliError(
+        f"--{key.replace('_', '-')} is required by the {source} ingest source", ExitCode.USAGE
+    )
 
 
 @click.command(
