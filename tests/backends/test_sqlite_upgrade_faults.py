@@ -25,6 +25,7 @@ from chanlog.hashing import GENESIS_CHAIN_HASH
 from chanlog.records import Head, StoredRecord
 from chanlog.store import EventStore
 from chanlog.testing import sample_events, stored_records
+from held_children import first_lines_of_held_children
 from old_formats import make_v1_file, make_v2_file
 from sqlite_edits import assert_refused_untouched, edit_database, scalar, table_names
 
@@ -194,21 +195,7 @@ def test_processes_opening_an_old_file_at_once_all_open_it_and_lose_nothing(
 ) -> None:
     path = tmp_path / "old.db"
     records = _old_file(path, old, in_wal=5)
-    children = [
-        subprocess.Popen(
-            [sys.executable, str(CHILD), "hold", str(path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    said = []
-    for child in children:
-        assert child.stdout is not None
-        said.append(child.stdout.readline().strip())
-    for child in children:
-        child.communicate("", timeout=60)
+    said = first_lines_of_held_children([[sys.executable, str(CHILD), "hold", str(path)]] * 4)
     assert said == ["open"] * 4
     assert assert_whole(path, old, records) == SCHEMA_VERSION
 

@@ -24,6 +24,7 @@ from chanlog.backends.consumer_store import KeepsConsumers, MovesConsumersInTran
 from chanlog.errors import NotFound, StorageError
 from chanlog.records import PositionMove
 from chanlog.testing.events import sample_events, stored_records
+from held_children import first_lines_of_held_children
 
 pytestmark = pytest.mark.postgres
 
@@ -227,21 +228,7 @@ def test_processes_opening_a_v1_schema_at_once_all_open_it(
     open_postgres: Open, postgres_dsn: str, admin: psycopg.Connection[Any], schema: str
 ) -> None:
     records = _make_v1(open_postgres, admin, schema)
-    children = [
-        subprocess.Popen(
-            _child("hold", postgres_dsn, schema),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    said = []
-    for child in children:
-        assert child.stdout is not None
-        said.append(child.stdout.readline().strip())
-    for child in children:
-        child.communicate("", timeout=60)
+    said = first_lines_of_held_children([_child("hold", postgres_dsn, schema)] * 4)
     assert said == ["open"] * 4
     assert _assert_whole(postgres_dsn, admin, schema, records) == SCHEMA_VERSION
 
