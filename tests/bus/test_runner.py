@@ -129,6 +129,23 @@ def test_a_failing_record_is_retried_then_parked_and_the_rest_goes_on(
     assert state.position == len(store)
 
 
+def test_a_handlers_error_with_a_nul_is_logged_as_it_is_stored(
+    store: chanlog.EventStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    def handler(record: RecordedEvent) -> None:
+        if record.offset == 1:
+            raise ValueError("bad note 'a\x00b'")
+
+    with caplog.at_level(logging.WARNING, logger="chanlog.bus"):
+        with store.bus.consumer("c", handler, max_deliver=1, **FAST) as runner:
+            runner.drain()
+    [parked] = store.bus.consumers.parked("c")
+    assert "bad note 'a\\x00b'" in parked.error
+    lines = [r.getMessage() for r in caplog.records if r.name == "chanlog.bus"]
+    described = parked.error.removeprefix("offset 1: ")
+    assert len(lines) == 2 and all(described in line for line in lines)
+
+
 def test_a_retry_that_succeeds_is_not_parked(store: chanlog.EventStore) -> None:
     recorder = Recorder(fail_on={2}, fail_times=2)
     with store.bus.consumer("c", recorder, max_deliver=3, **FAST) as runner:

@@ -24,7 +24,7 @@ from chanlog.bus.handlers import Handler, ReportsFailure
 from chanlog.bus.lease import Lease
 from chanlog.bus.progress import RunnerStats
 from chanlog.errors import InvalidArgument, StorageError
-from chanlog.records import ParkedRecord, PositionMove, RecordedEvent
+from chanlog.records import ParkedRecord, PositionMove, RecordedEvent, storable_error
 
 __all__ = ["FailureRecorder", "describe_failure", "parked_record", "record_error", "retry_error"]
 
@@ -34,10 +34,12 @@ _PASSES = 3  # looks per beat while what stands changes under it; the next beat 
 
 
 def describe_failure(exc: BaseException) -> str:
-    """One line for a failed try: the exception and where it was raised."""
+    """One line for a failed try: the exception and where it was raised, as every backend
+    stores it (:func:`~chanlog.records.storable_error`), so that the runner's log lines say
+    what ``chanlog consumers`` shows and hold no NUL."""
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    return storable_error(f"{type(exc).__name__}: {exc}{where}")
 
 
 def record_error(offset: int, error: str) -> str:
