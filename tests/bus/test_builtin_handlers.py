@@ -11,7 +11,8 @@ import chanlog
 from bus.conftest import fill
 from chanlog.bus.jsonl_tap import JsonlTap
 from chanlog.bus.read_model import ChannelReadModel
-from chanlog.errors import ConfigError, DecodeError
+from chanlog.copying import export_line
+from chanlog.errors import ConfigError, DecodeError, IntegrityError
 from chanlog.events import StateSupportedUpdated
 from chanlog.plugins.host import default_host
 
@@ -81,6 +82,50 @@ def test_the_tap_leaves_a_foreign_file_as_it_was(tmp_path: Path, kind: str) -> N
     with pytest.raises(DecodeError, match="not a file of this tap"):
         JsonlTap(path=foreign)
     assert foreign.read_bytes() == before
+
+
+@pytest.mark.parametrize("whose", ["another log's tap", "the same log's export"])
+def test_a_tap_goes_on_only_from_a_file_that_continues_its_log(tmp_path: Path, whose: str) -> None:
+    """A file whose last line is not this log's record at its offset (another node's tap,
+    or this log's after it lost records others replaced) is refused before a byte is
+    written; a file whose last line is (this log's own export) is continued."""
+    path = tmp_path / "audit.jsonl"
+    with chanlog.EventStore() as store:
+        fill(store, seed=1 if whose == "the same log's export" else 2)
+        written = JsonlTap(path=path)
+        with store.bus.consumer("audit", written) as runner:
+            runner.run_once(limit=5)
+    before = path.read_bytes()
+    with chanlog.EventStore() as store:
+        fill(store, seed=1)
+        tap = JsonlTap(path=path)
+        runner = store.bus.consumer("audit", tap)
+        if whose == "the same log's export":
+            with runner:
+                runner.drain()
+            offsets = [orjson.loads(line)["offset"] for line in path.read_bytes().splitlines()]
+            assert offsets == list(range(len(store)))
+            return
+        with pytest.raises(IntegrityError, match="offset 4") as refused:
+            runner.drain()
+        runner.close()
+    assert refused.value.offset == 4
+    assert str(path) in str(refused.value) and "reset audit" in str(refused.value)
+    assert path.read_bytes() == before
+
+
+def test_an_export_of_the_log_is_continued_as_the_taps_own_file(tmp_path: Path) -> None:
+    """An export's lines hold the tap's fields (in another order): the tap checks the last
+    one against the log and goes on after it."""
+    export = tmp_path / "export.jsonl"
+    with chanlog.EventStore() as store:
+        fill(store)
+        lines = [orjson.dumps(export_line(record)) + b"\n" for record in store.read_range(0, 5)]
+        export.write_bytes(b"".join(lines))
+        with store.bus.consumer("audit", JsonlTap(path=export)) as runner:
+            runner.drain()
+        offsets = [orjson.loads(line)["offset"] for line in export.read_bytes().splitlines()]
+        assert offsets == list(range(len(store)))
 
 
 def test_a_tap_whose_first_write_was_torn_starts_over(tmp_path: Path) -> None:

@@ -136,9 +136,11 @@ def test_a_handlers_error_with_a_nul_is_logged_as_it_is_stored(
         if record.offset == 1:
             raise ValueError("bad note 'a\x00b'")
 
-    with caplog.at_level(logging.WARNING, logger="chanlog.bus"):
-        with store.bus.consumer("c", handler, max_deliver=1, **FAST) as runner:
-            runner.drain()
+    with (
+        caplog.at_level(logging.WARNING, logger="chanlog.bus"),
+        store.bus.consumer("c", handler, max_deliver=1, **FAST) as runner,
+    ):
+        runner.drain()
     [parked] = store.bus.consumers.parked("c")
     assert "bad note 'a\\x00b'" in parked.error
     lines = [r.getMessage() for r in caplog.records if r.name == "chanlog.bus"]

@@ -12,11 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 import chanlog
+from chanlog.bus.jsonl_tap import JsonlTap
 from chanlog.bus.worker import Worker
 from chanlog.cli import cli
 from chanlog.cli.demo_events import demo_events
 from chanlog.cli.errors import ExitCode
 from chanlog.errors import ConfigError
+from chanlog.workload import Workload, WorkloadConfig
 
 
 def _run(config: Path) -> tuple[int, str]:
@@ -109,3 +111,26 @@ def test_a_handler_file_that_is_the_log_s_own_is_refused_before_it_is_touched(
 def _tables(log: Path) -> list[str]:
     with contextlib.closing(sqlite3.connect(f"file:{log}?mode=ro", uri=True)) as db:
         return sorted(row[0] for row in db.execute("SELECT name FROM sqlite_master"))
+
+
+def test_an_audit_file_of_another_log_is_an_integrity_failure_without_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The tap refuses a file whose last line is not this log's record (its bind): ``run``
+    exits 1, as for any integrity failure, and says why once per place, with no traceback
+    (a chanlog error is a message, not a crash)."""
+    config = _config(tmp_path, 'handler = "jsonl"\npath = "audit.jsonl"\n')
+    other = tmp_path / "other.db"
+    with chanlog.open({"backend": {"name": "sqlite", "path": str(other)}}) as store:
+        store.append_batch(next(Workload(WorkloadConfig(seed=7, channels=1)).batches(3)))
+        with store.bus.consumer("audit", JsonlTap(path=tmp_path / "audit.jsonl")) as runner:
+            runner.drain()
+    with chanlog.open({"backend": {"name": "sqlite", "path": str(tmp_path / "node.db")}}) as store:
+        store.append_batch(demo_events())
+    before = (tmp_path / "audit.jsonl").read_bytes()
+    code, output = _run(config)
+    assert code == ExitCode.INTEGRITY, output
+    [failed] = [r for r in caplog.records if r.name == "chanlog.worker"]
+    assert failed.exc_info is None and "offset 2" in failed.getMessage()
+    assert "the file's last line is the record at offset 2" in output
+    assert (tmp_path / "audit.jsonl").read_bytes() == before

@@ -9,7 +9,8 @@ from typing import IO, Any
 
 import orjson
 
-from chanlog.errors import ConfigError, DecodeError, StorageError
+from chanlog.errors import ConfigError, DecodeError, IntegrityError, StorageError
+from chanlog.folded_chain import chain_hash_at
 from chanlog.records import RecordedEvent
 
 __all__ = ["JsonlTap"]
@@ -63,7 +64,9 @@ class JsonlTap:
 
     It tracks its own position (:class:`~chanlog.bus.handlers.TracksPosition`): the offset
     after the file's last line, so after a crash the runner resumes right after what the
-    file already holds, and no record is written twice (a torn last line is cut off).
+    file already holds, and no record is written twice (a torn last line is cut off). It
+    goes on only from a file whose last line is this log's record at its offset
+    (:meth:`bind`).
 
     Args:
         path: the file (created if missing, appended to otherwise).
@@ -86,6 +89,7 @@ class JsonlTap:
             raise ConfigError(f"jsonl: fsync must be true or false, got {fsync!r}", key="fsync")
         self.path = Path(path)
         self._fsync = fsync
+        self._last_chain_hash: str | None = None
         try:
             self._next = self._recover()
             self._file: IO[bytes] = self.path.open("ab")
@@ -133,8 +137,10 @@ class JsonlTap:
             return after
 
     def _offset_after(self, line: bytes) -> int:
+        """The offset after ``line``'s, the file's last line; keeps its chain hash."""
         try:
-            offset = orjson.loads(line)["offset"]
+            parsed = orjson.loads(line)
+            offset, chain_hash = parsed["offset"], parsed["chain_hash"]
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise DecodeError(
                 f"{self.path}: not a file of this tap (the last line is not a record of this "
@@ -142,7 +148,35 @@ class JsonlTap:
             ) from exc
         if type(offset) is not int:
             raise DecodeError(f"{self.path}: the last line's offset is not an int")
+        if type(chain_hash) is not str:
+            raise DecodeError(f"{self.path}: the last line's chain_hash is not a string")
+        self._last_chain_hash = chain_hash.lower()
         return offset + 1
+
+    def bind(self, store: Any, consumer: str) -> None:
+        """Check, before anything is written, that the file's last line is the log's record
+        at its offset, as the read model and the NATS relay do (ADR 0047, ADR 0049).
+
+        Raises:
+            IntegrityError: the log's record at that offset is another (its chain hash
+                differs): the file is another log's tap, or this log lost records the file
+                holds and others took their offsets. Lines cannot be taken back: point the
+                tap at a new file and reset the consumer. A file that reaches past the log's
+                end is refused by the runner.
+        """
+        if self._next is None or self._last_chain_hash is None:
+            return
+        offset = self._next - 1
+        found = chain_hash_at(store.backend, offset)
+        if found is not None and "0x" + found.hex() != self._last_chain_hash:
+            raise IntegrityError(
+                f"{self.path}: the file's last line is the record at offset {offset}, but the "
+                "log's record there is another (its chain hash differs): the file is another "
+                "log's tap, or this log lost records the file holds; nothing of it was "
+                "changed. Point the tap at a new file and reset the consumer (chanlog "
+                f"consumers reset {consumer} --to 0)",
+                offset=offset,
+            )
 
     def position(self, consumer: str) -> int | None:
         """The offset after the last record in the file."""

@@ -84,6 +84,7 @@ class _Job:
         self.name = name
         self.state = "waiting" if kind == "consumer" else "running"
         self.error: str | None = None
+        self.exception: Exception | None = None
         self._target = target
         self._stop = stop
         self.thread = threading.Thread(target=self._run, name=f"chanlog-{kind}-{name}", daemon=True)
@@ -95,7 +96,11 @@ class _Job:
         except Exception as exc:  # a worker thread's death is reported, not swallowed
             self.state = "failed"
             self.error = f"{type(exc).__name__}: {exc}"
-            logger.exception("%s %s failed", self.kind, self.name)
+            self.exception = exc
+            if isinstance(exc, ChanlogError):  # a refusal that says why: no traceback
+                logger.error("%s %s failed: %s", self.kind, self.name, self.error)
+            else:
+                logger.exception("%s %s failed", self.kind, self.name)
 
 
 class Worker:
@@ -228,6 +233,10 @@ class Worker:
         return [
             f"{job.kind} {job.name}: {job.error}" for job in self._jobs if job.state == "failed"
         ]
+
+    def failures(self) -> list[Exception]:
+        """What each thread that died raised, in the order of :meth:`failed`."""
+        return [job.exception for job in self._jobs if job.exception is not None]
 
     def rows(self) -> list[WorkerRow]:
         """Where every consumer and ingest stands now."""

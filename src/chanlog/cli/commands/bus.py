@@ -17,8 +17,8 @@ from chanlog.bus.ingest import IngestSource
 from chanlog.bus.settings import BusSettings, IngestSettings
 from chanlog.bus.worker import Worker, WorkerRow
 from chanlog.cli.app import CliContext, json_option, pass_cli
-from chanlog.cli.errors import CliError, ExitCode
-from chanlog.errors import ConfigError, InvalidArgument
+from chanlog.cli.errors import CliError, ExitCode, exit_code_for
+from chanlog.errors import ChanlogError, ConfigError, InvalidArgument
 from chanlog.factories import option_problem
 from chanlog.plugins.host import default_host
 from chanlog.records import ParkedRecord
@@ -111,6 +111,14 @@ def _plain(rows: Sequence[WorkerRow], last: dict[str, str]) -> None:
         if last.get(row.name) != line:
             last[row.name] = line
             click.echo(line, err=True)
+
+
+def _failed_exit_code(worker: Worker) -> ExitCode:
+    """The exit code of a run whose threads died: what the first one's chanlog error tells
+    (1 for an integrity failure such as a tap or read model that another log wrote), else
+    a storage or I/O error (5)."""
+    first = worker.failures()[0]
+    return exit_code_for(first) if isinstance(first, ChanlogError) else ExitCode.STORAGE
 
 
 def _watch(worker: Worker, state: CliContext, refresh: float) -> None:
@@ -235,7 +243,7 @@ def _run(state: CliContext, only: tuple[str, ...], refresh: float, wait: float) 
         worker.close()
     failed = worker.failed()
     if failed and not worker.stopping:
-        raise CliError("; ".join(failed), ExitCode.STORAGE)
+        raise CliError("; ".join(failed), _failed_exit_code(worker))
     if failed:
         state.output.note("stopped; " + "; ".join(failed))
 
@@ -480,4 +488,4 @@ def ingest_command(
         f"{stats.get('duplicates', 0)}, parked {stats.get('parked', 0)}"
     )
     if worker.failed() and not worker.stopping:
-        raise CliError("; ".join(worker.failed()), ExitCode.STORAGE)
+        raise CliError("; ".join(worker.failed()), _failed_exit_code(worker))
