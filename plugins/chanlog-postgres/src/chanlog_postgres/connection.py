@@ -95,7 +95,9 @@ def parse_dsn(dsn: object) -> tuple[str, ServerAddress]:
             key="backend.dsn",
         ) from exc
     text_params = {key: str(value) for key, value in params.items() if value is not None}
-    extra = {key: value for key, value in KEEPALIVES.items() if key not in text_params}
+    extra: dict[str, str | int] = {
+        key: value for key, value in KEEPALIVES.items() if key not in text_params
+    }
     extra["client_encoding"] = "UTF8"
     return conninfo.make_conninfo(dsn, **extra), ServerAddress(text_params)
 

@@ -170,8 +170,9 @@ def ensure_schema(
 
     Raises:
         NotFound: the schema holds no log and ``create`` is False.
-        StorageError: the database's encoding is not UTF8; the schema holds tables that are not chanlog's, a version this package
-            does not read, or misses some of its tables; or the server refused the DDL.
+        StorageError: the database's encoding is not UTF8; the schema holds tables that are
+            not chanlog's, a version this package does not read, or misses some of its
+            tables; or the server refused the DDL.
     """
     _require_utf8(connection)
     try:
