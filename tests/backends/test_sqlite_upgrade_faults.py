@@ -329,3 +329,44 @@ def test_a_schema_whose_text_does_not_decode_is_refused_as_unreadable(
     data[at + 4] = 0xFF  # 'BLOB\xffNOT': the column's declared type
     path.write_bytes(bytes(data))
     assert_refused_untouched(path, "unreadable database", read_only=read_only)
+
+
+def _meta_version(value: str | None) -> str:
+    if value is None:
+        return "DELETE FROM chanlog_meta WHERE key = 'schema_version'"
+    return f"UPDATE chanlog_meta SET value = '{value}' WHERE key = 'schema_version'"
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+@pytest.mark.parametrize(
+    ("old", "row"),
+    [(SCHEMA_VERSION, "2"), (SCHEMA_VERSION, "4"), (2, "3"), (SCHEMA_VERSION, None), (2, "two")],
+)
+def test_a_file_whose_meta_row_disagrees_with_its_header_version_is_refused_untouched(
+    tmp_path: Path, old: int, row: str | None, read_only: bool
+) -> None:
+    """``PRAGMA user_version`` and ``chanlog_meta``'s ``schema_version`` are written
+    together (at creation, and in the upgrade's one transaction), so a file where they
+    differ was changed outside chanlog, and which of the two is wrong is unknown (ADR 0071).
+    The tables were checked against the header first, so the message can say which value
+    fits them."""
+    path = tmp_path / "log.db"
+    if old == SCHEMA_VERSION:
+        SqliteBackend(path).close()
+    else:
+        MAKERS[old](path, RECORDS)
+    edit_database(path, _meta_version(row))
+    found = "has no schema_version row" if row is None else f"says schema_version {row!r}"
+    match = (
+        rf"^{path}: damaged chanlog database \(schema version {old} in its header "
+        rf"\(PRAGMA user_version\), but chanlog_meta {found}\): it was changed outside "
+        rf"chanlog\. Its tables are those of version {old}: restore the file from a backup, "
+        rf"or set the row to agree \(INSERT OR REPLACE INTO chanlog_meta \(key, value\) "
+        rf"VALUES \('schema_version', '{old}'\)\)$"
+    )
+    assert_refused_untouched(path, match, read_only=read_only)
+    edit_database(  # what the message says to do
+        path, f"INSERT OR REPLACE INTO chanlog_meta (key, value) VALUES ('schema_version', '{old}')"
+    )
+    with EventStore(SqliteBackend(path), projections=[]) as store:
+        assert store.verify() == (len(RECORDS) if old != SCHEMA_VERSION else 0)

@@ -285,6 +285,7 @@ def _check_with_read_only_connection(path: Path, *, read_only: bool) -> None:
         if read_only:
             refuse_for_reading(path, version)
         _check_tables(connection, path, version)
+        _check_meta_version(connection, path, version)
         row = connection.execute("SELECT value FROM chanlog_meta WHERE key = 'format'").fetchone()
         if row is None or row[0] != FORMAT_NAME:
             raise StorageError(f"{path}: damaged chanlog database (no format marker)")
@@ -397,6 +398,31 @@ def _check_tables(connection: sqlite3.Connection, path: Path, version: int) -> N
             f"{'; '.join(wrong)}): it was changed outside chanlog, half-way to another "
             "version; restore it from a backup, or finish or undo the change by hand"
         )
+
+
+def _check_meta_version(connection: sqlite3.Connection, path: Path, version: int) -> None:
+    """Refuse a file whose ``chanlog_meta`` ``schema_version`` row is not its header's
+    ``user_version`` (ADR 0071). chanlog writes the two together (in the file it builds, and
+    in :func:`upgrade`'s one transaction), so a difference is an edit from outside, and
+    which of them is wrong cannot be told; :func:`_check_tables` has already found the
+    tables to be those of ``version``, so the message can say which value fits them.
+
+    Raises:
+        StorageError: the row is missing or says another version.
+    """
+    row = connection.execute(
+        "SELECT value FROM chanlog_meta WHERE key = 'schema_version'"
+    ).fetchone()
+    if row is not None and row[0] == str(version):
+        return
+    found = "has no schema_version row" if row is None else f"says schema_version {row[0]!r}"
+    raise StorageError(
+        f"{path}: damaged chanlog database (schema version {version} in its header (PRAGMA "
+        f"user_version), but chanlog_meta {found}): it was changed outside chanlog. Its "
+        f"tables are those of version {version}: restore the file from a backup, or set the "
+        "row to agree (INSERT OR REPLACE INTO chanlog_meta (key, value) VALUES "
+        f"('schema_version', '{version}'))"
+    )
 
 
 def upgrade(connection: sqlite3.Connection, path: Path) -> bool:

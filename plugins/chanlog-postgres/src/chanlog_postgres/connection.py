@@ -58,7 +58,12 @@ class ServerAddress:
 
 def parse_dsn(dsn: object) -> tuple[str, ServerAddress]:
     """Check a DSN (``postgresql://...`` URL or ``key=value`` string) and return it with
-    keepalives added (unless it sets its own) and the server it names.
+    keepalives added (unless it sets its own), ``client_encoding`` set to UTF8, and the
+    server it names.
+
+    The client encoding is set whatever the DSN, ``PGCLIENTENCODING``, the database's or the
+    role's default say (the connection's own setting outranks all of them): in another one
+    psycopg cannot send every character an event may hold, or reads text as bytes (ADR 0071).
 
     Raises:
         ConfigError: ``dsn`` is missing, not a string, holds a NUL, or not parseable by
@@ -90,7 +95,10 @@ def parse_dsn(dsn: object) -> tuple[str, ServerAddress]:
             key="backend.dsn",
         ) from exc
     text_params = {key: str(value) for key, value in params.items() if value is not None}
-    extra = {key: value for key, value in KEEPALIVES.items() if key not in text_params}
+    extra: dict[str, str | int] = {
+        key: value for key, value in KEEPALIVES.items() if key not in text_params
+    }
+    extra["client_encoding"] = "UTF8"
     return conninfo.make_conninfo(dsn, **extra), ServerAddress(text_params)
 
 

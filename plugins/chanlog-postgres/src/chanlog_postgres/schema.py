@@ -164,11 +164,17 @@ def ensure_schema(
     transaction-level advisory lock, so exactly one creates (or upgrades) the tables.
     Returns whether this call created them.
 
+    The database's encoding is checked first, before anything is created or written, from
+    what the server announced when the session started (no round trip): it is fixed when the
+    database is created, so once per open is enough.
+
     Raises:
         NotFound: the schema holds no log and ``create`` is False.
-        StorageError: the schema holds tables that are not chanlog's, a version this package
-            does not read, or misses some of its tables; or the server refused the DDL.
+        StorageError: the database's encoding is not UTF8; the schema holds tables that are
+            not chanlog's, a version this package does not read, or misses some of its
+            tables; or the server refused the DDL.
     """
+    _require_utf8(connection)
     try:
         with connection.transaction():
             if not read_only:
@@ -266,6 +272,21 @@ stream entries, and count streams; the store takes snapshots and prunes them, an
 serializer the log records (``meta``, where the log has one). Nothing more: a server that
 denies UPDATE and DELETE on ``events`` keeps the log append-only whoever connects. The
 consumer tables are the bus's: a role that runs no consumer needs no right on them."""
+
+
+def _require_utf8(connection: psycopg.Connection[Any]) -> None:
+    """Refuse a database whose server encoding is not UTF8 (ADR 0071): in LATIN1 and the
+    like, text outside it is refused at the append; in SQL_ASCII, nothing is checked or
+    converted and every text is read back as bytes."""
+    encoding = connection.info.parameter_status("server_encoding")
+    if encoding != "UTF8":
+        raise StorageError(
+            f"postgres backend: database {connection.info.dbname!r} has server encoding "
+            f"{encoding}, and chanlog needs UTF8 (in another encoding the text an event holds "
+            "is refused, or stored other than it was appended): create the database with "
+            "ENCODING 'UTF8' (TEMPLATE template0) and point the dsn at it; move a log already "
+            "there with pg_dump --schema"
+        )
 
 
 def _require_read_write_session(connection: psycopg.Connection[Any], schema: str) -> None:
