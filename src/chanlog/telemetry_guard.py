@@ -26,7 +26,10 @@ from chanlog.records import RecordedEvent, StoredSnapshot
 
 if TYPE_CHECKING:
     from chanlog.appending import CommitResult, Encoded
-    from chanlog.telemetry import ConsumerTelemetry, RelayTelemetry, Span, StoreTelemetry
+
+# chanlog.telemetry's protocols are not imported: that module imports this one. What is
+# guarded is typed Any here; the guards themselves implement the protocols.
+Span = tuple[int, int]
 
 __all__ = ["GuardedTelemetry", "GuardedTracing", "TelemetryFaults", "guarded"]
 
@@ -134,7 +137,7 @@ class _GuardedConsumer:
 
     __slots__ = ("_faults", "_inner")
 
-    def __init__(self, inner: ConsumerTelemetry | None, faults: TelemetryFaults) -> None:
+    def __init__(self, inner: Any, faults: TelemetryFaults) -> None:
         self._inner = inner
         self._faults = faults
 
@@ -150,7 +153,7 @@ class _GuardedRelay:
 
     __slots__ = ("_faults", "_inner")
 
-    def __init__(self, inner: RelayTelemetry | None, faults: TelemetryFaults) -> None:
+    def __init__(self, inner: Any, faults: TelemetryFaults) -> None:
         self._inner = inner
         self._faults = faults
 
@@ -181,7 +184,7 @@ class GuardedTelemetry:
 
     __slots__ = ("faults", "telemetry")
 
-    def __init__(self, telemetry: StoreTelemetry, faults: TelemetryFaults) -> None:
+    def __init__(self, telemetry: Any, faults: TelemetryFaults) -> None:
         self.telemetry = telemetry
         """What the provider offered."""
         self.faults = faults
@@ -212,14 +215,14 @@ class GuardedTelemetry:
         """Report a snapshot."""
         self.faults.report("snapshot_taken", self.telemetry.snapshot_taken, snapshot, span)
 
-    def consumer(self, name: str) -> ConsumerTelemetry:
+    def consumer(self, name: str) -> _GuardedConsumer:
         """The telemetry of consumer ``name``, behind the boundary."""
         inner = self.faults.report("consumer", self.telemetry.consumer, name)
         return _GuardedConsumer(inner, self.faults)
 
     def relay(
         self, consumer: str, system: str, stats: Callable[[], Mapping[str, Any]]
-    ) -> RelayTelemetry:
+    ) -> _GuardedRelay:
         """The telemetry of a relay, behind the boundary."""
         inner = self.faults.report("relay", self.telemetry.relay, consumer, system, stats)
         return _GuardedRelay(inner, self.faults)
@@ -235,11 +238,11 @@ class GuardedTracing(GuardedTelemetry):
         self, system: str, source: str, carriers: Sequence[Mapping[str, str] | None]
     ) -> AbstractContextManager[object]:
         """Around the append of received messages, behind the boundary."""
-        make = self.telemetry.received  # type: ignore[attr-defined]
+        make = self.telemetry.received
         return _Guarded(self.faults, "received", make, system, source, carriers)
 
 
-def guarded(telemetry: StoreTelemetry, who: str) -> GuardedTelemetry:
+def guarded(telemetry: Any, who: str) -> GuardedTelemetry:
     """``telemetry`` behind the boundary, its failures said naming it ``who``."""
     # What isinstance(telemetry, ContinuesTraces) checks, without importing the protocols'
     # module, which imports this one.

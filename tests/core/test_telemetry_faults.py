@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +89,8 @@ def test_a_group_commit_reports_every_caller_committed(tmp_path: Path) -> None:
                     with lock:
                         offsets.append(offset)
 
-        threads = [threading.Thread(target=write, args=(events[i::8],)) for i in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(write, [events[i::8] for i in range(8)]))
         assert [repr(error) for error in failures] == []
         assert sorted(offsets) == list(range(160))
         assert len(store) == 160

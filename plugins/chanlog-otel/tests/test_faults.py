@@ -17,11 +17,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import chanlog
 from chanlog.errors import StorageError
-from chanlog.plugins.hookspecs import hookimpl
 from chanlog.plugins.host import PluginHost
 from chanlog.records import Head
 from chanlog.telemetry import ContinuesTraces, telemetry_of
 from chanlog.testing import FlakyBackend, sample_events
+from fake_telemetry import host_with
 
 VALID = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
 
@@ -40,14 +40,7 @@ class RaisingProcessor(SimpleSpanProcessor):
 
 
 def _host(provider: OtelProvider) -> PluginHost:
-    class Registers:
-        @hookimpl
-        def chanlog_register_telemetry(self, register: Any) -> None:
-            register("test-otel", provider)
-
-    host = PluginHost(load_entry_points=False)
-    host.register(Registers(), "test-otel")
-    return host
+    return host_with(**{"test-otel": provider})
 
 
 def test_a_span_processor_that_raises_changes_no_append_and_parks_no_record(
@@ -69,8 +62,8 @@ def test_a_span_processor_that_raises_changes_no_append_and_parks_no_record(
     assert (handled, info.state.parked) == ([0, 1, 2, 3, 4], 0)
     said = sorted({r.getMessage().split(" failed")[0] for r in caplog.records})
     assert said == [
-        "telemetry provider 'test-otel' (registered by plugin 'test-otel') at appended",
-        "telemetry provider 'test-otel' (registered by plugin 'test-otel') at processing",
+        "telemetry provider 'test-otel' (registered by plugin 'fake-telemetry') at appended",
+        "telemetry provider 'test-otel' (registered by plugin 'fake-telemetry') at processing",
     ]
     assert len(caplog.records) == 2  # once each, not at every append or try
 
