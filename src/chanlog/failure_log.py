@@ -29,6 +29,7 @@ class FailureLog:
         consequence: what a failure means for the user, appended to its first line.
         remind_every: seconds between two lines about a failure that goes on.
         clock: the monotonic clock (a test's own).
+        then: what happens next, ending a failure's lines (``""``: nothing is said).
     """
 
     def __init__(
@@ -38,12 +39,14 @@ class FailureLog:
         consequence: str = "",
         remind_every: float = REMIND_EVERY,
         clock: Callable[[], float] = time.monotonic,
+        then: str = "retrying",
     ) -> None:
         self._logger = logger
         self._what = what
         self._consequence = f"; {consequence}" if consequence else ""
         self._remind_every = remind_every
         self._clock = clock
+        self._then = f"; {then}" if then else ""
         self._failure: tuple[type[BaseException], str] | None = None
         self._since = 0.0
         self._said_at = 0.0
@@ -67,11 +70,12 @@ class FailureLog:
             self._tries += 1
             self._logger.log(
                 level,
-                "%s failed (%s: %s)%s; retrying",
+                "%s failed (%s: %s)%s%s",
                 self._what,
                 type(error).__name__,
                 error,
                 self._consequence,
+                self._then,
                 exc_info=error if with_traceback else None,
             )
             return
@@ -80,12 +84,13 @@ class FailureLog:
             self._said_at = now
             self._logger.log(
                 level,
-                "%s still fails after %d tries over %.0f s (%s: %s); retrying",
+                "%s still fails after %d tries over %.0f s (%s: %s)%s",
                 self._what,
                 self._tries,
                 now - self._since,
                 type(error).__name__,
                 error,
+                self._then,
             )
 
     def succeeded(self) -> None:

@@ -29,9 +29,10 @@ def opened(
     """The last step of opening ``store``: install its telemetry
     (:func:`chanlog.telemetry.install`), then call the ``chanlog_store_opened`` hook; when
     a plugin's hook raises (a :class:`~chanlog.errors.PluginError`), ``release`` what the
-    store holds first: it never opened."""
-    telemetry.install(store, writer, pipeline, taker, reconstructor)
+    store holds first: it never opened. (A telemetry provider that raises is no such
+    failure: the store opens without its telemetry, ADR 0073.)"""
     try:
+        telemetry.install(store, writer, pipeline, taker, reconstructor)
         store.plugins.notify("chanlog_store_opened", store=store)
     except BaseException:
         release()

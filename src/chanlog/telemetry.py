@@ -32,6 +32,7 @@ from chanlog.errors import (
     InvalidTransition,
 )
 from chanlog.records import RecordedEvent, StoredSnapshot, Witness
+from chanlog.telemetry_guard import TelemetryFaults, guarded
 
 if TYPE_CHECKING:
     from chanlog.appending import AppendPipeline, CommitResult, Encoded, Work
@@ -153,8 +154,14 @@ class TelemetryProvider(Protocol):
 _installed: weakref.WeakKeyDictionary[Any, weakref.ref[_Instruments]] = weakref.WeakKeyDictionary()
 
 
+# Provider (as named in log lines) → its failures to offer a store telemetry, said once for
+# all the stores that open meanwhile.
+_opening: dict[str, TelemetryFaults] = {}
+
+
 def telemetry_of(store: Any) -> StoreTelemetry | None:
-    """The telemetry installed in ``store`` (``None``: none, the common case)."""
+    """The telemetry installed in ``store`` (``None``: none, the common case), behind the
+    boundary that keeps its failures from changing what its callers do (ADR 0073)."""
     try:
         found = _installed.get(store)
     except TypeError:  # an object that cannot be weakly referenced has none
@@ -209,12 +216,17 @@ def install(
     reconstructor: StateReconstructor,
 ) -> None:
     """Install on ``store`` the telemetry the first provider (by name) offers, if any: its
-    parts are wrapped per instance, so a store with none runs its plain code."""
-    providers = store.plugins.telemetry
+    parts are wrapped per instance, so a store with none runs its plain code. A provider
+    that raises offers none (said once per provider, ADR 0073); what is installed reports
+    through :func:`chanlog.telemetry_guard.guarded`."""
+    host = store.plugins
+    providers = host.telemetry
     for name in sorted(providers):
-        telemetry = providers[name].for_store(store)
+        who = host.describe("telemetry", name)
+        opening = _opening.setdefault(who, TelemetryFaults(who))
+        telemetry = opening.report("for_store", providers[name].for_store, store)
         if telemetry is not None:
-            instruments = _Instruments(telemetry, writer.groups)
+            instruments = _Instruments(guarded(telemetry, who), writer.groups)
             instruments.wrap(store, store.backend, writer, pipeline, taker, reconstructor)
             _installed[store] = weakref.ref(instruments)
             return

@@ -124,6 +124,15 @@ def chanlog_register_telemetry(register: Callable[[str, Any], None]) -> None:
     by name, for the telemetry to install (the first one offered is); ``chanlog run
     --metrics`` asks the first one to serve metrics. No built-in: ``plugins/chanlog-otel``
     registers ``otel`` (OpenTelemetry metrics and traces, a Prometheus endpoint).
+
+    Telemetry observes and never decides (ADR 0073): an exception raised by a provider's
+    ``for_store`` (the store opens without it) or by any point of the telemetry it offers
+    (``appended``, ``refused``, ``committed``, ``processing``...) is caught, logged once on
+    ``chanlog.telemetry`` naming the provider and this plugin (again each minute it goes
+    on, and when it stops), and changes nothing the store, a consumer, a relay or an ingest
+    does. A context manager's ``__exit__`` cannot swallow the work's error. Reporting is
+    synchronous: a telemetry must not block (``committed`` runs under the store's lock).
+    This hook itself raising is a :class:`~chanlog.errors.PluginError` (ADR 0061).
     """
 
 

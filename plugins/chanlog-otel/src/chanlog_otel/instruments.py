@@ -21,6 +21,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observa
 from opentelemetry.trace import SpanContext, TracerProvider
 
 from chanlog.errors import ChanlogError
+from chanlog.failure_log import FailureLog
 from chanlog.telemetry import figures
 from chanlog_otel import names
 
@@ -109,7 +110,10 @@ class Instruments:
         self._relays: list[Relay] = []
         self._lock = threading.Lock()
         self._recent: OrderedDict[str, SpanContext] = OrderedDict()
-        self._figures: dict[int, tuple[float, dict[str, Any]]] = {}
+        # By store: the figures read last (None: the read failed) and when, and how their
+        # reads' failures are said (once, then each minute, then when they work again).
+        self._figures: dict[int, tuple[float, dict[str, Any] | None]] = {}
+        self._said: dict[int, FailureLog] = {}
         self.last_verified: float | None = None
         if meter_provider is not None:
             self._create(meter_provider)
@@ -228,6 +232,7 @@ class Instruments:
             self._stores.discard(store)
             self._relays = [relay for relay in self._relays if relay.store() not in (store, None)]
             self._figures.pop(id(store), None)
+            self._said.pop(id(store), None)
 
     def add_relay(self, relay: Relay) -> None:
         """Read ``relay``'s figures when metrics are collected."""
@@ -252,24 +257,37 @@ class Instruments:
 
     def _every_figures(self) -> list[dict[str, Any]]:
         """Each watched store's :func:`~chanlog.telemetry.figures`, read at most once per
-        collection (the gauges of one scrape share them)."""
+        collection (the gauges of one scrape share them, and a failed read too: a failing
+        backend is asked once per scrape, and said to fail once, ADR 0073)."""
         with self._lock:
             stores = list(self._stores)
         found = []
         now = time.monotonic()
         for store in stores:
             cached = self._figures.get(id(store))
-            if cached is not None and now - cached[0] < _FRESH:
+            if cached is None or now - cached[0] >= _FRESH:
+                cached = self._figures[id(store)] = (now, self._read(store))
+            if cached[1] is not None:
                 found.append(cached[1])
-                continue
-            try:
-                read = figures(store)
-            except ChanlogError as exc:
-                logger.warning("reading the log's figures failed: %s", exc)
-                continue
-            self._figures[id(store)] = (now, read)
-            found.append(read)
         return found
+
+    def _read(self, store: Any) -> dict[str, Any] | None:
+        """``store``'s figures, or ``None`` when they cannot be read (said once)."""
+        said = self._said.get(id(store))
+        if said is None:
+            said = self._said[id(store)] = FailureLog(
+                logger,
+                "reading the log's figures for the gauges",
+                "the store's gauges are left out of the collections meanwhile",
+                then="read again at the next collection",
+            )
+        try:
+            read = figures(store)
+        except Exception as exc:  # a gauge's reading fails alone, whatever the backend raised
+            said.failed(exc, logging.WARNING)
+            return None
+        said.succeeded()
+        return read
 
     def _records(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(read["records"]) for read in self._every_figures()]

@@ -29,10 +29,14 @@ def carrier_of(span: Span) -> dict[str, str]:
 
 def _sent_from(carrier: Mapping[str, str] | None) -> Context | None:
     """The context a message with these headers was sent in (``None``: it carries no
-    valid trace)."""
-    if not carrier:
+    valid trace). Headers come from another process: a carrier that is not a mapping, and
+    a header that is not text, are ignored (the propagators raise on them, ADR 0073)."""
+    if not carrier or not isinstance(carrier, Mapping):
         return None
-    context = propagate.extract(carrier)
+    text = {k: v for k, v in carrier.items() if isinstance(k, str) and isinstance(v, str)}
+    if not text:
+        return None
+    context = propagate.extract(text)
     return context if get_current_span(context).get_span_context().is_valid else None
 
 
