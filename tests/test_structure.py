@@ -100,7 +100,7 @@ def test_pending_tables_name_existing_modules() -> None:
 
 MAX_LINES = 600
 MAX_STORE_LINES = 400
-PENDING_SIZE = {}
+PENDING_SIZE: dict[str, str] = {}
 
 
 def line_count(name: str) -> int:

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 import chanlog
-from chanlog.events import MessageDropped
+from chanlog.events import Event, MessageDropped
 from chanlog.records import RecordedEvent
 from chanlog.testing.events import bytes32_of
 from chanlog.workload import Workload, WorkloadConfig
@@ -78,7 +78,7 @@ def count_points(kill_at: int, trail: list[str] | None = None) -> None:
     connect = sqlite3.connect
 
     def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        connection = connect(*args, **kwargs)
+        connection: sqlite3.Connection = connect(*args, **kwargs)
         connection.set_trace_callback(_point)
         return connection
 
@@ -149,12 +149,12 @@ def life(backend: dict[str, Any], side_path: str) -> None:
             _append(store, side, [event])
         for start in range(10, len(first), 5):
             _append(store, side, first[start : start + 5])
-        threads = [
-            threading.Thread(
-                target=lambda part=part: [_append(store, side, [e]) for e in part]  # type: ignore[misc]
-            )
-            for part in grouped
-        ]
+
+        def append_one_by_one(part: list[Event]) -> None:
+            for event in part:
+                _append(store, side, [event])
+
+        threads = [threading.Thread(target=append_one_by_one, args=(part,)) for part in grouped]
         for thread in threads:
             thread.start()
         for thread in threads:

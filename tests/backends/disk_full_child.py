@@ -28,6 +28,7 @@ from typing import Any
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.errors import StorageError
 from chanlog.events.base import Event
+from chanlog.projections import EntityProjection
 from chanlog.snapshots.policies import EveryNEvents
 from chanlog.store import EventStore
 from chanlog.workload import Workload
@@ -127,6 +128,7 @@ def _mismatches(store: EventStore, fresh: EventStore) -> tuple[int, list[str]]:
     entities = 0
     differ: list[str] = []
     for name, projection in store.projections.items():
+        assert isinstance(projection, EntityProjection)  # as every built-in projection is
         ids = list(projection.ids())
         entities += len(ids)
         if len(fresh.projection(name)) != len(ids):

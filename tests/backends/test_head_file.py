@@ -105,7 +105,7 @@ def test_a_failed_replace_keeps_the_old_witness_and_leaves_no_temporary(
     def crash(source: object, target: object) -> None:
         raise OSError("disk pulled out")
 
-    monkeypatch.setattr(files.os, "replace", crash)
+    monkeypatch.setattr(os, "replace", crash)  # the os module chanlog.backends.files uses
     with pytest.raises(StorageError, match="disk pulled out"):
         witness.write(Head(5, bytes(32)))
     monkeypatch.undo()
@@ -118,10 +118,17 @@ def test_the_new_witness_is_fsynced_before_it_replaces_the_old(
 ) -> None:
     calls: list[str] = []
     real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(files.os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd)))
-    monkeypatch.setattr(
-        files.os, "replace", lambda a, b: (calls.append("replace"), real_replace(a, b))
-    )
+
+    def fsync(fd: int) -> None:
+        calls.append("fsync")
+        real_fsync(fd)
+
+    def replace(source: str, target: str) -> None:
+        calls.append("replace")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)  # the os module chanlog.backends.files uses
+    monkeypatch.setattr(os, "replace", replace)
     HeadFile(tmp_path / "log.db").write(HEAD)
     # The file's data, then the rename, then the directory entry.
     assert calls == ["fsync", "replace", "fsync"]
@@ -232,7 +239,7 @@ def test_a_witness_never_remembers_commits_a_power_cut_may_take(
     from chanlog.backends import sqlite as sqlite_module
 
     steps: list[str] = []
-    synced = sqlite_module.fsync_file
+    synced = files.fsync_file  # what the sqlite backend calls, patched there below
     written = HeadFile.write
 
     def fsync_file(path: Path) -> None:

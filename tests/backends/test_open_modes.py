@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ def _log(path: Path, count: int = 5) -> None:
     [({"read_only": True}, "read_only"), ({"create": False}, "create = false")],
 )
 def test_a_missing_file_is_refused_and_never_created(
-    tmp_path: Path, options: dict[str, bool], reason: str
+    tmp_path: Path, options: dict[str, Any], reason: str
 ) -> None:
     path = tmp_path / "missing.db"
     with pytest.raises(NotFound, match="no such chanlog database file") as error:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 import attrs
 import pytest
@@ -442,7 +443,7 @@ def test_frame_checksums_match_the_plain_definition(
         body = bytes(frames[offset + FRAME_HEADER : offset + FRAME_HEADER + page_size])
         running = reference_checksum(body, big_endian=big_endian, state=running)
         expected.append(running)
-    order = "big" if big_endian else "little"
+    order: Literal["big", "little"] = "big" if big_endian else "little"
     got = sqlite_wal.frame_checksums(memoryview(frames), count, page_size, order, state)
     assert got == expected
 

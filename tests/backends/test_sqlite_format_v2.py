@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chanlog.backends import sqlite_queries, sqlite_schema
+from chanlog.backends import sqlite_format, sqlite_queries, sqlite_schema
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.backends.sqlite_schema import SCHEMA_VERSION, TABLES, upgrade
 from chanlog.errors import IntegrityError, StorageError
@@ -343,7 +343,7 @@ def test_a_failed_upgrade_leaves_the_v1_file_as_it_was(
     path = tmp_path / "old.db"
     old = stored_records(sample_events(12), Head(0, GENESIS_CHAIN_HASH))
     make_v1_file(path, old)
-    first_step = sqlite_schema.UPGRADE_FROM_V1[0]
+    first_step = sqlite_format.UPGRADE_FROM_V1[0]  # patched below where the upgrade reads it
     monkeypatch.setattr(
         sqlite_schema, "UPGRADE_FROM_V1", (first_step, "SELECT nonsense FROM nowhere")
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from chanlog.backends import sqlite_schema
+from chanlog.backends import sqlite_format, sqlite_schema
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.backends.sqlite_schema import SCHEMA_VERSION, TABLES, upgrade
 from chanlog.errors import LeaseHeld, NotFound, StorageError
@@ -88,11 +88,11 @@ def test_a_v2_log_is_upgraded_to_v3_in_place_with_its_data(
     finally:
         backend.close()
     with EventStore(SqliteBackend(v2_file), projections=[]) as store:
-        backend = store.backend
-        assert isinstance(backend, SqliteBackend)
-        state = backend.consumer_state("audit")
+        opened = store.backend
+        assert isinstance(opened, SqliteBackend)
+        state = opened.consumer_state("audit")
         assert state is not None and (state.position, state.handled) == (48, 48)
-        assert upgrade(backend._connections.writer, v2_file) is False  # nothing left to do
+        assert upgrade(opened._connections.writer, v2_file) is False  # nothing left to do
         assert len(store) == 48
 
 
@@ -112,7 +112,7 @@ def test_the_v2_upgrade_rewrites_no_rows(tmp_path: Path) -> None:
 def test_a_failed_v2_upgrade_leaves_the_file_as_it_was(
     v2_file: Path, records: list[StoredRecord], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first_step = sqlite_schema.UPGRADE_FROM_V2[0]
+    first_step = sqlite_format.UPGRADE_FROM_V2[0]  # patched below where the upgrade reads it
     monkeypatch.setattr(
         sqlite_schema, "UPGRADE_FROM_V2", (first_step, "SELECT nonsense FROM nowhere")
     )

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from chanlog.backends import files, sqlite_options
+from chanlog.backends import sqlite_options
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.backends.sqlite_options import unreadable_log
 from chanlog.errors import StorageError
@@ -300,7 +300,7 @@ def test_in_process_a_writer_is_refused_what_the_kernel_says_it_may_not_write(
     denied = {tmp_path, Path(f"{path}-shm"), Path(f"{path}-wal")}  # the -wal does not exist
     real_access = os.access
     monkeypatch.setattr(
-        files.os,
+        os,  # the os module chanlog.backends.files uses
         "access",
         lambda where, mode: Path(where) not in denied and real_access(where, mode),
     )

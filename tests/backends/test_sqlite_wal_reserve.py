@@ -23,6 +23,7 @@ from chanlog.backends.sqlite_wal_reserve import (
     WalReserve,
     log_limit,
 )
+from chanlog.events import Event
 from chanlog.store import EventStore
 from chanlog.testing import sample_events
 
@@ -237,7 +238,7 @@ def _crash_copy(database: Path, into: Path) -> Path:
     return copy
 
 
-def _recovered(copy: Path) -> list[object]:
+def _recovered(copy: Path) -> list[Event]:
     with EventStore(SqliteBackend(copy), projections=[]) as recovered:
         events = [record.event for record in recovered.read_from(0)]
         assert recovered.verify() == len(events)

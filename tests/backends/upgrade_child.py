@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import json
 import sys
-
-from crash_points_child import count_points
+from typing import TYPE_CHECKING
 
 from chanlog.backends.base import Backend
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.errors import ChanlogError
+
+if TYPE_CHECKING:  # the same module, named as pytest's pythonpath (tests/) names it
+    from backends.crash_points_child import count_points
+else:  # run as a script, this file's folder is first on sys.path
+    from crash_points_child import count_points
 
 
 def _backend(log: str) -> Backend:

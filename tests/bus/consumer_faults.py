@@ -222,7 +222,9 @@ class Node:
         acks = [r for r in self.store if r.event_type == "message-acked"]
         assert len(acks) == 1, f"the answered record's ack was made {len(acks)} times"
         errors = {row.error for row in rows}
-        assert state.last_error in (errors or {None}), state.last_error
+        assert (state.last_error in errors) if errors else state.last_error is None, (
+            state.last_error
+        )
         assert all(error.startswith(f"offset {PARKED}: RuntimeError") for error in errors)
 
     def check_released(self) -> None:

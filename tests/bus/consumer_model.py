@@ -198,7 +198,7 @@ class Faults:
         if stage == "begin":
             raise StorageError("the database is restarting (write, begin)")
         refused = StorageError("the database is restarting (write, commit)")
-        with self._write() as transaction:  # type: ignore[attr-defined]
+        with self._write() as transaction:
             yield transaction
             if stage == "commit":
                 raise refused  # rolls the transaction back
@@ -586,9 +586,12 @@ class ConsumerModel(RuleBasedStateMachine):
             state = self._state()
             assert state is not None
         head = len(self.store)
-        target: str | int = {"earliest": 0, "latest": "latest", "back": state.position // 2}.get(
-            to, state.position
-        )
+        targets: dict[str, str | int] = {
+            "earliest": 0,
+            "latest": "latest",
+            "back": state.position // 2,
+        }
+        target = targets.get(to, state.position)
         reset = self.store.bus.consumers.reset(NAME, target)
         position = reset.position
         assert position == (head if target == "latest" else target)

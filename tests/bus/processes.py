@@ -153,8 +153,14 @@ def workers() -> Iterator[list[Worker]]:
             worker.stop()
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, pause: float = 0.05) -> Any:
-    """Poll ``condition`` until it returns something true; fail after ``timeout`` seconds."""
+def wait_for(
+    condition: Callable[[], Any],
+    timeout: float,
+    what: str | Callable[[], str],
+    pause: float = 0.05,
+) -> Any:
+    """Poll ``condition`` until it returns something true; fail after ``timeout`` seconds
+    (the message says ``what``, or what ``what()`` returns then)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()

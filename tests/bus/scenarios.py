@@ -194,12 +194,11 @@ def sigkill_at_random_moments(backend: Backend, workdir: Path, kills: int, seed:
             worker = Worker(workdir, env)
             started.append(worker)
             with appender.running():
-                wait_for(
-                    lambda size=before: probe_log.exists() and probe_log.stat().st_size > size,
-                    60,
-                    worker.output,
-                    pause=0.01,
-                )
+
+                def grown(size: int = before) -> bool:
+                    return probe_log.exists() and probe_log.stat().st_size > size
+
+                wait_for(grown, 60, worker.output, pause=0.01)
                 time.sleep(chooser.uniform(0.0, 0.6))
                 worker.kill()
             report.kills += 1

@@ -8,19 +8,22 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import chanlog
 from bus.conftest import Recorder
 from bus.processes import cli
 from chanlog.backends.sqlite import SqliteBackend
+from chanlog.bus import ConsumerRunner
+from chanlog.bus.handlers import Handler
 from chanlog.records import RecordedEvent
 from chanlog.testing import sample_events
 
-FAST = {"backoff": [0.0], "max_deliver": 2}
+FAST: dict[str, Any] = {"backoff": [0.0], "max_deliver": 2}
 
 
-def _pass(store: chanlog.EventStore, handler: object) -> chanlog.bus.ConsumerRunner:
-    with store.bus.consumer("c", handler, **FAST) as runner:  # type: ignore[arg-type]
+def _pass(store: chanlog.EventStore, handler: Handler) -> ConsumerRunner:
+    with store.bus.consumer("c", handler, **FAST) as runner:
         runner.drain()
     return runner
 

@@ -10,6 +10,7 @@ from typing import Any
 import chanlog
 from bus.conftest import fill
 from chanlog.bus import EmbeddedBroker
+from chanlog.events import ChannelCreated
 from chanlog.records import RecordedEvent
 from chanlog.workload import Workload, WorkloadConfig
 
@@ -54,7 +55,7 @@ def test_subjects_and_threads_appending() -> None:
 def test_one_entity_by_its_subject() -> None:
     with chanlog.EventStore() as store:
         fill(store, seed=4)
-        channel = next(r.event.channel_id for r in store if r.event_type == "channel-created")
+        channel = next(r.event.channel_id for r in store if isinstance(r.event, ChannelCreated))
         seen: list[RecordedEvent] = []
         store.subscribe(seen.append, from_offset=0, subjects=f"chanlog.*.*.{channel.lower()}")
         assert seen

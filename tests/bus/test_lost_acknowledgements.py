@@ -56,13 +56,14 @@ class Messenger:
 
     def __call__(self, record: RecordedEvent) -> list[chanlog.Event] | None:
         self.calls.append(record.offset)
-        if record.event_type != "objective-created":
+        created = record.event
+        if not isinstance(created, ObjectiveCreated):
             return None
         self.made += 1
         return [
             MessageSent(
                 message_id="0x" + f"{self.made:064x}",
-                objective_id=record.event.objective_id,
+                objective_id=created.objective_id,
                 peer_id="peer-1",
             )
         ]
@@ -87,7 +88,7 @@ class Node:
 
     def messages(self) -> list[str]:
         """The objective of each message the log holds, in order."""
-        return [r.event.objective_id for r in self.store if r.event_type == "message-sent"]
+        return [r.event.objective_id for r in self.store if isinstance(r.event, MessageSent)]
 
 
 @pytest.fixture
@@ -217,9 +218,12 @@ def test_grouped_appends_that_landed_unacknowledged_are_each_found_again() -> No
             with lock:
                 offsets[index] = offset
 
+        def append_every_eighth(start: int) -> None:
+            for index in range(start, 64, 8):
+                append(index)
+
         threads = [
-            threading.Thread(target=lambda start=start: [append(i) for i in range(start, 64, 8)])
-            for start in range(8)
+            threading.Thread(target=append_every_eighth, args=(start,)) for start in range(8)
         ]
         for thread in threads:
             thread.start()

@@ -185,7 +185,7 @@ def test_a_retry_written_after_its_record_was_parked_gives_way_to_the_records_er
     stats = RunnerStats(position=4)
     retry = "offset 3, try 4 of 5 failed, retrying: RuntimeError: x"
     keeper = _ParksWhileWritten(backend, stats, retry)
-    lease = Lease(keeper, "c", "runner-1", 15.0)  # type: ignore[arg-type]
+    lease = Lease(keeper, "c", "runner-1", 15.0)
     lease.take(wait=False, stop=None)
     backend.move_consumer(PositionMove("c", "runner-1", 4, handled=3))
     stats.retry = retry

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ from chanlog.testing import FlakyBackend
 from chanlog.testing.flaky import WriteStage
 from tips_plugin import TipPaid, host_with_tips
 
-FAST = {"backoff": [0.0], "lease_ttl": 5.0}
+FAST: dict[str, Any] = {"backoff": [0.0], "lease_ttl": 5.0}
 
 
 def matching(store: chanlog.EventStore, *patterns: str) -> list[int]:
@@ -226,7 +227,7 @@ def test_a_handler_that_appends_commits_its_events_with_the_position() -> None:
         )
 
         def approve(record: RecordedEvent) -> list[chanlog.Event] | None:
-            if record.event_type == "objective-created":
+            if isinstance(record.event, ObjectiveCreated):
                 return [ObjectiveApproved(objective_id=record.event.objective_id, timestamp_ms=2)]
             return None
 
@@ -467,7 +468,8 @@ def test_a_backend_without_consumers_is_refused() -> None:
 
 
 def test_consumer_specs_refuse_bad_settings(store: chanlog.EventStore) -> None:
-    for settings in (
+    # wrong types among them on purpose: the refusals are under test
+    bad_settings: list[dict[str, Any]] = [
         {"max_deliver": 0},
         {"backoff": []},
         {"backoff": [-1]},
@@ -477,7 +479,8 @@ def test_consumer_specs_refuse_bad_settings(store: chanlog.EventStore) -> None:
         {"lease_ttl": -1},
         {"subjects": "a..b"},
         {"start": -1},
-    ):
+    ]
+    for settings in bad_settings:
         with pytest.raises(InvalidArgument):
             store.bus.consumer("c", Recorder(), **settings)
     for name in ("", "a b", "x" * 201, 5):

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from chanlog import ObjectiveCreated
+from chanlog import Event, EventStore, ObjectiveCreated
+from chanlog.cli import records_io
 from chanlog.cli.demo_events import CHANNEL_ID, OBJECTIVE_ID, demo_events
 from chanlog.cli.errors import ExitCode
 from chanlog.config import load_config, open_store
@@ -247,13 +249,13 @@ def test_an_interrupted_import_says_what_it_had_committed(
     ]
     source.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in created))
     batches: list[int] = []
-    real_append = transfer.append_numbered
+    real_append = records_io.append_numbered  # what transfer calls, patched below
 
-    def append_then_ctrl_c(store: object, events: list[object]) -> list[int]:
+    def append_then_ctrl_c(store: EventStore, events: Sequence[tuple[str, Event]]) -> list[int]:
         if len(batches) == interrupted_at:
             raise KeyboardInterrupt
         batches.append(len(events))
-        return real_append(store, events)  # type: ignore[arg-type]
+        return real_append(store, events)
 
     monkeypatch.setattr(transfer, "append_numbered", append_then_ctrl_c)
     result = run("import", "--batch-size", "3", str(source))
@@ -281,7 +283,7 @@ def test_two_exports_to_one_file_at_once_each_leave_a_whole_file(
     from chanlog.cli.commands import transfer
 
     destination = tmp_path / "backup.jsonl"
-    real_select = transfer.select_stored
+    real_select = records_io.select_stored  # what transfer calls, patched below
     other: list[Any] = []
 
     def select_then_another_export(*arguments: Any, **keywords: Any) -> Any:
@@ -570,14 +572,15 @@ def test_log_follow_says_when_the_log_lost_what_it_printed(
                 )
             )
 
-    steps = iter(
+    def cut_then_append() -> None:
+        edit_database(demo_db, "DELETE FROM events WHERE position = 10")
+        append("0d")
+
+    steps: Iterator[Callable[[], None]] = iter(
         [
             lambda: edit_database(demo_db, "DELETE FROM events WHERE position >= 10"),
             lambda: append("0e"),
-            lambda: (
-                edit_database(demo_db, "DELETE FROM events WHERE position = 10"),
-                append("0d"),
-            ),
+            cut_then_append,
         ]
     )
 

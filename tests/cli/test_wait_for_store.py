@@ -12,6 +12,7 @@ import pytest
 
 from chanlog.cli import app
 from chanlog.cli.commands import bus
+from chanlog.config import open_store
 from chanlog.errors import ConfigError, StorageError
 from cli.conftest import Run
 
@@ -20,7 +21,7 @@ NOT_UP = "connection to server at 127.0.0.1:5999 failed: Connection refused"
 
 def _failing(monkeypatch: pytest.MonkeyPatch, times: int, error: Exception) -> list[int]:
     """Make opening the store fail ``times`` times with ``error``; count the tries."""
-    opened = app.open_store
+    opened = open_store  # what app calls, patched below where app looks it up
     tries: list[int] = []
 
     def opener(*args: Any, **kwargs: Any) -> Any:

@@ -249,14 +249,15 @@ class StoreModel(RuleBasedStateMachine):
         new = self._next(data.draw(st.integers(0, 3), label="new"))
         batch: list[Any] = list(new)
         ids = [e.event_id for e in new]
-        if new and data.draw(st.booleans(), label="a new one twice"):
+        if len(new) > 0 and data.draw(st.booleans(), label="a new one twice"):
             again = data.draw(st.integers(1, len(batch)), label="again at")
             batch.insert(again, new[0])
             ids.insert(again, new[0].event_id)
         for offset in known:
-            event = self.events[offset]
+            known_event = self.events[offset]
+            event: Event | dict[str, Any] = known_event
             if data.draw(st.booleans(), label="as an envelope"):
-                event = {"type": event.event_type, "payload": to_payload(event)}
+                event = {"type": known_event.event_type, "payload": to_payload(known_event)}
             at = data.draw(st.integers(0, len(batch)), label="at")
             batch.insert(at, event)
             ids.insert(at, self.ids[offset])
@@ -300,7 +301,7 @@ class StoreModel(RuleBasedStateMachine):
         """A batch holding one refused event writes nothing, and says which one."""
         store = self._writer(writer)
         batch: list[Any] = list(self._next(data.draw(st.integers(0, 4), label="valid")))
-        if self.events and data.draw(st.booleans(), label="with a known one"):
+        if len(self.events) > 0 and data.draw(st.booleans(), label="with a known one"):
             batch.insert(0, self.events[-1])
         bad: Any
         error: type[Exception] = InvalidTransition
@@ -335,7 +336,7 @@ class StoreModel(RuleBasedStateMachine):
         if len(self.events) == end:
             # The same snapshot taken again (the one stored there is readable: ADR 0056):
             # its announcement, the same event, is already in the log.
-            announced = next(
+            announced: Event = next(
                 e
                 for e in self.events
                 if isinstance(e, SnapshotCreated)

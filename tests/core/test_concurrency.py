@@ -134,7 +134,11 @@ def test_subscription_delivery_under_concurrent_subscribe_and_close() -> None:
         try:
             while not stop.is_set():
                 seen: list[int] = []
-                sub = store.subscribe(lambda r, seen=seen: seen.append(r.offset), from_offset=0)
+
+                def record(r: RecordedEvent, seen: list[int] = seen) -> None:
+                    seen.append(r.offset)
+
+                sub = store.subscribe(record, from_offset=0)
                 sub.close()
                 assert seen == list(range(len(seen)))
         except BaseException as exc:  # pragma: no cover - reported below

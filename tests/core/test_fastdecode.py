@@ -44,7 +44,8 @@ def test_any_shape_change_is_a_mismatch(event: Event, data: st.DataObject) -> No
         del payload[key]
         if attrs.fields_dict(type(event))[key].default is None:
             # An optional field may be absent: that is a valid payload, not a surprise.
-            assert decoder(payload) == attrs.evolve(event, **{key: None})
+            absent: dict[str, Any] = {key: None}
+            assert decoder(payload) == attrs.evolve(event, **absent)
             return
     elif change == "extra":
         payload["unexpected"] = 1
@@ -153,7 +154,7 @@ def test_stream_reads_work_on_backends_without_the_lean_read() -> None:
     from chanlog_samples import make_signed
 
     events = [make_signed(0), make_signed(1)]
-    store = EventStore(_WithoutLeanReads(MemoryBackend()), projections=[])  # type: ignore[arg-type]
+    store = EventStore(_WithoutLeanReads(MemoryBackend()), projections=[])
     store.append_batch(events)
     assert list(store.stream_events(events[0].channel_id)) == [(0, events[0]), (1, events[1])]
 

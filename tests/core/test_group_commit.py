@@ -7,8 +7,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -21,6 +22,7 @@ from chanlog import (
     StateSigned,
 )
 from chanlog.backends.sqlite import SqliteBackend
+from chanlog.backends.sqlite_transaction import SqliteTransaction
 from chanlog.errors import PluginError, StorageError
 from chanlog.plugins.hookspecs import hookimpl
 from chanlog.plugins.host import PluginHost
@@ -35,7 +37,7 @@ class CountingSqlite(SqliteBackend):
 
     transactions = 0
 
-    def write(self) -> AbstractContextManager[Any]:
+    def write(self) -> SqliteTransaction:
         self.transactions += 1
         return super().write()
 
@@ -73,7 +75,7 @@ class _GatedSqlite(CountingSqlite):
         self.gate: threading.Event | None = None
         self.entered = threading.Event()
 
-    def write(self) -> AbstractContextManager[Any]:
+    def write(self) -> SqliteTransaction:
         gate = self.gate
         if gate is not None:
             self.gate = None
@@ -164,7 +166,11 @@ def test_the_same_event_from_many_threads_goes_in_once(
     store, _ = durable
     for turn in range(10):
         event = make_signed(turn, thread_channel(0))
-        results = _in_threads(THREADS, lambda _thread, event=event: store.append(event))
+
+        def append(_thread: int, event: StateSigned = event) -> int:
+            return store.append(event)
+
+        results = _in_threads(THREADS, append)
         assert len(set(results)) == 1 and isinstance(results[0], int)
     assert len(store) == THREADS + 10
 
@@ -205,7 +211,8 @@ def test_a_failing_commit_fails_the_whole_group(tmp_path: Path) -> None:
     class FailingCommits(SqliteBackend):
         fail = False
 
-        def write(self) -> AbstractContextManager[Any]:
+        # a wrapper the store only enters and leaves, not a SqliteTransaction
+        def write(self) -> AbstractContextManager[Any]:  # type: ignore[override]
             inner = super().write()
             backend = self
 
@@ -237,12 +244,13 @@ def test_many_rounds_of_contention_never_lose_a_wake_up(tmp_path: Path) -> None:
     with EventStore(backend) as store:
         _create_channels(store)
         for round_number in range(30):
-            results = _in_threads(
-                THREADS,
-                lambda thread, n=round_number: [
+
+            def append(thread: int, n: int = round_number) -> list[int]:
+                return [
                     store.append(make_signed(n * 5 + i, thread_channel(thread))) for i in range(5)
-                ],
-            )
+                ]
+
+            results = _in_threads(THREADS, append)
             assert all(isinstance(offsets, list) for offsets in results)
         assert len(store) == THREADS + 30 * 5 * THREADS
 
@@ -350,9 +358,9 @@ def test_a_caller_interrupted_as_it_is_handed_the_lead_passes_it_on(
     assert isinstance(interrupted[0], KeyboardInterrupt)
     assert led == [THREADS]
     assert written == [THREADS + 1]  # the lead went on to the next caller
-    assert [r.event.channel_id for r in store.read_from(THREADS)] == [
-        thread_channel(0),
-        thread_channel(2),
+    assert [r.event for r in store.read_from(THREADS)] == [
+        make_signed(1, thread_channel(0)),
+        make_signed(1, thread_channel(2)),
     ]
 
 
@@ -369,7 +377,8 @@ def test_a_leader_interrupted_while_it_gathers_company_withdraws_its_append(
                 raise KeyboardInterrupt
 
         real = writer._gathered
-        writer._last_group, writer._gathered = 3, Interrupted()
+        # a stand-in for the writer's condition that only interrupts
+        writer._last_group, writer._gathered = 3, cast(threading.Condition, Interrupted())
         with pytest.raises(KeyboardInterrupt):
             store.append(make_signed(1, thread_channel(0)))
         writer._gathered = real
@@ -480,7 +489,7 @@ def test_a_leader_interrupted_before_writing_fails_its_group_cleanly(
     second, failed = _started(lambda: store.append(make_signed(1, thread_channel(2))))
     _queued(store, 2)
     real = writer._lock
-    writer._lock = Interrupting()
+    writer._lock = cast(threading.RLock, Interrupting())  # a stand-in that only interrupts
     gate.set()
     for thread in (leader, first, second):
         thread.join(30)
@@ -549,7 +558,8 @@ class _InterruptedAfterCommit(_GatedSqlite):
     interrupt_at = 0
     writes = 0
 
-    def write(self) -> AbstractContextManager[Any]:
+    # a wrapper the store only enters and leaves, not a SqliteTransaction
+    def write(self) -> AbstractContextManager[Any]:  # type: ignore[override]
         inner = super().write()
         self.writes += 1
         interrupted = self.writes == self.interrupt_at
@@ -582,7 +592,7 @@ def test_a_leader_interrupted_as_its_group_commits_interrupts_no_other_caller(
         results = _one_group(
             store,
             backend,
-            [lambda t=t: store.append(make_signed(1, thread_channel(t))) for t in range(1, 4)],
+            [partial(store.append, make_signed(1, thread_channel(t))) for t in range(1, 4)],
         )
         assert isinstance(results[0], KeyboardInterrupt)
         assert all(isinstance(result, StorageError) for result in results[1:]), results
@@ -750,7 +760,7 @@ def test_eight_threads_under_storage_failures_at_every_stage_keep_every_promise(
         done.set()
         failing.join(30)
         for stage in ("begin", "commit", "acknowledgement"):
-            backend.fail_writes(0, at=stage)  # type: ignore[arg-type]
+            backend.fail_writes(0, at=stage)
         assert all(isinstance(count, int) for count in failures), failures
         assert sum(failures) > 0
         where = {record.event_id: record.offset for record in store.read_from(0)}

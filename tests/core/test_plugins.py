@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any, ClassVar
@@ -203,7 +203,7 @@ def test_lookup_lists_installed_names() -> None:
 
 
 @pytest.fixture
-def fake_entry_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def fake_entry_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Two importable third-party plugin modules exposed as `chanlog` entry points."""
     for name, wire in [("alpha", "alpha-happened"), ("beta", "beta-happened")]:
         (tmp_path / f"chanlog_test_{name}.py").write_text(

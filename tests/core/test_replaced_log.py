@@ -130,7 +130,7 @@ def test_a_parting_far_back_in_a_long_life_is_handed_again_from_near_it(
             writer.append_batch(events)
     # the opener folds the log (default projections): a store that neither folds nor has
     # subscribers when it opens reads nothing, and has nobody to hand records to again
-    projections = [] if written_by == "itself" else None
+    projections: list[str] | None = [] if written_by == "itself" else None
     with chanlog.EventStore(backend, projections=projections) as store:
         store.subscribe(lambda record: delivered.append(record.offset))
         if written_by == "itself":
@@ -244,9 +244,9 @@ def test_the_shared_prefix_is_the_newest_kept_end_the_log_still_has(
     newest end the log still has, and asks the log about a few of them only."""
     ours = _chain([offset.to_bytes(32, "big") for offset in range(length)])
     parted = data.draw(st.integers(0, length), label="parted")
-    kept = data.draw(st.integers(0, length + 20), label="log length")
-    theirs = ours[:parted] + _chain([b"x" * 32] * length)[parted:kept]
-    theirs = theirs[:kept]
+    log_length = data.draw(st.integers(0, length + 20), label="log length")
+    theirs = ours[:parted] + _chain([b"x" * 32] * length)[parted:log_length]
+    theirs = theirs[:log_length]
     ends = sorted(set(data.draw(st.lists(st.integers(0, length - 1), max_size=5 * MARKS))))
     chain = FoldedChain()
     for offset in ends:

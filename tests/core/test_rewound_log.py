@@ -214,7 +214,8 @@ def test_a_read_model_started_after_the_loss_refuses_instead_of_skipping(
         assert store.bus.consumers.state("latest").position == 10  # not moved past the end
         assert not runner.started
         assert "its handler had reached offset 30" in str(refused.value)
-        assert backend.consumer_state("latest").lease_holder is None  # given up, not held
+        state = backend.consumer_state("latest")
+        assert state is not None and state.lease_holder is None  # given up, not held
         runner.close()
 
 

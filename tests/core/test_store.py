@@ -318,11 +318,12 @@ def test_a_refused_memory_commit_leaves_no_partial_batch() -> None:
 
     from chanlog import Event, PluginHost, StorageError, hookimpl
 
-    kinds = []
+    kinds: list[type[Event]] = []
     for number in range(257):
         cls = attrs.make_class(
             f"Kind{number}", {}, bases=(Event,), frozen=True, slots=True, kw_only=True
         )
+        assert issubclass(cls, Event)
         cls.event_type = f"kind-{number}"
         kinds.append(cls)
 

@@ -124,7 +124,9 @@ def test_reconstruct_snapshot_and_consumer_tries_are_reported() -> None:
     with chanlog.EventStore(plugins=host_with(fake=FakeProvider(fake))) as store:
         store.append_batch(events)
         store.snapshot()
-        store.reconstruct("objective", events[0].objective_id)
+        created = events[0]
+        assert isinstance(created, chanlog.ObjectiveCreated)
+        store.reconstruct("objective", created.objective_id)
         with store.bus.consumer("c", fails_on_two, max_deliver=2, backoff=[0.0]) as runner:
             runner.drain()
         shown = figures(store)

@@ -192,7 +192,7 @@ def _tweaked(draw: st.DrawFn, value: Any) -> Any:
             return value[:at]
         return draw(any_text)
     if isinstance(value, list):
-        if value and draw(st.booleans()):
+        if len(value) > 0 and draw(st.booleans()):
             return value[1:]
         return [*value, value[0] if value else draw(json_scalars)]
     return draw(json_values)

@@ -19,7 +19,7 @@ from chanlog.backends.memory import MemoryBackend
 from chanlog.errors import DecodeError
 from chanlog.hashing import keccak256
 from chanlog.plugins import default_host
-from chanlog.projections.base import Projection
+from chanlog.projections import EntityProjection
 from chanlog.records import StoredSnapshot
 from chanlog.snapshots import decode_snapshot, open_snapshot
 from fuzz.fuzz_helpers import (
@@ -46,8 +46,9 @@ def _log() -> tuple[MemoryBackend, StoredSnapshot, dict[str, list[str]]]:
     return backend, snapshot, ids
 
 
-def _fresh(name: str) -> Projection:
-    projection: Projection = default_host().lookup("projections", name)()
+def _fresh(name: str) -> EntityProjection[Any]:
+    projection = default_host().lookup("projections", name)()
+    assert isinstance(projection, EntityProjection)  # as every built-in projection is
     return projection
 
 
@@ -81,7 +82,7 @@ def _use(snapshot: StoredSnapshot) -> None:
         with only_chanlog_errors():
             deferred = _fresh(name)
             deferred.load(view.projection_data(name, deferred=True))
-            deferred.states()  # type: ignore[attr-defined]  # decodes every deferred state
+            deferred.states()  # decodes every deferred state
     with only_chanlog_errors():
         decode_snapshot(snapshot)
 
@@ -167,7 +168,7 @@ def test_projection_load_damaged_dumps(data: st.DataObject, name: str) -> None:
     with only_chanlog_errors():
         projection = _fresh(name)
         projection.load(damaged)
-        projection.states()  # type: ignore[attr-defined]
+        projection.states()
         projection.dump()
     states = dump["states"]
     entity_id = data.draw(st.sampled_from(sorted(states)))

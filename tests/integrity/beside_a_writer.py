@@ -77,7 +77,7 @@ def verify_beside_a_writer(writer: EventStore, backend: Backend) -> None:
     writer.append_batch(traffic[:60])
     writer.snapshot()
     reader_backend = Interleaved(backend)
-    with EventStore(reader_backend, projections=[], read_only=True) as reader:  # type: ignore[arg-type]
+    with EventStore(reader_backend, projections=[], read_only=True) as reader:
         reader_backend.arm(write_meanwhile(writer, traffic[60:120]))
         assert reader.verify() == 61  # the log as long as it was when verify began
         assert len(writer) == 61 + 60 + 2
@@ -102,7 +102,7 @@ def verify_beside_a_retake(first: Backend, second: Backend, reader: Backend) -> 
     other.snapshot()
     assert pruned.offset in other.prune_snapshots(keep=1)
     interleaved = Interleaved(reader)
-    with EventStore(interleaved, projections=[], read_only=True) as verifier:  # type: ignore[arg-type]
+    with EventStore(interleaved, projections=[], read_only=True) as verifier:
         length = reader.head().length
         retaken: list[bytes] = []
         interleaved.arm(lambda: retaken.append(node.snapshot(pruned.offset).snapshot_hash))

@@ -82,7 +82,7 @@ def test_verify_again_and_again_while_a_node_appends_and_snapshots(tmp_path: Pat
 
         thread = threading.Thread(target=node)
         thread.start()
-        verified = []
+        verified: list[int] = []
         reader = EventStore(SqliteBackend(path, read_only=True), projections=[], read_only=True)
         try:
             while not done.is_set() or len(verified) < 20:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 import pytest
 
 from chanlog import (
     AllocationUpdated,
+    ChainEvent,
     ChallengeCleared,
     ChallengeRegistered,
     ChannelConcluded,
@@ -26,6 +29,8 @@ ALICE = "0x" + "A1" * 20
 BOB = "0x" + "b0" * 20
 ASSET = "0x" + "00" * 20
 SIG = "0x" + "ab" * 65
+
+C = TypeVar("C", bound=ChainEvent)
 
 
 def h(turn: int) -> str:
@@ -107,7 +112,7 @@ def test_supported_state_must_agree_with_the_signed_hash(store: EventStore) -> N
     assert raised.value.rule == "channel.conflicting-state-hash"
 
 
-def chain(cls: type, block: int, tx: int = 0, **fields: object) -> object:
+def chain(cls: type[C], block: int, tx: int = 0, **fields: Any) -> C:
     return cls(channel_id=CHANNEL, block_num=block, tx_index=tx, timestamp_ms=30 + block, **fields)
 
 
@@ -126,27 +131,27 @@ def test_holdings_challenges_conclusion_and_withdrawals(store: EventStore) -> No
             received(2),
             supported(2, 1),
         ]
-    )  # type: ignore[list-item]
+    )
     state = store.state("channel", CHANNEL)
     assert state.holdings == {ASSET: 12} and state.deposited == {ASSET: 12}
     stale = chain(ChallengeRegistered, 2, turn_num_record=1, finalization_time=1000, challenger=BOB)
-    store.append(stale)  # type: ignore[arg-type]
+    store.append(stale)
     state = store.state("channel", CHANNEL)
     assert state.status == "challenged" and state.challenge is not None and state.challenge.stale
     assert not state.is_finalized_at(999) and state.is_finalized_at(1000)
-    store.append(chain(ChallengeCleared, 3, new_turn_num_record=2))  # type: ignore[arg-type]
+    store.append(chain(ChallengeCleared, 3, new_turn_num_record=2))
     state = store.state("channel", CHANNEL)
     assert state.challenge is None and state.turn_num_record == 2 and state.status == "open"
     fresh = chain(ChallengeRegistered, 4, turn_num_record=3, finalization_time=5, challenger=BOB)
-    store.append(fresh)  # type: ignore[arg-type]
-    assert store.state("channel", CHANNEL).challenge.stale is False  # type: ignore[union-attr]
+    store.append(fresh)
+    assert store.state("channel", CHANNEL).challenge.stale is False
     store.append_batch(
         [
             chain(ChannelConcluded, 5, finalized_at_turn=2),
             chain(AllocationUpdated, 6, asset=ASSET, new_amount=0),
             chain(WithdrawCompleted, 7, recipient=ALICE, asset=ASSET, amount=5),
             chain(WithdrawCompleted, 8, recipient=BOB, asset=ASSET, amount=7),
-        ]  # type: ignore[list-item]
+        ]
     )
     state = store.state("channel", CHANNEL)
     assert state.status == "concluded" and state.is_finalized_at(0)
@@ -166,18 +171,20 @@ def test_dump_load_round_trip_and_strict_load(store: EventStore) -> None:
             supported(0, None),
             chain(DepositDetected, 1, asset=ASSET, amount_deposited=2**255),
         ]
-    )  # type: ignore[list-item]
+    )
     projection = store.projection("channel")
+    assert isinstance(projection, ChannelProjection)
     data = projection.dump()
     fresh = ChannelProjection()
     fresh.load(data)
-    assert fresh.states() == projection.states()  # type: ignore[attr-defined]
+    assert fresh.states() == projection.states()
     assert fresh.get(CHANNEL.upper().replace("0X", "0x")) == projection.get(CHANNEL)
     assert fresh.get("0x" + "00" * 32) is None
     broken = {"states": {CHANNEL: {**data["states"][CHANNEL], "holdings": {ASSET: 5}}}, "index": {}}
     with pytest.raises(DecodeError, match="holdings"):
         fresh.load(broken)
     assert fresh.states() == projection.states()  # a failed load replaces nothing
-    for bad in ([], {"states": {}}, {"states": {}, "index": {"k": [1]}}):
+    bad_dumps: list[object] = [[], {"states": {}}, {"states": {}, "index": {"k": [1]}}]
+    for bad in bad_dumps:
         with pytest.raises(DecodeError):
             fresh.load(bad)

@@ -47,7 +47,7 @@ def test_disabled_and_bad_settings() -> None:
     assert not off.enabled and len(off) == 0
     for bad in ({"every": -1}, {"limit": -5}, {"every": 1.5}, {"every": True}):
         with pytest.raises(InvalidArgument, match="checkpoint"):
-            EntityCheckpoints(**bad)  # type: ignore[arg-type]
+            EntityCheckpoints(**bad)
     with pytest.raises(InvalidArgument, match="checkpoint every"):
         EventStore(checkpoint_every=-1)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chanlog import (
+    Event,
     EventStore,
     InvalidTransition,
     MessageAcked,
@@ -91,20 +92,20 @@ def test_received_may_come_first_and_counts_once_the_objective_exists() -> None:
     ],
 )
 def test_message_rules(
-    store: EventStore, prefix: list[object], event: object, rule: str, entity: str
+    store: EventStore, prefix: list[Event], event: Event, rule: str, entity: str
 ) -> None:
-    store.append_batch(prefix)  # type: ignore[arg-type]
+    store.append_batch(prefix)
     length = len(store)
-    dump = store.projection("messages").dump()  # type: ignore[attr-defined]
+    dump = store.projection("messages").dump()
     with pytest.raises(InvalidTransition) as raised:
-        store.append(event)  # type: ignore[arg-type]
+        store.append(event)
     assert (raised.value.rule, raised.value.kind, raised.value.entity_id) == (
         rule,
         "messages",
         entity,
     )
     assert len(store) == length
-    assert store.projection("messages").dump() == dump  # type: ignore[attr-defined]
+    assert store.projection("messages").dump() == dump
 
 
 def test_objective_created_in_the_same_batch_allows_sending() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chanlog import (
+    Event,
     EventStore,
     InvalidTransition,
     NotFound,
@@ -75,7 +76,7 @@ def test_objectives_stay_isolated() -> None:
 
 
 def test_thousand_event_objective_reconstructs() -> None:
-    events = [created(channel=None)]
+    events: list[Event] = [created(channel=None)]
     events.append(ObjectiveApproved(objective_id=OBJECTIVE, timestamp_ms=2))
     events += [
         ObjectiveCranked(objective_id=OBJECTIVE, side_effects_count=i % 3, timestamp_ms=3 + i)
@@ -129,19 +130,19 @@ def test_thousand_event_objective_reconstructs() -> None:
     ],
 )
 def test_illegal_transitions_are_refused_and_write_nothing(
-    prefix: list[object], event: object, rule: str
+    prefix: list[Event], event: Event, rule: str
 ) -> None:
     store = EventStore()
-    store.append_batch(prefix)  # type: ignore[arg-type]
-    before = store.projection("objective").dump()  # type: ignore[attr-defined]
+    store.append_batch(prefix)
+    before = store.projection("objective").dump()
     with pytest.raises(InvalidTransition) as raised:
-        store.append(event)  # type: ignore[arg-type]
+        store.append(event)
     error = raised.value
     assert (error.rule, error.kind, error.entity_id) == (rule, "objective", OBJECTIVE)
-    assert error.event_type == event.event_type  # type: ignore[attr-defined]
+    assert error.event_type == event.event_type
     assert rule in str(error)
     assert len(store) == len(prefix)
-    assert store.projection("objective").dump() == before  # type: ignore[attr-defined]
+    assert store.projection("objective").dump() == before
 
 
 def test_rejection_from_approved_is_legal() -> None:

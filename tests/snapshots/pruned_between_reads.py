@@ -10,6 +10,7 @@ from typing import Any
 
 from chanlog.backends.base import Backend
 from chanlog.backends.memory import MemoryBackend
+from chanlog.events import StateSigned
 from chanlog.records import StoredSnapshot
 from chanlog.snapshots import EveryNEvents
 from chanlog.snapshots.codec import base_reference
@@ -63,7 +64,9 @@ def read_while_pruned(node: Backend, other: Backend, reader: Backend, *, opening
     writer.append_batch(traffic[10:20])
     chained = writer.snapshot()
     assert base_reference(chained) == (base.offset, base.snapshot_hash)
-    channel = traffic[10].channel_id
+    signed = traffic[10]
+    assert isinstance(signed, StateSigned)
+    channel = signed.channel_id
 
     def prune() -> None:
         pruner.append_batch(traffic[20:30])
@@ -74,7 +77,7 @@ def read_while_pruned(node: Backend, other: Backend, reader: Backend, *, opening
     if opening:  # restores from the newest snapshot, then folds the tail
         end = reader.head().length
         interleaved.arm(prune)
-        with EventStore(interleaved, read_only=True) as opened:  # type: ignore[arg-type]
+        with EventStore(interleaved, read_only=True) as opened:
             assert interleaved.handed == [chained.offset]
             # What it folded on opening: the log as it was then.
             folded = opened.projection("channel").get(channel)
@@ -84,7 +87,7 @@ def read_while_pruned(node: Backend, other: Backend, reader: Backend, *, opening
             assert opened.reconstruct("channel", channel) == now
         return
     # No inline projections: nothing is restored on opening, the reconstruction reads.
-    with EventStore(interleaved, projections=[], read_only=True, checkpoint_every=0) as store:  # type: ignore[arg-type]
+    with EventStore(interleaved, projections=[], read_only=True, checkpoint_every=0) as store:
         interleaved.arm(prune)
         at = chained.offset + 1
         state = store.reconstruct("channel", channel, at)

@@ -29,6 +29,7 @@ from chanlog.snapshots import (
 )
 from chanlog.snapshots import manager as manager_module
 from chanlog.snapshots.codec import COMPRESS_FROM, COMPRESSED
+from chanlog.snapshots.view import SnapshotView
 from chanlog.workload import Workload
 
 A = "0x" + "a1" * 20
@@ -199,13 +200,13 @@ def test_reconstruction_parses_only_its_entity_and_only_once_per_snapshot() -> N
     manager = store.snapshots
     opened, loads = manager.opened_count, manager.state_loads
     parsed: list[str] = []
-    original = manager_module.SnapshotView.raw_entity
+    original = SnapshotView.raw_entity
 
     def spy(self: Any, name: str, entity_id: str) -> Any:
         parsed.append(entity_id)
         return original(self, name, entity_id)
 
-    manager_module.SnapshotView.raw_entity = spy  # type: ignore[method-assign]
+    SnapshotView.raw_entity = spy  # type: ignore[method-assign]
     try:
         cold = StateReconstructor(store, use_snapshots=False)
         for at in range(snapshot.offset, len(store) + 1):
@@ -213,7 +214,7 @@ def test_reconstruction_parses_only_its_entity_and_only_once_per_snapshot() -> N
                 "channel", target, at
             )
     finally:
-        manager_module.SnapshotView.raw_entity = original  # type: ignore[method-assign]
+        SnapshotView.raw_entity = original  # type: ignore[method-assign]
     assert parsed == [target]
     assert manager.opened_count - opened <= 1
     assert manager.state_loads - loads == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -18,6 +18,7 @@ from chanlog.backends.memory import MemoryBackend
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.events import SnapshotCreated
 from chanlog.hashing import keccak256
+from chanlog.projections.base import Projection
 from chanlog.reconstruct import StateReconstructor
 from chanlog.records import StoredSnapshot
 from chanlog.snapshots import EveryNEvents
@@ -208,11 +209,11 @@ class _Ledger:
 
 def test_entities_that_are_gone_are_gone_through_the_chain() -> None:
     idle = {f"x{n}": 0 for n in range(20)}
-    first, chain = encode_incremental(
-        5, {"ledger": _Ledger({"a": 1, "b": 2, "c": 3, **idle})}, None
-    )  # type: ignore[dict-item]
+    # _Ledger has only what encoding reads of a projection: cast, not a full Projection
+    before = cast(Projection, _Ledger({"a": 1, "b": 2, "c": 3, **idle}))
+    first, chain = encode_incremental(5, {"ledger": before}, None)
     ledger = _Ledger({"a": 1, "c": 4, "d": 5, **idle})
-    second, _ = encode_incremental(9, {"ledger": ledger}, chain)  # type: ignore[dict-item]
+    second, _ = encode_incremental(9, {"ledger": cast(Projection, ledger)}, chain)
     assert base_reference(second) == (5, first.snapshot_hash)
     view = open_snapshot(second, open_snapshot(first))
     assert view.raw_entity("ledger", "a") == 1  # read through the base

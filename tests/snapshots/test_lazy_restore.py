@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chanlog import Event, EventStore
 from chanlog.backends.memory import MemoryBackend
-from chanlog.projections import DeferredState
+from chanlog.projections import ChannelProjection, DeferredState
 from chanlog.workload import Workload, WorkloadConfig
 
 
@@ -22,6 +22,7 @@ def _restored() -> tuple[list[Event], EventStore, EventStore]:
 def test_restore_defers_states_and_resolves_them_on_first_use() -> None:
     _, original, reopened = _restored()
     channels = reopened.projection("channel")
+    assert isinstance(channels, ChannelProjection)
     deferred = [key for key, state in channels._states.items() if isinstance(state, DeferredState)]
     assert deferred and len(deferred) == len(channels)  # nothing built yet
     first = deferred[0]
@@ -40,4 +41,6 @@ def test_appending_over_deferred_states_matches_a_store_that_never_restored() ->
     straight.append_batch(events)
     for name in ("objective", "channel", "messages"):
         assert reopened.projection(name).dump() == straight.projection(name).dump()
-    assert reopened.projection("channel").states() == straight.projection("channel").states()
+    restored, folded = reopened.projection("channel"), straight.projection("channel")
+    assert isinstance(restored, ChannelProjection) and isinstance(folded, ChannelProjection)
+    assert restored.states() == folded.states()

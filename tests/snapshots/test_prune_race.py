@@ -26,6 +26,8 @@ ONE_SECOND = 1.0
 @pytest.fixture(params=["sqlite", "memory"])
 def two_backends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any, Any]]:
     """Two backends on one log: two SQLite connections to one file, or one memory backend."""
+    first: Backend
+    second: Backend
     if request.param == "sqlite":
         first, second = SqliteBackend(tmp_path / "log.db"), SqliteBackend(tmp_path / "log.db")
     else:

@@ -9,6 +9,8 @@ import pytest
 
 from chanlog import EventStore
 from chanlog.backends.memory import MemoryBackend
+from chanlog.hashing import keccak256
+from chanlog.projections import ChannelProjection
 from chanlog.records import StoredSnapshot
 from chanlog.snapshots import view
 from chanlog.workload import Workload
@@ -29,12 +31,18 @@ def test_a_damaged_snapshot_is_hashed_and_logged_once(
     with EventStore(backend) as writer:
         writer.append_batch(Workload(seed=2, channels=4, turns=3, messages=0).events())
         good = writer.snapshot()
-        channels = sorted(writer.projection("channel").ids())  # type: ignore[attr-defined]
+        projection = writer.projection("channel")
+        assert isinstance(projection, ChannelProjection)
+        channels = sorted(projection.ids())
     damaged = _flipped(good)
     backend.save_snapshot(damaged)
     hashed: list[int] = []
-    keccak = view.keccak256
-    monkeypatch.setattr(view, "keccak256", lambda data: (hashed.append(len(data)), keccak(data))[1])
+
+    def counting_keccak256(data: bytes) -> bytes:
+        hashed.append(len(data))
+        return keccak256(data)
+
+    monkeypatch.setattr(view, "keccak256", counting_keccak256)
     caplog.set_level(logging.WARNING, logger="chanlog.snapshots")
     with EventStore(backend, checkpoint_every=0) as store:
         for _ in range(20):

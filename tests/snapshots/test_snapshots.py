@@ -4,7 +4,7 @@ version, and the invariant snapshot + tail == full fold."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +21,9 @@ from chanlog.records import StoredSnapshot
 from chanlog.snapshots import EveryNEvents, Never, SnapshotPolicy, decode_snapshot
 from chanlog.snapshots.policies import PlansSnapshots, RetainsSnapshots, retained
 from chanlog.workload import Workload, WorkloadConfig
+
+if TYPE_CHECKING:
+    from conftest import CountingBackend
 
 
 def states(store: EventStore) -> dict[str, Any]:
@@ -48,7 +51,7 @@ def test_policies_and_their_options() -> None:
 
 
 def test_every_n_events_appends_snapshot_created_and_restart_replays_only_the_tail(
-    counting_backend,  # type: ignore[no-untyped-def]
+    counting_backend: CountingBackend,
 ) -> None:
     workload = Workload(channels=6, turns=8, seed=2)
     store = EventStore(counting_backend, snapshot_policy=EveryNEvents(n=50))
@@ -243,7 +246,7 @@ class _Planning(_Asking):
 
 
 def _snapshot_offsets(policy: _Asking) -> list[int]:
-    store = EventStore(snapshot_policy=policy)  # type: ignore[arg-type]
+    store = EventStore(snapshot_policy=policy)
     for event in Workload(channels=4, turns=10, seed=8):
         store.append(event)
     return [r.event.snapshot_offset for r in store if isinstance(r.event, SnapshotCreated)]
@@ -266,7 +269,8 @@ def test_the_built_in_policies_plan_what_they_decide() -> None:
         due = every.next_snapshot_at(last_snapshot_offset=last)
         assert every.should_snapshot(length=due, last_snapshot_offset=last)
         assert not every.should_snapshot(length=due - 1, last_snapshot_offset=last)
-    assert Never().next_snapshot_at(last_snapshot_offset=5) is None
+    never: PlansSnapshots = Never()
+    assert never.next_snapshot_at(last_snapshot_offset=5) is None
     store = EventStore()
     store.append_batch(list(Workload(channels=1, turns=3, seed=1)))
     assert not [r for r in store if isinstance(r.event, SnapshotCreated)]
@@ -274,7 +278,7 @@ def test_the_built_in_policies_plan_what_they_decide() -> None:
 
 def test_a_store_without_projections_never_asks_its_policy_again() -> None:
     policy = _Asking(n=1)
-    store = EventStore(projections=[], snapshot_policy=policy)  # type: ignore[arg-type]
+    store = EventStore(projections=[], snapshot_policy=policy)
     for event in Workload(channels=1, turns=5, seed=3):
         store.append(event)
     assert policy.asked == 0

@@ -244,7 +244,7 @@ def test_the_store_closed_while_a_callback_is_busy(open_store: Callable[..., Eve
     deliverer = broker._deliverer
     waited: list[float | None] = []
     join = deliverer.join
-    deliverer.join = lambda timeout=None: (waited.append(timeout), join(timeout))[-1]  # type: ignore[method-assign]
+    deliverer.join = lambda timeout=None: (waited.append(timeout), join(timeout))[-1]  # type: ignore[method-assign,func-returns-value]
     store.append(EVENTS[0])
     assert busy.wait(DEADLOCK)
     bounded(lambda: store.append(EVENTS[1]))
@@ -287,7 +287,8 @@ def test_threads_append_while_subscriptions_come_and_go(
             got: list[int] = []
             start = len(store) // 2 if round_ % 2 == 0 else None
             subscription = store.subscribe(
-                lambda r, got=got: got.append(r.offset), from_offset=start
+                lambda r, got=got: got.append(r.offset),  # type: ignore[misc]
+                from_offset=start,
             )
             churned.append((start, got))
             stop.wait(0.005)

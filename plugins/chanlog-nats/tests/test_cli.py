@@ -12,7 +12,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -20,13 +20,16 @@ from chanlog import EventStore
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.testing import sample_events
 
+if TYPE_CHECKING:
+    from conftest import Children
+
 pytestmark = pytest.mark.nats
 
 COUNT = 300
 CHANLOG = shutil.which("chanlog", path=os.path.dirname(sys.executable)) or shutil.which("chanlog")
 
 
-def _chanlog(children: Any, *arguments: str, cwd: Path) -> subprocess.Popen[str]:
+def _chanlog(children: Children, *arguments: str, cwd: Path) -> subprocess.Popen[str]:
     assert CHANLOG is not None, "the chanlog console script is not installed"
     return children.start(
         [CHANLOG, *arguments],
@@ -47,7 +50,7 @@ def test_chanlog_run_relays_and_chanlog_ingest_replicates(
     tmp_path: Path,
     nats_url: str,
     streams: Any,
-    children: Any,
+    children: Children,
     wait_until: Callable[..., None],
 ) -> None:
     stream = streams.name()

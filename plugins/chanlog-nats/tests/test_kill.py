@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from chanlog_nats import NatsIngest, NatsRelay, read_envelope
@@ -25,6 +25,9 @@ from chanlog.backends.sqlite import SqliteBackend
 from chanlog.bus.ingest import ingest_consumer_name
 from chanlog.testing import sample_events
 
+if TYPE_CHECKING:
+    from conftest import Children, Streams
+
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
 CHILD = Path(__file__).with_name("relay_child.py")
@@ -33,7 +36,7 @@ KILLS = 25
 
 
 def _start(
-    children: Any, database: Path, streams: Any, stream: str, window: int
+    children: Children, database: Path, streams: Streams, stream: str, window: int
 ) -> subprocess.Popen[str]:
     prefix = streams.prefix(stream)
     return children.start(
@@ -78,7 +81,7 @@ def test_sigkills_of_the_relay_leave_every_event_once_in_order(
     tmp_path: Path,
     nats_url: str,
     streams: Any,
-    children: Any,
+    children: Children,
     wait_until: Callable[..., None],
 ) -> None:
     database = tmp_path / "node.db"
@@ -158,7 +161,7 @@ def test_sigkills_of_the_ingest_leave_a_replica_with_the_nodes_head(
     tmp_path: Path,
     nats_url: str,
     streams: Any,
-    children: Any,
+    children: Children,
     wait_until: Callable[..., None],
 ) -> None:
     """``chanlog ingest nats`` killed with SIGKILL mid-stream, again and again: after each
@@ -210,7 +213,7 @@ def test_sigkills_of_the_ingest_leave_a_replica_with_the_nodes_head(
         assert (state.position, state.parked) == (INGEST_COUNT, 0)
 
 
-def _chanlog(children: Any, cwd: Path, *arguments: str) -> subprocess.Popen[bytes]:
+def _chanlog(children: Children, cwd: Path, *arguments: str) -> subprocess.Popen[bytes]:
     """The console script, its output to files (a pipe nobody reads would stall it)."""
     chanlog = shutil.which("chanlog", path=os.path.dirname(sys.executable))
     assert chanlog is not None, "the chanlog console script is not installed"

@@ -138,7 +138,7 @@ def test_ingest_flags_accept_text() -> None:
 )
 def test_broker_options_are_checked(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        NatsBroker(context=BusContext(sender=object(), decode=lambda *a: None), **options)  # type: ignore[arg-type,return-value]
+        NatsBroker(context=BusContext(sender=object(), decode=lambda *a: None), **options)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

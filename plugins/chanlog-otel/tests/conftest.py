@@ -41,11 +41,12 @@ class Sdk:
 
     def total(self, name: str, **attributes: Any) -> float:
         """The sum of a counter's (or a gauge's) points whose attributes include these."""
-        return sum(
+        total: float = sum(
             point.value
             for point in self.points().get(name, [])
             if all(point.attributes.get(k) == v for k, v in attributes.items())
         )
+        return total
 
 
 @pytest.fixture

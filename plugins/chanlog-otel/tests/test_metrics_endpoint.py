@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -96,7 +96,7 @@ def _wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+def node(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     (tmp_path / "chanlog.toml").write_text(CONFIG)
     return tmp_path, _environment(tmp_path)
 

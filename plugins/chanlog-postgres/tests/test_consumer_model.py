@@ -20,6 +20,10 @@ def test_durable_consumers_never_skip_a_record_on_postgres(
         backend = PostgresBackend(dsn=postgres_dsn, schema=schema, pool_size=2)
         faults = Faults(backend)
         store = chanlog.EventStore(backend, projections=[], snapshot_policy="never")
-        return store, faults, lambda: drop_schema(postgres_dsn, schema)
+
+        def cleanup() -> None:
+            drop_schema(postgres_dsn, schema)
+
+        return store, faults, cleanup
 
     run_state_machine_as_test(machine(open_postgres), settings=model_settings(25, 30))

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -447,7 +448,7 @@ def test_a_running_consumer_rides_out_dropped_connections(
             total = 0
             for round_number in range(3):
                 for records in _chunks(sample_events(300, start=total), 100):
-                    _after_reconnect(lambda records=records: store.append_batch(records))
+                    _after_reconnect(partial(store.append_batch, records))
                 total += 300
                 _drop_connections(admin, application)
                 time.sleep(0.2 * round_number)

@@ -238,7 +238,7 @@ def test_eight_threads_lose_the_connection_at_every_point_of_a_group(
         reactions_to = {
             int(record.event.objective_id, 16)
             for record in store.read_from(0)
-            if record.event_type == "objective-created"
+            if isinstance(record.event, ObjectiveCreated)
         }
         assert reactions_to == reacted_to, "every reaction once"
 

@@ -5,7 +5,7 @@ versions) seen against the tables."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import psycopg
@@ -204,6 +204,7 @@ def test_an_abandoned_stream_index_gives_its_connection_back(backend: PostgresBa
         transaction.append(stored_records(sample_events(20), transaction.head))
     for _ in range(2 * backend.pool_size):
         index = backend.stream_index()
+        assert isinstance(index, Generator)  # closed below as a caller that stops early does
         next(index)
         index.close()
     assert len(list(backend.stream_index())) == 40

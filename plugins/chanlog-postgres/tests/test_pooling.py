@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from chanlog_postgres.pooling import hung_up, take
 from psycopg_pool import PoolTimeout
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
 
 
 class FakeConnection:
@@ -48,6 +52,11 @@ class FakePool:
         self.returned.append(connection)
 
 
+def _take(pool: FakePool) -> object:
+    """take() over the fake pool, cast: take asks a pool for no more than FakePool has."""
+    return take(cast("ConnectionPool[psycopg.Connection[Any]]", pool), 1.0)
+
+
 @pytest.fixture
 def made() -> Iterator[list[FakeConnection]]:
     connections: list[FakeConnection] = []
@@ -73,9 +82,9 @@ def _maker(made: list[FakeConnection], goodbyes: int) -> Any:
 
 def test_an_idle_connection_the_server_left_alone_is_lent(made: list[FakeConnection]) -> None:
     pool = FakePool(_maker(made, goodbyes=0))
-    connection = take(pool, 1.0)  # type: ignore[arg-type]
+    connection = _take(pool)
     assert connection is made[0]
-    assert not hung_up(connection)  # type: ignore[arg-type]
+    assert not hung_up(cast("psycopg.Connection[Any]", connection))  # a FakeConnection
     assert pool.returned == []
 
 
@@ -83,7 +92,7 @@ def test_connections_the_server_hung_up_on_are_replaced_before_one_is_lent(
     made: list[FakeConnection],
 ) -> None:
     pool = FakePool(_maker(made, goodbyes=2))
-    connection = take(pool, 1.0)  # type: ignore[arg-type]
+    connection = _take(pool)
     assert connection is made[2]
     assert pool.returned == made[:2]
     assert all(dropped.closed for dropped in made[:2])
@@ -93,7 +102,7 @@ def test_a_pool_whose_connections_are_all_readable_lends_one_after_a_round(
     made: list[FakeConnection],
 ) -> None:
     pool = FakePool(_maker(made, goodbyes=100))
-    connection = take(pool, 1.0)  # type: ignore[arg-type]
+    connection = _take(pool)
     assert connection is made[FakePool.max_size + 1]  # lent as it is: the operation decides
     assert len(pool.returned) == FakePool.max_size + 1
 
@@ -101,7 +110,7 @@ def test_a_pool_whose_connections_are_all_readable_lends_one_after_a_round(
 def test_a_closed_connection_is_hung_up() -> None:
     connection = FakeConnection()
     connection.close()
-    assert hung_up(connection)  # type: ignore[arg-type]
+    assert hung_up(cast("psycopg.Connection[Any]", connection))  # a FakeConnection
 
 
 def test_no_connection_in_time_is_a_pool_timeout() -> None:
@@ -112,4 +121,4 @@ def test_no_connection_in_time_is_a_pool_timeout() -> None:
             raise PoolTimeout("empty")
 
     with pytest.raises(PoolTimeout, match=r"no connection within 0\.05 s"):
-        take(Empty(), 0.05)  # type: ignore[arg-type]
+        take(cast("ConnectionPool[psycopg.Connection[Any]]", Empty()), 0.05)  # a stand-in
