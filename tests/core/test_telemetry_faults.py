@@ -16,6 +16,7 @@ import pytest
 
 import chanlog
 from chanlog.errors import IntegrityError, InvalidTransition
+from chanlog.events import Event, ObjectiveCreated
 from chanlog.records import RecordedEvent
 from chanlog.telemetry import ContinuesTraces, telemetry_of
 from chanlog.testing import sample_events
@@ -39,6 +40,13 @@ def _open(backend: dict[str, Any], telemetry: Any, **options: Any) -> chanlog.Ev
     )
 
 
+def _objective_of(events: list[Event]) -> str:
+    """The objective a workload's first event creates."""
+    first = events[0]
+    assert isinstance(first, ObjectiveCreated)
+    return first.objective_id
+
+
 def _consistent(store: chanlog.EventStore, objective: str) -> None:
     """The store's state is the log's: its projections' state is the one folded afresh."""
     assert store.state("objective", objective) == store.reconstruct("objective", objective)
@@ -55,7 +63,7 @@ def test_an_append_that_committed_is_reported_committed(
         assert store.append(events[0]) == 0
         assert store.append_batch(events[1:4]) == [1, 2, 3]
         assert len(store) == 4
-        _consistent(store, events[0].objective_id)
+        _consistent(store, _objective_of(events))
         assert seen == [0, 1, 2, 3]
 
 
@@ -105,7 +113,7 @@ def test_snapshots_reconstructions_and_verifies_go_on(tmp_path: Path) -> None:
     with _open(backend, broken) as store:
         store.append_batch(events)
         assert store.snapshot().offset == 6
-        assert store.reconstruct("objective", events[0].objective_id) is not None
+        assert store.reconstruct("objective", _objective_of(events)) is not None
         assert store.verify() == 7  # and the snapshot's record
     with sqlite3.connect(path) as raw:
         raw.execute("UPDATE events SET payload = CAST('{}' AS BLOB) WHERE position = 3")
@@ -148,7 +156,7 @@ def test_a_relay_and_an_ingest_go_on_when_their_telemetry_fails() -> None:
         telemetry = telemetry_of(store)
         assert isinstance(telemetry, ContinuesTraces)
         record = next(iter(store.read_range(0, 1)))
-        relay = telemetry.relay("to-nats", "nats", dict)  # type: ignore[attr-defined]
+        relay = telemetry.relay("to-nats", "nats", dict)
         assert relay.published(record, "chanlog.x") is None
         with telemetry.received("nats", "NODE", [None]):
             store.append_batch(sample_events(2)[1:])
