@@ -74,19 +74,19 @@ def problems_of(line: str) -> list[str]:
     for separator in ("&&", "|", ";"):
         if separator in words:
             words = words[: words.index(separator)]
-    words = words[next(i for i, word in enumerate(words) if word == "chanlog") + 1 :]
+    start = next(i for i, word in enumerate(words) if word == "chanlog") + 1
     command: click.Command = cli
     options = takes_value(cli)
     problems = []
-    words = iter(words)
-    for word in words:
+    remaining = iter(words[start:])
+    for word in remaining:
         if word.startswith("-"):
             name = word.split("=")[0]
-            if name not in options:
+            if name not in options and not command.context_settings.get("allow_extra_args"):
                 known = sorted(n for n in options if n.startswith("--"))
                 problems.append(f"{name}: no such option ({known})")
-            elif options[name] and "=" not in word:
-                next(words, None)  # the option's value
+            elif options.get(name, True) and "=" not in word:
+                next(remaining, None)  # the option's value (an extra option's too)
         elif isinstance(command, click.Group):
             if word not in command.commands:
                 return [*problems, f"{word!r}: no such command ({sorted(command.commands)})"]
@@ -125,6 +125,8 @@ def test_checker_reports_a_wrong_option_and_command() -> None:
     assert problems_of("$ chanlog log --entity 0x12 --limit 3   # fine") == []
     assert problems_of("$ X=1 chanlog consumers reset audit --to 0") == []
     assert problems_of("$ chanlog export a.jsonl && chanlog import a.jsonl") == []
+    # ingest hands options it does not know to its source
+    assert problems_of("$ chanlog ingest nats --stream NODE_A --durable replica-1") == []
     assert problems_of("$ chanlog log --last 3") == [
         "--last: no such option (['--entity', '--follow', '--from', '--help', '--json', "
         "'--limit', '--to', '--type'])"
