@@ -15,6 +15,7 @@ has a docstring, and the plugin guide (``docs/guides/writing-plugins.md``) names
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 import sys
@@ -29,7 +30,10 @@ import chanlog
 from chanlog.events import BUILTIN_EVENT_TYPES
 from chanlog.plugins import hookspecs
 
-ANCHOR = re.compile(r'\bid="(chanlog(?:\.[A-Za-z0-9_]+)*)"')
+ANCHOR = re.compile(r'\bid="(chanlog(?:_[a-z]+)?(?:\.[A-Za-z0-9_]+)*)"')
+PLUGIN_PACKAGES = ("chanlog_postgres", "chanlog_msgpack", "chanlog_nats", "chanlog_otel")
+"""The plugin distributions of plugins/, whose ``__all__`` docs/reference/plugin-packages.md
+renders."""
 PLUGIN_GUIDE = Path("docs/guides/writing-plugins.md")
 
 
@@ -41,18 +45,18 @@ def rendered_anchors(site: Path) -> set[str]:
     return anchors
 
 
-def canonical_paths(name: str, obj: object) -> set[str]:
-    """Where ``obj`` (exported as ``chanlog.<name>``) may be documented.
+def canonical_paths(name: str, obj: object, package: str = "chanlog") -> set[str]:
+    """Where ``obj`` (exported as ``<package>.<name>``) may be documented.
 
     Classes and functions know where they are defined. Plain objects (a marker instance, a
-    tuple, a string) do not, so every chanlog module that binds ``name`` to this very object is
-    a candidate.
+    tuple, a string) do not, so every module of ``package`` that binds ``name`` to this very
+    object is a candidate.
     """
     if isinstance(obj, type | types.FunctionType):
         return {f"{obj.__module__}.{obj.__qualname__}"}
     candidates = set()
     for module_name, module in list(sys.modules.items()):
-        if module_name.split(".")[0] != "chanlog" or module is None:
+        if module_name.split(".")[0] != package or module is None:
             continue
         if getattr(module, name, None) is obj:
             candidates.add(f"{module_name}.{name}")
@@ -76,11 +80,13 @@ def mentioned_in_docs(name: str, docs_dir: Path) -> bool:
 def undocumented(
     names: Iterable[str], namespace: object, anchors: set[str], docs_dir: Path
 ) -> list[str]:
-    """Every name of ``names`` (attributes of ``namespace``) that is not documented, with why."""
+    """Every name of ``names`` (attributes of ``namespace``, a package or a stand-in for
+    ``chanlog``) that is not documented, with why."""
+    package = getattr(namespace, "__name__", "chanlog")
     problems = []
     for name in names:
         obj = getattr(namespace, name)
-        paths = canonical_paths(name, obj)
+        paths = canonical_paths(name, obj, package)
         if not paths & anchors:
             problems.append(
                 f"{name}: not rendered in the API reference (looked for {sorted(paths)})"
@@ -112,6 +118,30 @@ def test_public_name_is_documented(name: str, anchors: set[str], repo_root: Path
     assert not problems, (
         f"{problems[0]}. Add its module to a page under docs/reference/ (a `::: module` "
         "directive) and give it a docstring."
+    )
+
+
+def plugin_exports() -> list[tuple[str, str]]:
+    """``(package, name)`` for every name of each installed plugin package's ``__all__``."""
+    exports = []
+    for package in PLUGIN_PACKAGES:
+        try:
+            module = importlib.import_module(package)
+        except ImportError:  # a checkout that did not install this plugin distribution
+            continue
+        exports.extend((package, name) for name in sorted(module.__all__))
+    return exports
+
+
+@pytest.mark.parametrize(("package", "name"), plugin_exports(), ids="{0[0]}.{0[1]}".format)
+def test_plugin_package_name_is_documented(
+    package: str, name: str, anchors: set[str], repo_root: Path
+) -> None:
+    module = importlib.import_module(package)
+    problems = undocumented([name], module, anchors, repo_root / "docs")
+    assert not problems, (
+        f"{package}.{problems[0]}. Render it in docs/reference/plugin-packages.md and give it "
+        "a docstring."
     )
 
 
