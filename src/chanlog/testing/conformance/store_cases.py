@@ -23,12 +23,14 @@ from chanlog.errors import (
 from chanlog.events import MessageAcked
 from chanlog.fields import ENTITY_ID_RULE
 from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next
+from chanlog.payloads import MAX_PAYLOAD_BYTES, PAYLOAD_SIZE_RULE
 from chanlog.records import Head, RecordedEvent
 from chanlog.store import EventStore
 from chanlog.testing.conformance.fixtures import ConformanceFixtures, wait_until
 from chanlog.testing.events import message_sent, refused_event, sample_events, stored_records
 from chanlog.testing.plugins import (
     REFUSING_PROJECTION,
+    DocumentNoted,
     EntityNoted,
     RefusingProjection,
     refusing_host,
@@ -115,6 +117,42 @@ class StoreCases(ConformanceFixtures):
             assert store.append(kept) == 3
             assert [record.event for record in store.read_stream("left right")] == [kept]
             assert store.verify() == 4
+
+    def test_a_payload_over_the_size_limit_is_refused_before_anything_is_written(
+        self, backend: Backend
+    ) -> None:
+        """Every backend keeps the same limit (ADR 0075): a payload whose canonical JSON is
+        longer than ``MAX_PAYLOAD_BYTES`` is refused as the event is encoded, naming the type,
+        its largest field, the size and the rule; one of exactly that size is stored, read
+        and verified."""
+        with EventStore(backend, plugins=refusing_host(), projections=[]) as store:
+            store.append_batch(sample_events(2))
+            room = MAX_PAYLOAD_BYTES - len(
+                DocumentNoted(entity="e", timestamp_ms=1).canonical_json()
+            )
+            over = DocumentNoted(entity="e", body="x" * (room + 1), timestamp_ms=1)
+            refusals: list[tuple[Callable[[], object], int | None]] = [
+                (lambda: store.append(over), None),
+                (lambda: store.append_batch([*sample_events(1, start=2), over]), 1),
+                (lambda: store.append_at(2, [over]), 0),
+            ]
+            for append, index in refusals:
+                with pytest.raises(InvalidEvent) as refused:
+                    append()
+                assert refused.value.event_type == "conformance-document-noted"
+                assert refused.value.field == "body"
+                assert refused.value.rule == PAYLOAD_SIZE_RULE
+                assert refused.value.index == index
+                assert f"{MAX_PAYLOAD_BYTES + 1} bytes" in str(refused.value)
+            del over, refusals
+            assert len(store) == 2
+            assert backend.head().length == 2
+            at_limit = DocumentNoted(entity="e", body="x" * room, timestamp_ms=1)
+            assert store.append(at_limit) == 2
+            [record] = store.read_range(2, 3)
+            assert record.event_id == at_limit.event_id
+            assert len(record.event.canonical_json()) == MAX_PAYLOAD_BYTES
+            assert store.verify() == 3
 
     def test_reappending_an_event_is_idempotent(self, store: EventStore) -> None:
         events = sample_events(4)
