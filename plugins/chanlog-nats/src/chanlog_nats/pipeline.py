@@ -20,6 +20,12 @@ A stream that does not continue what was relayed to it (gone or made anew, endin
 what the pipeline stored, or ending with a record that is not this log's) is a failure like
 an outage, retried with backoff and said once, and never gone on from
 (:class:`~chanlog_nats.tail_check.TailCheck`, ADR 0049).
+
+A record whose message (payload and headers) is larger than the server's ``max_payload``
+cannot be published by any retry, and the records after it may not go first: the pipeline
+stops at it, says so once as its failure (the record's offset, its size, the server's limit
+and the remedy), which no reconciliation clears, and tries again every few seconds (a
+server restarted with a larger ``max_payload`` is learned on reconnection) (ADR 0075).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import threading
 import time
 from collections import deque
 
+import nats.errors
 import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -49,6 +56,9 @@ logger = logging.getLogger("chanlog.nats")
 _SEND_SLICE = 64  # messages sent per turn of the pump before it lets acks in
 _BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0)  # seconds between reconciliation attempts
 _WATCH_EVERY = 0.25  # seconds between looks for an acknowledgement that is late
+_OVERSIZED_RETRY = 2.0  # seconds between tries of a record over the server's max_payload
+# Headers are measured only for a payload this close to the limit: they are far smaller.
+_HEADERS_HEADROOM = 64 * 1024
 
 
 class Entry:
@@ -109,6 +119,10 @@ class Pipeline:
         """The last offset the stream is known to hold."""
         self.failure: str | None = None
         """Why the pipeline is stuck, while it is (``None``: it is not)."""
+        self.oversized: str | None = None
+        """The failure of a record over the server's ``max_payload`` that stops the
+        pipeline, until the server takes it (``None``: none)."""
+        self._stalled = False
         self.reconciliations = 0
         self.published = 0
         self._closed = False
@@ -231,6 +245,10 @@ class Pipeline:
                     continue
                 attempt = 0
             await self._send()
+            if self._stalled:  # a record no retry can publish now: not a busy loop
+                self._stalled = False
+                await asyncio.sleep(_OVERSIZED_RETRY)
+                self._wake.set()
 
     async def _try_reconcile(self, attempt: int) -> bool:
         try:
@@ -246,7 +264,7 @@ class Pipeline:
             log = logger.warning if attempt in (0, 10) or attempt % 50 == 0 else logger.debug
             log("NATS relay to %s: cannot reconcile yet (%s)", self.settings.name, self.failure)
             return False
-        self.failure = None
+        self.failure = self.oversized  # reconciling does not make the record fit
         return True
 
     async def _client(self) -> tuple[Client, JetStreamContext]:
@@ -327,6 +345,12 @@ class Pipeline:
                     headers[EXPECTED_LAST_SEQUENCE] = str(self._expect_seq)
                 else:
                     headers[EXPECTED_LAST_MSG_ID] = self._prev_msg_id
+                limit = client.max_payload
+                if len(entry.body) > limit - _HEADERS_HEADROOM:
+                    size = len(entry.body) + _headers_size(headers)
+                    if size > limit:
+                        self._stop_at(entry, limit)
+                        return
                 self._prev_msg_id = entry.msg_id
                 token = str(next(self._tokens))
                 tokens[token] = entry
@@ -337,6 +361,9 @@ class Pipeline:
                         reply=f"{self._inbox}.{token}",
                         headers=headers,
                     )
+                except nats.errors.MaxPayloadError:  # the server's limit changed under us
+                    self._stop_at(entry, limit)
+                    return
                 except Exception as exc:  # buffer full while disconnected, closed...
                     self._break(f"publishing offset {entry.offset} failed ({exc!r})")
                     return
@@ -354,6 +381,23 @@ class Pipeline:
             return
         self._acknowledged(entry)
 
+    def _stop_at(self, entry: Entry, limit: int) -> None:
+        """Stop at ``entry``, whose message the server (``max_payload`` of ``limit``)
+        refuses: its failure stands, said once; the pump tries again later."""
+        # The payload's size, not the message's: the guard header differs between tries.
+        failure = (
+            f"offset {entry.offset}: its payload of {len(entry.body)} bytes, with its headers, "
+            f"is more than the NATS server's max_payload of {limit} bytes, so no retry can "
+            "publish it and the records after it wait: raise max_payload on the server "
+            "(at most 64 MiB, which every record chanlog accepts fits) and restart it"
+        )
+        with self._cond:
+            if self.oversized != failure:
+                logger.error("NATS relay to %s: %s", self.settings.name, failure)
+            self.oversized = self.failure = failure
+            self._broken = True  # resent from the stream's end, under a new guard
+        self._stalled = True
+
     def _acknowledged(self, entry: Entry) -> None:
         with self._cond:
             self.published += 1
@@ -361,6 +405,9 @@ class Pipeline:
             if self.tail_offset is None or entry.offset > self.tail_offset:
                 self.tail_offset = entry.offset
             tail = self.tail_offset
+            if self.oversized is not None and self.oversized.startswith(f"offset {tail}:"):
+                logger.warning("NATS relay to %s: offset %d published", self.settings.name, tail)
+                self.oversized = self.failure = None
             # A stored message means its predecessors are stored (the guard): everything up
             # to it is durable, even an entry whose own acknowledgement was lost.
             while pending and pending[0].offset <= tail:
@@ -380,6 +427,15 @@ class Pipeline:
                 offset = self._pending[0].offset if self._pending else -1
             if late:
                 self._break(f"no acknowledgement of offset {offset} within {self.ack_timeout} s")
+
+
+def _headers_size(headers: dict[str, str]) -> int:
+    """The bytes of ``headers`` in a message, which the server counts against its
+    ``max_payload`` with the payload (``NATS/1.0``, a line per header, an empty line)."""
+    size = len(b"NATS/1.0\r\n\r\n")
+    for key, value in headers.items():
+        size += len(key.encode()) + len(value.encode()) + 4
+    return size
 
 
 def _refusal(msg: Msg) -> str | None:

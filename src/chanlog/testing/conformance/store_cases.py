@@ -144,7 +144,6 @@ class StoreCases(ConformanceFixtures):
                 assert refused.value.rule == PAYLOAD_SIZE_RULE
                 assert refused.value.index == index
                 assert f"{MAX_PAYLOAD_BYTES + 1} bytes" in str(refused.value)
-            del over, refusals
             assert len(store) == 2
             assert backend.head().length == 2
             at_limit = DocumentNoted(entity="e", body="x" * room, timestamp_ms=1)
