@@ -67,7 +67,11 @@ def test_a_record_over_max_payload_stops_the_relay_at_it_saying_so_then_it_goes_
         def failure() -> str:
             return relay.failure() or ""
 
-        wait_until(lambda: "offset 2" in failure(), 20, "the relay to name the record")
+        wait_until(
+            lambda: failure().startswith("the record at offset 2 cannot be published"),
+            20,
+            "the relay to name the record",
+        )
         said = failure()
         assert f"max_payload of {DEFAULT_MAX_PAYLOAD} bytes" in said
         assert "raise max_payload" in said

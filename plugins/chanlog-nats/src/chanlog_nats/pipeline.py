@@ -122,6 +122,7 @@ class Pipeline:
         self.oversized: str | None = None
         """The failure of a record over the server's ``max_payload`` that stops the
         pipeline, until the server takes it (``None``: none)."""
+        self._oversized_at = -1
         self._stalled = False
         self.reconciliations = 0
         self.published = 0
@@ -386,15 +387,17 @@ class Pipeline:
         refuses: its failure stands, said once; the pump tries again later."""
         # The payload's size, not the message's: the guard header differs between tries.
         failure = (
-            f"offset {entry.offset}: its payload of {len(entry.body)} bytes, with its headers, "
-            f"is more than the NATS server's max_payload of {limit} bytes, so no retry can "
-            "publish it and the records after it wait: raise max_payload on the server "
-            "(at most 64 MiB, which every record chanlog accepts fits) and restart it"
+            f"the record at offset {entry.offset} cannot be published: its payload of "
+            f"{len(entry.body)} bytes, with its headers, is more than the NATS server's "
+            f"max_payload of {limit} bytes, and the records after it wait: raise max_payload "
+            "on the server (at most 64 MiB, which every record chanlog accepts fits) and "
+            "restart it"
         )
         with self._cond:
             if self.oversized != failure:
                 logger.error("NATS relay to %s: %s", self.settings.name, failure)
             self.oversized = self.failure = failure
+            self._oversized_at = entry.offset
             self._broken = True  # resent from the stream's end, under a new guard
         self._stalled = True
 
@@ -405,7 +408,7 @@ class Pipeline:
             if self.tail_offset is None or entry.offset > self.tail_offset:
                 self.tail_offset = entry.offset
             tail = self.tail_offset
-            if self.oversized is not None and self.oversized.startswith(f"offset {tail}:"):
+            if self.oversized is not None and tail >= self._oversized_at:
                 logger.warning("NATS relay to %s: offset %d published", self.settings.name, tail)
                 self.oversized = self.failure = None
             # A stored message means its predecessors are stored (the guard): everything up
