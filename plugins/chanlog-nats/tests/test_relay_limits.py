@@ -105,3 +105,39 @@ def test_a_record_over_max_payload_stops_the_relay_at_it_saying_so_then_it_goes_
         messages = streams.messages(stream)
         assert [read_envelope(m.headers).offset for m in messages] == [0, 1, 2, 3]
         assert messages[2].data == large.canonical_json()
+
+
+def test_a_record_over_the_streams_max_msg_size_stops_the_relay_at_it_saying_so(
+    streams: Any, wait_until: Wait, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stream an operator limited (``max_msg_size``) refuses the record in its
+    acknowledgement: no retry can store it either."""
+    store, _ = _log_with_a_large_record(2000)
+    stream = streams.name()
+    prefix = streams.prefix(stream)
+
+    async def limited(js: Any) -> None:
+        await js.add_stream(
+            name=stream, subjects=[f"{prefix}.>"], storage="memory", max_msg_size=1000
+        )
+
+    streams.call(limited)
+    relay = NatsRelay(stream=stream, url=streams.url, storage="memory", prefix=prefix)
+    caplog.set_level(logging.DEBUG, logger="chanlog.nats")
+    with store, store.bus.consumer("relay", relay, lease_ttl=0.5) as runner:
+        threading.Thread(target=runner.drain, daemon=True).start()
+        wait_until(
+            lambda: (relay.failure() or "").startswith("the record at offset 2 cannot be"),
+            20,
+            "the relay to name the record",
+        )
+        said = relay.failure()
+        assert said is not None
+        assert f"the stream {stream} refuses it (message size exceeds" in said
+        assert "raise the stream's max_msg_size" in said
+        reconciled = relay.stats()["reconciliations"]
+        wait_until(lambda: relay.stats()["reconciliations"] >= reconciled + 2, 20, "two more tries")
+        assert relay.failure() == said
+        assert len([r for r in caplog.records if "offset 2" in r.getMessage()]) == 1
+        assert [read_envelope(m.headers).offset for m in streams.messages(stream)] == [0, 1]
+        relay.interrupt()

@@ -238,6 +238,9 @@ class Pipeline:
         while not self._closed:
             await self._wake.wait()
             self._wake.clear()
+            if self._stalled:  # a record no retry can publish now: not a busy loop
+                self._stalled = False
+                await asyncio.sleep(_OVERSIZED_RETRY)
             if self._broken:
                 if not await self._try_reconcile(attempt):
                     attempt += 1
@@ -246,10 +249,6 @@ class Pipeline:
                     continue
                 attempt = 0
             await self._send()
-            if self._stalled:  # a record no retry can publish now: not a busy loop
-                self._stalled = False
-                await asyncio.sleep(_OVERSIZED_RETRY)
-                self._wake.set()
 
     async def _try_reconcile(self, attempt: int) -> bool:
         try:
@@ -350,7 +349,7 @@ class Pipeline:
                 if len(entry.body) > limit - _HEADERS_HEADROOM:
                     size = len(entry.body) + _headers_size(headers)
                     if size > limit:
-                        self._stop_at(entry, limit)
+                        self._stop_at(entry, *_over_max_payload(entry, limit))
                         return
                 self._prev_msg_id = entry.msg_id
                 token = str(next(self._tokens))
@@ -363,7 +362,7 @@ class Pipeline:
                         headers=headers,
                     )
                 except nats.errors.MaxPayloadError:  # the server's limit changed under us
-                    self._stop_at(entry, limit)
+                    self._stop_at(entry, *_over_max_payload(entry, limit))
                     return
                 except Exception as exc:  # buffer full while disconnected, closed...
                     self._break(f"publishing offset {entry.offset} failed ({exc!r})")
@@ -377,21 +376,26 @@ class Pipeline:
         if entry is None:  # an answer to a send before the last reconciliation
             return
         problem = _refusal(msg)
+        if problem is not None and _error_code(msg) == _JS_MESSAGE_TOO_LARGE:
+            self._stop_at(
+                entry,
+                f"the stream {self.settings.name} refuses it ({problem}), its payload "
+                f"holding {len(entry.body)} bytes",
+                "raise the stream's max_msg_size, or remove it (the relay makes its streams "
+                "without one)",
+            )
+            return
         if problem is not None:
             self._break(f"offset {entry.offset} was refused ({problem})")
             return
         self._acknowledged(entry)
 
-    def _stop_at(self, entry: Entry, limit: int) -> None:
-        """Stop at ``entry``, whose message the server (``max_payload`` of ``limit``)
-        refuses: its failure stands, said once; the pump tries again later."""
-        # The payload's size, not the message's: the guard header differs between tries.
+    def _stop_at(self, entry: Entry, why: str, remedy: str) -> None:
+        """Stop at ``entry``, which NATS refuses for its size (``why``; ``remedy``: what the
+        operator can do): its failure stands, said once; the pump tries again later."""
         failure = (
-            f"the record at offset {entry.offset} cannot be published: its payload of "
-            f"{len(entry.body)} bytes, with its headers, is more than the NATS server's "
-            f"max_payload of {limit} bytes, and the records after it wait: raise max_payload "
-            "on the server (at most 64 MiB, which every record chanlog accepts fits) and "
-            "restart it"
+            f"the record at offset {entry.offset} cannot be published: {why}, and the records "
+            f"after it wait: {remedy}"
         )
         with self._cond:
             if self.oversized != failure:
@@ -400,6 +404,7 @@ class Pipeline:
             self._oversized_at = entry.offset
             self._broken = True  # resent from the stream's end, under a new guard
         self._stalled = True
+        self._kick()
 
     def _acknowledged(self, entry: Entry) -> None:
         with self._cond:
@@ -432,6 +437,17 @@ class Pipeline:
                 self._break(f"no acknowledgement of offset {offset} within {self.ack_timeout} s")
 
 
+def _over_max_payload(entry: Entry, limit: int) -> tuple[str, str]:
+    """Why the server refuses ``entry``'s message, and the remedy. The payload's size, not
+    the message's: the guard header differs between tries, and the failure must not."""
+    return (
+        f"its payload of {len(entry.body)} bytes, with its headers, is more than the NATS "
+        f"server's max_payload of {limit} bytes",
+        "raise max_payload on the server (at most 64 MiB, which every record chanlog accepts "
+        "fits) and restart it",
+    )
+
+
 def _headers_size(headers: dict[str, str]) -> int:
     """The bytes of ``headers`` in a message, which the server counts against its
     ``max_payload`` with the payload (``NATS/1.0``, a line per header, an empty line)."""
@@ -439,6 +455,19 @@ def _headers_size(headers: dict[str, str]) -> int:
     for key, value in headers.items():
         size += len(key.encode()) + len(value.encode()) + 4
     return size
+
+
+_JS_MESSAGE_TOO_LARGE = 10054  # JetStream: "message size exceeds maximum allowed"
+
+
+def _error_code(msg: Msg) -> int | None:
+    """The JetStream error code of a refused publish's acknowledgement (``None``: none)."""
+    try:
+        error = orjson.loads(msg.data).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    code = error.get("err_code") if isinstance(error, dict) else None
+    return code if isinstance(code, int) else None
 
 
 def _refusal(msg: Msg) -> str | None:
