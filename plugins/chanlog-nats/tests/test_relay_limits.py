@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 
+import chanlog_nats.plugin
 import pytest
-from chanlog_nats import NatsRelay, read_envelope
+from chanlog_nats import NatsBroker, NatsRelay, read_envelope
 
 from chanlog import EventStore
 from chanlog.testing import sample_events
@@ -141,3 +143,32 @@ def test_a_record_over_the_streams_max_msg_size_stops_the_relay_at_it_saying_so(
         assert len([r for r in caplog.records if "offset 2" in r.getMessage()]) == 1
         assert [read_envelope(m.headers).offset for m in streams.messages(stream)] == [0, 1]
         relay.interrupt()
+
+
+def test_the_broker_does_not_publish_live_a_record_over_max_payload_and_says_so(
+    private_server: Any, wait_until: Wait, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Live delivery is best effort (subscribers fill a gap from the log), but a message the
+    server refuses for its size must not cost the connection, and the others with it."""
+    caplog.set_level(logging.DEBUG, logger="chanlog.nats")
+    host = refusing_host()
+    host.register(chanlog_nats.plugin, name="chanlog-nats")
+    with EventStore(
+        plugins=host,
+        projections=[],
+        broker="nats",
+        bus_prefix=f"node-{uuid.uuid4().hex[:8]}",
+        broker_options={"url": private_server.url},
+    ) as store:
+        broker = store.bus.broker
+        assert isinstance(broker, NatsBroker)
+        store.append_batch(sample_events(2))
+        # The payload fits, not with its headers: the server would close the connection.
+        large = DocumentNoted(entity="e", body="x" * (DEFAULT_MAX_PAYLOAD - 100), timestamp_ms=1)
+        store.append(large)
+        store.append_batch(sample_events(1, start=2))
+        wait_until(lambda: broker.published + broker.dropped >= 4, 20, "every record's turn")
+        assert (broker.published, broker.dropped) == (3, 1)
+        said = [r.getMessage() for r in caplog.records if "offset 2" in r.getMessage()]
+        assert len(said) == 1
+        assert f"max_payload of {DEFAULT_MAX_PAYLOAD} bytes" in said[0]

@@ -45,7 +45,7 @@ from nats.js.client import JetStreamContext
 
 from chanlog.errors import ChanlogError, ConfigError, IntegrityError
 from chanlog_nats.client import NatsThread, describe
-from chanlog_nats.mapping import EXPECTED_LAST_MSG_ID, EXPECTED_LAST_SEQUENCE
+from chanlog_nats.mapping import EXPECTED_LAST_MSG_ID, EXPECTED_LAST_SEQUENCE, over_max_payload
 from chanlog_nats.stream import Accept, StreamSettings, StreamTail, ensure_stream, read_tail
 from chanlog_nats.tail_check import TailCheck
 
@@ -57,8 +57,6 @@ _SEND_SLICE = 64  # messages sent per turn of the pump before it lets acks in
 _BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0)  # seconds between reconciliation attempts
 _WATCH_EVERY = 0.25  # seconds between looks for an acknowledgement that is late
 _OVERSIZED_RETRY = 2.0  # seconds between tries of a record over the server's max_payload
-# Headers are measured only for a payload this close to the limit: they are far smaller.
-_HEADERS_HEADROOM = 64 * 1024
 
 
 class Entry:
@@ -346,11 +344,9 @@ class Pipeline:
                 else:
                     headers[EXPECTED_LAST_MSG_ID] = self._prev_msg_id
                 limit = client.max_payload
-                if len(entry.body) > limit - _HEADERS_HEADROOM:
-                    size = len(entry.body) + _headers_size(headers)
-                    if size > limit:
-                        self._stop_at(entry, *_over_max_payload(entry, limit))
-                        return
+                if over_max_payload(entry.body, headers, limit):
+                    self._stop_at(entry, *_max_payload_failure(entry, limit))
+                    return
                 self._prev_msg_id = entry.msg_id
                 token = str(next(self._tokens))
                 tokens[token] = entry
@@ -362,7 +358,7 @@ class Pipeline:
                         headers=headers,
                     )
                 except nats.errors.MaxPayloadError:  # the server's limit changed under us
-                    self._stop_at(entry, *_over_max_payload(entry, limit))
+                    self._stop_at(entry, *_max_payload_failure(entry, limit))
                     return
                 except Exception as exc:  # buffer full while disconnected, closed...
                     self._break(f"publishing offset {entry.offset} failed ({exc!r})")
@@ -437,7 +433,7 @@ class Pipeline:
                 self._break(f"no acknowledgement of offset {offset} within {self.ack_timeout} s")
 
 
-def _over_max_payload(entry: Entry, limit: int) -> tuple[str, str]:
+def _max_payload_failure(entry: Entry, limit: int) -> tuple[str, str]:
     """Why the server refuses ``entry``'s message, and the remedy. The payload's size, not
     the message's: the guard header differs between tries, and the failure must not."""
     return (
@@ -446,15 +442,6 @@ def _over_max_payload(entry: Entry, limit: int) -> tuple[str, str]:
         "raise max_payload on the server (at most 64 MiB, which every record chanlog accepts "
         "fits) and restart it",
     )
-
-
-def _headers_size(headers: dict[str, str]) -> int:
-    """The bytes of ``headers`` in a message, which the server counts against its
-    ``max_payload`` with the payload (``NATS/1.0``, a line per header, an empty line)."""
-    size = len(b"NATS/1.0\r\n\r\n")
-    for key, value in headers.items():
-        size += len(key.encode()) + len(value.encode()) + 4
-    return size
 
 
 _JS_MESSAGE_TOO_LARGE = 10054  # JetStream: "message size exceeds maximum allowed"
