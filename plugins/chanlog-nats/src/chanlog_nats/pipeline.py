@@ -313,6 +313,8 @@ class Pipeline:
                     pending.popleft()
                 if self.tail_offset is None or tail.offset > self.tail_offset:
                     self.tail_offset = tail.offset
+                if self.oversized is not None and tail.offset >= self._oversized_at:
+                    self.oversized = None  # the stream holds it now (stored by another way)
             for entry in pending:
                 entry.sent_at = 0.0
             self._unsent = deque(pending)
