@@ -204,6 +204,7 @@ class AppendPipeline:
             self._types = self._decoder.types
         types = self._types
         encoders = self._encoders
+        max_bytes = payloads.MAX_PAYLOAD_BYTES
         for index, item in enumerate(items):
             cls = type(item)
             # as_event() inlined for a registered event, the common case: this runs for
@@ -222,6 +223,8 @@ class AppendPipeline:
                 raise _at(exc, index, batch) from None
             except orjson.JSONEncodeError as exc:  # a plugin's type without our validators
                 raise _at(payloads.unencodable(event, exc), index, batch) from None
+            if len(canonical) > max_bytes:  # ADR 0075: one length read per event
+                raise _at(payloads.too_large(event, len(canonical)), index, batch)
             # tuple.__new__ spares the Python frame of a NamedTuple's own __new__.
             encoded.append(tuple.__new__(Encoded, (event, canonical, raw_id)))
         return encoded

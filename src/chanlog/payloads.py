@@ -35,6 +35,8 @@ from chanlog.errors import InvalidEvent
 from chanlog.hashing import event_digest, event_id_hasher
 
 __all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "PAYLOAD_SIZE_RULE",
     "UNENCODABLE_RULE",
     "Encodable",
     "RawEncoder",
@@ -46,6 +48,7 @@ __all__ = [
     "event_id_of_canonical",
     "raw_encoder",
     "to_payload",
+    "too_large",
     "unencodable",
 ]
 
@@ -132,6 +135,40 @@ def unencodable(event: Any, error: Exception) -> InvalidEvent:
         f"{event_type}: its payload cannot be written as canonical JSON ({error})",
         event_type=event_type,
         rule=UNENCODABLE_RULE,
+    )
+
+
+MAX_PAYLOAD_BYTES = 64 * 1024 * 1024 - 64 * 1024
+"""The most bytes an event's canonical JSON may hold (64 MiB less 64 KiB: 67,043,328), on
+every backend (ADR 0075). The lowest limit of every part that carries a record: NATS's
+``max_payload`` cannot be set above 64 MiB, and a relayed message carries its headers
+besides the payload (64 KiB leaves room for them); SQLite holds 1,000,000,000 bytes a value,
+PostgreSQL 1 GiB."""
+
+PAYLOAD_SIZE_RULE = f"a canonical JSON payload of at most {MAX_PAYLOAD_BYTES} bytes"
+"""The rule an event whose payload is longer than :data:`MAX_PAYLOAD_BYTES` breaks."""
+
+
+def too_large(event: Any, size: int) -> InvalidEvent:
+    """The error for ``event``, whose canonical JSON holds ``size`` bytes, more than
+    :data:`MAX_PAYLOAD_BYTES`: it names the field with the largest value (the one to
+    shorten), measured as canonical JSON writes it."""
+    event_type = getattr(type(event), "event_type", type(event).__name__)
+    largest: tuple[int, str] | None = None
+    for field in codegen.plan_of(type(event)).fields:
+        value = getattr(event, field.name, None)
+        length = len(value) if isinstance(value, str | bytes | tuple | list | dict) else 0
+        if largest is None or length > largest[0]:
+            largest = (length, field.name)
+    name = None if largest is None else largest[1]
+    where = event_type if name is None else f"{event_type}.{name}"
+    return InvalidEvent(
+        f"{where}: the payload holds {size} bytes of canonical JSON, and every backend "
+        f"holds at most {MAX_PAYLOAD_BYTES} bytes (the rule: {PAYLOAD_SIZE_RULE}); keep "
+        "large documents outside the log and record their hash",
+        event_type=event_type,
+        field=name,
+        rule=PAYLOAD_SIZE_RULE,
     )
 
 

@@ -291,6 +291,9 @@ class PrivateServer:
         self.port = free_port()
         self.name = f"chanlog-test-{uuid.uuid4().hex[:12]}"
         self.process: subprocess.Popen[bytes] | None = None
+        self.max_payload: int | None = None
+        """The ``max_payload`` of the server the next :meth:`start` starts (``None``: the
+        server's default, 1 MiB)."""
 
     @property
     def url(self) -> str:
@@ -305,9 +308,15 @@ class PrivateServer:
             PortTaken: it exited at start (another process holds the port).
         """
         assert self.process is None
+        config: list[str] = []
+        if self.max_payload is not None:  # a setting nats-server takes from a file only
+            path = self.directory.with_name(f"{self.name}.conf")
+            path.write_text(f"max_payload: {self.max_payload}\n")
+            config = ["-c", str(path)]
         self.process = subprocess.Popen(
             [
                 SERVER_BINARY,
+                *config,
                 *(["-js", "-sd", str(self.directory)] if jetstream else []),
                 *("-p", str(self.port), "-a", "127.0.0.1", "-n", self.name),
             ],

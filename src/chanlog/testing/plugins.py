@@ -22,7 +22,13 @@ from chanlog.plugins.hookspecs import hookimpl
 from chanlog.plugins.host import PluginHost
 from chanlog.testing.events import REFUSED_REASON
 
-__all__ = ["REFUSING_PROJECTION", "EntityNoted", "RefusingProjection", "refusing_host"]
+__all__ = [
+    "REFUSING_PROJECTION",
+    "DocumentNoted",
+    "EntityNoted",
+    "RefusingProjection",
+    "refusing_host",
+]
 
 REFUSING_PROJECTION = "conformance-refuser"
 """The registered name of :class:`RefusingProjection`."""
@@ -99,10 +105,24 @@ class EntityNoted(Event):
     note: str = attrs.field(default="", validator=fields.text())
 
 
+@attrs.define(frozen=True, slots=True, kw_only=True)
+class DocumentNoted(Event):
+    """A document kept on an entity, of any length, as a plugin's type may declare a field
+    without a bound: the store, not the field's validator, holds its size to the limit every
+    backend keeps (:data:`chanlog.payloads.MAX_PAYLOAD_BYTES`, ADR 0075)."""
+
+    event_type: ClassVar[str] = "conformance-document-noted"
+    stream_fields: ClassVar[tuple[str, ...]] = ("entity",)
+
+    entity: str = attrs.field(validator=fields.text(min_length=1, max_length=256))
+    body: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+
+
 class _RefusingPlugin:
     @hookimpl
     def chanlog_register_event_types(self, register: Callable[[type[Event]], None]) -> None:
         register(EntityNoted)
+        register(DocumentNoted)
 
     @hookimpl
     def chanlog_register_projections(
@@ -113,7 +133,7 @@ class _RefusingPlugin:
 
 def refusing_host() -> PluginHost:
     """A plugin host with the built-in plugins minus entry points, plus the refusing
-    projection and the event type :class:`EntityNoted` (use
+    projection and the event types :class:`EntityNoted` and :class:`DocumentNoted` (use
     ``EventStore(..., plugins=host, projections=[REFUSING_PROJECTION])``)."""
     host = PluginHost(load_entry_points=False)
     host.register(_RefusingPlugin(), name="chanlog-testing")

@@ -36,7 +36,7 @@ from chanlog.bus.subjects import check_prefix, subject_of
 from chanlog.errors import ChanlogError, ConfigError, InvalidArgument, PluginError
 from chanlog.records import RecordedEvent
 from chanlog_nats.client import NatsThread
-from chanlog_nats.mapping import headers_of, read_envelope
+from chanlog_nats.mapping import OFFSET, headers_of, over_max_payload, read_envelope
 from chanlog_nats.options import DEFAULT_URL, check_no_more, check_seconds, check_url
 
 __all__ = ["BROKER_OPTIONS", "NatsBroker"]
@@ -158,6 +158,9 @@ class NatsBroker:
                 try:
                     if client is None:
                         raise ChanlogError("not connected")
+                    if over_max_payload(body, headers, client.max_payload):
+                        self._refuse_oversized(body, headers, client.max_payload)
+                        continue
                     await client.publish(subject, body, headers=headers)
                     self.published += 1
                 except Exception as exc:  # live delivery is best effort; the log is not
@@ -166,6 +169,20 @@ class NatsBroker:
                         logger.warning(
                             "%s: %d record(s) not published live (%r)", _WHAT, self.dropped, exc
                         )
+
+    def _refuse_oversized(self, body: bytes, headers: dict[str, str], limit: int) -> None:
+        """Count as not published a record the server would refuse for its size (and close
+        the connection over, losing what else is in flight), saying which (ADR 0075)."""
+        self.dropped += 1
+        logger.warning(
+            "%s: the record at offset %s is not published live: its payload of %d bytes, "
+            "with its headers, is more than the NATS server's max_payload of %d bytes "
+            "(subscribers read it from the log when the next record reaches them)",
+            _WHAT,
+            headers.get(OFFSET, "?"),
+            len(body),
+            limit,
+        )
 
     async def _drain(self) -> None:
         outbox = self._outbox

@@ -30,6 +30,7 @@ __all__ = [
     "Envelope",
     "headers_of",
     "msg_id",
+    "over_max_payload",
     "read_envelope",
 ]
 
@@ -107,3 +108,19 @@ def read_envelope(headers: Mapping[str, str] | None) -> Envelope:
     if not event_type:
         raise DecodeError(f"empty {EVENT_TYPE}")
     return Envelope(headers[MSG_ID], match.group(1), offset, chain_hash, event_type)
+
+
+# Headers are measured only for a body this close to the limit: they are far smaller.
+_HEADERS_HEADROOM = 64 * 1024
+
+
+def over_max_payload(body: bytes, headers: Mapping[str, str], max_payload: int) -> bool:
+    """Whether a server whose ``max_payload`` is ``max_payload`` refuses the message: it
+    counts the headers (``NATS/1.0``, a line each, an empty line) with the body, and closes
+    the connection over it. One comparison unless ``body`` is within 64 KiB of the limit."""
+    if len(body) <= max_payload - _HEADERS_HEADROOM:
+        return False
+    size = len(body) + len(b"NATS/1.0\r\n\r\n")
+    for key, value in headers.items():
+        size += len(key.encode()) + len(value.encode()) + 4
+    return size > max_payload

@@ -20,6 +20,12 @@ A stream that does not continue what was relayed to it (gone or made anew, endin
 what the pipeline stored, or ending with a record that is not this log's) is a failure like
 an outage, retried with backoff and said once, and never gone on from
 (:class:`~chanlog_nats.tail_check.TailCheck`, ADR 0049).
+
+A record whose message (payload and headers) is larger than the server's ``max_payload``
+cannot be published by any retry, and the records after it may not go first: the pipeline
+stops at it, says so once as its failure (the record's offset, its size, the server's limit
+and the remedy), which no reconciliation clears, and tries again every few seconds (a
+server restarted with a larger ``max_payload`` is learned on reconnection) (ADR 0075).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import threading
 import time
 from collections import deque
 
+import nats.errors
 import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -38,7 +45,7 @@ from nats.js.client import JetStreamContext
 
 from chanlog.errors import ChanlogError, ConfigError, IntegrityError
 from chanlog_nats.client import NatsThread, describe
-from chanlog_nats.mapping import EXPECTED_LAST_MSG_ID, EXPECTED_LAST_SEQUENCE
+from chanlog_nats.mapping import EXPECTED_LAST_MSG_ID, EXPECTED_LAST_SEQUENCE, over_max_payload
 from chanlog_nats.stream import Accept, StreamSettings, StreamTail, ensure_stream, read_tail
 from chanlog_nats.tail_check import TailCheck
 
@@ -49,6 +56,7 @@ logger = logging.getLogger("chanlog.nats")
 _SEND_SLICE = 64  # messages sent per turn of the pump before it lets acks in
 _BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0)  # seconds between reconciliation attempts
 _WATCH_EVERY = 0.25  # seconds between looks for an acknowledgement that is late
+_OVERSIZED_RETRY = 2.0  # seconds between tries of a record over the server's max_payload
 
 
 class Entry:
@@ -109,6 +117,11 @@ class Pipeline:
         """The last offset the stream is known to hold."""
         self.failure: str | None = None
         """Why the pipeline is stuck, while it is (``None``: it is not)."""
+        self.oversized: str | None = None
+        """The failure of a record over the server's ``max_payload`` that stops the
+        pipeline, until the server takes it (``None``: none)."""
+        self._oversized_at = -1
+        self._stalled = False
         self.reconciliations = 0
         self.published = 0
         self._closed = False
@@ -223,6 +236,9 @@ class Pipeline:
         while not self._closed:
             await self._wake.wait()
             self._wake.clear()
+            if self._stalled:  # a record no retry can publish now: not a busy loop
+                self._stalled = False
+                await asyncio.sleep(_OVERSIZED_RETRY)
             if self._broken:
                 if not await self._try_reconcile(attempt):
                     attempt += 1
@@ -246,7 +262,7 @@ class Pipeline:
             log = logger.warning if attempt in (0, 10) or attempt % 50 == 0 else logger.debug
             log("NATS relay to %s: cannot reconcile yet (%s)", self.settings.name, self.failure)
             return False
-        self.failure = None
+        self.failure = self.oversized  # reconciling does not make the record fit
         return True
 
     async def _client(self) -> tuple[Client, JetStreamContext]:
@@ -297,6 +313,8 @@ class Pipeline:
                     pending.popleft()
                 if self.tail_offset is None or tail.offset > self.tail_offset:
                     self.tail_offset = tail.offset
+                if self.oversized is not None and tail.offset >= self._oversized_at:
+                    self.oversized = None  # the stream holds it now (stored by another way)
             for entry in pending:
                 entry.sent_at = 0.0
             self._unsent = deque(pending)
@@ -327,6 +345,10 @@ class Pipeline:
                     headers[EXPECTED_LAST_SEQUENCE] = str(self._expect_seq)
                 else:
                     headers[EXPECTED_LAST_MSG_ID] = self._prev_msg_id
+                limit = client.max_payload
+                if over_max_payload(entry.body, headers, limit):
+                    self._stop_at(entry, *_max_payload_failure(entry, limit))
+                    return
                 self._prev_msg_id = entry.msg_id
                 token = str(next(self._tokens))
                 tokens[token] = entry
@@ -337,6 +359,9 @@ class Pipeline:
                         reply=f"{self._inbox}.{token}",
                         headers=headers,
                     )
+                except nats.errors.MaxPayloadError:  # the server's limit changed under us
+                    self._stop_at(entry, *_max_payload_failure(entry, limit))
+                    return
                 except Exception as exc:  # buffer full while disconnected, closed...
                     self._break(f"publishing offset {entry.offset} failed ({exc!r})")
                     return
@@ -349,10 +374,35 @@ class Pipeline:
         if entry is None:  # an answer to a send before the last reconciliation
             return
         problem = _refusal(msg)
+        if problem is not None and _error_code(msg) == _JS_MESSAGE_TOO_LARGE:
+            self._stop_at(
+                entry,
+                f"the stream {self.settings.name} refuses it ({problem}), its payload "
+                f"holding {len(entry.body)} bytes",
+                "raise the stream's max_msg_size, or remove it (the relay makes its streams "
+                "without one)",
+            )
+            return
         if problem is not None:
             self._break(f"offset {entry.offset} was refused ({problem})")
             return
         self._acknowledged(entry)
+
+    def _stop_at(self, entry: Entry, why: str, remedy: str) -> None:
+        """Stop at ``entry``, which NATS refuses for its size (``why``; ``remedy``: what the
+        operator can do): its failure stands, said once; the pump tries again later."""
+        failure = (
+            f"the record at offset {entry.offset} cannot be published: {why}, and the records "
+            f"after it wait: {remedy}"
+        )
+        with self._cond:
+            if self.oversized != failure:
+                logger.error("NATS relay to %s: %s", self.settings.name, failure)
+            self.oversized = self.failure = failure
+            self._oversized_at = entry.offset
+            self._broken = True  # resent from the stream's end, under a new guard
+        self._stalled = True
+        self._kick()
 
     def _acknowledged(self, entry: Entry) -> None:
         with self._cond:
@@ -361,6 +411,9 @@ class Pipeline:
             if self.tail_offset is None or entry.offset > self.tail_offset:
                 self.tail_offset = entry.offset
             tail = self.tail_offset
+            if self.oversized is not None and tail >= self._oversized_at:
+                logger.warning("NATS relay to %s: offset %d published", self.settings.name, tail)
+                self.oversized = self.failure = None
             # A stored message means its predecessors are stored (the guard): everything up
             # to it is durable, even an entry whose own acknowledgement was lost.
             while pending and pending[0].offset <= tail:
@@ -380,6 +433,30 @@ class Pipeline:
                 offset = self._pending[0].offset if self._pending else -1
             if late:
                 self._break(f"no acknowledgement of offset {offset} within {self.ack_timeout} s")
+
+
+def _max_payload_failure(entry: Entry, limit: int) -> tuple[str, str]:
+    """Why the server refuses ``entry``'s message, and the remedy. The payload's size, not
+    the message's: the guard header differs between tries, and the failure must not."""
+    return (
+        f"its payload of {len(entry.body)} bytes, with its headers, is more than the NATS "
+        f"server's max_payload of {limit} bytes",
+        "raise max_payload on the server (at most 64 MiB, which every record chanlog accepts "
+        "fits) and restart it",
+    )
+
+
+_JS_MESSAGE_TOO_LARGE = 10054  # JetStream: "message size exceeds maximum allowed"
+
+
+def _error_code(msg: Msg) -> int | None:
+    """The JetStream error code of a refused publish's acknowledgement (``None``: none)."""
+    try:
+        error = orjson.loads(msg.data).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    code = error.get("err_code") if isinstance(error, dict) else None
+    return code if isinstance(code, int) else None
 
 
 def _refusal(msg: Msg) -> str | None:

@@ -4,8 +4,10 @@ chain and ``verify()``."""
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import attrs
 import pytest
@@ -21,20 +23,44 @@ from chanlog.errors import (
     NotFound,
 )
 from chanlog.events import MessageAcked
+from chanlog.events.base import Event
 from chanlog.fields import ENTITY_ID_RULE
 from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next
+from chanlog.payloads import MAX_PAYLOAD_BYTES, PAYLOAD_SIZE_RULE
 from chanlog.records import Head, RecordedEvent
 from chanlog.store import EventStore
 from chanlog.testing.conformance.fixtures import ConformanceFixtures, wait_until
 from chanlog.testing.events import message_sent, refused_event, sample_events, stored_records
 from chanlog.testing.plugins import (
     REFUSING_PROJECTION,
+    DocumentNoted,
     EntityNoted,
     RefusingProjection,
     refusing_host,
 )
 
 __all__ = ["StoreCases"]
+
+
+def _refused_every_way(
+    store: EventStore, bad: Event, *alone: Event | Mapping[str, Any], rule: str
+) -> list[InvalidEvent]:
+    """Append ``bad`` every way (alone, after an event in a batch, at the log's end, which
+    is offset 2) and each of ``alone`` alone, each refused with :class:`InvalidEvent` for
+    ``rule`` naming the index its way gives; the refusals."""
+    appends: list[tuple[Callable[[], object], int | None]] = [
+        (functools.partial(store.append, item), None) for item in (bad, *alone)
+    ]
+    appends.append((lambda: store.append_batch([*sample_events(1, start=2), bad]), 1))
+    appends.append((lambda: store.append_at(2, [bad]), 0))
+    refusals: list[InvalidEvent] = []
+    for append, index in appends:
+        with pytest.raises(InvalidEvent) as refused:
+            append()
+        assert refused.value.rule == rule
+        assert refused.value.index == index
+        refusals.append(refused.value)
+    return refusals
 
 
 class StoreCases(ConformanceFixtures):
@@ -86,20 +112,10 @@ class StoreCases(ConformanceFixtures):
             store.append_batch(sample_events(2))
             bad = EntityNoted(entity="left\x00right", timestamp_ms=1)
             envelope = {"type": bad.event_type, "payload": {"entity": "a\x00", "note": ""}}
-            refusals: list[tuple[Callable[[], object], int | None]] = [
-                (lambda: store.append(bad), None),
-                (lambda: store.append(envelope), None),
-                (lambda: store.append_batch([*sample_events(1, start=2), bad]), 1),
-                (lambda: store.append_at(2, [bad]), 0),
-            ]
-            for append, index in refusals:
-                with pytest.raises(InvalidEvent) as refused:
-                    append()
-                assert refused.value.event_type == "conformance-entity-noted"
-                assert refused.value.field == "entity"
-                assert refused.value.rule == ENTITY_ID_RULE
-                assert refused.value.index == index
-                assert "conformance-entity-noted.entity" in str(refused.value)
+            for refused in _refused_every_way(store, bad, envelope, rule=ENTITY_ID_RULE):
+                assert refused.event_type == "conformance-entity-noted"
+                assert refused.field == "entity"
+                assert "conformance-entity-noted.entity" in str(refused)
             assert len(store) == 2
             assert backend.head().length == 2
             assert backend.find(bytes.fromhex(bad.event_id[2:])) is None
@@ -115,6 +131,32 @@ class StoreCases(ConformanceFixtures):
             assert store.append(kept) == 3
             assert [record.event for record in store.read_stream("left right")] == [kept]
             assert store.verify() == 4
+
+    def test_a_payload_over_the_size_limit_is_refused_before_anything_is_written(
+        self, backend: Backend
+    ) -> None:
+        """Every backend keeps the same limit (ADR 0075): a payload whose canonical JSON is
+        longer than ``MAX_PAYLOAD_BYTES`` is refused as the event is encoded, naming the type,
+        its largest field, the size and the rule; one of exactly that size is stored, read
+        and verified."""
+        with EventStore(backend, plugins=refusing_host(), projections=[]) as store:
+            store.append_batch(sample_events(2))
+            room = MAX_PAYLOAD_BYTES - len(
+                DocumentNoted(entity="e", timestamp_ms=1).canonical_json()
+            )
+            over = DocumentNoted(entity="e", body="x" * (room + 1), timestamp_ms=1)
+            for refused in _refused_every_way(store, over, rule=PAYLOAD_SIZE_RULE):
+                assert refused.event_type == "conformance-document-noted"
+                assert refused.field == "body"
+                assert f"{MAX_PAYLOAD_BYTES + 1} bytes" in str(refused)
+            assert len(store) == 2
+            assert backend.head().length == 2
+            at_limit = DocumentNoted(entity="e", body="x" * room, timestamp_ms=1)
+            assert store.append(at_limit) == 2
+            [record] = store.read_range(2, 3)
+            assert record.event_id == at_limit.event_id
+            assert len(record.event.canonical_json()) == MAX_PAYLOAD_BYTES
+            assert store.verify() == 3
 
     def test_reappending_an_event_is_idempotent(self, store: EventStore) -> None:
         events = sample_events(4)
