@@ -123,7 +123,7 @@ def test_public_name_is_documented(name: str, anchors: set[str], repo_root: Path
 
 def plugin_exports() -> list[tuple[str, str]]:
     """``(package, name)`` for every name of each installed plugin package's ``__all__``."""
-    exports = []
+    exports: list[tuple[str, str]] = []
     for package in PLUGIN_PACKAGES:
         try:
             module = importlib.import_module(package)
