@@ -152,7 +152,7 @@ PAYLOAD_SIZE_RULE = f"a canonical JSON payload of at most {MAX_PAYLOAD_BYTES} by
 def too_large(event: Any, size: int) -> InvalidEvent:
     """The error for ``event``, whose canonical JSON holds ``size`` bytes, more than
     :data:`MAX_PAYLOAD_BYTES`: it names the field with the largest value (the one to
-    shorten), measured as canonical JSON writes it."""
+    shorten), by the length of its text, bytes or items."""
     event_type = getattr(type(event), "event_type", type(event).__name__)
     largest: tuple[int, str] | None = None
     for field in codegen.plan_of(type(event)).fields:
