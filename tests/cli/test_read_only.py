@@ -67,7 +67,22 @@ def test_a_missing_log_is_not_found_and_nothing_is_created(
     assert result.exit_code == ExitCode.NOT_FOUND, result.output
     line = one_line_error(result.stderr)
     assert line.startswith("chanlog: not found: ") and str(missing) in line
+    assert "(given by --db)" in line and "<kwargs>" not in line
     assert leftovers(tmp_path) == []
+
+
+def test_a_missing_db_is_named_as_given_by_db_not_as_from_the_config_file(
+    run: Run, tmp_path: Path
+) -> None:
+    """With a configuration file present, the file that is missing still came from --db."""
+    config = tmp_path / "chanlog.toml"
+    config.write_text('[backend]\nname = "sqlite"\npath = "node.db"\n')
+    missing = tmp_path / "chanlgo.db"
+    result = run("--config", str(config), "--db", str(missing), "verify", use_db=False)
+    assert result.exit_code == ExitCode.NOT_FOUND, result.output
+    line = one_line_error(result.stderr)
+    assert f"no log file {missing} (given by --db)" in line and "chanlog.toml" not in line
+    assert leftovers(tmp_path) == ["chanlog.toml"]
 
 
 def test_a_typo_in_the_configured_path_is_not_found(run: Run, tmp_path: Path) -> None:

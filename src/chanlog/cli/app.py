@@ -28,7 +28,13 @@ from chanlog.config import (
     load_config,
     open_store,
 )
-from chanlog.errors import ChanlogError, DecodeError, InvalidTransition, StorageError
+from chanlog.errors import (
+    ChanlogError,
+    DecodeError,
+    InvalidTransition,
+    NotFound,
+    StorageError,
+)
 from chanlog.plugins.host import default_host
 from chanlog.store import EventStore
 
@@ -84,6 +90,7 @@ class CliContext:
         if self._store is not None:
             return self._store
         source, settings = self._source(overrides)
+        self._refuse_a_missing_db(read_only=read_only, create=create)
         try:
             store = _open_waiting(
                 lambda: open_store(source, read_only=read_only, create=create, **settings),
@@ -109,6 +116,22 @@ class CliContext:
 
         click.get_current_context().call_on_close(close)
         return store
+
+    def _refuse_a_missing_db(self, *, read_only: bool, create: bool) -> None:
+        """Refuse a ``--db`` file that does not exist for a command that does not start a
+        log, naming ``--db`` as where the name came from: the configuration's own check
+        would name the configuration file, or ``<kwargs>``, which the operator never typed.
+
+        Raises:
+            NotFound: ``--db`` names no file and the command may not create one.
+        """
+        db = self.db
+        if db is None or (create and not read_only) or os.path.lexists(db):
+            return
+        how = "opened read-only" if read_only else "the command needs a log that exists"
+        raise NotFound(
+            f"no log file {db.absolute()} (given by --db); {how}, so nothing was created"
+        )
 
     def interrupted(self, how: str = "interrupted") -> str:
         """What to say when Ctrl-C (or SIGTERM) ended the command: for one that writes, how
