@@ -94,9 +94,9 @@ class _Job:
             self._target(self._stop)
             self.state = "stopped"
         except Exception as exc:  # a worker thread's death is reported, not swallowed
-            self.state = "failed"
+            self.exception = exc  # before the state: who sees "failed" finds the error
             self.error = f"{type(exc).__name__}: {exc}"
-            self.exception = exc
+            self.state = "failed"
             if isinstance(exc, ChanlogError):  # a refusal that says why: no traceback
                 logger.error("%s %s failed: %s", self.kind, self.name, self.error)
             else:

@@ -117,7 +117,7 @@ def _failed_exit_code(worker: Worker) -> ExitCode:
     """The exit code of a run whose threads died: what the first one's chanlog error tells
     (1 for an integrity failure such as a tap or read model that another log wrote), else
     a storage or I/O error (5)."""
-    first = worker.failures()[0]
+    first = next(iter(worker.failures()), None)
     return exit_code_for(first) if isinstance(first, ChanlogError) else ExitCode.STORAGE
 
 
