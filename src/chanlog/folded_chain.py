@@ -20,6 +20,7 @@ __all__ = [
     "MARKS",
     "OLDER_MARKS",
     "FoldedChain",
+    "another_record_at",
     "chain_hash_at",
     "links_to",
 ]
@@ -45,6 +46,14 @@ def chain_hash_at(backend: Backend, offset: int) -> bytes | None:
     for stored in backend.read(offset, offset + 1):
         return stored.chain_hash
     return None
+
+
+def another_record_at(backend: Backend, offset: int, chain_hash: bytes) -> bool:
+    """Whether the log's record at ``offset`` is not the one whose chain hash is
+    ``chain_hash`` (what a handler that keeps its own position applied last): ``False`` past
+    the log's end, which the runner judges by the log's length."""
+    found = chain_hash_at(backend, offset)
+    return found is not None and found != chain_hash
 
 
 def links_to(previous: bytes, record: StoredRecord) -> bool:

@@ -10,7 +10,7 @@ from typing import IO, Any
 import orjson
 
 from chanlog.errors import ConfigError, DecodeError, IntegrityError, StorageError
-from chanlog.folded_chain import chain_hash_at
+from chanlog.folded_chain import another_record_at
 from chanlog.records import RecordedEvent
 
 __all__ = ["JsonlTap"]
@@ -167,8 +167,11 @@ class JsonlTap:
         if self._next is None or self._last_chain_hash is None:
             return
         offset = self._next - 1
-        found = chain_hash_at(store.backend, offset)
-        if found is not None and "0x" + found.hex() != self._last_chain_hash:
+        try:
+            last = bytes.fromhex(self._last_chain_hash.removeprefix("0x"))
+        except ValueError:  # not hex: no record of any log has it
+            last = b""
+        if another_record_at(store.backend, offset, last):
             raise IntegrityError(
                 f"{self.path}: the file's last line is the record at offset {offset}, but the "
                 "log's record there is another (its chain hash differs): the file is another "

@@ -20,7 +20,7 @@ import attrs
 
 from chanlog.errors import ConfigError, IntegrityError, StorageError
 from chanlog.events.channel import StateSupportedUpdated
-from chanlog.folded_chain import chain_hash_at
+from chanlog.folded_chain import another_record_at
 from chanlog.records import RecordedEvent
 
 __all__ = ["ChannelReadModel", "LatestState"]
@@ -129,8 +129,7 @@ class ChannelReadModel:
         if row is None or row[1] is None:
             return
         offset = int(row[0]) - 1
-        found = chain_hash_at(store.backend, offset)
-        if found is not None and found != bytes(row[1]):
+        if another_record_at(store.backend, offset, bytes(row[1])):
             raise IntegrityError(
                 f"{self.path}: the read model applied the record at offset {offset} for "
                 f"consumer {consumer!r}, but the log's record there is another (its chain hash "

@@ -83,11 +83,16 @@ class _Job:
         self.kind = kind
         self.name = name
         self.state = "waiting" if kind == "consumer" else "running"
-        self.error: str | None = None
         self.exception: Exception | None = None
         self._target = target
         self._stop = stop
         self.thread = threading.Thread(target=self._run, name=f"chanlog-{kind}-{name}", daemon=True)
+
+    @property
+    def error(self) -> str | None:
+        """What the thread died of, as one line (``None``: it did not)."""
+        exc = self.exception
+        return None if exc is None else f"{type(exc).__name__}: {exc}"
 
     def _run(self) -> None:
         try:
@@ -95,7 +100,6 @@ class _Job:
             self.state = "stopped"
         except Exception as exc:  # a worker thread's death is reported, not swallowed
             self.exception = exc  # before the state: who sees "failed" finds the error
-            self.error = f"{type(exc).__name__}: {exc}"
             self.state = "failed"
             if isinstance(exc, ChanlogError):  # a refusal that says why: no traceback
                 logger.error("%s %s failed: %s", self.kind, self.name, self.error)
