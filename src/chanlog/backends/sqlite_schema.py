@@ -277,6 +277,9 @@ def _check_with_read_only_connection(path: Path, *, read_only: bool) -> None:
     except sqlite3.Error as exc:
         raise StorageError(f"{path}: cannot open the database read-only: {exc}") from exc
     try:
+        # One read transaction: every check sees one snapshot, not a header from before
+        # another process's upgrade and a meta row from after it.
+        connection.execute("BEGIN")
         application_id = connection.execute("PRAGMA application_id").fetchone()[0]
         if application_id != APPLICATION_ID:
             raise StorageError(f"{path}: not a chanlog database (application_id changed)")
