@@ -463,6 +463,43 @@ def test_generate_is_deterministic_and_idempotent(run: Run) -> None:
     assert orjson.loads(run("verify", "--json").stdout)["records"] == summary["log_length"]
 
 
+def test_generate_with_the_same_seed_and_other_options_says_why_it_is_refused(
+    run: Run,
+) -> None:
+    shape = ("--channels", "3", "--turns", "3", "--seed", "7")
+    first = orjson.loads(run("generate", "--json", *shape).stdout)
+    again = run("generate", "--channels", "4", "--turns", "5", "--seed", "7", "--batch-size", "7")
+    assert again.exit_code == ExitCode.INVALID_INPUT
+    error = one_line_error(again.stderr)
+    assert error.startswith("chanlog: refused: batch[")
+    assert "already holds a workload generated with --seed 7 and other options" in error
+    assert "choose another --seed" in error
+    verified = orjson.loads(run("verify", "--json").stdout)
+    appended_before = int(error.rsplit("(", 1)[1].split()[0])
+    assert verified["records"] == first["log_length"] + appended_before
+
+
+def test_generate_passes_on_a_refusal_of_an_entity_the_log_did_not_hold(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chanlog.errors import InvalidTransition
+
+    def refuse(self: EventStore, events: Sequence[Event]) -> list[int]:
+        raise InvalidTransition(
+            "refused by a plugin's projection",
+            kind="fees",
+            entity_id="0x" + "ab" * 32,
+            event_type=events[0].event_type,
+            rule="fees.paid-once",
+        )
+
+    monkeypatch.setattr(EventStore, "append_batch", refuse)
+    result = run("generate", "--channels", "1")
+    assert result.exit_code == ExitCode.INVALID_INPUT
+    error = one_line_error(result.stderr)
+    assert error == "chanlog: refused: refused by a plugin's projection"
+
+
 def test_progress_bars_go_to_stderr(run: Run) -> None:
     result = run("--progress", "generate", "--channels", "2", "--turns", "2")
     assert result.exit_code == 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from chanlog.cli.app import CliContext, json_option, pass_cli
+from chanlog.cli.errors import CliError
+from chanlog.errors import InvalidTransition
 from chanlog.store import EventStore
 
 __all__ = ["generate_command"]
@@ -31,7 +33,8 @@ def generate_command(
     supported turns, sometimes a challenge, then a defund with withdrawals, plus messages.
 
     The same options give the same events (ids included), so generating twice into one log
-    appends nothing the second time.
+    appends nothing the second time. The same seed with other options names the same
+    entities with other events: that is refused (exit 4), saying so; choose another seed.
     """
     # Imported here: the generator is only needed by this command, not at CLI start-up.
     from chanlog.workload.generator import Workload, WorkloadConfig
@@ -41,6 +44,7 @@ def generate_command(
     )
     total = len(workload)
     store = state.open_store()
+    length_before = len(store)
     done = 0
     appended = 0
     first_offset: int | None = None
@@ -48,7 +52,12 @@ def generate_command(
         for batch in workload.batches(batch_size):
             # Counted per batch: a snapshot policy may append snapshot-created in between.
             before = len(store)
-            offsets = store.append_batch(batch)
+            try:
+                offsets = store.append_batch(batch)
+            except InvalidTransition as error:
+                if not _held_before(store, error.entity_id, length_before):
+                    raise
+                raise _generated_with_other_options(error, seed, appended) from error
             appended += sum(1 for offset in offsets if offset >= before)
             if first_offset is None and offsets:
                 first_offset = offsets[0]
@@ -75,6 +84,28 @@ def generate_command(
         f"{total - appended} already present; log length {len(store)}"
     )
     output.line(f"try: chanlog show channel {sample} --at {at}")
+
+
+def _held_before(store: EventStore, entity_id: str, length: int) -> bool:
+    """Whether the log held the entity before this run: its refusal then comes from the
+    log's own past, not from the workload or a projection of a plugin."""
+    first = next(iter(store.read_stream(entity_id)), None)
+    return first is not None and first.offset < length
+
+
+def _generated_with_other_options(error: InvalidTransition, seed: int, appended: int) -> CliError:
+    """The refusal of a generated batch by an entity the log held before: a workload's
+    entities are named by its seed alone, so that entity is one of a workload generated from
+    the same seed with other options (another ``--channels``, ``--turns`` or
+    ``--participants``)."""
+    refused = CliError.from_error(error)
+    return CliError(
+        f"{refused.format_message()}; this log already holds a workload generated with"
+        f" --seed {seed} and other options: generate it again with the options it was"
+        f" generated with (that appends nothing), or choose another --seed"
+        f" ({appended} events of this run were appended before the refused batch)",
+        refused.exit_code,
+    )
 
 
 def _time_travel_offset(store: EventStore, channel_id: str) -> int:
