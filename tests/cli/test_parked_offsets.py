@@ -48,6 +48,10 @@ def test_an_offset_the_consumer_did_not_park_is_refused_and_nothing_changes(
 
 def test_a_consumer_with_nothing_parked_says_so(run: Run, parked_db: Path) -> None:
     assert run("consumers", "drop", "c").exit_code == 0
+    for command in ("replay", "drop"):
+        result = run("consumers", command, "c")
+        assert result.exit_code == 0, result.output
+        assert result.stdout.strip() == "c: nothing is parked"
     result = run("consumers", "replay", "c", "--offset", "3")
     assert result.exit_code == 3, result.output
     assert "offset 3 is not parked for consumer 'c' (parked: none;" in result.stderr

@@ -366,10 +366,17 @@ _OFFSETS = click.option(
 )
 
 
-def _check_parked(parked: Sequence[ParkedRecord], name: str, offsets: Sequence[int]) -> None:
+def _anything_parked(
+    state: CliContext, parked: Sequence[ParkedRecord], name: str, offsets: Sequence[int]
+) -> bool:
     """Refuse an ``--offset`` the consumer did not park (a typo once said "0 parked
-    record(s)" and exited 0), before anything changes."""
+    record(s)" and exited 0), before anything changes; say so when nothing is parked (that
+    too said "0 parked record(s)", like a count of records not found) and return whether
+    there is anything to act on."""
     held = [p.offset for p in parked]
+    if not held and not offsets:
+        state.output.line(f"{name}: nothing is parked")
+        return False
     missing = [offset for offset in offsets if offset not in held]
     if missing:
         raise CliError(
@@ -378,6 +385,7 @@ def _check_parked(parked: Sequence[ParkedRecord], name: str, offsets: Sequence[i
             f"see chanlog consumers parked {name})",
             ExitCode.NOT_FOUND,
         )
+    return True
 
 
 @consumers_command.command("replay")
@@ -388,9 +396,9 @@ def replay_command(state: CliContext, name: str, offsets: tuple[int, ...]) -> No
     """Hand parked records to the handler again: the consumer's runner does it before going
     on (the record leaves the parked list once handled)."""
     store = state.open_store(projections=[], create=False)
-    _check_parked(store.bus.consumers.parked(name), name, offsets)
-    count = store.bus.consumers.replay(name, list(offsets) or None)
-    state.output.line(f"{name}: {count} parked record(s) to replay")
+    if _anything_parked(state, store.bus.consumers.parked(name), name, offsets):
+        count = store.bus.consumers.replay(name, list(offsets) or None)
+        state.output.line(f"{name}: {count} parked record(s) to replay")
 
 
 @consumers_command.command("drop")
@@ -400,9 +408,9 @@ def replay_command(state: CliContext, name: str, offsets: tuple[int, ...]) -> No
 def drop_command(state: CliContext, name: str, offsets: tuple[int, ...]) -> None:
     """Forget parked records (they are not handed to the handler again)."""
     store = state.open_store(projections=[], create=False)
-    _check_parked(store.bus.consumers.parked(name), name, offsets)
-    count = store.bus.consumers.drop(name, list(offsets) or None)
-    state.output.line(f"{name}: dropped {count} parked record(s)")
+    if _anything_parked(state, store.bus.consumers.parked(name), name, offsets):
+        count = store.bus.consumers.drop(name, list(offsets) or None)
+        state.output.line(f"{name}: dropped {count} parked record(s)")
 
 
 def _option_value(text: str) -> Any:
