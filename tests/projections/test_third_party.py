@@ -176,3 +176,42 @@ def test_a_projection_missing_members_is_refused_naming_them() -> None:
     host.register(IncompletePlugin(), name="incomplete")
     with pytest.raises(PluginError, match="entity_ids, dump, load, __len__"):
         EventStore(plugins=host, projections=["incomplete"])
+
+
+class DoubledTipsProjection(TipsProjection):
+    """Version 2 of the tips projection, as an upgraded plugin folds it: each tip counts
+    twice."""
+
+    schema_version = 2
+
+    def fold(self, state: int | None, event: Event, entity_id: str, offset: int) -> int:
+        return (state or 0) + 2 * super().fold(None, event, entity_id, offset)
+
+
+class DoubledTipsPlugin(TipsPlugin):
+    @hookimpl
+    def chanlog_register_projections(self, register: Any) -> None:
+        register("tips", DoubledTipsProjection)
+
+
+def test_a_projection_replaced_at_runtime_reconstructs_with_the_new_one() -> None:
+    """A kind not folded inline is reconstructed with the projection registered now: after
+    its plugin is replaced, neither the old instance nor the checkpoints its folds left
+    answer for the new one."""
+    host = _host()
+    with EventStore(plugins=host, projections=["channel"], checkpoint_every=2) as store:
+        store.append_batch(_tips(10))
+        assert store.reconstruct("tips", CHANNEL, at=10) == sum(range(1, 11))
+        assert store.reconstruct("tips", CHANNEL, at=5) == sum(range(1, 6))
+        assert len(store.checkpoints) > 0  # left by the folds of version 1
+        host.unregister("tips")
+        host.register(TipsPlugin(), name="tips")  # the same projection again: still right
+        assert store.reconstruct("tips", CHANNEL, at=5) == sum(range(1, 6))
+        host.unregister("tips")
+        host.register(DoubledTipsPlugin(), name="doubled")
+        assert store.reconstruct("tips", CHANNEL, at=10) == 2 * sum(range(1, 11))
+        assert store.reconstruct("tips", CHANNEL, at=5) == 2 * sum(range(1, 6))
+        assert store.reconstruct("tips", CHANNEL) == 2 * sum(range(1, 11))
+        assert StateReconstructor(store, use_snapshots=False).reconstruct(
+            "tips", CHANNEL, at=7
+        ) == store.reconstruct("tips", CHANNEL, at=7)
