@@ -293,16 +293,33 @@ class SnapshotManager:
             return None if raw is None else projection.load_state(raw)
         # Stored whole: load all of it into a private instance and ask that.
         whole = self._source.fresh_projection(name)
+        if whole.schema_version != projection.schema_version:
+            # A plugin replaced since the store opened: the instance registered now reads
+            # another dump, and the store's own projection cannot be built afresh.
+            raise DecodeError(
+                f"{view.where}: projection {name!r} is registered at schema version "
+                f"{whole.schema_version} now, this store folds version "
+                f"{projection.schema_version}",
+                path=f"projections.{name}",
+            )
         whole.load(view.projection_data(name))
         return whole.get(entity_id)
 
     def restore(self, before_offset: int) -> tuple[dict[str, Projection], int] | None:
         """Fresh projections loaded from the newest usable snapshot at an offset
-        ``<= before_offset``, and its offset; ``None`` when there is none."""
-        for snapshot in self.candidates(before_offset, self._source.projection_versions()):
+        ``<= before_offset``, and its offset; ``None`` when there is none.
+
+        The snapshot must hold the versions of those fresh instances (the projections
+        registered now), which are those the store folds inline unless a plugin was
+        replaced since the store opened: their states are folded on from it."""
+        unused: dict[str, Projection] | None = self._fresh_projections()
+        assert unused is not None
+        versions = {name: projection.schema_version for name, projection in unused.items()}
+        for snapshot in self.candidates(before_offset, versions):
             try:
                 view = self.open(snapshot)
-                fresh = self._fresh_projections()
+                # A failed load leaves instances half loaded: each attempt has its own.
+                fresh, unused = unused or self._fresh_projections(), None
                 for name, projection in fresh.items():
                     deferred = isinstance(projection, DefersStateLoading)
                     projection.load(view.projection_data(name, deferred=deferred))
