@@ -312,14 +312,14 @@ class SnapshotManager:
         The snapshot must hold the versions of those fresh instances (the projections
         registered now), which are those the store folds inline unless a plugin was
         replaced since the store opened: their states are folded on from it."""
-        unused: dict[str, Projection] | None = self._fresh_projections()
-        assert unused is not None
-        versions = {name: projection.schema_version for name, projection in unused.items()}
+        first = self._fresh_projections()
+        versions = {name: projection.schema_version for name, projection in first.items()}
+        spare: dict[str, Projection] | None = first
         for snapshot in self.candidates(before_offset, versions):
+            fresh = spare if spare is not None else self._fresh_projections()
+            spare = None  # a failed load leaves them half loaded: the next attempt has its own
             try:
                 view = self.open(snapshot)
-                # A failed load leaves instances half loaded: each attempt has its own.
-                fresh, unused = unused or self._fresh_projections(), None
                 for name, projection in fresh.items():
                     deferred = isinstance(projection, DefersStateLoading)
                     projection.load(view.projection_data(name, deferred=deferred))
