@@ -136,7 +136,13 @@ class SnapshotTaker:
         Which ones is decided again inside a write transaction of the store's, and they are
         deleted there (where the backend's transaction
         :class:`~chanlog.backends.capabilities.DeletesSnapshotsInTransaction`, ADR 0038):
-        no other writer can meanwhile take an incremental snapshot on one of them."""
+        no other writer can meanwhile take an incremental snapshot on one of them.
+
+        Raises:
+            InvalidArgument: ``keep`` is not an int >= 0.
+        """
+        if keep is not None and (type(keep) is not int or keep < 0):
+            raise InvalidArgument(f"keep must be an int >= 0 (0: keep all), got {keep!r}")
         backend = self._backend
         if not isinstance(backend, ManagesSnapshots):
             return []
