@@ -111,6 +111,12 @@ class EntityCheckpoints:
             self._trails.move_to_end(key)
             return trail.states[position - 1], trail.offsets[position - 1]
 
+    def forget(self, kind: str) -> None:
+        """Forget the checkpoints of every ``kind`` entity (its projection was replaced)."""
+        with self._lock:
+            for key in [key for key in self._trails if key[0] == kind]:
+                self._count -= len(self._trails.pop(key).offsets)
+
     def clear(self) -> None:
         """Forget every checkpoint."""
         with self._lock:

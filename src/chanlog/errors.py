@@ -154,7 +154,17 @@ class IntegrityError(ChanlogError):
 
 
 class StorageError(ChanlogError):
-    """The storage backend failed or found a file it must not touch."""
+    """The storage backend failed or found a file it must not touch.
+
+    Attributes:
+        snapshot_offset: the offset of the stored snapshot whose row the backend cannot
+            read (changed outside chanlog), when that is the failure: readers of snapshots
+            skip that one, as one whose bytes do not match its hash.
+    """
+
+    def __init__(self, message: str, *, snapshot_offset: int | None = None) -> None:
+        super().__init__(message)
+        self.snapshot_offset = snapshot_offset
 
 
 class PluginError(ChanlogError):

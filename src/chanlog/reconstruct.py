@@ -82,7 +82,7 @@ class StateReconstructor:
         self._source = source
         self._inline_projection = source.inline_projection
         self._use_snapshots = use_snapshots
-        self._private: dict[str, Projection] = {}
+        self._private: dict[str, tuple[int, Projection]] = {}  # name -> (generation, it)
         self._describes: dict[type, bool] = {}
         self._kinds: tuple[int, dict[str, str]] = (-1, {})
         # kind -> (plugin generation, projection name, projection, folded inline): what
@@ -155,11 +155,21 @@ class StateReconstructor:
         inline = self._source.inline_projection(name)
         if inline is not None:
             return inline, True
-        # Not folded inline: reconstruct with a private instance of the registered kind.
-        private = self._private.get(name)
-        if private is None:
-            private = self._source.fresh_projection(name)
-            self._private[name] = private
+        # Not folded inline: reconstruct with a private instance of the registered kind,
+        # the one registered now (a plugin may have been replaced since the last call).
+        generation = self._source.plugins.generation
+        cached = self._private.get(name)
+        if cached is not None and cached[0] == generation:
+            return cached[1], False
+        private = self._source.fresh_projection(name)
+        if cached is not None:
+            if _folds_alike(cached[1], private):
+                private = cached[1]
+            else:
+                # The checkpoints of this kind were left by the replaced projection's folds:
+                # states of another fold, which the new one would start from.
+                self._source.checkpoints.forget(name)
+        self._private[name] = (generation, private)
         return private, False
 
     def reconstruct(self, kind: str, entity_id: str, at: int | None = None) -> Any:
@@ -265,3 +275,8 @@ class StateReconstructor:
         if nearer is not None and nearer[1] > start:
             return nearer
         return state, start
+
+
+def _folds_alike(before: Projection, now: Projection) -> bool:
+    """Whether ``now`` folds as ``before`` did: the same class at the same schema version."""
+    return type(before) is type(now) and before.schema_version == now.schema_version

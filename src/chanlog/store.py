@@ -309,8 +309,9 @@ class EventStore(LogReader):
 
     def prune_snapshots(self, keep: int | None = None) -> list[int]:
         """Delete the stored snapshots the snapshot policy does not retain (with ``keep``:
-        all but the latest ``keep`` and thinned older ones); return their offsets. A
-        no-op where the backend cannot delete snapshots (ADR 0030)."""
+        all but the latest ``keep`` and thinned older ones; an int >= 0, else
+        :class:`InvalidArgument`); return their offsets. A no-op where the backend cannot
+        delete snapshots (ADR 0030)."""
         self._writable()
         return self._taker.prune(keep)
 

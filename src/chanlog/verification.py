@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import attrs
 import orjson
@@ -26,6 +26,7 @@ from chanlog.events.system import SnapshotCreated
 from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next, event_digest, keccak256
 from chanlog.records import Head, StoredRecord, StoredSnapshot, Witness
 from chanlog.serializers import Serializer
+from chanlog.snapshots.manager import stored_snapshot
 
 __all__ = ["VerifyReport", "parse_witness", "verify_log"]
 
@@ -251,7 +252,11 @@ def _check_snapshots(backend: Backend, scan: _Scan, length: int) -> int:
     before: int | None = None
     read_to = length  # the announcements are those of the records before it
     while before is None or before >= 0:
-        snapshot = backend.latest_snapshot(before)
+        try:
+            snapshot = stored_snapshot(backend, before)
+        except DecodeError as exc:  # a row the backend cannot read: changed outside chanlog
+            unreadable = min(cast(int, exc.offset), length)
+            raise IntegrityError(f"offset {unreadable}: {exc}", offset=unreadable) from exc
         if snapshot is None:
             break
         announced = scan.announced.get(snapshot.offset)

@@ -9,6 +9,7 @@ import pytest
 
 from chanlog.backends.sqlite import SqliteBackend
 from cli.conftest import Run
+from sqlite_edits import edit_database
 
 
 def test_snapshots_are_listed_with_sizes_and_pruned(
@@ -77,3 +78,26 @@ def test_a_snapshot_pruned_while_they_are_listed_is_not_shown(
     assert [(e["offset"], e["base"]) for e in report["snapshots"]] == [(14, 13)]
     assert report["total_bytes"] == report["snapshots"][0]["bytes"]
     assert "1 snapshot(s)" in run("snapshots").output
+
+
+def test_a_snapshot_row_with_damaged_versions_is_listed_named_and_replaced(
+    run: Run, demo_db: Path
+) -> None:
+    """Every command opens past a row whose versions were edited: ``snapshots`` lists it,
+    ``verify`` names it (an integrity failure, not a storage error) and ``snapshot --at``
+    replaces it."""
+    taken = orjson.loads(run("snapshot", "--json").output)
+    edit_database(
+        demo_db,
+        f"UPDATE snapshots SET versions = 'garbage' WHERE position = {taken['offset']}",
+    )
+    listed = run("snapshots", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [e["offset"] for e in orjson.loads(listed.output)["snapshots"]] == [taken["offset"]]
+    damaged = run("verify")
+    assert damaged.exit_code == 1, damaged.output
+    assert f"snapshot at offset {taken['offset']} has unreadable versions" in damaged.output
+    again = run("snapshot", "--at", str(taken["offset"]), "--json")
+    assert again.exit_code == 0, again.output
+    assert orjson.loads(again.output)["snapshot_hash"] == taken["snapshot_hash"]
+    assert run("verify").exit_code == 0

@@ -176,3 +176,84 @@ def test_a_projection_missing_members_is_refused_naming_them() -> None:
     host.register(IncompletePlugin(), name="incomplete")
     with pytest.raises(PluginError, match="entity_ids, dump, load, __len__"):
         EventStore(plugins=host, projections=["incomplete"])
+
+
+class DoubledTipsProjection(TipsProjection):
+    """Version 2 of the tips projection, as an upgraded plugin folds it: each tip counts
+    twice, and it dumps each total in an object of its own."""
+
+    schema_version = 2
+
+    def fold(self, state: int | None, event: Event, entity_id: str, offset: int) -> int:
+        return (state or 0) + 2 * super().fold(None, event, entity_id, offset)
+
+    def dump(self) -> dict[str, Any]:
+        return {channel: {"total": str(total)} for channel, total in self.totals.items()}
+
+    def load(self, data: dict[str, Any]) -> None:
+        self.totals = {channel: int(entry["total"]) for channel, entry in data.items()}
+
+
+class DoubledTipsPlugin(TipsPlugin):
+    @hookimpl
+    def chanlog_register_projections(self, register: Any) -> None:
+        register("tips", DoubledTipsProjection)
+
+
+def test_a_projection_replaced_at_runtime_reconstructs_with_the_new_one() -> None:
+    """A kind not folded inline is reconstructed with the projection registered now: after
+    its plugin is replaced, neither the old instance nor the checkpoints its folds left
+    answer for the new one."""
+    host = _host()
+    with EventStore(plugins=host, projections=["channel"], checkpoint_every=2) as store:
+        store.append_batch(_tips(10))
+        assert store.reconstruct("tips", CHANNEL, at=10) == sum(range(1, 11))
+        assert store.reconstruct("tips", CHANNEL, at=5) == sum(range(1, 6))
+        assert len(store.checkpoints) > 0  # left by the folds of version 1
+        host.unregister("tips")
+        host.register(TipsPlugin(), name="tips")  # the same projection again: still right
+        assert store.reconstruct("tips", CHANNEL, at=5) == sum(range(1, 6))
+        host.unregister("tips")
+        host.register(DoubledTipsPlugin(), name="doubled")
+        assert store.reconstruct("tips", CHANNEL, at=10) == 2 * sum(range(1, 11))
+        assert store.reconstruct("tips", CHANNEL, at=5) == 2 * sum(range(1, 6))
+        assert store.reconstruct("tips", CHANNEL) == 2 * sum(range(1, 11))
+        assert StateReconstructor(store, use_snapshots=False).reconstruct(
+            "tips", CHANNEL, at=7
+        ) == store.reconstruct("tips", CHANNEL, at=7)
+
+
+def test_a_snapshot_of_an_earlier_offset_after_a_replacement_holds_what_it_says() -> None:
+    """A snapshot of an earlier offset is built from fresh instances of the projections
+    registered now, and stamped with their versions: it must start from a snapshot of those
+    versions (not of the ones the store folds inline), or it holds states of neither fold
+    (restored by every later store of the new version)."""
+    host = _host()
+    backend = MemoryBackend()
+    with EventStore(backend, plugins=host, projections=["tips"]) as store:
+        store.append_batch(_tips(10))
+        store.snapshot()  # version 1, at 10
+        store.append_batch(_tips(5, start=11))
+        host.unregister("tips")
+        host.register(DoubledTipsPlugin(), name="doubled")
+        assert store.snapshot(12).versions == {"tips": 2}
+    upgraded = PluginHost(load_entry_points=False)
+    upgraded.register(DoubledTipsPlugin(), name="doubled")
+    with EventStore(backend, plugins=upgraded, projections=["tips"]) as reopened:
+        assert reopened.reconstruct("tips", CHANNEL, at=13) == 2 * sum(range(1, 13))
+        assert reopened.state("tips", CHANNEL) == 2 * sum(range(1, 16))
+
+
+def test_an_inline_projection_whose_plugin_was_replaced_reads_only_its_own_snapshots() -> None:
+    """A store folds the projection it opened with; reconstructing one of its kinds reads
+    an entity out of a snapshot of that projection's version, not with the one registered
+    since (which reads another dump)."""
+    host = _host()
+    with EventStore(plugins=host, projections=["tips"]) as store:
+        store.append_batch(_tips(10))
+        store.snapshot()
+        store.append_batch(_tips(2, start=11))
+        host.unregister("tips")
+        host.register(DoubledTipsPlugin(), name="doubled")
+        assert store.reconstruct("tips", CHANNEL, at=12) == sum(range(1, 12))
+        assert store.state("tips", CHANNEL) == sum(range(1, 13))

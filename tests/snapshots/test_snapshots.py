@@ -351,3 +351,18 @@ def test_a_policy_without_retention_keeps_every_snapshot() -> None:
     assert len(store.backend.snapshot_sizes()) == 3  # type: ignore[attr-defined]
     assert store.prune_snapshots() == []
     assert len(store.prune_snapshots(keep=1)) >= 1
+
+
+@pytest.mark.parametrize("keep", [-1, -3, 1.5, True, "2"])
+def test_prune_refuses_a_keep_that_is_not_a_count(keep: Any) -> None:
+    """``keep`` is checked as the policy's option is: a negative one kept the newest and
+    deleted the oldest (``-1`` deleted exactly the first snapshot), others raised TypeError."""
+    store = EventStore(snapshot_policy=EveryNEvents(n=5, keep=0, incremental=False))
+    events = list(Workload(WorkloadConfig(seed=1, channels=3, turns=5)))[:30]
+    for start in range(0, len(events), 5):
+        store.append_batch(events[start : start + 5])
+    stored = store.backend.snapshot_sizes()  # type: ignore[attr-defined]
+    assert len(stored) > 3
+    with pytest.raises(InvalidArgument, match="keep must be an int >= 0"):
+        store.prune_snapshots(keep)
+    assert store.backend.snapshot_sizes() == stored  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ from chanlog import EventStore
 from chanlog.backends.base import Backend
 from chanlog.backends.memory import MemoryBackend
 from chanlog.backends.sqlite import SqliteBackend
+from chanlog.snapshots.codec import encode_snapshot
 from chanlog.workload import Workload
 from core.lost_records import restore
 from snapshots.unannounced_rows import (
@@ -74,3 +75,22 @@ def test_a_running_store_forgets_what_a_lost_tail_announced() -> None:
         store.append_batch(others[:20])
         assert len(store) > past_the_cut.offset
         assert_folds_from_nothing(store)
+
+
+def test_a_row_read_before_its_announcement_is_committed_is_used_once_it_is() -> None:
+    """A backend whose transactions cannot hold snapshots has the store save the row just
+    before it writes the records (ADR 0036): a reader may meet the row while the log ends at
+    its offset. Refused then, it is used once its announcement, the record at its offset,
+    is in the log."""
+    events = Workload(seed=3, channels=3, turns=4, messages=0).events()
+    backend = MemoryBackend()
+    with (
+        EventStore(backend, snapshot_policy="never") as writer,
+        EventStore(backend, projections=["channel"]) as reader,
+    ):
+        writer.append_batch(events[:30])
+        row = encode_snapshot(30, writer.projections)
+        backend.save_snapshot(row)  # saved; its announcement not written yet
+        assert reader.snapshots.latest_snapshot() is None
+        assert writer.snapshot() == row  # writes the announcement at offset 30
+        assert reader.snapshots.latest_snapshot() == row

@@ -307,7 +307,8 @@ def snapshot_of(row: tuple[Any, ...], path: Path) -> StoredSnapshot:
         decoded = orjson.loads(versions)
     except orjson.JSONDecodeError as exc:
         raise StorageError(
-            f"{path}: snapshot at offset {position} has unreadable versions: {exc}"
+            f"{path}: snapshot at offset {position} has unreadable versions: {exc}",
+            snapshot_offset=position,
         ) from exc
     if (
         type(decoded) is not dict
@@ -317,6 +318,7 @@ def snapshot_of(row: tuple[Any, ...], path: Path) -> StoredSnapshot:
     ):
         raise StorageError(
             f"{path}: damaged snapshot at offset {position}: its versions, data or "
-            "hash do not have the types chanlog writes (changed outside chanlog)"
+            "hash do not have the types chanlog writes (changed outside chanlog)",
+            snapshot_offset=position,
         )
     return StoredSnapshot(position, decoded, data, snapshot_hash)

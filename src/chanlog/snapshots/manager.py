@@ -11,17 +11,17 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from chanlog.backends.base import Backend
-from chanlog.errors import DecodeError, InvalidArgument
+from chanlog.errors import DecodeError, InvalidArgument, StorageError
 from chanlog.events.system import SnapshotCreated
 from chanlog.projections.base import DefersStateLoading, Projection, SnapshotsPerEntity
 from chanlog.records import RecordedEvent, StoredRecord, StoredSnapshot
 from chanlog.snapshots.codec import base_reference
 from chanlog.snapshots.view import SnapshotView, open_snapshot
 
-__all__ = ["SnapshotManager", "SnapshotSource"]
+__all__ = ["SnapshotManager", "SnapshotSource", "stored_snapshot"]
 
 logger = logging.getLogger("chanlog.snapshots")
 
@@ -61,6 +61,23 @@ class SnapshotSource(Protocol):
         ...
 
 
+def stored_snapshot(backend: Backend, before: int | None = None) -> StoredSnapshot | None:
+    """``backend.latest_snapshot(before)``, where a row the backend cannot read (its versions
+    changed outside chanlog) is a snapshot that does not say what it claims.
+
+    Raises:
+        DecodeError: that row's, naming its ``offset``: skip it as a snapshot whose bytes
+            do not match its hash.
+        StorageError: the backend failed otherwise.
+    """
+    try:
+        return backend.latest_snapshot(before)
+    except StorageError as exc:
+        if exc.snapshot_offset is None:
+            raise
+        raise DecodeError(str(exc), path="versions", offset=exc.snapshot_offset) from exc
+
+
 class SnapshotManager:
     """Snapshots of one store's projections.
 
@@ -98,7 +115,13 @@ class SnapshotManager:
         backend = self._source.backend
         before = before_offset
         while before is None or before >= 0:
-            snapshot = backend.latest_snapshot(before)
+            try:
+                snapshot = stored_snapshot(backend, before)
+            except DecodeError as exc:
+                unreadable = cast(int, exc.offset)  # stored_snapshot names it
+                self._ignoring(unreadable, b"", exc)
+                before = unreadable - 1
+                continue
             if snapshot is None:
                 return
             if all(snapshot.versions.get(name) == version for name, version in versions.items()):
@@ -122,7 +145,7 @@ class SnapshotManager:
             try:
                 self.open(snapshot)
             except DecodeError as exc:
-                self._ignoring(snapshot, exc)
+                self._ignoring(snapshot.offset, snapshot.snapshot_hash, exc)
                 continue
             return snapshot
         return None
@@ -166,9 +189,12 @@ class SnapshotManager:
         backend = self._source.backend
         searched = self._unannounced.get(key, offset)
         if searched == offset:  # where the store's own snapshots are announced
-            if self._announces(backend.read(offset, offset + 1), key):
+            first = list(backend.read(offset, offset + 1))
+            if self._announces(iter(first), key):
                 return
-            searched = offset + 1
+            # Not written yet where a backend stores the row just before the records (ADR
+            # 0036): read again next time, not taken as searched.
+            searched = offset + len(first)
         end = backend.head().length
         if searched < end and self._announces(backend.read(searched, end), key):
             return
@@ -235,7 +261,7 @@ class SnapshotManager:
         reference = base_reference(snapshot)
         if reference is None:
             return None
-        base = self._source.backend.latest_snapshot(reference[0])
+        base = stored_snapshot(self._source.backend, reference[0])
         if base is None or (base.offset, base.snapshot_hash) != reference:
             raise DecodeError(
                 f"snapshot at offset {snapshot.offset}: incremental on the snapshot at offset "
@@ -245,15 +271,16 @@ class SnapshotManager:
         # Its hash is in the bytes of the snapshot taken on it, which the log announces.
         return self._opened(base)  # its offset is lower: the recursion ends
 
-    def _ignoring(self, snapshot: StoredSnapshot, exc: DecodeError) -> None:
-        """Log that ``snapshot`` is skipped: a warning the first time, then at debug level
-        (every reconstruction past a damaged snapshot skips it)."""
-        key = (snapshot.offset, snapshot.snapshot_hash)
+    def _ignoring(self, offset: int, snapshot_hash: bytes, exc: DecodeError) -> None:
+        """Log that the snapshot at ``offset`` with ``snapshot_hash`` (empty: its row cannot
+        be read) is skipped: a warning the first time, then at debug level (every
+        reconstruction past a damaged snapshot skips it)."""
+        key = (offset, snapshot_hash)
         with self._cache_lock:
             first = key not in self._reported
             self._reported.add(key)
         level = logging.WARNING if first else logging.DEBUG
-        logger.log(level, "ignoring snapshot at offset %d: %s", snapshot.offset, exc)
+        logger.log(level, "ignoring snapshot at offset %d: %s", offset, exc)
 
     # -- reading states out of snapshots -------------------------------------------------
 
@@ -276,7 +303,7 @@ class SnapshotManager:
             try:
                 state = self._read_entity(self.open(snapshot), projection, entity_id)
             except DecodeError as exc:
-                self._ignoring(snapshot, exc)
+                self._ignoring(snapshot.offset, snapshot.snapshot_hash, exc)
                 continue
             with self._cache_lock:
                 self.state_loads += 1
@@ -293,21 +320,38 @@ class SnapshotManager:
             return None if raw is None else projection.load_state(raw)
         # Stored whole: load all of it into a private instance and ask that.
         whole = self._source.fresh_projection(name)
+        if whole.schema_version != projection.schema_version:
+            # A plugin replaced since the store opened: the instance registered now reads
+            # another dump, and the store's own projection cannot be built afresh.
+            raise DecodeError(
+                f"{view.where}: projection {name!r} is registered at schema version "
+                f"{whole.schema_version} now, this store folds version "
+                f"{projection.schema_version}",
+                path=f"projections.{name}",
+            )
         whole.load(view.projection_data(name))
         return whole.get(entity_id)
 
     def restore(self, before_offset: int) -> tuple[dict[str, Projection], int] | None:
         """Fresh projections loaded from the newest usable snapshot at an offset
-        ``<= before_offset``, and its offset; ``None`` when there is none."""
-        for snapshot in self.candidates(before_offset, self._source.projection_versions()):
+        ``<= before_offset``, and its offset; ``None`` when there is none.
+
+        The snapshot must hold the versions of those fresh instances (the projections
+        registered now), which are those the store folds inline unless a plugin was
+        replaced since the store opened: their states are folded on from it."""
+        first = self._fresh_projections()
+        versions = {name: projection.schema_version for name, projection in first.items()}
+        spare: dict[str, Projection] | None = first
+        for snapshot in self.candidates(before_offset, versions):
+            fresh = spare if spare is not None else self._fresh_projections()
+            spare = None  # a failed load leaves them half loaded: the next attempt has its own
             try:
                 view = self.open(snapshot)
-                fresh = self._fresh_projections()
                 for name, projection in fresh.items():
                     deferred = isinstance(projection, DefersStateLoading)
                     projection.load(view.projection_data(name, deferred=deferred))
             except DecodeError as exc:
-                self._ignoring(snapshot, exc)
+                self._ignoring(snapshot.offset, snapshot.snapshot_hash, exc)
                 continue
             logger.debug("restored from the snapshot at offset %d", snapshot.offset)
             return fresh, snapshot.offset

@@ -21,14 +21,14 @@ from chanlog.backends.capabilities import (
     deletes_snapshots_in_transaction,
     save_snapshot_with,
 )
-from chanlog.errors import ChanlogError, InvalidArgument, StorageError
+from chanlog.errors import ChanlogError, DecodeError, InvalidArgument, StorageError
 from chanlog.events.system import SnapshotCreated
 from chanlog.folding import InlineProjections
 from chanlog.projections.base import Projection
 from chanlog.records import RecordedEvent, StoredSnapshot
 from chanlog.snapshots.codec import base_reference, encode_snapshot
 from chanlog.snapshots.incremental import SnapshotChain, chain_of, encode_incremental
-from chanlog.snapshots.manager import SnapshotManager
+from chanlog.snapshots.manager import SnapshotManager, stored_snapshot
 from chanlog.snapshots.policies import (
     EveryNEvents,
     IncrementalSnapshots,
@@ -136,7 +136,13 @@ class SnapshotTaker:
         Which ones is decided again inside a write transaction of the store's, and they are
         deleted there (where the backend's transaction
         :class:`~chanlog.backends.capabilities.DeletesSnapshotsInTransaction`, ADR 0038):
-        no other writer can meanwhile take an incremental snapshot on one of them."""
+        no other writer can meanwhile take an incremental snapshot on one of them.
+
+        Raises:
+            InvalidArgument: ``keep`` is not an int >= 0.
+        """
+        if keep is not None and (type(keep) is not int or keep < 0):
+            raise InvalidArgument(f"keep must be an int >= 0 (0: keep all), got {keep!r}")
         backend = self._backend
         if not isinstance(backend, ManagesSnapshots):
             return []
@@ -189,13 +195,13 @@ class SnapshotTaker:
             offset = pending.pop()
             key = (offset, sizes.get(offset, -1))
             if key not in self._bases:
-                snapshot = self._backend.latest_snapshot(offset)
-                reference = None
-                if snapshot is not None and snapshot.offset == offset:
-                    try:
+                try:
+                    snapshot = stored_snapshot(self._backend, offset)
+                    reference = None
+                    if snapshot is not None and snapshot.offset == offset:
                         reference = base_reference(snapshot)
-                    except ChanlogError:
-                        reference = None  # unreadable anyway: it keeps nothing alive
+                except DecodeError:
+                    reference = None  # unreadable anyway: it keeps nothing alive
                 self._bases[key] = None if reference is None else reference[0]
             base = self._bases[key]
             if base is not None and base in sizes and base not in closed:
@@ -263,19 +269,9 @@ class SnapshotTaker:
         store took, if its chain is still stored as it was, else on the newest readable
         stored one (ADR 0036, ADR 0057); else it is whole."""
         chain = self._chain if self._chain is not None and self._chain.offset == at else None
-        if at in stored:
-            existing = self._backend.latest_snapshot(at)
-            if (
-                existing is not None
-                and existing.offset == at
-                and existing.versions == {n: p.schema_version for n, p in states.items()}
-            ):
-                try:
-                    self._snapshots.open(existing)
-                except ChanlogError:
-                    pass  # damaged or its base is gone: replaced below
-                else:
-                    return existing, chain
+        existing = self._readable_at(at, states) if at in stored else None
+        if existing is not None:
+            return existing, chain
         policy = self.policy
         if (
             not current
@@ -289,6 +285,25 @@ class SnapshotTaker:
             # writer (a snapshot on it could not be read): go on from what is stored now.
             previous = self._resumed()
         return encode_incremental(at, states, previous)
+
+    def _readable_at(self, at: int, states: Mapping[str, Projection]) -> StoredSnapshot | None:
+        """The snapshot stored at ``at``, when it is readable and holds the versions of
+        ``states``; ``None`` when a snapshot taken there must replace it."""
+        try:
+            existing = stored_snapshot(self._backend, at)
+        except DecodeError:
+            return None  # a row the backend cannot read
+        if (
+            existing is None
+            or existing.offset != at
+            or existing.versions != {n: p.schema_version for n, p in states.items()}
+        ):
+            return None
+        try:
+            self._snapshots.open(existing)
+        except ChanlogError:
+            return None  # damaged or its base is gone
+        return existing
 
     def _resumed(self) -> SnapshotChain | None:
         """The chain of the newest readable stored snapshot, for the first snapshot this

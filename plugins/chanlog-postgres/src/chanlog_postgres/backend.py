@@ -459,7 +459,8 @@ class PostgresBackend(KeepsConsumersThrough):
             # object of integers there.
             raise StorageError(
                 f"{self._where}: snapshot at offset {position} has unreadable versions "
-                f"({str(versions)[:60]}): the row was changed outside chanlog"
+                f"({str(versions)[:60]}): the row was changed outside chanlog",
+                snapshot_offset=int(position),
             ) from exc
         return StoredSnapshot(int(position), decoded, data, snapshot_hash)
 

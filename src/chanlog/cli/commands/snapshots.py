@@ -12,6 +12,7 @@ from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode
 from chanlog.errors import DecodeError
 from chanlog.snapshots.codec import base_reference
+from chanlog.snapshots.manager import stored_snapshot
 
 __all__ = ["snapshots_command"]
 
@@ -24,10 +25,10 @@ def _base_of(backend: Backend, offset: int) -> int | None:
     """The offset of the snapshot the one at ``offset`` is incremental on (``None``: it is
     whole, or unreadable: ``verify`` says why; :data:`_GONE`: it was pruned since it was
     listed, by another process)."""
-    snapshot = backend.latest_snapshot(offset)
-    if snapshot is None or snapshot.offset != offset:
-        return _GONE
     try:
+        snapshot = stored_snapshot(backend, offset)
+        if snapshot is None or snapshot.offset != offset:
+            return _GONE
         reference = base_reference(snapshot)
     except DecodeError:
         return None
