@@ -101,3 +101,24 @@ def test_a_snapshot_row_with_damaged_versions_is_listed_named_and_replaced(
     assert again.exit_code == 0, again.output
     assert orjson.loads(again.output)["snapshot_hash"] == taken["snapshot_hash"]
     assert run("verify").exit_code == 0
+
+
+def test_stats_opens_past_a_latest_snapshot_row_with_damaged_versions(
+    run: Run, demo_db: Path
+) -> None:
+    taken = orjson.loads(run("snapshot", "--json").output)
+    edit_database(
+        demo_db,
+        f"UPDATE snapshots SET versions = 'garbage' WHERE position = {taken['offset']}",
+    )
+    stats = run("stats", "--json")
+    assert stats.exit_code == 0, stats.output
+    assert orjson.loads(stats.stdout)["latest_snapshot"] == {
+        "offset": taken["offset"],
+        "snapshot_hash": None,
+        "versions": None,
+    }
+    assert stats.stderr.startswith("the latest snapshot cannot be read: ")
+    assert f"snapshot at offset {taken['offset']} has unreadable versions" in stats.stderr
+    assert f"(take it again there: chanlog snapshot --at {taken['offset']})" in stats.stderr
+    assert run("stats").exit_code == 0

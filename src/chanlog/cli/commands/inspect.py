@@ -10,12 +10,14 @@ from typing import Any
 
 import click
 
+from chanlog.backends.base import Backend
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode, exit_code_for
 from chanlog.config import DEFAULT_BACKEND, file_backend, file_option_of, open_store
 from chanlog.errors import ChanlogError, DecodeError, IntegrityError, InvalidArgument
 from chanlog.plugins import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, default_host
 from chanlog.records import Witness
+from chanlog.snapshots.manager import stored_snapshot
 from chanlog.store import EventStore
 from chanlog.telemetry import figures
 from chanlog.verification import parse_witness
@@ -132,7 +134,7 @@ def stats_command(state: CliContext) -> None:
             counts[stored.event_type] += 1
             if done % 5000 == 0:
                 update(done)
-    snapshot = backend.latest_snapshot()
+    latest_snapshot, damaged = _latest_snapshot(backend)
     path = getattr(backend, "path", None)
     stats: dict[str, Any] = {
         "backend": backend.name,
@@ -145,17 +147,13 @@ def stats_command(state: CliContext) -> None:
         "entities": None
         if unfolded is not None
         else {name: len(projection) for name, projection in store.projections.items()},
-        "latest_snapshot": None
-        if snapshot is None
-        else {
-            "offset": snapshot.offset,
-            "snapshot_hash": "0x" + snapshot.snapshot_hash.hex(),
-            "versions": snapshot.versions,
-        },
+        "latest_snapshot": latest_snapshot,
         # The figures chanlog-otel's gauges report (docs/guides/operating.md, Metrics).
         "metrics": figures(store),
     }
     output = state.output
+    if damaged is not None:
+        output.note(f"the latest snapshot cannot be read: {damaged}")
     if unfolded is not None:
         output.note(
             f"entities not counted: the projections cannot fold the log ({unfolded}); "
@@ -172,6 +170,26 @@ def stats_command(state: CliContext) -> None:
         output.table(
             "events by type", ("type", "count"), [(name, n) for name, n in sorted(counts.items())]
         )
+
+
+def _latest_snapshot(backend: Backend) -> tuple[dict[str, Any] | None, str | None]:
+    """The newest stored snapshot as ``stats`` shows it, and why it cannot be read when its
+    row was changed outside chanlog (its offset, nothing else: the figures that follow do
+    not depend on it)."""
+    try:
+        snapshot = stored_snapshot(backend)
+    except DecodeError as exc:
+        taken_again = f"take it again there: chanlog snapshot --at {exc.offset}"
+        return {"offset": exc.offset, "snapshot_hash": None, "versions": None}, (
+            f"{exc} ({taken_again})"
+        )
+    if snapshot is None:
+        return None, None
+    return {
+        "offset": snapshot.offset,
+        "snapshot_hash": "0x" + snapshot.snapshot_hash.hex(),
+        "versions": snapshot.versions,
+    }, None
 
 
 def _open_folding_if_it_can(state: CliContext) -> tuple[EventStore, str | None]:
