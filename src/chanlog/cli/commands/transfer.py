@@ -11,6 +11,7 @@ from typing import IO
 import click
 
 from chanlog.backends.files import fsync_directory
+from chanlog.backends.sqlite_schema import log_files
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode
 from chanlog.cli.partial_files import partial_file
@@ -171,8 +172,16 @@ def export_command(state: CliContext, destination: Path, start: int, end: int | 
 
     Writes each record as stored, without decoding or folding it: a log whose records no
     longer fold still exports, and so do records of a type no installed plugin registers
-    (the same lines as with the plugin)."""
+    (the same lines as with the plugin). A file is written whole or not at all, and never
+    over the log's own file or one of its side files."""
+    if not destination.name:  # "" (click makes it ".", which it does not check)
+        raise CliError(
+            "the export's DESTINATION is empty: give a file name, or '-' for standard output",
+            ExitCode.USAGE,
+        )
     store = state.open_store(read_only=True, projections=[])
+    if str(destination) != "-":
+        _refuse_a_file_of_the_log(store, destination)
     stop = len(store) if end is None else min(end, len(store))
     if start > stop and end is not None:
         raise CliError(f"--from ({start}) must not exceed --to ({end})", ExitCode.USAGE)
@@ -199,6 +208,20 @@ def export_command(state: CliContext, destination: Path, start: int, end: int | 
             ExitCode.STORAGE,
         ) from exc
     state.output.note(f"exported {written} events to {destination}")
+
+
+def _refuse_a_file_of_the_log(store: EventStore, destination: Path) -> None:
+    """Refuse to rename an export over the log it reads, or over one of its side files
+    (``chanlog export node.db`` for ``node.jsonl``): the log would be gone."""
+    log = getattr(store.backend, "path", None)
+    if not isinstance(log, str | os.PathLike):
+        return  # a backend that keeps no file
+    if Path(os.path.realpath(destination)) in log_files(log):
+        raise CliError(
+            f"{destination} is a file of the log being exported ({log}): export to a file of "
+            "its own (nothing was written)",
+            ExitCode.USAGE,
+        )
 
 
 def _export(
