@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from chanlog.cli.app import CliContext, json_option, pass_cli
+from chanlog.cli.records_io import newly_appended
 from chanlog.store import EventStore
 
 __all__ = ["generate_command"]
@@ -49,7 +50,7 @@ def generate_command(
             # Counted per batch: a snapshot policy may append snapshot-created in between.
             before = len(store)
             offsets = store.append_batch(batch)
-            appended += sum(1 for offset in offsets if offset >= before)
+            appended += sum(newly_appended(offsets, before))
             if first_offset is None and offsets:
                 first_offset = offsets[0]
             done += len(batch)

@@ -18,6 +18,7 @@ from chanlog.cli.partial_files import partial_file
 from chanlog.cli.records_io import (
     append_numbered,
     decode_numbered,
+    newly_appended,
     parse_json_documents,
     parse_jsonl,
     select_stored,
@@ -55,7 +56,8 @@ def append_command(state: CliContext, documents: tuple[str, ...]) -> None:
     events = decode_numbered(store, items)
     before = len(store)
     offsets = append_numbered(store, events)
-    new = sum(1 for offset in offsets if offset >= before)
+    appended = newly_appended(offsets, before)
+    new = sum(appended)
     output = state.output
     if output.json_mode:
         output.json({"offsets": offsets, "appended": new, "already_present": len(offsets) - new})
@@ -64,8 +66,8 @@ def append_command(state: CliContext, documents: tuple[str, ...]) -> None:
         None,
         ("offset", "type", "status", "event id"),
         [
-            (offset, event.event_type, "new" if offset >= before else "present", event.event_id)
-            for offset, (_, event) in zip(offsets, events, strict=True)
+            (offset, event.event_type, "new" if is_new else "present", event.event_id)
+            for offset, is_new, (_, event) in zip(offsets, appended, events, strict=True)
         ],
     )
 
@@ -115,7 +117,7 @@ def import_command(state: CliContext, source: IO[bytes], batch_size: int) -> Non
                 # Counted per batch: a snapshot policy may append snapshot-created in between.
                 before = len(store)
                 offsets = append_numbered(store, decode_numbered(store, batch))
-                appended += sum(1 for offset in offsets if offset >= before)
+                appended += sum(newly_appended(offsets, before))
             read += len(batch)
             update(read)
     result = {
