@@ -26,9 +26,18 @@ ProgressUpdate = Callable[[int], None]
 """Called with the number of items done so far."""
 
 
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
 def format_timestamp(timestamp_ms: int) -> str:
-    """An event timestamp (ms since the Unix epoch) as ISO 8601 UTC, to the millisecond."""
-    moment = datetime.datetime.fromtimestamp(timestamp_ms / 1000, tz=datetime.UTC)
+    """An event timestamp (ms since the Unix epoch) as ISO 8601 UTC, to the millisecond; one
+    after the year 9999, which no datetime holds (an event's may be up to 2**64 - 1), as
+    its milliseconds."""
+    try:
+        # Integer arithmetic: ms / 1000 as a float is a millisecond off in the far future.
+        moment = _EPOCH + datetime.timedelta(milliseconds=timestamp_ms)
+    except OverflowError:
+        return str(timestamp_ms)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
