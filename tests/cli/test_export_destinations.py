@@ -5,7 +5,10 @@ and exited 0, the log gone."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -64,3 +67,56 @@ def test_an_empty_destination_is_a_usage_error(demo_db: Path, run: Run) -> None:
     assert one_line_error(result.stderr) == (
         "chanlog: the export's DESTINATION is empty: give a file name, or '-' for standard output"
     )
+
+
+def test_an_export_to_a_named_pipe_is_written_into_it(demo_db: Path, run: Run) -> None:
+    # Not renamed over it: that turned the pipe into a regular file (and, run as root,
+    # `chanlog export /dev/stdout` replaced the /dev/stdout link, /dev/null the device).
+    fifo = demo_db.with_name("export.fifo")
+    os.mkfifo(fifo)
+    # Opened for reading first, without waiting for a writer: the export (7 kB) then fits
+    # in the pipe's buffer, and nothing waits on anything.
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        result = run("export", str(fifo))
+        os.set_blocking(reader, True)
+        with os.fdopen(reader, "rb") as pipe:
+            received = pipe.read()
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(reader)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert received == run("export").stdout_bytes
+    assert sorted(path.name for path in fifo.parent.glob("export.fifo*")) == ["export.fifo"]
+
+
+def test_an_export_to_a_pipe_named_by_its_descriptor_is_written_into_it(
+    demo_db: Path, run: Run
+) -> None:
+    # What a shell's process substitution passes: export >(gzip > log.jsonl.gz).
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb") as pipe:
+        try:
+            result = run("export", f"/dev/fd/{write_end}")
+        finally:
+            os.close(write_end)
+        received = pipe.read()
+    assert result.exit_code == 0, result.output
+    assert received == run("export").stdout_bytes
+
+
+def test_an_export_through_a_symbolic_link_replaces_the_file_it_names(
+    demo_db: Path, run: Run
+) -> None:
+    backups = demo_db.parent / "backups"
+    backups.mkdir()
+    dated = backups / "2026-12-07.jsonl"
+    dated.write_bytes(b"an older export\n")
+    latest = demo_db.with_name("latest.jsonl")
+    latest.symlink_to(dated)
+    result = run("export", str(latest))
+    assert result.exit_code == 0, result.output
+    assert latest.is_symlink() and latest.resolve() == dated.resolve()
+    assert dated.read_bytes() == run("export").stdout_bytes
+    assert [path.name for path in backups.iterdir()] == [dated.name]

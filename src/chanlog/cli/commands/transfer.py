@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import IO
@@ -174,8 +175,9 @@ def export_command(state: CliContext, destination: Path, start: int, end: int | 
 
     Writes each record as stored, without decoding or folding it: a log whose records no
     longer fold still exports, and so do records of a type no installed plugin registers
-    (the same lines as with the plugin). A file is written whole or not at all, and never
-    over the log's own file or one of its side files."""
+    (the same lines as with the plugin). A file is written whole or not at all (through a
+    symbolic link, which stays), and never over the log's own file or one of its side
+    files; a pipe or a device (/dev/stdout) is written into, as standard output is."""
     if not destination.name:  # "" (click makes it ".", which it does not check)
         raise CliError(
             "the export's DESTINATION is empty: give a file name, or '-' for standard output",
@@ -192,24 +194,51 @@ def export_command(state: CliContext, destination: Path, start: int, end: int | 
         _export(state, store, sys.stdout.buffer, start, stop, total)
         sys.stdout.buffer.flush()
         return
-    # A file appears only complete and durable: written beside its destination, synced,
-    # then renamed over it; on any failure the partial file is removed. The partial file's
-    # name is its own: two exports to one destination at once (a backup job overlapping
-    # the last run) would otherwise write into one file, and rename a mix of both.
+    target = _renamed_over(destination)
     try:
-        with partial_file(destination) as (partial, handle):
-            written = _export(state, store, handle, start, stop, total)
-            handle.flush()
-            os.fsync(handle.fileno())
-            os.replace(partial, destination)
-        fsync_directory(destination.parent)
+        if target is None:
+            with destination.open("wb") as handle:
+                written = _export(state, store, handle, start, stop, total)
+        else:
+            written = _export_whole(state, store, target, start, stop, total)
     except OSError as exc:
+        whole = "" if target is None else " (nothing was written there)"
         raise CliError(
-            f"{destination}: cannot write the export: {exc.strerror or exc} (nothing was "
-            "written there)",
+            f"{destination}: cannot write the export: {exc.strerror or exc}{whole}",
             ExitCode.STORAGE,
         ) from exc
     state.output.note(f"exported {written} events to {destination}")
+
+
+def _renamed_over(destination: Path) -> Path | None:
+    """The file an export to ``destination`` is renamed over: ``destination``, or the file
+    a symbolic link names (the link stays); ``None`` for a pipe, a terminal or a device
+    (``/dev/stdout``, a shell's ``>(gzip > x.gz)``), written into as standard output is: a
+    file renamed over it would take its place."""
+    try:
+        mode = destination.stat().st_mode
+    except OSError:
+        return destination  # missing: the export creates it, or says what is wrong
+    if not stat.S_ISREG(mode):
+        return None
+    return Path(os.path.realpath(destination)) if destination.is_symlink() else destination
+
+
+def _export_whole(
+    state: CliContext, store: EventStore, destination: Path, start: int, stop: int, total: int
+) -> int:
+    """Export to the file ``destination``, which appears only complete and durable: written
+    beside it, synced, then renamed over it; on any failure the partial file is removed.
+    The partial file's name is its own: two exports to one destination at once (a backup
+    job overlapping the last run) would otherwise write into one file, and rename a mix of
+    both."""
+    with partial_file(destination) as (partial, handle):
+        written = _export(state, store, handle, start, stop, total)
+        handle.flush()
+        os.fsync(handle.fileno())
+        os.replace(partial, destination)
+    fsync_directory(destination.parent)
+    return written
 
 
 def _refuse_a_file_of_the_log(store: EventStore, destination: Path) -> None:
