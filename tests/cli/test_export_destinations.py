@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from chanlog.backends.sqlite_schema import SIDE_FILE_SUFFIXES
 from chanlog.cli.errors import ExitCode
 from cli.conftest import Run
 from cli.test_commands import one_line_error
+from cli.test_console_script import CHANLOG
 
 
 def files_beside(db: Path) -> dict[str, str]:
@@ -120,3 +122,23 @@ def test_an_export_through_a_symbolic_link_replaces_the_file_it_names(
     assert latest.is_symlink() and latest.resolve() == dated.resolve()
     assert dated.read_bytes() == run("export").stdout_bytes
     assert [path.name for path in backups.iterdir()] == [dated.name]
+
+
+def test_an_export_into_a_pipe_whose_reader_left_stops_quietly(demo_db: Path) -> None:
+    # As an export to standard output piped into `head` does (a process of its own: the
+    # command silences its standard output when it stops so).
+    assert CHANLOG is not None
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [CHANLOG, "--db", str(demo_db), "export", f"/dev/fd/{write_end}"],
+            pass_fds=(write_end,),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (0, "")

@@ -201,6 +201,8 @@ def export_command(state: CliContext, destination: Path, start: int, end: int | 
                 written = _export(state, store, handle, start, stop, total)
         else:
             written = _export_whole(state, store, target, start, stop, total)
+    except BrokenPipeError:
+        raise  # its reader is gone (>(head -1)): as for standard output, not an error
     except OSError as exc:
         whole = "" if target is None else " (nothing was written there)"
         raise CliError(
