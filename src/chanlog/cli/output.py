@@ -105,16 +105,18 @@ class Output:
     def table(
         self, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> None:
-        """Print a table for people."""
+        """Print a table for people; its title and cells as they are (a string in an event,
+        ``[/]`` or ``[bold]``, is not rich markup)."""
         from rich.table import Table
+        from rich.text import Text
 
-        table = Table(title=title, title_justify="left")
+        table = Table(title=None if title is None else Text(title), title_justify="left")
         last = len(columns) - 1
         for position, column in enumerate(columns):
             # Offsets, names and times stay whole; only the last column (ids, values) folds.
             table.add_column(column, overflow="fold", no_wrap=position < last)
         for row in rows:
-            table.add_row(*("" if cell is None else str(cell) for cell in row))
+            table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
         self.stdout.print(table)
 
     def mapping(self, title: str | None, values: Mapping[str, Any]) -> None:
