@@ -162,6 +162,8 @@ def parse_export_line(value: Any, types: Mapping[str, type[Event]], where: str) 
         raise DecodeError(f"{where}: offset must be an int >= 0, got {offset!r}", path="offset")
     if "event_id" not in value:
         raise DecodeError(f"{where}: an export line needs its event_id", path="event_id")
+    # Checked here: the envelope's own check takes a null event_id for none given.
+    raw_id = _hash32(value["event_id"], where, "event_id")
     try:
         event = codec.decode_envelope(value, types)
     except DecodeError as exc:
@@ -176,15 +178,11 @@ def parse_export_line(value: Any, types: Mapping[str, type[Event]], where: str) 
             )
         raise DecodeError(f"{where}: {message}", event_type=exc.event_type, path=exc.path) from exc
     return ExportedRecord(
-        offset,
-        event,
-        bytes.fromhex(event.event_id[2:]),
-        _hash32(value.get("chain_hash"), where),
-        where,
+        offset, event, raw_id, _hash32(value.get("chain_hash"), where, "chain_hash"), where
     )
 
 
-def _hash32(value: Any, where: str) -> bytes:
+def _hash32(value: Any, where: str, field: str) -> bytes:
     text = value if isinstance(value, str) else ""
     try:
         raw = bytes.fromhex(text.removeprefix("0x")) if text.startswith("0x") else b""
@@ -192,7 +190,7 @@ def _hash32(value: Any, where: str) -> bytes:
         raw = b""
     if len(raw) != 32:
         raise DecodeError(
-            f"{where}: chain_hash must be '0x' + 64 hex digits, got {value!r}", path="chain_hash"
+            f"{where}: {field} must be '0x' + 64 hex digits, got {value!r}", path=field
         )
     return raw
 

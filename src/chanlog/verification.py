@@ -191,7 +191,8 @@ class _Scan:
     def _check_index(
         self, index: Iterator[tuple[str, int]], offset: int, streams: tuple[str, ...]
     ) -> None:
-        """The index entries at ``offset`` must be exactly the payload's streams."""
+        """The index entries at ``offset`` must be exactly the payload's streams, each once
+        (an event may name one entity twice: its stream holds it once)."""
         found: list[str] = []
         while (entry := self._next_entry(index)) is not None:
             stream, at = entry
@@ -206,7 +207,7 @@ class _Scan:
                 break
             found.append(stream)
         self.index_entries = (self.index_entries or 0) + len(found)
-        if sorted(found) != sorted(streams):
+        if sorted(found) != sorted(set(streams)):
             missing = sorted(set(streams) - set(found))
             extra = sorted(set(found) - set(streams))
             raise IntegrityError(

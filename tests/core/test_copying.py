@@ -175,6 +175,8 @@ def test_a_refused_event_names_its_line_and_writes_nothing_of_its_piece() -> Non
         (lambda line: line.update(offset="3"), "offset must be an int >= 0"),
         (lambda line: line.pop("event_id"), "needs its event_id"),
         (lambda line: line.update(event_id="0x" + "11" * 32), "does not match the payload"),
+        (lambda line: line.update(event_id=None), "event_id must be '0x' \\+ 64 hex"),
+        (lambda line: line.update(event_id=5), "event_id must be '0x' \\+ 64 hex"),
         (lambda line: line.update(chain_hash="0x1234"), "chain_hash must be '0x' \\+ 64 hex"),
         (lambda line: line.update(chain_hash="0x" + "zz" * 32), "chain_hash must be"),
         (lambda line: line.update(chain_hash=None), "chain_hash must be"),

@@ -194,7 +194,9 @@ class MemoryBackend:
             self._type_codes.append(code)
             self._stream_keys.append(streams)
             self._by_id[record.event_id] = offset
-            for stream in streams:
+            # An event may name one entity twice (a message whose id is its objective's):
+            # its stream holds it once, as on every backend.
+            for stream in streams if len(streams) < 2 else dict.fromkeys(streams):
                 offsets = self._streams.get(stream)
                 if offsets is None:
                     self._streams[stream] = [offset]

@@ -62,6 +62,7 @@ __all__ = [
     "check_existing",
     "create_database",
     "head_of",
+    "log_files",
     "prepare_file",
     "read_only_uri",
     "refuse_for_reading",
@@ -160,6 +161,14 @@ def _publish(temporary: Path, path: Path) -> bool:
 SIDE_FILE_SUFFIXES = ("-wal", "-shm", "-journal", HEAD_FILE_SUFFIX)
 """The files a chanlog database has beside it: SQLite's write-ahead log, its index and a
 rollback journal, and chanlog's remembered head."""
+
+
+def log_files(path: str | os.PathLike[str]) -> frozenset[Path]:
+    """The log file at ``path`` and its side files, each resolved (symbolic links
+    followed): what nothing else may write to, neither a handler's output nor an export.
+    Compare a path with them resolved too."""
+    resolved = os.path.realpath(path)
+    return frozenset(Path(f"{resolved}{suffix}") for suffix in ("", *SIDE_FILE_SUFFIXES))
 
 
 def _left_beside(path: Path) -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import attrs
 
-from chanlog.backends.sqlite_schema import SIDE_FILE_SUFFIXES
+from chanlog.backends.sqlite_schema import log_files
 from chanlog.bus.facade import Bus
 from chanlog.bus.handlers import Handler
 from chanlog.bus.ingest import IngestSource
@@ -343,11 +343,11 @@ def _check_handler_files(
     log = getattr(store.backend, "path", None)
     if not isinstance(log, str | os.PathLike):
         return
-    log_files = {Path(f"{os.path.realpath(log)}{suffix}") for suffix in ("", *SIDE_FILE_SUFFIXES)}
+    own = log_files(log)
     for consumer in consumers:
         for option in getattr(handlers.get(consumer.handler), "path_options", ()):
             value = consumer.handler_options.get(option)
-            if isinstance(value, str) and Path(os.path.realpath(value)) in log_files:
+            if isinstance(value, str) and Path(os.path.realpath(value)) in own:
                 key = f"consumers.{consumer.name}.{option}"
                 raise ConfigError(
                     f"{source}: {key} = {value!r} is a file of the log itself ({log}): give "

@@ -26,9 +26,18 @@ ProgressUpdate = Callable[[int], None]
 """Called with the number of items done so far."""
 
 
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
 def format_timestamp(timestamp_ms: int) -> str:
-    """An event timestamp (ms since the Unix epoch) as ISO 8601 UTC, to the millisecond."""
-    moment = datetime.datetime.fromtimestamp(timestamp_ms / 1000, tz=datetime.UTC)
+    """An event timestamp (ms since the Unix epoch) as ISO 8601 UTC, to the millisecond; one
+    after the year 9999, which no datetime holds (an event's may be up to 2**64 - 1), as
+    its milliseconds."""
+    try:
+        # Integer arithmetic: ms / 1000 as a float is a millisecond off in the far future.
+        moment = _EPOCH + datetime.timedelta(milliseconds=timestamp_ms)
+    except OverflowError:
+        return str(timestamp_ms)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -96,16 +105,18 @@ class Output:
     def table(
         self, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> None:
-        """Print a table for people."""
+        """Print a table for people; its title and cells as they are (a string in an event,
+        ``[/]`` or ``[bold]``, is not rich markup)."""
         from rich.table import Table
+        from rich.text import Text
 
-        table = Table(title=title, title_justify="left")
+        table = Table(title=None if title is None else Text(title), title_justify="left")
         last = len(columns) - 1
         for position, column in enumerate(columns):
             # Offsets, names and times stay whole; only the last column (ids, values) folds.
             table.add_column(column, overflow="fold", no_wrap=position < last)
         for row in rows:
-            table.add_row(*("" if cell is None else str(cell) for cell in row))
+            table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
         self.stdout.print(table)
 
     def mapping(self, title: str | None, values: Mapping[str, Any]) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "append_numbered",
     "decode_numbered",
     "export_line",
+    "newly_appended",
     "parse_json_documents",
     "parse_jsonl",
     "select_stored",
@@ -136,6 +137,19 @@ def append_numbered(store: EventStore, events: Sequence[tuple[str, Event]]) -> l
             f"refused: {where}: {message} (nothing of this batch was written)",
             ExitCode.INVALID_INPUT,
         ) from exc
+
+
+def newly_appended(offsets: Sequence[int], before: int) -> list[bool]:
+    """For each event of a batch :func:`append_numbered` appended at ``offsets`` to a log
+    ``before`` records long, whether the batch appended it: an event the log held is not,
+    nor the repetition of an event given earlier in the batch (appended once, at one
+    offset)."""
+    seen: set[int] = set()
+    appended = []
+    for offset in offsets:
+        appended.append(offset >= before and offset not in seen)
+        seen.add(offset)
+    return appended
 
 
 def select_stored(

@@ -12,6 +12,7 @@ from typing import Any, cast
 import click
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from chanlog.bus.ingest import IngestSource
 from chanlog.bus.settings import BusSettings, IngestSettings
@@ -93,7 +94,7 @@ def _table(rows: Sequence[WorkerRow]) -> Table:
     for column in _COLUMNS:
         table.add_column(column, no_wrap=column != "last error", overflow="fold")
     for row in rows:
-        table.add_row(*_cells(row))
+        table.add_row(*(Text(cell) for cell in _cells(row)))  # an error's text is not markup
     return table
 
 

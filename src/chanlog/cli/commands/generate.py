@@ -6,6 +6,7 @@ import click
 
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError
+from chanlog.cli.records_io import newly_appended
 from chanlog.errors import InvalidTransition
 from chanlog.store import EventStore
 
@@ -58,7 +59,7 @@ def generate_command(
                 if not _held_before(store, error.entity_id, length_before):
                     raise
                 raise _generated_with_other_options(error, seed, appended) from error
-            appended += sum(1 for offset in offsets if offset >= before)
+            appended += sum(newly_appended(offsets, before))
             if first_offset is None and offsets:
                 first_offset = offsets[0]
             done += len(batch)

@@ -42,12 +42,7 @@ def _short_id(value: str) -> str:
 def _timestamp_of(payload: bytes) -> str:
     """The timestamp cell of a payload no class decodes: its ``timestamp_ms``, or ``-``."""
     value = orjson.loads(payload).get("timestamp_ms")
-    if type(value) is not int:
-        return "-"
-    try:
-        return format_timestamp(value)
-    except (OverflowError, ValueError, OSError):  # beyond what a datetime holds
-        return "-"
+    return format_timestamp(value) if type(value) is int else "-"
 
 
 class LogPrinter:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import IO
@@ -11,12 +12,14 @@ from typing import IO
 import click
 
 from chanlog.backends.files import fsync_directory
+from chanlog.backends.sqlite_schema import log_files
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode
 from chanlog.cli.partial_files import partial_file
 from chanlog.cli.records_io import (
     append_numbered,
     decode_numbered,
+    newly_appended,
     parse_json_documents,
     parse_jsonl,
     select_stored,
@@ -54,7 +57,8 @@ def append_command(state: CliContext, documents: tuple[str, ...]) -> None:
     events = decode_numbered(store, items)
     before = len(store)
     offsets = append_numbered(store, events)
-    new = sum(1 for offset in offsets if offset >= before)
+    appended = newly_appended(offsets, before)
+    new = sum(appended)
     output = state.output
     if output.json_mode:
         output.json({"offsets": offsets, "appended": new, "already_present": len(offsets) - new})
@@ -63,8 +67,8 @@ def append_command(state: CliContext, documents: tuple[str, ...]) -> None:
         None,
         ("offset", "type", "status", "event id"),
         [
-            (offset, event.event_type, "new" if offset >= before else "present", event.event_id)
-            for offset, (_, event) in zip(offsets, events, strict=True)
+            (offset, event.event_type, "new" if is_new else "present", event.event_id)
+            for offset, is_new, (_, event) in zip(offsets, appended, events, strict=True)
         ],
     )
 
@@ -114,7 +118,7 @@ def import_command(state: CliContext, source: IO[bytes], batch_size: int) -> Non
                 # Counted per batch: a snapshot policy may append snapshot-created in between.
                 before = len(store)
                 offsets = append_numbered(store, decode_numbered(store, batch))
-                appended += sum(1 for offset in offsets if offset >= before)
+                appended += sum(newly_appended(offsets, before))
             read += len(batch)
             update(read)
     result = {
@@ -171,8 +175,17 @@ def export_command(state: CliContext, destination: Path, start: int, end: int | 
 
     Writes each record as stored, without decoding or folding it: a log whose records no
     longer fold still exports, and so do records of a type no installed plugin registers
-    (the same lines as with the plugin)."""
+    (the same lines as with the plugin). A file is written whole or not at all (through a
+    symbolic link, which stays), and never over the log's own file or one of its side
+    files; a pipe or a device (/dev/stdout) is written into, as standard output is."""
+    if not destination.name:  # "" (click makes it ".", which it does not check)
+        raise CliError(
+            "the export's DESTINATION is empty: give a file name, or '-' for standard output",
+            ExitCode.USAGE,
+        )
     store = state.open_store(read_only=True, projections=[])
+    if str(destination) != "-":
+        _refuse_a_file_of_the_log(store, destination)
     stop = len(store) if end is None else min(end, len(store))
     if start > stop and end is not None:
         raise CliError(f"--from ({start}) must not exceed --to ({end})", ExitCode.USAGE)
@@ -181,24 +194,67 @@ def export_command(state: CliContext, destination: Path, start: int, end: int | 
         _export(state, store, sys.stdout.buffer, start, stop, total)
         sys.stdout.buffer.flush()
         return
-    # A file appears only complete and durable: written beside its destination, synced,
-    # then renamed over it; on any failure the partial file is removed. The partial file's
-    # name is its own: two exports to one destination at once (a backup job overlapping
-    # the last run) would otherwise write into one file, and rename a mix of both.
+    target = _renamed_over(destination)
     try:
-        with partial_file(destination) as (partial, handle):
-            written = _export(state, store, handle, start, stop, total)
-            handle.flush()
-            os.fsync(handle.fileno())
-            os.replace(partial, destination)
-        fsync_directory(destination.parent)
+        if target is None:
+            with destination.open("wb") as handle:
+                written = _export(state, store, handle, start, stop, total)
+        else:
+            written = _export_whole(state, store, target, start, stop, total)
+    except BrokenPipeError:
+        raise  # its reader is gone (>(head -1)): as for standard output, not an error
     except OSError as exc:
+        whole = "" if target is None else " (nothing was written there)"
         raise CliError(
-            f"{destination}: cannot write the export: {exc.strerror or exc} (nothing was "
-            "written there)",
+            f"{destination}: cannot write the export: {exc.strerror or exc}{whole}",
             ExitCode.STORAGE,
         ) from exc
     state.output.note(f"exported {written} events to {destination}")
+
+
+def _renamed_over(destination: Path) -> Path | None:
+    """The file an export to ``destination`` is renamed over: ``destination``, or the file
+    a symbolic link names (the link stays); ``None`` for a pipe, a terminal or a device
+    (``/dev/stdout``, a shell's ``>(gzip > x.gz)``), written into as standard output is: a
+    file renamed over it would take its place."""
+    try:
+        mode = destination.stat().st_mode
+    except OSError:
+        return destination  # missing: the export creates it, or says what is wrong
+    if not stat.S_ISREG(mode):
+        return None
+    return Path(os.path.realpath(destination)) if destination.is_symlink() else destination
+
+
+def _export_whole(
+    state: CliContext, store: EventStore, destination: Path, start: int, stop: int, total: int
+) -> int:
+    """Export to the file ``destination``, which appears only complete and durable: written
+    beside it, synced, then renamed over it; on any failure the partial file is removed.
+    The partial file's name is its own: two exports to one destination at once (a backup
+    job overlapping the last run) would otherwise write into one file, and rename a mix of
+    both."""
+    with partial_file(destination) as (partial, handle):
+        written = _export(state, store, handle, start, stop, total)
+        handle.flush()
+        os.fsync(handle.fileno())
+        os.replace(partial, destination)
+    fsync_directory(destination.parent)
+    return written
+
+
+def _refuse_a_file_of_the_log(store: EventStore, destination: Path) -> None:
+    """Refuse to rename an export over the log it reads, or over one of its side files
+    (``chanlog export node.db`` for ``node.jsonl``): the log would be gone."""
+    log = getattr(store.backend, "path", None)
+    if not isinstance(log, str | os.PathLike):
+        return  # a backend that keeps no file
+    if Path(os.path.realpath(destination)) in log_files(log):
+        raise CliError(
+            f"{destination} is a file of the log being exported ({log}): export to a file of "
+            "its own (nothing was written)",
+            ExitCode.USAGE,
+        )
 
 
 def _export(

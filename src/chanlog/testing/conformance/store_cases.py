@@ -22,7 +22,7 @@ from chanlog.errors import (
     InvalidTransition,
     NotFound,
 )
-from chanlog.events import MessageAcked
+from chanlog.events import MessageAcked, MessageSent
 from chanlog.events.base import Event
 from chanlog.fields import ENTITY_ID_RULE
 from chanlog.hashing import GENESIS_CHAIN_HASH, chain_next
@@ -232,6 +232,23 @@ class StoreCases(ConformanceFixtures):
         assert (record.offset, record.event) == (7, events[7])
         with pytest.raises(NotFound):
             store.get("0x" + "00" * 32)
+
+    def test_an_event_naming_one_entity_twice_is_in_its_stream_once(
+        self, store: EventStore
+    ) -> None:
+        """A message whose id is its objective's (hex case aside): its stream holds it
+        once, whatever the backend, and ``verify()`` finds the index right."""
+        entity = "0x" + "ab" * 32
+        sent = MessageSent(
+            message_id=entity, objective_id="0x" + "AB" * 32, peer_id="peer", timestamp_ms=1
+        )
+        assert sent.streams == (entity, entity)  # as the record is filed
+        assert store.append(sent) == 0
+        assert store.stream_version(entity) == 1
+        acked = MessageAcked(message_id=entity, peer_id="peer", timestamp_ms=2)
+        assert store.append(acked, expected_version=1) == 1
+        assert [record.offset for record in store.read_stream(entity)] == [0, 1]
+        assert store.verify() == 2
 
     def test_concurrent_appends_from_ten_threads(self, store: EventStore) -> None:
         per_thread = 12
