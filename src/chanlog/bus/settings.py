@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,7 @@ def read_bus_settings(
         _consumer(name, table, source, host, base)
         for name, table in sorted(_table(raw, "consumers", source).items())
     )
+    _check_files_of_their_own(consumers, source, host)
     ingest = tuple(
         _ingest(name, table, source, host)
         for name, table in sorted(_table(raw, "ingest", source).items())
@@ -252,6 +254,29 @@ def _resolve_paths(factory: Callable[..., Any], options: dict[str, Any], base: P
         value = options.get(option)
         if isinstance(value, str) and value and not Path(value).is_absolute():
             options[option] = str(base / value)
+
+
+def _check_files_of_their_own(
+    consumers: tuple[ConsumerSettings, ...], source: str, host: PluginHost
+) -> None:
+    """Refuse two consumers whose handlers name one file (its ``path_options``, resolved):
+    each would write every record into it, and take the other's lines or rows for its own
+    position."""
+    owners: dict[str, str] = {}
+    for consumer in consumers:
+        for option in getattr(host.handlers[consumer.handler], "path_options", ()):
+            value = consumer.handler_options.get(option)
+            if not isinstance(value, str) or not value:
+                continue
+            key = f"consumers.{consumer.name}.{option}"
+            owner = owners.setdefault(os.path.realpath(value), key)
+            if owner != key:
+                raise ConfigError(
+                    f"{source}: {key} = {value!r} is also the file of {owner}: two consumers "
+                    "writing one file mix their records; give each its own file",
+                    source=source,
+                    key=key,
+                )
 
 
 def _ingest(name: str, table: Any, source: str, host: PluginHost) -> IngestSettings:

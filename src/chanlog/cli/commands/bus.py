@@ -15,7 +15,7 @@ from rich.table import Table
 
 from chanlog.bus.ingest import IngestSource
 from chanlog.bus.settings import BusSettings, IngestSettings
-from chanlog.bus.worker import Worker, WorkerRow
+from chanlog.bus.worker import Worker, WorkerRow, check_something_to_run
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode, exit_code_for
 from chanlog.errors import ChanlogError, ConfigError, InvalidArgument
@@ -225,6 +225,7 @@ def _run(state: CliContext, only: tuple[str, ...], refresh: float, wait: float) 
             f"configuration (configured: {', '.join(sorted(names)) or 'none'})",
             ExitCode.USAGE,
         )
+    check_something_to_run(settings, frozenset(only) if only else None)
     store = state.open_store(wait=wait)
     host = store.plugins
     worker = Worker(
