@@ -30,6 +30,7 @@ from chanlog.config import (
 )
 from chanlog.errors import (
     ChanlogError,
+    ConfigError,
     DecodeError,
     InvalidTransition,
     NotFound,
@@ -50,12 +51,22 @@ class CliContext:
         db: a log file to use (``--db``): the configured backend's file when that backend
             keeps one, else a file of the default backend (SQLite).
         output: how to print.
+        given_by: where each of ``config`` and ``db`` came from, by name (``"--db"`` or
+            ``"CHANLOG_DB"``...), for the errors about a file that is not there.
     """
 
-    def __init__(self, *, config: Path | None, db: Path | None, output: Output) -> None:
+    def __init__(
+        self,
+        *,
+        config: Path | None,
+        db: Path | None,
+        output: Output,
+        given_by: dict[str, str] | None = None,
+    ) -> None:
         self.config = config
         self.db = db
         self.output = output
+        self.given_by = {"config": "--config", "db": "--db", **(given_by or {})}
         self._store: EventStore | None = None
         self._committed: int | None = None  # by a store opened to write, once it closed
 
@@ -130,7 +141,25 @@ class CliContext:
             return
         how = "opened read-only" if read_only else "the command needs a log that exists"
         raise NotFound(
-            f"no log file {db.absolute()} (given by --db); {how}, so nothing was created"
+            f"no log file {db.absolute()} (given by {self.given_by['db']}); {how}, so nothing "
+            "was created"
+        )
+
+    def _refuse_a_missing_config(self) -> None:
+        """Refuse a ``--config`` (or ``CHANLOG_CONFIG``) file that does not exist, saying
+        which of the two named it: a variable set long ago is easy to forget.
+
+        Raises:
+            ConfigError: the file does not exist.
+        """
+        config = self.config
+        if config is None or os.path.lexists(config):
+            return
+        relative = "" if config.is_absolute() else f", relative to {Path.cwd()}"
+        raise ConfigError(
+            f"{config}: no such configuration file (given by {self.given_by['config']}"
+            f"{relative}); pass an existing file, or run 'chanlog init' to write one",
+            source=str(config),
         )
 
     def interrupted(self, how: str = "interrupted") -> str:
@@ -146,6 +175,7 @@ class CliContext:
 
     def _source(self, overrides: dict[str, Any]) -> tuple[Path | None, dict[str, Any]]:
         """The configuration file and the settings overriding it (``--db``)."""
+        self._refuse_a_missing_config()
         source = self.config if self.config is not None else find_config()
         if source is None and self.db is None:
             raise CliError(
@@ -314,4 +344,9 @@ def cli(
     4 input refused (nothing of the refused batch written), 5 storage or I/O error,
     130 interrupted.
     """
-    ctx.obj = CliContext(config=config, db=db, output=Output(progress=progress))
+    given_by = {
+        name: variable
+        for name, variable in (("config", "CHANLOG_CONFIG"), ("db", "CHANLOG_DB"))
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.ENVIRONMENT
+    }
+    ctx.obj = CliContext(config=config, db=db, output=Output(progress=progress), given_by=given_by)
