@@ -27,6 +27,7 @@ from chanlog.config import (
     find_config,
     load_config,
     open_store,
+    read_settings,
 )
 from chanlog.errors import (
     ChanlogError,
@@ -69,6 +70,7 @@ class CliContext:
         self.given_by = {"config": "--config", "db": "--db", **(given_by or {})}
         self._store: EventStore | None = None
         self._committed: int | None = None  # by a store opened to write, once it closed
+        self._warned_of_pyproject = False
 
     def open_store(
         self,
@@ -162,6 +164,24 @@ class CliContext:
             source=str(config),
         )
 
+    def _warn_of_a_shadowed_pyproject(self, found: Path | None) -> None:
+        """Say once that a ``[tool.chanlog]`` table beside the ``chanlog.toml`` found is
+        ignored: edits to it would otherwise take no effect, silently."""
+        if self._warned_of_pyproject or found is None or found.name != CONFIG_FILENAME:
+            return
+        pyproject = found.with_name(PYPROJECT_FILENAME)
+        if not pyproject.is_file():
+            return
+        try:
+            read_settings(pyproject)
+        except ConfigError:  # no [tool.chanlog] in it, or not TOML: nothing is ignored
+            return
+        self._warned_of_pyproject = True
+        self.output.note(
+            f"chanlog: using {found}; the [tool.chanlog] table of {pyproject} is ignored "
+            f"({CONFIG_FILENAME} comes first): keep the settings in one of them"
+        )
+
     def interrupted(self, how: str = "interrupted") -> str:
         """What to say when Ctrl-C (or SIGTERM) ended the command: for one that writes, how
         many records it had committed (they stay: every batch commits whole or not at
@@ -176,7 +196,10 @@ class CliContext:
     def _source(self, overrides: dict[str, Any]) -> tuple[Path | None, dict[str, Any]]:
         """The configuration file and the settings overriding it (``--db``)."""
         self._refuse_a_missing_config()
-        source = self.config if self.config is not None else find_config()
+        source = self.config
+        if source is None:
+            source = find_config()
+            self._warn_of_a_shadowed_pyproject(source)
         if source is None and self.db is None:
             raise CliError(
                 f"no {CONFIG_FILENAME} (nor [tool.chanlog] in {PYPROJECT_FILENAME}) in "
