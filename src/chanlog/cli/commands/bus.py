@@ -23,7 +23,7 @@ from chanlog.factories import option_problem
 from chanlog.plugins.host import default_host
 from chanlog.records import ParkedRecord
 
-__all__ = ["consumers_command", "ingest_command", "run_command"]
+__all__ = ["OneLineMessages", "consumers_command", "ingest_command", "run_command"]
 
 logger = logging.getLogger("chanlog.worker")
 
@@ -106,11 +106,26 @@ def _plain(rows: Sequence[WorkerRow], last: dict[str, str]) -> None:
             f"handled_total={_figure(row.handled_total)} "
             f"parked={row.parked}"
             + (f" lease_holder={row.holder}" if row.holder else "")
-            + (f" last_error={row.last_error}" if row.last_error else "")
+            + (f" last_error={_one_line(row.last_error)}" if row.last_error else "")
         )
         if last.get(row.name) != line:
             last[row.name] = line
             click.echo(line, err=True)
+
+
+def _one_line(text: str) -> str:
+    """``text`` with its line breaks written ``\\r`` and ``\\n``: a log line of ``chanlog
+    run`` is one record of a log collector, whatever the handler's exception said."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+class OneLineMessages(logging.Formatter):
+    """A formatter that writes a message's line breaks as :func:`_one_line` does (a
+    traceback, logged with an error it explains, keeps its lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The record's line, its message on one line."""
+        return _one_line(super().formatMessage(record))
 
 
 def _failed_exit_code(worker: Worker) -> ExitCode:
@@ -179,7 +194,9 @@ def run_command(
     """Run every durable consumer ([consumers.NAME]) and ingest ([ingest.NAME]) of the
     configuration until SIGTERM, Ctrl-C or SIGHUP: each finishes the record in hand,
     stores its position and gives its lease up; then exit 0."""
-    logging.basicConfig(level=logging.WARNING, format="chanlog: %(name)s: %(message)s")
+    to_stderr = logging.StreamHandler()
+    to_stderr.setFormatter(OneLineMessages("chanlog: %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[to_stderr])
     # Before the store opens: a store asks for its telemetry when it opens.
     stop_metrics = _serve_metrics(metrics) if metrics is not None else None
     try:
