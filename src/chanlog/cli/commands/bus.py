@@ -15,6 +15,7 @@ from rich.table import Table
 
 from chanlog.bus.ingest import IngestSource
 from chanlog.bus.settings import BusSettings, IngestSettings
+from chanlog.bus.spec import check_start
 from chanlog.bus.worker import Worker, WorkerRow, check_something_to_run
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode, exit_code_for
@@ -312,8 +313,18 @@ def consumers_command(ctx: click.Context, state: CliContext) -> None:
     )
 
 
-def _start(value: str) -> str | int:
-    return int(value) if value.isdigit() else value
+def _reset_target(value: str) -> str | int:
+    """``--to``'s value as a consumer's start (:func:`~chanlog.bus.spec.check_start`).
+
+    Raises:
+        CliError: it is no start, before anything is opened.
+    """
+    try:
+        return check_start(int(value) if value.isdigit() else value)
+    except InvalidArgument:
+        raise CliError(
+            f"--to {value!r}: expected earliest, latest or an offset >= 0", ExitCode.USAGE
+        ) from None
 
 
 @consumers_command.command("reset")
@@ -328,9 +339,10 @@ def _start(value: str) -> str | int:
 @pass_cli
 def reset_command(state: CliContext, name: str, to: str) -> None:
     """Move a stopped consumer's position."""
+    target = _reset_target(to)
     store = state.open_store(projections=[], create=False)
     try:
-        moved = store.bus.consumers.reset(name, _start(to))
+        moved = store.bus.consumers.reset(name, target)
     except InvalidArgument as exc:
         raise CliError(f"{exc}", ExitCode.USAGE) from exc
     state.output.line(f"{name}: position {moved.position}")
