@@ -10,7 +10,6 @@ import pytest
 
 import chanlog
 from chanlog.backends.sqlite import SqliteBackend
-
 from chanlog.cli.errors import ExitCode
 from cli.conftest import Run
 
@@ -19,9 +18,11 @@ from cli.conftest import Run
 def test_a_reset_target_that_is_no_position_names_the_option(
     run: Run, demo_db: Path, target: str
 ) -> None:
-    with chanlog.EventStore(SqliteBackend(demo_db), projections=[]) as store:
-        with store.bus.consumer("audit", lambda record: None) as runner:
-            runner.drain()
+    with (
+        chanlog.EventStore(SqliteBackend(demo_db), projections=[]) as store,
+        store.bus.consumer("audit", lambda record: None) as runner,
+    ):
+        runner.drain()
     result = run("consumers", "reset", "audit", "--to", target)
     assert result.exit_code == ExitCode.USAGE, result.output
     assert result.output.strip() == (
