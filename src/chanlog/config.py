@@ -365,8 +365,8 @@ def _check_options(
     (:func:`~chanlog.factories.accepted_options`); one that cannot say validates its own
     options, and construct() adds the source to its errors."""
     accepted = accepted_options(factory)
-    for key in options if accepted is not None else ():
-        if key not in accepted:
+    for key in options:
+        if accepted is not None and key not in accepted:
             raise _fail(source, f"{table}.{key}", options[key], "unknown key", accepted)
 
 
