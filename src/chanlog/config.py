@@ -28,7 +28,6 @@ file: that option is resolved against the configuration file's directory, defaul
 
 from __future__ import annotations
 
-import inspect
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -40,7 +39,14 @@ import attrs
 from chanlog.bus.settings import BusSettings, read_bus_settings
 from chanlog.checkpoints import DEFAULT_CHECKPOINT_EVERY
 from chanlog.errors import ChanlogError, ConfigError, NotFound
-from chanlog.factories import FileBackedFactory, accepts_keyword, construct, file_option_of
+from chanlog.factories import (
+    FileBackedFactory,
+    accepted_options,
+    accepts_keyword,
+    construct,
+    file_option_of,
+    misspelling_hint,
+)
 from chanlog.plugins.host import PluginHost, default_host
 from chanlog.store import EventStore
 
@@ -331,11 +337,8 @@ def _named_table(
     else:
         raise _fail(source, key, value, f"must be a name or a table with {name_key!r}")
     if name is None:
-        raise ConfigError(
-            f"{source}: {where} is required (allowed: {', '.join(sorted(registry))})",
-            source=source,
-            key=where,
-        )
+        allowed = f"(allowed: {', '.join(sorted(registry))}){misspelling_hint(options, name_key)}"
+        raise ConfigError(f"{source}: {where} is required {allowed}", source=source, key=where)
     if not isinstance(name, str):
         raise _fail(source, where, name, "must be a string", registry)
     if name not in registry:
@@ -358,22 +361,12 @@ def _resolve_file(options: dict[str, Any], option: str, base: Path | None) -> No
 def _check_options(
     factory: Callable[..., Any], options: Mapping[str, Any], source: str, table: str
 ) -> None:
-    """Refuse keys the factory does not take (when its signature says which it takes)."""
-    try:
-        signature = inspect.signature(factory)
-    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
-        return
-    parameters = signature.parameters.values()
-    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):
-        return  # the factory validates its own options; construct() adds the source
-    accepted = [
-        parameter.name
-        for parameter in parameters
-        if parameter.kind
-        in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    ]
+    """Refuse keys the factory does not take, when it says which it takes
+    (:func:`~chanlog.factories.accepted_options`); one that cannot say validates its own
+    options, and construct() adds the source to its errors."""
+    accepted = accepted_options(factory)
     for key in options:
-        if key not in accepted:
+        if accepted is not None and key not in accepted:
             raise _fail(source, f"{table}.{key}", options[key], "unknown key", accepted)
 
 

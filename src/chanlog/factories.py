@@ -20,6 +20,7 @@ __all__ = [
     "accepts_keyword",
     "construct",
     "file_option_of",
+    "misspelling_hint",
     "option_problem",
     "required_keywords",
     "required_options",
@@ -120,6 +121,16 @@ def required_options(factory: Callable[..., Any]) -> tuple[str, ...]:
     tuple of names), else its keyword parameters without a default."""
     declared = _names(getattr(factory, "required_options", None))
     return declared if declared is not None else required_keywords(factory)
+
+
+def misspelling_hint(table: Mapping[str, Any], name_key: str) -> str:
+    """What to add to "``name_key`` is required" about a ``table`` that has other keys: the
+    one it lacks is most often among them, misspelled (``handlr``), and the refusal is
+    the one line an operator reads."""
+    if not table:
+        return ""
+    keys = ", ".join(sorted(table))
+    return f"; the table's keys are {keys}: is one of them a misspelling of {name_key}?"
 
 
 def option_problem(

@@ -205,7 +205,8 @@ def test_the_cli_refuses_a_start_beyond_the_log_and_unknown_consumers(tmp_path: 
     result = cli("run", cwd=tmp_path, env=env)
     assert result.returncode == ExitCode.USAGE
     assert result.stderr == (
-        "chanlog: configuration error: consumers.tap.start = 1000 is beyond the end of the "
+        f"chanlog: configuration error: {tmp_path / 'chanlog.toml'}: consumers.tap.start = "
+        "1000 is beyond the end of the "
         f'log ({length} records); start it at "earliest", "latest" or an offset up to '
         f"{length} (a log shorter than its start was chosen for may have lost records: a "
         "backup restored, a failover to a replica that was behind)\n"

@@ -5,6 +5,7 @@ PostgreSQL server started after the worker, is in plugins/chanlog-postgres/tests
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -34,14 +35,27 @@ def _failing(monkeypatch: pytest.MonkeyPatch, times: int, error: Exception) -> l
     return tries
 
 
+@pytest.fixture(autouse=True)
+def _a_consumer_refused_once_the_store_opens(run: Run) -> None:
+    """A consumer in the working directory's configuration (``--db`` names the log) that
+    the worker refuses once the store opened: a new consumer starting beyond the end of
+    the log. So a run that opened the store ends there, and says so."""
+    Path("chanlog.toml").write_text(
+        '[consumers.late]\nhandler = "jsonl"\npath = "late.jsonl"\nstart = 1000000\n'
+    )
+
+
+OPENED = "consumers.late.start = 1000000 is beyond the end of the log"
+
+
 def test_the_store_is_tried_again_until_it_opens(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     tries = _failing(monkeypatch, 2, StorageError(NOT_UP))
     result = run("run", "--wait-for-store", "60")
     assert len(tries) == 3
     assert result.output.count(f"the store cannot be opened yet ({NOT_UP}); trying again") == 2
-    # Opened: what follows is the worker's own complaint (this log declares no consumers).
+    # Opened: what follows is the worker's own complaint.
     assert result.exit_code == 2
-    assert "nothing to run" in result.output
+    assert OPENED in result.output
 
 
 def test_the_wait_is_bounded_and_the_last_failure_reported(
@@ -61,7 +75,7 @@ def test_the_wait_can_come_from_the_environment(run: Run, monkeypatch: pytest.Mo
     monkeypatch.setenv("CHANLOG_WAIT_FOR_STORE", "60")
     result = run("run")
     assert len(tries) == 2
-    assert "nothing to run" in result.output
+    assert OPENED in result.output
 
 
 @pytest.mark.parametrize("seconds", [None, "60"])

@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from chanlog.bus.brokers import DEFAULT_BROKER
 from chanlog.bus.spec import ConsumerSpec
 from chanlog.bus.subjects import DEFAULT_PREFIX, check_prefix
 from chanlog.errors import ConfigError, InvalidArgument
-from chanlog.factories import option_problem
+from chanlog.factories import misspelling_hint, option_problem
 from chanlog.plugins.host import PluginHost
 
 __all__ = [
@@ -121,11 +122,22 @@ def _table(raw: Mapping[str, Any], key: str, source: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _registered(value: Any, key: str, source: str, registry: Mapping[str, Any], what: str) -> str:
+def _registered(
+    value: Any,
+    key: str,
+    source: str,
+    registry: Mapping[str, Any],
+    what: str,
+    table: Mapping[str, Any],
+) -> str:
+    """``value``, the name at ``key``, if ``registry`` has it; ``table``: the rest of the
+    table it was taken from, whose keys a missing one is most often misspelled among."""
     if not isinstance(value, str) or value not in registry:
         installed = ", ".join(sorted(registry)) or "none installed"
-        problem = "is required" if value is None else f"no {what} named {value!r}"
-        raise _fail(source, key, f"{problem} (allowed: {installed})")
+        if value is None:
+            hint = misspelling_hint(table, key.rpartition(".")[2])
+            raise _fail(source, key, f"is required (allowed: {installed}){hint}")
+        raise _fail(source, key, f"no {what} named {value!r} (allowed: {installed})")
     return value
 
 
@@ -139,7 +151,7 @@ def read_bus_settings(
     """
     bus = _table(raw, "bus", source)
     broker = _registered(
-        bus.pop("broker", DEFAULT_BROKER), "bus.broker", source, host.brokers, "broker"
+        bus.pop("broker", DEFAULT_BROKER), "bus.broker", source, host.brokers, "broker", bus
     )
     prefix = bus.pop("prefix", DEFAULT_PREFIX)
     # Only a broker plugin takes further keys: a typo, which every command but `chanlog run`
@@ -158,6 +170,7 @@ def read_bus_settings(
         _consumer(name, table, source, host, base)
         for name, table in sorted(_table(raw, "consumers", source).items())
     )
+    _check_files_of_their_own(consumers, source, host)
     ingest = tuple(
         _ingest(name, table, source, host)
         for name, table in sorted(_table(raw, "ingest", source).items())
@@ -173,7 +186,12 @@ def _consumer(
         raise _fail(source, where, f"must be a table, got {table!r}")
     options = dict(table)
     handler = _registered(
-        options.pop("handler", None), f"{where}.handler", source, host.handlers, "handler"
+        options.pop("handler", None),
+        f"{where}.handler",
+        source,
+        host.handlers,
+        "handler",
+        options,
     )
     settings: dict[str, Any] = {}
     for key, field in _SPEC_KEYS.items():
@@ -254,13 +272,41 @@ def _resolve_paths(factory: Callable[..., Any], options: dict[str, Any], base: P
             options[option] = str(base / value)
 
 
+def _check_files_of_their_own(
+    consumers: tuple[ConsumerSettings, ...], source: str, host: PluginHost
+) -> None:
+    """Refuse two consumers whose handlers name one file (its ``path_options``, resolved):
+    each would write every record into it, and take the other's lines or rows for its own
+    position."""
+    owners: dict[str, str] = {}
+    for consumer in consumers:
+        for option in getattr(host.handlers[consumer.handler], "path_options", ()):
+            value = consumer.handler_options.get(option)
+            if not isinstance(value, str) or not value:
+                continue
+            key = f"consumers.{consumer.name}.{option}"
+            owner = owners.setdefault(os.path.realpath(value), key)
+            if owner != key:
+                raise ConfigError(
+                    f"{source}: {key} = {value!r} is also the file of {owner}: two consumers "
+                    "writing one file mix their records; give each its own file",
+                    source=source,
+                    key=key,
+                )
+
+
 def _ingest(name: str, table: Any, source: str, host: PluginHost) -> IngestSettings:
     where = f"ingest.{name}"
     if not isinstance(table, Mapping):
         raise _fail(source, where, f"must be a table, got {table!r}")
     options = dict(table)
     kind = _registered(
-        options.pop("source", None), f"{where}.source", source, host.ingest_sources, "ingest source"
+        options.pop("source", None),
+        f"{where}.source",
+        source,
+        host.ingest_sources,
+        "ingest source",
+        options,
     )
     _check_declared(
         host.ingest_sources[kind], options, source, where, f"{kind} ingest source", ("source",)

@@ -29,7 +29,7 @@ from chanlog.errors import ChanlogError, ConfigError
 from chanlog.factories import construct
 from chanlog.plugins.contracts import check_built
 
-__all__ = ["Worker", "WorkerRow"]
+__all__ = ["Worker", "WorkerRow", "check_something_to_run"]
 
 logger = logging.getLogger("chanlog.worker")
 
@@ -137,9 +137,10 @@ class Worker:
         self._jobs: list[_Job] = []
         self._closers: list[Callable[[], None]] = []
         self._source = settings.source
+        check_something_to_run(settings, only)
         chosen = [c for c in settings.consumers if only is None or c.name in only]
         # Before any handler is built (a handler's factory creates its files).
-        _check_starts(store, bus, chosen)
+        _check_starts(store, bus, chosen, settings.source)
         _check_handler_files(store, chosen, handlers, settings.source)
         try:
             for consumer in chosen:
@@ -150,12 +151,6 @@ class Worker:
         except BaseException:
             self.close()
             raise
-        if not self._jobs:
-            raise ConfigError(
-                "nothing to run: the configuration declares no [consumers.NAME] or "
-                "[ingest.NAME] table" + ("" if only is None else f" named {sorted(only)}"),
-                key="consumers",
-            )
 
     def _add_consumer(
         self, consumer: ConsumerSettings, handlers: Mapping[str, Callable[..., Handler]]
@@ -312,7 +307,33 @@ class Worker:
             runner.close()
 
 
-def _check_starts(store: BusStore, bus: Bus, consumers: list[ConsumerSettings]) -> None:
+def check_something_to_run(settings: BusSettings, only: frozenset[str] | None = None) -> None:
+    """Refuse settings that declare no consumer or ingest (of ``only``, when given), before
+    the log is opened: ``chanlog run`` would otherwise create a log to run nothing on.
+
+    Raises:
+        ConfigError: naming where the settings came from.
+    """
+    names = {c.name for c in settings.consumers} | {i.name for i in settings.ingest}
+    if names & only if only is not None else names:
+        return
+    raise ConfigError(
+        f"{_at(settings.source)}nothing to run: the configuration declares no "
+        "[consumers.NAME] or [ingest.NAME] table"
+        + ("" if only is None else f" named {sorted(only)}"),
+        source=settings.source,
+        key="consumers",
+    )
+
+
+def _at(source: str | None) -> str:
+    """``"SOURCE: "``, the start of a configuration error's message, when it is known."""
+    return "" if source is None else f"{source}: "
+
+
+def _check_starts(
+    store: BusStore, bus: Bus, consumers: list[ConsumerSettings], source: str | None
+) -> None:
     """A new consumer whose ``start`` lies beyond the end of the log is a configuration
     error, found before anything is built or written (an existing one resumes from its
     position: its ``start`` no longer matters)."""
@@ -326,8 +347,9 @@ def _check_starts(store: BusStore, bus: Bus, consumers: list[ConsumerSettings]) 
         assert isinstance(start, int)
         if start > length and consumer.name not in existing:
             raise ConfigError(
-                f"consumers.{consumer.name}.start = {start} is beyond the end of the log "
-                f"({length} records); {beyond_the_end(length)}",
+                f"{_at(source)}consumers.{consumer.name}.start = {start} is beyond the end of "
+                f"the log ({length} records); {beyond_the_end(length)}",
+                source=source,
                 key=f"consumers.{consumer.name}.start",
             )
 
@@ -350,7 +372,7 @@ def _check_handler_files(
             if isinstance(value, str) and Path(os.path.realpath(value)) in own:
                 key = f"consumers.{consumer.name}.{option}"
                 raise ConfigError(
-                    f"{source}: {key} = {value!r} is a file of the log itself ({log}): give "
+                    f"{_at(source)}{key} = {value!r} is a file of the log itself ({log}): give "
                     f"the {consumer.handler} handler a file of its own",
                     source=source,
                     key=key,

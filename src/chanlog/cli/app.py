@@ -27,9 +27,11 @@ from chanlog.config import (
     find_config,
     load_config,
     open_store,
+    read_settings,
 )
 from chanlog.errors import (
     ChanlogError,
+    ConfigError,
     DecodeError,
     InvalidTransition,
     NotFound,
@@ -50,14 +52,25 @@ class CliContext:
         db: a log file to use (``--db``): the configured backend's file when that backend
             keeps one, else a file of the default backend (SQLite).
         output: how to print.
+        given_by: where each of ``config`` and ``db`` came from, by name (``"--db"`` or
+            ``"CHANLOG_DB"``...), for the errors about a file that is not there.
     """
 
-    def __init__(self, *, config: Path | None, db: Path | None, output: Output) -> None:
+    def __init__(
+        self,
+        *,
+        config: Path | None,
+        db: Path | None,
+        output: Output,
+        given_by: dict[str, str] | None = None,
+    ) -> None:
         self.config = config
         self.db = db
         self.output = output
+        self.given_by = {"config": "--config", "db": "--db", **(given_by or {})}
         self._store: EventStore | None = None
         self._committed: int | None = None  # by a store opened to write, once it closed
+        self._warned_of_pyproject = False
 
     def open_store(
         self,
@@ -130,7 +143,43 @@ class CliContext:
             return
         how = "opened read-only" if read_only else "the command needs a log that exists"
         raise NotFound(
-            f"no log file {db.absolute()} (given by --db); {how}, so nothing was created"
+            f"no log file {db.absolute()} (given by {self.given_by['db']}); {how}, so nothing "
+            "was created"
+        )
+
+    def _refuse_a_missing_config(self) -> None:
+        """Refuse a ``--config`` (or ``CHANLOG_CONFIG``) file that does not exist, saying
+        which of the two named it: a variable set long ago is easy to forget.
+
+        Raises:
+            ConfigError: the file does not exist.
+        """
+        config = self.config
+        if config is None or os.path.lexists(config):
+            return
+        relative = "" if config.is_absolute() else f", relative to {Path.cwd()}"
+        raise ConfigError(
+            f"{config}: no such configuration file (given by {self.given_by['config']}"
+            f"{relative}); pass an existing file, or run 'chanlog init' to write one",
+            source=str(config),
+        )
+
+    def _warn_of_a_shadowed_pyproject(self, found: Path | None) -> None:
+        """Say once that a ``[tool.chanlog]`` table beside the ``chanlog.toml`` found is
+        ignored: edits to it would otherwise take no effect, silently."""
+        if self._warned_of_pyproject or found is None or found.name != CONFIG_FILENAME:
+            return
+        pyproject = found.with_name(PYPROJECT_FILENAME)
+        if not pyproject.is_file():
+            return
+        try:
+            read_settings(pyproject)
+        except ConfigError:  # no [tool.chanlog] in it, or not TOML: nothing is ignored
+            return
+        self._warned_of_pyproject = True
+        self.output.note(
+            f"chanlog: using {found}; the [tool.chanlog] table of {pyproject} is ignored "
+            f"({CONFIG_FILENAME} comes first): keep the settings in one of them"
         )
 
     def interrupted(self, how: str = "interrupted") -> str:
@@ -146,7 +195,11 @@ class CliContext:
 
     def _source(self, overrides: dict[str, Any]) -> tuple[Path | None, dict[str, Any]]:
         """The configuration file and the settings overriding it (``--db``)."""
-        source = self.config if self.config is not None else find_config()
+        self._refuse_a_missing_config()
+        source = self.config
+        if source is None:
+            source = find_config()
+            self._warn_of_a_shadowed_pyproject(source)
         if source is None and self.db is None:
             raise CliError(
                 f"no {CONFIG_FILENAME} (nor [tool.chanlog] in {PYPROJECT_FILENAME}) in "
@@ -314,4 +367,9 @@ def cli(
     4 input refused (nothing of the refused batch written), 5 storage or I/O error,
     130 interrupted.
     """
-    ctx.obj = CliContext(config=config, db=db, output=Output(progress=progress))
+    given_by = {
+        name: variable
+        for name, variable in (("config", "CHANLOG_CONFIG"), ("db", "CHANLOG_DB"))
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.ENVIRONMENT
+    }
+    ctx.obj = CliContext(config=config, db=db, output=Output(progress=progress), given_by=given_by)

@@ -127,6 +127,9 @@ class EveryNEvents:
     """
 
     name = "every-n-events"
+    accepted_options = ("n", "keep", "incremental")
+    """What a configuration's ``[snapshots]`` table may set, checked as it is read
+    (:func:`~chanlog.factories.accepted_options`)."""
 
     def __init__(
         self,

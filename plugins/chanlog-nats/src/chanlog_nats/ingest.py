@@ -175,13 +175,36 @@ class NatsIngest:
 
     # -- running ------------------------------------------------------------------------------
 
+    def _refuse_snapshots_of_its_own(self, store: BusStore) -> None:
+        """A mirror's store must append nothing but the node's records: a
+        ``snapshot-created`` of its own would take the offset the node's next record needs,
+        and every message after it would be parked or wait (ADR 0078). A policy that plans
+        no snapshot (``never``) is the one it takes; one that cannot say is refused too."""
+        policy = getattr(store, "snapshot_policy", None)
+        if policy is None:
+            return
+        plans = getattr(policy, "next_snapshot_at", None)
+        if callable(plans) and plans(last_snapshot_offset=None) is None:
+            return
+        name = getattr(policy, "name", type(policy).__name__)
+        raise ConfigError(
+            f"{_WHAT} {self.name}: a mirror appends only the node's records, and this store "
+            f"takes snapshots of its own (snapshot policy {name!r}), whose records would take "
+            "the offsets of the node's: set [snapshots] policy = \"never\" in the replica's "
+            "configuration (or mirror = false to append the stream's events as new ones)",
+            key="snapshots.policy",
+        )
+
     def run(self, store: BusStore, stop: threading.Event) -> None:
         """Pull, append, acknowledge, park, until ``stop`` is set.
 
         Raises:
             StorageError: the store's backend keeps no consumers.
+            ConfigError: a mirror's store takes snapshots of its own (ADR 0078).
             LeaseHeld: never (it waits for the lease instead).
         """
+        if self.mirror:
+            self._refuse_snapshots_of_its_own(store)
         keeper = store.backend
         if not isinstance(keeper, KeepsConsumers):
             raise StorageError(

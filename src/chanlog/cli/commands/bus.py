@@ -16,7 +16,8 @@ from rich.text import Text
 
 from chanlog.bus.ingest import IngestSource
 from chanlog.bus.settings import BusSettings, IngestSettings
-from chanlog.bus.worker import Worker, WorkerRow
+from chanlog.bus.spec import check_start
+from chanlog.bus.worker import Worker, WorkerRow, check_something_to_run
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode, exit_code_for
 from chanlog.errors import ChanlogError, ConfigError, InvalidArgument
@@ -24,7 +25,7 @@ from chanlog.factories import option_problem
 from chanlog.plugins.host import default_host
 from chanlog.records import ParkedRecord
 
-__all__ = ["consumers_command", "ingest_command", "run_command"]
+__all__ = ["OneLineMessages", "consumers_command", "ingest_command", "run_command"]
 
 logger = logging.getLogger("chanlog.worker")
 
@@ -107,11 +108,26 @@ def _plain(rows: Sequence[WorkerRow], last: dict[str, str]) -> None:
             f"handled_total={_figure(row.handled_total)} "
             f"parked={row.parked}"
             + (f" lease_holder={row.holder}" if row.holder else "")
-            + (f" last_error={row.last_error}" if row.last_error else "")
+            + (f" last_error={_one_line(row.last_error)}" if row.last_error else "")
         )
         if last.get(row.name) != line:
             last[row.name] = line
             click.echo(line, err=True)
+
+
+def _one_line(text: str) -> str:
+    """``text`` with its line breaks written ``\\r`` and ``\\n``: a log line of ``chanlog
+    run`` is one record of a log collector, whatever the handler's exception said."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+class OneLineMessages(logging.Formatter):
+    """A formatter that writes a message's line breaks as :func:`_one_line` does (a
+    traceback, logged with an error it explains, keeps its lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The record's line, its message on one line."""
+        return _one_line(super().formatMessage(record))
 
 
 def _failed_exit_code(worker: Worker) -> ExitCode:
@@ -180,7 +196,9 @@ def run_command(
     """Run every durable consumer ([consumers.NAME]) and ingest ([ingest.NAME]) of the
     configuration until SIGTERM, Ctrl-C or SIGHUP: each finishes the record in hand,
     stores its position and gives its lease up; then exit 0."""
-    logging.basicConfig(level=logging.WARNING, format="chanlog: %(name)s: %(message)s")
+    to_stderr = logging.StreamHandler()
+    to_stderr.setFormatter(OneLineMessages("chanlog: %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[to_stderr])
     # Before the store opens: a store asks for its telemetry when it opens.
     stop_metrics = _serve_metrics(metrics) if metrics is not None else None
     try:
@@ -226,6 +244,7 @@ def _run(state: CliContext, only: tuple[str, ...], refresh: float, wait: float) 
             f"configuration (configured: {', '.join(sorted(names)) or 'none'})",
             ExitCode.USAGE,
         )
+    check_something_to_run(settings, frozenset(only) if only else None)
     store = state.open_store(wait=wait)
     host = store.plugins
     worker = Worker(
@@ -295,8 +314,18 @@ def consumers_command(ctx: click.Context, state: CliContext) -> None:
     )
 
 
-def _start(value: str) -> str | int:
-    return int(value) if value.isdigit() else value
+def _reset_target(value: str) -> str | int:
+    """``--to``'s value as a consumer's start (:func:`~chanlog.bus.spec.check_start`).
+
+    Raises:
+        CliError: it is no start, before anything is opened.
+    """
+    try:
+        return check_start(int(value) if value.isdigit() else value)
+    except InvalidArgument:
+        raise CliError(
+            f"--to {value!r}: expected earliest, latest or an offset >= 0", ExitCode.USAGE
+        ) from None
 
 
 @consumers_command.command("reset")
@@ -311,9 +340,10 @@ def _start(value: str) -> str | int:
 @pass_cli
 def reset_command(state: CliContext, name: str, to: str) -> None:
     """Move a stopped consumer's position."""
+    target = _reset_target(to)
     store = state.open_store(projections=[], create=False)
     try:
-        moved = store.bus.consumers.reset(name, _start(to))
+        moved = store.bus.consumers.reset(name, target)
     except InvalidArgument as exc:
         raise CliError(f"{exc}", ExitCode.USAGE) from exc
     state.output.line(f"{name}: position {moved.position}")
