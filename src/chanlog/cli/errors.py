@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import click
 
+from chanlog.cli.output import printable
 from chanlog.errors import (
     ChanlogError,
     ConcurrencyError,
@@ -91,7 +92,7 @@ class CliError(click.ClickException):
 
     def show(self, file: IO[Any] | None = None) -> None:
         """Print ``chanlog: <message>`` on stderr."""
-        click.echo(f"chanlog: {self.format_message()}", file=file, err=True)
+        click.echo(f"chanlog: {printable(self.format_message())}", file=file, err=True)
 
 
 def _one_line(message: str) -> str:

@@ -17,7 +17,7 @@ import orjson
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["Output", "format_timestamp", "to_jsonable"]
+__all__ = ["Output", "format_timestamp", "printable", "to_jsonable"]
 
 WIDE_OUTPUT = 160
 """Columns of tables printed to something that is not a terminal."""
@@ -27,6 +27,20 @@ ProgressUpdate = Callable[[int], None]
 
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))} | {
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+}
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters written as escapes (``\\x1b``, ``\\n``): what
+    a log holds came from peers and plugins, and an escape sequence in a peer id or a
+    handler's error must not move the operator's cursor, retitle the terminal or split a
+    log line. Used for everything printed for people; JSON escapes its own."""
+    return text if text.isprintable() else text.translate(_CONTROLS)
 
 
 def format_timestamp(timestamp_ms: int) -> str:
@@ -106,17 +120,18 @@ class Output:
         self, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> None:
         """Print a table for people; its title and cells as they are (a string in an event,
-        ``[/]`` or ``[bold]``, is not rich markup)."""
+        ``[/]`` or ``[bold]``, is not rich markup), their control characters escaped
+        (:func:`printable`)."""
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(title=None if title is None else Text(title), title_justify="left")
+        table = Table(title=None if title is None else Text(printable(title)), title_justify="left")
         last = len(columns) - 1
         for position, column in enumerate(columns):
             # Offsets, names and times stay whole; only the last column (ids, values) folds.
             table.add_column(column, overflow="fold", no_wrap=position < last)
         for row in rows:
-            table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
+            table.add_row(*(Text("" if cell is None else printable(str(cell))) for cell in row))
         self.stdout.print(table)
 
     def mapping(self, title: str | None, values: Mapping[str, Any]) -> None:

@@ -20,6 +20,7 @@ from chanlog.bus.spec import check_start
 from chanlog.bus.worker import Worker, WorkerRow, check_something_to_run
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode, exit_code_for
+from chanlog.cli.output import printable
 from chanlog.errors import ChanlogError, ConfigError, InvalidArgument
 from chanlog.factories import option_problem
 from chanlog.plugins.host import default_host
@@ -95,7 +96,7 @@ def _table(rows: Sequence[WorkerRow]) -> Table:
     for column in _COLUMNS:
         table.add_column(column, no_wrap=column != "last error", overflow="fold")
     for row in rows:
-        table.add_row(*(Text(cell) for cell in _cells(row)))  # an error's text is not markup
+        table.add_row(*(Text(printable(cell)) for cell in _cells(row)))  # not markup
     return table
 
 
@@ -108,26 +109,22 @@ def _plain(rows: Sequence[WorkerRow], last: dict[str, str]) -> None:
             f"handled_total={_figure(row.handled_total)} "
             f"parked={row.parked}"
             + (f" lease_holder={row.holder}" if row.holder else "")
-            + (f" last_error={_one_line(row.last_error)}" if row.last_error else "")
+            + (f" last_error={printable(row.last_error)}" if row.last_error else "")
         )
         if last.get(row.name) != line:
             last[row.name] = line
             click.echo(line, err=True)
 
 
-def _one_line(text: str) -> str:
-    """``text`` with its line breaks written ``\\r`` and ``\\n``: a log line of ``chanlog
-    run`` is one record of a log collector, whatever the handler's exception said."""
-    return text.replace("\r", "\\r").replace("\n", "\\n")
-
-
 class OneLineMessages(logging.Formatter):
-    """A formatter that writes a message's line breaks as :func:`_one_line` does (a
-    traceback, logged with an error it explains, keeps its lines)."""
+    """A formatter that writes a message's line breaks and other control characters as
+    escapes (:func:`~chanlog.cli.output.printable`): a log line of ``chanlog run`` is one
+    record of a log collector, whatever a handler's exception said (a traceback, logged
+    with an error it explains, keeps its lines)."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         """The record's line, its message on one line."""
-        return _one_line(super().formatMessage(record))
+        return printable(super().formatMessage(record))
 
 
 def _failed_exit_code(worker: Worker) -> ExitCode:

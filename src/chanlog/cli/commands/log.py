@@ -13,7 +13,7 @@ import orjson
 from chanlog.backends.base import Backend
 from chanlog.cli.app import CliContext, json_option, pass_cli
 from chanlog.cli.errors import CliError, ExitCode
-from chanlog.cli.output import format_timestamp
+from chanlog.cli.output import format_timestamp, printable
 from chanlog.cli.records_io import select_stored
 from chanlog.copying import canonical_payload, export_line, export_line_of
 from chanlog.folded_chain import chain_hash_at
@@ -107,7 +107,7 @@ class LogPrinter:
                 _short_id(streams[0]) if streams else "-",
                 _short_id("0x" + stored.event_id.hex()),
             )
-            self._write(f"{self._format(cells)}  {UNREGISTERED} {payload.decode()}")
+            self._write(f"{self._format(cells)}  {UNREGISTERED} {printable(payload.decode())}")
         self.printed += 1
         self.unregistered_types[stored.event_type] += 1
 
@@ -118,9 +118,10 @@ class LogPrinter:
 
     def _format(self, cells: Sequence[str]) -> str:
         offset, kind = self._widths
+        # An entity id of a plugin's type is free text: printed, not obeyed (printable).
         return (
             f"{cells[0]:>{offset}}  {cells[1]:<{kind}}  {cells[2]:<{_TIMESTAMP_WIDTH}}  "
-            f"{cells[3]:<{_ID_WIDTH}}  {cells[4]}"
+            f"{printable(cells[3]):<{_ID_WIDTH}}  {cells[4]}"
         )
 
     def _write(self, line: str) -> None:
