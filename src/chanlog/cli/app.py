@@ -6,11 +6,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -40,7 +41,15 @@ from chanlog.errors import (
 from chanlog.plugins.host import default_host
 from chanlog.store import EventStore
 
-__all__ = ["ChanlogGroup", "CliContext", "Terminated", "cli", "json_option", "pass_cli"]
+__all__ = [
+    "ChanlogGroup",
+    "CliContext",
+    "Terminated",
+    "cli",
+    "json_option",
+    "pass_cli",
+    "standard_output",
+]
 
 
 class CliContext:
@@ -320,6 +329,23 @@ class ChanlogGroup(click.Group):
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
             raise CliError(f"{where}{exc.strerror or exc}", ExitCode.STORAGE) from exc
+
+
+def standard_output() -> TextIO:
+    """Standard output, for a command whose output is the point (``log``, ``export -``).
+
+    Raises:
+        CliError: it is closed (the command started with ``1>&-``): Python then has no
+            ``sys.stdout``, and the command would end in a traceback, or, were it written
+            to nowhere, in a success that wrote nothing.
+    """
+    if sys.stdout is None:
+        raise CliError(
+            "standard output is closed (started with 1>&-): nothing can be written there; "
+            "give a file, or redirect it",
+            ExitCode.STORAGE,
+        )
+    return sys.stdout
 
 
 def _silence_stdout() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -11,7 +10,7 @@ import click
 import orjson
 
 from chanlog.backends.base import Backend
-from chanlog.cli.app import CliContext, json_option, pass_cli
+from chanlog.cli.app import CliContext, json_option, pass_cli, standard_output
 from chanlog.cli.errors import CliError, ExitCode
 from chanlog.cli.output import format_timestamp, printable
 from chanlog.cli.records_io import select_stored
@@ -66,7 +65,7 @@ class LogPrinter:
         widths = (len(str(max(last_offset, 0))), max(map(len, type_names), default=4))
         self._widths = (max(widths[0], len(_COLUMNS[0])), max(widths[1], len(_COLUMNS[1])))
         self._last_flush = 0.0
-        self._out = sys.stdout
+        self._out = standard_output()
 
     def header(self) -> None:
         """The column names (table mode only)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import stat
-import sys
 from pathlib import Path
 from typing import IO
 
@@ -13,7 +12,7 @@ import click
 
 from chanlog.backends.files import fsync_directory
 from chanlog.backends.sqlite_schema import log_files
-from chanlog.cli.app import CliContext, json_option, pass_cli
+from chanlog.cli.app import CliContext, json_option, pass_cli, standard_output
 from chanlog.cli.errors import CliError, ExitCode
 from chanlog.cli.partial_files import partial_file
 from chanlog.cli.records_io import (
@@ -191,8 +190,9 @@ def export_command(state: CliContext, destination: Path, start: int, end: int | 
         raise CliError(f"--from ({start}) must not exceed --to ({end})", ExitCode.USAGE)
     total = max(stop - start, 0)
     if str(destination) == "-":
-        _export(state, store, sys.stdout.buffer, start, stop, total)
-        sys.stdout.buffer.flush()
+        out = standard_output().buffer
+        _export(state, store, out, start, stop, total)
+        out.flush()
         return
     target = _renamed_over(destination)
     try:
