@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -293,6 +294,12 @@ def test_a_second_runner_waits_or_is_refused_clearly(store: chanlog.EventStore) 
     with pytest.raises(LeaseHeld, match="is run by") as caught:
         second.start(wait=False)
     assert caught.value.holder == first.holder
+    # When it is free again, as an operator reads it: not a count of seconds since 1970.
+    assert re.search(
+        r": its lease runs \d+\.\d s more, until 20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z by the "
+        r"backend's clock; stop that runner",
+        str(caught.value),
+    ), str(caught.value)
     stop = threading.Event()
     stop.set()
     assert second.start(stop=stop) is False  # gave up waiting

@@ -45,6 +45,7 @@ backend keeps the consumer.
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Collection, Sequence
 from typing import Protocol, runtime_checkable
@@ -181,10 +182,14 @@ def held_elsewhere(state: ConsumerState, holder: str | None, now: float) -> Leas
     """The error for taking (``holder``) or resetting (``None``) a consumer whose lease
     another holder runs at ``now``; ``None`` when nobody else does."""
     if lease_running(state, now) and state.lease_holder != holder:
+        expires = state.lease_expires_at
+        assert expires is not None  # a running lease has an end
+        until = datetime.datetime.fromtimestamp(expires, datetime.UTC)
         return LeaseHeld(
-            f"consumer {state.name!r} is run by {state.lease_holder!r} until "
-            f"{state.lease_expires_at:.3f} (unix time); stop that runner or wait for its "
-            "lease to expire",
+            f"consumer {state.name!r} is run by {state.lease_holder!r}: its lease runs "
+            f"{expires - now:.1f} s more, until "
+            f"{until.isoformat(timespec='milliseconds').replace('+00:00', 'Z')} by the "
+            "backend's clock; stop that runner or wait for its lease to expire",
             consumer=state.name,
             holder=state.lease_holder,
             expires_at=state.lease_expires_at,
