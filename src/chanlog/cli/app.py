@@ -191,6 +191,18 @@ class CliContext:
             f"({CONFIG_FILENAME} comes first): keep the settings in one of them"
         )
 
+    def refused(self, error: CliError) -> CliError:
+        """``error``, saying also how many records the command had committed before it,
+        when it had (``import`` and ``generate`` commit batch by batch): they stay, and a
+        reader of the message alone would take the refusal for the whole command's."""
+        if not self._committed:
+            return error
+        return CliError(
+            f"{error.format_message()}; the {self._committed} record(s) it had committed "
+            "before stay in the log, whole",
+            error.exit_code,
+        )
+
     def interrupted(self, how: str = "interrupted") -> str:
         """What to say when Ctrl-C (or SIGTERM) ended the command: for one that writes, how
         many records it had committed (they stay: every batch commits whole or not at
@@ -311,10 +323,12 @@ class ChanlogGroup(click.Group):
         try:
             with _sigterm_as_interrupt():
                 return super().invoke(ctx)
+        except CliError as exc:  # the command's own (a malformed line of an import)
+            raise _with_what_it_committed(ctx, exc) from exc
         except ChanlogError as exc:
             if debug:
                 raise
-            raise CliError.from_error(exc) from exc
+            raise _with_what_it_committed(ctx, CliError.from_error(exc)) from exc
         except KeyboardInterrupt as exc:
             how = "interrupted (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
             state = ctx.find_object(CliContext)
@@ -329,6 +343,11 @@ class ChanlogGroup(click.Group):
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
             raise CliError(f"{where}{exc.strerror or exc}", ExitCode.STORAGE) from exc
+
+
+def _with_what_it_committed(ctx: click.Context, error: CliError) -> CliError:
+    state = ctx.find_object(CliContext)
+    return error if state is None else state.refused(error)
 
 
 def standard_output() -> TextIO:

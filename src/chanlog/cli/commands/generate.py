@@ -58,7 +58,7 @@ def generate_command(
             except InvalidTransition as error:
                 if not _held_before(store, error.entity_id, length_before):
                     raise
-                raise _generated_with_other_options(error, seed, appended) from error
+                raise _generated_with_other_options(error, seed) from error
             appended += sum(newly_appended(offsets, before))
             if first_offset is None and offsets:
                 first_offset = offsets[0]
@@ -94,7 +94,7 @@ def _held_before(store: EventStore, entity_id: str, length: int) -> bool:
     return first is not None and first.offset < length
 
 
-def _generated_with_other_options(error: InvalidTransition, seed: int, appended: int) -> CliError:
+def _generated_with_other_options(error: InvalidTransition, seed: int) -> CliError:
     """The refusal of a generated batch by an entity the log held before: a workload's
     entities are named by its seed alone, so that entity is one of a workload generated from
     the same seed with other options (another ``--channels``, ``--turns`` or
@@ -103,8 +103,7 @@ def _generated_with_other_options(error: InvalidTransition, seed: int, appended:
     return CliError(
         f"{refused.format_message()}; this log already holds a workload generated with"
         f" --seed {seed} and other options: generate it again with the options it was"
-        f" generated with (that appends nothing), or choose another --seed"
-        f" ({appended} events of this run were appended before the refused batch)",
+        " generated with (that appends nothing), or choose another --seed",
         refused.exit_code,
     )
 
