@@ -35,6 +35,7 @@ from chanlog.payloads import (
 )
 
 __all__ = [
+    "ENVELOPE_KEYS",
     "canonical_json",
     "canonical_json_of_payload",
     "decode_envelope",
@@ -215,6 +216,11 @@ def decode_event(
     return from_payload(cls, payload, offset=offset)
 
 
+ENVELOPE_KEYS = frozenset({"type", "payload", "event_id", "offset", "chain_hash", "unregistered"})
+"""The keys an import/export line may have: the envelope's ``type``, ``payload`` and
+``event_id``, and what ``chanlog export`` and ``chanlog log --json`` add."""
+
+
 def decode_envelope(
     envelope: Any, types: Mapping[str, type[Event]], *, offset: int | None = None
 ) -> Event:
@@ -222,7 +228,9 @@ def decode_envelope(
 
     An optional ``"event_id"`` key must match the id computed from the payload: a line whose
     payload was altered after export is refused rather than silently given a new identity.
-    Other keys written by ``chanlog export`` (``offset``, ``chain_hash``) are ignored.
+    Other keys written by ``chanlog export`` and ``chanlog log --json`` (``offset``,
+    ``chain_hash``, ``unregistered``) are read by their callers; any other key is refused
+    (:data:`ENVELOPE_KEYS`): a misspelt ``event_id`` would otherwise turn its check off.
     """
     if not isinstance(envelope, Mapping):
         raise DecodeError(
@@ -232,6 +240,15 @@ def decode_envelope(
     event_type = envelope.get("type")
     if type(event_type) is not str:
         raise DecodeError('an event envelope needs a string "type"', path="type", offset=offset)
+    unknown = sorted(str(key) for key in envelope if key not in ENVELOPE_KEYS)
+    if unknown:
+        raise DecodeError(
+            f"{event_type}: the envelope has no key {unknown[0]!r} (an envelope has "
+            f"{', '.join(sorted(ENVELOPE_KEYS))})",
+            event_type=event_type,
+            path=unknown[0],
+            offset=offset,
+        )
     if "payload" not in envelope:
         raise DecodeError(
             f'{event_type}: the envelope has no "payload"', event_type=event_type, path="payload"

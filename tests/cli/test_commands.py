@@ -673,3 +673,21 @@ def test_an_export_removes_what_a_killed_export_left_and_nothing_else(
     assert not abandoned.exists()
     assert live.exists() and fresh.exists() and all(path.exists() for path in unrelated)
     assert destination.read_bytes() == run("export").stdout_bytes
+
+
+@pytest.mark.parametrize("key", ["event_Id", "expected_version", "metadata"])
+def test_an_envelope_key_chanlog_does_not_read_is_refused_naming_it(
+    run: Run, tmp_path: Path, key: str
+) -> None:
+    """A misspelt ``event_id`` turned its check off, and a key such as ``expected_version``
+    read as a condition the import honoured: both were ignored, silently."""
+    line = {**envelope(1), key: "0x" + "00" * 32}
+    source = tmp_path / "events.jsonl"
+    source.write_text(jsonl([0]) + orjson.dumps(line).decode() + "\n")
+    result = run("import", str(source))
+    assert result.exit_code == ExitCode.INVALID_INPUT
+    error = one_line_error(result.stderr)
+    assert (
+        f"{source}:2: channel-created: the envelope has no key {key!r} (an envelope has " in error
+    )
+    assert orjson.loads(run("stats", "--json").stdout)["length"] == 0
