@@ -64,3 +64,31 @@ def test_a_store_that_never_snapshots_or_an_ingest_that_is_no_mirror_goes_on(
         _ingest().run(replica, stop)
     with chanlog.open({"backend": "memory"}) as appending:
         _ingest(mirror=False).run(appending, stop)
+
+
+def test_chanlog_ingest_into_a_store_that_snapshots_logs_its_refusal_as_run_does(
+    tmp_path: Path,
+) -> None:
+    """``chanlog ingest`` left its warnings to Python's last-resort handler: the worker's
+    line came without the ``chanlog:`` prefix that ``run`` gives it."""
+    import os
+    import subprocess
+    import sys
+
+    chanlog_script = Path(sys.executable).with_name("chanlog")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CHANLOG_")}
+    ingest = ["ingest", "nats", "--stream", "NODE_A", "--durable", "r", "--url", UNREACHABLE]
+    result = subprocess.run(
+        [chanlog_script, "--db", str(tmp_path / "replica.db"), *ingest],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    worker_lines = [line for line in result.stderr.splitlines() if " failed: " in line]
+    assert worker_lines, result.stderr
+    for line in worker_lines:
+        assert line.startswith("chanlog: chanlog.worker: ingest nats failed: ConfigError: ")

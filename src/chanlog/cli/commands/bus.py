@@ -127,6 +127,14 @@ class OneLineMessages(logging.Formatter):
         return printable(super().formatMessage(record))
 
 
+def _log_to_stderr() -> None:
+    """Warnings of ``run`` and ``ingest`` (the worker's, the runners') as one line each on
+    stderr, each starting ``chanlog: LOGGER:``, as their errors do."""
+    to_stderr = logging.StreamHandler()
+    to_stderr.setFormatter(OneLineMessages("chanlog: %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[to_stderr])
+
+
 def _failed_exit_code(worker: Worker) -> ExitCode:
     """The exit code of a run whose threads died: what the first one's chanlog error tells
     (1 for an integrity failure such as a tap or read model that another log wrote), else
@@ -193,9 +201,7 @@ def run_command(
     """Run every durable consumer ([consumers.NAME]) and ingest ([ingest.NAME]) of the
     configuration until SIGTERM, Ctrl-C or SIGHUP: each finishes the record in hand,
     stores its position and gives its lease up; then exit 0."""
-    to_stderr = logging.StreamHandler()
-    to_stderr.setFormatter(OneLineMessages("chanlog: %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.WARNING, handlers=[to_stderr])
+    _log_to_stderr()
     # Before the store opens: a store asks for its telemetry when it opens.
     stop_metrics = _serve_metrics(metrics) if metrics is not None else None
     try:
@@ -508,6 +514,7 @@ def ingest_command(
         )
     options = _extra_options(ctx.args)
     _check_source_options(sources[source], source, options)
+    _log_to_stderr()
     settings = BusSettings(ingest=(IngestSettings(name or source, source, options),))
     store = state.open_store(wait=wait)
     worker = Worker(store, store.bus, settings, {}, store.plugins.ingest_sources)
