@@ -103,6 +103,7 @@ class ConsumerRunner:
         self._continuity = ReadContinuity()
         self._started = False
         self._bound = False
+        self._closed = False  # a run ends (and never takes the lease back) once closed
         # Parked records the runner will examine again (a reset moved it below them): one
         # handled now leaves the parked list, or a replay would hand it over a second time.
         self._parked_ahead: set[int] = set()
@@ -153,9 +154,14 @@ class ConsumerRunner:
 
         Returns:
             False when ``stop`` was set before the lease was taken.
+
+        Raises:
+            ChanlogError: the runner was closed.
         """
         if self._started:
             return True
+        if self._closed:
+            raise ChanlogError(f"consumer {self.name!r}: this runner was closed; make another")
         self.spec.ensure(self._consumers, len(self.store))
         state = self._lease.take(wait=wait, stop=stop)
         if state is None:
@@ -195,7 +201,8 @@ class ConsumerRunner:
         return position
 
     def close(self) -> None:
-        """Commit what was handled, give the lease up and close the handler. Idempotent."""
+        """Commit what was handled, give the lease up and close the handler. Idempotent. A
+        run in progress ends (closed by its handler too): the record in hand comes again."""
         try:
             if self._started and not self._lease.lost.is_set():
                 handler = self._call.handler
@@ -207,6 +214,7 @@ class ConsumerRunner:
                     )
                 self.flush()
         finally:
+            self._closed = True
             self._lease.stop_keeping()
             self._started = False
             self._lease.release()  # also one taken but reported failed, or taken after a lapse
@@ -241,7 +249,7 @@ class ConsumerRunner:
         failures = 0  # storage failures in a row
         said = FailureLog(logger, f"consumer {self.name}: its storage")
         try:
-            while not stop.is_set():
+            while not stop.is_set() and not self._closed:
                 try:
                     if not self.start(stop=stop):
                         return
@@ -331,7 +339,7 @@ class ConsumerRunner:
             return 0, False
         last = None
         for stored in rows:
-            if stop is not None and stop.is_set():
+            if self._closed or (stop is not None and stop.is_set()):
                 self._continuity.examined(None)
                 return examined, True
             examined += 1
@@ -532,6 +540,8 @@ class ConsumerRunner:
         self._commit_due(force=True)
 
     def _commit_due(self, *, force: bool) -> None:
+        if self._closed:  # close() committed what was handled before the record in hand
+            return
         self._settle()
         pending = self._pending
         position = self._committable()
@@ -560,18 +570,7 @@ class ConsumerRunner:
         return self._position
 
     def _move(self, position: int) -> PositionMove:
-        """The move to ``position`` with everything pending."""
-        pending = self._pending
-        return PositionMove(
-            self.name,
-            self.holder,
-            position,
-            handled=pending.handled,
-            lease_ttl=self.spec.lease_ttl,
-            parked=tuple(pending.parked),
-            unparked=tuple(pending.unparked),
-            error=pending.error,
-        )
+        return self._pending.move(self.name, self.holder, position, self.spec.lease_ttl)
 
     def _committed(self, position: int) -> None:
         self.stats.position = position
