@@ -81,3 +81,18 @@ def test_a_closed_runner_is_not_started_again(store: chanlog.EventStore) -> None
     with pytest.raises(ChanlogError, match="'c': this runner was closed"):
         runner.run_once()
     assert store.bus.consumers.state("c").lease_holder is None
+
+
+def test_a_runner_closed_as_its_run_takes_the_lease_ends_the_run_quietly(
+    store: chanlog.EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = store.bus.consumer("c", lambda record: None, **SETTINGS)
+    start = runner.start
+
+    def closed_first(**options: Any) -> bool:
+        runner.close()  # by another thread, just after the run found the runner open
+        return start(**options)
+
+    monkeypatch.setattr(runner, "start", closed_first)
+    runner.run(threading.Event())  # returns, raising nothing
+    assert not runner.started

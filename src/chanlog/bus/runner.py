@@ -241,11 +241,11 @@ class ConsumerRunner:
         """Handle records as they come until ``stop`` is set (then finish the record in
         hand, commit the position and give the lease up).
 
-        Neither a storage failure (a database restarted, a connection dropped) nor a lost
-        lease ends the run: the first is retried with backoff (0.1 s doubling to 5 s), the
-        second waited out like a lease held at start. What was handled and not committed
-        is handed over again (at least once). Any other error ends the run, and is written
-        as the consumer's last error (a record it cannot decode, ADR 0063)."""
+        Neither a storage failure (a database restarted, a connection dropped) nor a lost lease
+        ends the run: the first is retried with backoff (0.1 s doubling to 5 s), the second
+        waited out like a lease held at start. What was handled and not committed is handed
+        over again (at least once). :meth:`close` ends it too. Any other error ends the run,
+        written as the consumer's last error (a record it cannot decode, ADR 0063)."""
         failures = 0  # storage failures in a row
         said = FailureLog(logger, f"consumer {self.name}: its storage")
         try:
@@ -271,15 +271,16 @@ class ConsumerRunner:
                     if stop.wait(pause):
                         return
         except ChanlogError as failure:  # close() writes why, where `chanlog consumers` looks
+            if self._closed:  # closed meanwhile (start() refuses): the end, not a failure
+                return
             self._pending.error = f"the run stopped: {type(failure).__name__}: {failure}"
             raise
         finally:
             self.close()
 
     def _let_go(self) -> None:
-        """After the lease was lost: stop renewing it and forget what was not committed
-        (the runner that holds the lease now hands it over again), so :meth:`start` can
-        wait for the lease like a new runner."""
+        """After the lease was lost: stop renewing it and forget what was not committed (the
+        runner holding the lease hands it over again); :meth:`start` waits for the lease."""
         self._lease.stop_keeping()
         self._started = False
         self._pending = Pending()
