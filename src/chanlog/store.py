@@ -383,7 +383,7 @@ class EventStore(LogReader):
 
     def _release(self) -> None:
         with self._lock:
-            self._closed = True
+            self._closed = self._writer.closed = True
         for part in (self._delivery, self._bus, self._backend):
             part.close()
 

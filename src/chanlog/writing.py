@@ -81,6 +81,9 @@ class Writer:
         """Where folding the log afresh starts from (set by the store: its snapshots)."""
         self.on_rewind: Callable[[], None] | None = None
         """Called once the log was folded again after it lost records (set by the store)."""
+        self.closed = False
+        """Set by the store as it closes, under the lock: a write that was under way then
+        is refused instead of landing after ``close()`` returned."""
         self._waiting: list[AppendRequest] = []
         # Guards the queue and who leads; each waiting caller blocks on a lock of its own
         # (AppendRequest.wake), so a hand-over wakes exactly the threads it concerns.
@@ -217,6 +220,8 @@ class Writer:
         and a slow one would hold up every appending thread (ADR 0065)."""
         try:
             with self._lock:
+                if self.closed:
+                    raise ChanlogError("the store is closed")
                 # What Delivery.wanted says, without a call on every append. Nobody subscribes
                 # while this lock is held (subscribe() connects under it), so a subscriber
                 # gets these records from the log or from the outbox, never neither.
@@ -391,6 +396,8 @@ class Writer:
         pipeline = self._pipeline
         transaction = None
         try:
+            if self.closed:
+                raise ChanlogError("the store is closed")
             pipeline.recording = bool(event_appended.receivers or self._delivery.publishes)
             with self._backend.write() as transaction:
                 head, inline = transaction.head, self._inline

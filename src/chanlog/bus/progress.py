@@ -7,7 +7,7 @@ import time
 
 import attrs
 
-from chanlog.records import ParkedRecord
+from chanlog.records import ParkedRecord, PositionMove
 
 __all__ = ["Pending", "RunnerStats"]
 
@@ -54,3 +54,16 @@ class Pending:
 
     def __bool__(self) -> bool:
         return bool(self.handled or self.parked or self.unparked or self.error)
+
+    def move(self, consumer: str, holder: str, position: int, lease_ttl: float) -> PositionMove:
+        """The move of ``consumer`` to ``position`` by the lease ``holder``, with all of this."""
+        return PositionMove(
+            consumer,
+            holder,
+            position,
+            handled=self.handled,
+            lease_ttl=lease_ttl,
+            parked=tuple(self.parked),
+            unparked=tuple(self.unparked),
+            error=self.error,
+        )

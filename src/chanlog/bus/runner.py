@@ -103,6 +103,7 @@ class ConsumerRunner:
         self._continuity = ReadContinuity()
         self._started = False
         self._bound = False
+        self._closed = False  # a run ends (and never takes the lease back) once closed
         # Parked records the runner will examine again (a reset moved it below them): one
         # handled now leaves the parked list, or a replay would hand it over a second time.
         self._parked_ahead: set[int] = set()
@@ -153,9 +154,14 @@ class ConsumerRunner:
 
         Returns:
             False when ``stop`` was set before the lease was taken.
+
+        Raises:
+            ChanlogError: the runner was closed.
         """
         if self._started:
             return True
+        if self._closed:
+            raise ChanlogError(f"consumer {self.name!r}: this runner was closed; make another")
         self.spec.ensure(self._consumers, len(self.store))
         state = self._lease.take(wait=wait, stop=stop)
         if state is None:
@@ -195,7 +201,8 @@ class ConsumerRunner:
         return position
 
     def close(self) -> None:
-        """Commit what was handled, give the lease up and close the handler. Idempotent."""
+        """Commit what was handled, give the lease up and close the handler. Idempotent. A
+        run in progress ends (closed by its handler too): the record in hand comes again."""
         try:
             if self._started and not self._lease.lost.is_set():
                 handler = self._call.handler
@@ -207,6 +214,7 @@ class ConsumerRunner:
                     )
                 self.flush()
         finally:
+            self._closed = True
             self._lease.stop_keeping()
             self._started = False
             self._lease.release()  # also one taken but reported failed, or taken after a lapse
@@ -233,15 +241,15 @@ class ConsumerRunner:
         """Handle records as they come until ``stop`` is set (then finish the record in
         hand, commit the position and give the lease up).
 
-        Neither a storage failure (a database restarted, a connection dropped) nor a lost
-        lease ends the run: the first is retried with backoff (0.1 s doubling to 5 s), the
-        second waited out like a lease held at start. What was handled and not committed
-        is handed over again (at least once). Any other error ends the run, and is written
-        as the consumer's last error (a record it cannot decode, ADR 0063)."""
+        Neither a storage failure (a database restarted, a connection dropped) nor a lost lease
+        ends the run: the first is retried with backoff (0.1 s doubling to 5 s), the second
+        waited out like a lease held at start. What was handled and not committed is handed
+        over again (at least once). :meth:`close` ends it too. Any other error ends the run,
+        written as the consumer's last error (a record it cannot decode, ADR 0063)."""
         failures = 0  # storage failures in a row
         said = FailureLog(logger, f"consumer {self.name}: its storage")
         try:
-            while not stop.is_set():
+            while not stop.is_set() and not self._closed:
                 try:
                     if not self.start(stop=stop):
                         return
@@ -263,15 +271,16 @@ class ConsumerRunner:
                     if stop.wait(pause):
                         return
         except ChanlogError as failure:  # close() writes why, where `chanlog consumers` looks
+            if self._closed:  # closed meanwhile (start() refuses): the end, not a failure
+                return
             self._pending.error = f"the run stopped: {type(failure).__name__}: {failure}"
             raise
         finally:
             self.close()
 
     def _let_go(self) -> None:
-        """After the lease was lost: stop renewing it and forget what was not committed
-        (the runner that holds the lease now hands it over again), so :meth:`start` can
-        wait for the lease like a new runner."""
+        """After the lease was lost: stop renewing it and forget what was not committed (the
+        runner holding the lease hands it over again); :meth:`start` waits for the lease."""
         self._lease.stop_keeping()
         self._started = False
         self._pending = Pending()
@@ -331,7 +340,7 @@ class ConsumerRunner:
             return 0, False
         last = None
         for stored in rows:
-            if stop is not None and stop.is_set():
+            if self._closed or (stop is not None and stop.is_set()):
                 self._continuity.examined(None)
                 return examined, True
             examined += 1
@@ -532,6 +541,8 @@ class ConsumerRunner:
         self._commit_due(force=True)
 
     def _commit_due(self, *, force: bool) -> None:
+        if self._closed:  # close() committed what was handled before the record in hand
+            return
         self._settle()
         pending = self._pending
         position = self._committable()
@@ -560,18 +571,7 @@ class ConsumerRunner:
         return self._position
 
     def _move(self, position: int) -> PositionMove:
-        """The move to ``position`` with everything pending."""
-        pending = self._pending
-        return PositionMove(
-            self.name,
-            self.holder,
-            position,
-            handled=pending.handled,
-            lease_ttl=self.spec.lease_ttl,
-            parked=tuple(pending.parked),
-            unparked=tuple(pending.unparked),
-            error=pending.error,
-        )
+        return self._pending.move(self.name, self.holder, position, self.spec.lease_ttl)
 
     def _committed(self, position: int) -> None:
         self.stats.position = position
