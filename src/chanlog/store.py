@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from chanlog.appending import AppendPipeline
+from chanlog.appending import AppendPipeline, batch_items, expected_streams
 from chanlog.backends.base import Backend
 from chanlog.backends.capabilities import GroupsCommits
 from chanlog.backends.memory import MemoryBackend
@@ -217,6 +217,7 @@ class EventStore(LogReader):
             self._writable()
         expected: dict[str, int] | None = None
         if expected_version is not None:
+            check_offset("expected_version", expected_version)
             expected = {self._pipeline.primary_stream(event): expected_version}
         pipeline = self._pipeline
         encoded = pipeline.encode((event,), batch=False)
@@ -252,11 +253,10 @@ class EventStore(LogReader):
         """
         if self._closed or self._read_only:
             self._writable()
+        events = batch_items(events)
         if not events and consumer_move is None:
             return []
-        expected = None
-        if expected_versions:
-            expected = {stream.lower(): version for stream, version in expected_versions.items()}
+        expected = expected_streams(expected_versions)
         pipeline = self._pipeline
         encoded = pipeline.encode(events, batch=True)
         if consumer_move is None:

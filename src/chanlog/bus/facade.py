@@ -119,14 +119,7 @@ class Bus:
         Raises:
             InvalidArgument: a malformed pattern.
         """
-        items = list(patterns) if not isinstance(patterns, str) else [patterns]
-        parsed = tuple(
-            item if isinstance(item, SubjectPattern) else SubjectPattern.parse(item)
-            for item in items
-        )
-        if not parsed:
-            parse_patterns([])  # refuses an empty list with the usual message
-        return SubjectFilter(parsed, self.prefix, self.group_of)
+        return SubjectFilter(parse_patterns(patterns), self.prefix, self.group_of)
 
     def decode_remote(
         self, event_type: str, payload: bytes, offset: int, event_id: str, chain_hash: str
