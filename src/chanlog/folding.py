@@ -17,6 +17,7 @@ from chanlog.checkpoints import EntityCheckpoints
 from chanlog.errors import (
     ChanlogError,
     IntegrityError,
+    InvalidArgument,
     InvalidTransition,
     NotFound,
     PluginError,
@@ -111,9 +112,16 @@ class InlineProjections:
         self.folded = record.offset + 1
         self.chain.passed(record.offset, record.chain_hash)
 
+    def find(self, name: str) -> Projection | None:
+        """The projection ``name`` (``None``: not enabled); :class:`InvalidArgument` when
+        ``name`` is not a string."""
+        if type(name) is not str:
+            raise InvalidArgument(f"a projection name must be a string, got {name!r}")
+        return self.by_name.get(name)
+
     def get(self, name: str) -> Projection:
         """The projection ``name``; :class:`~chanlog.errors.NotFound` when not enabled."""
-        found = self.by_name.get(name)
+        found = self.find(name)
         if found is None:
             enabled = ", ".join(sorted(self.by_name)) or "none"
             raise NotFound(f"projection {name!r} is not enabled (enabled: {enabled})")

@@ -218,11 +218,14 @@ class LogReader:
         return self._backend.stream_version(_stream_key(entity_id))
 
     def get(self, event_id: str) -> RecordedEvent:
-        """The record with this event id; :class:`NotFound` when absent."""
+        """The record with this event id; :class:`NotFound` when absent,
+        :class:`InvalidArgument` when ``event_id`` is not 32 bytes in hex."""
         try:
             raw = bytes.fromhex(event_id.removeprefix("0x"))
         except (ValueError, AttributeError):
-            raise InvalidArgument(f"not an event id: {event_id!r}") from None
+            raw = b""
+        if len(raw) != 32:
+            raise InvalidArgument(f"not an event id ('0x' + 64 hex digits): {event_id!r}")
         offset = self._backend.find(raw)
         if offset is None:
             raise NotFound(f"no event with id {event_id}")

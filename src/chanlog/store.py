@@ -165,7 +165,7 @@ class EventStore(LogReader):
 
     def inline_projection(self, name: str) -> Projection | None:
         """The projection ``name`` if this store folds it inline, else ``None``."""
-        return self._inline.by_name.get(name)
+        return self._inline.find(name)
 
     def projection_versions(self) -> dict[str, int]:
         """Name → schema version of the inline projections."""

@@ -151,3 +151,14 @@ def test_replay_and_drop_take_offsets_from_a_generator(store: EventStore) -> Non
     assert consumers.replay("parking", (offset for offset in (0, 1))) == 2
     assert consumers.drop("parking", (offset for offset in (1, 2))) == 2
     assert [record.offset for record in consumers.parked("parking")] == [0]
+
+
+@pytest.mark.parametrize("event_id", ["", "0x", "0xab", "0x" + "ab" * 33, "ab" * 31, 7, None])
+def test_get_refuses_what_is_not_an_event_id(store: EventStore, event_id: Any) -> None:
+    refused(lambda: store.get(event_id), "event id")
+
+
+@pytest.mark.parametrize("name", [[], ["objective"], {"objective": 1}])
+def test_projection_refuses_a_name_that_is_not_a_string(store: EventStore, name: Any) -> None:
+    refused(lambda: store.projection(name), "projection name")
+    refused(lambda: store.inline_projection(name), "projection name")
