@@ -36,7 +36,7 @@ from chanlog.projections.base import (
 from chanlog.reading import EventDecoder
 from chanlog.records import Head, RecordedEvent, StoredRecord
 
-__all__ = ["InlineProjections", "WriteStage", "instantiate_projection"]
+__all__ = ["InlineProjections", "WriteStage", "instantiate_projection", "projection_names"]
 
 
 def instantiate_projection(host: PluginHost, name: str) -> Projection:
@@ -49,6 +49,23 @@ def instantiate_projection(host: PluginHost, name: str) -> Projection:
     """
     projection: Projection = host.checked_lookup("projections", name)()
     return projection
+
+
+def projection_names(host: PluginHost, names: object) -> list[str]:
+    """The names of the projections to fold inline (``None``: every registered one).
+
+    Raises:
+        InvalidArgument: ``names`` is not a list of names.
+    """
+    if names is None:
+        return list(host.projections)
+    if isinstance(names, str | bytes) or not isinstance(names, Iterable):
+        raise InvalidArgument(f"projections must be a list of projection names, got {names!r}")
+    listed = list(names)
+    for name in listed:
+        if type(name) is not str:
+            raise InvalidArgument(f"projections must be names (strings), got {name!r}")
+    return listed
 
 
 class InlineProjections:

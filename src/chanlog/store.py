@@ -20,7 +20,7 @@ from chanlog.delivery import Delivery
 from chanlog.errors import ChanlogError, StorageError
 from chanlog.events.base import Event
 from chanlog.exact_append import write_at
-from chanlog.folding import InlineProjections, instantiate_projection
+from chanlog.folding import InlineProjections, instantiate_projection, projection_names
 from chanlog.lifecycle import closing, opened
 from chanlog.plugins.host import PluginHost, default_host
 from chanlog.projections.base import Projection
@@ -89,7 +89,7 @@ class EventStore(LogReader):
         serializer = resolve_serializer(serializer, self._host.checked_lookup)
         super().__init__(backend, EventDecoder(self._host, serializer))
         check_serializer(backend, serializer, writable=not read_only)
-        names = list(self._host.projections) if projections is None else list(projections)
+        names = projection_names(self._host, projections)
         self._inline = InlineProjections(self._host, names, self._checkpoints)
         self._pipeline = AppendPipeline(self._decoder, self._inline)
         self._lock = threading.RLock()

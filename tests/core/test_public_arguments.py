@@ -162,3 +162,26 @@ def test_get_refuses_what_is_not_an_event_id(store: EventStore, event_id: Any) -
 def test_projection_refuses_a_name_that_is_not_a_string(store: EventStore, name: Any) -> None:
     refused(lambda: store.projection(name), "projection name")
     refused(lambda: store.inline_projection(name), "projection name")
+
+
+@pytest.mark.parametrize("limit", [-1, 1.5, "3", True, float("nan")])
+def test_run_once_refuses_a_limit_that_is_not_a_count(store: EventStore, limit: Any) -> None:
+    with store.bus.consumer("counting", lambda record: None) as runner:
+        refused(lambda: runner.run_once(limit=limit), "limit")
+    assert store.bus.consumers.state("counting").position == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"serializer": 1}, "serializer"),
+        ({"serializer": ["json"]}, "serializer"),
+        ({"projections": 1}, "projections"),
+        ({"projections": "objective"}, "projections"),
+        ({"projections": [1]}, "projections"),
+        ({"broker_options": 1}, "broker_options"),
+        ({"broker_options": "url"}, "broker_options"),
+    ],
+)
+def test_a_store_refuses_options_of_the_wrong_type(options: dict[str, Any], named: str) -> None:
+    refused(lambda: EventStore(**options), named)

@@ -24,7 +24,7 @@ from chanlog.bus.subjects import (
     parse_patterns,
     subject_of,
 )
-from chanlog.errors import DecodeError, IntegrityError
+from chanlog.errors import DecodeError, IntegrityError, InvalidArgument
 from chanlog.events.base import Event
 from chanlog.plugins.host import PluginHost
 from chanlog.records import PositionMove, RecordedEvent
@@ -91,6 +91,8 @@ class Bus:
     ) -> None:
         self._store = store
         self._host: PluginHost = store.plugins
+        if options is not None and not isinstance(options, Mapping):
+            raise InvalidArgument(f"broker_options must be a mapping, got {options!r}")
         self.prefix = check_prefix(DEFAULT_PREFIX if prefix is None else prefix)
         """The subject prefix of this node's records."""
         self.context = BusContext(
