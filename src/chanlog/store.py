@@ -205,7 +205,7 @@ class EventStore(LogReader):
 
         Args:
             expected_version: when given, the number of events the event's primary stream
-                must hold before this append (0: the entity must be new).
+                must hold before this append (0: new): an int >= 0, else InvalidArgument.
 
         Raises:
             InvalidEvent: not a registered event type.
@@ -241,13 +241,13 @@ class EventStore(LogReader):
         Items may be events or ``{"type", "payload"}`` envelopes (decoded strictly).
 
         Args:
-            expected_versions: entity id → number of events its stream must hold before the
-                batch.
+            expected_versions: entity id → events its stream must hold before it (ints >= 0).
             consumer_move: a durable consumer's move committed with the events (what a
                 runner passes for a handler that returned events; see
                 :meth:`chanlog.bus.Bus.mover`).
 
         Raises:
+            InvalidArgument: ``events`` is not a sequence, or a bad ``expected_versions``.
             InvalidEvent, InvalidTransition: naming the index of the first failing event.
             ConcurrencyError: a stream's version does not match.
         """

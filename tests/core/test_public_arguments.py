@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chanlog import EventStore, InvalidArgument
 from chanlog.backends.sqlite import SqliteBackend
@@ -185,3 +187,32 @@ def test_run_once_refuses_a_limit_that_is_not_a_count(store: EventStore, limit: 
 )
 def test_a_store_refuses_options_of_the_wrong_type(options: dict[str, Any], named: str) -> None:
     refused(lambda: EventStore(**options), named)
+
+
+NOT_A_COUNT = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(max_value=-1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=3),
+    st.lists(st.integers(min_value=0), max_size=2),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(version=NOT_A_COUNT, offset=NOT_A_COUNT)
+def test_no_count_but_an_int_from_zero_is_taken(version: Any, offset: Any) -> None:
+    with EventStore(projections=[]) as store:
+        store.append_batch(sample_events(2))
+        stream = "0x" + "ab" * 32
+        refused(
+            lambda: store.append_batch([message_sent(9)], expected_versions={stream: version}),
+            "expected_versions",
+        )
+        if version is not None:  # append's "no expectation"
+            refused(
+                lambda: store.append(message_sent(9), expected_version=version), "expected_version"
+            )
+        refused(lambda: store.stream_events(stream, offset), "start")
+        refused(lambda: store.bus.consumers.replay("none", [offset]), "offsets")
+        assert len(store) == 2
