@@ -8,7 +8,7 @@ new records to delivery.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -19,6 +19,7 @@ from chanlog.backends.capabilities import appends_unless_known, finds_many
 from chanlog.errors import (
     ConcurrencyError,
     DecodeError,
+    InvalidArgument,
     InvalidEvent,
     InvalidTransition,
     PluginError,
@@ -26,10 +27,54 @@ from chanlog.errors import (
 from chanlog.events.base import Event
 from chanlog.folding import InlineProjections, WriteStage
 from chanlog.hashing import chain_next
-from chanlog.reading import EventDecoder
+from chanlog.reading import EventDecoder, check_offset
 from chanlog.records import Head, RecordedEvent, StoredRecord
 
-__all__ = ["AppendPipeline", "AppendRequest", "CommitResult", "Encoded", "Work"]
+__all__ = [
+    "AppendPipeline",
+    "AppendRequest",
+    "CommitResult",
+    "Encoded",
+    "Work",
+    "batch_items",
+    "expected_streams",
+]
+
+
+def batch_items(events: object) -> Sequence[Any]:
+    """The items of a batch as a sequence (a generator read once).
+
+    Raises:
+        InvalidArgument: ``events`` is not a sequence of events: one event, one envelope,
+            a string, ``None`` or anything not iterable.
+    """
+    if isinstance(events, list | tuple):
+        return events
+    if isinstance(events, Event | Mapping | str | bytes) or not isinstance(events, Iterable):
+        raise InvalidArgument(
+            f"events must be a sequence of events or envelopes, got {type(events).__name__}"
+        )
+    return list(events)
+
+
+def expected_streams(versions: Mapping[str, int] | None) -> dict[str, int] | None:
+    """``expected_versions`` checked, its entity ids lowercased (``None`` when empty).
+
+    Raises:
+        InvalidArgument: a key that is not an entity id string, or a version that is not
+            an int >= 0.
+    """
+    if not versions:
+        return None
+    checked: dict[str, int] = {}
+    for stream, version in versions.items():
+        if type(stream) is not str:
+            raise InvalidArgument(
+                f"expected_versions: an entity id must be a string, got {stream!r}"
+            )
+        check_offset(f"expected_versions[{stream!r}]", version)
+        checked[stream.lower()] = version
+    return checked
 
 
 class Encoded(NamedTuple):

@@ -17,6 +17,7 @@ from chanlog.checkpoints import EntityCheckpoints
 from chanlog.errors import (
     ChanlogError,
     IntegrityError,
+    InvalidArgument,
     InvalidTransition,
     NotFound,
     PluginError,
@@ -35,7 +36,7 @@ from chanlog.projections.base import (
 from chanlog.reading import EventDecoder
 from chanlog.records import Head, RecordedEvent, StoredRecord
 
-__all__ = ["InlineProjections", "WriteStage", "instantiate_projection"]
+__all__ = ["InlineProjections", "WriteStage", "instantiate_projection", "projection_names"]
 
 
 def instantiate_projection(host: PluginHost, name: str) -> Projection:
@@ -48,6 +49,23 @@ def instantiate_projection(host: PluginHost, name: str) -> Projection:
     """
     projection: Projection = host.checked_lookup("projections", name)()
     return projection
+
+
+def projection_names(host: PluginHost, names: object) -> list[str]:
+    """The names of the projections to fold inline (``None``: every registered one).
+
+    Raises:
+        InvalidArgument: ``names`` is not a list of names.
+    """
+    if names is None:
+        return list(host.projections)
+    if isinstance(names, str | bytes) or not isinstance(names, Iterable):
+        raise InvalidArgument(f"projections must be a list of projection names, got {names!r}")
+    listed = list(names)
+    for name in listed:
+        if type(name) is not str:
+            raise InvalidArgument(f"projections must be names (strings), got {name!r}")
+    return listed
 
 
 class InlineProjections:
@@ -111,9 +129,16 @@ class InlineProjections:
         self.folded = record.offset + 1
         self.chain.passed(record.offset, record.chain_hash)
 
+    def find(self, name: str) -> Projection | None:
+        """The projection ``name`` (``None``: not enabled); :class:`InvalidArgument` when
+        ``name`` is not a string."""
+        if type(name) is not str:
+            raise InvalidArgument(f"a projection name must be a string, got {name!r}")
+        return self.by_name.get(name)
+
     def get(self, name: str) -> Projection:
         """The projection ``name``; :class:`~chanlog.errors.NotFound` when not enabled."""
-        found = self.by_name.get(name)
+        found = self.find(name)
         if found is None:
             enabled = ", ".join(sorted(self.by_name)) or "none"
             raise NotFound(f"projection {name!r} is not enabled (enabled: {enabled})")

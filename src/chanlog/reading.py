@@ -27,6 +27,16 @@ def check_offset(name: str, value: object) -> None:
         raise InvalidArgument(f"{name} must be a non-negative int, got {value!r}")
 
 
+def _stream_key(entity_id: object, start: object = 0, end: object = None) -> str:
+    """The stream of ``entity_id`` as the backends key it, its bounds checked."""
+    if type(entity_id) is not str:
+        raise InvalidArgument(f"entity_id must be a string, got {type(entity_id).__name__}")
+    check_offset("start", start)
+    if end is not None:
+        check_offset("end", end)
+    return entity_id.lower()
+
+
 class EventDecoder:
     """Turns stored payloads into events of the types the plugins registered (picking up
     plugins added later)."""
@@ -198,25 +208,24 @@ class LogReader:
     ) -> Iterator[RecordedEvent]:
         """The records of one entity (objective, channel or message), in offset order,
         optionally limited to offsets ``[start, end)``. Reads only that entity's records."""
-        if type(entity_id) is not str:
-            raise InvalidArgument(f"entity_id must be a string, got {type(entity_id).__name__}")
-        check_offset("start", start)
-        if end is not None:
-            check_offset("end", end)
+        key = _stream_key(entity_id, start, end)
         record = self._decoder.record
-        for stored in self._backend.read_stream(entity_id.lower(), start, end):
+        for stored in self._backend.read_stream(key, start, end):
             yield record(stored)
 
     def stream_version(self, entity_id: str) -> int:
         """How many events the entity's stream holds (what ``expected_version`` compares)."""
-        return self._backend.stream_version(entity_id.lower())
+        return self._backend.stream_version(_stream_key(entity_id))
 
     def get(self, event_id: str) -> RecordedEvent:
-        """The record with this event id; :class:`NotFound` when absent."""
+        """The record with this event id; :class:`NotFound` when absent,
+        :class:`InvalidArgument` when ``event_id`` is not 32 bytes in hex."""
         try:
             raw = bytes.fromhex(event_id.removeprefix("0x"))
         except (ValueError, AttributeError):
-            raise InvalidArgument(f"not an event id: {event_id!r}") from None
+            raw = b""
+        if len(raw) != 32:
+            raise InvalidArgument(f"not an event id ('0x' + 64 hex digits): {event_id!r}")
         offset = self._backend.find(raw)
         if offset is None:
             raise NotFound(f"no event with id {event_id}")
@@ -226,8 +235,14 @@ class LogReader:
         self, entity_id: str, start: int = 0, end: int | None = None
     ) -> Iterator[tuple[int, Event]]:
         """Like :meth:`read_stream`, as ``(offset, event)`` pairs: the lean path that
-        reconstruction folds over (an event's id is computed only if it is asked for)."""
-        key = entity_id.lower()
+        reconstruction folds over (an event's id is computed only if it is asked for).
+
+        Raises:
+            InvalidArgument: as :meth:`read_stream`, before the first pair is asked for.
+        """
+        return self._stream_events(_stream_key(entity_id, start, end), start, end)
+
+    def _stream_events(self, key: str, start: int, end: int | None) -> Iterator[tuple[int, Event]]:
         event_of = self._decoder.event_of
         lean = self._stream_payloads
         if lean is not None:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from chanlog.errors import DecodeError
+from chanlog.errors import DecodeError, InvalidArgument
 
 __all__ = ["JsonSerializer", "Serializer", "resolve_serializer"]
 
@@ -58,8 +58,16 @@ def resolve_serializer(
     value: Serializer | str | None, lookup: Callable[[str, str], Any]
 ) -> Serializer:
     """``value`` itself, or the serializer registered under that name (``None``: ``"json"``),
-    found with a plugin host's ``lookup``."""
+    found with a plugin host's ``lookup``.
+
+    Raises:
+        InvalidArgument: ``value`` is neither a name nor has ``dumps`` and ``loads``.
+    """
     if value is None or isinstance(value, str):
         instance: Serializer = lookup("serializers", value or "json")()
         return instance
+    if not (callable(getattr(value, "dumps", None)) and callable(getattr(value, "loads", None))):
+        raise InvalidArgument(
+            f"serializer must be a serializer name or have dumps() and loads(), got {value!r}"
+        )
     return value

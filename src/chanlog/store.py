@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from chanlog.appending import AppendPipeline
+from chanlog.appending import AppendPipeline, batch_items, expected_streams
 from chanlog.backends.base import Backend
 from chanlog.backends.capabilities import GroupsCommits
 from chanlog.backends.memory import MemoryBackend
@@ -20,7 +20,7 @@ from chanlog.delivery import Delivery
 from chanlog.errors import ChanlogError, StorageError
 from chanlog.events.base import Event
 from chanlog.exact_append import write_at
-from chanlog.folding import InlineProjections, instantiate_projection
+from chanlog.folding import InlineProjections, instantiate_projection, projection_names
 from chanlog.lifecycle import closing, opened
 from chanlog.plugins.host import PluginHost, default_host
 from chanlog.projections.base import Projection
@@ -89,7 +89,7 @@ class EventStore(LogReader):
         serializer = resolve_serializer(serializer, self._host.checked_lookup)
         super().__init__(backend, EventDecoder(self._host, serializer))
         check_serializer(backend, serializer, writable=not read_only)
-        names = list(self._host.projections) if projections is None else list(projections)
+        names = projection_names(self._host, projections)
         self._inline = InlineProjections(self._host, names, self._checkpoints)
         self._pipeline = AppendPipeline(self._decoder, self._inline)
         self._lock = threading.RLock()
@@ -165,7 +165,7 @@ class EventStore(LogReader):
 
     def inline_projection(self, name: str) -> Projection | None:
         """The projection ``name`` if this store folds it inline, else ``None``."""
-        return self._inline.by_name.get(name)
+        return self._inline.find(name)
 
     def projection_versions(self) -> dict[str, int]:
         """Name → schema version of the inline projections."""
@@ -205,7 +205,7 @@ class EventStore(LogReader):
 
         Args:
             expected_version: when given, the number of events the event's primary stream
-                must hold before this append (0: the entity must be new).
+                must hold before this append (0: new): an int >= 0, else InvalidArgument.
 
         Raises:
             InvalidEvent: not a registered event type.
@@ -217,6 +217,7 @@ class EventStore(LogReader):
             self._writable()
         expected: dict[str, int] | None = None
         if expected_version is not None:
+            check_offset("expected_version", expected_version)
             expected = {self._pipeline.primary_stream(event): expected_version}
         pipeline = self._pipeline
         encoded = pipeline.encode((event,), batch=False)
@@ -240,23 +241,22 @@ class EventStore(LogReader):
         Items may be events or ``{"type", "payload"}`` envelopes (decoded strictly).
 
         Args:
-            expected_versions: entity id → number of events its stream must hold before the
-                batch.
+            expected_versions: entity id → events its stream must hold before it (ints >= 0).
             consumer_move: a durable consumer's move committed with the events (what a
                 runner passes for a handler that returned events; see
                 :meth:`chanlog.bus.Bus.mover`).
 
         Raises:
+            InvalidArgument: ``events`` is not a sequence, or a bad ``expected_versions``.
             InvalidEvent, InvalidTransition: naming the index of the first failing event.
             ConcurrencyError: a stream's version does not match.
         """
         if self._closed or self._read_only:
             self._writable()
+        events = batch_items(events)
         if not events and consumer_move is None:
             return []
-        expected = None
-        if expected_versions:
-            expected = {stream.lower(): version for stream, version in expected_versions.items()}
+        expected = expected_streams(expected_versions)
         pipeline = self._pipeline
         encoded = pipeline.encode(events, batch=True)
         if consumer_move is None:

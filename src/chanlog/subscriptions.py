@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import attrs
 
 from chanlog.bus.subjects import SubjectFilter
+from chanlog.errors import InvalidArgument
 from chanlog.records import RecordedEvent
 
 __all__ = ["DeliveryFailure", "Subscription"]
@@ -70,6 +71,10 @@ class Subscription:
         subjects: SubjectFilter | None = None,
         locked: bool = False,
     ) -> None:
+        if not callable(callback):
+            raise InvalidArgument(f"callback must be callable, got {callback!r}")
+        if name is not None and type(name) is not str:
+            raise InvalidArgument(f"name must be a string, got {type(name).__name__}")
         self._reader = reader
         self._on_close = on_close
         self.callback = callback

@@ -311,6 +311,16 @@ def _hold_against(witness: Witness, length: int, chain_at: dict[int, bytes]) -> 
         )
 
 
+def _witnesses(witnesses: object) -> list[Witness]:
+    if isinstance(witnesses, str | bytes) or not isinstance(witnesses, Iterable):
+        raise InvalidArgument(f"witnesses must be a list of heads, got {witnesses!r}")
+    held = list(witnesses)
+    for witness in held:
+        if not isinstance(witness, Witness):
+            raise InvalidArgument(f"witnesses must be heads (Witness), got {witness!r}")
+    return held
+
+
 def verify_log(
     backend: Backend,
     decoder: EventTypes,
@@ -322,8 +332,12 @@ def verify_log(
 
     Raises:
         IntegrityError: naming the first offset that fails (see :class:`VerifyReport`).
+        InvalidArgument: ``progress`` cannot be called, or a witness is not a
+            :class:`~chanlog.records.Witness` (before anything is read).
     """
-    held = list(witnesses)
+    if progress is not None and not callable(progress):
+        raise InvalidArgument(f"progress must be callable, got {progress!r}")
+    held = _witnesses(witnesses)
     if isinstance(backend, RemembersHead):
         remembered = backend.remembered_head()
         if remembered is not None and remembered.length > 0:

@@ -4,7 +4,7 @@ and look at, replay or drop their parked records (what ``chanlog consumers`` doe
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 
@@ -14,6 +14,7 @@ from chanlog.bus.source import BusStore
 from chanlog.bus.spec import check_start
 from chanlog.bus.subjects import SubjectFilter
 from chanlog.errors import InvalidArgument, LeaseHeld, NotFound, StorageError
+from chanlog.reading import check_offset
 from chanlog.records import ConsumerState, ParkedRecord
 
 __all__ = ["ConsumerAdmin", "ConsumerInfo"]
@@ -175,16 +176,28 @@ class ConsumerAdmin:
         self.state(name)
         return self.keeper().parked_records(name)
 
-    def replay(self, name: str, offsets: Sequence[int] | None = None) -> int:
+    def replay(self, name: str, offsets: Iterable[int] | None = None) -> int:
         """Ask the consumer's runner to hand parked records (``None``: all) to its handler
-        again; return how many were marked."""
-        self.state(name)
-        return self.keeper().request_replay(name, offsets)
+        again; return how many were marked.
 
-    def drop(self, name: str, offsets: Sequence[int] | None = None) -> int:
-        """Forget parked records (``None``: all); return how many were dropped."""
+        Raises:
+            NotFound: no such consumer.
+            InvalidArgument: ``offsets`` is not a list of offsets (nothing is marked).
+        """
+        checked = _offsets(offsets)
         self.state(name)
-        return self.keeper().drop_parked(name, offsets)
+        return self.keeper().request_replay(name, checked)
+
+    def drop(self, name: str, offsets: Iterable[int] | None = None) -> int:
+        """Forget parked records (``None``: all); return how many were dropped.
+
+        Raises:
+            NotFound: no such consumer.
+            InvalidArgument: ``offsets`` is not a list of offsets (nothing is dropped).
+        """
+        checked = _offsets(offsets)
+        self.state(name)
+        return self.keeper().drop_parked(name, checked)
 
     def delete(self, name: str) -> None:
         """Remove a consumer and its parked records.
@@ -198,3 +211,15 @@ class ConsumerAdmin:
         # while a runner's lease runs.
         self._reset(name, state.position)
         self.keeper().delete_consumer(name)
+
+
+def _offsets(offsets: object) -> tuple[int, ...] | None:
+    """``offsets`` read once (a backend may walk them twice) and checked."""
+    if offsets is None:
+        return None
+    if isinstance(offsets, str | bytes) or not isinstance(offsets, Iterable):
+        raise InvalidArgument(f"offsets must be a list of offsets (or None: all), got {offsets!r}")
+    checked = tuple(offsets)
+    for offset in checked:
+        check_offset("offsets", offset)
+    return checked

@@ -24,7 +24,7 @@ from chanlog.bus.subjects import (
     parse_patterns,
     subject_of,
 )
-from chanlog.errors import DecodeError, IntegrityError
+from chanlog.errors import DecodeError, IntegrityError, InvalidArgument
 from chanlog.events.base import Event
 from chanlog.plugins.host import PluginHost
 from chanlog.records import PositionMove, RecordedEvent
@@ -91,6 +91,8 @@ class Bus:
     ) -> None:
         self._store = store
         self._host: PluginHost = store.plugins
+        if options is not None and not isinstance(options, Mapping):
+            raise InvalidArgument(f"broker_options must be a mapping, got {options!r}")
         self.prefix = check_prefix(DEFAULT_PREFIX if prefix is None else prefix)
         """The subject prefix of this node's records."""
         self.context = BusContext(
@@ -119,14 +121,7 @@ class Bus:
         Raises:
             InvalidArgument: a malformed pattern.
         """
-        items = list(patterns) if not isinstance(patterns, str) else [patterns]
-        parsed = tuple(
-            item if isinstance(item, SubjectPattern) else SubjectPattern.parse(item)
-            for item in items
-        )
-        if not parsed:
-            parse_patterns([])  # refuses an empty list with the usual message
-        return SubjectFilter(parsed, self.prefix, self.group_of)
+        return SubjectFilter(parse_patterns(patterns), self.prefix, self.group_of)
 
     def decode_remote(
         self, event_type: str, payload: bytes, offset: int, event_id: str, chain_hash: str

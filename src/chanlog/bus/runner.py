@@ -38,6 +38,7 @@ from chanlog.bus.spec import ConsumerSpec
 from chanlog.bus.subjects import SubjectFilter
 from chanlog.errors import ChanlogError, LeaseHeld, StorageError
 from chanlog.failure_log import FailureLog
+from chanlog.reading import check_offset
 from chanlog.records import ConsumerState, ParkedRecord, PositionMove, RecordedEvent
 
 __all__ = ["ConsumerRunner", "new_holder"]
@@ -235,8 +236,6 @@ class ConsumerRunner:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- running ---------------------------------------------------------------------------
-
     def run(self, stop: threading.Event) -> None:
         """Handle records as they come until ``stop`` is set (then finish the record in
         hand, commit the position and give the lease up).
@@ -287,8 +286,9 @@ class ConsumerRunner:
         self._stored.clear()  # start() reads the stored position again
 
     def run_once(self, stop: threading.Event | None = None, limit: int | None = None) -> int:
-        """Handle what the log holds now (at most ``limit`` records examined); return how
-        many records were examined. Commits the position as its policy says."""
+        """Handle what the log holds now (at most ``limit`` records examined, an int >= 0,
+        else InvalidArgument); return how many were examined. Commits as its policy says."""
+        check_offset("limit", 0 if limit is None else limit)
         self.start()
         self._check_lease()
         self._settle()

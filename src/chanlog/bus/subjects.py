@@ -145,17 +145,24 @@ class SubjectPattern:
         return self.text
 
 
-def parse_patterns(patterns: str | Iterable[str] | None) -> tuple[SubjectPattern, ...]:
-    """Parse one pattern or several (``None``: none).
+def parse_patterns(
+    patterns: str | Iterable[str] | Iterable[SubjectPattern] | None,
+) -> tuple[SubjectPattern, ...]:
+    """Parse one pattern or several (``None``: none); parsed ones are kept as they are.
 
     Raises:
-        InvalidArgument: a malformed pattern, or an empty list.
+        InvalidArgument: a malformed pattern, an empty list, or neither a string nor a list.
     """
     if patterns is None:
         return ()
     if isinstance(patterns, str):
         return (SubjectPattern.parse(patterns),)
-    parsed = tuple(SubjectPattern.parse(pattern) for pattern in patterns)
+    if isinstance(patterns, bytes) or not isinstance(patterns, Iterable):
+        raise InvalidArgument(f"subjects must be a pattern or a list of patterns, got {patterns!r}")
+    parsed = tuple(
+        item if isinstance(item, SubjectPattern) else SubjectPattern.parse(item)
+        for item in patterns
+    )
     if not parsed:
         raise InvalidArgument("subjects must name at least one pattern (or be left out)")
     return parsed
