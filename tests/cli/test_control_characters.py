@@ -15,12 +15,11 @@ from hypothesis import strategies as st
 
 from chanlog.bus.worker import WorkerRow
 from chanlog.cli.commands.bus import _plain
-from chanlog.cli.demo_events import OBJECTIVE_ID
 from chanlog.cli.errors import CliError
 from chanlog.cli.output import printable
 from cli.conftest import Run
+from cli.test_text_in_tables import MESSAGE_ID, show_message_with_peer
 
-MESSAGE_ID = "0x" + "ef" * 32
 HOSTILE = "peer\x1b]0;owned\x07\x1b[2J\x9b31m\x7f"
 SHOWN = r"peer\x1b]0;owned\x07\x1b[2J\x9b31m\x7f"
 
@@ -38,18 +37,7 @@ def test_printable_text_holds_no_control_character_and_keeps_the_rest(text: str)
 
 
 def test_show_prints_a_peer_id_s_escape_sequence_as_text(demo_db: Path, run: Run) -> None:
-    sent = {
-        "type": "message-sent",
-        "payload": {
-            "message_id": MESSAGE_ID,
-            "objective_id": OBJECTIVE_ID,
-            "peer_id": HOSTILE,
-            "timestamp_ms": 1,
-        },
-    }
-    assert run("append", orjson.dumps(sent).decode()).exit_code == 0
-    result = run("show", "message", MESSAGE_ID)
-    assert result.exit_code == 0, result.output
+    result = show_message_with_peer(run, HOSTILE)
     assert SHOWN in result.stdout
     assert _controls(result.stdout) == []
     as_json = orjson.loads(run("show", "message", MESSAGE_ID, "--json").stdout)

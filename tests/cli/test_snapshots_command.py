@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -80,17 +81,23 @@ def test_a_snapshot_pruned_while_they_are_listed_is_not_shown(
     assert "1 snapshot(s)" in run("snapshots").output
 
 
+def _snapshot_with_damaged_versions(run: Run, db: Path) -> dict[str, Any]:
+    """Take a snapshot, then edit its row's versions outside chanlog; return what
+    ``snapshot --json`` said of it."""
+    taken: dict[str, Any] = orjson.loads(run("snapshot", "--json").output)
+    edit_database(
+        db, f"UPDATE snapshots SET versions = 'garbage' WHERE position = {taken['offset']}"
+    )
+    return taken
+
+
 def test_a_snapshot_row_with_damaged_versions_is_listed_named_and_replaced(
     run: Run, demo_db: Path
 ) -> None:
     """Every command opens past a row whose versions were edited: ``snapshots`` lists it,
     ``verify`` names it (an integrity failure, not a storage error) and ``snapshot --at``
     replaces it."""
-    taken = orjson.loads(run("snapshot", "--json").output)
-    edit_database(
-        demo_db,
-        f"UPDATE snapshots SET versions = 'garbage' WHERE position = {taken['offset']}",
-    )
+    taken = _snapshot_with_damaged_versions(run, demo_db)
     listed = run("snapshots", "--json")
     assert listed.exit_code == 0, listed.output
     assert [e["offset"] for e in orjson.loads(listed.output)["snapshots"]] == [taken["offset"]]
@@ -106,11 +113,7 @@ def test_a_snapshot_row_with_damaged_versions_is_listed_named_and_replaced(
 def test_stats_opens_past_a_latest_snapshot_row_with_damaged_versions(
     run: Run, demo_db: Path
 ) -> None:
-    taken = orjson.loads(run("snapshot", "--json").output)
-    edit_database(
-        demo_db,
-        f"UPDATE snapshots SET versions = 'garbage' WHERE position = {taken['offset']}",
-    )
+    taken = _snapshot_with_damaged_versions(run, demo_db)
     stats = run("stats", "--json")
     assert stats.exit_code == 0, stats.output
     assert orjson.loads(stats.stdout)["latest_snapshot"] == {

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from click.testing import Result
 
 from chanlog.cli.demo_events import OBJECTIVE_ID
 from cli.conftest import Run
@@ -16,10 +17,8 @@ from cli.conftest import Run
 MESSAGE_ID = "0x" + "cd" * 32
 
 
-@pytest.mark.parametrize("peer_id", ["[/]", "[bold]x[/bold]", "[link=https://example.org]y"])
-def test_show_prints_text_that_looks_like_markup_as_it_is(
-    demo_db: Path, run: Run, peer_id: str
-) -> None:
+def show_message_with_peer(run: Run, peer_id: str) -> Result:
+    """Append a message sent to ``peer_id`` and run ``chanlog show message`` of it."""
     sent = {
         "type": "message-sent",
         "payload": {
@@ -32,7 +31,14 @@ def test_show_prints_text_that_looks_like_markup_as_it_is(
     assert run("append", orjson.dumps(sent).decode()).exit_code == 0
     result = run("show", "message", MESSAGE_ID)
     assert result.exit_code == 0, result.output
-    assert peer_id in result.stdout
+    return result
+
+
+@pytest.mark.parametrize("peer_id", ["[/]", "[bold]x[/bold]", "[link=https://example.org]y"])
+def test_show_prints_text_that_looks_like_markup_as_it_is(
+    demo_db: Path, run: Run, peer_id: str
+) -> None:
+    assert peer_id in show_message_with_peer(run, peer_id).stdout
 
 
 def test_the_run_table_prints_a_last_error_that_looks_like_markup_as_it_is() -> None:

@@ -12,6 +12,15 @@ import chanlog
 from chanlog.errors import ConfigError
 
 
+def _refusal(tmp_path: Path, table: str) -> ConfigError:
+    """The error of loading a configuration file holding ``table``."""
+    config = tmp_path / "node.toml"
+    config.write_text(table)
+    with pytest.raises(ConfigError) as refused:
+        chanlog.load_config(config)
+    return refused.value
+
+
 @pytest.mark.parametrize(
     ("table", "key", "message"),
     [
@@ -39,12 +48,9 @@ from chanlog.errors import ConfigError
 def test_a_missing_naming_key_lists_the_keys_the_table_has(
     tmp_path: Path, table: str, key: str, message: str
 ) -> None:
-    config = tmp_path / "node.toml"
-    config.write_text(table)
-    with pytest.raises(ConfigError) as refused:
-        chanlog.load_config(config)
-    assert str(refused.value) == f"{config}: {message}"
-    assert refused.value.key == key
+    refused = _refusal(tmp_path, table)
+    assert str(refused) == f"{tmp_path / 'node.toml'}: {message}"
+    assert refused.key == key
 
 
 @pytest.mark.parametrize(
@@ -60,11 +66,7 @@ def test_a_missing_naming_key_lists_the_keys_the_table_has(
 def test_an_empty_table_says_only_what_is_required(
     tmp_path: Path, table: str, message: str
 ) -> None:
-    config = tmp_path / "node.toml"
-    config.write_text(table)
-    with pytest.raises(ConfigError) as refused:
-        chanlog.load_config(config)
-    assert str(refused.value) == f"{config}: {message}"
+    assert str(_refusal(tmp_path, table)) == f"{tmp_path / 'node.toml'}: {message}"
 
 
 def test_a_misspelled_option_of_the_snapshot_policy_lists_its_options(tmp_path: Path) -> None:

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from chanlog import EventStore, RecordedEvent
+from chanlog import EventStore
 from chanlog.backends.base import Backend
 from chanlog.backends.memory import MemoryBackend
 from chanlog.backends.sqlite import SqliteBackend
 from chanlog.errors import ChanlogError
 from chanlog_samples import make_signed, thread_channel, thread_channels_created
-from closing_midway import close_as_it_encodes
+from closing_midway import an_append_under_way_as_the_store_closes_is_refused
 
 THREADS = 8
 TURNS = 60
@@ -41,18 +41,7 @@ def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
 def test_an_append_under_way_as_the_store_closes_is_refused_and_writes_nothing(
     reopen: Opener, monkeypatch: pytest.MonkeyPatch, batch: bool
 ) -> None:
-    store = EventStore(reopen())
-    store.append_batch(thread_channels_created(1))
-    delivered: list[RecordedEvent] = []
-    store.subscribe(delivered.append)
-    close_as_it_encodes(store, monkeypatch)
-    event = make_signed(0, thread_channel(0))
-    with pytest.raises(ChanlogError, match="the store is closed"):
-        store.append_batch([event]) if batch else store.append(event)
-    assert store.closed
-    with EventStore(reopen()) as again:
-        assert len(again) == 1
-    assert delivered == []
+    an_append_under_way_as_the_store_closes_is_refused(reopen, monkeypatch, batch=batch)
 
 
 def test_eight_threads_appending_while_the_store_closes(reopen: Opener) -> None:
