@@ -8,12 +8,13 @@ new records to delivery.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import orjson
 
 from chanlog import codec, fields, payloads
+from chanlog.arguments import items_once
 from chanlog.backends.base import WriteTransaction
 from chanlog.backends.capabilities import appends_unless_known, finds_many
 from chanlog.errors import (
@@ -50,11 +51,11 @@ def batch_items(events: object) -> Sequence[Any]:
     """
     if isinstance(events, list | tuple):
         return events
-    if isinstance(events, Event | Mapping | str | bytes) or not isinstance(events, Iterable):
-        raise InvalidArgument(
-            f"events must be a sequence of events or envelopes, got {type(events).__name__}"
-        )
-    return list(events)
+    return items_once(
+        events,
+        lambda: f"events must be a sequence of events or envelopes, got {type(events).__name__}",
+        single=(Event, Mapping),
+    )
 
 
 def expected_streams(versions: Mapping[str, int] | None) -> dict[str, int] | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from chanlog.arguments import items_once
 from chanlog.backends.base import Backend
 from chanlog.checkpoints import EntityCheckpoints
 from chanlog.errors import (
@@ -59,9 +60,9 @@ def projection_names(host: PluginHost, names: object) -> list[str]:
     """
     if names is None:
         return list(host.projections)
-    if isinstance(names, str | bytes) or not isinstance(names, Iterable):
-        raise InvalidArgument(f"projections must be a list of projection names, got {names!r}")
-    listed = list(names)
+    listed = items_once(
+        names, lambda: f"projections must be a list of projection names, got {names!r}"
+    )
     for name in listed:
         if type(name) is not str:
             raise InvalidArgument(f"projections must be names (strings), got {name!r}")

@@ -17,6 +17,7 @@ from typing import Any, Protocol, cast
 import attrs
 import orjson
 
+from chanlog.arguments import items_once
 from chanlog.backends.base import Backend
 from chanlog.backends.capabilities import ExposesStreamIndex, RemembersHead
 from chanlog.codec import canonical_json_of_payload
@@ -312,9 +313,7 @@ def _hold_against(witness: Witness, length: int, chain_at: dict[int, bytes]) -> 
 
 
 def _witnesses(witnesses: object) -> list[Witness]:
-    if isinstance(witnesses, str | bytes) or not isinstance(witnesses, Iterable):
-        raise InvalidArgument(f"witnesses must be a list of heads, got {witnesses!r}")
-    held = list(witnesses)
+    held = items_once(witnesses, lambda: f"witnesses must be a list of heads, got {witnesses!r}")
     for witness in held:
         if not isinstance(witness, Witness):
             raise InvalidArgument(f"witnesses must be heads (Witness), got {witness!r}")

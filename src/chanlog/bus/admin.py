@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 
+from chanlog.arguments import items_once
 from chanlog.backends.consumer_store import KeepsConsumers, ReadsConsumerClock, lease_running
 from chanlog.bus.lease import holder_gone, release_if_gone
 from chanlog.bus.source import BusStore
@@ -217,9 +218,11 @@ def _offsets(offsets: object) -> tuple[int, ...] | None:
     """``offsets`` read once (a backend may walk them twice) and checked."""
     if offsets is None:
         return None
-    if isinstance(offsets, str | bytes) or not isinstance(offsets, Iterable):
-        raise InvalidArgument(f"offsets must be a list of offsets (or None: all), got {offsets!r}")
-    checked = tuple(offsets)
+    checked = tuple(
+        items_once(
+            offsets, lambda: f"offsets must be a list of offsets (or None: all), got {offsets!r}"
+        )
+    )
     for offset in checked:
         check_offset("offsets", offset)
     return checked

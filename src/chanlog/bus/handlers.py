@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
+from chanlog.arguments import items_once
 from chanlog.errors import InvalidArgument
 from chanlog.events.base import Event
 from chanlog.records import RecordedEvent
@@ -188,13 +189,16 @@ class HandlerCall:
             result = self._run(result)
             if result is None:
                 return []
-        if isinstance(result, Event | Mapping | str | bytes) or not isinstance(result, Iterable):
-            raise InvalidArgument(
+        items = items_once(
+            result,
+            lambda: (
                 f"handler {self.name} returned {type(result).__name__}: a handler returns "
                 "None or a list of the events to append"
-            )
+            ),
+            single=(Event, Mapping),
+        )
         appends: Appends = []
-        for item in result:
+        for item in items:
             if not isinstance(item, Event | Mapping):
                 raise InvalidArgument(
                     f"handler {self.name} returned a {type(item).__name__} among the events "

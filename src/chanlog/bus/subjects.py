@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from chanlog.arguments import items_once
 from chanlog.errors import InvalidArgument
 from chanlog.records import RecordedEvent
 
@@ -157,11 +158,11 @@ def parse_patterns(
         return ()
     if isinstance(patterns, str):
         return (SubjectPattern.parse(patterns),)
-    if isinstance(patterns, bytes) or not isinstance(patterns, Iterable):
-        raise InvalidArgument(f"subjects must be a pattern or a list of patterns, got {patterns!r}")
+    listed = items_once(
+        patterns, lambda: f"subjects must be a pattern or a list of patterns, got {patterns!r}"
+    )
     parsed = tuple(
-        item if isinstance(item, SubjectPattern) else SubjectPattern.parse(item)
-        for item in patterns
+        item if isinstance(item, SubjectPattern) else SubjectPattern.parse(item) for item in listed
     )
     if not parsed:
         raise InvalidArgument("subjects must name at least one pattern (or be left out)")
